@@ -1,0 +1,405 @@
+//! huddle signaling protocol: the JSON messages exchanged over the WebSocket
+//! between a participant and the signaling service.
+//!
+//! Every message is a JSON object with a `"type"` field naming the variant in
+//! `snake_case`; the other fields are the variant's. The full protocol, with
+//! examples and the meaning of every error code, is in `docs/signaling.md`.
+//!
+//! Each participant has two peer connections to the SFU, so that offers never
+//! cross (no glare):
+//! - the **publisher** connection, where the client offers and the server answers;
+//! - the **subscriber** connection, where the server offers (again every time the
+//!   set of tracks the participant receives changes) and the client answers.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+/// Largest signaling message, in bytes, the server accepts. Larger ones are
+/// refused with [`ErrorCode::MessageTooLarge`].
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Which of a participant's two peer connections a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcRole {
+    /// The connection the participant sends media on (client offers).
+    Publisher,
+    /// The connection the participant receives media on (server offers).
+    Subscriber,
+}
+
+/// Kind of a media track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Audio (Opus).
+    Audio,
+    /// Video (VP8 or H.264).
+    Video,
+}
+
+/// A trickle ICE candidate, in the shape of the browser's `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IceCandidate {
+    /// The `candidate:` attribute line (without the `a=` prefix).
+    pub candidate: String,
+    /// The media stream identification tag the candidate belongs to.
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// The index of the m-line the candidate belongs to.
+    #[serde(
+        rename = "sdpMLineIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    /// The ICE username fragment the candidate belongs to.
+    #[serde(
+        rename = "usernameFragment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username_fragment: Option<String>,
+}
+
+/// A published track as other participants see it.
+///
+/// On the subscriber connection the track arrives with the publisher's
+/// participant id as its media stream id (`msid`) and [`TrackInfo::id`] as its
+/// track id, so a client can tell whose track is whose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Track id, unique within the room.
+    pub id: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Codec MIME type, e.g. `audio/opus`, `video/VP8`.
+    pub mime_type: String,
+    /// Whether the publisher has muted it.
+    #[serde(default)]
+    pub muted: bool,
+    /// The track id the publisher's own peer connection gave it (its SDP
+    /// `msid`), so a publisher can tell which of its tracks this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_track_id: Option<String>,
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Server-assigned id, unique within the server's lifetime.
+    pub id: String,
+    /// The identity from the participant's token.
+    pub identity: String,
+    /// Tracks the participant publishes.
+    #[serde(default)]
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// Messages a client sends to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection: join the room the token grants.
+    Join {
+        /// Signed access token (JWT). A missing token reads as empty and is
+        /// refused with [`ErrorCode::TokenMissing`].
+        #[serde(default)]
+        token: String,
+    },
+    /// SDP offer for the publisher connection (first one or a renegotiation).
+    Offer {
+        /// Session description.
+        sdp: String,
+    },
+    /// SDP answer to the server's subscriber-connection offer.
+    Answer {
+        /// Session description.
+        sdp: String,
+    },
+    /// A trickle ICE candidate of the client's.
+    Candidate {
+        /// Which connection it belongs to.
+        pc: PcRole,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// Mute or unmute one of the client's published tracks.
+    Mute {
+        /// Track id as announced in `track_published`.
+        track_id: String,
+        /// New state.
+        muted: bool,
+    },
+    /// Keep-alive; the server answers `pong`.
+    Ping,
+    /// Leave the room; the server closes the connection afterwards.
+    Leave,
+}
+
+/// Messages the server sends to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join succeeded.
+    Joined {
+        /// The room joined.
+        room: String,
+        /// This participant as others see it.
+        participant: ParticipantInfo,
+        /// Everyone else already in the room.
+        others: Vec<ParticipantInfo>,
+        /// Whether the token allows publishing.
+        can_publish: bool,
+        /// Whether the token allows subscribing.
+        can_subscribe: bool,
+    },
+    /// SDP answer for the client's publisher-connection offer.
+    Answer {
+        /// Session description.
+        sdp: String,
+    },
+    /// SDP offer for the subscriber connection; the client must answer.
+    Offer {
+        /// Session description.
+        sdp: String,
+    },
+    /// A trickle ICE candidate of the server's.
+    Candidate {
+        /// Which connection it belongs to.
+        pc: PcRole,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// Someone joined the room.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone left, disconnected or timed out.
+    ParticipantLeft {
+        /// Who.
+        participant_id: String,
+    },
+    /// A participant (possibly this one) published a track.
+    TrackPublished {
+        /// Publisher.
+        participant_id: String,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A participant's track went away.
+    TrackUnpublished {
+        /// Publisher.
+        participant_id: String,
+        /// Track id.
+        track_id: String,
+    },
+    /// A participant muted or unmuted a track.
+    MuteChanged {
+        /// Publisher.
+        participant_id: String,
+        /// Track id.
+        track_id: String,
+        /// New state.
+        muted: bool,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// Something went wrong; see [`ErrorCode`].
+    Error {
+        /// Stable machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+/// Stable error codes of the signaling protocol (see `docs/signaling.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No token was given.
+    TokenMissing,
+    /// The token is not a well-formed JWT or its signature does not verify.
+    TokenInvalid,
+    /// The token has expired.
+    TokenExpired,
+    /// The token grants a different room than the one asked for.
+    WrongRoom,
+    /// The token does not grant the right needed (publish or subscribe).
+    Forbidden,
+    /// The message is not valid JSON or lacks required fields.
+    BadMessage,
+    /// The message type is not known.
+    UnknownType,
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    MessageTooLarge,
+    /// An SDP offer or answer did not parse or could not be applied.
+    BadSdp,
+    /// An ICE candidate did not parse or could not be applied.
+    BadCandidate,
+    /// The message needs a joined session and there is none.
+    NotJoined,
+    /// `join` was sent twice on one connection.
+    AlreadyJoined,
+    /// The named track does not exist or is not this participant's.
+    UnknownTrack,
+    /// The client sends faster than the server accepts.
+    RateLimited,
+    /// The server failed; the message was not applied.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::TokenMissing => "token_missing",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::WrongRoom => "wrong_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::BadSdp => "bad_sdp",
+            ErrorCode::BadCandidate => "bad_candidate",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::UnknownTrack => "unknown_track",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a text frame could not be read as a [`ClientMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// `bad_message`, `unknown_type` or `message_too_large`.
+    pub code: ErrorCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Parse a client text frame, telling an unknown `type` apart from malformed JSON.
+pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError {
+            code: ErrorCode::MessageTooLarge,
+            message: format!(
+                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
+                text.len()
+            ),
+        });
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError {
+        code: ErrorCode::BadMessage,
+        message: format!("not valid JSON: {e}"),
+    })?;
+    let ty = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| DecodeError {
+            code: ErrorCode::BadMessage,
+            message: "message must be a JSON object with a string \"type\" field".into(),
+        })?;
+    const KNOWN: &[&str] = &[
+        "join",
+        "offer",
+        "answer",
+        "candidate",
+        "mute",
+        "ping",
+        "leave",
+    ];
+    if !KNOWN.contains(&ty.as_str()) {
+        return Err(DecodeError {
+            code: ErrorCode::UnknownType,
+            message: format!("unknown message type {ty:?}"),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| DecodeError {
+        code: ErrorCode::BadMessage,
+        message: format!("invalid {ty:?} message: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_tagged_json() {
+        let m = ClientMessage::Candidate {
+            pc: PcRole::Subscriber,
+            candidate: IceCandidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+            },
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert!(s.contains(r#""type":"candidate""#), "{s}");
+        assert!(s.contains(r#""pc":"subscriber""#), "{s}");
+        assert!(s.contains(r#""sdpMid":"0""#), "{s}");
+        assert_eq!(decode_client_message(&s).unwrap(), m);
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(
+            decode_client_message("{not json").unwrap_err().code,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            decode_client_message(r#"{"type":"teleport"}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            decode_client_message(r#"{"type":"offer"}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            decode_client_message(r#"[1,2]"#).unwrap_err().code,
+            ErrorCode::BadMessage
+        );
+        let big = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(
+            decode_client_message(&big).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+    }
+
+    #[test]
+    fn error_code_wire_names_match_serde() {
+        for c in [
+            ErrorCode::TokenExpired,
+            ErrorCode::WrongRoom,
+            ErrorCode::BadSdp,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The handle the signaling service uses to drive the SFU, and the events the
+//! SFU reports back.
+
+use crate::error::SfuError;
+use crate::ids::{ParticipantId, RoomId};
+use huddle_proto::{IceCandidate, PcRole, TrackInfo};
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, oneshot};
+
+/// Events the SFU reports to the signaling service.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SfuEvent {
+    /// A (re)offer for the participant's subscriber connection; send it to the
+    /// client, which answers with [`Sfu::subscriber_answer`].
+    SubscriberOffer {
+        /// Whose connection.
+        participant: ParticipantId,
+        /// Session description.
+        sdp: String,
+    },
+    /// A server ICE candidate for one of the participant's connections.
+    Candidate {
+        /// Whose connection.
+        participant: ParticipantId,
+        /// Which connection.
+        pc: PcRole,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// The participant's publisher connection started receiving a track.
+    TrackPublished {
+        /// Room.
+        room: RoomId,
+        /// Publisher.
+        participant: ParticipantId,
+        /// Track as others will see it.
+        track: TrackInfo,
+    },
+    /// A published track went away.
+    TrackUnpublished {
+        /// Room.
+        room: RoomId,
+        /// Publisher.
+        participant: ParticipantId,
+        /// Track id.
+        track_id: String,
+    },
+    /// The participant's connections failed or stopped answering (ICE consent,
+    /// DTLS close), or never came up; the SFU has already dropped it.
+    ParticipantGone {
+        /// Room.
+        room: RoomId,
+        /// Who.
+        participant: ParticipantId,
+        /// Why, for logs.
+        reason: String,
+    },
+}
+
+/// The receiving end of [`SfuEvent`]s.
+pub type SfuEvents = mpsc::UnboundedReceiver<SfuEvent>;
+
+/// Counts of what the SFU holds, for tests, metrics and the REST API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    /// Participants known to the SFU.
+    pub participants: usize,
+    /// Peer connections alive (two per participant at most).
+    pub connections: usize,
+    /// Published tracks being forwarded.
+    pub tracks: usize,
+    /// Entries in the source-address demux table.
+    pub addresses: usize,
+    /// RTP packets received from publishers.
+    pub rtp_in: u64,
+    /// RTP packets sent to subscribers.
+    pub rtp_out: u64,
+    /// Datagrams that matched no connection or did not parse.
+    pub dropped_datagrams: u64,
+}
+
+/// Rights a participant has in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights {
+    /// May send media.
+    pub publish: bool,
+    /// May receive media.
+    pub subscribe: bool,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+/// Commands from the handle to the driver task.
+pub(crate) enum Command {
+    Add {
+        room: RoomId,
+        participant: ParticipantId,
+        rights: Rights,
+        reply: Reply<()>,
+    },
+    PublisherOffer {
+        participant: ParticipantId,
+        sdp: String,
+        reply: Reply<String>,
+    },
+    SubscriberAnswer {
+        participant: ParticipantId,
+        sdp: String,
+        reply: Reply<()>,
+    },
+    Candidate {
+        participant: ParticipantId,
+        pc: PcRole,
+        candidate: IceCandidate,
+        reply: Reply<()>,
+    },
+    SetMuted {
+        participant: ParticipantId,
+        track_id: String,
+        muted: bool,
+        reply: Reply<()>,
+    },
+    Remove {
+        participant: ParticipantId,
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: oneshot::Sender<SfuStats>,
+    },
+    Shutdown,
+}
+
+/// Cheap, cloneable handle to a running SFU.
+#[derive(Clone, Debug)]
+pub struct Sfu {
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
+    pub(crate) local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Sfu {
+    /// The UDP address media flows through.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// Register a participant of `room`. Its subscriber offer follows as an
+    /// [`SfuEvent::SubscriberOffer`] when it may subscribe.
+    pub async fn add_participant(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        rights: Rights,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::Add {
+            room,
+            participant,
+            rights,
+            reply,
+        })
+        .await
+    }
+
+    /// Apply the client's publisher-connection offer; returns the answer SDP.
+    pub async fn publisher_offer(
+        &self,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        self.call(|reply| Command::PublisherOffer {
+            participant,
+            sdp,
+            reply,
+        })
+        .await
+    }
+
+    /// Apply the client's answer to the last subscriber offer.
+    pub async fn subscriber_answer(
+        &self,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::SubscriberAnswer {
+            participant,
+            sdp,
+            reply,
+        })
+        .await
+    }
+
+    /// Add a client's trickled ICE candidate.
+    pub async fn remote_candidate(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::Candidate {
+            participant,
+            pc,
+            candidate,
+            reply,
+        })
+        .await
+    }
+
+    /// Mute or unmute one of the participant's published tracks: a muted track
+    /// is not forwarded.
+    pub async fn set_muted(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::SetMuted {
+            participant,
+            track_id,
+            muted,
+            reply,
+        })
+        .await
+    }
+
+    /// Drop a participant: its connections close, its tracks leave every
+    /// subscriber (who get new offers), and nothing of it is kept.
+    pub async fn remove_participant(&self, participant: ParticipantId) -> Result<(), SfuError> {
+        self.call(|reply| Command::Remove { participant, reply })
+            .await
+    }
+
+    /// What the SFU holds now.
+    pub async fn stats(&self) -> Result<SfuStats, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Stats { reply })
+            .map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// Stop the SFU task; every connection is dropped.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+}

@@ -1,0 +1,178 @@
+//! Datagram demultiplexing for the shared media port.
+//!
+//! A datagram is routed to a connection by its source address once that
+//! address is known. Before that only a STUN binding request can introduce an
+//! address: its USERNAME attribute (`<server ufrag>:<client ufrag>`, RFC 8445
+//! §7.2.2) names the connection, whose ufrag the SFU chose itself. Anything
+//! else from an unknown address is dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// First-byte classes of a datagram on a WebRTC port (RFC 7983).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramKind {
+    /// STUN, first byte 0..=3.
+    Stun,
+    /// DTLS, first byte 20..=63.
+    Dtls,
+    /// RTP or RTCP, first byte 128..=191.
+    Rtp,
+    /// Anything else (including empty datagrams).
+    Unknown,
+}
+
+/// Classify a datagram by its first byte.
+pub fn classify(datagram: &[u8]) -> DatagramKind {
+    match datagram.first() {
+        Some(0..=3) => DatagramKind::Stun,
+        Some(20..=63) => DatagramKind::Dtls,
+        Some(128..=191) => DatagramKind::Rtp,
+        _ => DatagramKind::Unknown,
+    }
+}
+
+const STUN_HEADER: usize = 20;
+const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+const ATTR_USERNAME: u16 = 0x0006;
+
+/// The local (first) part of a STUN message's USERNAME, if the datagram is a
+/// well-formed STUN message that carries one. Never panics on any input.
+pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+    if datagram.len() < STUN_HEADER || classify(datagram) != DatagramKind::Stun {
+        return None;
+    }
+    if datagram[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let body_len = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
+    let body = datagram.get(STUN_HEADER..STUN_HEADER.checked_add(body_len)?)?;
+    let mut rest = body;
+    while rest.len() >= 4 {
+        let ty = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let value = rest.get(4..4 + len)?;
+        if ty == ATTR_USERNAME {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next().filter(|u| !u.is_empty());
+        }
+        let padded = (4 + len).checked_add(3)? & !3;
+        rest = rest.get(padded..)?;
+    }
+    None
+}
+
+/// Maps ICE ufrags and source addresses to connection keys.
+#[derive(Debug)]
+pub struct Demux<K> {
+    by_ufrag: HashMap<String, K>,
+    by_addr: HashMap<SocketAddr, K>,
+}
+
+impl<K> Default for Demux<K> {
+    fn default() -> Self {
+        Self {
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Clone + PartialEq> Demux<K> {
+    /// Register the ufrag the SFU chose for a connection.
+    pub fn insert_ufrag(&mut self, ufrag: String, key: K) {
+        self.by_ufrag.insert(ufrag, key);
+    }
+
+    /// Which connection a datagram from `src` belongs to. A STUN message
+    /// naming a known ufrag (re)binds `src` to that connection, so a client
+    /// that changes address (ICE restart, NAT rebinding) is followed.
+    pub fn route(&mut self, src: SocketAddr, datagram: &[u8]) -> Option<K> {
+        if let Some(ufrag) = stun_local_ufrag(datagram) {
+            if let Some(key) = self.by_ufrag.get(ufrag) {
+                let key = key.clone();
+                self.by_addr.insert(src, key.clone());
+                return Some(key);
+            }
+        }
+        self.by_addr.get(&src).cloned()
+    }
+
+    /// Forget every ufrag and address of a connection.
+    pub fn remove(&mut self, key: &K) {
+        self.by_ufrag.retain(|_, k| k != key);
+        self.by_addr.retain(|_, k| k != key);
+    }
+
+    /// Number of known source addresses.
+    pub fn addresses(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    /// Number of known ufrags.
+    pub fn ufrags(&self) -> usize {
+        self.by_ufrag.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun_with_username(username: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        attr.extend_from_slice(&ATTR_USERNAME.to_be_bytes());
+        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attr.extend_from_slice(username.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        m.extend_from_slice(&MAGIC_COOKIE);
+        m.extend_from_slice(&[7u8; 12]);
+        m.extend_from_slice(&attr);
+        m
+    }
+
+    #[test]
+    fn finds_local_ufrag() {
+        let m = stun_with_username("serverUfrag:client");
+        assert_eq!(stun_local_ufrag(&m), Some("serverUfrag"));
+    }
+
+    #[test]
+    fn truncations_and_garbage_never_panic() {
+        let m = stun_with_username("abcd:efgh");
+        for n in 0..m.len() {
+            let _ = stun_local_ufrag(&m[..n]);
+        }
+        let mut x: u32 = 12345;
+        for _ in 0..10_000 {
+            let len = (x % 64) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let _ = stun_local_ufrag(&buf);
+            let _ = classify(&buf);
+        }
+    }
+
+    #[test]
+    fn routes_by_ufrag_then_address() {
+        let mut d: Demux<u32> = Demux::default();
+        d.insert_ufrag("serverUfrag".into(), 7);
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        assert_eq!(d.route(a, &[0x80, 0, 0, 0]), None, "unknown address");
+        assert_eq!(d.route(a, &stun_with_username("serverUfrag:x")), Some(7));
+        assert_eq!(d.route(a, &[0x80, 0, 0, 0]), Some(7));
+        assert_eq!(d.route(b, &stun_with_username("other:x")), None);
+        d.remove(&7);
+        assert_eq!(d.route(a, &[0x80]), None);
+        assert_eq!(d.addresses(), 0);
+    }
+}

@@ -1,0 +1,874 @@
+//! The sans-IO SFU core: every participant's connections, the demux of the
+//! shared port and the routing of media between them.
+//!
+//! Inputs: datagrams ([`Endpoint::handle_datagram`]), time
+//! ([`Endpoint::handle_timeout`]) and signaling commands. Outputs: datagrams to
+//! send ([`Endpoint::poll_transmit`]), events for signaling
+//! ([`Endpoint::poll_event`]) and the next deadline ([`Endpoint::poll_timeout`]).
+//! The endpoint never reads the clock: `now` always comes in.
+
+use crate::api::{Rights, SfuEvent, SfuStats};
+use crate::config::SfuConfig;
+use crate::connection::{ice_token, is_keyframe_request, Connection, Liveness};
+use crate::demux::Demux;
+use crate::error::SfuError;
+use crate::ids::{ParticipantId, RoomId};
+use crate::participant::Participant;
+use crate::router::{KeyframeGate, Leg, PublishedTrack, Router};
+use bytes::BytesMut;
+use huddle_proto::{IceCandidate, PcRole, TrackKind};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Key of one connection: whose, and which of the two.
+pub type ConnKey = (ParticipantId, PcRole);
+
+/// A datagram to send from the media socket.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// Bytes.
+    pub payload: BytesMut,
+}
+
+/// The SFU core. See the module docs.
+pub struct Endpoint {
+    config: SfuConfig,
+    local_addr: SocketAddr,
+    participants: HashMap<ParticipantId, Participant>,
+    demux: Demux<ConnKey>,
+    router: Router,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    dirty: Vec<ConnKey>,
+    rtp_in: u64,
+    rtp_out: u64,
+    dropped: u64,
+}
+
+fn bad_sdp(e: impl std::fmt::Display) -> SfuError {
+    SfuError::BadSdp(e.to_string())
+}
+
+fn rtc_err(e: impl std::fmt::Display) -> SfuError {
+    SfuError::Rtc(e.to_string())
+}
+
+/// Output of draining one connection.
+#[derive(Default)]
+struct Drained {
+    events: Vec<RTCPeerConnectionEvent>,
+    rtp: Vec<(String, rtc::rtp::Packet)>,
+    keyframe_requests: Vec<String>,
+}
+
+impl Endpoint {
+    /// A new endpoint whose media socket is reachable at `local_addr`.
+    pub fn new(config: SfuConfig, local_addr: SocketAddr) -> Self {
+        let local_addr = config.public_addr.unwrap_or(local_addr);
+        Self {
+            config,
+            local_addr,
+            participants: HashMap::new(),
+            demux: Demux::default(),
+            router: Router::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            rtp_in: 0,
+            rtp_out: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Register a participant. When it may subscribe and the room already has
+    /// tracks, a subscriber offer follows.
+    pub fn add_participant(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        id: ParticipantId,
+        rights: Rights,
+    ) -> Result<(), SfuError> {
+        if self.participants.contains_key(&id) {
+            return Err(SfuError::DuplicateParticipant(id.0));
+        }
+        self.participants
+            .insert(id.clone(), Participant::new(room.clone(), rights));
+        if rights.subscribe {
+            let ids: Vec<String> = self
+                .router
+                .tracks
+                .values()
+                .filter(|t| t.room == room)
+                .map(|t| t.id.clone())
+                .collect();
+            for track_id in ids {
+                self.add_leg(now, &track_id, &id);
+            }
+        }
+        self.flush(now);
+        info!(participant = %id, room = %room, "participant added");
+        Ok(())
+    }
+
+    /// Apply a publisher-connection offer; returns the answer SDP.
+    pub fn publisher_offer(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        if !p.rights.publish {
+            return Err(SfuError::PublishForbidden);
+        }
+        let offer = RTCSessionDescription::offer(sdp).map_err(bad_sdp)?;
+        let fresh = p.publisher.is_none();
+        if fresh {
+            let ufrag = ice_token(16);
+            p.publisher = Some(Connection::new(now, &self.config, ufrag)?);
+        }
+        let result = match p.publisher.as_mut() {
+            Some(conn) => answer_offer(now, conn, offer, self.local_addr),
+            None => Err(SfuError::Rtc("publisher connection missing".into())),
+        };
+        match result {
+            Ok(answer) => {
+                if fresh {
+                    if let Some(conn) = &p.publisher {
+                        self.demux
+                            .insert_ufrag(conn.ufrag.clone(), (id.clone(), PcRole::Publisher));
+                    }
+                }
+                self.dirty.push((id.clone(), PcRole::Publisher));
+                self.flush(now);
+                Ok(answer)
+            }
+            Err(e) => {
+                if fresh {
+                    p.publisher = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply the answer to the last subscriber offer.
+    pub fn subscriber_answer(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        let conn = match (&mut p.subscriber, p.offer_pending) {
+            (Some(conn), true) => conn,
+            _ => return Err(SfuError::NoPendingOffer),
+        };
+        let answer = RTCSessionDescription::answer(sdp).map_err(bad_sdp)?;
+        conn.pc
+            .set_remote_description(now, answer)
+            .map_err(bad_sdp)?;
+        p.offer_pending = false;
+        // Payload types may differ per negotiation; look them up again, and
+        // ask publishers of video for a keyframe so the new legs can decode.
+        let mut video = Vec::new();
+        for t in self.router.tracks.values_mut() {
+            if let Some(leg) = t.legs.get_mut(id) {
+                leg.payload_type = None;
+                if t.kind == TrackKind::Video {
+                    video.push(t.id.clone());
+                }
+            }
+        }
+        for t in video {
+            self.request_keyframe(now, &t);
+        }
+        self.dirty.push((id.clone(), PcRole::Subscriber));
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Add a client's trickled ICE candidate.
+    pub fn remote_candidate(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        role: PcRole,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        let conn = p.conn_mut(role).ok_or_else(|| {
+            SfuError::BadCandidate(format!("no {role:?} connection to add it to"))
+        })?;
+        if candidate.candidate.trim().is_empty() {
+            return Ok(()); // end-of-candidates
+        }
+        conn.pc
+            .add_remote_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment,
+                ..Default::default()
+            })
+            .map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        self.dirty.push((id.clone(), role));
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Mute or unmute a published track; a muted track is not forwarded.
+    pub fn set_muted(
+        &mut self,
+        id: &ParticipantId,
+        track_id: &str,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        match self.router.tracks.get_mut(track_id) {
+            Some(t) if &t.publisher == id => {
+                t.muted = muted;
+                Ok(())
+            }
+            _ => Err(SfuError::UnknownTrack(track_id.to_owned())),
+        }
+    }
+
+    /// Drop a participant and everything of it; others' subscriptions to its
+    /// tracks end (with new offers).
+    pub fn remove_participant(&mut self, now: Instant, id: &ParticipantId) -> Result<(), SfuError> {
+        let mut p = self
+            .participants
+            .remove(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        for (role, conn) in [
+            (PcRole::Publisher, p.publisher.take()),
+            (PcRole::Subscriber, p.subscriber.take()),
+        ] {
+            self.demux.remove(&(id.clone(), role));
+            if let Some(mut conn) = conn {
+                // Say goodbye (DTLS close_notify) so the peer notices at once.
+                if let Err(e) = conn.pc.close() {
+                    debug!(participant = %id, "close: {e}");
+                }
+                while let Some(msg) = conn.pc.poll_write() {
+                    self.transmits.push_back(Transmit {
+                        dst: msg.transport.peer_addr,
+                        payload: msg.message,
+                    });
+                }
+            }
+        }
+        for track_id in self.router.published_by(id) {
+            self.unpublish(now, &track_id);
+        }
+        for t in self.router.tracks.values_mut() {
+            t.legs.remove(id);
+        }
+        self.flush(now);
+        info!(participant = %id, "participant removed");
+        Ok(())
+    }
+
+    /// Feed a datagram received on the media socket from `src`.
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        let Some(key) = self.demux.route(src, datagram) else {
+            self.dropped += 1;
+            return;
+        };
+        let local_addr = self.local_addr;
+        let Some(conn) = self
+            .participants
+            .get_mut(&key.0)
+            .and_then(|p| p.conn_mut(key.1))
+        else {
+            self.dropped += 1;
+            return;
+        };
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr,
+                peer_addr: src,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        };
+        if let Err(e) = conn.pc.handle_read(msg) {
+            self.dropped += 1;
+            debug!(participant = %key.0, "datagram rejected: {e}");
+        }
+        self.dirty.push(key);
+        self.flush(now);
+    }
+
+    /// Time passed: run every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, p) in self.participants.iter_mut() {
+            for (role, conn) in [
+                (PcRole::Publisher, p.publisher.as_mut()),
+                (PcRole::Subscriber, p.subscriber.as_mut()),
+            ] {
+                if let Some(conn) = conn {
+                    if conn.pc.poll_timeout().is_some_and(|t| t <= now) {
+                        if let Err(e) = conn.pc.handle_timeout(now) {
+                            debug!(participant = %id, "timeout: {e}");
+                        }
+                        self.dirty.push((id.clone(), role));
+                    }
+                }
+            }
+        }
+        let interval = self.config.keyframe_request_interval;
+        let mut due = Vec::new();
+        for t in self.router.tracks.values_mut() {
+            if t.keyframe.poll(now, interval) {
+                due.push(t.id.clone());
+            }
+        }
+        for t in due {
+            self.send_keyframe_request(now, &t);
+        }
+        self.flush(now);
+    }
+
+    /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for p in self.participants.values_mut() {
+            for conn in [p.publisher.as_mut(), p.subscriber.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                consider(conn.pc.poll_timeout());
+                consider(match conn.liveness {
+                    Liveness::Connecting { since } => Some(since + self.config.connect_timeout),
+                    Liveness::Down { since } => Some(since + self.config.disconnect_timeout),
+                    _ => None,
+                });
+            }
+        }
+        let interval = self.config.keyframe_request_interval;
+        for t in self.router.tracks.values() {
+            consider(t.keyframe.deadline(interval));
+        }
+        next
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for signaling.
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    /// What the endpoint holds now.
+    pub fn stats(&self) -> SfuStats {
+        SfuStats {
+            participants: self.participants.len(),
+            connections: self.participants.values().map(Participant::connections).sum(),
+            tracks: self.router.tracks.len(),
+            addresses: self.demux.addresses(),
+            rtp_in: self.rtp_in,
+            rtp_out: self.rtp_out,
+            dropped_datagrams: self.dropped,
+        }
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    /// Drain every touched connection until nothing moves, then send any
+    /// subscriber offers that are due and drop dead participants.
+    fn flush(&mut self, now: Instant) {
+        while let Some(key) = self.dirty.pop() {
+            let Some(conn) = self
+                .participants
+                .get_mut(&key.0)
+                .and_then(|p| p.conn_mut(key.1))
+            else {
+                continue;
+            };
+            let drained = drain(conn, &mut self.transmits);
+            for ev in drained.events {
+                self.on_pc_event(now, &key, ev);
+            }
+            for (track, packet) in drained.rtp {
+                if key.1 == PcRole::Publisher {
+                    self.on_rtp(now, &key.0, track, packet);
+                }
+            }
+            for track in drained.keyframe_requests {
+                if key.1 == PcRole::Subscriber {
+                    self.request_keyframe(now, &track);
+                }
+            }
+        }
+        self.send_offers(now);
+        self.reap(now);
+    }
+
+    fn on_pc_event(&mut self, now: Instant, key: &ConnKey, ev: RTCPeerConnectionEvent) {
+        let Some(p) = self.participants.get_mut(&key.0) else {
+            return;
+        };
+        match ev {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                debug!(participant = %key.0, pc = ?key.1, %state, "connection state");
+                if let Some(conn) = p.conn_mut(key.1) {
+                    conn.liveness = match state {
+                        RTCPeerConnectionState::Connected => Liveness::Up,
+                        RTCPeerConnectionState::Disconnected => match conn.liveness {
+                            Liveness::Down { since } => Liveness::Down { since },
+                            _ => Liveness::Down { since: now },
+                        },
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            Liveness::Dead
+                        }
+                        _ => conn.liveness,
+                    };
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if key.1 == PcRole::Publisher =>
+            {
+                p.incoming.insert(init.track_id.to_string(), init.receiver_id);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if key.1 == PcRole::Publisher =>
+            {
+                let track_id = track_id.to_string();
+                p.incoming.remove(&track_id);
+                if let Some(id) = self.router.by_remote.get(&(key.0.clone(), track_id)).cloned()
+                {
+                    self.unpublish(now, &id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// RTP from a publisher: publish the track on its first packet, then
+    /// forward to every leg.
+    fn on_rtp(&mut self, now: Instant, publisher: &ParticipantId, remote: String, packet: rtc::rtp::Packet) {
+        self.rtp_in += 1;
+        let key = (publisher.clone(), remote);
+        let track_id = match self.router.by_remote.get(&key) {
+            Some(id) => id.clone(),
+            None => match self.publish(now, publisher, &key.1, &packet) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        let Some(track) = self.router.tracks.get_mut(&track_id) else {
+            return;
+        };
+        if track.muted {
+            return;
+        }
+        for (sub, leg) in track.legs.iter_mut() {
+            let Some(conn) = self
+                .participants
+                .get_mut(sub)
+                .and_then(|p| p.subscriber.as_mut())
+            else {
+                continue;
+            };
+            if conn.liveness != Liveness::Up {
+                continue; // no SRTP keys yet, or the subscriber is gone
+            }
+            let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
+                continue;
+            };
+            let pt = match leg.payload_type {
+                Some(pt) => pt,
+                None => {
+                    let found = sender
+                        .get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&track.codec.mime_type))
+                        .map(|c| c.payload_type);
+                    match found {
+                        Some(pt) => {
+                            leg.payload_type = Some(pt);
+                            pt
+                        }
+                        None => continue, // not negotiated yet
+                    }
+                }
+            };
+            let mut out = packet.clone();
+            out.header.ssrc = leg.ssrc;
+            out.header.payload_type = pt;
+            // Extension ids are per connection: drop the publisher's.
+            out.header.extension = false;
+            out.header.extensions.clear();
+            out.header.extension_profile = 0;
+            match sender.write_rtp(now, out) {
+                Ok(()) => {
+                    self.rtp_out += 1;
+                    self.dirty.push((sub.clone(), PcRole::Subscriber));
+                }
+                Err(e) => debug!(subscriber = %sub, "forward failed: {e}"),
+            }
+        }
+    }
+
+    /// First packet of a new remote track: make it a published track and give
+    /// it to every subscriber in the room.
+    fn publish(
+        &mut self,
+        now: Instant,
+        publisher: &ParticipantId,
+        remote: &str,
+        packet: &rtc::rtp::Packet,
+    ) -> Option<String> {
+        let p = self.participants.get_mut(publisher)?;
+        let receiver_id = *p.incoming.get(remote)?;
+        let room = p.room.clone();
+        let conn = p.publisher.as_mut()?;
+        let mut receiver = conn.pc.rtp_receiver(receiver_id)?;
+        let codec = receiver
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.payload_type == packet.header.payload_type)?
+            .rtp_codec
+            .clone();
+        let kind = match receiver.track().kind() {
+            RtpCodecKind::Video => TrackKind::Video,
+            _ => TrackKind::Audio,
+        };
+        let id = format!("TR_{}", ice_token(12));
+        let track = PublishedTrack {
+            id: id.clone(),
+            room: room.clone(),
+            publisher: publisher.clone(),
+            remote_track_id: remote.to_owned(),
+            receiver_id,
+            media_ssrc: packet.header.ssrc,
+            kind,
+            codec,
+            muted: false,
+            legs: HashMap::new(),
+            keyframe: KeyframeGate::default(),
+        };
+        let info = track.info();
+        self.router.insert(track);
+        info!(participant = %publisher, track = %id, mime = %info.mime_type, "track published");
+        self.events.push_back(SfuEvent::TrackPublished {
+            room: room.clone(),
+            participant: publisher.clone(),
+            track: info,
+        });
+        let subscribers: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|(pid, q)| *pid != publisher && q.room == room && q.rights.subscribe)
+            .map(|(pid, _)| pid.clone())
+            .collect();
+        for sub in subscribers {
+            self.add_leg(now, &id, &sub);
+        }
+        Some(id)
+    }
+
+    /// Give a subscriber its copy of a published track (renegotiation follows).
+    fn add_leg(&mut self, now: Instant, track_id: &str, sub: &ParticipantId) {
+        let Some(track) = self.router.tracks.get_mut(track_id) else {
+            return;
+        };
+        let Some(p) = self.participants.get_mut(sub) else {
+            return;
+        };
+        if p.subscriber.is_none() {
+            let ufrag = ice_token(16);
+            match Connection::new(now, &self.config, ufrag.clone()) {
+                Ok(conn) => {
+                    p.subscriber = Some(conn);
+                    self.demux
+                        .insert_ufrag(ufrag, (sub.clone(), PcRole::Subscriber));
+                }
+                Err(e) => {
+                    warn!(participant = %sub, "cannot create subscriber connection: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(conn) = p.subscriber.as_mut() else {
+            return;
+        };
+        let ssrc: u32 = rand::random();
+        let kind = match track.kind {
+            TrackKind::Audio => RtpCodecKind::Audio,
+            TrackKind::Video => RtpCodecKind::Video,
+        };
+        let local = MediaStreamTrack::new(
+            track.publisher.0.clone(),
+            track.id.clone(),
+            track.id.clone(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: track.codec.clone(),
+                ..Default::default()
+            }],
+        );
+        match conn.pc.add_track(local) {
+            Ok(sender_id) => {
+                track.legs.insert(
+                    sub.clone(),
+                    Leg {
+                        sender_id,
+                        ssrc,
+                        payload_type: None,
+                    },
+                );
+                p.needs_offer = true;
+            }
+            Err(e) => warn!(participant = %sub, track = %track_id, "add_track failed: {e}"),
+        }
+    }
+
+    /// A published track went away: take it from every subscriber.
+    fn unpublish(&mut self, _now: Instant, track_id: &str) {
+        let Some(track) = self.router.remove(track_id) else {
+            return;
+        };
+        for (sub, leg) in track.legs {
+            if let Some(p) = self.participants.get_mut(&sub) {
+                if let Some(conn) = p.subscriber.as_mut() {
+                    if let Err(e) = conn.pc.remove_track(leg.sender_id) {
+                        debug!(participant = %sub, "remove_track: {e}");
+                    }
+                    p.needs_offer = true;
+                }
+            }
+        }
+        info!(participant = %track.publisher, track = %track_id, "track unpublished");
+        self.events.push_back(SfuEvent::TrackUnpublished {
+            room: track.room,
+            participant: track.publisher,
+            track_id: track_id.to_owned(),
+        });
+    }
+
+    fn request_keyframe(&mut self, now: Instant, track_id: &str) {
+        let interval = self.config.keyframe_request_interval;
+        let Some(t) = self.router.tracks.get_mut(track_id) else {
+            return;
+        };
+        if t.kind == TrackKind::Video && t.keyframe.request(now, interval) {
+            self.send_keyframe_request(now, track_id);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, now: Instant, track_id: &str) {
+        let Some(t) = self.router.tracks.get(track_id) else {
+            return;
+        };
+        let Some(conn) = self
+            .participants
+            .get_mut(&t.publisher)
+            .and_then(|p| p.publisher.as_mut())
+        else {
+            return;
+        };
+        if let Some(mut receiver) = conn.pc.rtp_receiver(t.receiver_id) {
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: t.media_ssrc,
+            };
+            match receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                Ok(()) => {
+                    debug!(track = %track_id, "keyframe requested");
+                    self.dirty.push((t.publisher.clone(), PcRole::Publisher));
+                }
+                Err(e) => debug!(track = %track_id, "PLI failed: {e}"),
+            }
+        }
+    }
+
+    /// Send a subscriber offer to everyone whose tracks changed and who has no
+    /// offer outstanding.
+    fn send_offers(&mut self, now: Instant) {
+        let local_addr = self.local_addr;
+        for (id, p) in self.participants.iter_mut() {
+            if !p.needs_offer || p.offer_pending {
+                continue;
+            }
+            let Some(conn) = p.subscriber.as_mut() else {
+                continue;
+            };
+            match make_offer(now, conn, local_addr) {
+                Ok(sdp) => {
+                    p.needs_offer = false;
+                    p.offer_pending = true;
+                    self.events.push_back(SfuEvent::SubscriberOffer {
+                        participant: id.clone(),
+                        sdp,
+                    });
+                    self.dirty.push((id.clone(), PcRole::Subscriber));
+                }
+                Err(e) => warn!(participant = %id, "subscriber offer failed: {e}"),
+            }
+        }
+        // Offers can queue writes; drain once more without recursing.
+        while let Some(key) = self.dirty.pop() {
+            if let Some(conn) = self
+                .participants
+                .get_mut(&key.0)
+                .and_then(|p| p.conn_mut(key.1))
+            {
+                let drained = drain(conn, &mut self.transmits);
+                for ev in drained.events {
+                    self.on_pc_event(now, &key, ev);
+                }
+            }
+        }
+    }
+
+    /// Remove participants whose connections died or never came up.
+    fn reap(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        for (id, p) in &self.participants {
+            for conn in [p.publisher.as_ref(), p.subscriber.as_ref()].into_iter().flatten() {
+                let reason = match conn.liveness {
+                    Liveness::Dead => Some("connection failed or closed"),
+                    Liveness::Connecting { since }
+                        if now.saturating_duration_since(since) >= self.config.connect_timeout =>
+                    {
+                        Some("connection never came up")
+                    }
+                    Liveness::Down { since }
+                        if now.saturating_duration_since(since)
+                            >= self.config.disconnect_timeout =>
+                    {
+                        Some("connection stopped answering")
+                    }
+                    _ => None,
+                };
+                if let Some(r) = reason {
+                    gone.push((id.clone(), p.room.clone(), r));
+                    break;
+                }
+            }
+        }
+        for (id, room, reason) in gone {
+            warn!(participant = %id, reason, "participant gone");
+            if self.remove_participant(now, &id).is_ok() {
+                self.events.push_back(SfuEvent::ParticipantGone {
+                    room,
+                    participant: id,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// Move a connection's outputs out: datagrams to `transmits`, the rest returned.
+fn drain(conn: &mut Connection, transmits: &mut VecDeque<Transmit>) -> Drained {
+    let mut out = Drained::default();
+    while let Some(msg) = conn.pc.poll_write() {
+        transmits.push_back(Transmit {
+            dst: msg.transport.peer_addr,
+            payload: msg.message,
+        });
+    }
+    while let Some(ev) = conn.pc.poll_event() {
+        out.events.push(ev);
+    }
+    while let Some(TaggedRTCMessage { message, .. }) = conn.pc.poll_read() {
+        match message {
+            RTCMessage::RtpPacket(track, packet) => out.rtp.push((track.to_string(), packet)),
+            RTCMessage::RtcpPacket(track, packets) if is_keyframe_request(&packets) => {
+                out.keyframe_requests.push(track.to_string())
+            }
+            _ => {}
+        }
+    }
+    // Reading may have queued writes (e.g. RTCP replies).
+    while let Some(msg) = conn.pc.poll_write() {
+        transmits.push_back(Transmit {
+            dst: msg.transport.peer_addr,
+            payload: msg.message,
+        });
+    }
+    out
+}
+
+fn answer_offer(
+    now: Instant,
+    conn: &mut Connection,
+    offer: RTCSessionDescription,
+    local_addr: SocketAddr,
+) -> Result<String, SfuError> {
+    conn.pc
+        .set_remote_description(now, offer)
+        .map_err(bad_sdp)?;
+    conn.add_host_candidate(local_addr)?;
+    let answer = conn.pc.create_answer(None).map_err(rtc_err)?;
+    conn.pc
+        .set_local_description(now, answer)
+        .map_err(rtc_err)?;
+    conn.pc
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Rtc("no local description".into()))
+}
+
+fn make_offer(
+    now: Instant,
+    conn: &mut Connection,
+    local_addr: SocketAddr,
+) -> Result<String, SfuError> {
+    let offer = conn.pc.create_offer(None).map_err(rtc_err)?;
+    conn.pc
+        .set_local_description(now, offer)
+        .map_err(rtc_err)?;
+    conn.add_host_candidate(local_addr)?;
+    conn.pc
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Rtc("no local description".into()))
+}

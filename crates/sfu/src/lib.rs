@@ -1,0 +1,28 @@
+//! huddle-sfu: the selective forwarding unit.
+//!
+//! All participants share ONE UDP port. The [`endpoint::Endpoint`] is the sans-IO
+//! core: it owns every participant's two peer connections (on the `rtc` core of
+//! webrtc-rs), demultiplexes datagrams to them (STUN username on first contact,
+//! then the source address), routes RTP from publishers to subscribers and RTCP
+//! feedback back. The [`driver`] is the only tokio code: it owns the socket and
+//! one timer, and serves commands from the signaling service through an [`Sfu`]
+//! handle.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+mod connection;
+pub mod demux;
+pub mod driver;
+pub mod endpoint;
+pub mod error;
+pub mod ids;
+mod participant;
+mod router;
+
+pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
+pub use driver::start;
+pub use config::SfuConfig;
+pub use error::SfuError;
+pub use ids::{ParticipantId, RoomId};

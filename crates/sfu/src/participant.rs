@@ -1,0 +1,49 @@
+//! A participant as the SFU holds it: its room, rights and two connections.
+
+use crate::api::Rights;
+use crate::connection::Connection;
+use crate::ids::RoomId;
+use huddle_proto::PcRole;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use std::collections::HashMap;
+
+/// One participant's SFU state.
+pub(crate) struct Participant {
+    pub room: RoomId,
+    pub rights: Rights,
+    /// Carries the participant's media to the SFU (the client offers).
+    pub publisher: Option<Connection>,
+    /// Carries others' media to the participant (the SFU offers).
+    pub subscriber: Option<Connection>,
+    /// A subscriber offer was sent and its answer has not come yet.
+    pub offer_pending: bool,
+    /// The subscriber connection's tracks changed since the last offer.
+    pub needs_offer: bool,
+    /// Remote tracks opened on the publisher connection: track id -> receiver.
+    pub incoming: HashMap<String, RTCRtpReceiverId>,
+}
+
+impl Participant {
+    pub fn new(room: RoomId, rights: Rights) -> Self {
+        Self {
+            room,
+            rights,
+            publisher: None,
+            subscriber: None,
+            offer_pending: false,
+            needs_offer: false,
+            incoming: HashMap::new(),
+        }
+    }
+
+    pub fn conn_mut(&mut self, role: PcRole) -> Option<&mut Connection> {
+        match role {
+            PcRole::Publisher => self.publisher.as_mut(),
+            PcRole::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.publisher.is_some() as usize + self.subscriber.is_some() as usize
+    }
+}

@@ -1,0 +1,49 @@
+//! Errors of the calling crate.
+
+use huddle_proto::ErrorCode;
+
+/// Errors a [`crate::Call`] reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The server URL is not a ws:// or wss:// URL.
+    #[error("bad server URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The WebSocket to the signaling service failed.
+    #[error("signaling connection: {0}")]
+    Signaling(String),
+    /// The server refused a request (join, offer, mute, ...).
+    #[error("server refused with {code}: {message}")]
+    Refused {
+        /// Stable error code.
+        code: ErrorCode,
+        /// Server's explanation.
+        message: String,
+    },
+    /// The server sent something that is not the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// WebRTC failure in the local peer connection.
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    /// Waiting for the server or the media connection took too long.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The call has ended.
+    #[error("the call has ended")]
+    Closed,
+    /// The token does not allow publishing.
+    #[error("this participant may not publish")]
+    CannotPublish,
+}
+
+impl From<webrtc::error::Error> for CallError {
+    fn from(e: webrtc::error::Error) -> Self {
+        CallError::WebRtc(e.to_string())
+    }
+}
