@@ -33,6 +33,6 @@ pub use call::{Call, CallEvent, CallEvents, CallOptions};
 pub use error::CallError;
 pub use huddle_proto as proto;
 pub use peer::{OPUS_PT, VP8_PT};
-pub use track::{LocalTrack, RemoteTrack};
 /// RTP packet type handed out by [`RemoteTrack::recv`].
 pub use rtc::rtp::Packet as RtpPacket;
+pub use track::{LocalTrack, RemoteTrack};

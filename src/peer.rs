@@ -63,7 +63,6 @@ fn media_engine() -> Result<MediaEngine, CallError> {
             RTCRtpCodecParameters {
                 rtp_codec: codec,
                 payload_type: pt,
-                ..Default::default()
             },
             kind,
         )?;

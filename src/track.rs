@@ -75,6 +75,11 @@ impl LocalTrack {
         self.ssrc
     }
 
+    /// The RTP sequence number the next packet will carry.
+    pub async fn next_sequence_number(&self) -> u16 {
+        self.clock.lock().await.seq
+    }
+
     pub(crate) fn set_muted(&self, muted: bool) {
         self.muted.store(muted, Ordering::Relaxed);
     }

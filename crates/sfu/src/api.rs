@@ -150,10 +150,7 @@ impl Sfu {
         self.local_addr
     }
 
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, SfuError> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SfuError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)?

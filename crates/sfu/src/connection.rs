@@ -27,7 +27,14 @@ use std::time::{Duration, Instant};
 fn media_engine() -> Result<MediaEngine, RtcError> {
     let mut me = MediaEngine::default();
     let codecs = [
-        (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", 111),
+        (
+            RtpCodecKind::Audio,
+            MIME_TYPE_OPUS,
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            111,
+        ),
         (RtpCodecKind::Video, MIME_TYPE_VP8, 90000, 0, "", 96),
         (
             RtpCodecKind::Video,
@@ -49,7 +56,6 @@ fn media_engine() -> Result<MediaEngine, RtcError> {
                     rtcp_feedback: vec![],
                 },
                 payload_type: pt,
-                ..Default::default()
             },
             kind,
         )?;
@@ -138,7 +144,9 @@ impl Connection {
         }
         .new_candidate_host()
         .map_err(rtc_err)?;
-        let init = RTCIceCandidate::from(&candidate).to_json().map_err(rtc_err)?;
+        let init = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(rtc_err)?;
         self.pc.add_local_candidate(init).map_err(rtc_err)?;
         self.candidate_added = true;
         Ok(())
@@ -156,9 +164,9 @@ struct KeyframeRequestsToApp {
 
 /// Whether an RTCP compound packet carries a PLI or FIR.
 pub(crate) fn is_keyframe_request(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
-    packets.iter().any(|p| {
-        p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
-    })
+    packets
+        .iter()
+        .any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {

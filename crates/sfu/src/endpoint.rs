@@ -400,7 +400,11 @@ impl Endpoint {
     pub fn stats(&self) -> SfuStats {
         SfuStats {
             participants: self.participants.len(),
-            connections: self.participants.values().map(Participant::connections).sum(),
+            connections: self
+                .participants
+                .values()
+                .map(Participant::connections)
+                .sum(),
             tracks: self.router.tracks.len(),
             addresses: self.demux.addresses(),
             rtp_in: self.rtp_in,
@@ -465,14 +469,19 @@ impl Endpoint {
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
                 if key.1 == PcRole::Publisher =>
             {
-                p.incoming.insert(init.track_id.to_string(), init.receiver_id);
+                p.incoming
+                    .insert(init.track_id.to_string(), init.receiver_id);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
                 if key.1 == PcRole::Publisher =>
             {
                 let track_id = track_id.to_string();
                 p.incoming.remove(&track_id);
-                if let Some(id) = self.router.by_remote.get(&(key.0.clone(), track_id)).cloned()
+                if let Some(id) = self
+                    .router
+                    .by_remote
+                    .get(&(key.0.clone(), track_id))
+                    .cloned()
                 {
                     self.unpublish(now, &id);
                 }
@@ -483,7 +492,13 @@ impl Endpoint {
 
     /// RTP from a publisher: publish the track on its first packet, then
     /// forward to every leg.
-    fn on_rtp(&mut self, now: Instant, publisher: &ParticipantId, remote: String, packet: rtc::rtp::Packet) {
+    fn on_rtp(
+        &mut self,
+        now: Instant,
+        publisher: &ParticipantId,
+        remote: String,
+        packet: rtc::rtp::Packet,
+    ) {
         self.rtp_in += 1;
         let key = (publisher.clone(), remote);
         let track_id = match self.router.by_remote.get(&key) {
@@ -521,7 +536,11 @@ impl Endpoint {
                         .rtp_parameters
                         .codecs
                         .iter()
-                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&track.codec.mime_type))
+                        .find(|c| {
+                            c.rtp_codec
+                                .mime_type
+                                .eq_ignore_ascii_case(&track.codec.mime_type)
+                        })
                         .map(|c| c.payload_type);
                     match found {
                         Some(pt) => {
@@ -771,7 +790,10 @@ impl Endpoint {
     fn reap(&mut self, now: Instant) {
         let mut gone = Vec::new();
         for (id, p) in &self.participants {
-            for conn in [p.publisher.as_ref(), p.subscriber.as_ref()].into_iter().flatten() {
+            for conn in [p.publisher.as_ref(), p.subscriber.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 let reason = match conn.liveness {
                     Liveness::Dead => Some("connection failed or closed"),
                     Liveness::Connecting { since }
@@ -863,9 +885,7 @@ fn make_offer(
     local_addr: SocketAddr,
 ) -> Result<String, SfuError> {
     let offer = conn.pc.create_offer(None).map_err(rtc_err)?;
-    conn.pc
-        .set_local_description(now, offer)
-        .map_err(rtc_err)?;
+    conn.pc.set_local_description(now, offer).map_err(rtc_err)?;
     conn.add_host_candidate(local_addr)?;
     conn.pc
         .local_description()

@@ -22,7 +22,7 @@ mod participant;
 mod router;
 
 pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
-pub use driver::start;
 pub use config::SfuConfig;
+pub use driver::start;
 pub use error::SfuError;
 pub use ids::{ParticipantId, RoomId};

@@ -1,0 +1,193 @@
+//! Command line: `huddle-server [serve]` and `huddle-server token ...`.
+
+use crate::config::{FileConfig, ServerConfig};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// huddle server: WebSocket signaling, REST API and SFU in one process.
+#[derive(Debug, Parser)]
+#[command(name = "huddle-server", version, about)]
+pub struct Cli {
+    /// Configuration (flags, environment, file).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Configuration flags, each also readable from the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (keys: http, media_udp, media_public, secret).
+    #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
+    #[arg(long, global = true, env = "HUDDLE_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Media UDP address, one port for all participants [default: 127.0.0.1:7882].
+    #[arg(long, global = true, env = "HUDDLE_MEDIA_UDP", value_name = "ADDR")]
+    pub media_udp: Option<SocketAddr>,
+    /// Media address announced to clients, if different (NAT, 0.0.0.0 bind).
+    #[arg(long, global = true, env = "HUDDLE_MEDIA_PUBLIC", value_name = "ADDR")]
+    pub media_public: Option<SocketAddr>,
+    /// Token signing secret. Prefer HUDDLE_SECRET or the file: flags show in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "HUDDLE_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub secret: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Resolve the configuration: flags > environment > file > defaults.
+    pub fn resolve(&self) -> anyhow::Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let overrides = FileConfig {
+            http: self.http,
+            media_udp: self.media_udp,
+            media_public: self.media_public,
+            secret: self.secret.clone(),
+        };
+        Ok(ServerConfig::default().layered(&file, &overrides))
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print a signed access token.
+    Token(TokenArgs),
+}
+
+/// `huddle-server token` arguments.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Room the token grants (required unless --admin).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Participant identity (the token's `sub`).
+    #[arg(long)]
+    pub identity: String,
+    /// Optional display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// May publish media.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub publish: bool,
+    /// May receive media.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub subscribe: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// Grant the REST admin API.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+impl TokenArgs {
+    /// Mint the token these arguments describe.
+    pub fn mint(&self, secret: &str) -> anyhow::Result<String> {
+        let mut claims = match (&self.room, self.admin) {
+            (Some(room), _) => huddle_signaling::Claims::new(
+                self.identity.clone(),
+                room.clone(),
+                self.publish,
+                self.subscribe,
+                self.ttl,
+            ),
+            (None, true) => huddle_signaling::Claims::admin(self.identity.clone(), self.ttl),
+            (None, false) => anyhow::bail!("--room is required (or --admin for an admin token)"),
+        };
+        if self.admin {
+            claims.admin = Some(true);
+        }
+        claims.name = self.name.clone();
+        Ok(huddle_signaling::auth::mint(secret, &claims)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_defaults_and_subcommands() {
+        let cli = Cli::try_parse_from(["huddle-server"]).expect("parse");
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from([
+            "huddle-server",
+            "token",
+            "--room",
+            "r",
+            "--identity",
+            "alice",
+            "--publish",
+            "false",
+            "--http",
+            "127.0.0.1:9",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config.http.map(|a| a.port()), Some(9));
+        let Some(Command::Token(t)) = cli.command else {
+            panic!("not token")
+        };
+        assert!(!t.publish && t.subscribe && !t.admin && t.ttl == 3600);
+        let token = t.mint("s").expect("mint");
+        let claims = huddle_signaling::auth::verify("s", &token).expect("verify");
+        assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "alice"));
+        assert!(!claims.publish && claims.subscribe);
+
+        let cli =
+            Cli::try_parse_from(["huddle-server", "token", "--identity", "ops"]).expect("parse");
+        let Some(Command::Token(t)) = cli.command else {
+            panic!("not token")
+        };
+        assert!(t.mint("s").is_err(), "room required without --admin");
+        let cli = Cli::try_parse_from(["huddle-server", "token", "--identity", "ops", "--admin"])
+            .expect("parse");
+        let Some(Command::Token(t)) = cli.command else {
+            panic!("not token")
+        };
+        let claims =
+            huddle_signaling::auth::verify("s", &t.mint("s").expect("mint")).expect("verify");
+        assert!(claims.is_admin());
+    }
+
+    /// The only test touching the environment (flags > env > file > defaults).
+    #[test]
+    fn precedence() {
+        let dir = std::env::temp_dir().join(format!("huddle-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("huddle.toml");
+        std::fs::write(
+            &file,
+            "http = \"127.0.0.1:1001\"\nmedia_udp = \"127.0.0.1:1002\"\nsecret = \"file\"\n",
+        )
+        .expect("write");
+        std::env::set_var("HUDDLE_CONFIG", &file);
+        std::env::set_var("HUDDLE_MEDIA_UDP", "127.0.0.1:2002");
+        std::env::set_var("HUDDLE_SECRET", "env");
+        let cli =
+            Cli::try_parse_from(["huddle-server", "serve", "--secret", "flag"]).expect("parse");
+        let c = cli.config.resolve().expect("resolve");
+        std::env::remove_var("HUDDLE_CONFIG");
+        std::env::remove_var("HUDDLE_MEDIA_UDP");
+        std::env::remove_var("HUDDLE_SECRET");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(c.http.port(), 1001, "file over default");
+        assert_eq!(c.media_udp.port(), 2002, "env over file");
+        assert_eq!(c.secret, "flag", "flag over env");
+        assert!(c.media_public.is_none());
+    }
+}

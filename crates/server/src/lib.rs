@@ -1,0 +1,177 @@
+//! huddle-server: the process operators run, signaling + SFU in one binary.
+//!
+//! The library part lets tests and examples run the whole server in process:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use huddle_server::{start, ServerConfig};
+//! let server = start(ServerConfig::ephemeral("test-secret")).await?;
+//! let token = server.mint_token("room", "alice", huddle_sfu::api::Rights { publish: true, subscribe: true })?;
+//! println!("ws://{}/ws  token {token}", server.http_addr());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+
+pub use config::{ServerConfig, DEV_SECRET};
+
+use anyhow::Context;
+use huddle_sfu::api::Rights;
+use huddle_sfu::{Sfu, SfuConfig};
+use huddle_signaling::{auth, Claims, SignalingConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Lifetime of tokens minted by [`RunningServer::mint_token`].
+pub const TOKEN_TTL_SECS: u64 = 3600;
+
+/// A server running in this process. Dropping it stops it too, without
+/// waiting; prefer [`RunningServer::shutdown`].
+#[derive(Debug)]
+pub struct RunningServer {
+    http_addr: SocketAddr,
+    sfu: Sfu,
+    secret: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Start the SFU and the signaling service as `config` says.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    if config.uses_dev_secret() {
+        tracing::warn!(
+            "using the embedded development secret: anyone can mint tokens for this server; \
+             set HUDDLE_SECRET or `secret` in the configuration file"
+        );
+    }
+    let (sfu, events) = huddle_sfu::driver::start(SfuConfig {
+        bind: config.media_udp,
+        public_addr: config.media_public,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot open the media socket on udp/{}", config.media_udp))?;
+    let listener = match tokio::net::TcpListener::bind(config.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            sfu.shutdown();
+            return Err(e).with_context(|| format!("cannot listen on tcp/{}", config.http));
+        }
+    };
+    let http_addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(huddle_signaling::serve(
+        listener,
+        SignalingConfig::new(config.secret.clone()),
+        sfu.clone(),
+        events,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    tracing::info!(http = %http_addr, media_udp = %sfu.local_addr(), "huddle server started");
+    Ok(RunningServer {
+        http_addr,
+        sfu,
+        secret: config.secret,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl RunningServer {
+    /// Address of the HTTP server (signaling at `/ws`, REST under `/api`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// URL of the signaling WebSocket.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http_addr)
+    }
+
+    /// Address of the SFU's media socket.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.sfu.local_addr()
+    }
+
+    /// The SFU handle (e.g. for [`Sfu::stats`]).
+    pub fn sfu(&self) -> &Sfu {
+        &self.sfu
+    }
+
+    /// A token for `identity` in `room` with `rights`, valid [`TOKEN_TTL_SECS`].
+    pub fn mint_token(&self, room: &str, identity: &str, rights: Rights) -> anyhow::Result<String> {
+        let claims = Claims::new(
+            identity,
+            room,
+            rights.publish,
+            rights.subscribe,
+            TOKEN_TTL_SECS,
+        );
+        Ok(auth::mint(&self.secret, &claims)?)
+    }
+
+    /// A token for the REST admin API, valid [`TOKEN_TTL_SECS`].
+    pub fn mint_admin_token(&self) -> anyhow::Result<String> {
+        Ok(auth::mint(
+            &self.secret,
+            &Claims::admin("admin", TOKEN_TTL_SECS),
+        )?)
+    }
+
+    /// Stop: close every WebSocket (code 1001), stop the HTTP server, then
+    /// the SFU.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_and_wait().await
+    }
+
+    /// Run until `signal` completes (then shut down) or the server fails.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => {
+                tracing::info!("shutting down");
+                self.stop_and_wait().await
+            }
+            res = task => {
+                self.task = None;
+                self.sfu.shutdown();
+                res.context("HTTP server task failed")?.context("HTTP server failed")?;
+                anyhow::bail!("HTTP server stopped unexpectedly")
+            }
+        }
+    }
+
+    async fn stop_and_wait(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = match self.task.take() {
+            Some(task) => match task.await {
+                Ok(r) => r.context("HTTP server failed"),
+                Err(e) => Err(e).context("HTTP server task failed"),
+            },
+            None => Ok(()),
+        };
+        self.sfu.shutdown();
+        result
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+            self.sfu.shutdown();
+        }
+    }
+}

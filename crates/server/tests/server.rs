@@ -1,0 +1,200 @@
+//! The server in process and as a binary, on 127.0.0.1 with ports 0.
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use huddle_proto::ServerMessage;
+use huddle_server::{start, ServerConfig};
+use huddle_sfu::api::Rights;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String)> {
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let text = tokio::time::timeout(WAIT, io)
+        .await
+        .context("HTTP timed out")??;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    Ok((status, body.to_owned()))
+}
+
+async fn recv(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Result<Option<ServerMessage>> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .context("nothing arrived")?
+        {
+            Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(t.as_str())?)),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn in_process_server_joins_lists_and_shuts_down() -> Result<()> {
+    let server = start(ServerConfig::ephemeral("in-process-secret")).await?;
+    assert_ne!(server.http_addr().port(), 0);
+    assert_ne!(server.media_addr().port(), 0);
+    assert_eq!(
+        http_get(server.http_addr(), "/healthz", None).await?,
+        (200, "ok".into())
+    );
+
+    let token = server.mint_token(
+        "r",
+        "alice",
+        Rights {
+            publish: true,
+            subscribe: true,
+        },
+    )?;
+    let (mut ws, _) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(server.ws_url())).await??;
+    ws.send(Message::text(
+        serde_json::json!({"type":"join","token":token}).to_string(),
+    ))
+    .await?;
+    match recv(&mut ws).await? {
+        Some(ServerMessage::Joined { room, .. }) => assert_eq!(room, "r"),
+        other => bail!("expected joined, got {other:?}"),
+    }
+    assert_eq!(server.sfu().stats().await?.participants, 1);
+
+    let admin = server.mint_admin_token()?;
+    assert_eq!(
+        http_get(server.http_addr(), "/api/rooms", None).await?.0,
+        401
+    );
+    let (status, body) = http_get(server.http_addr(), "/api/rooms", Some(&admin)).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"{"room":"r","participants":1}"#), "{body}");
+
+    let http = server.http_addr();
+    tokio::time::timeout(WAIT, server.shutdown()).await??;
+    // The socket is closed (after whatever the SFU had queued).
+    while recv(&mut ws).await?.is_some() {}
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err(),
+        "still listening"
+    );
+    Ok(())
+}
+
+#[test]
+fn token_subcommand_prints_a_verifiable_token() -> Result<()> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_huddle-server"))
+        .args([
+            "token",
+            "--room",
+            "r",
+            "--identity",
+            "bob",
+            "--subscribe",
+            "false",
+            "--ttl",
+            "60",
+        ])
+        .env("HUDDLE_SECRET", "binary-secret")
+        .env_remove("HUDDLE_CONFIG")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)?;
+    let claims = huddle_signaling::auth::verify("binary-secret", token.trim())?;
+    assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "bob"));
+    assert!(claims.publish && !claims.subscribe);
+    assert!(claims.exp - claims.iat == 60);
+    Ok(())
+}
+
+/// `huddle-server` (no subcommand) serves, warns about the default secret and
+/// exits cleanly on SIGTERM.
+#[cfg(unix)]
+#[test]
+fn binary_serves_and_stops_on_sigterm() -> Result<()> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huddle-server"))
+        .args(["--http", "127.0.0.1:0", "--media-udp", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("HUDDLE_SECRET")
+        .env_remove("HUDDLE_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let result = (|| -> Result<()> {
+        let mut warned = false;
+        let http = loop {
+            let line = rx.recv_timeout(WAIT).context("server did not start")?;
+            warned |= line.contains("development secret");
+            if let Some(rest) = line.split("http=").nth(1) {
+                if line.contains("started") {
+                    break rest
+                        .split_whitespace()
+                        .next()
+                        .context("no addr")?
+                        .parse::<std::net::SocketAddr>()?;
+                }
+            }
+        };
+        assert!(warned, "no warning about the default secret");
+        let rt = tokio::runtime::Runtime::new()?;
+        assert_eq!(rt.block_on(http_get(http, "/healthz", None))?.0, 200);
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                assert!(status.success(), "exit status {status}");
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("server did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}

@@ -1,0 +1,228 @@
+//! Access tokens: JWTs signed with HS256 and a secret shared by the server and
+//! whoever mints tokens (the `huddle-server token` command, an app backend).
+//!
+//! A token grants one room and rights in it ([`Claims`]). Verification accepts
+//! only HS256, requires `exp`, and allows a clock-skew leeway of
+//! [`DEFAULT_LEEWAY_SECS`] seconds past `exp` unless configured otherwise
+//! (tokens minted on another machine may see a slightly different clock).
+
+use huddle_proto::ErrorCode;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds a token is still accepted after its `exp`, to absorb clock skew
+/// between the minting machine and the server.
+pub const DEFAULT_LEEWAY_SECS: u64 = 5;
+
+/// What a token grants. Serialized as the JWT payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The participant's identity (shown to others as `identity`).
+    pub sub: String,
+    /// The room the token grants. May be empty in an admin-only token.
+    #[serde(default)]
+    pub room: String,
+    /// May send media.
+    #[serde(default)]
+    pub publish: bool,
+    /// May receive media.
+    #[serde(default)]
+    pub subscribe: bool,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Optional display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Grants the REST admin API (`/api/...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+}
+
+impl Claims {
+    /// Claims for `identity` in `room`, issued now and valid for `ttl_secs`.
+    pub fn new(
+        identity: impl Into<String>,
+        room: impl Into<String>,
+        publish: bool,
+        subscribe: bool,
+        ttl_secs: u64,
+    ) -> Self {
+        let now = now_secs();
+        Self {
+            sub: identity.into(),
+            room: room.into(),
+            publish,
+            subscribe,
+            exp: now.saturating_add(ttl_secs),
+            iat: now,
+            name: None,
+            admin: None,
+        }
+    }
+
+    /// Admin claims for `identity`, granting the REST admin API and no room.
+    pub fn admin(identity: impl Into<String>, ttl_secs: u64) -> Self {
+        let mut c = Self::new(identity, "", false, false, ttl_secs);
+        c.admin = Some(true);
+        c
+    }
+
+    /// Whether the token grants the REST admin API.
+    pub fn is_admin(&self) -> bool {
+        self.admin == Some(true)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No token was given.
+    #[error("no access token given")]
+    Missing,
+    /// The token is not a well-formed JWT, its claims are malformed, or its
+    /// signature does not verify.
+    #[error("access token is invalid")]
+    Invalid,
+    /// The token has expired.
+    #[error("access token has expired")]
+    Expired,
+    /// Signing failed (only from [`mint`]).
+    #[error("could not sign token: {0}")]
+    Signing(String),
+}
+
+impl AuthError {
+    /// The protocol error code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Missing => ErrorCode::TokenMissing,
+            AuthError::Invalid => ErrorCode::TokenInvalid,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Signing(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Sign `claims` with HS256 and `secret`.
+pub fn mint(secret: &str, claims: &Claims) -> Result<String, AuthError> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| AuthError::Signing(e.to_string()))
+}
+
+/// Verify `token` against `secret` with the default leeway.
+pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
+    verify_with_leeway(secret, token, DEFAULT_LEEWAY_SECS)
+}
+
+/// Verify `token` against `secret`, accepting it up to `leeway_secs` past `exp`.
+pub fn verify_with_leeway(
+    secret: &str,
+    token: &str,
+    leeway_secs: u64,
+) -> Result<Claims, AuthError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = leeway_secs;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .map(|data| data.claims)
+    .map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        _ => AuthError::Invalid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "test-secret";
+
+    #[test]
+    fn round_trip() {
+        let mut c = Claims::new("alice", "r1", true, false, 60);
+        c.name = Some("Alice".into());
+        let t = mint(SECRET, &c).expect("mint");
+        assert_eq!(verify(SECRET, &t), Ok(c));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(verify(SECRET, ""), Err(AuthError::Missing));
+        assert_eq!(verify(SECRET, "garbage"), Err(AuthError::Invalid));
+        assert_eq!(verify(SECRET, "a.b.c"), Err(AuthError::Invalid));
+        let t = mint("other", &Claims::new("a", "r", true, true, 60)).expect("mint");
+        assert_eq!(verify(SECRET, &t), Err(AuthError::Invalid));
+        let mut c = Claims::new("a", "r", true, true, 0);
+        c.exp = now_secs() - 3600;
+        let t = mint(SECRET, &c).expect("mint");
+        assert_eq!(verify(SECRET, &t), Err(AuthError::Expired));
+        // Within the leeway it is still accepted; with zero leeway it is not.
+        c.exp = now_secs() - 2;
+        let t = mint(SECRET, &c).expect("mint");
+        assert!(verify(SECRET, &t).is_ok());
+        assert_eq!(verify_with_leeway(SECRET, &t, 0), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn refuses_unsigned_and_other_algorithms() {
+        use base64_url as b64;
+        let header = b64::encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64::encode(&format!(
+            r#"{{"sub":"a","room":"r","publish":true,"subscribe":true,"exp":{},"iat":0}}"#,
+            now_secs() + 60
+        ));
+        assert_eq!(
+            verify(SECRET, &format!("{header}.{body}.")),
+            Err(AuthError::Invalid)
+        );
+        let header = b64::encode(r#"{"alg":"HS512","typ":"JWT"}"#);
+        assert_eq!(
+            verify(SECRET, &format!("{header}.{body}.AAAA")),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    /// Minimal unpadded base64url, enough to forge test tokens.
+    mod base64_url {
+        pub fn encode(s: &str) -> String {
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let b = s.as_bytes();
+            let mut out = String::new();
+            for chunk in b.chunks(3) {
+                let n = chunk.len();
+                let v = (u32::from(chunk[0]) << 16)
+                    | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*chunk.get(2).unwrap_or(&0));
+                for i in 0..=n {
+                    out.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Signaling service configuration.
+
+use std::time::Duration;
+
+/// How the signaling service runs. Build with [`SignalingConfig::new`] and
+/// adjust the public fields.
+#[derive(Clone)]
+pub struct SignalingConfig {
+    /// HS256 secret that access tokens are signed with.
+    pub secret: String,
+    /// Seconds a token is still accepted past its `exp` (clock skew).
+    pub token_leeway_secs: u64,
+    /// A connection that has not sent a successful `join` this long after
+    /// opening is closed.
+    pub join_timeout: Duration,
+    /// Sustained client messages per second a connection may send.
+    pub rate_per_sec: f64,
+    /// Burst of client messages allowed above the sustained rate.
+    pub rate_burst: f64,
+    /// Server messages queued toward one client before it is considered too
+    /// slow and disconnected.
+    pub outbound_queue: usize,
+    /// How long shutdown waits for open WebSockets to close.
+    pub shutdown_grace: Duration,
+}
+
+impl SignalingConfig {
+    /// Defaults: leeway [`crate::auth::DEFAULT_LEEWAY_SECS`], join timeout 10 s,
+    /// 50 messages/s with bursts of 100, 256 queued messages, 5 s shutdown grace.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self {
+            secret: secret.into(),
+            token_leeway_secs: crate::auth::DEFAULT_LEEWAY_SECS,
+            join_timeout: Duration::from_secs(10),
+            rate_per_sec: 50.0,
+            rate_burst: 100.0,
+            outbound_queue: 256,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for SignalingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalingConfig")
+            .field("secret", &"<redacted>")
+            .field("token_leeway_secs", &self.token_leeway_secs)
+            .field("join_timeout", &self.join_timeout)
+            .field("rate_per_sec", &self.rate_per_sec)
+            .field("rate_burst", &self.rate_burst)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}

@@ -1,0 +1,99 @@
+//! huddle-signaling: the signaling service of the huddle server.
+//!
+//! - `GET /ws[?room=ROOM]`: the JSON-over-WebSocket signaling protocol of
+//!   [`huddle_proto`] (see `docs/signaling.md`), one connection per participant.
+//! - `GET /healthz`: liveness.
+//! - `/api/...`: admin REST API (see [`rest`]).
+//!
+//! Access is by HS256 JWTs ([`auth`]). Rooms and participants live in memory
+//! ([`state`]); media goes through the SFU ([`huddle_sfu`]), whose events the
+//! [`dispatch`] task relays to clients.
+//!
+//! Embedding: either [`serve`] (router + dispatcher + graceful shutdown in one
+//! call), or build an [`AppState`], mount [`router`] in a larger axum app and
+//! run [`dispatch::run`] yourself.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod ratelimit;
+pub mod rest;
+pub mod sfu;
+pub mod state;
+pub mod ws;
+
+pub use app::AppState;
+pub use auth::{AuthError, Claims};
+pub use config::SignalingConfig;
+pub use sfu::SfuControl;
+
+use axum::routing::{delete, get};
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The service's routes, ready to serve (state applied).
+pub fn router(app: AppState) -> Router {
+    let api = Router::new()
+        .route("/rooms", get(rest::list_rooms))
+        .route("/rooms/{room}/participants", get(rest::list_participants))
+        .route("/rooms/{room}/participants/{id}", delete(rest::kick))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            rest::require_admin,
+        ));
+    Router::new()
+        .route("/healthz", get(rest::healthz))
+        .route("/ws", get(ws::handler))
+        .nest("/api", api)
+        .with_state(app)
+}
+
+/// Serve signaling on `listener` for the SFU `sfu` (whose events are
+/// `events`) until `shutdown` completes; then close every WebSocket (code
+/// 1001) and wait up to [`SignalingConfig::shutdown_grace`] for them to go.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: SignalingConfig,
+    sfu: huddle_sfu::Sfu,
+    events: huddle_sfu::SfuEvents,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        AppState::new(config, Arc::new(sfu)),
+        events,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with a prepared [`AppState`] (any [`SfuControl`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    events: huddle_sfu::SfuEvents,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let dispatcher = tokio::spawn(dispatch::run(app.clone(), events));
+    let on_shutdown = app.clone();
+    let result = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            on_shutdown.begin_shutdown();
+        })
+        .await;
+    // Upgraded WebSockets are not tracked by the HTTP server: wait for them.
+    app.begin_shutdown();
+    if !app.wait_idle(app.config().shutdown_grace).await {
+        tracing::warn!(
+            open = app.connection_count(),
+            "WebSockets still open after the shutdown grace period"
+        );
+    }
+    dispatcher.abort();
+    result
+}

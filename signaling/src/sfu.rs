@@ -1,0 +1,82 @@
+//! The SFU as the signaling service sees it.
+//!
+//! [`SfuControl`] is the subset of [`huddle_sfu::Sfu`]'s API the service calls.
+//! It is a trait so tests can stand a scripted SFU in for the real one; the real
+//! handle implements it.
+
+use huddle_proto::{IceCandidate, PcRole};
+use huddle_sfu::api::Rights;
+use huddle_sfu::{ParticipantId, RoomId, Sfu, SfuError};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future returned by [`SfuControl`] methods.
+pub type SfuFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SfuError>> + Send + 'a>>;
+
+/// What the signaling service asks of the SFU. See [`huddle_sfu::Sfu`] for the
+/// meaning of each call.
+pub trait SfuControl: Send + Sync + 'static {
+    /// Register a participant of `room`.
+    fn add_participant(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        rights: Rights,
+    ) -> SfuFuture<'_, ()>;
+    /// Apply a publisher-connection offer; returns the answer SDP.
+    fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String>;
+    /// Apply the answer to the last subscriber offer.
+    fn subscriber_answer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, ()>;
+    /// Add a trickled client ICE candidate.
+    fn remote_candidate(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        candidate: IceCandidate,
+    ) -> SfuFuture<'_, ()>;
+    /// Mute or unmute a published track.
+    fn set_muted(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        muted: bool,
+    ) -> SfuFuture<'_, ()>;
+    /// Drop a participant.
+    fn remove_participant(&self, participant: ParticipantId) -> SfuFuture<'_, ()>;
+}
+
+impl SfuControl for Sfu {
+    fn add_participant(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        rights: Rights,
+    ) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::add_participant(self, room, participant, rights))
+    }
+    fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String> {
+        Box::pin(Sfu::publisher_offer(self, participant, sdp))
+    }
+    fn subscriber_answer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::subscriber_answer(self, participant, sdp))
+    }
+    fn remote_candidate(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        candidate: IceCandidate,
+    ) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::remote_candidate(self, participant, pc, candidate))
+    }
+    fn set_muted(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        muted: bool,
+    ) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::set_muted(self, participant, track_id, muted))
+    }
+    fn remove_participant(&self, participant: ParticipantId) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::remove_participant(self, participant))
+    }
+}

@@ -1,0 +1,458 @@
+//! In-memory rooms and participants.
+//!
+//! A room exists while it has participants: it is created by the first join and
+//! removed with its last participant. A participant is first *pending* (its
+//! WebSocket is registered so SFU events addressed to it are kept, in order,
+//! but nobody sees it yet) and becomes *live* once the SFU has accepted it: at
+//! that moment, atomically, it gets `joined` followed by whatever was kept, and
+//! everyone else gets `participant_joined`.
+//!
+//! Every method takes the lock briefly and never awaits while holding it.
+
+use huddle_proto::{ParticipantInfo, ServerMessage, TrackInfo};
+use huddle_sfu::ParticipantId;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, Notify};
+
+/// What a connection's writer task sends to its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A protocol message.
+    Msg(ServerMessage),
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, String),
+}
+
+/// The server's side of one participant's WebSocket.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Queue toward the socket writer.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Fired to make the connection stop reading and shut down.
+    pub kick: Arc<Notify>,
+}
+
+impl Conn {
+    /// Queue a message; if the client is too slow to drain its queue it is
+    /// kicked rather than allowed to grow memory without bound.
+    fn send(&self, id: &ParticipantId, msg: Outbound) {
+        if let Err(e) = self.tx.try_send(msg) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                tracing::warn!(participant = %id, "outbound queue full, disconnecting slow client");
+            }
+            self.kick.notify_one();
+        }
+    }
+
+    /// Ask the connection to close with `code` and `reason`.
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.tx.try_send(Outbound::Close(code, reason.to_owned()));
+        self.kick.notify_one();
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    identity: String,
+    /// Join order, to list participants stably.
+    seq: u64,
+    tracks: Vec<TrackInfo>,
+    conn: Conn,
+    /// `Some(kept messages)` while pending; `None` once live.
+    pending: Option<Vec<ServerMessage>>,
+}
+
+impl Member {
+    fn info(&self, id: &ParticipantId) -> ParticipantInfo {
+        ParticipantInfo {
+            id: id.0.clone(),
+            identity: self.identity.clone(),
+            tracks: self.tracks.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashMap<ParticipantId, Member>,
+}
+
+impl Room {
+    fn live(&self) -> impl Iterator<Item = (&ParticipantId, &Member)> {
+        self.members.iter().filter(|(_, m)| m.pending.is_none())
+    }
+
+    fn sorted_live(&self) -> Vec<(&ParticipantId, &Member)> {
+        let mut v: Vec<_> = self.live().collect();
+        v.sort_by_key(|(_, m)| m.seq);
+        v
+    }
+
+    fn broadcast(&self, msg: &ServerMessage, except: Option<&ParticipantId>) {
+        for (id, m) in self.live() {
+            if Some(id) != except {
+                m.conn.send(id, Outbound::Msg(msg.clone()));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: BTreeMap<String, Room>,
+    /// participant -> room name
+    index: HashMap<ParticipantId, String>,
+    next_seq: u64,
+}
+
+/// A room as the REST API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoomSummary {
+    /// Room name.
+    pub room: String,
+    /// Participants in it (joined ones; not those still being set up).
+    pub participants: usize,
+}
+
+/// What [`Hub::remove`] took out.
+#[derive(Debug)]
+pub struct Removed {
+    /// The room it was in.
+    pub room: String,
+    /// Its connection, to close if the caller wants to.
+    pub conn: Conn,
+    /// Whether it had been live (others had been told it joined).
+    pub was_live: bool,
+}
+
+/// All rooms and participants. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Hub {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding the lock; if it ever did, the data is
+        // still consistent enough to keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a pending participant (creating the room if needed). Returns
+    /// false, changing nothing, if the id is taken.
+    pub fn add_pending(&self, room: &str, id: ParticipantId, identity: String, conn: Conn) -> bool {
+        let mut g = self.lock();
+        if g.index.contains_key(&id) {
+            return false;
+        }
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        g.index.insert(id.clone(), room.to_owned());
+        g.rooms.entry(room.to_owned()).or_default().members.insert(
+            id,
+            Member {
+                identity,
+                seq,
+                tracks: Vec::new(),
+                conn,
+                pending: Some(Vec::new()),
+            },
+        );
+        true
+    }
+
+    /// Make a pending participant live: queue `joined` (built by `make_joined`
+    /// from its own info and the others') and the messages kept for it, and
+    /// tell the others. Returns false if it is no longer registered.
+    pub fn go_live(
+        &self,
+        id: &ParticipantId,
+        make_joined: impl FnOnce(ParticipantInfo, Vec<ParticipantInfo>) -> ServerMessage,
+    ) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        let Some(room) = g.rooms.get_mut(&room_name) else {
+            return false;
+        };
+        let others: Vec<ParticipantInfo> = room
+            .sorted_live()
+            .into_iter()
+            .filter(|(pid, _)| *pid != id)
+            .map(|(pid, m)| m.info(pid))
+            .collect();
+        let Some(me) = room.members.get_mut(id) else {
+            return false;
+        };
+        let kept = me.pending.take().unwrap_or_default();
+        let info = me.info(id);
+        me.conn
+            .send(id, Outbound::Msg(make_joined(info.clone(), others)));
+        for msg in kept {
+            me.conn.send(id, Outbound::Msg(msg));
+        }
+        room.broadcast(
+            &ServerMessage::ParticipantJoined { participant: info },
+            Some(id),
+        );
+        true
+    }
+
+    /// Remove a participant; if it was live, tell the others. Returns `None`
+    /// if it was not registered (already removed by someone else).
+    pub fn remove(&self, id: &ParticipantId) -> Option<Removed> {
+        let mut g = self.lock();
+        let room_name = g.index.remove(id)?;
+        let room = g.rooms.get_mut(&room_name)?;
+        let member = room.members.remove(id)?;
+        let was_live = member.pending.is_none();
+        if was_live {
+            room.broadcast(
+                &ServerMessage::ParticipantLeft {
+                    participant_id: id.0.clone(),
+                },
+                None,
+            );
+        }
+        if room.members.is_empty() {
+            g.rooms.remove(&room_name);
+        }
+        Some(Removed {
+            room: room_name,
+            conn: member.conn,
+            was_live,
+        })
+    }
+
+    /// Send `msg` to one participant (kept for later if it is still pending).
+    /// Returns false if it is unknown.
+    pub fn send_to(&self, id: &ParticipantId, msg: ServerMessage) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        let Some(m) = g
+            .rooms
+            .get_mut(&room_name)
+            .and_then(|r| r.members.get_mut(id))
+        else {
+            return false;
+        };
+        match &mut m.pending {
+            Some(kept) => kept.push(msg),
+            None => m.conn.send(id, Outbound::Msg(msg)),
+        }
+        true
+    }
+
+    /// The room a participant is in.
+    pub fn room_of(&self, id: &ParticipantId) -> Option<String> {
+        self.lock().index.get(id).cloned()
+    }
+
+    /// Record a published track and tell the room (publisher included).
+    /// Returns false if the publisher is unknown.
+    pub fn track_published(&self, id: &ParticipantId, track: TrackInfo) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        let Some(room) = g.rooms.get_mut(&room_name) else {
+            return false;
+        };
+        let Some(m) = room.members.get_mut(id) else {
+            return false;
+        };
+        m.tracks.retain(|t| t.id != track.id);
+        m.tracks.push(track.clone());
+        room.broadcast(
+            &ServerMessage::TrackPublished {
+                participant_id: id.0.clone(),
+                track,
+            },
+            None,
+        );
+        true
+    }
+
+    /// Forget a track and tell the room. Returns false if either is unknown.
+    pub fn track_unpublished(&self, id: &ParticipantId, track_id: &str) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        let Some(room) = g.rooms.get_mut(&room_name) else {
+            return false;
+        };
+        let Some(m) = room.members.get_mut(id) else {
+            return false;
+        };
+        let before = m.tracks.len();
+        m.tracks.retain(|t| t.id != track_id);
+        if m.tracks.len() == before {
+            return false;
+        }
+        room.broadcast(
+            &ServerMessage::TrackUnpublished {
+                participant_id: id.0.clone(),
+                track_id: track_id.to_owned(),
+            },
+            None,
+        );
+        true
+    }
+
+    /// Whether `track_id` is one of the participant's tracks.
+    pub fn owns_track(&self, id: &ParticipantId, track_id: &str) -> bool {
+        let g = self.lock();
+        g.index
+            .get(id)
+            .and_then(|r| g.rooms.get(r))
+            .and_then(|r| r.members.get(id))
+            .is_some_and(|m| m.tracks.iter().any(|t| t.id == track_id))
+    }
+
+    /// Record a mute state and tell the room. Returns false if unknown.
+    pub fn set_muted(&self, id: &ParticipantId, track_id: &str, muted: bool) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        let Some(room) = g.rooms.get_mut(&room_name) else {
+            return false;
+        };
+        let Some(t) = room
+            .members
+            .get_mut(id)
+            .and_then(|m| m.tracks.iter_mut().find(|t| t.id == track_id))
+        else {
+            return false;
+        };
+        t.muted = muted;
+        room.broadcast(
+            &ServerMessage::MuteChanged {
+                participant_id: id.0.clone(),
+                track_id: track_id.to_owned(),
+                muted,
+            },
+            None,
+        );
+        true
+    }
+
+    /// Rooms and their live participant counts, by name.
+    pub fn rooms(&self) -> Vec<RoomSummary> {
+        self.lock()
+            .rooms
+            .iter()
+            .map(|(name, r)| RoomSummary {
+                room: name.clone(),
+                participants: r.live().count(),
+            })
+            .collect()
+    }
+
+    /// Live participants of a room in join order, or `None` if there is no
+    /// such room.
+    pub fn participants(&self, room: &str) -> Option<Vec<ParticipantInfo>> {
+        let g = self.lock();
+        let r = g.rooms.get(room)?;
+        Some(
+            r.sorted_live()
+                .into_iter()
+                .map(|(id, m)| m.info(id))
+                .collect(),
+        )
+    }
+
+    /// Every registered participant, for shutdown.
+    pub fn all_ids(&self) -> Vec<ParticipantId> {
+        self.lock().index.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huddle_proto::TrackKind;
+
+    fn conn() -> (Conn, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(16);
+        (
+            Conn {
+                tx,
+                kick: Arc::new(Notify::new()),
+            },
+            rx,
+        )
+    }
+
+    fn joined(p: ParticipantInfo, others: Vec<ParticipantInfo>) -> ServerMessage {
+        ServerMessage::Joined {
+            room: "r".into(),
+            participant: p,
+            others,
+            can_publish: true,
+            can_subscribe: true,
+        }
+    }
+
+    fn pid(s: &str) -> ParticipantId {
+        ParticipantId(s.into())
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<ServerMessage> {
+        let mut v = Vec::new();
+        while let Ok(Outbound::Msg(m)) = rx.try_recv() {
+            v.push(m);
+        }
+        v
+    }
+
+    #[test]
+    fn pending_keeps_messages_until_live_and_rooms_vanish_when_empty() {
+        let hub = Hub::new();
+        let (a, mut arx) = conn();
+        let (b, mut brx) = conn();
+        hub.add_pending("r", pid("A"), "alice".into(), a);
+        assert!(hub.go_live(&pid("A"), joined));
+        hub.add_pending("r", pid("B"), "bob".into(), b);
+        assert!(hub.send_to(&pid("B"), ServerMessage::Pong));
+        let track = TrackInfo {
+            id: "t1".into(),
+            kind: TrackKind::Audio,
+            mime_type: "audio/opus".into(),
+            muted: false,
+            source_track_id: None,
+        };
+        assert!(hub.track_published(&pid("A"), track));
+        assert_eq!(hub.rooms()[0].participants, 1);
+        assert!(brx.try_recv().is_err(), "pending B gets nothing yet");
+        assert!(hub.go_live(&pid("B"), joined));
+        let got = drain(&mut brx);
+        assert!(
+            matches!(&got[0], ServerMessage::Joined { others, .. } if others.len() == 1 && others[0].tracks.len() == 1)
+        );
+        assert_eq!(got[1], ServerMessage::Pong);
+        let got = drain(&mut arx);
+        assert!(matches!(&got[0], ServerMessage::Joined { others, .. } if others.is_empty()));
+        assert!(matches!(&got[1], ServerMessage::TrackPublished { .. }));
+        assert!(
+            matches!(&got[2], ServerMessage::ParticipantJoined { participant } if participant.id == "B")
+        );
+        assert!(hub.remove(&pid("A")).is_some_and(|r| r.was_live));
+        assert!(hub.remove(&pid("A")).is_none());
+        assert!(
+            matches!(&drain(&mut brx)[0], ServerMessage::ParticipantLeft { participant_id } if participant_id == "A")
+        );
+        hub.remove(&pid("B"));
+        assert!(hub.rooms().is_empty());
+    }
+}

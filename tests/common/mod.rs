@@ -1,0 +1,163 @@
+//! Helpers shared by the end-to-end tests: a server in process, media senders
+//! and receivers built from real Opus and synthetic VP8.
+#![allow(dead_code)]
+
+use huddle::proto::TrackKind;
+use huddle::{Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
+use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
+use huddle_media::source::{AudioSource, SpeechLike};
+use huddle_media::Channels;
+use huddle_sfu::api::Rights;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BOTH: Rights = Rights {
+    publish: true,
+    subscribe: true,
+};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// Bound every wait of a test.
+pub async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
+    }
+}
+
+/// Audio a sender produced: per RTP sequence number, the PCM frame it encoded.
+#[derive(Default, Clone)]
+pub struct SentAudio(pub Arc<Mutex<BTreeMap<u16, Vec<i16>>>>);
+
+/// Send `frames` 20 ms frames of a speech-like signal (seeded) as real Opus,
+/// paced in real time. Records which PCM went out under which sequence number.
+pub async fn send_speech(track: Arc<LocalTrack>, seed: u64, frames: usize, sent: SentAudio) {
+    let mut source = SpeechLike::new(seed);
+    let mut encoder = OpusEncoder::new(EncoderConfig::default()).expect("opus encoder");
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..frames {
+        tick.tick().await;
+        let Some(pcm) = source.next_frame() else {
+            break;
+        };
+        let opus = encoder.encode(&pcm).expect("encode");
+        let seq = track.next_sequence_number().await;
+        if track.write_frame(&[&opus], 960).await.is_err() {
+            break;
+        }
+        sent.0.lock().expect("lock").insert(seq, pcm);
+    }
+}
+
+/// Send synthetic VP8 at 15 fps for `frames` frames.
+pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
+    let mut video = SyntheticVideo::new(SyntheticVideoConfig {
+        fps: 15,
+        keyframe_interval: 15,
+        ..Default::default()
+    })
+    .expect("video");
+    let mut packetizer = Vp8Packetizer::new(1, 96, 0).expect("packetizer");
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / 15));
+    for _ in 0..frames {
+        tick.tick().await;
+        let frame = video.next_frame();
+        let packets = packetizer
+            .packetize(&frame.data, frame.timestamp)
+            .expect("packetize");
+        let payloads: Vec<&[u8]> = packets.iter().map(|p| p.payload.as_slice()).collect();
+        if track.write_frame(&payloads, 90000 / 15).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// What one participant received from one remote track.
+#[derive(Default, Debug, Clone)]
+pub struct Received {
+    pub publisher: String,
+    pub kind: Option<TrackKind>,
+    /// Payload per sequence number.
+    pub packets: BTreeMap<u16, Vec<u8>>,
+    pub keyframes: usize,
+}
+
+pub type Inbox = Arc<Mutex<BTreeMap<String, Received>>>;
+
+/// Read every remote track of a call into an [`Inbox`] keyed by track id,
+/// and forward the other events to `rest`.
+pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
+    let inbox: Inbox = Default::default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ib = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                CallEvent::TrackSubscribed(track) => {
+                    tokio::spawn(read_track(track, ib.clone()));
+                }
+                other => {
+                    let _ = tx.send(other);
+                }
+            }
+        }
+    });
+    (inbox, rx)
+}
+
+async fn read_track(track: RemoteTrack, inbox: Inbox) {
+    let id = track.track_id().to_owned();
+    {
+        let mut ib = inbox.lock().expect("lock");
+        let r = ib.entry(id.clone()).or_default();
+        r.publisher = track.participant_id().to_owned();
+        r.kind = Some(track.kind());
+    }
+    while let Some(p) = track.recv().await {
+        let key =
+            huddle_media::rtp::is_vp8_keyframe(&p.payload) && track.kind() == TrackKind::Video;
+        let mut ib = inbox.lock().expect("lock");
+        let r = ib.entry(id.clone()).or_default();
+        if key {
+            r.keyframes += 1;
+        }
+        r.packets
+            .insert(p.header.sequence_number, p.payload.to_vec());
+    }
+}
+
+/// Decode received Opus packets for the given sequence numbers in order,
+/// concealing the missing ones.
+pub fn decode_in_order(received: &Received, seqs: &[u16]) -> Vec<i16> {
+    let mut dec = OpusDecoder::new(Channels::Mono).expect("decoder");
+    let mut out = Vec::new();
+    for s in seqs {
+        let frame = match received.packets.get(s) {
+            Some(p) => dec.decode(p).expect("decode"),
+            None => dec.conceal().expect("plc"),
+        };
+        out.extend(frame);
+    }
+    out
+}
+
+/// Join `room` as `identity`.
+pub async fn join(
+    server: &huddle_server::RunningServer,
+    room: &str,
+    identity: &str,
+    rights: Rights,
+) -> (Call, CallEvents) {
+    let token = server.mint_token(room, identity, rights).expect("token");
+    within(20, "join", Call::join(&server.ws_url(), &token))
+        .await
+        .expect("join")
+}
