@@ -1,0 +1,140 @@
+//! `huddle-call`: join a room on a huddle server from the command line, send a
+//! speech-like test signal (or a WAV file) as Opus, and optionally record the
+//! first remote audio track to a WAV file.
+//!
+//! ```text
+//! huddle-call --url ws://127.0.0.1:7880/ws --token "$(huddle-server token --room demo --identity me)"
+//! ```
+//!
+//! It prints `joined <participant id>` once in the room, then one line per
+//! room event, and runs until `--seconds` pass (0: until Ctrl-C).
+
+use anyhow::Context;
+use clap::Parser;
+use huddle::{Call, CallEvent};
+use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle_media::sink::AudioSink;
+use huddle_media::source::{AudioSource, SpeechLike};
+use huddle_media::wav::{WavSink, WavSource};
+use huddle_media::Channels;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "huddle-call", version, about)]
+struct Args {
+    /// Signaling WebSocket URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:7880/ws")]
+    url: String,
+    /// Access token (mint one with `huddle-server token`).
+    #[arg(long, env = "HUDDLE_TOKEN")]
+    token: String,
+    /// Send this WAV file instead of the built-in test signal.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Do not publish audio, only listen.
+    #[arg(long)]
+    listen_only: bool,
+    /// Record the first remote audio track to this WAV file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Stop after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let (call, mut events) = Call::join(&args.url, &args.token)
+        .await
+        .with_context(|| format!("cannot join through {}", args.url))?;
+    println!("joined {} in room {}", call.participant_id(), call.room());
+
+    let sender = if args.listen_only {
+        None
+    } else {
+        let track = call.publish_audio().await.context("cannot publish audio")?;
+        let mut source: Box<dyn AudioSource + Send> = match &args.input {
+            Some(path) => Box::new(
+                WavSource::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => Box::new(SpeechLike::new(1)),
+        };
+        let mut encoder = OpusEncoder::new(EncoderConfig {
+            channels: source.channels(),
+            ..Default::default()
+        })?;
+        println!("publishing audio");
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while let Some(pcm) = source.next_frame() {
+                tick.tick().await;
+                let opus = encoder.encode(&pcm)?;
+                track.write_frame(&[&opus], 960).await?;
+            }
+            anyhow::Ok(())
+        }))
+    };
+
+    let record = args.record.clone();
+    let listener = tokio::spawn(async move {
+        let mut recording = false;
+        while let Some(ev) = events.recv().await {
+            match ev {
+                CallEvent::TrackSubscribed(track) => {
+                    println!(
+                        "receiving {:?} from {}",
+                        track.kind(),
+                        track.participant_id()
+                    );
+                    if let (Some(path), false) = (&record, recording) {
+                        if track.kind() == huddle::proto::TrackKind::Audio {
+                            recording = true;
+                            let mut sink = WavSink::create(path, Channels::Mono)?;
+                            let mut decoder = OpusDecoder::new(Channels::Mono)?;
+                            tokio::spawn(async move {
+                                while let Some(p) = track.recv().await {
+                                    if let Ok(pcm) = decoder.decode(&p.payload) {
+                                        let _ = sink.write_frame(&pcm);
+                                    }
+                                }
+                                let _ = sink.finish();
+                            });
+                        }
+                    }
+                }
+                CallEvent::Disconnected => {
+                    println!("disconnected");
+                    break;
+                }
+                other => println!("{other:?}"),
+            }
+        }
+        anyhow::Ok(())
+    });
+
+    let run = async {
+        if args.seconds == 0 {
+            let _ = tokio::signal::ctrl_c().await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        }
+    };
+    tokio::select! {
+        _ = run => {}
+        res = listener => { res??; }
+    }
+    if let Some(s) = sender {
+        s.abort();
+    }
+    call.leave().await?;
+    println!("left");
+    Ok(())
+}
