@@ -8,6 +8,7 @@ use huddle_proto::{
     ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcRole, ServerMessage, TrackInfo,
     TrackKind,
 };
+use huddle_sfu::codecs;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -226,14 +227,14 @@ impl Call {
     /// Publish an Opus audio track. Write 20 ms Opus frames into it with
     /// `write_frame(&[frame], 960)`.
     pub async fn publish_audio(&self) -> Result<Arc<LocalTrack>, CallError> {
-        self.publish(TrackKind::Audio, peer::opus_codec(), peer::OPUS_PT)
+        self.publish(TrackKind::Audio, codecs::opus(), codecs::OPUS_PT)
             .await
     }
 
     /// Publish a VP8 video track. Write each encoded frame as its RTP payloads
     /// (VP8 payload descriptor included) with `write_frame(&payloads, 90000 / fps)`.
     pub async fn publish_video(&self) -> Result<Arc<LocalTrack>, CallError> {
-        self.publish(TrackKind::Video, peer::vp8_codec(), peer::VP8_PT)
+        self.publish(TrackKind::Video, codecs::vp8(), codecs::VP8_PT)
             .await
     }
 

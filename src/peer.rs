@@ -3,12 +3,9 @@
 
 use crate::error::CallError;
 use huddle_proto::{ClientMessage, IceCandidate, PcRole};
+use huddle_sfu::feedback::{KeyframeRequestsToApp, SLOT};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -16,59 +13,6 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
-
-/// Payload type huddle uses for Opus (Chromium's usual one).
-pub const OPUS_PT: u8 = 111;
-/// Payload type huddle uses for VP8.
-pub const VP8_PT: u8 = 96;
-
-/// The codec description of Opus as huddle sends it.
-pub fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// The codec description of VP8.
-pub fn vp8_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn media_engine() -> Result<MediaEngine, CallError> {
-    let mut me = MediaEngine::default();
-    let h264 = RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-            .to_owned(),
-        rtcp_feedback: vec![],
-    };
-    for (codec, pt, kind) in [
-        (opus_codec(), OPUS_PT, RtpCodecKind::Audio),
-        (vp8_codec(), VP8_PT, RtpCodecKind::Video),
-        (h264, 102, RtpCodecKind::Video),
-    ] {
-        me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: codec,
-                payload_type: pt,
-            },
-            kind,
-        )?;
-    }
-    Ok(me)
-}
 
 /// What a peer connection reports to the call.
 pub(crate) struct PcHandler {
@@ -119,8 +63,10 @@ pub(crate) async fn build(
     outbox: crate::signal::Outbox,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 ) -> Result<Peer, CallError> {
-    let mut me = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let mut me = huddle_sfu::codecs::media_engine()?;
+    // Keyframe requests must reach the app so a publisher can answer them.
+    let registry = register_default_interceptors(Registry::new(), &mut me)?
+        .with(SLOT.into(), KeyframeRequestsToApp::default());
     let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
     let handler = Arc::new(PcHandler {
         role,

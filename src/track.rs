@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 /// RTP sequence and timestamp state of a local track.
@@ -73,6 +73,20 @@ impl LocalTrack {
     /// The SSRC the track is sent with.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
+    }
+
+    /// Wait for the next keyframe request (PLI or FIR) for this track, which the
+    /// SFU relays from subscribers, merged. Returns `false` once the track is
+    /// no longer sent. A video publisher answers by sending a keyframe.
+    pub async fn keyframe_requested(&self) -> bool {
+        while let Some(ev) = self.rtp.poll().await {
+            if let TrackLocalEvent::OnRtcpPacket(packets) = ev {
+                if huddle_sfu::feedback::is_keyframe_request(&packets) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// The RTP sequence number the next packet will carry.

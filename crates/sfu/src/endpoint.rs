@@ -9,9 +9,10 @@
 
 use crate::api::{Rights, SfuEvent, SfuStats};
 use crate::config::SfuConfig;
-use crate::connection::{ice_token, is_keyframe_request, Connection, Liveness};
+use crate::connection::{ice_token, Connection, Liveness};
 use crate::demux::Demux;
 use crate::error::SfuError;
+use crate::feedback::is_keyframe_request;
 use crate::ids::{ParticipantId, RoomId};
 use crate::participant::Participant;
 use crate::router::{KeyframeGate, Leg, PublishedTrack, Router};

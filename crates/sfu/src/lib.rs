@@ -11,12 +11,14 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod codecs;
 pub mod config;
 mod connection;
 pub mod demux;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
+pub mod feedback;
 pub mod ids;
 mod participant;
 mod router;

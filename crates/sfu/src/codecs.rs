@@ -1,0 +1,64 @@
+//! The codecs huddle negotiates, shared by the SFU and the calling crate so
+//! both sides offer the same payload types (Chromium's usual numbering).
+
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::shared::error::Error as RtcError;
+
+/// Payload type of Opus.
+pub const OPUS_PT: u8 = 111;
+/// Payload type of VP8.
+pub const VP8_PT: u8 = 96;
+/// Payload type of H.264 (constrained baseline, packetization mode 1).
+pub const H264_PT: u8 = 102;
+
+/// Opus, 48 kHz, in-band FEC.
+pub fn opus() -> RTCRtpCodec {
+    codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1")
+}
+
+/// VP8.
+pub fn vp8() -> RTCRtpCodec {
+    codec(MIME_TYPE_VP8, 90000, 0, "")
+}
+
+/// H.264 constrained baseline.
+pub fn h264() -> RTCRtpCodec {
+    codec(
+        MIME_TYPE_H264,
+        90000,
+        0,
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    )
+}
+
+fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate,
+        channels,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A media engine with Opus, VP8 and H.264 registered.
+pub fn media_engine() -> Result<MediaEngine, RtcError> {
+    let mut me = MediaEngine::default();
+    for (rtp_codec, payload_type, kind) in [
+        (opus(), OPUS_PT, RtpCodecKind::Audio),
+        (vp8(), VP8_PT, RtpCodecKind::Video),
+        (h264(), H264_PT, RtpCodecKind::Video),
+    ] {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec,
+                payload_type,
+            },
+            kind,
+        )?;
+    }
+    Ok(me)
+}
