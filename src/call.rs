@@ -303,6 +303,9 @@ impl Call {
             .outbox
             .send(ClientMessage::Offer { sdp })
             .map_err(|_| CallError::Closed)?;
+        if let Some(p) = self.inner.publisher.lock().await.as_ref() {
+            p.open_trickle();
+        }
         let answer = tokio::time::timeout(WAIT, rx)
             .await
             .map_err(|_| CallError::Timeout("the publisher answer"))?
@@ -501,7 +504,9 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
     inner
         .outbox
         .send(ClientMessage::Answer { sdp })
-        .map_err(|_| CallError::Closed)
+        .map_err(|_| CallError::Closed)?;
+    sub.open_trickle();
+    Ok(())
 }
 
 async fn add_candidate(inner: &Inner, role: PcRole, c: IceCandidate) {

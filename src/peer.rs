@@ -14,10 +14,20 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
+/// Trickled candidates wait until the description they belong to has been
+/// sent: the server cannot use a candidate for a connection it has not heard
+/// of yet.
+#[derive(Default)]
+struct Trickle {
+    open: bool,
+    queued: Vec<ClientMessage>,
+}
+
 /// What a peer connection reports to the call.
 pub(crate) struct PcHandler {
     role: PcRole,
     outbox: crate::signal::Outbox,
+    trickle: Arc<std::sync::Mutex<Trickle>>,
     state: watch::Sender<RTCPeerConnectionState>,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 }
@@ -26,7 +36,7 @@ pub(crate) struct PcHandler {
 impl PeerConnectionEventHandler for PcHandler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
-            let _ = self.outbox.send(ClientMessage::Candidate {
+            let msg = ClientMessage::Candidate {
                 pc: self.role,
                 candidate: IceCandidate {
                     candidate: init.candidate,
@@ -34,7 +44,15 @@ impl PeerConnectionEventHandler for PcHandler {
                     sdp_mline_index: init.sdp_mline_index,
                     username_fragment: init.username_fragment,
                 },
-            });
+            };
+            let Ok(mut t) = self.trickle.lock() else {
+                return;
+            };
+            if t.open {
+                let _ = self.outbox.send(msg);
+            } else {
+                t.queued.push(msg);
+            }
         }
     }
 
@@ -44,6 +62,7 @@ impl PeerConnectionEventHandler for PcHandler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        tracing::debug!(pc = ?self.role, "remote track");
         if let Some(tx) = &self.tracks {
             let _ = tx.send(track);
         }
@@ -54,6 +73,21 @@ impl PeerConnectionEventHandler for PcHandler {
 pub(crate) struct Peer {
     pub pc: Arc<dyn PeerConnection>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    trickle: Arc<std::sync::Mutex<Trickle>>,
+    outbox: crate::signal::Outbox,
+}
+
+impl Peer {
+    /// The description was sent: send the candidates held back, and the
+    /// next ones as they come.
+    pub fn open_trickle(&self) {
+        if let Ok(mut t) = self.trickle.lock() {
+            t.open = true;
+            for msg in t.queued.drain(..) {
+                let _ = self.outbox.send(msg);
+            }
+        }
+    }
 }
 
 /// Build a peer connection bound to `bind` (e.g. `127.0.0.1:0`).
@@ -68,9 +102,11 @@ pub(crate) async fn build(
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(SLOT.into(), KeyframeRequestsToApp::default());
     let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
+    let trickle = Arc::new(std::sync::Mutex::new(Trickle::default()));
     let handler = Arc::new(PcHandler {
         role,
-        outbox,
+        outbox: outbox.clone(),
+        trickle: trickle.clone(),
         state: state_tx,
         tracks,
     });
@@ -85,6 +121,8 @@ pub(crate) async fn build(
     Ok(Peer {
         pc: Arc::new(pc),
         state: state_rx,
+        trickle,
+        outbox,
     })
 }
 

@@ -28,14 +28,24 @@ async fn mute_stops_media_and_tells_the_room() {
             .map(|r| r.packets.len())
             .sum::<usize>()
     };
+    // Send until bob hears alice (his subscription is set up after her
+    // first packet reaches the SFU), then one more second.
+    within(20, "audio flowing", async {
+        let mut seed = 0;
+        while count() == 0 {
+            seed += 1;
+            send_speech(mic.clone(), seed, 5, SentAudio::default()).await;
+        }
+    })
+    .await;
     within(
         20,
-        "audio flowing",
+        "more audio",
         send_speech(mic.clone(), 1, 50, SentAudio::default()),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(count() > 20, "no audio before muting");
+    assert!(count() > 40, "too little audio before muting: {}", count());
 
     alice.set_muted(&mic, true).await.expect("mute");
     within(10, "mute_changed", async {

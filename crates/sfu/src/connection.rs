@@ -65,6 +65,11 @@ impl Connection {
                 Some(config.ice_failed_timeout),
                 Some(Duration::from_secs(1)),
             )
+            // Clients behind NAT (and on loopback, before their trickled
+            // candidates arrive) show up as peer-reflexive. As the controlling
+            // side of subscriber connections the SFU would otherwise wait 1 s
+            // (rtc-ice's default) before nominating such a pair.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .build();
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())

@@ -33,6 +33,19 @@ pub fn classify(datagram: &[u8]) -> DatagramKind {
 }
 
 const STUN_HEADER: usize = 20;
+
+/// Whether an outgoing datagram is a STUN success response (class bits
+/// 0b10, RFC 5389 §6): an ICE agent sends one only to a request that passed
+/// its MESSAGE-INTEGRITY check.
+pub fn is_stun_success_response(datagram: &[u8]) -> bool {
+    match datagram {
+        [b0, b1, _, _, 0x21, 0x12, 0xA4, 0x42, ..] if datagram.len() >= STUN_HEADER => {
+            let ty = u16::from_be_bytes([*b0, *b1]);
+            ty & 0xC000 == 0 && ty & 0x0110 == 0x0100
+        }
+        _ => false,
+    }
+}
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const ATTR_USERNAME: u16 = 0x0006;
 
@@ -84,18 +97,33 @@ impl<K: Clone + PartialEq> Demux<K> {
         self.by_ufrag.insert(ufrag, key);
     }
 
-    /// Which connection a datagram from `src` belongs to. A STUN message
-    /// naming a known ufrag (re)binds `src` to that connection, so a client
-    /// that changes address (ICE restart, NAT rebinding) is followed.
+    /// Which connection a datagram from `src` belongs to: a STUN message
+    /// naming a known ufrag goes to that connection, anything else by its
+    /// bound source address.
+    ///
+    /// Routing by ufrag does NOT bind `src`: anyone can put a ufrag in a STUN
+    /// message (it travels in clear text), so binding here let unauthenticated
+    /// requests grow the address table without bound and re-point a connected
+    /// client's address at another connection. The connection's ICE agent
+    /// checks MESSAGE-INTEGRITY and answers only a request that passes; the
+    /// endpoint then binds the address it answered ([`Demux::bind`], see
+    /// [`is_stun_success_response`]), so a client that changes address (ICE
+    /// restart, NAT rebinding) is still followed.
     pub fn route(&mut self, src: SocketAddr, datagram: &[u8]) -> Option<K> {
         if let Some(ufrag) = stun_local_ufrag(datagram) {
             if let Some(key) = self.by_ufrag.get(ufrag) {
-                let key = key.clone();
-                self.by_addr.insert(src, key.clone());
-                return Some(key);
+                return Some(key.clone());
             }
         }
         self.by_addr.get(&src).cloned()
+    }
+
+    /// Bind `addr` to a connection: call when that connection authenticated
+    /// a peer at `addr` (it sends a STUN success response there).
+    pub fn bind(&mut self, addr: SocketAddr, key: &K) {
+        if self.by_addr.get(&addr) != Some(key) {
+            self.by_addr.insert(addr, key.clone());
+        }
     }
 
     /// Forget every ufrag and address of a connection.
@@ -162,6 +190,18 @@ mod tests {
     }
 
     #[test]
+    fn recognises_success_responses() {
+        let mut m = stun_with_username("a:b");
+        assert!(!is_stun_success_response(&m), "request");
+        m[0..2].copy_from_slice(&0x0101u16.to_be_bytes());
+        assert!(is_stun_success_response(&m));
+        m[0..2].copy_from_slice(&0x0111u16.to_be_bytes());
+        assert!(!is_stun_success_response(&m), "error response");
+        assert!(!is_stun_success_response(&m[..19]));
+        assert!(!is_stun_success_response(&[0x80, 0, 0, 0]));
+    }
+
+    #[test]
     fn routes_by_ufrag_then_address() {
         let mut d: Demux<u32> = Demux::default();
         d.insert_ufrag("serverUfrag".into(), 7);
@@ -169,6 +209,13 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
         assert_eq!(d.route(a, &[0x80, 0, 0, 0]), None, "unknown address");
         assert_eq!(d.route(a, &stun_with_username("serverUfrag:x")), Some(7));
+        assert_eq!(
+            d.route(a, &[0x80, 0, 0, 0]),
+            None,
+            "naming a ufrag binds nothing"
+        );
+        assert_eq!(d.addresses(), 0);
+        d.bind(a, &7);
         assert_eq!(d.route(a, &[0x80, 0, 0, 0]), Some(7));
         assert_eq!(d.route(b, &stun_with_username("other:x")), None);
         d.remove(&7);

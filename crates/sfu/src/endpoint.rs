@@ -10,7 +10,7 @@
 use crate::api::{Rights, SfuEvent, SfuStats};
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, Liveness};
-use crate::demux::Demux;
+use crate::demux::{is_stun_success_response, Demux};
 use crate::error::SfuError;
 use crate::feedback::is_keyframe_request;
 use crate::ids::{ParticipantId, RoomId};
@@ -311,17 +311,10 @@ impl Endpoint {
             self.dropped += 1;
             return;
         };
-        let msg = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr,
-                peer_addr: src,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        };
-        if let Err(e) = conn.pc.handle_read(msg) {
+        if let Err(e) = conn
+            .pc
+            .handle_read(tagged(now, local_addr, src, BytesMut::from(datagram)))
+        {
             self.dropped += 1;
             debug!(participant = %key.0, "datagram rejected: {e}");
         }
@@ -427,7 +420,7 @@ impl Endpoint {
             else {
                 continue;
             };
-            let drained = drain(conn, &mut self.transmits);
+            let drained = drain(conn, &key, &mut self.demux, &mut self.transmits);
             for ev in drained.events {
                 self.on_pc_event(now, &key, ev);
             }
@@ -779,7 +772,7 @@ impl Endpoint {
                 .get_mut(&key.0)
                 .and_then(|p| p.conn_mut(key.1))
             {
-                let drained = drain(conn, &mut self.transmits);
+                let drained = drain(conn, &key, &mut self.demux, &mut self.transmits);
                 for ev in drained.events {
                     self.on_pc_event(now, &key, ev);
                 }
@@ -829,14 +822,49 @@ impl Endpoint {
     }
 }
 
+/// A datagram as the `rtc` core takes it.
+fn tagged(
+    now: Instant,
+    local_addr: SocketAddr,
+    src: SocketAddr,
+    message: BytesMut,
+) -> TaggedBytesMut {
+    TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr,
+            peer_addr: src,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message,
+    }
+}
+
 /// Move a connection's outputs out: datagrams to `transmits`, the rest returned.
-fn drain(conn: &mut Connection, transmits: &mut VecDeque<Transmit>) -> Drained {
+///
+/// A STUN success response is the connection's ICE agent vouching for its
+/// destination (the request passed MESSAGE-INTEGRITY): that address is bound
+/// to the connection in the demux here, never on mere receipt of a STUN
+/// message naming the ufrag (see [`Demux::route`]).
+fn drain(
+    conn: &mut Connection,
+    key: &ConnKey,
+    demux: &mut Demux<ConnKey>,
+    transmits: &mut VecDeque<Transmit>,
+) -> Drained {
     let mut out = Drained::default();
-    while let Some(msg) = conn.pc.poll_write() {
+    let mut push = |msg: TaggedBytesMut| {
+        if is_stun_success_response(&msg.message) {
+            demux.bind(msg.transport.peer_addr, key);
+        }
         transmits.push_back(Transmit {
             dst: msg.transport.peer_addr,
             payload: msg.message,
         });
+    };
+    while let Some(msg) = conn.pc.poll_write() {
+        push(msg);
     }
     while let Some(ev) = conn.pc.poll_event() {
         out.events.push(ev);
@@ -852,10 +880,7 @@ fn drain(conn: &mut Connection, transmits: &mut VecDeque<Transmit>) -> Drained {
     }
     // Reading may have queued writes (e.g. RTCP replies).
     while let Some(msg) = conn.pc.poll_write() {
-        transmits.push_back(Transmit {
-            dst: msg.transport.peer_addr,
-            payload: msg.message,
-        });
+        push(msg);
     }
     out
 }

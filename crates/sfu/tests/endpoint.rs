@@ -1,0 +1,388 @@
+//! The SFU endpoint end to end on simulated time (see `harness`): media
+//! forwarding, garbage input, participant removal and vanished clients.
+//! Deterministic: no sockets, no sleeps, seeded garbage.
+
+mod harness;
+
+use harness::{Client, Datagram, Net, Role};
+use huddle_proto::TrackKind;
+use huddle_sfu::api::SfuStats;
+use huddle_sfu::SfuEvent;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Send `n` audio packets from `from`, one every 20 ms of simulated time.
+fn send_audio(net: &mut Net, from: usize, n: u64) {
+    for i in 0..n {
+        net.send_rtp(from, TrackKind::Audio, &[(i % 251) as u8; 80]);
+        net.drive_for(PACKET_INTERVAL);
+    }
+}
+
+/// The structural part of the stats (what the SFU holds, not what it counted).
+fn held(s: &SfuStats) -> (usize, usize, usize, usize) {
+    (s.participants, s.connections, s.tracks, s.addresses)
+}
+
+/// Seeded SplitMix64: the garbage is the same on every run and every machine.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    fn token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        (0..len)
+            .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// A STUN binding request with `username`, a random transaction id and a
+/// MESSAGE-INTEGRITY and FINGERPRINT that cannot verify.
+fn stun_binding_request(rng: &mut SplitMix, username: &str) -> Vec<u8> {
+    fn attr(out: &mut Vec<u8>, ty: u16, value: &[u8]) {
+        out.extend_from_slice(&ty.to_be_bytes());
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    let mut attrs = Vec::new();
+    attr(&mut attrs, 0x0006, username.as_bytes()); // USERNAME
+    attr(&mut attrs, 0x0024, &rng.bytes(4)); // PRIORITY
+    attr(&mut attrs, 0x802A, &rng.bytes(8)); // ICE-CONTROLLING
+    attr(&mut attrs, 0x0008, &rng.bytes(20)); // MESSAGE-INTEGRITY
+    attr(&mut attrs, 0x8028, &rng.bytes(4)); // FINGERPRINT
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    m.extend_from_slice(&rng.bytes(12));
+    m.extend_from_slice(&attrs);
+    m
+}
+
+/// `a=ice-ufrag:` of an SDP.
+fn ice_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("SDP has an ice-ufrag")
+        .trim()
+        .to_owned()
+}
+
+/// First datagram `src` sent to the SFU whose first byte is in `first` and
+/// that passes `also`.
+fn captured(
+    cap: &[Datagram],
+    src: SocketAddr,
+    first: std::ops::RangeInclusive<u8>,
+    also: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    cap.iter()
+        .find(|d| {
+            d.src == src && d.payload.first().is_some_and(|b| first.contains(b)) && also(&d.payload)
+        })
+        .map(|d| d.payload.clone())
+        .expect("such a datagram was captured")
+}
+
+/// A publishes audio, B only subscribes, media flows A -> B.
+fn two_clients() -> (Net, usize, usize) {
+    let mut net = Net::new();
+    net.capture = Some(Vec::new());
+    let a = net.join("a", true, false);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+    net.connect();
+    (net, a, b)
+}
+
+#[test]
+fn audio_is_forwarded_packet_for_packet() {
+    let (mut net, a, b) = two_clients();
+    let before = net.endpoint.stats();
+    let got_before = net.received(b, a, TrackKind::Audio);
+
+    send_audio(&mut net, a, 500);
+
+    let after = net.endpoint.stats();
+    assert_eq!(
+        net.received(b, a, TrackKind::Audio) - got_before,
+        500,
+        "B gets every packet A sends"
+    );
+    assert_eq!(
+        after.rtp_in - before.rtp_in,
+        500,
+        "rtp_in counts A's packets"
+    );
+    assert_eq!(
+        after.rtp_out - before.rtp_out,
+        500,
+        "rtp_out counts B's copies"
+    );
+    // Over the whole run too, setup included: every packet A wrote reached
+    // the SFU, and every packet the SFU sent reached B.
+    let sent = net.clients[a].tracks[&TrackKind::Audio].sent;
+    assert_eq!(after.rtp_in, sent);
+    assert_eq!(after.rtp_out, net.clients[b].received_total());
+    assert_eq!(
+        held(&after),
+        (2, 2, 1, 2),
+        "participants, connections, tracks, addresses"
+    );
+    assert_eq!(net.dropped, 0, "the harness dropped nothing");
+}
+
+#[test]
+fn garbage_changes_nothing() {
+    let (mut net, a, b) = two_clients();
+    let cap = net.capture.take().expect("capture was on");
+    let a_pub = Client::addr(a, Role::Publisher);
+    let stun = captured(&cap, a_pub, 0..=3, |d| d.get(..2) == Some(&[0, 1]));
+    let dtls = captured(&cap, a_pub, 20..=63, |_| true);
+    // RTP, not RTCP (RTCP packet types 192..=223 sit in the second byte).
+    let srtp = captured(&cap, a_pub, 128..=191, |d| {
+        d.get(1).is_some_and(|pt| !(192..=223).contains(pt))
+    });
+    let sfu_ufrag = ice_ufrag(
+        &net.clients[a]
+            .publisher
+            .as_ref()
+            .expect("publisher")
+            .pc
+            .remote_description()
+            .expect("answer applied")
+            .sdp,
+    );
+    let before = net.endpoint.stats();
+    let fresh: SocketAddr = "127.0.0.1:50505".parse().expect("addr");
+
+    let mut rng = SplitMix(0x5EED_F00D);
+    let mut fed = 0u64;
+    for src in [a_pub, fresh] {
+        for i in 0..10_000 {
+            let len = rng.below(1500) as usize;
+            let mut g = rng.bytes(len);
+            // Every other string gets a first byte of a real class (STUN,
+            // DTLS, RTP/RTCP) so that it reaches past the first-byte demux.
+            if i % 2 == 0 {
+                if let Some(first) = g.first_mut() {
+                    *first = match rng.below(3) {
+                        0 => rng.below(4) as u8,
+                        1 => 20 + rng.below(44) as u8,
+                        _ => 128 + rng.below(64) as u8,
+                    };
+                }
+            }
+            net.endpoint.handle_datagram(net.now, src, &g);
+            net.pump();
+            fed += 1;
+        }
+        for real in [&stun, &dtls, &srtp] {
+            for n in 0..real.len() {
+                net.endpoint.handle_datagram(net.now, src, &real[..n]);
+                net.pump();
+                fed += 1;
+            }
+        }
+        for _ in 0..1_000 {
+            let ulen = 1 + rng.below(32) as usize;
+            let username = format!("{}:{}", rng.token(ulen), rng.token(8));
+            let m = stun_binding_request(&mut rng, &username);
+            net.endpoint.handle_datagram(net.now, src, &m);
+            net.pump();
+            fed += 1;
+        }
+        net.drive_for(Duration::from_millis(20));
+    }
+    let after = net.endpoint.stats();
+    assert_eq!(
+        held(&after),
+        held(&before),
+        "garbage ({fed} datagrams) changed what the SFU holds"
+    );
+    assert_eq!(after.rtp_in, before.rtp_in, "no garbage counted as RTP");
+    assert_eq!(after.rtp_out, before.rtp_out, "no garbage forwarded");
+    assert!(
+        !net.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::ParticipantGone { .. })),
+        "nobody was dropped"
+    );
+
+    let got = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 50);
+    assert_eq!(
+        net.received(b, a, TrackKind::Audio) - got,
+        50,
+        "media still flows"
+    );
+
+    // A binding request that names a real server ufrag but cannot pass the
+    // integrity check, from addresses nobody uses: reaches A's connection,
+    // which must reject it, and must not make the SFU remember the address.
+    let before = net.endpoint.stats();
+    for i in 0..100u16 {
+        let src = SocketAddr::from(([127, 0, 0, 2], 20_000 + i));
+        let username = format!("{sfu_ufrag}:{}", rng.token(8));
+        let m = stun_binding_request(&mut rng, &username);
+        net.endpoint.handle_datagram(net.now, src, &m);
+        net.pump();
+    }
+    net.drive_for(Duration::from_millis(20));
+    assert_eq!(
+        held(&net.endpoint.stats()),
+        held(&before),
+        "unauthenticated STUN with a known ufrag grew the demux table"
+    );
+    let got = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 50);
+    assert_eq!(
+        net.received(b, a, TrackKind::Audio) - got,
+        50,
+        "media still flows"
+    );
+
+    // The same from A's own publisher address, naming B's subscriber
+    // connection: A's address must stay A's (it used to be re-pointed at B's
+    // connection, and A's media went there until A's next consent check).
+    let b_sub_ufrag = ice_ufrag(
+        &net.clients[b]
+            .subscriber
+            .as_ref()
+            .expect("subscriber")
+            .pc
+            .remote_description()
+            .expect("offer applied")
+            .sdp,
+    );
+    let got = net.received(b, a, TrackKind::Audio);
+    for i in 0..50u8 {
+        let username = format!("{b_sub_ufrag}:{}", rng.token(8));
+        let m = stun_binding_request(&mut rng, &username);
+        net.endpoint.handle_datagram(net.now, a_pub, &m);
+        net.send_rtp(a, TrackKind::Audio, &[i; 80]);
+        net.drive_for(PACKET_INTERVAL);
+    }
+    assert_eq!(held(&net.endpoint.stats()), held(&before));
+    assert_eq!(
+        net.received(b, a, TrackKind::Audio) - got,
+        50,
+        "A's media kept flowing while someone named B's ufrag from A's address"
+    );
+}
+
+#[test]
+fn removed_participant_leaves_no_state() {
+    let mut net = Net::new();
+    // B publishes to C; that is the state that must remain.
+    let b = net.join("b", true, false);
+    let c = net.join("c", false, false);
+    net.connect();
+    net.start_media(b, TrackKind::Audio, &[c]);
+    net.connect();
+    let baseline = net.endpoint.stats();
+
+    // A joins, publishes to B and C, and receives B.
+    let a = net.join("a", true, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b, c]);
+    send_audio(&mut net, b, 10);
+    net.connect();
+    assert!(net.received(a, b, TrackKind::Audio) > 0, "A receives B");
+    let with_a = net.endpoint.stats();
+    assert_eq!(held(&with_a), (3, 5, 2, 5));
+    let track_a = net.track_id(a, TrackKind::Audio).expect("A's track");
+    let offers_b = net.clients[b].offers.len();
+    let offers_c = net.clients[c].offers.len();
+
+    net.endpoint
+        .remove_participant(net.now, &net.clients[a].id.clone())
+        .expect("remove A");
+    net.drive_for(Duration::from_secs(1));
+
+    // What B and C hold: the baseline plus B's subscriber connection, which
+    // the SFU opened for A's track and keeps (idle) for tracks to come.
+    let others = (
+        baseline.participants,
+        baseline.connections + 1,
+        baseline.tracks,
+        baseline.addresses + 1,
+    );
+    let after = net.endpoint.stats();
+    assert_eq!(held(&after), others, "back to B's and C's state");
+    for (s, before) in [(b, offers_b), (c, offers_c)] {
+        let offers = &net.clients[s].offers;
+        assert!(
+            offers.len() > before,
+            "{} got a new offer",
+            net.clients[s].name
+        );
+        let last = offers.last().expect("an offer");
+        assert!(!last.contains(&track_a), "new offer still names A's track");
+    }
+    assert!(net.events.iter().any(|e| matches!(
+        e,
+        SfuEvent::TrackUnpublished { track_id, .. } if *track_id == track_a
+    )));
+
+    // A's client keeps trying (consent checks, RTP) into the void: nothing
+    // of it comes back.
+    send_audio(&mut net, a, 20);
+    net.drive_for(Duration::from_secs(5));
+    assert_eq!(held(&net.endpoint.stats()), others);
+
+    // B -> C still flows after the renegotiation.
+    let got = net.received(c, b, TrackKind::Audio);
+    send_audio(&mut net, b, 50);
+    assert_eq!(
+        net.received(c, b, TrackKind::Audio) - got,
+        50,
+        "B -> C still flows"
+    );
+}
+
+#[test]
+fn silent_client_is_dropped_within_10s() {
+    let (mut net, a, b) = two_clients();
+    let track_a = net.track_id(a, TrackKind::Audio).expect("A's track");
+    let offers_b = net.clients[b].offers.len();
+
+    net.clients[a].online = false;
+    let t0 = net.now;
+    net.drive_until(Duration::from_secs(10), "ParticipantGone for A", |net| {
+        net.events.iter().any(
+            |e| matches!(e, SfuEvent::ParticipantGone { participant, .. } if participant.0 == "a"),
+        )
+    });
+    let took = net.now - t0;
+    println!("A dropped after {took:?} of silence");
+
+    let s = net.endpoint.stats();
+    assert_eq!(
+        held(&s),
+        (1, 1, 0, 1),
+        "only B's subscriber connection remains"
+    );
+    assert!(net.clients[b].offers.len() > offers_b, "B got a new offer");
+    let last = net.clients[b].offers.last().expect("an offer");
+    assert!(!last.contains(&track_a), "new offer still names A's track");
+}

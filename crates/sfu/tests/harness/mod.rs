@@ -1,0 +1,708 @@
+//! Sans-IO test harness for the SFU: one [`Endpoint`] and N client peers (the
+//! sans-IO `rtc` core playing the browser) on an in-memory network, on
+//! simulated time.
+//!
+//! Nothing sleeps and nothing opens a socket. Time is an `Instant` the harness
+//! owns: [`Net::drive`] delivers every datagram in flight (zero latency, FIFO),
+//! then jumps to the earliest deadline among all parties and fires it, until
+//! the target time; a bounded iteration count turns a livelock into a panic.
+//! Signaling is direct calls: the endpoint's `SubscriberOffer` events are
+//! answered by the client's subscriber connection at once.
+//!
+//! Addresses are made up: the SFU is 127.0.0.1:7882, client `i`'s publisher
+//! connection 127.0.0.1:(40000 + 10 i + 1) and its subscriber one
+//! 127.0.0.1:(40000 + 10 i + 2).
+//!
+//! Shared by the integration tests and the `forward` bench
+//! (`#[path = "../tests/harness/mod.rs"]`), so not every item is used by each.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use huddle_proto::TrackKind;
+use huddle_sfu::endpoint::Endpoint;
+use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The SFU's made-up address.
+pub const SFU_ADDR: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    7882,
+);
+
+/// Room every client joins.
+pub const ROOM: &str = "room";
+
+/// Steps [`Net::drive`] may take before it calls the run a livelock.
+const MAX_STEPS: usize = 100_000;
+
+/// Index of a client in [`Net::clients`].
+pub type ClientId = usize;
+
+/// Which of a client's two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Client offers, sends media to the SFU.
+    Publisher,
+    /// SFU offers, sends media to the client.
+    Subscriber,
+}
+
+/// A datagram on the wire.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// Bytes.
+    pub payload: Vec<u8>,
+}
+
+/// One client peer connection.
+pub struct ClientPc {
+    /// The `rtc` core.
+    pub pc: RTCPeerConnection,
+    /// Its made-up address.
+    pub addr: SocketAddr,
+    /// Peer connection state is `Connected`.
+    pub connected: bool,
+    /// Last peer connection state seen.
+    pub state: RTCPeerConnectionState,
+}
+
+/// A local track a client publishes.
+pub struct LocalTrack {
+    /// Sender on the publisher connection.
+    pub sender: RTCRtpSenderId,
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// Next sequence number.
+    pub seq: u16,
+    /// Next RTP timestamp.
+    pub ts: u32,
+    /// Packets written so far.
+    pub sent: u64,
+}
+
+/// A client: a participant with a publisher and/or subscriber connection.
+pub struct Client {
+    /// Display name, also the participant id.
+    pub name: String,
+    /// Participant id at the SFU.
+    pub id: ParticipantId,
+    /// Publisher connection, when the client publishes.
+    pub publisher: Option<ClientPc>,
+    /// Subscriber connection, created on the SFU's first offer.
+    pub subscriber: Option<ClientPc>,
+    /// Published tracks by kind.
+    pub tracks: HashMap<TrackKind, LocalTrack>,
+    /// RTP packets received on the subscriber connection, per SFU track id.
+    pub received: HashMap<String, u64>,
+    /// Subscriber offers received from the SFU (SDP), oldest first.
+    pub offers: Vec<String>,
+    /// While false the network drops everything from and to this client and
+    /// its timers do not run (it vanished without a goodbye).
+    pub online: bool,
+}
+
+impl Client {
+    /// The connection of `role`, if it exists.
+    pub fn pc(&mut self, role: Role) -> Option<&mut ClientPc> {
+        match role {
+            Role::Publisher => self.publisher.as_mut(),
+            Role::Subscriber => self.subscriber.as_mut(),
+        }
+    }
+
+    /// The address of `role` (whether or not the connection exists yet).
+    pub fn addr(index: ClientId, role: Role) -> SocketAddr {
+        let base = 40_000 + 10 * index as u16;
+        let port = match role {
+            Role::Publisher => base + 1,
+            Role::Subscriber => base + 2,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Total RTP packets received on every track.
+    pub fn received_total(&self) -> u64 {
+        self.received.values().sum()
+    }
+}
+
+/// The SFU, its clients and the wire between them.
+pub struct Net {
+    /// Simulated now.
+    pub now: Instant,
+    /// The SFU under test.
+    pub endpoint: Endpoint,
+    /// Clients, by [`ClientId`].
+    pub clients: Vec<Client>,
+    /// Every event the endpoint reported, oldest first.
+    pub events: Vec<SfuEvent>,
+    /// Datagrams in flight.
+    wire: VecDeque<Datagram>,
+    /// When set, every datagram a client sends to the SFU is copied here.
+    pub capture: Option<Vec<Datagram>>,
+    /// Datagrams the network dropped (offline client or unknown destination).
+    pub dropped: u64,
+}
+
+/// Media engine matching the SFU's: Opus PT 111, VP8 PT 96.
+fn media_engine() -> MediaEngine {
+    let mut me = MediaEngine::default();
+    let codecs = [
+        (
+            RtpCodecKind::Audio,
+            MIME_TYPE_OPUS,
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            111,
+        ),
+        (RtpCodecKind::Video, MIME_TYPE_VP8, 90000, 0, "", 96),
+    ];
+    for (kind, mime, clock_rate, channels, fmtp, pt) in codecs {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: codec(mime, clock_rate, channels, fmtp),
+                payload_type: pt,
+            },
+            kind,
+        )
+        .expect("register codec");
+    }
+    me
+}
+
+fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate,
+        channels,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn kind_codec(kind: TrackKind) -> RTCRtpCodec {
+    match kind {
+        TrackKind::Audio => codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1"),
+        TrackKind::Video => codec(MIME_TYPE_VP8, 90000, 0, ""),
+    }
+}
+
+/// A client peer connection with its host candidate at `addr`.
+fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
+    let mut me = media_engine();
+    let registry =
+        register_default_interceptors(Registry::new(), &mut me).expect("default interceptors");
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .expect("build client peer connection");
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .expect("host candidate");
+    pc.add_local_candidate(
+        RTCIceCandidate::from(&candidate)
+            .to_json()
+            .expect("candidate json"),
+    )
+    .expect("add local candidate");
+    ClientPc {
+        pc,
+        addr,
+        connected: false,
+        state: RTCPeerConnectionState::New,
+    }
+}
+
+impl Net {
+    /// An SFU with the default config and no clients, at a fixed origin.
+    pub fn new() -> Self {
+        Self::with_config(SfuConfig::default())
+    }
+
+    /// An SFU with `config` and no clients.
+    pub fn with_config(config: SfuConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            endpoint: Endpoint::new(config, SFU_ADDR),
+            clients: Vec::new(),
+            events: Vec::new(),
+            wire: VecDeque::new(),
+            capture: None,
+            dropped: 0,
+        }
+    }
+
+    /// Add a participant named `name` to the room; when it publishes, its
+    /// publisher connection offers at once (the answer is applied before this
+    /// returns). Call [`Net::drive`] to let the connections come up.
+    pub fn join(&mut self, name: &str, publish_audio: bool, publish_video: bool) -> ClientId {
+        let index = self.clients.len();
+        let id = ParticipantId(name.to_owned());
+        let publish = publish_audio || publish_video;
+        self.endpoint
+            .add_participant(
+                self.now,
+                RoomId(ROOM.to_owned()),
+                id.clone(),
+                Rights {
+                    publish,
+                    subscribe: true,
+                },
+            )
+            .expect("add participant");
+        let mut client = Client {
+            name: name.to_owned(),
+            id: id.clone(),
+            publisher: None,
+            subscriber: None,
+            tracks: HashMap::new(),
+            received: HashMap::new(),
+            offers: Vec::new(),
+            online: true,
+        };
+        if publish {
+            let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
+            for (wanted, kind, rtc_kind) in [
+                (publish_audio, TrackKind::Audio, RtpCodecKind::Audio),
+                (publish_video, TrackKind::Video, RtpCodecKind::Video),
+            ] {
+                if !wanted {
+                    continue;
+                }
+                // Deterministic SSRCs keep the runs comparable.
+                let ssrc = 0x1000_0000 + (index as u32) * 16 + (kind == TrackKind::Video) as u32;
+                let track = MediaStreamTrack::new(
+                    format!("{name}-stream"),
+                    format!("{name}-{kind:?}"),
+                    format!("{name}-{kind:?}"),
+                    rtc_kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: kind_codec(kind),
+                        ..Default::default()
+                    }],
+                );
+                let sender = pub_pc.pc.add_track(track).expect("add track");
+                client.tracks.insert(
+                    kind,
+                    LocalTrack {
+                        sender,
+                        ssrc,
+                        seq: 1000,
+                        ts: 0,
+                        sent: 0,
+                    },
+                );
+            }
+            let offer = pub_pc.pc.create_offer(None).expect("create offer");
+            pub_pc
+                .pc
+                .set_local_description(self.now, offer.clone())
+                .expect("set local offer");
+            let sdp = pub_pc
+                .pc
+                .local_description()
+                .expect("local description")
+                .sdp
+                .clone();
+            let answer = self
+                .endpoint
+                .publisher_offer(self.now, &id, sdp)
+                .expect("publisher offer");
+            pub_pc
+                .pc
+                .set_remote_description(
+                    self.now,
+                    RTCSessionDescription::answer(answer).expect("answer sdp"),
+                )
+                .expect("set remote answer");
+            client.publisher = Some(pub_pc);
+        }
+        self.clients.push(client);
+        self.pump();
+        index
+    }
+
+    /// Write one RTP packet of `kind` with `payload` on the client's publisher
+    /// connection (queued; [`Net::drive`] carries it).
+    pub fn send_rtp(&mut self, client: ClientId, kind: TrackKind, payload: &[u8]) {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let track = c.tracks.get_mut(&kind).expect("client publishes this kind");
+        let pc = c.publisher.as_mut().expect("publisher connection");
+        let mut sender = pc.pc.rtp_sender(track.sender).expect("rtp sender");
+        let payload_type = sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+            .expect("negotiated codec");
+        let packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type,
+                sequence_number: track.seq,
+                timestamp: track.ts,
+                ssrc: track.ssrc,
+                marker: kind == TrackKind::Video,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
+        };
+        sender.write_rtp(now, packet).expect("write rtp");
+        track.seq = track.seq.wrapping_add(1);
+        track.ts = track.ts.wrapping_add(match kind {
+            TrackKind::Audio => 960,
+            TrackKind::Video => 3000,
+        });
+        track.sent += 1;
+    }
+
+    /// Write one RTP packet like [`Net::send_rtp`] and return the datagrams
+    /// the publisher connection produced for it, without delivering them.
+    /// The bench pre-generates SRTP-protected input with this.
+    pub fn capture_rtp(&mut self, client: ClientId, kind: TrackKind, payload: &[u8]) -> Vec<u8> {
+        self.send_rtp(client, kind, payload);
+        let pc = self.clients[client]
+            .publisher
+            .as_mut()
+            .expect("publisher connection");
+        let mut out = None;
+        while let Some(msg) = pc.pc.poll_write() {
+            // RTP is the only thing written without a timeout firing.
+            if matches!(msg.message.first(), Some(128..=191)) && out.is_none() {
+                out = Some(msg.message.to_vec());
+            }
+        }
+        out.expect("the publisher wrote an SRTP packet")
+    }
+
+    /// Deliver everything in flight and process every output until nothing
+    /// moves, without advancing time.
+    pub fn pump(&mut self) {
+        for _ in 0..MAX_STEPS {
+            self.collect();
+            let Some(d) = self.wire.pop_front() else {
+                return;
+            };
+            self.deliver(d);
+        }
+        panic!("pump: livelock, datagrams keep coming at {:?}", self.now);
+    }
+
+    /// Run until `until`: deliver everything, jump to the earliest deadline of
+    /// any party, fire it, repeat. Panics on livelock.
+    pub fn drive(&mut self, until: Instant) {
+        for _ in 0..MAX_STEPS {
+            self.pump();
+            match self.next_deadline() {
+                Some(t) if t <= until => {
+                    if t > self.now {
+                        self.now = t;
+                    }
+                    self.fire_timeouts();
+                }
+                _ => {
+                    if until > self.now {
+                        self.now = until;
+                    }
+                    return;
+                }
+            }
+        }
+        panic!("drive: livelock at {:?}", self.now);
+    }
+
+    /// [`Net::drive`] for `d` of simulated time.
+    pub fn drive_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.drive(until);
+    }
+
+    /// Drive in 10 ms steps until `done` holds; panics with `what` after
+    /// `limit` of simulated time.
+    pub fn drive_until(&mut self, limit: Duration, what: &str, done: impl Fn(&Net) -> bool) {
+        let end = self.now + limit;
+        while !done(self) {
+            assert!(self.now < end, "{what}: not within {limit:?}");
+            self.drive_for(Duration::from_millis(10));
+        }
+    }
+
+    /// Drive until every online client's connections are up and no subscriber
+    /// offer is outstanding.
+    pub fn connect(&mut self) {
+        self.drive_until(Duration::from_secs(10), "connections up", |net| {
+            net.clients.iter().filter(|c| c.online).all(|c| {
+                c.publisher.as_ref().is_none_or(|p| p.connected)
+                    && c.subscriber.as_ref().is_none_or(|p| p.connected)
+            })
+        });
+    }
+
+    /// The SFU track id of `publisher`'s track of `kind`, once published.
+    pub fn track_id(&self, publisher: ClientId, kind: TrackKind) -> Option<String> {
+        let id = &self.clients[publisher].id;
+        self.events.iter().rev().find_map(|e| match e {
+            SfuEvent::TrackPublished {
+                participant, track, ..
+            } if participant == id && track.kind == kind => Some(track.id.clone()),
+            _ => None,
+        })
+    }
+
+    /// RTP packets `subscriber` received of `publisher`'s track of `kind`.
+    pub fn received(&self, subscriber: ClientId, publisher: ClientId, kind: TrackKind) -> u64 {
+        self.track_id(publisher, kind)
+            .and_then(|t| self.clients[subscriber].received.get(&t).copied())
+            .unwrap_or(0)
+    }
+
+    /// Send media of `kind` from `publisher` every 20 ms until every client in
+    /// `subscribers` receives it (the first packet publishes the track, the
+    /// subscriber offers and connections follow). Panics after 10 s.
+    pub fn start_media(&mut self, publisher: ClientId, kind: TrackKind, subscribers: &[ClientId]) {
+        let end = self.now + Duration::from_secs(10);
+        loop {
+            if subscribers
+                .iter()
+                .all(|&s| self.received(s, publisher, kind) > 0)
+            {
+                // Let the last offer/answer and RTCP settle.
+                self.drive_for(Duration::from_millis(100));
+                return;
+            }
+            assert!(self.now < end, "media from {publisher} did not start");
+            self.send_rtp(publisher, kind, &[0x55; 80]);
+            self.drive_for(Duration::from_millis(20));
+        }
+    }
+
+    /// Copy of the client's subscriber-connection receive counters.
+    pub fn received_snapshot(&self, client: ClientId) -> HashMap<String, u64> {
+        self.clients[client].received.clone()
+    }
+
+    // ---- internals -----------------------------------------------------
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let mut next = self.endpoint.poll_timeout();
+        for c in self.clients.iter_mut().filter(|c| c.online) {
+            for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = pc.pc.poll_timeout() {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
+        next
+    }
+
+    fn fire_timeouts(&mut self) {
+        let now = self.now;
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        for c in self.clients.iter_mut().filter(|c| c.online) {
+            for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if pc.pc.poll_timeout().is_some_and(|t| t <= now) {
+                    pc.pc.handle_timeout(now).expect("client handle_timeout");
+                }
+            }
+        }
+    }
+
+    /// Move every output of every party: datagrams onto the wire, events to
+    /// their handlers, received RTP into the counters.
+    fn collect(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.endpoint.poll_transmit() {
+                self.wire.push_back(Datagram {
+                    src: SFU_ADDR,
+                    dst: t.dst,
+                    payload: t.payload.to_vec(),
+                });
+                moved = true;
+            }
+            while let Some(ev) = self.endpoint.poll_event() {
+                self.on_sfu_event(&ev);
+                self.events.push(ev);
+                moved = true;
+            }
+            for c in self.clients.iter_mut().filter(|c| c.online) {
+                let received = &mut c.received;
+                for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    while let Some(msg) = pc.pc.poll_write() {
+                        self.wire.push_back(Datagram {
+                            src: pc.addr,
+                            dst: msg.transport.peer_addr,
+                            payload: msg.message.to_vec(),
+                        });
+                        moved = true;
+                    }
+                    while let Some(ev) = pc.pc.poll_event() {
+                        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = ev {
+                            pc.state = s;
+                            pc.connected = s == RTCPeerConnectionState::Connected;
+                        }
+                        moved = true;
+                    }
+                    while let Some(TaggedRTCMessage { message, .. }) = pc.pc.poll_read() {
+                        if let RTCMessage::RtpPacket(track, _) = message {
+                            *received.entry(track.to_string()).or_default() += 1;
+                        }
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Signaling, by direct call: answer subscriber offers at once.
+    fn on_sfu_event(&mut self, ev: &SfuEvent) {
+        let SfuEvent::SubscriberOffer { participant, sdp } = ev else {
+            return;
+        };
+        let Some(index) = self.clients.iter().position(|c| &c.id == participant) else {
+            return;
+        };
+        let now = self.now;
+        let c = &mut self.clients[index];
+        c.offers.push(sdp.clone());
+        if !c.online {
+            return; // the signaling channel is gone too
+        }
+        let sub = c
+            .subscriber
+            .get_or_insert_with(|| client_pc(now, Client::addr(index, Role::Subscriber)));
+        sub.pc
+            .set_remote_description(
+                now,
+                RTCSessionDescription::offer(sdp.clone()).expect("offer sdp"),
+            )
+            .expect("set remote offer");
+        let answer = sub.pc.create_answer(None).expect("create answer");
+        sub.pc
+            .set_local_description(now, answer)
+            .expect("set local answer");
+        let sdp = sub
+            .pc
+            .local_description()
+            .expect("local description")
+            .sdp
+            .clone();
+        self.endpoint
+            .subscriber_answer(now, participant, sdp)
+            .expect("subscriber answer");
+    }
+
+    /// Hand a datagram to its destination.
+    fn deliver(&mut self, d: Datagram) {
+        if d.dst == SFU_ADDR {
+            let from_online = self.clients.iter().enumerate().all(|(i, c)| {
+                c.online
+                    || (d.src != Client::addr(i, Role::Publisher)
+                        && d.src != Client::addr(i, Role::Subscriber))
+            });
+            if !from_online {
+                self.dropped += 1;
+                return;
+            }
+            if let Some(cap) = self.capture.as_mut() {
+                cap.push(d.clone());
+            }
+            self.endpoint.handle_datagram(self.now, d.src, &d.payload);
+            return;
+        }
+        let now = self.now;
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            for role in [Role::Publisher, Role::Subscriber] {
+                if Client::addr(i, role) != d.dst {
+                    continue;
+                }
+                let online = c.online;
+                match c.pc(role) {
+                    Some(pc) if online => {
+                        pc.pc
+                            .handle_read(TaggedBytesMut {
+                                now,
+                                transport: TransportContext {
+                                    local_addr: pc.addr,
+                                    peer_addr: d.src,
+                                    ecn: None,
+                                    transport_protocol: TransportProtocol::UDP,
+                                },
+                                message: BytesMut::from(&d.payload[..]),
+                            })
+                            .expect("client handle_read");
+                    }
+                    _ => self.dropped += 1,
+                }
+                return;
+            }
+        }
+        self.dropped += 1;
+    }
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Self::new()
+    }
+}
