@@ -76,6 +76,8 @@ pub struct SfuStats {
     pub rtp_in: u64,
     /// RTP packets sent to subscribers.
     pub rtp_out: u64,
+    /// Packets resent to subscribers that reported them lost (NACK).
+    pub rtx_sent: u64,
     /// Datagrams that matched no connection or did not parse.
     pub dropped_datagrams: u64,
 }

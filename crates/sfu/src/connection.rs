@@ -3,14 +3,18 @@
 
 use crate::config::SfuConfig;
 use crate::error::SfuError;
-use crate::feedback::KeyframeRequestsToApp;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use crate::feedback::{KeyframeRequestsToApp, SLOT};
+use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
 use rtc::shared::error::Error as RtcError;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,6 +27,26 @@ pub(crate) fn ice_token(len: usize) -> String {
     (0..len)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// webrtc-rs's default interceptors minus the NACK responder: the SFU asks
+/// publishers for lost packets (NACK generator) and answers subscribers'
+/// NACKs itself from one store per track (`rtx.rs`), instead of a copy of
+/// every packet per subscriber leg.
+fn interceptors(me: &mut MediaEngine) -> Result<Registry, RtcError> {
+    for parameter in ["", "pli"] {
+        me.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    configure_simulcast_extension_headers(me)?;
+    let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    let registry = configure_twcc_receiver_only(registry, me)?;
+    Ok(configure_rtcp_reports(registry).with(SLOT.into(), KeyframeRequestsToApp::with_nacks()))
 }
 
 /// Liveness of a connection as the SFU judges it.
@@ -52,12 +76,7 @@ impl Connection {
     pub fn new(now: Instant, config: &SfuConfig, ufrag: String) -> Result<Self, SfuError> {
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
         let mut me = crate::codecs::media_engine().map_err(rtc_err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me)
-            .map_err(rtc_err)?
-            .with(
-                crate::feedback::SLOT.into(),
-                KeyframeRequestsToApp::default(),
-            );
+        let registry = interceptors(&mut me).map_err(rtc_err)?;
         let settings = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), ice_token(32))
             .with_ice_timeouts(

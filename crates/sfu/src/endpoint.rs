@@ -12,10 +12,11 @@ use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, Liveness};
 use crate::demux::{is_stun_success_response, Demux};
 use crate::error::SfuError;
-use crate::feedback::is_keyframe_request;
+use crate::feedback::{is_keyframe_request, is_nack, nacked};
 use crate::ids::{ParticipantId, RoomId};
 use crate::participant::Participant;
 use crate::router::{KeyframeGate, Leg, PublishedTrack, Router};
+use crate::rtx::RtxStore;
 use bytes::BytesMut;
 use huddle_proto::{IceCandidate, PcRole, TrackKind};
 use rtc::media_stream::MediaStreamTrack;
@@ -59,6 +60,7 @@ pub struct Endpoint {
     dirty: Vec<ConnKey>,
     rtp_in: u64,
     rtp_out: u64,
+    rtx_sent: u64,
     dropped: u64,
 }
 
@@ -76,6 +78,7 @@ struct Drained {
     events: Vec<RTCPeerConnectionEvent>,
     rtp: Vec<(String, rtc::rtp::Packet)>,
     keyframe_requests: Vec<String>,
+    nacks: Vec<(String, Vec<(u32, u16)>)>,
 }
 
 impl Endpoint {
@@ -93,6 +96,7 @@ impl Endpoint {
             dirty: Vec::new(),
             rtp_in: 0,
             rtp_out: 0,
+            rtx_sent: 0,
             dropped: 0,
         }
     }
@@ -403,6 +407,7 @@ impl Endpoint {
             addresses: self.demux.addresses(),
             rtp_in: self.rtp_in,
             rtp_out: self.rtp_out,
+            rtx_sent: self.rtx_sent,
             dropped_datagrams: self.dropped,
         }
     }
@@ -427,6 +432,11 @@ impl Endpoint {
             for (track, packet) in drained.rtp {
                 if key.1 == PcRole::Publisher {
                     self.on_rtp(now, &key.0, track, packet);
+                }
+            }
+            for (track, lost) in drained.nacks {
+                if key.1 == PcRole::Subscriber {
+                    self.on_nack(now, &key.0, &track, lost);
                 }
             }
             for track in drained.keyframe_requests {
@@ -508,56 +518,59 @@ impl Endpoint {
         if track.muted {
             return;
         }
+        // Extension ids are per connection: drop the publisher's.
+        let mut packet = packet;
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extension_profile = 0;
+        track.rtx.insert(&packet);
         for (sub, leg) in track.legs.iter_mut() {
-            let Some(conn) = self
-                .participants
-                .get_mut(sub)
-                .and_then(|p| p.subscriber.as_mut())
-            else {
-                continue;
-            };
-            if conn.liveness != Liveness::Up {
-                continue; // no SRTP keys yet, or the subscriber is gone
+            if send_on_leg(
+                now,
+                &mut self.participants,
+                &track.codec.mime_type,
+                sub,
+                leg,
+                &packet,
+            ) {
+                self.rtp_out += 1;
+                self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
-            let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
+        }
+    }
+
+    /// A subscriber reported packets of a track lost: resend what the track's
+    /// store still has, on that subscriber's leg only.
+    fn on_nack(
+        &mut self,
+        now: Instant,
+        sub: &ParticipantId,
+        track_id: &str,
+        lost: Vec<(u32, u16)>,
+    ) {
+        let Some(track) = self.router.tracks.get_mut(track_id) else {
+            return;
+        };
+        let Some(leg) = track.legs.get_mut(sub) else {
+            return;
+        };
+        for (ssrc, seq) in lost {
+            if ssrc != leg.ssrc {
                 continue;
+            }
+            let Some(packet) = track.rtx.get(seq) else {
+                continue; // too old: the subscriber will ask for a keyframe
             };
-            let pt = match leg.payload_type {
-                Some(pt) => pt,
-                None => {
-                    let found = sender
-                        .get_parameters()
-                        .rtp_parameters
-                        .codecs
-                        .iter()
-                        .find(|c| {
-                            c.rtp_codec
-                                .mime_type
-                                .eq_ignore_ascii_case(&track.codec.mime_type)
-                        })
-                        .map(|c| c.payload_type);
-                    match found {
-                        Some(pt) => {
-                            leg.payload_type = Some(pt);
-                            pt
-                        }
-                        None => continue, // not negotiated yet
-                    }
-                }
-            };
-            let mut out = packet.clone();
-            out.header.ssrc = leg.ssrc;
-            out.header.payload_type = pt;
-            // Extension ids are per connection: drop the publisher's.
-            out.header.extension = false;
-            out.header.extensions.clear();
-            out.header.extension_profile = 0;
-            match sender.write_rtp(now, out) {
-                Ok(()) => {
-                    self.rtp_out += 1;
-                    self.dirty.push((sub.clone(), PcRole::Subscriber));
-                }
-                Err(e) => debug!(subscriber = %sub, "forward failed: {e}"),
+            if send_on_leg(
+                now,
+                &mut self.participants,
+                &track.codec.mime_type,
+                sub,
+                leg,
+                packet,
+            ) {
+                self.rtx_sent += 1;
+                self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
         }
     }
@@ -601,6 +614,10 @@ impl Endpoint {
             muted: false,
             legs: HashMap::new(),
             keyframe: KeyframeGate::default(),
+            rtx: RtxStore::new(match kind {
+                TrackKind::Video => crate::rtx::VIDEO_SLOTS,
+                TrackKind::Audio => 0, // no NACK for Opus: in-band FEC instead
+            }),
         };
         let info = track.info();
         self.router.insert(track);
@@ -822,6 +839,60 @@ impl Endpoint {
     }
 }
 
+/// Write one packet of a track to one subscriber leg: SSRC and payload type
+/// rewritten to the leg's, SRTP by the leg's connection. False when the leg
+/// cannot send yet (not connected, codec not negotiated) or the write failed.
+fn send_on_leg(
+    now: Instant,
+    participants: &mut HashMap<ParticipantId, Participant>,
+    mime_type: &str,
+    sub: &ParticipantId,
+    leg: &mut Leg,
+    packet: &rtc::rtp::Packet,
+) -> bool {
+    let Some(conn) = participants
+        .get_mut(sub)
+        .and_then(|p| p.subscriber.as_mut())
+    else {
+        return false;
+    };
+    if conn.liveness != Liveness::Up {
+        return false; // no SRTP keys yet, or the subscriber is gone
+    }
+    let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
+        return false;
+    };
+    let pt = match leg.payload_type {
+        Some(pt) => pt,
+        None => {
+            let found = sender
+                .get_parameters()
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
+                .map(|c| c.payload_type);
+            match found {
+                Some(pt) => {
+                    leg.payload_type = Some(pt);
+                    pt
+                }
+                None => return false, // not negotiated yet
+            }
+        }
+    };
+    let mut out = packet.clone();
+    out.header.ssrc = leg.ssrc;
+    out.header.payload_type = pt;
+    match sender.write_rtp(now, out) {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(subscriber = %sub, "write to leg failed: {e}");
+            false
+        }
+    }
+}
+
 /// A datagram as the `rtc` core takes it.
 fn tagged(
     now: Instant,
@@ -874,6 +945,9 @@ fn drain(
             RTCMessage::RtpPacket(track, packet) => out.rtp.push((track.to_string(), packet)),
             RTCMessage::RtcpPacket(track, packets) if is_keyframe_request(&packets) => {
                 out.keyframe_requests.push(track.to_string())
+            }
+            RTCMessage::RtcpPacket(track, packets) if is_nack(&packets) => {
+                out.nacks.push((track.to_string(), nacked(&packets)))
             }
             _ => {}
         }

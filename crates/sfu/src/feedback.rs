@@ -6,6 +6,7 @@
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use std::collections::VecDeque;
@@ -14,13 +15,46 @@ use std::time::Instant;
 /// Slot of [`KeyframeRequestsToApp`] in an interceptor registry.
 pub const SLOT: usize = 14_000;
 
-/// Interceptor that lets keyframe requests (PLI, FIR) from subscribers reach
-/// the SFU's routing, which merges them toward the publisher. Marks, does not
+/// Interceptor that lets keyframe requests (PLI, FIR), and optionally NACKs,
+/// reach the application: the SFU merges keyframe requests toward the
+/// publisher and answers NACKs from its per-track store. Marks, does not
 /// consume: the rest of the chain still sees them.
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    nacks: bool,
+}
+
+impl KeyframeRequestsToApp {
+    /// Also deliver generic NACKs (RFC 4585 §6.2.1).
+    pub fn with_nacks() -> Self {
+        Self {
+            nacks: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether an RTCP compound packet carries a NACK.
+pub fn is_nack(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+    packets
+        .iter()
+        .any(|p| p.as_any().is::<TransportLayerNack>())
+}
+
+/// The sequence numbers an RTCP compound packet reports lost, per media SSRC.
+pub fn nacked(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Vec<(u32, u16)> {
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+        .flat_map(|n| {
+            n.nacks
+                .iter()
+                .flat_map(|pair| pair.packet_list())
+                .map(move |seq| (n.media_ssrc, seq))
+        })
+        .collect()
 }
 
 /// Whether an RTCP compound packet carries a PLI or FIR.
@@ -39,7 +73,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            if is_keyframe_request(packets) {
+            if is_keyframe_request(packets) || (self.nacks && is_nack(packets)) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }

@@ -22,6 +22,7 @@ pub mod feedback;
 pub mod ids;
 mod participant;
 mod router;
+pub mod rtx;
 
 pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
 pub use config::SfuConfig;

@@ -31,6 +31,8 @@ pub(crate) struct PublishedTrack {
     pub muted: bool,
     pub legs: HashMap<ParticipantId, Leg>,
     pub keyframe: KeyframeGate,
+    /// Recent packets, for answering subscribers' NACKs.
+    pub rtx: crate::rtx::RtxStore,
 }
 
 impl PublishedTrack {

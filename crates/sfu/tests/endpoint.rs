@@ -386,3 +386,38 @@ fn silent_client_is_dropped_within_10s() {
     let last = net.clients[b].offers.last().expect("an offer");
     assert!(!last.contains(&track_a), "new offer still names A's track");
 }
+
+/// Video packets lost between the SFU and a subscriber come back: the
+/// subscriber's NACK reaches the SFU, which resends them from the track's
+/// store (not from the publisher, and not from a per-subscriber copy).
+#[test]
+fn lost_video_is_resent_from_the_track_store() {
+    let mut net = Net::new();
+    let a = net.join("a", false, true);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Video, &[b]);
+    net.connect();
+    let received_before = net.received(b, a, TrackKind::Video);
+    let stats_before = net.endpoint.stats();
+
+    net.lose_rtp_to = Some((Client::addr(b, Role::Subscriber), 3));
+    for _ in 0..50 {
+        net.send_rtp(a, TrackKind::Video, &[0x55; 1000]);
+        net.drive_for(Duration::from_millis(33));
+    }
+    net.drive_for(Duration::from_secs(1));
+
+    assert_eq!(net.lose_rtp_to.map(|(_, n)| n), Some(0), "nothing was lost");
+    let stats = net.endpoint.stats();
+    let resent = stats.rtx_sent - stats_before.rtx_sent;
+    let got = net.received(b, a, TrackKind::Video) - received_before;
+    println!("resent {resent}, b received {got}/50");
+    assert!(resent >= 3, "the SFU resent only {resent} of 3 lost packets");
+    assert_eq!(got, 50, "b did not recover every lost packet");
+    assert_eq!(
+        stats.rtp_in - stats_before.rtp_in,
+        50,
+        "the publisher was asked to resend"
+    );
+}

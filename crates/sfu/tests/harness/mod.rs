@@ -169,6 +169,9 @@ pub struct Net {
     pub capture: Option<Vec<Datagram>>,
     /// Datagrams the network dropped (offline client or unknown destination).
     pub dropped: u64,
+    /// Lose the next N RTP datagrams (not RTCP, STUN or DTLS) the SFU sends
+    /// to this address.
+    pub lose_rtp_to: Option<(SocketAddr, u32)>,
 }
 
 /// Media engine matching the SFU's: Opus PT 111, VP8 PT 96.
@@ -269,6 +272,7 @@ impl Net {
             wire: VecDeque::new(),
             capture: None,
             dropped: 0,
+            lose_rtp_to: None,
         }
     }
 
@@ -669,6 +673,16 @@ impl Net {
             }
             self.endpoint.handle_datagram(self.now, d.src, &d.payload);
             return;
+        }
+        if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
+            let rtp = d.payload.len() > 1
+                && (128..=191).contains(&d.payload[0])
+                && !(192..=223).contains(&d.payload[1]);
+            if *addr == d.dst && *n > 0 && rtp {
+                *n -= 1;
+                self.dropped += 1;
+                return;
+            }
         }
         let now = self.now;
         for (i, c) in self.clients.iter_mut().enumerate() {
