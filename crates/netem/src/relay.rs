@@ -1,0 +1,242 @@
+//! A UDP relay that applies an [`Impairment`] each way. Put it in front of the
+//! SFU's media port (announce the relay's address as the SFU's public media
+//! address) and every participant's media crosses it.
+//!
+//! It works like a NAT: each client source address gets its own upstream
+//! socket, so the SFU sees one distinct address per client.
+
+use crate::model::{Counters, Impairment, Model};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::debug;
+
+/// Datagrams held for later delivery at most; more are dropped and counted.
+const MAX_QUEUED: usize = 10_000;
+/// Largest datagram relayed.
+const MAX_DATAGRAM: usize = 2048;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address clients send to (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Where their datagrams go (the SFU's media socket).
+    pub upstream: SocketAddr,
+    /// Impairment of client -> upstream traffic.
+    pub to_upstream: Impairment,
+    /// Impairment of upstream -> client traffic.
+    pub to_client: Impairment,
+    /// Most client addresses served at once.
+    pub max_sessions: usize,
+}
+
+impl RelayConfig {
+    /// A relay on 127.0.0.1 in front of `upstream`, impairing nothing.
+    pub fn new(upstream: SocketAddr) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream,
+            to_upstream: Impairment::default(),
+            to_client: Impairment::default(),
+            max_sessions: 64,
+        }
+    }
+}
+
+/// What the relay did, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Client -> upstream.
+    pub to_upstream: Counters,
+    /// Upstream -> client.
+    pub to_client: Counters,
+    /// Datagrams dropped because the queue or the session table was full.
+    pub overflow: u64,
+}
+
+/// A running relay; dropping it stops it.
+#[derive(Debug)]
+pub struct Relay {
+    local_addr: SocketAddr,
+    stats: Arc<Mutex<RelayStats>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Relay {
+    /// Bind and start relaying.
+    pub async fn start(config: RelayConfig) -> std::io::Result<Relay> {
+        let front = UdpSocket::bind(config.listen).await?;
+        let local_addr = front.local_addr()?;
+        let stats = Arc::new(Mutex::new(RelayStats::default()));
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(run(front, config, stats.clone(), stopped));
+        Ok(Relay {
+            local_addr,
+            stats,
+            _stop: stop,
+        })
+    }
+
+    /// The address clients send to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> RelayStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+enum Dest {
+    Upstream(SocketAddr),
+    Client(SocketAddr),
+}
+
+struct Queued {
+    at: Instant,
+    order: u64,
+    dest: Dest,
+    payload: Vec<u8>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+async fn run(
+    front: UdpSocket,
+    config: RelayConfig,
+    stats: Arc<Mutex<RelayStats>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let start = Instant::now();
+    let mut up_model = Model::new(config.to_upstream.clone());
+    let mut down_model = Model::new(config.to_client.clone());
+    let mut sessions: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let (from_upstream_tx, mut from_upstream) = mpsc::channel::<(SocketAddr, Vec<u8>)>(1024);
+    let mut queue: BinaryHeap<Reverse<Queued>> = BinaryHeap::new();
+    let mut order = 0u64;
+    let mut overflow = 0u64;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let next = queue.peek().map(|Reverse(q)| q.at);
+        let sleep = tokio::time::sleep_until(
+            next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+        );
+        let mut arrived: Option<(Dest, Vec<u8>)> = None;
+        tokio::select! {
+            _ = &mut stopped => break,
+            res = front.recv_from(&mut buf) => {
+                let Ok((n, client)) = res else { continue };
+                if !sessions.contains_key(&client) {
+                    if sessions.len() >= config.max_sessions {
+                        overflow += 1;
+                        continue;
+                    }
+                    match open_session(client, config.upstream, from_upstream_tx.clone()).await {
+                        Ok(sock) => { sessions.insert(client, sock); }
+                        Err(e) => { debug!("relay session for {client}: {e}"); continue; }
+                    }
+                }
+                arrived = Some((Dest::Upstream(client), buf[..n].to_vec()));
+            }
+            Some((client, payload)) = from_upstream.recv() => {
+                arrived = Some((Dest::Client(client), payload));
+            }
+            _ = sleep, if next.is_some() => {}
+        }
+        if let Some((dest, payload)) = arrived {
+            let now = Instant::now();
+            let model = match dest {
+                Dest::Upstream(_) => &mut up_model,
+                Dest::Client(_) => &mut down_model,
+            };
+            let fates = model.fate(now - start);
+            for at in &fates {
+                if queue.len() >= MAX_QUEUED {
+                    overflow += 1;
+                    continue;
+                }
+                order += 1;
+                let dest = match &dest {
+                    Dest::Upstream(c) => Dest::Upstream(*c),
+                    Dest::Client(c) => Dest::Client(*c),
+                };
+                queue.push(Reverse(Queued {
+                    at: start + *at,
+                    order,
+                    dest,
+                    payload: payload.clone(),
+                }));
+            }
+        }
+        // Deliver everything due.
+        let now = Instant::now();
+        while queue.peek().is_some_and(|Reverse(q)| q.at <= now) {
+            let Some(Reverse(q)) = queue.pop() else { break };
+            let res = match q.dest {
+                Dest::Upstream(client) => match sessions.get(&client) {
+                    Some(sock) => sock.send(&q.payload).await,
+                    None => continue,
+                },
+                Dest::Client(client) => front.send_to(&q.payload, client).await,
+            };
+            if let Err(e) = res {
+                debug!("relay send: {e}");
+            }
+        }
+        if let Ok(mut s) = stats.lock() {
+            *s = RelayStats {
+                to_upstream: up_model.counters(),
+                to_client: down_model.counters(),
+                overflow,
+            };
+        }
+    }
+}
+
+/// A socket toward the upstream for one client, and a task reading what the
+/// upstream sends back to it.
+async fn open_session(
+    client: SocketAddr,
+    upstream: SocketAddr,
+    back: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+) -> std::io::Result<Arc<UdpSocket>> {
+    let bind = if upstream.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let sock = Arc::new(UdpSocket::bind(bind).await?);
+    sock.connect(upstream).await?;
+    let reader = sock.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        while let Ok(n) = reader.recv(&mut buf).await {
+            if back.send((client, buf[..n].to_vec())).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(sock)
+}
