@@ -48,9 +48,11 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod device;
 mod error;
 pub mod opus_codec;
 mod prng;
+pub mod resample;
 pub mod rtp;
 pub mod sink;
 pub mod source;

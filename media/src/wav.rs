@@ -249,7 +249,7 @@ impl AudioSink for WavSink {
     /// count.
     fn write_frame(&mut self, pcm: &[i16]) -> Result<()> {
         let ch = self.channels.count();
-        if pcm.len() % ch != 0 {
+        if !pcm.len().is_multiple_of(ch) {
             return Err(MediaError::FrameSize {
                 expected: pcm.len() - pcm.len() % ch,
                 got: pcm.len(),

@@ -413,7 +413,10 @@ fn lost_video_is_resent_from_the_track_store() {
     let resent = stats.rtx_sent - stats_before.rtx_sent;
     let got = net.received(b, a, TrackKind::Video) - received_before;
     println!("resent {resent}, b received {got}/50");
-    assert!(resent >= 3, "the SFU resent only {resent} of 3 lost packets");
+    assert!(
+        resent >= 3,
+        "the SFU resent only {resent} of 3 lost packets"
+    );
     assert_eq!(got, 50, "b did not recover every lost packet");
     assert_eq!(
         stats.rtp_in - stats_before.rtp_in,

@@ -101,7 +101,7 @@ impl SyntheticVideo {
         let c = &self.config;
         let index = self.index;
         self.index += 1;
-        let keyframe = self.force_keyframe || index % u64::from(c.keyframe_interval) == 0;
+        let keyframe = self.force_keyframe || index.is_multiple_of(u64::from(c.keyframe_interval));
         self.force_keyframe = false;
         let size = if keyframe {
             c.keyframe_bytes
