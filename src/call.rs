@@ -369,6 +369,14 @@ impl Call {
     }
 }
 
+impl Drop for Call {
+    /// Dropping a call leaves the room: the server is told at once and the
+    /// media connections close when the signaling session ends.
+    fn drop(&mut self) {
+        let _ = self.inner.outbox.send(ClientMessage::Leave);
+    }
+}
+
 async fn close_all(inner: &Inner) {
     for slot in [&inner.publisher, &inner.subscriber] {
         if let Some(p) = slot.lock().await.take() {
