@@ -2,8 +2,11 @@
 
 use crate::error::CallError;
 use crate::peer::{self, Peer};
+use crate::sender::AudioSender;
 use crate::signal::{self, Outbox};
 use crate::track::{as_local, remote_track, LocalTrack, RemoteTrack};
+use huddle_media::opus_codec::EncoderConfig;
+use huddle_media::source::AudioSource;
 use huddle_proto::{
     ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcRole, ServerMessage, TrackInfo,
     TrackKind,
@@ -229,6 +232,27 @@ impl Call {
     pub async fn publish_audio(&self) -> Result<Arc<LocalTrack>, CallError> {
         self.publish(TrackKind::Audio, codecs::opus(), codecs::OPUS_PT)
             .await
+    }
+
+    /// Publish an audio track and send `source` on it (a microphone, a WAV
+    /// file, a synthetic signal: any [`AudioSource`]), Opus-encoded with
+    /// `config` (in-band FEC and DTX on by default). Stops when the source
+    /// ends or the returned sender is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
+    /// use huddle_media::device::Microphone;
+    /// let mic = Microphone::open(None)?; // a clear error on a machine without one
+    /// let sending = call.send_audio(Box::new(mic), Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_audio(
+        &self,
+        source: Box<dyn AudioSource + Send>,
+        config: EncoderConfig,
+    ) -> Result<AudioSender, CallError> {
+        let track = self.publish_audio().await?;
+        crate::sender::start(track, source, config)
     }
 
     /// Publish a VP8 video track. Write each encoded frame as its RTP payloads

@@ -37,6 +37,9 @@ pub enum CallError {
     /// The call has ended.
     #[error("the call has ended")]
     Closed,
+    /// A microphone or speaker could not be used.
+    #[error(transparent)]
+    Device(#[from] huddle_media::device::DeviceError),
     /// The token does not allow publishing.
     #[error("this participant may not publish")]
     CannotPublish,

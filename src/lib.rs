@@ -26,6 +26,7 @@
 mod call;
 mod error;
 mod peer;
+mod sender;
 mod signal;
 mod track;
 
@@ -35,4 +36,5 @@ pub use huddle_proto as proto;
 pub use huddle_sfu::codecs::{OPUS_PT, VP8_PT};
 /// RTP packet type handed out by [`RemoteTrack::recv`].
 pub use rtc::rtp::Packet as RtpPacket;
+pub use sender::AudioSender;
 pub use track::{LocalTrack, RemoteTrack};

@@ -282,6 +282,10 @@ impl AudioSource for Microphone {
     fn channels(&self) -> Channels {
         Channels::Mono
     }
+
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for Microphone {

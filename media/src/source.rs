@@ -15,6 +15,13 @@ pub trait AudioSource {
 
     /// Channel layout of the frames.
     fn channels(&self) -> Channels;
+
+    /// Whether the source runs in real time by itself (a microphone blocks
+    /// until each frame is captured). A sender paces the others, which can
+    /// produce frames as fast as they are asked.
+    fn is_live(&self) -> bool {
+        false
+    }
 }
 
 impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
@@ -23,6 +30,9 @@ impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     }
     fn channels(&self) -> Channels {
         (**self).channels()
+    }
+    fn is_live(&self) -> bool {
+        (**self).is_live()
     }
 }
 

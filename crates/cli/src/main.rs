@@ -12,7 +12,8 @@
 use anyhow::Context;
 use clap::Parser;
 use huddle::{Call, CallEvent};
-use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle_media::device::Microphone;
+use huddle_media::opus_codec::{EncoderConfig, OpusDecoder};
 use huddle_media::sink::AudioSink;
 use huddle_media::source::{AudioSource, SpeechLike};
 use huddle_media::wav::{WavSink, WavSource};
@@ -32,6 +33,13 @@ struct Args {
     /// Send this WAV file instead of the built-in test signal.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Send the microphone (`--device NAME` picks one) instead of a file or
+    /// the test signal.
+    #[arg(long, conflicts_with = "input")]
+    mic: bool,
+    /// Name of the microphone for `--mic` (default: the system's default).
+    #[arg(long, requires = "mic")]
+    device: Option<String>,
     /// Do not publish audio, only listen.
     #[arg(long)]
     listen_only: bool,
@@ -60,27 +68,25 @@ async fn main() -> anyhow::Result<()> {
     let sender = if args.listen_only {
         None
     } else {
-        let track = call.publish_audio().await.context("cannot publish audio")?;
-        let mut source: Box<dyn AudioSource + Send> = match &args.input {
-            Some(path) => Box::new(
-                WavSource::open(path).with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None => Box::new(SpeechLike::new(1)),
-        };
-        let mut encoder = OpusEncoder::new(EncoderConfig {
-            channels: source.channels(),
-            ..Default::default()
-        })?;
-        println!("publishing audio");
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            while let Some(pcm) = source.next_frame() {
-                tick.tick().await;
-                let opus = encoder.encode(&pcm)?;
-                track.write_frame(&[&opus], 960).await?;
+        let source: Box<dyn AudioSource + Send> = if args.mic {
+            let mic = Microphone::open(args.device.as_deref())?;
+            println!("capturing from {}", mic.name());
+            Box::new(mic)
+        } else {
+            match &args.input {
+                Some(path) => Box::new(
+                    WavSource::open(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => Box::new(SpeechLike::new(1)),
             }
-            anyhow::Ok(())
-        }))
+        };
+        let sending = call
+            .send_audio(source, EncoderConfig::default())
+            .await
+            .context("cannot publish audio")?;
+        println!("publishing audio");
+        Some(sending)
     };
 
     let record = args.record.clone();
@@ -131,9 +137,7 @@ async fn main() -> anyhow::Result<()> {
         _ = run => {}
         res = listener => { res??; }
     }
-    if let Some(s) = sender {
-        s.abort();
-    }
+    drop(sender);
     call.leave().await?;
     println!("left");
     Ok(())
