@@ -32,6 +32,9 @@ pub enum MediaError {
     /// A VP8 RTP payload failed validation.
     #[error("invalid VP8 payload: {0}")]
     InvalidVp8(&'static str),
+    /// A mixer participant id that was never added (or was removed).
+    #[error("unknown participant {0}")]
+    UnknownParticipant(u64),
     /// A media file uses a format this crate does not handle.
     #[error("unsupported format: {0}")]
     UnsupportedFormat(String),

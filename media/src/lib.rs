@@ -12,6 +12,11 @@
 //!   [`wav::WavSink`].
 //! - [`rtp`]: RTP packetization of Opus frames, a strict RTP parser, and synthetic
 //!   VP8 video with an RFC 7741 packetizer.
+//! - [`jitter`]: the receive-side adaptive jitter buffer (sans-IO, NetEQ-style:
+//!   reorder, dedupe, loss detection, FEC/PLC concealment, time stretching,
+//!   statistics), driving any [`jitter::FrameDecoder`].
+//! - [`mixer`]: mixes remote speakers with per-participant volume and mute and a
+//!   peak limiter.
 //! - [`analysis`]: normalized cross-correlation with lag search, and RMS, for tests.
 //!
 //! Every audio buffer in this crate is interleaved signed 16-bit PCM at
@@ -50,6 +55,8 @@
 pub mod analysis;
 pub mod device;
 mod error;
+pub mod jitter;
+pub mod mixer;
 pub mod opus_codec;
 mod prng;
 pub mod resample;

@@ -1,0 +1,220 @@
+//! The arrival-delay estimator and the target delay it gives.
+//!
+//! For every packet, the *relative arrival delay* is how much later it arrived
+//! than the best-placed packet of the last [`DelayConfig::window`] predicts:
+//!
+//! ```text
+//! transit(p)  = arrival(p) - timestamp(p) / 48 kHz          (ms; offset unknown, irrelevant)
+//! relative(p) = transit(p) - min { transit(q) : q arrived within the window before p }
+//! ```
+//!
+//! A sliding-window minimum (monotonic deque) keeps this O(1) per packet. The
+//! relative delays feed a histogram of [`DelayConfig::bucket_ms`]-wide buckets
+//! with a forget factor: on each packet every bucket is multiplied by `f` and
+//! the packet's bucket gains `1 - f` (NetEQ's DelayManager uses f = 0.983). The
+//! histogram therefore weighs the last ~`1 / (1 - f)` packets (about 1.2 s of
+//! 20 ms packets): a burst of jitter moves the quantile up within a few
+//! packets, and once the jitter stops the old mass decays by `f` per packet, so
+//! the quantile falls back within seconds.
+//!
+//! The target delay is the upper edge of the bucket holding the
+//! [`DelayConfig::quantile`] (0.95) of that histogram, plus
+//! [`DelayConfig::margin`], clamped to `[min_delay, max_delay]`.
+//!
+//! Timestamp gaps (DTX) move arrival and timestamp together, so they do not
+//! show up as delay.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Largest number of entries in the sliding-minimum window (bounds memory when a
+/// caller passes a frozen clock).
+const MAX_WINDOW_ENTRIES: usize = 512;
+
+/// Settings of the [`DelayEstimator`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelayConfig {
+    /// Quantile of the relative delay to cover (0.95 = 95th percentile).
+    pub quantile: f64,
+    /// Per-packet forget factor of the histogram, in `(0, 1)`.
+    pub forget_factor: f64,
+    /// Width of one histogram bucket, in ms.
+    pub bucket_ms: f64,
+    /// How far back the reference (minimum transit) is searched.
+    pub window: Duration,
+    /// Added to the quantile to get the target.
+    pub margin: Duration,
+    /// Smallest target delay.
+    pub min_delay: Duration,
+    /// Largest target delay (relative delays beyond it all land in the top bucket).
+    pub max_delay: Duration,
+}
+
+impl Default for DelayConfig {
+    fn default() -> Self {
+        DelayConfig {
+            quantile: 0.95,
+            forget_factor: 0.983,
+            bucket_ms: 5.0,
+            window: Duration::from_secs(2),
+            margin: Duration::from_millis(10),
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Relative arrival delay estimator with a forgetting histogram (see the module
+/// docs).
+#[derive(Debug, Clone)]
+pub struct DelayEstimator {
+    config: DelayConfig,
+    buckets: Vec<f64>,
+    /// Total weight in `buckets` (`1 - f^n` after n packets).
+    mass: f64,
+    /// (arrival, transit ms), transit increasing from front to back.
+    window: VecDeque<(Duration, f64)>,
+    last_relative_ms: f64,
+}
+
+impl DelayEstimator {
+    /// A fresh estimator. The config is assumed valid (see
+    /// [`JitterConfig::validate`](super::JitterConfig::validate)).
+    pub fn new(config: DelayConfig) -> Self {
+        let max_ms = config.max_delay.as_secs_f64() * 1000.0;
+        let n = ((max_ms / config.bucket_ms).ceil() as usize).clamp(1, 10_000) + 1;
+        DelayEstimator {
+            config,
+            buckets: vec![0.0; n],
+            mass: 0.0,
+            window: VecDeque::new(),
+            last_relative_ms: 0.0,
+        }
+    }
+
+    /// Account for one packet with extended RTP timestamp `ts` (48 kHz) that
+    /// arrived at `arrival`. Returns its relative delay in ms.
+    pub fn update(&mut self, ts: i64, arrival: Duration) -> f64 {
+        let arrival_ms = arrival.as_secs_f64() * 1000.0;
+        let transit = arrival_ms - ts as f64 / 48.0;
+        // Expire entries older than the window.
+        let horizon = arrival.saturating_sub(self.config.window);
+        while self.window.front().is_some_and(|(t, _)| *t < horizon) {
+            self.window.pop_front();
+        }
+        while self.window.back().is_some_and(|(_, tr)| *tr >= transit) {
+            self.window.pop_back();
+        }
+        if self.window.len() >= MAX_WINDOW_ENTRIES {
+            self.window.pop_front();
+        }
+        self.window.push_back((arrival, transit));
+        let min = self.window.front().map_or(transit, |(_, tr)| *tr);
+        let relative = (transit - min).max(0.0);
+        self.last_relative_ms = relative;
+
+        let f = self.config.forget_factor;
+        for b in &mut self.buckets {
+            *b *= f;
+        }
+        let last = self.buckets.len() - 1;
+        let idx = ((relative / self.config.bucket_ms) as usize).min(last);
+        self.buckets[idx] += 1.0 - f;
+        self.mass = self.mass * f + (1.0 - f);
+        relative
+    }
+
+    /// Forget the arrival reference (a new stream starts: its timestamps have
+    /// nothing to do with the old ones). The histogram is kept: the network has
+    /// not changed.
+    pub fn reset_reference(&mut self) {
+        self.window.clear();
+    }
+
+    /// Relative delay of the last packet, in ms.
+    pub fn last_relative_ms(&self) -> f64 {
+        self.last_relative_ms
+    }
+
+    /// The configured quantile of the relative delay, in ms (the upper edge of
+    /// its bucket); 0 before any packet.
+    pub fn quantile_ms(&self) -> f64 {
+        if self.mass <= 0.0 {
+            return 0.0;
+        }
+        let goal = self.config.quantile * self.mass;
+        let mut acc = 0.0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b;
+            if acc >= goal {
+                return (i + 1) as f64 * self.config.bucket_ms;
+            }
+        }
+        self.buckets.len() as f64 * self.config.bucket_ms
+    }
+
+    /// The target delay in ms: quantile + margin, clamped to
+    /// `[min_delay, max_delay]`.
+    pub fn target_ms(&self) -> f64 {
+        let min = self.config.min_delay.as_secs_f64() * 1000.0;
+        let max = (self.config.max_delay.as_secs_f64() * 1000.0).max(min);
+        let margin = self.config.margin.as_secs_f64() * 1000.0;
+        (self.quantile_ms() + margin).clamp(min, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prng::SplitMix64;
+
+    fn ms(x: f64) -> Duration {
+        Duration::from_secs_f64(x / 1000.0)
+    }
+
+    #[test]
+    fn steady_stream_has_minimum_target() {
+        let mut d = DelayEstimator::new(DelayConfig::default());
+        for i in 0..500i64 {
+            let r = d.update(i * 960, ms(100.0 + i as f64 * 20.0));
+            assert!(r < 1e-6);
+        }
+        assert_eq!(d.target_ms(), 20.0);
+    }
+
+    #[test]
+    fn dtx_gap_is_not_delay() {
+        let mut d = DelayEstimator::new(DelayConfig::default());
+        for i in 0..100i64 {
+            d.update(i * 960, ms(i as f64 * 20.0));
+        }
+        // 2 s of silence: timestamp and arrival jump together.
+        let r = d.update(200 * 960, ms(200.0 * 20.0));
+        assert!(r < 1e-6, "{r}");
+    }
+
+    #[test]
+    fn jitter_raises_then_decays() {
+        let mut d = DelayEstimator::new(DelayConfig::default());
+        let mut rng = SplitMix64::new(3);
+        for i in 0..1000i64 {
+            d.update(i * 960, ms(i as f64 * 20.0 + rng.range_f64(0.0, 60.0)));
+        }
+        let q = d.quantile_ms();
+        assert!((50.0..=65.0).contains(&q), "q95 of U(0,60) ~ 57: {q}");
+        for i in 1000..1500i64 {
+            d.update(i * 960, ms(i as f64 * 20.0 + 30.0));
+        }
+        assert!(d.target_ms() < 40.0, "{}", d.target_ms());
+    }
+
+    #[test]
+    fn huge_delays_clamp_to_max() {
+        let mut d = DelayEstimator::new(DelayConfig::default());
+        d.update(0, ms(0.0));
+        for i in 1..100i64 {
+            d.update(-i * 48_000_000, ms(i as f64));
+        }
+        assert_eq!(d.target_ms(), 500.0);
+    }
+}
