@@ -26,6 +26,7 @@
 mod call;
 mod error;
 mod peer;
+mod playout;
 mod sender;
 mod signal;
 mod track;
@@ -34,6 +35,7 @@ pub use call::{Call, CallEvent, CallEvents, CallOptions};
 pub use error::CallError;
 pub use huddle_proto as proto;
 pub use huddle_sfu::codecs::{OPUS_PT, VP8_PT};
+pub use playout::{ChannelSink, Playout};
 /// RTP packet type handed out by [`RemoteTrack::recv`].
 pub use rtc::rtp::Packet as RtpPacket;
 pub use sender::AudioSender;

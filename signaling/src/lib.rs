@@ -11,7 +11,7 @@
 //!
 //! Embedding: either [`serve`] (router + dispatcher + graceful shutdown in one
 //! call), or build an [`AppState`], mount [`router`] in a larger axum app and
-//! run [`dispatch::run`] yourself.
+//! hand that app to [`serve_router`] (or run [`dispatch::run`] yourself).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -78,9 +78,23 @@ pub async fn serve_with(
     events: huddle_sfu::SfuEvents,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(app.clone()), app, events, shutdown).await
+}
+
+/// [`serve_with`] serving `routes` instead of [`router`]: a larger axum app
+/// that mounts [`router`]`(app.clone())` beside routes of its own (the
+/// server's web client, for one). Runs the [`dispatch`] task for `app` and
+/// shuts down the same way as [`serve`].
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    routes: Router,
+    app: AppState,
+    events: huddle_sfu::SfuEvents,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let dispatcher = tokio::spawn(dispatch::run(app.clone(), events));
     let on_shutdown = app.clone();
-    let result = axum::serve(listener, router(app.clone()))
+    let result = axum::serve(listener, routes)
         .with_graceful_shutdown(async move {
             shutdown.await;
             on_shutdown.begin_shutdown();

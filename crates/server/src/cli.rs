@@ -1,6 +1,7 @@
 //! Command line: `huddle-server [serve]` and `huddle-server token ...`.
 
 use crate::config::{FileConfig, ServerConfig};
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ pub struct Cli {
 /// Configuration flags, each also readable from the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// TOML configuration file (keys: http, media_udp, media_public, secret).
+    /// TOML configuration file (keys: http, media_udp, media_public, secret, dev).
     #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
@@ -41,6 +42,20 @@ pub struct ConfigArgs {
         value_name = "SECRET"
     )]
     pub secret: Option<String>,
+    /// Development mode: serve `GET /dev/token?room=R&identity=I`, which mints
+    /// a token for anyone (the web client uses it). Never in production.
+    /// `--dev` alone means true; `--dev=false` turns it off [default: false].
+    #[arg(
+        long,
+        global = true,
+        env = "HUDDLE_DEV",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub dev: Option<bool>,
 }
 
 impl ConfigArgs {
@@ -55,6 +70,7 @@ impl ConfigArgs {
             media_udp: self.media_udp,
             media_public: self.media_public,
             secret: self.secret.clone(),
+            dev: self.dev,
         };
         Ok(ServerConfig::default().layered(&file, &overrides))
     }
@@ -143,6 +159,21 @@ mod tests {
             panic!("not token")
         };
         assert!(!t.publish && t.subscribe && !t.admin && t.ttl == 3600);
+        // (No assertion on `dev` without the flag: `precedence` sets HUDDLE_DEV
+        // while this test may run.)
+
+        let cli = Cli::try_parse_from(["huddle-server", "serve", "--dev"]).expect("parse");
+        assert_eq!(cli.config.dev, Some(true));
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        let cli = Cli::try_parse_from(["huddle-server", "--dev", "serve"]).expect("parse");
+        assert_eq!(
+            cli.config.dev,
+            Some(true),
+            "--dev does not swallow the subcommand"
+        );
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        let cli = Cli::try_parse_from(["huddle-server", "serve", "--dev=false"]).expect("parse");
+        assert_eq!(cli.config.dev, Some(false));
         let token = t.mint("s").expect("mint");
         let claims = huddle_signaling::auth::verify("s", &token).expect("verify");
         assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "alice"));
@@ -172,22 +203,29 @@ mod tests {
         let file = dir.join("huddle.toml");
         std::fs::write(
             &file,
-            "http = \"127.0.0.1:1001\"\nmedia_udp = \"127.0.0.1:1002\"\nsecret = \"file\"\n",
+            "http = \"127.0.0.1:1001\"\nmedia_udp = \"127.0.0.1:1002\"\nsecret = \"file\"\ndev = true\n",
         )
         .expect("write");
         std::env::set_var("HUDDLE_CONFIG", &file);
         std::env::set_var("HUDDLE_MEDIA_UDP", "127.0.0.1:2002");
         std::env::set_var("HUDDLE_SECRET", "env");
+        std::env::set_var("HUDDLE_DEV", "0");
         let cli =
             Cli::try_parse_from(["huddle-server", "serve", "--secret", "flag"]).expect("parse");
         let c = cli.config.resolve().expect("resolve");
+        std::env::set_var("HUDDLE_DEV", "1");
+        let cli = Cli::try_parse_from(["huddle-server"]).expect("parse");
+        let dev_from_env = cli.config.resolve().expect("resolve").dev;
         std::env::remove_var("HUDDLE_CONFIG");
         std::env::remove_var("HUDDLE_MEDIA_UDP");
         std::env::remove_var("HUDDLE_SECRET");
+        std::env::remove_var("HUDDLE_DEV");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(c.http.port(), 1001, "file over default");
         assert_eq!(c.media_udp.port(), 2002, "env over file");
         assert_eq!(c.secret, "flag", "flag over env");
         assert!(c.media_public.is_none());
+        assert!(!c.dev, "HUDDLE_DEV=0 over the file's dev = true");
+        assert!(dev_from_env, "HUDDLE_DEV=1");
     }
 }

@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub media_public: Option<SocketAddr>,
     /// HS256 secret access tokens are signed with.
     pub secret: String,
+    /// Development mode: `GET /dev/token?room=R&identity=I` mints a token
+    /// for anyone who asks (the web client uses it when its URL has no
+    /// token). Never in production. Off by default.
+    pub dev: bool,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
             media_udp: SocketAddr::from(([127, 0, 0, 1], 7882)),
             media_public: None,
             secret: DEV_SECRET.to_owned(),
+            dev: false,
         }
     }
 }
@@ -48,6 +53,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("media_udp", &self.media_udp)
             .field("media_public", &self.media_public)
             .field("secret", &"<redacted>")
+            .field("dev", &self.dev)
             .finish()
     }
 }
@@ -60,6 +66,7 @@ impl ServerConfig {
             media_udp: SocketAddr::from(([127, 0, 0, 1], 0)),
             media_public: None,
             secret: secret.into(),
+            dev: false,
         }
     }
 
@@ -83,6 +90,9 @@ impl ServerConfig {
             if let Some(v) = &layer.secret {
                 self.secret = v.clone();
             }
+            if let Some(v) = layer.dev {
+                self.dev = v;
+            }
         }
         self
     }
@@ -96,6 +106,7 @@ impl ServerConfig {
 /// media_udp = "0.0.0.0:7882"
 /// media_public = "203.0.113.7:7882"
 /// secret = "a long random string"
+/// dev = false
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +119,8 @@ pub struct FileConfig {
     pub media_public: Option<SocketAddr>,
     /// See [`ServerConfig::secret`].
     pub secret: Option<String>,
+    /// See [`ServerConfig::dev`].
+    pub dev: Option<bool>,
 }
 
 impl FileConfig {
@@ -142,7 +155,18 @@ mod tests {
         assert_eq!(c.http.port(), 1);
         assert_eq!(c.media_udp.port(), 9002);
         assert_eq!(c.secret, "from-file");
+        assert!(!c.dev, "development mode is off by default");
         assert!(!c.uses_dev_secret());
+        let dev = FileConfig::parse("dev = true\n").expect("parse");
+        assert!(ServerConfig::default().layered(&dev, &flags).dev);
+        let off = FileConfig {
+            dev: Some(false),
+            ..Default::default()
+        };
+        assert!(
+            !ServerConfig::default().layered(&dev, &off).dev,
+            "flag over file"
+        );
         assert!(ServerConfig::default().uses_dev_secret());
         assert!(
             FileConfig::parse("htp = \"x\"").is_err(),

@@ -16,15 +16,17 @@
 
 pub mod cli;
 pub mod config;
+pub mod web;
 
 pub use config::{ServerConfig, DEV_SECRET};
 
 use anyhow::Context;
 use huddle_sfu::api::Rights;
 use huddle_sfu::{Sfu, SfuConfig};
-use huddle_signaling::{auth, Claims, SignalingConfig};
+use huddle_signaling::{auth, AppState, Claims, SignalingConfig};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -66,16 +68,34 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let http_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(huddle_signaling::serve(
-        listener,
+    let app = AppState::new(
         SignalingConfig::new(config.secret.clone()),
-        sfu.clone(),
+        Arc::new(sfu.clone()),
+    );
+    // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token).
+    let routes =
+        huddle_signaling::router(app.clone()).merge(web::router(&config.secret, config.dev));
+    let task = tokio::spawn(huddle_signaling::serve_router(
+        listener,
+        routes,
+        app,
         events,
         async move {
             let _ = stopped.await;
         },
     ));
-    tracing::info!(http = %http_addr, media_udp = %sfu.local_addr(), "huddle server started");
+    if config.dev {
+        tracing::warn!(
+            "development mode: GET /dev/token mints a token for anyone who asks; \
+             never run production with --dev"
+        );
+    }
+    tracing::info!(
+        http = %http_addr,
+        media_udp = %sfu.local_addr(),
+        web_client = %format!("http://{http_addr}/"),
+        "huddle server started"
+    );
     Ok(RunningServer {
         http_addr,
         sfu,
@@ -86,7 +106,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
-    /// Address of the HTTP server (signaling at `/ws`, REST under `/api`).
+    /// Address of the HTTP server (signaling at `/ws`, REST under `/api`,
+    /// the web client at `/`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }

@@ -198,3 +198,57 @@ fn binary_serves_and_stops_on_sigterm() -> Result<()> {
     }
     result
 }
+
+/// The web client is served from the binary; `/dev/token` exists only in
+/// development mode.
+#[tokio::test]
+async fn web_client_and_dev_token() -> Result<()> {
+    let server = start(ServerConfig::ephemeral("web-secret")).await?;
+    let addr = server.http_addr();
+    let (status, body) = http_get(addr, "/", None).await?;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<script src=\"/app.js\">"),
+        "index.html: {body}"
+    );
+    let (status, body) = http_get(addr, "/app.js", None).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("RTCPeerConnection"), "app.js");
+    assert_eq!(http_get(addr, "/style.css", None).await?.0, 200);
+    assert_eq!(
+        http_get(addr, "/dev/token?room=r&identity=alice", None)
+            .await?
+            .0,
+        404,
+        "no token endpoint unless --dev"
+    );
+    server.shutdown().await?;
+
+    let mut config = ServerConfig::ephemeral("web-secret");
+    config.dev = true;
+    let server = start(config).await?;
+    let addr = server.http_addr();
+    let (status, body) = http_get(addr, "/dev/token?room=r&identity=alice", None).await?;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body)?;
+    let token = body["token"].as_str().context("no token")?;
+    let claims = huddle_signaling::auth::verify("web-secret", token)?;
+    assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "alice"));
+    assert!(claims.publish && claims.subscribe && !claims.is_admin());
+    for bad in [
+        "/dev/token?room=&identity=alice",
+        "/dev/token?room=r",
+        "/dev/token?room=r&identity=%20",
+    ] {
+        assert_eq!(http_get(addr, bad, None).await?.0, 400, "{bad}");
+    }
+    let long = "x".repeat(huddle_server::web::MAX_DEV_NAME_BYTES + 1);
+    assert_eq!(
+        http_get(addr, &format!("/dev/token?room={long}&identity=a"), None)
+            .await?
+            .0,
+        400
+    );
+    server.shutdown().await?;
+    Ok(())
+}

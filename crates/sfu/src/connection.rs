@@ -84,11 +84,13 @@ impl Connection {
                 Some(config.ice_failed_timeout),
                 Some(Duration::from_secs(1)),
             )
-            // Clients behind NAT (and on loopback, before their trickled
-            // candidates arrive) show up as peer-reflexive. As the controlling
-            // side of subscriber connections the SFU would otherwise wait 1 s
-            // (rtc-ice's default) before nominating such a pair.
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            // ICE-lite (RFC 8445 §2.5), as SFUs on public addresses run: the
+            // SFU only answers checks and the client nominates. It never
+            // sends checks of its own, so media follows the path the client
+            // chose (through a NAT or a relay in front of the SFU), and
+            // Chromium's aggressive nomination works (with full ICE, rtc-ice
+            // 0.21 left USE-CANDIDATE checks unanswered: see docs/interop.md).
+            .with_lite(true)
             .build();
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())

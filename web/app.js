@@ -1,0 +1,687 @@
+// huddle web client: plain JavaScript, no build step.
+//
+// Protocol (docs/signaling.md): one WebSocket to /ws carrying JSON messages,
+// and two RTCPeerConnections to the SFU:
+//   - "publisher":  WE offer (our microphone and camera), the server answers;
+//   - "subscriber": the SERVER offers (everyone else's tracks, again whenever
+//                   that set changes), we answer.
+// Offers therefore never cross, and no glare handling is needed.
+//
+// URL parameters: room, name (prefill the form), token (use this access token
+// instead of asking the server's development endpoint for one), autojoin=1
+// (join at once), aec=0 (turn echo cancellation, gain control and noise
+// suppression off, e.g. to compare audio in tests).
+'use strict';
+
+(() => {
+  const params = new URLSearchParams(location.search);
+  const $ = (id) => document.getElementById(id);
+
+  /** inbound/outbound audioLevel (0..1) above which a participant is speaking. */
+  const SPEAKING_LEVEL = 0.02;
+  /** A tile stays highlighted this long after the level drops. */
+  const SPEAKING_HOLD_MS = 400;
+  /** How often the audio levels are read from getStats. */
+  const LEVEL_INTERVAL_MS = 200;
+  /** Keep-alive on the WebSocket. */
+  const PING_INTERVAL_MS = 20000;
+
+  /** WebSocket close codes of docs/signaling.md, for people. */
+  const CLOSE_REASONS = {
+    1000: 'you left the call',
+    1001: 'the server is shutting down',
+    1008: 'the server refused to let you in',
+    1011: 'the server failed while you joined',
+    4001: 'an administrator removed you from the call',
+    4002: 'the media connection to the server failed or timed out',
+  };
+
+  /** The call in progress, or null. */
+  let session = null;
+
+  // ---------------------------------------------------------------- UI helpers
+
+  function setStatus(text) {
+    $('status').textContent = text;
+  }
+
+  function showError(text) {
+    const el = $('error');
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  function showCallUi(inCall) {
+    $('join-form').hidden = inCall;
+    $('call').hidden = !inCall;
+    $('join').disabled = false;
+  }
+
+  /** A tile for one participant: video, name, mute and level indicators. */
+  function createTile(participantId, identity, isLocal) {
+    const tile = document.createElement('div');
+    tile.className = 'tile' + (isLocal ? ' local' : '');
+    tile.dataset.participantId = participantId;
+    tile.dataset.identity = identity;
+
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    // Video elements never play sound: audio has <audio> elements of its own.
+    video.muted = true;
+    tile.appendChild(video);
+
+    const placeholder = document.createElement('div');
+    placeholder.className = 'placeholder';
+    placeholder.textContent = (identity[0] || '?').toUpperCase();
+    tile.appendChild(placeholder);
+
+    const label = document.createElement('div');
+    label.className = 'label';
+    const nameEl = document.createElement('span');
+    nameEl.className = 'name';
+    nameEl.textContent = isLocal ? `${identity} (you)` : identity;
+    const micOff = document.createElement('span');
+    micOff.className = 'mic-off';
+    micOff.textContent = 'muted';
+    label.append(nameEl, micOff);
+    tile.appendChild(label);
+
+    const level = document.createElement('div');
+    level.className = 'level';
+    level.appendChild(document.createElement('span'));
+    tile.appendChild(level);
+
+    $('tiles').appendChild(tile);
+    return tile;
+  }
+
+  /** Show `level` (0..1) on a participant's tile; highlight it while speaking. */
+  function showLevel(p, level, now) {
+    if (level > SPEAKING_LEVEL) p.speakingUntil = now + SPEAKING_HOLD_MS;
+    p.tile.classList.toggle('speaking', now < (p.speakingUntil || 0));
+    // audioLevel is linear; a square root makes quiet speech visible.
+    p.tile.querySelector('.level span').style.height = `${Math.min(100, Math.sqrt(level) * 100)}%`;
+  }
+
+  /** Reflect the participant's tracks' mute states on its tile. */
+  function refreshTile(p) {
+    const tracks = [...p.tracks.values()];
+    p.tile.classList.toggle('audio-muted', tracks.some((t) => t.kind === 'audio' && t.muted));
+    p.tile.classList.toggle('video-muted', tracks.some((t) => t.kind === 'video' && t.muted));
+  }
+
+  // ------------------------------------------------------------------- tokens
+
+  /** A token for (room, identity): from the URL, else from the dev endpoint. */
+  async function getToken(room, identity) {
+    const given = params.get('token');
+    if (given) return given;
+    const url = `/dev/token?room=${encodeURIComponent(room)}&identity=${encodeURIComponent(identity)}`;
+    let res;
+    try {
+      res = await fetch(url, { cache: 'no-store' });
+    } catch (e) {
+      throw new Error(`cannot reach the server for a token: ${e.message}`);
+    }
+    if (res.status === 404) {
+      throw new Error(
+        'This server does not hand out tokens (it is not running in development mode, --dev). ' +
+          'Ask for an access token and open this page with ?token=... in its address.',
+      );
+    }
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || !body.token) {
+      throw new Error(`the server refused a token: ${body.error || res.status}`);
+    }
+    return body.token;
+  }
+
+  // -------------------------------------------------------------------- SDP
+
+  /**
+   * What each m-section of a (subscriber) offer carries: mid -> {kind,
+   * streamId, trackId, receiving}. The SFU labels every remote track with
+   * msid "<publisher participant id> <room track id>". We read it from the
+   * SDP rather than from MediaStreamTrack.id, which browsers need not keep.
+   */
+  function parseMsids(sdp) {
+    const byMid = new Map();
+    for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+      const lines = section.split(/\r?\n/);
+      const [kind, port] = lines[0].split(' ');
+      let mid = null;
+      let msid = null;
+      let direction = 'sendrecv';
+      for (const line of lines) {
+        if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
+        else if (line.startsWith('a=msid:')) msid = line.slice(7).trim().split(/\s+/);
+        else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) direction = line.slice(2);
+      }
+      if (mid === null) continue;
+      // From the server's point of view: it sends on sendonly/sendrecv.
+      const receiving = port !== '0' && (direction === 'sendonly' || direction === 'sendrecv');
+      byMid.set(mid, {
+        kind,
+        streamId: msid ? msid[0] : null,
+        trackId: msid && msid.length > 1 ? msid[1] : null,
+        receiving,
+      });
+    }
+    return byMid;
+  }
+
+  // -------------------------------------------------------------- the session
+
+  function send(msg) {
+    if (session && session.ws.readyState === WebSocket.OPEN) {
+      session.ws.send(JSON.stringify(msg));
+    }
+  }
+
+  /**
+   * One of our two peer connections with its trickle ICE bookkeeping.
+   *
+   * Our candidates are held until the offer (publisher) or answer
+   * (subscriber) they belong to has been sent: the server must know the
+   * connection before it gets candidates for it. The server's candidates are
+   * held until the remote description is set.
+   */
+  function makePeer(role) {
+    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    const side = { role, pc, described: false, localQueue: [], remoteQueue: [] };
+    pc.onicecandidate = (e) => {
+      // null: gathering finished; an empty string: end of candidates.
+      if (!e.candidate || !e.candidate.candidate) return;
+      const candidate = e.candidate.toJSON();
+      if (side.described) send({ type: 'candidate', pc: role, candidate });
+      else side.localQueue.push(candidate);
+    };
+    pc.onconnectionstatechange = () => {
+      console.info(`huddle: ${role} connection ${pc.connectionState}`);
+      updateStatus();
+    };
+    return side;
+  }
+
+  /** Our offer or answer for `side` went out: release its queued candidates. */
+  function described(side) {
+    side.described = true;
+    for (const candidate of side.localQueue.splice(0)) {
+      send({ type: 'candidate', pc: side.role, candidate });
+    }
+  }
+
+  /** The remote description of `side` is set: apply held server candidates. */
+  async function flushRemoteCandidates(side) {
+    for (const c of side.remoteQueue.splice(0)) {
+      await side.pc.addIceCandidate(c).catch((e) => console.warn('huddle: bad candidate', e));
+    }
+  }
+
+  function updateStatus() {
+    if (!session) return setStatus('not connected');
+    if (!session.me) return setStatus('joining…');
+    const states = [session.pub, session.sub]
+      .filter(Boolean)
+      .map((s) => `${s.role} ${s.pc.connectionState}`);
+    setStatus(`in call as ${session.identity} · ${session.participants.size - 1} other(s) · ${states.join(', ')}`);
+  }
+
+  /** Join `room` as `name`: token, microphone and camera, WebSocket. */
+  async function join(room, name) {
+    showError('');
+    $('join').disabled = true;
+    setStatus('getting a token…');
+    let token;
+    let stream;
+    try {
+      token = await getToken(room, name);
+      setStatus('asking for microphone and camera…');
+      stream = await getMedia();
+    } catch (e) {
+      $('join').disabled = false;
+      setStatus('not connected');
+      showError(e.message || String(e));
+      return;
+    }
+
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    session = {
+      ws,
+      identity: name,
+      room,
+      me: null,
+      stream,
+      audioTrack: stream.getAudioTracks()[0] || null,
+      videoTrack: stream.getVideoTracks()[0] || null,
+      muted: { audio: false, video: false },
+      pub: null,
+      sub: null,
+      /** Subscriber offers are handled one at a time, in order. */
+      subChain: Promise.resolve(),
+      /** mid -> msid of the latest subscriber offer (see parseMsids). */
+      midInfo: new Map(),
+      /** participant id -> {id, identity, tile, tracks: Map<track id, TrackInfo>} */
+      participants: new Map(),
+      /** room track id -> {mid, kind, track, participantId, element} */
+      remote: new Map(),
+      /** our local MediaStreamTrack id -> the server's room track id */
+      ownTrackIds: new Map(),
+      leaving: false,
+      timers: [],
+    };
+    const current = session;
+    setStatus('connecting…');
+    ws.onopen = () => send({ type: 'join', token });
+    ws.onmessage = (e) => {
+      if (session !== current) return;
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch {
+        console.warn('huddle: not JSON', e.data);
+        return;
+      }
+      onMessage(msg).catch((err) => {
+        console.error('huddle: handling', msg.type, err);
+        showError(`${msg.type}: ${err.message || err}`);
+      });
+    };
+    ws.onclose = (e) => {
+      if (session !== current) return;
+      const why = current.leaving ? '' : `${CLOSE_REASONS[e.code] || 'disconnected from the server'} (code ${e.code}${e.reason ? `: ${e.reason}` : ''})`;
+      cleanup();
+      if (why) showError(why);
+    };
+    current.timers.push(setInterval(() => send({ type: 'ping' }), PING_INTERVAL_MS));
+    current.timers.push(setInterval(() => updateLevels(current), LEVEL_INTERVAL_MS));
+    $('room-label').textContent = room;
+    showCallUi(true);
+  }
+
+  /** Microphone and camera; the microphone alone if there is no camera. */
+  async function getMedia() {
+    const raw = params.get('aec') === '0';
+    const audio = { echoCancellation: !raw, autoGainControl: !raw, noiseSuppression: !raw };
+    const video = { width: { ideal: 640 }, height: { ideal: 480 } };
+    try {
+      return await navigator.mediaDevices.getUserMedia({ audio, video });
+    } catch (first) {
+      try {
+        return await navigator.mediaDevices.getUserMedia({ audio });
+      } catch {
+        throw new Error(`cannot use the microphone or camera: ${first.message || first.name}`);
+      }
+    }
+  }
+
+  function addParticipant(info, isLocal) {
+    let p = session.participants.get(info.id);
+    if (!p) {
+      p = { id: info.id, identity: info.identity, tracks: new Map(), tile: createTile(info.id, info.identity, isLocal) };
+      session.participants.set(info.id, p);
+    }
+    for (const t of info.tracks || []) p.tracks.set(t.id, t);
+    refreshTile(p);
+    updateStatus();
+    return p;
+  }
+
+  function removeParticipant(id) {
+    const p = session.participants.get(id);
+    if (!p) return;
+    for (const [trackId, r] of session.remote) {
+      if (r.participantId === id) detachRemote(trackId);
+    }
+    p.tile.remove();
+    session.participants.delete(id);
+    updateStatus();
+  }
+
+  async function onMessage(msg) {
+    if (!session) return;
+    switch (msg.type) {
+      case 'joined': {
+        session.me = msg.participant.id;
+        session.identity = msg.participant.identity; // the token's, which wins over the form
+        const me = addParticipant(msg.participant, true);
+        if (session.videoTrack) {
+          me.tile.querySelector('video').srcObject = new MediaStream([session.videoTrack]);
+          me.tile.classList.add('has-video');
+        }
+        for (const other of msg.others) addParticipant(other, false);
+        if (msg.can_publish) await startPublishing();
+        break;
+      }
+      case 'answer': // to our publisher offer
+        await session.pub.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        await flushRemoteCandidates(session.pub);
+        break;
+      case 'offer': {
+        // Subscriber (re-)offers are chained so that each one is answered
+        // before the next is applied.
+        const sdp = msg.sdp;
+        const handled = session.subChain.then(() => onSubscriberOffer(sdp));
+        session.subChain = handled.catch(() => {}); // a failure must not block later offers
+        await handled;
+        break;
+      }
+      case 'candidate': {
+        const side = msg.pc === 'publisher' ? session.pub : session.sub;
+        if (side && side.pc.remoteDescription) {
+          await side.pc.addIceCandidate(msg.candidate);
+        } else if (side) {
+          side.remoteQueue.push(msg.candidate);
+        } else if (msg.pc === 'subscriber') {
+          // Before the first subscriber offer: keep it for that connection.
+          (session.earlySubCandidates ||= []).push(msg.candidate);
+        }
+        break;
+      }
+      case 'participant_joined':
+        addParticipant(msg.participant, false);
+        break;
+      case 'participant_left':
+        removeParticipant(msg.participant_id);
+        break;
+      case 'track_published': {
+        const p = session.participants.get(msg.participant_id);
+        if (p) {
+          p.tracks.set(msg.track.id, msg.track);
+          refreshTile(p);
+        }
+        if (msg.participant_id === session.me) onOwnTrackPublished(msg.track);
+        reconcileReceivers();
+        break;
+      }
+      case 'track_unpublished': {
+        const p = session.participants.get(msg.participant_id);
+        if (p) {
+          p.tracks.delete(msg.track_id);
+          refreshTile(p);
+        }
+        detachRemote(msg.track_id);
+        break;
+      }
+      case 'mute_changed': {
+        const p = session.participants.get(msg.participant_id);
+        const t = p && p.tracks.get(msg.track_id);
+        if (t) {
+          t.muted = msg.muted;
+          refreshTile(p);
+        }
+        break;
+      }
+      case 'error':
+        console.warn('huddle: server error', msg.code, msg.message);
+        showError(`server: ${msg.code}: ${msg.message}`);
+        break;
+      case 'pong':
+        break;
+      default:
+        console.warn('huddle: unknown message', msg);
+    }
+  }
+
+  /** Publisher connection: add microphone and camera, offer. */
+  async function startPublishing() {
+    session.pub = makePeer('publisher');
+    for (const track of session.stream.getTracks()) {
+      // sendonly: the publisher connection never receives.
+      session.pub.pc.addTransceiver(track, { direction: 'sendonly', streams: [session.stream] });
+    }
+    const offer = await session.pub.pc.createOffer();
+    await session.pub.pc.setLocalDescription(offer);
+    send({ type: 'offer', sdp: session.pub.pc.localDescription.sdp });
+    described(session.pub);
+  }
+
+  /**
+   * The server published one of our tracks. `source_track_id` is the track
+   * id from our SDP (our MediaStreamTrack's id): remember the server's id for
+   * `mute`, and apply a mute the person chose before the server knew it.
+   */
+  function onOwnTrackPublished(track) {
+    const local = [session.audioTrack, session.videoTrack].find((t) => t && t.id === track.source_track_id);
+    if (!local) return;
+    session.ownTrackIds.set(local.id, track.id);
+    const kind = local.kind;
+    if (session.muted[kind] !== track.muted) {
+      send({ type: 'mute', track_id: track.id, muted: session.muted[kind] });
+    }
+  }
+
+  /** The server (re-)offered the subscriber connection: answer it. */
+  async function onSubscriberOffer(sdp) {
+    if (!session) return;
+    if (!session.sub) {
+      session.sub = makePeer('subscriber');
+      session.sub.remoteQueue.push(...(session.earlySubCandidates || []));
+      // Tracks are matched to participants in reconcileReceivers; ontrack
+      // only tells us that something changed.
+      session.sub.pc.ontrack = () => reconcileReceivers();
+    }
+    const { pc } = session.sub;
+    session.midInfo = parseMsids(sdp);
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await flushRemoteCandidates(session.sub);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    send({ type: 'answer', sdp: pc.localDescription.sdp });
+    described(session.sub);
+    reconcileReceivers();
+  }
+
+  /**
+   * Make the tiles show exactly what the subscriber connection receives:
+   * each receiving m-section's track goes to the tile of the participant in
+   * its msid; tracks no longer offered are taken off.
+   */
+  function reconcileReceivers() {
+    if (!session || !session.sub) return;
+    const wanted = new Map(); // room track id -> {mid, info, transceiver}
+    for (const tr of session.sub.pc.getTransceivers()) {
+      const info = tr.mid !== null ? session.midInfo.get(tr.mid) : undefined;
+      if (info && info.receiving && info.trackId && !tr.stopped) {
+        wanted.set(info.trackId, { mid: tr.mid, info, transceiver: tr });
+      }
+    }
+    for (const [trackId, r] of session.remote) {
+      const w = wanted.get(trackId);
+      if (!w || w.transceiver.receiver.track !== r.track) detachRemote(trackId);
+    }
+    for (const [trackId, w] of wanted) {
+      if (!session.remote.has(trackId)) attachRemote(trackId, w);
+    }
+  }
+
+  function attachRemote(trackId, { mid, info, transceiver }) {
+    const track = transceiver.receiver.track;
+    let p = session.participants.get(info.streamId);
+    if (!p) {
+      // Media can precede participant_joined in theory; show it anyway.
+      p = addParticipant({ id: info.streamId, identity: info.streamId, tracks: [] }, false);
+    }
+    let element;
+    if (track.kind === 'video') {
+      element = p.tile.querySelector('video');
+      element.srcObject = new MediaStream([track]);
+      p.tile.classList.add('has-video');
+    } else {
+      // One <audio> per remote audio track. It must not be muted: a muted
+      // element also makes getStats' inbound audioLevel read 0.
+      element = document.createElement('audio');
+      element.autoplay = true;
+      element.dataset.trackId = trackId;
+      element.srcObject = new MediaStream([track]);
+      p.tile.appendChild(element);
+    }
+    element.play().catch((e) => console.warn('huddle: autoplay blocked', e));
+    session.remote.set(trackId, { mid, kind: track.kind, track, participantId: p.id, element });
+  }
+
+  function detachRemote(trackId) {
+    const r = session.remote.get(trackId);
+    if (!r) return;
+    session.remote.delete(trackId);
+    if (r.kind === 'video') {
+      r.element.srcObject = null;
+      const p = session.participants.get(r.participantId);
+      if (p) p.tile.classList.remove('has-video');
+    } else {
+      r.element.srcObject = null;
+      r.element.remove();
+    }
+  }
+
+  /** Read audio levels: remote ones per inbound track, ours from the source. */
+  async function updateLevels(current) {
+    if (session !== current || !current.me) return;
+    const now = performance.now();
+    const levels = new Map(); // participant id -> max audio level
+    if (current.sub) {
+      const stats = await current.sub.pc.getStats().catch(() => null);
+      for (const s of stats ? stats.values() : []) {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'audio') continue;
+        const info = current.midInfo.get(s.mid);
+        if (!info || !info.streamId) continue;
+        levels.set(info.streamId, Math.max(levels.get(info.streamId) || 0, s.audioLevel || 0));
+      }
+    }
+    if (current.pub && !current.muted.audio) {
+      const stats = await current.pub.pc.getStats().catch(() => null);
+      for (const s of stats ? stats.values() : []) {
+        if (s.type === 'media-source' && s.kind === 'audio') {
+          levels.set(current.me, s.audioLevel || 0);
+        }
+      }
+    }
+    if (session !== current) return;
+    for (const p of current.participants.values()) showLevel(p, levels.get(p.id) || 0, now);
+  }
+
+  /** Mute or unmute our microphone or camera. */
+  function setMuted(kind, muted) {
+    if (!session) return;
+    session.muted[kind] = muted;
+    const local = kind === 'audio' ? session.audioTrack : session.videoTrack;
+    if (local) {
+      // Disabled tracks send silence / black at once; the server's mute
+      // (below) stops forwarding them altogether.
+      local.enabled = !muted;
+      const serverId = session.ownTrackIds.get(local.id);
+      if (serverId) send({ type: 'mute', track_id: serverId, muted });
+    }
+    const button = $(kind === 'audio' ? 'mute-audio' : 'mute-video');
+    button.setAttribute('aria-pressed', String(muted));
+    button.textContent = kind === 'audio'
+      ? (muted ? 'Unmute microphone' : 'Mute microphone')
+      : (muted ? 'Start camera' : 'Stop camera');
+    const me = session.participants.get(session.me);
+    if (me) {
+      me.tile.classList.toggle(kind === 'audio' ? 'audio-muted' : 'video-muted', muted);
+    }
+  }
+
+  /** Leave the room (the server closes the WebSocket with code 1000). */
+  function leave() {
+    if (!session) return;
+    session.leaving = true;
+    send({ type: 'leave' });
+    // Anything sent before close() still goes out before the close frame.
+    session.ws.close(1000);
+    cleanup();
+  }
+
+  /** Forget the session: connections, devices, tiles. */
+  function cleanup() {
+    const s = session;
+    if (!s) return;
+    session = null;
+    s.timers.forEach(clearInterval);
+    for (const side of [s.pub, s.sub]) if (side) side.pc.close();
+    for (const t of s.stream.getTracks()) t.stop();
+    if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) s.ws.close(1000);
+    $('tiles').replaceChildren();
+    $('room-label').textContent = '';
+    for (const kind of ['audio', 'video']) {
+      const b = $(kind === 'audio' ? 'mute-audio' : 'mute-video');
+      b.setAttribute('aria-pressed', 'false');
+      b.textContent = kind === 'audio' ? 'Mute microphone' : 'Stop camera';
+    }
+    showCallUi(false);
+    setStatus('not connected');
+  }
+
+  // ------------------------------------------------------- hooks for testing
+
+  /**
+   * A read-only view for tests and for debugging from the console:
+   * `await huddle.inboundStats()` lists what arrives per remote track.
+   */
+  window.huddle = {
+    state() {
+      if (!session) return { joined: false };
+      return {
+        joined: Boolean(session.me),
+        me: session.me,
+        room: session.room,
+        participants: [...session.participants.values()].map((p) => ({
+          id: p.id,
+          identity: p.identity,
+          speaking: p.tile.classList.contains('speaking'),
+          tracks: [...p.tracks.values()],
+        })),
+        receiving: [...session.remote.entries()].map(([trackId, r]) => ({
+          trackId,
+          kind: r.kind,
+          participantId: r.participantId,
+        })),
+        publisher: session.pub ? session.pub.pc.connectionState : null,
+        subscriber: session.sub ? session.sub.pc.connectionState : null,
+      };
+    },
+    /** inbound-rtp stats of the subscriber connection, by room track id. */
+    async inboundStats() {
+      if (!session || !session.sub) return [];
+      const stats = await session.sub.pc.getStats();
+      const out = [];
+      for (const s of stats.values()) {
+        if (s.type !== 'inbound-rtp') continue;
+        const info = session.midInfo.get(s.mid) || {};
+        out.push({
+          trackId: info.trackId || null,
+          participantId: info.streamId || null,
+          kind: s.kind,
+          packetsReceived: s.packetsReceived || 0,
+          bytesReceived: s.bytesReceived || 0,
+          totalAudioEnergy: s.totalAudioEnergy || 0,
+          audioLevel: s.audioLevel || 0,
+          framesDecoded: s.framesDecoded || 0,
+          frameWidth: s.frameWidth || 0,
+          codec: s.codecId ? (stats.get(s.codecId) || {}).mimeType || null : null,
+        });
+      }
+      return out;
+    },
+  };
+
+  // -------------------------------------------------------------- wiring
+
+  $('room').value = params.get('room') || '';
+  $('name').value = params.get('name') || '';
+  $('join-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (session) return;
+    join($('room').value.trim(), $('name').value.trim());
+  });
+  $('mute-audio').addEventListener('click', () => session && setMuted('audio', !session.muted.audio));
+  $('mute-video').addEventListener('click', () => session && setMuted('video', !session.muted.video));
+  $('leave').addEventListener('click', leave);
+  window.addEventListener('pagehide', leave);
+  if (params.get('autojoin') === '1' && $('room').value && $('name').value) {
+    join($('room').value.trim(), $('name').value.trim());
+  }
+})();
