@@ -41,6 +41,18 @@ impl Drop for AudioSender {
     }
 }
 
+/// RFC 6464 level of a frame: its RMS in -dBov (0 = full scale, 127 =
+/// silence), and a voice flag from a plain level threshold (-50 dBov).
+pub(crate) fn audio_level(pcm: &[i16]) -> (u8, bool) {
+    let rms = huddle_media::analysis::rms(pcm);
+    if rms < 1.0 {
+        return (127, false);
+    }
+    let dbov = 20.0 * (rms / 32768.0).log10();
+    let level = (-dbov).round().clamp(0.0, 127.0) as u8;
+    (level, level < 50)
+}
+
 /// Start sending `source` on `track`.
 ///
 /// The source runs on a thread of its own (a microphone blocks while it
@@ -81,12 +93,37 @@ pub(crate) fn start(
                 warn!("Opus encode failed: {e}");
                 continue;
             }
+            let (level, voice) = audio_level(&frame);
             sending
-                .write_frame(&[&packet], FRAME_SAMPLES as u32)
+                .write_audio_frame(&packet, FRAME_SAMPLES as u32, level, voice)
                 .await?;
             sent += 1;
         }
         Ok(sent)
     });
     Ok(AudioSender { track, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audio_level;
+
+    #[test]
+    fn levels_follow_rfc_6464() {
+        assert_eq!(audio_level(&[0; 960]), (127, false));
+        // A full-scale square wave is 0 dBov.
+        let square: Vec<i16> = (0..960)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
+        assert_eq!(audio_level(&square), (0, true));
+        // -20 dBov.
+        let quiet: Vec<i16> = (0..960)
+            .map(|i| if i % 2 == 0 { 3277 } else { -3277 })
+            .collect();
+        assert_eq!(audio_level(&quiet), (20, true));
+        let faint: Vec<i16> = (0..960)
+            .map(|i| if i % 2 == 0 { 33 } else { -33 })
+            .collect();
+        assert!(!audio_level(&faint).1, "-60 dBov is not voice");
+    }
 }

@@ -4,6 +4,8 @@ use crate::error::CallError;
 use bytes::Bytes;
 use huddle_proto::TrackKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp::extension::HeaderExtension;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -73,6 +75,43 @@ impl LocalTrack {
     /// The SSRC the track is sent with.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
+    }
+
+    /// Send one encoded audio frame carrying its RFC 6464 audio level
+    /// (`level` in -dBov, 0 loudest to 127 silence; `voice` from the sender's
+    /// voice activity detection), so the SFU can tell who is speaking.
+    pub async fn write_audio_frame(
+        &self,
+        payload: &[u8],
+        duration: u32,
+        level: u8,
+        voice: bool,
+    ) -> Result<usize, CallError> {
+        let mut clock = self.clock.lock().await;
+        let ts = clock.ts;
+        clock.ts = clock.ts.wrapping_add(duration);
+        if self.is_muted() {
+            return Ok(0);
+        }
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: false,
+                payload_type: self.payload_type,
+                sequence_number: clock.seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
+        };
+        clock.seq = clock.seq.wrapping_add(1);
+        let level = HeaderExtension::AudioLevel(AudioLevelExtension {
+            level: level.min(127),
+            voice,
+        });
+        self.rtp.write_rtp_with_extensions(packet, &[level]).await?;
+        Ok(1)
     }
 
     /// Wait for the next keyframe request (PLI or FIR) for this track, which the

@@ -1,6 +1,7 @@
 //! `huddle-call`: join a room on a huddle server from the command line, send a
-//! speech-like test signal (or a WAV file) as Opus, and optionally record the
-//! first remote audio track to a WAV file.
+//! speech-like test signal, a WAV file (`--input`) or the microphone (`--mic`)
+//! as Opus, and play everyone else on the speakers (`--play`) or record the
+//! first remote audio track to a WAV file (`--record`).
 //!
 //! ```text
 //! huddle-call --url ws://127.0.0.1:7880/ws --token "$(huddle-server token --room demo --identity me)"
@@ -11,10 +12,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use huddle::{Call, CallEvent};
-use huddle_media::device::Microphone;
-use huddle_media::opus_codec::{EncoderConfig, OpusDecoder};
-use huddle_media::sink::AudioSink;
+use huddle::{Call, CallEvent, Playout};
+use huddle_media::device::{Microphone, Speaker};
+use huddle_media::opus_codec::EncoderConfig;
 use huddle_media::source::{AudioSource, SpeechLike};
 use huddle_media::wav::{WavSink, WavSource};
 use huddle_media::Channels;
@@ -43,7 +43,11 @@ struct Args {
     /// Do not publish audio, only listen.
     #[arg(long)]
     listen_only: bool,
-    /// Record the first remote audio track to this WAV file.
+    /// Play every remote participant's audio on the default speakers.
+    #[arg(long, conflicts_with = "record")]
+    play: bool,
+    /// Record the first remote audio track to this WAV file (48 kHz mono,
+    /// through a jitter buffer, losses concealed).
     #[arg(long)]
     record: Option<PathBuf>,
     /// Stop after this many seconds (0: run until Ctrl-C).
@@ -90,8 +94,13 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let record = args.record.clone();
+    let play = args.play;
     let listener = tokio::spawn(async move {
-        let mut recording = false;
+        let mut recorder: Option<Playout> = None;
+        let speakers = match play {
+            true => Some(Playout::start(Box::new(Speaker::open(None)?))),
+            false => None,
+        };
         while let Some(ev) = events.recv().await {
             match ev {
                 CallEvent::TrackSubscribed(track) => {
@@ -100,20 +109,18 @@ async fn main() -> anyhow::Result<()> {
                         track.kind(),
                         track.participant_id()
                     );
-                    if let (Some(path), false) = (&record, recording) {
-                        if track.kind() == huddle::proto::TrackKind::Audio {
-                            recording = true;
-                            let mut sink = WavSink::create(path, Channels::Mono)?;
-                            let mut decoder = OpusDecoder::new(Channels::Mono)?;
-                            tokio::spawn(async move {
-                                while let Some(p) = track.recv().await {
-                                    if let Ok(pcm) = decoder.decode(&p.payload) {
-                                        let _ = sink.write_frame(&pcm);
-                                    }
-                                }
-                                let _ = sink.finish();
-                            });
-                        }
+                    if track.kind() != huddle::proto::TrackKind::Audio {
+                        continue;
+                    }
+                    if let Some(p) = &speakers {
+                        p.add(track);
+                    } else if let (Some(path), None) = (&record, &recorder) {
+                        // Through a jitter buffer: losses are concealed, so the
+                        // file keeps real time.
+                        let sink = WavSink::create(path, Channels::Mono)?;
+                        let playout = Playout::start(Box::new(sink));
+                        playout.add(track);
+                        recorder = Some(playout);
                     }
                 }
                 CallEvent::Disconnected => {

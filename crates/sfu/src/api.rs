@@ -82,6 +82,19 @@ pub struct SfuStats {
     pub dropped_datagrams: u64,
 }
 
+/// The audio level a publisher reports for one of its tracks (RFC 6464).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackAudioLevel {
+    /// Publisher.
+    pub participant: ParticipantId,
+    /// Track id.
+    pub track_id: String,
+    /// Loudness of the last packet in -dBov: 0 loudest, 127 silence.
+    pub level: u8,
+    /// The publisher's voice activity flag.
+    pub voice: bool,
+}
+
 /// Rights a participant has in its room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rights {
@@ -129,6 +142,9 @@ pub(crate) enum Command {
     },
     Stats {
         reply: oneshot::Sender<SfuStats>,
+    },
+    AudioLevels {
+        reply: oneshot::Sender<Vec<TrackAudioLevel>>,
     },
     Shutdown,
 }
@@ -248,6 +264,16 @@ impl Sfu {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Stats { reply })
+            .map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// The last audio level of every audio track whose publisher sends the
+    /// audio-level header extension (the basis for speaker detection).
+    pub async fn audio_levels(&self) -> Result<Vec<TrackAudioLevel>, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AudioLevels { reply })
             .map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)
     }

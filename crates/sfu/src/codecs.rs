@@ -4,7 +4,9 @@
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::shared::error::Error as RtcError;
 
 /// Payload type of Opus.
@@ -44,7 +46,11 @@ fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec 
     }
 }
 
-/// A media engine with Opus, VP8 and H.264 registered.
+/// RFC 6464 client-to-mixer audio level, which the SFU reads to tell who speaks.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// A media engine with Opus, VP8 and H.264 and the audio-level header
+/// extension registered.
 pub fn media_engine() -> Result<MediaEngine, RtcError> {
     let mut me = MediaEngine::default();
     for (rtp_codec, payload_type, kind) in [
@@ -60,5 +66,12 @@ pub fn media_engine() -> Result<MediaEngine, RtcError> {
             kind,
         )?;
     }
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
     Ok(me)
 }

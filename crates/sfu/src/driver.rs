@@ -131,6 +131,9 @@ fn apply(endpoint: &mut Endpoint, cmd: Command) -> bool {
         Command::Stats { reply } => {
             let _ = reply.send(endpoint.stats());
         }
+        Command::AudioLevels { reply } => {
+            let _ = reply.send(endpoint.audio_levels());
+        }
         Command::Shutdown => return false,
     }
     true

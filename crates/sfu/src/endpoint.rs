@@ -7,7 +7,8 @@
 //! ([`Endpoint::poll_event`]) and the next deadline ([`Endpoint::poll_timeout`]).
 //! The endpoint never reads the clock: `now` always comes in.
 
-use crate::api::{Rights, SfuEvent, SfuStats};
+use crate::api::{Rights, SfuEvent, SfuStats, TrackAudioLevel};
+use crate::codecs::AUDIO_LEVEL_URI;
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, Liveness};
 use crate::demux::{is_stun_success_response, Demux};
@@ -26,10 +27,12 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::Unmarshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -394,6 +397,22 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// The last reported audio level of every audio track that has one.
+    pub fn audio_levels(&self) -> Vec<TrackAudioLevel> {
+        self.router
+            .tracks
+            .values()
+            .filter_map(|t| {
+                t.audio_level.map(|(level, voice)| TrackAudioLevel {
+                    participant: t.publisher.clone(),
+                    track_id: t.id.clone(),
+                    level,
+                    voice,
+                })
+            })
+            .collect()
+    }
+
     /// What the endpoint holds now.
     pub fn stats(&self) -> SfuStats {
         SfuStats {
@@ -518,6 +537,13 @@ impl Endpoint {
         if track.muted {
             return;
         }
+        if let Some(id) = track.audio_level_id {
+            if let Some(mut raw) = packet.header.get_extension(id) {
+                if let Ok(al) = AudioLevelExtension::unmarshal(&mut raw) {
+                    track.audio_level = Some((al.level, al.voice));
+                }
+            }
+        }
         // Extension ids are per connection: drop the publisher's.
         let mut packet = packet;
         packet.header.extension = false;
@@ -601,6 +627,13 @@ impl Endpoint {
             RtpCodecKind::Video => TrackKind::Video,
             _ => TrackKind::Audio,
         };
+        let audio_level_id = receiver
+            .get_parameters()
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == AUDIO_LEVEL_URI)
+            .and_then(|e| u8::try_from(e.id).ok());
         let id = format!("TR_{}", ice_token(12));
         let track = PublishedTrack {
             id: id.clone(),
@@ -618,6 +651,8 @@ impl Endpoint {
                 TrackKind::Video => crate::rtx::VIDEO_SLOTS,
                 TrackKind::Audio => 0, // no NACK for Opus: in-band FEC instead
             }),
+            audio_level_id,
+            audio_level: None,
         };
         let info = track.info();
         self.router.insert(track);

@@ -33,6 +33,10 @@ pub(crate) struct PublishedTrack {
     pub keyframe: KeyframeGate,
     /// Recent packets, for answering subscribers' NACKs.
     pub rtx: crate::rtx::RtxStore,
+    /// Id of the RFC 6464 audio-level extension on the publisher's connection.
+    pub audio_level_id: Option<u8>,
+    /// The last audio level the publisher reported (-dBov) and its voice flag.
+    pub audio_level: Option<(u8, bool)>,
 }
 
 impl PublishedTrack {

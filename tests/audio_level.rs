@@ -1,0 +1,69 @@
+//! The audio level a sender measures travels in the RFC 6464 header extension
+//! and the SFU reads it per track: loud speech shows a low -dBov value with
+//! the voice flag, silence shows 127 without it.
+
+mod common;
+
+use common::*;
+use huddle_media::source::Tone;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sfu_sees_who_is_loud() {
+    init_tracing();
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("level-secret"))
+        .await
+        .expect("server");
+    let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
+    let alice_id = alice.participant_id().to_owned();
+
+    // A tone of amplitude 16000: RMS 11314, -9.2 dBov.
+    let loud = within(
+        20,
+        "send loud",
+        alice.send_audio(
+            Box::new(Tone::new(440.0, 16_000).with_frames(50)),
+            Default::default(),
+        ),
+    )
+    .await
+    .expect("send_audio");
+    within(10, "loud tone", loud.finished())
+        .await
+        .expect("sent");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let levels = server.sfu().audio_levels().await.expect("levels");
+    println!("while loud: {levels:?}");
+    let l = levels
+        .iter()
+        .find(|l| l.participant.0 == alice_id)
+        .expect("the SFU has alice's audio level");
+    assert!(
+        (8..=10).contains(&l.level),
+        "level {} for a -9 dBov tone",
+        l.level
+    );
+    assert!(l.voice);
+
+    let quiet = within(
+        20,
+        "send silence",
+        alice.send_audio(
+            Box::new(Tone::new(440.0, 0).with_frames(25)),
+            Default::default(),
+        ),
+    )
+    .await
+    .expect("send_audio");
+    within(10, "silence", quiet.finished()).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let levels = server.sfu().audio_levels().await.expect("levels");
+    println!("while silent: {levels:?}");
+    assert!(
+        levels
+            .iter()
+            .any(|l| l.participant.0 == alice_id && l.level == 127 && !l.voice),
+        "silence not reported: {levels:?}"
+    );
+    server.shutdown().await.expect("shutdown");
+}

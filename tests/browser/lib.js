@@ -1,0 +1,283 @@
+// Helpers shared by the browser interop tests (*.test.js in this directory):
+// starting and stopping huddle-server, huddle-call and headless Chromium,
+// bounded waits, and 16-bit PCM WAV files. Not a test file itself.
+'use strict';
+
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const dgram = require('node:dgram');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const ARTIFACTS = path.join(REPO, 'artifacts');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+/** Flags from DESIGN.md ("Tests, in tiers", 3). */
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/**
+ * Keeps the browsers' WebRTC on loopback: the machine has another interface
+ * and Chromium gathers host candidates on it too. Drops every local ICE
+ * candidate that is not 127.0.0.1 / ::1 before the page sees it (so it is
+ * never trickled to the server). Runs in the page before app.js.
+ */
+function loopbackOnlyCandidates() {
+  const Native = window.RTCPeerConnection;
+  const isLoopback = (c) => !c || !c.candidate || c.address === '127.0.0.1' || c.address === '::1';
+  window.RTCPeerConnection = class extends Native {
+    set onicecandidate(handler) {
+      super.onicecandidate = handler && ((e) => (isLoopback(e.candidate) ? handler(e) : undefined));
+    }
+    get onicecandidate() {
+      return super.onicecandidate;
+    }
+  };
+}
+
+/** A port that was free a moment ago (TCP or UDP on 127.0.0.1). */
+function freePort(kind) {
+  return new Promise((resolve, reject) => {
+    if (kind === 'udp') {
+      const s = dgram.createSocket('udp4');
+      s.once('error', reject);
+      s.bind(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    } else {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    }
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Like sleep, for deadlines raced against other promises: its timer does
+ *  not keep the process alive once everything else is done. */
+const deadline = (ms, value) => new Promise((r) => setTimeout(r, ms, value).unref());
+
+/** Poll `probe` until it returns a truthy value; fail after `ms` with `what`. */
+async function waitFor(what, ms, probe, everyMs = 250) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last) return last;
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+/** A binary named by an environment variable; fails loudly without it. */
+function requiredBinary(envVar) {
+  const bin = process.env[envVar];
+  assert.ok(bin, `${envVar} is not set (path of the binary to test; .ci/run sets it)`);
+  assert.ok(fs.existsSync(bin), `${envVar}=${bin} does not exist: build it with cargo build --workspace`);
+  return bin;
+}
+
+/** Start a process, its output to `logFile`; `exited` resolves with its code. */
+function startProcess(bin, args, logFile, env = {}) {
+  const log = fs.openSync(logFile, 'w');
+  const child = spawn(bin, args, {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, ...env },
+  });
+  fs.closeSync(log);
+  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+async function stopProcess(child, graceMs = 5000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const done = await Promise.race([child.exited.then(() => true), deadline(graceMs, false)]);
+  if (!done) {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+}
+
+/**
+ * `huddle-server serve --dev` on free 127.0.0.1 ports, its output to
+ * artifacts/`logName`; resolves once /healthz answers. Returns
+ * { server, httpPort, baseUrl }; stop it with stopProcess(server).
+ */
+async function startServer(serverBin, logName = 'huddle-server.log') {
+  const httpPort = await freePort('tcp');
+  const mediaPort = await freePort('udp');
+  const baseUrl = `http://127.0.0.1:${httpPort}`;
+  const server = startProcess(
+    serverBin,
+    ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${mediaPort}`],
+    path.join(ARTIFACTS, logName),
+    // The secret through the environment, as operators are told to.
+    { HUDDLE_SECRET: 'browser-interop-secret', RUST_LOG: process.env.RUST_LOG || 'info' },
+  );
+  try {
+    await waitFor('the server to answer /healthz', 15000, async () => {
+      if (server.exitCode !== null) throw new Error(`huddle-server exited (${server.exitCode}): see artifacts/${logName}`);
+      return fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false);
+    });
+  } catch (e) {
+    await stopProcess(server);
+    throw e;
+  }
+  return { server, httpPort, baseUrl };
+}
+
+/** An access token for `identity` in `room` from the development endpoint. */
+async function devToken(baseUrl, room, identity) {
+  const res = await fetch(`${baseUrl}/dev/token?room=${encodeURIComponent(room)}&identity=${encodeURIComponent(identity)}`);
+  assert.equal(res.status, 200, 'GET /dev/token');
+  return (await res.json()).token;
+}
+
+/**
+ * Open the web client in a fresh Chromium and join `room` through its form.
+ * `extraArgs` are added to CHROMIUM_ARGS; the temporary profile directory is
+ * pushed onto `profiles` (remove those at the end).
+ */
+async function openClient(baseUrl, room, name, profiles, extraArgs = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
+  profiles.push(dir);
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    // Playwright mutes audio by default; inbound audio must be played.
+    ignoreDefaultArgs: ['--mute-audio'],
+    viewport: { width: 1280, height: 800 },
+  });
+  const client = { name, context, page: null, logs: [] };
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    client.page = page;
+    page.on('console', (m) => client.logs.push(`[${name}] ${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => client.logs.push(`[${name}] page error: ${e.message}`));
+    await page.addInitScript(loopbackOnlyCandidates);
+    // aec=0: no echo cancellation, gain control or noise suppression.
+    await page.goto(`${baseUrl}/?aec=0`);
+    await page.fill('#room', room);
+    await page.fill('#name', name);
+    await page.click('#join');
+    await waitFor(`${name} to join`, 15000, () => page.evaluate(() => window.huddle.state().joined));
+  } catch (e) {
+    await context.close().catch(() => {});
+    if (client.logs.length) console.error(client.logs.slice(-30).join('\n'));
+    throw e;
+  }
+  return client;
+}
+
+/**
+ * Wait until a page's peer connections are connected: by default both; pass
+ * ['publisher'] when the page has nothing to receive (the server offers the
+ * subscriber connection only once there are other participants' tracks).
+ */
+async function waitConnected(client, ms = 15000, which = ['publisher', 'subscriber']) {
+  let last;
+  await waitFor(`${client.name}'s ${which.join(' and ')} connection(s) to connect`, ms, async () => {
+    const st = await client.page.evaluate(() => window.huddle.state());
+    if (!st.joined) throw new Error(`${client.name} was disconnected (last seen: ${JSON.stringify(last)}); see the page log above and artifacts/huddle-server.log`);
+    last = { publisher: st.publisher, subscriber: st.subscriber };
+    return which.every((pc) => st[pc] === 'connected');
+  }).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(last)}`);
+  });
+}
+
+/** Samples of a 16-bit PCM WAV, tolerant of a header never finalized. */
+function readWavSamples(file) {
+  const buf = fs.readFileSync(file);
+  assert.ok(buf.length >= 44 && buf.toString('ascii', 0, 4) === 'RIFF', `${file} is not a WAV file`);
+  let offset = 12;
+  while (offset + 8 <= buf.length) {
+    const id = buf.toString('ascii', offset, offset + 4);
+    const size = buf.readUInt32LE(offset + 4);
+    if (id === 'data') {
+      const start = offset + 8;
+      // A writer killed before finalizing leaves size 0: take the rest.
+      const end = size === 0 || start + size > buf.length ? buf.length : start + size;
+      const samples = new Int16Array((end - start) >> 1);
+      for (let i = 0; i < samples.length; i++) samples[i] = buf.readInt16LE(start + 2 * i);
+      return samples;
+    }
+    offset += 8 + size + (size & 1);
+  }
+  throw new Error(`${file} has no data chunk`);
+}
+
+/** Write mono 16-bit PCM samples (Int16Array) as a canonical 44-byte-header WAV. */
+function writeWav(file, samples, sampleRate) {
+  const data = samples.length * 2;
+  const buf = Buffer.alloc(44 + data);
+  buf.write('RIFF', 0, 'ascii');
+  buf.writeUInt32LE(36 + data, 4);
+  buf.write('WAVE', 8, 'ascii');
+  buf.write('fmt ', 12, 'ascii');
+  buf.writeUInt32LE(16, 16); // fmt chunk size
+  buf.writeUInt16LE(1, 20); // PCM
+  buf.writeUInt16LE(1, 22); // mono
+  buf.writeUInt32LE(sampleRate, 24);
+  buf.writeUInt32LE(sampleRate * 2, 28); // byte rate
+  buf.writeUInt16LE(2, 32); // block align
+  buf.writeUInt16LE(16, 34); // bits per sample
+  buf.write('data', 36, 'ascii');
+  buf.writeUInt32LE(data, 40);
+  for (let i = 0; i < samples.length; i++) buf.writeInt16LE(samples[i], 44 + 2 * i);
+  fs.writeFileSync(file, buf);
+}
+
+function rms(samples) {
+  let sum = 0;
+  for (const s of samples) sum += s * s;
+  return samples.length ? Math.sqrt(sum / samples.length) : 0;
+}
+
+module.exports = {
+  REPO,
+  ARTIFACTS,
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  loopbackOnlyCandidates,
+  freePort,
+  sleep,
+  deadline,
+  waitFor,
+  requiredBinary,
+  startProcess,
+  stopProcess,
+  startServer,
+  devToken,
+  openClient,
+  waitConnected,
+  readWavSamples,
+  writeWav,
+  rms,
+};
