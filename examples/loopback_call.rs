@@ -4,6 +4,7 @@
 //! cargo run --example loopback_call                          # 5 s of a 440 Hz tone
 //! cargo run --example loopback_call -- --input speech.wav    # send a WAV file instead
 //! cargo run --example loopback_call -- --seconds 2 --output heard.wav
+//! cargo run --example loopback_call -- --loss 5 --jitter 30   # a bad network
 //! ```
 //!
 //! What happens, in order:
@@ -22,8 +23,10 @@
 //!    subscription; packets sent before that cannot reach him. The figures
 //!    below are about the call once it is up, and the setup time is reported
 //!    on its own.
-//! 5. bob keeps every packet. huddle has no jitter buffer yet, so once alice is
-//!    done bob decodes them in sequence order, concealing the missing ones
+//! 5. bob keeps every packet, and once alice is done decodes them in sequence
+//!    order (so the figures describe the network, not a playout clock; a real
+//!    app plays them live with `huddle::Playout`, the jitter buffer, as
+//!    `huddle-call --play` and `examples/audio_quality.rs` do), concealing the missing ones
 //!    with Opus packet-loss concealment, and writes the result to `--output`
 //!    (48 kHz mono WAV): listen to it.
 //! 6. It prints what got through: packets sent and received, loss, how long
@@ -77,6 +80,13 @@ struct Args {
     /// Where bob writes what he heard (48 kHz mono WAV).
     #[arg(long, default_value = "loopback_out.wav", value_name = "FILE.wav")]
     output: PathBuf,
+    /// Lose this percentage of the packets on the way to bob (a huddle-netem
+    /// relay in front of the SFU, seeded).
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    loss: f64,
+    /// Delay each packet on the way to bob by a random 0..=MS milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    jitter: u64,
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -115,11 +125,34 @@ async fn run() -> anyhow::Result<()> {
         seconds_of(frames.len())
     );
 
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
-        "loopback-example-secret",
-    ))
-    .await
-    .context("cannot start the huddle server on 127.0.0.1")?;
+    let mut config = huddle_server::ServerConfig::ephemeral("loopback-example-secret");
+    // With --loss or --jitter, a relay in front of the SFU impairs what goes
+    // to the participants; the SFU announces the relay's address.
+    let _relay = if args.loss > 0.0 || args.jitter > 0 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        config.media_udp = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut relay = huddle_netem::RelayConfig::new(config.media_udp);
+        relay.to_client = huddle_netem::Impairment {
+            loss: (args.loss / 100.0).clamp(0.0, 1.0),
+            jitter: Duration::from_millis(args.jitter),
+            seed: 1,
+            ..Default::default()
+        };
+        let relay = huddle_netem::Relay::start(relay).await?;
+        config.media_public = Some(relay.local_addr());
+        println!(
+            "  network  {}% loss and 0-{} ms jitter toward the participants",
+            args.loss, args.jitter
+        );
+        Some(relay)
+    } else {
+        None
+    };
+    let server = huddle_server::start(config)
+        .await
+        .context("cannot start the huddle server on 127.0.0.1")?;
     println!(
         "  server   signaling {}, media udp/{}",
         server.ws_url(),
