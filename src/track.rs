@@ -93,10 +93,21 @@ impl LocalTrack {
         if self.is_muted() {
             return Ok(0);
         }
+        let packet = self.packet(&mut clock, ts, false, payload);
+        let level = HeaderExtension::AudioLevel(AudioLevelExtension {
+            level: level.min(127),
+            voice,
+        });
+        self.rtp.write_rtp_with_extensions(packet, &[level]).await?;
+        Ok(1)
+    }
+
+    /// The next RTP packet of this track (takes a sequence number).
+    fn packet(&self, clock: &mut Clock, ts: u32, marker: bool, payload: &[u8]) -> rtc::rtp::Packet {
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
-                marker: false,
+                marker,
                 payload_type: self.payload_type,
                 sequence_number: clock.seq,
                 timestamp: ts,
@@ -106,12 +117,7 @@ impl LocalTrack {
             payload: Bytes::copy_from_slice(payload),
         };
         clock.seq = clock.seq.wrapping_add(1);
-        let level = HeaderExtension::AudioLevel(AudioLevelExtension {
-            level: level.min(127),
-            voice,
-        });
-        self.rtp.write_rtp_with_extensions(packet, &[level]).await?;
-        Ok(1)
+        packet
     }
 
     /// Wait for the next keyframe request (PLI or FIR) for this track, which the
@@ -155,19 +161,7 @@ impl LocalTrack {
         }
         let last = payloads.len().saturating_sub(1);
         for (i, payload) in payloads.iter().enumerate() {
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: i == last,
-                    payload_type: self.payload_type,
-                    sequence_number: clock.seq,
-                    timestamp: ts,
-                    ssrc: self.ssrc,
-                    ..Default::default()
-                },
-                payload: Bytes::copy_from_slice(payload),
-            };
-            clock.seq = clock.seq.wrapping_add(1);
+            let packet = self.packet(&mut clock, ts, i == last, payload);
             self.rtp.write_rtp(packet).await?;
         }
         Ok(payloads.len())

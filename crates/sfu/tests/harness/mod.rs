@@ -24,9 +24,7 @@ use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -36,8 +34,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
@@ -174,47 +171,15 @@ pub struct Net {
     pub lose_rtp_to: Option<(SocketAddr, u32)>,
 }
 
-/// Media engine matching the SFU's: Opus PT 111, VP8 PT 96.
+/// Media engine matching the SFU's: the shared codec table.
 fn media_engine() -> MediaEngine {
-    let mut me = MediaEngine::default();
-    let codecs = [
-        (
-            RtpCodecKind::Audio,
-            MIME_TYPE_OPUS,
-            48000,
-            2,
-            "minptime=10;useinbandfec=1",
-            111,
-        ),
-        (RtpCodecKind::Video, MIME_TYPE_VP8, 90000, 0, "", 96),
-    ];
-    for (kind, mime, clock_rate, channels, fmtp, pt) in codecs {
-        me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: codec(mime, clock_rate, channels, fmtp),
-                payload_type: pt,
-            },
-            kind,
-        )
-        .expect("register codec");
-    }
-    me
-}
-
-fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: mime.to_owned(),
-        clock_rate,
-        channels,
-        sdp_fmtp_line: fmtp.to_owned(),
-        rtcp_feedback: vec![],
-    }
+    huddle_sfu::codecs::media_engine().expect("codec table")
 }
 
 fn kind_codec(kind: TrackKind) -> RTCRtpCodec {
     match kind {
-        TrackKind::Audio => codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1"),
-        TrackKind::Video => codec(MIME_TYPE_VP8, 90000, 0, ""),
+        TrackKind::Audio => huddle_sfu::codecs::opus(),
+        TrackKind::Video => huddle_sfu::codecs::vp8(),
     }
 }
 
