@@ -436,6 +436,21 @@ impl Endpoint {
     /// Drain every touched connection until nothing moves, then send any
     /// subscriber offers that are due and drop dead participants.
     fn flush(&mut self, now: Instant) {
+        loop {
+            self.drain_dirty(now);
+            // Offers queue writes on the connections they touch (marked
+            // dirty): drain those too, with everything they yield.
+            self.send_offers(now);
+            if self.dirty.is_empty() {
+                break;
+            }
+        }
+        self.reap(now);
+    }
+
+    /// Drain every dirty connection and act on what comes out, until none is
+    /// dirty.
+    fn drain_dirty(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
             let Some(conn) = self
                 .participants
@@ -464,8 +479,6 @@ impl Endpoint {
                 }
             }
         }
-        self.send_offers(now);
-        self.reap(now);
     }
 
     fn on_pc_event(&mut self, now: Instant, key: &ConnKey, ev: RTCPeerConnectionEvent) {
@@ -815,19 +828,6 @@ impl Endpoint {
                     self.dirty.push((id.clone(), PcRole::Subscriber));
                 }
                 Err(e) => warn!(participant = %id, "subscriber offer failed: {e}"),
-            }
-        }
-        // Offers can queue writes; drain once more without recursing.
-        while let Some(key) = self.dirty.pop() {
-            if let Some(conn) = self
-                .participants
-                .get_mut(&key.0)
-                .and_then(|p| p.conn_mut(key.1))
-            {
-                let drained = drain(conn, &key, &mut self.demux, &mut self.transmits);
-                for ev in drained.events {
-                    self.on_pc_event(now, &key, ev);
-                }
             }
         }
     }
