@@ -87,19 +87,11 @@ impl LocalTrack {
         level: u8,
         voice: bool,
     ) -> Result<usize, CallError> {
-        let mut clock = self.clock.lock().await;
-        let ts = clock.ts;
-        clock.ts = clock.ts.wrapping_add(duration);
-        if self.is_muted() {
-            return Ok(0);
-        }
-        let packet = self.packet(&mut clock, ts, false, payload);
         let level = HeaderExtension::AudioLevel(AudioLevelExtension {
             level: level.min(127),
             voice,
         });
-        self.rtp.write_rtp_with_extensions(packet, &[level]).await?;
-        Ok(1)
+        self.send(&[payload], duration, false, Some(level)).await
     }
 
     /// The next RTP packet of this track (takes a sequence number).
@@ -153,6 +145,19 @@ impl LocalTrack {
     /// on by `duration` clock ticks (960 for a 20 ms Opus frame, 90000/fps for
     /// video). Returns the number of packets sent (0 while muted).
     pub async fn write_frame(&self, payloads: &[&[u8]], duration: u32) -> Result<usize, CallError> {
+        self.send(payloads, duration, true, None).await
+    }
+
+    /// One frame: one packet per payload, all with the frame's timestamp
+    /// (marker on the last one if `marker`), `extension` on each; then the
+    /// timestamp moves on by `duration`.
+    async fn send(
+        &self,
+        payloads: &[&[u8]],
+        duration: u32,
+        marker: bool,
+        extension: Option<HeaderExtension>,
+    ) -> Result<usize, CallError> {
         let mut clock = self.clock.lock().await;
         let ts = clock.ts;
         clock.ts = clock.ts.wrapping_add(duration);
@@ -161,8 +166,15 @@ impl LocalTrack {
         }
         let last = payloads.len().saturating_sub(1);
         for (i, payload) in payloads.iter().enumerate() {
-            let packet = self.packet(&mut clock, ts, i == last, payload);
-            self.rtp.write_rtp(packet).await?;
+            let packet = self.packet(&mut clock, ts, marker && i == last, payload);
+            match &extension {
+                Some(ext) => {
+                    self.rtp
+                        .write_rtp_with_extensions(packet, std::slice::from_ref(ext))
+                        .await?
+                }
+                None => self.rtp.write_rtp(packet).await?,
+            }
         }
         Ok(payloads.len())
     }
