@@ -131,6 +131,27 @@ fn find(kind: &'static str, name: Option<&str>) -> Result<cpal::Device, DeviceEr
     }
 }
 
+fn unusable(kind: &'static str, name: &str, detail: String) -> DeviceError {
+    DeviceError::Unusable {
+        kind,
+        name: name.to_owned(),
+        detail,
+    }
+}
+
+/// Play a stream just built, or say why the device cannot be used.
+fn start(
+    kind: &'static str,
+    name: &str,
+    built: Result<cpal::Stream, cpal::Error>,
+) -> Result<(cpal::Stream, ()), DeviceError> {
+    let stream = built.map_err(|e| unusable(kind, name, e.to_string()))?;
+    stream
+        .play()
+        .map_err(|e| unusable(kind, name, e.to_string()))?;
+    Ok((stream, ()))
+}
+
 /// Run `open` on a thread of its own, which keeps the stream it returns alive
 /// until `stop` is set. Returns what `open` reported, or a timeout.
 fn spawn_stream<T: Send + 'static>(
@@ -185,11 +206,7 @@ impl Microphone {
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
         let device = find("microphone", name)?;
         let dev_name = name_of(&device).unwrap_or_else(|| "default".into());
-        let unusable = |detail: String, name: &str| DeviceError::Unusable {
-            kind: "microphone",
-            name: name.to_owned(),
-            detail,
-        };
+        let unusable = |detail: String, name: &str| unusable("microphone", name, detail);
         let config = device
             .default_input_config()
             .map_err(|e| unusable(e.to_string(), &dev_name))?;
@@ -203,6 +220,7 @@ impl Microphone {
         let thread_name = dev_name.clone();
         spawn_stream("microphone", stop.clone(), move || {
             let on_error = |e: cpal::Error| tracing::warn!("microphone: {e}");
+            let kind = "microphone";
             let stream_config = config.config();
             let built = match format {
                 SampleFormat::F32 => device.build_input_stream::<f32, _, _>(
@@ -221,18 +239,12 @@ impl Microphone {
                     on_error,
                     Some(OPEN_TIMEOUT),
                 ),
-                other => {
-                    return Err(unusable(
-                        format!("sample format {other:?} is not supported"),
-                        &thread_name,
-                    ))
-                }
+                other => Err(cpal::Error::with_message(
+                    cpal::ErrorKind::UnsupportedConfig,
+                    format!("sample format {other:?} is not supported"),
+                )),
             };
-            let stream = built.map_err(|e| unusable(e.to_string(), &thread_name))?;
-            stream
-                .play()
-                .map_err(|e| unusable(e.to_string(), &thread_name))?;
-            Ok((stream, ()))
+            start(kind, &thread_name, built)
         })?;
         Ok(Self {
             name: dev_name,
@@ -312,11 +324,7 @@ impl Speaker {
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
         let device = find("speaker", name)?;
         let dev_name = name_of(&device).unwrap_or_else(|| "default".into());
-        let unusable = |detail: String, name: &str| DeviceError::Unusable {
-            kind: "speaker",
-            name: name.to_owned(),
-            detail,
-        };
+        let unusable = |detail: String, name: &str| unusable("speaker", name, detail);
         let config = device
             .default_output_config()
             .map_err(|e| unusable(e.to_string(), &dev_name))?;
@@ -328,6 +336,7 @@ impl Speaker {
         let (q, thread_name) = (queue.clone(), dev_name.clone());
         spawn_stream("speaker", stop.clone(), move || {
             let on_error = |e: cpal::Error| tracing::warn!("speaker: {e}");
+            let kind = "speaker";
             let next = move || q.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or(0.0);
             let stream_config = config.config();
             let built = match format {
@@ -346,18 +355,12 @@ impl Speaker {
                     on_error,
                     Some(OPEN_TIMEOUT),
                 ),
-                other => {
-                    return Err(unusable(
-                        format!("sample format {other:?} is not supported"),
-                        &thread_name,
-                    ))
-                }
+                other => Err(cpal::Error::with_message(
+                    cpal::ErrorKind::UnsupportedConfig,
+                    format!("sample format {other:?} is not supported"),
+                )),
             };
-            let stream = built.map_err(|e| unusable(e.to_string(), &thread_name))?;
-            stream
-                .play()
-                .map_err(|e| unusable(e.to_string(), &thread_name))?;
-            Ok((stream, ()))
+            start(kind, &thread_name, built)
         })?;
         Ok(Self {
             name: dev_name,
