@@ -22,6 +22,7 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
     idle: Notify,
+    http_sessions: crate::whip::Sessions,
 }
 
 impl AppState {
@@ -36,6 +37,7 @@ impl AppState {
                 shutdown,
                 connections: AtomicUsize::new(0),
                 idle: Notify::new(),
+                http_sessions: crate::whip::Sessions::default(),
             }),
         }
     }
@@ -53,6 +55,11 @@ impl AppState {
     /// Rooms and participants.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    /// The open WHIP/WHEP sessions.
+    pub fn http_sessions(&self) -> &crate::whip::Sessions {
+        &self.inner.http_sessions
     }
 
     /// Tell every open WebSocket to close (code 1001, going away). New

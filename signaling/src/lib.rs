@@ -4,6 +4,8 @@
 //!   [`huddle_proto`] (see `docs/signaling.md`), one connection per participant.
 //! - `GET /healthz`: liveness.
 //! - `/api/...`: admin REST API (see [`rest`]).
+//! - `/whip`, `/whep` and their sessions: WHIP (RFC 9725) ingest and WHEP
+//!   egress (see [`whip`]).
 //!
 //! Access is by HS256 JWTs ([`auth`]). Rooms and participants live in memory
 //! ([`state`]); media goes through the SFU ([`huddle_sfu`]), whose events the
@@ -21,8 +23,10 @@ pub mod config;
 pub mod dispatch;
 pub mod ratelimit;
 pub mod rest;
+pub mod sdpfrag;
 pub mod sfu;
 pub mod state;
+pub mod whip;
 pub mod ws;
 
 pub use app::AppState;
@@ -30,7 +34,8 @@ pub use auth::{AuthError, Claims};
 pub use config::SignalingConfig;
 pub use sfu::SfuControl;
 
-use axum::routing::{delete, get};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,10 +50,28 @@ pub fn router(app: AppState) -> Router {
             app.clone(),
             rest::require_admin,
         ));
+    let http_sessions = Router::new()
+        .route("/whip", post(whip::whip_post).options(whip::options))
+        .route(
+            "/whip/{id}",
+            axum::routing::patch(whip::whip_patch)
+                .delete(whip::whip_delete)
+                .options(whip::options),
+        )
+        .route("/whep", post(whip::whep_post).options(whip::options))
+        .route(
+            "/whep/{id}",
+            axum::routing::patch(whip::whep_patch)
+                .delete(whip::whep_delete)
+                .options(whip::options),
+        )
+        .layer(DefaultBodyLimit::max(huddle_proto::MAX_MESSAGE_BYTES))
+        .layer(axum::middleware::from_fn(whip::cors));
     Router::new()
         .route("/healthz", get(rest::healthz))
         .route("/ws", get(ws::handler))
         .nest("/api", api)
+        .merge(http_sessions)
         .with_state(app)
 }
 

@@ -23,6 +23,14 @@ pub trait SfuControl: Send + Sync + 'static {
         participant: ParticipantId,
         rights: Rights,
     ) -> SfuFuture<'_, ()>;
+    /// Register a receive-only participant from its SDP offer (WHEP);
+    /// returns the answer SDP.
+    fn add_viewer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> SfuFuture<'_, String>;
     /// Apply a publisher-connection offer; returns the answer SDP.
     fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String>;
     /// Apply the answer to the last subscriber offer.
@@ -53,6 +61,14 @@ impl SfuControl for Sfu {
         rights: Rights,
     ) -> SfuFuture<'_, ()> {
         Box::pin(Sfu::add_participant(self, room, participant, rights))
+    }
+    fn add_viewer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> SfuFuture<'_, String> {
+        Box::pin(Sfu::add_viewer(self, room, participant, sdp))
     }
     fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String> {
         Box::pin(Sfu::publisher_offer(self, participant, sdp))

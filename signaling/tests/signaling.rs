@@ -62,6 +62,20 @@ impl SfuControl for FakeSfu {
             Ok(())
         })
     }
+    fn add_viewer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> SfuFuture<'_, String> {
+        Box::pin(async move {
+            if !sdp.starts_with("v=0") {
+                return Err(SfuError::BadSdp("not an SDP".into()));
+            }
+            self.rooms.lock().unwrap().insert(participant, room);
+            Ok("fake-viewer-answer".into())
+        })
+    }
     fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String> {
         Box::pin(async move {
             if !sdp.starts_with("v=0") {

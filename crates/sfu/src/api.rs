@@ -114,6 +114,12 @@ pub(crate) enum Command {
         rights: Rights,
         reply: Reply<()>,
     },
+    AddViewer {
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+        reply: Reply<String>,
+    },
     PublisherOffer {
         participant: ParticipantId,
         sdp: String,
@@ -186,6 +192,26 @@ impl Sfu {
             room,
             participant,
             rights,
+            reply,
+        })
+        .await
+    }
+
+    /// Register a receive-only participant of `room` from its SDP offer (a
+    /// WHEP viewer) and return the answer. Its connection is never
+    /// renegotiated: each audio or video m-line it offers to receive is fed
+    /// by one track of the room at a time (the next one of that kind when the
+    /// current one goes away). No [`SfuEvent::SubscriberOffer`] follows.
+    pub async fn add_viewer(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        self.call(|reply| Command::AddViewer {
+            room,
+            participant,
+            sdp,
             reply,
         })
         .await

@@ -95,6 +95,14 @@ fn apply(endpoint: &mut Endpoint, cmd: Command) -> bool {
         } => {
             let _ = reply.send(endpoint.add_participant(now, room, participant, rights));
         }
+        Command::AddViewer {
+            room,
+            participant,
+            sdp,
+            reply,
+        } => {
+            let _ = reply.send(endpoint.add_viewer(now, room, participant, sdp));
+        }
         Command::PublisherOffer {
             participant,
             sdp,

@@ -29,7 +29,7 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::Unmarshal;
@@ -38,6 +38,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tracing::{debug, info, warn};
+
+mod viewer;
 
 /// Key of one connection: whose, and which of the two.
 pub type ConnKey = (ParticipantId, PcRole);
@@ -468,13 +470,16 @@ impl Endpoint {
                     self.on_rtp(now, &key.0, track, packet);
                 }
             }
+            if key.1 != PcRole::Subscriber {
+                continue;
+            }
             for (track, lost) in drained.nacks {
-                if key.1 == PcRole::Subscriber {
+                if let Some(track) = self.source_of(&key.0, track) {
                     self.on_nack(now, &key.0, &track, lost);
                 }
             }
             for track in drained.keyframe_requests {
-                if key.1 == PcRole::Subscriber {
+                if let Some(track) = self.source_of(&key.0, track) {
                     self.request_keyframe(now, &track);
                 }
             }
@@ -500,6 +505,20 @@ impl Endpoint {
                         }
                         _ => conn.liveness,
                     };
+                }
+                if state == RTCPeerConnectionState::Connected && key.1 == PcRole::Subscriber {
+                    // Video sent before the subscriber's keys existed was
+                    // dropped: it needs a keyframe of every video it gets.
+                    let video: Vec<String> = self
+                        .router
+                        .tracks
+                        .values()
+                        .filter(|t| t.kind == TrackKind::Video && t.legs.contains_key(&key.0))
+                        .map(|t| t.id.clone())
+                        .collect();
+                    for t in video {
+                        self.request_keyframe(now, &t);
+                    }
                 }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
@@ -564,14 +583,7 @@ impl Endpoint {
         packet.header.extension_profile = 0;
         track.rtx.insert(&packet);
         for (sub, leg) in track.legs.iter_mut() {
-            if send_on_leg(
-                now,
-                &mut self.participants,
-                &track.codec.mime_type,
-                sub,
-                leg,
-                &packet,
-            ) {
+            if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, &packet) {
                 self.rtp_out += 1;
                 self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
@@ -597,17 +609,10 @@ impl Endpoint {
             if ssrc != leg.ssrc {
                 continue;
             }
-            let Some(packet) = track.rtx.get(seq) else {
+            let Some(packet) = track.rtx.get(leg.source_seq(seq)) else {
                 continue; // too old: the subscriber will ask for a keyframe
             };
-            if send_on_leg(
-                now,
-                &mut self.participants,
-                &track.codec.mime_type,
-                sub,
-                leg,
-                packet,
-            ) {
+            if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
                 self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
@@ -666,7 +671,9 @@ impl Endpoint {
             }),
             audio_level_id,
             audio_level: None,
+            order: self.router.next_order,
         };
+        self.router.next_order += 1;
         let info = track.info();
         self.router.insert(track);
         info!(participant = %publisher, track = %id, mime = %info.mime_type, "track published");
@@ -695,6 +702,10 @@ impl Endpoint {
         let Some(p) = self.participants.get_mut(sub) else {
             return;
         };
+        if p.slots.is_some() {
+            self.fill_slots(now, sub);
+            return;
+        }
         if p.subscriber.is_none() {
             let ufrag = ice_token(16);
             match Connection::new(now, &self.config, ufrag.clone()) {
@@ -733,14 +744,9 @@ impl Endpoint {
         );
         match conn.pc.add_track(local) {
             Ok(sender_id) => {
-                track.legs.insert(
-                    sub.clone(),
-                    Leg {
-                        sender_id,
-                        ssrc,
-                        payload_type: None,
-                    },
-                );
+                track
+                    .legs
+                    .insert(sub.clone(), Leg::new(sender_id, ssrc, None));
                 p.needs_offer = true;
             }
             Err(e) => warn!(participant = %sub, track = %track_id, "add_track failed: {e}"),
@@ -748,19 +754,26 @@ impl Endpoint {
     }
 
     /// A published track went away: take it from every subscriber.
-    fn unpublish(&mut self, _now: Instant, track_id: &str) {
+    fn unpublish(&mut self, now: Instant, track_id: &str) {
         let Some(track) = self.router.remove(track_id) else {
             return;
         };
+        let mut viewers = Vec::new();
         for (sub, leg) in track.legs {
             if let Some(p) = self.participants.get_mut(&sub) {
-                if let Some(conn) = p.subscriber.as_mut() {
+                if let Some(slots) = p.slots.as_mut() {
+                    viewer::free_slot(slots, track_id, &leg);
+                    viewers.push(sub);
+                } else if let Some(conn) = p.subscriber.as_mut() {
                     if let Err(e) = conn.pc.remove_track(leg.sender_id) {
                         debug!(participant = %sub, "remove_track: {e}");
                     }
                     p.needs_offer = true;
                 }
             }
+        }
+        for sub in viewers {
+            self.fill_slots(now, &sub);
         }
         info!(participant = %track.publisher, track = %track_id, "track unpublished");
         self.events.push_back(SfuEvent::TrackUnpublished {
@@ -880,7 +893,7 @@ impl Endpoint {
 fn send_on_leg(
     now: Instant,
     participants: &mut HashMap<ParticipantId, Participant>,
-    mime_type: &str,
+    codec: &RTCRtpCodec,
     sub: &ParticipantId,
     leg: &mut Leg,
     packet: &rtc::rtp::Packet,
@@ -905,7 +918,7 @@ fn send_on_leg(
                 .rtp_parameters
                 .codecs
                 .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
                 .map(|c| c.payload_type);
             match found {
                 Some(pt) => {
@@ -919,6 +932,7 @@ fn send_on_leg(
     let mut out = packet.clone();
     out.header.ssrc = leg.ssrc;
     out.header.payload_type = pt;
+    leg.rewrite(now, codec.clock_rate, &mut out.header);
     match sender.write_rtp(now, out) {
         Ok(()) => true,
         Err(e) => {
@@ -1003,6 +1017,15 @@ fn answer_offer(
     conn.pc
         .set_remote_description(now, offer)
         .map_err(bad_sdp)?;
+    make_answer(now, conn, local_addr)
+}
+
+/// Answer the offer already applied to `conn`, with the SFU's candidate in it.
+fn make_answer(
+    now: Instant,
+    conn: &mut Connection,
+    local_addr: SocketAddr,
+) -> Result<String, SfuError> {
     conn.add_host_candidate(local_addr)?;
     let answer = conn.pc.create_answer(None).map_err(rtc_err)?;
     conn.pc

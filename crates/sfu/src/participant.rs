@@ -3,8 +3,9 @@
 use crate::api::Rights;
 use crate::connection::Connection;
 use crate::ids::RoomId;
-use huddle_proto::PcRole;
-use rtc::rtp_transceiver::RTCRtpReceiverId;
+use crate::router::SentMark;
+use huddle_proto::{PcRole, TrackKind};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use std::collections::HashMap;
 
 /// One participant's SFU state.
@@ -21,6 +22,24 @@ pub(crate) struct Participant {
     pub needs_offer: bool,
     /// Remote tracks opened on the publisher connection: track id -> receiver.
     pub incoming: HashMap<String, RTCRtpReceiverId>,
+    /// `Some` for a WHEP viewer: its subscriber connection was negotiated
+    /// once, from its own offer, and is never renegotiated; each offered
+    /// m-line is a slot that one published track at a time feeds.
+    pub slots: Option<Vec<Slot>>,
+}
+
+/// One receive m-line of a WHEP viewer's offer, answered with a sender of
+/// fixed SSRC. Whatever track feeds it, the viewer sees one stream.
+pub(crate) struct Slot {
+    pub kind: TrackKind,
+    /// Id of the placeholder local track (RTCP about the slot names it).
+    pub local_track_id: String,
+    pub sender_id: RTCRtpSenderId,
+    pub ssrc: u32,
+    /// Published track feeding the slot now.
+    pub source: Option<String>,
+    /// Last packet the slot sent, so the next source continues from it.
+    pub last_sent: Option<SentMark>,
 }
 
 impl Participant {
@@ -33,6 +52,7 @@ impl Participant {
             offer_pending: false,
             needs_offer: false,
             incoming: HashMap::new(),
+            slots: None,
         }
     }
 

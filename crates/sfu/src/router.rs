@@ -10,12 +10,82 @@ use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The last packet a leg sent: where a WHEP slot's next source continues.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentMark {
+    pub seq: u16,
+    pub ts: u32,
+    pub at: Instant,
+}
+
 /// A subscriber's copy of a published track.
 pub(crate) struct Leg {
     pub sender_id: RTCRtpSenderId,
     pub ssrc: u32,
     /// Payload type negotiated on the subscriber's connection (cached).
     pub payload_type: Option<u8>,
+    /// Added (wrapping) to the source's sequence numbers and timestamps.
+    /// Zero on an ordinary leg; a WHEP slot that switches source sets them
+    /// at the first packet so its output stays one continuous stream.
+    pub seq_offset: u16,
+    pub ts_offset: u32,
+    /// Set on a slot leg until its first packet: continue after this mark.
+    pub continue_from: Option<SentMark>,
+    /// The newest packet sent on this leg (retransmissions do not move it).
+    pub last_sent: Option<SentMark>,
+}
+
+impl Leg {
+    /// A leg sending on `sender_id` with `ssrc`, continuing after `from` when
+    /// given (a slot changing source) or passing numbers through.
+    pub fn new(sender_id: RTCRtpSenderId, ssrc: u32, from: Option<SentMark>) -> Self {
+        Self {
+            sender_id,
+            ssrc,
+            payload_type: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            continue_from: from,
+            last_sent: None,
+        }
+    }
+
+    /// Rewrite a source packet's sequence number and timestamp for this leg
+    /// (`clock_rate` in Hz) and remember it as the newest sent when it is.
+    pub fn rewrite(
+        &mut self,
+        now: Instant,
+        clock_rate: u32,
+        header: &mut rtc::rtp::header::Header,
+    ) {
+        if let Some(mark) = self.continue_from.take() {
+            // One frame's worth at least, so the timestamp always moves on.
+            let elapsed = now.saturating_duration_since(mark.at).as_millis() as u64;
+            let step = (elapsed * u64::from(clock_rate) / 1000).max(1) as u32;
+            self.seq_offset = mark
+                .seq
+                .wrapping_add(1)
+                .wrapping_sub(header.sequence_number);
+            self.ts_offset = mark.ts.wrapping_add(step).wrapping_sub(header.timestamp);
+        }
+        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
+        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
+        let newer = self
+            .last_sent
+            .is_none_or(|m| (header.sequence_number.wrapping_sub(m.seq) as i16) > 0);
+        if newer {
+            self.last_sent = Some(SentMark {
+                seq: header.sequence_number,
+                ts: header.timestamp,
+                at: now,
+            });
+        }
+    }
+
+    /// The source sequence number of a sequence number this leg sent.
+    pub fn source_seq(&self, sent: u16) -> u16 {
+        sent.wrapping_sub(self.seq_offset)
+    }
 }
 
 /// A track a publisher sends, and everyone it goes to.
@@ -37,6 +107,8 @@ pub(crate) struct PublishedTrack {
     pub audio_level_id: Option<u8>,
     /// The last audio level the publisher reported (-dBov) and its voice flag.
     pub audio_level: Option<(u8, bool)>,
+    /// Publication order in the SFU (lower = earlier).
+    pub order: u64,
 }
 
 impl PublishedTrack {
@@ -101,6 +173,8 @@ impl KeyframeGate {
 #[derive(Default)]
 pub(crate) struct Router {
     pub tracks: HashMap<String, PublishedTrack>,
+    /// The next [`PublishedTrack::order`].
+    pub next_order: u64,
     /// (publisher, track id on the publisher's connection) -> published id.
     pub by_remote: HashMap<(ParticipantId, String), String>,
 }
@@ -148,5 +222,53 @@ mod tests {
         assert!(g.poll(t0 + iv, iv), "merged request goes at the deadline");
         assert!(!g.poll(t0 + iv * 2, iv), "only once");
         assert!(g.request(t0 + iv * 3, iv));
+    }
+
+    #[test]
+    fn leg_continues_a_stream_across_sources() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let sender = RTCRtpSenderId::from(0);
+        let mut leg = Leg::new(sender, 7, None);
+        let mut h = Header {
+            sequence_number: 65535,
+            timestamp: 1000,
+            ..Default::default()
+        };
+        leg.rewrite(t0, 48_000, &mut h);
+        assert_eq!(
+            (h.sequence_number, h.timestamp),
+            (65535, 1000),
+            "passes through"
+        );
+        let mark = leg.last_sent.expect("marked");
+
+        // A new source 100 ms later, with numbers of its own.
+        let mut next = Leg::new(sender, 7, Some(mark));
+        let mut h = Header {
+            sequence_number: 500,
+            timestamp: 90_000,
+            ..Default::default()
+        };
+        next.rewrite(t0 + Duration::from_millis(100), 48_000, &mut h);
+        assert_eq!(h.sequence_number, 0, "one after the last sent (wrapped)");
+        assert_eq!(h.timestamp, 1000 + 4800, "100 ms later at 48 kHz");
+        let mut h = Header {
+            sequence_number: 501,
+            timestamp: 90_960,
+            ..Default::default()
+        };
+        next.rewrite(t0 + Duration::from_millis(120), 48_000, &mut h);
+        assert_eq!((h.sequence_number, h.timestamp), (1, 1000 + 4800 + 960));
+        assert_eq!(next.source_seq(1), 501, "NACKs map back to the source");
+
+        // A retransmission of an older packet does not move the mark back.
+        let mut old = Header {
+            sequence_number: 500,
+            timestamp: 90_000,
+            ..Default::default()
+        };
+        next.rewrite(t0 + Duration::from_millis(130), 48_000, &mut old);
+        assert_eq!(next.last_sent.map(|m| m.seq), Some(1));
     }
 }

@@ -36,7 +36,7 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::{HashMap, VecDeque};
@@ -116,8 +116,14 @@ pub struct Client {
     pub subscriber: Option<ClientPc>,
     /// Published tracks by kind.
     pub tracks: HashMap<TrackKind, LocalTrack>,
-    /// RTP packets received on the subscriber connection, per SFU track id.
+    /// RTP packets received on the subscriber connection, per track id as
+    /// the SFU named it (the published track id; a viewer's slot id).
     pub received: HashMap<String, u64>,
+    /// Per track id: the last (sequence number, timestamp) received.
+    pub last_rtp: HashMap<String, (u16, u32)>,
+    /// Per track id: packets whose sequence number did not follow the last
+    /// one's, or whose timestamp went backwards.
+    pub discontinuities: HashMap<String, u64>,
     /// Subscriber offers received from the SFU (SDP), oldest first.
     pub offers: Vec<String>,
     /// While false the network drops everything from and to this client and
@@ -266,6 +272,8 @@ impl Net {
             subscriber: None,
             tracks: HashMap::new(),
             received: HashMap::new(),
+            last_rtp: HashMap::new(),
+            discontinuities: HashMap::new(),
             offers: Vec::new(),
             online: true,
         };
@@ -331,6 +339,57 @@ impl Net {
             client.publisher = Some(pub_pc);
         }
         self.clients.push(client);
+        self.pump();
+        index
+    }
+
+    /// Add a receive-only viewer (WHEP): its subscriber connection offers to
+    /// receive `audio` audio and `video` video m-lines, and the SFU answers
+    /// (applied before this returns). Call [`Net::connect`] next.
+    pub fn join_viewer(&mut self, name: &str, audio: usize, video: usize) -> ClientId {
+        let index = self.clients.len();
+        let id = ParticipantId(name.to_owned());
+        let mut sub = client_pc(self.now, Client::addr(index, Role::Subscriber));
+        for (n, kind) in [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)] {
+            for _ in 0..n {
+                sub.pc
+                    .add_transceiver_from_kind(
+                        kind,
+                        Some(RTCRtpTransceiverInit {
+                            direction: RTCRtpTransceiverDirection::Recvonly,
+                            ..Default::default()
+                        }),
+                    )
+                    .expect("add recvonly transceiver");
+            }
+        }
+        let offer = sub.pc.create_offer(None).expect("create offer");
+        sub.pc
+            .set_local_description(self.now, offer)
+            .expect("set local offer");
+        let sdp = sub.pc.local_description().expect("local description").sdp;
+        let answer = self
+            .endpoint
+            .add_viewer(self.now, RoomId(ROOM.to_owned()), id.clone(), sdp)
+            .expect("add viewer");
+        sub.pc
+            .set_remote_description(
+                self.now,
+                RTCSessionDescription::answer(answer).expect("answer sdp"),
+            )
+            .expect("set remote answer");
+        self.clients.push(Client {
+            name: name.to_owned(),
+            id,
+            publisher: None,
+            subscriber: Some(sub),
+            tracks: HashMap::new(),
+            received: HashMap::new(),
+            last_rtp: HashMap::new(),
+            discontinuities: HashMap::new(),
+            offers: Vec::new(),
+            online: true,
+        });
         self.pump();
         index
     }
@@ -550,6 +609,8 @@ impl Net {
             }
             for c in self.clients.iter_mut().filter(|c| c.online) {
                 let received = &mut c.received;
+                let last_rtp = &mut c.last_rtp;
+                let discontinuities = &mut c.discontinuities;
                 for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
                     .into_iter()
                     .flatten()
@@ -570,8 +631,17 @@ impl Net {
                         moved = true;
                     }
                     while let Some(TaggedRTCMessage { message, .. }) = pc.pc.poll_read() {
-                        if let RTCMessage::RtpPacket(track, _) = message {
-                            *received.entry(track.to_string()).or_default() += 1;
+                        if let RTCMessage::RtpPacket(track, packet) = message {
+                            let track = track.to_string();
+                            let now = (packet.header.sequence_number, packet.header.timestamp);
+                            if let Some((seq, ts)) = last_rtp.insert(track.clone(), now) {
+                                if now.0 != seq.wrapping_add(1)
+                                    || (now.1.wrapping_sub(ts) as i32) < 0
+                                {
+                                    *discontinuities.entry(track.clone()).or_default() += 1;
+                                }
+                            }
+                            *received.entry(track).or_default() += 1;
                         }
                         moved = true;
                     }

@@ -1,0 +1,187 @@
+//! WHEP viewers on the sans-IO endpoint: a receive-only participant that
+//! offers, gets the room's tracks in its fixed m-lines, keeps one continuous
+//! stream per m-line when the track feeding it changes, and is never sent a
+//! renegotiation.
+
+mod harness;
+
+use harness::Net;
+use huddle_proto::TrackKind;
+use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
+use std::time::Duration;
+
+/// Send one audio (and video, when `video`) packet from each of `publishers`
+/// every 20 ms for `n` rounds.
+fn send_rounds(net: &mut Net, publishers: &[usize], video: bool, n: usize) {
+    for _ in 0..n {
+        for &p in publishers {
+            net.send_rtp(p, TrackKind::Audio, &[0x11; 80]);
+            if video {
+                net.send_rtp(p, TrackKind::Video, &[0x22; 1000]);
+            }
+        }
+        net.drive_for(Duration::from_millis(20));
+    }
+}
+
+fn slot_counts(net: &Net, viewer: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = net.clients[viewer]
+        .received
+        .iter()
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn viewer_receives_the_rooms_tracks_without_renegotiation() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, true);
+    net.connect();
+    // The tracks publish on their first packets.
+    send_rounds(&mut net, &[alice], true, 3);
+    assert!(net.track_id(alice, TrackKind::Audio).is_some());
+    assert!(net.track_id(alice, TrackKind::Video).is_some());
+
+    let viewer = net.join_viewer("viewer", 1, 1);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 5); // settle
+    let before = slot_counts(&net, viewer);
+    assert_eq!(before.len(), 2, "one stream per offered m-line: {before:?}");
+    send_rounds(&mut net, &[alice], true, 50);
+    let after = slot_counts(&net, viewer);
+    for ((slot, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(
+            a - b,
+            50,
+            "slot {slot}: every packet of the 50 sent arrives"
+        );
+    }
+    let v = &net.clients[viewer];
+    assert!(v.offers.is_empty(), "a viewer is never sent an offer");
+    assert!(
+        v.discontinuities.values().all(|&n| n == 0),
+        "{:?}",
+        v.discontinuities
+    );
+}
+
+#[test]
+fn viewer_slot_switches_source_and_stays_continuous() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, true);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 3);
+    let viewer = net.join_viewer("viewer", 1, 1);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 20);
+
+    // bob publishes audio too; the viewer keeps watching alice.
+    let bob = net.join("bob", true, false);
+    net.connect();
+    send_rounds(&mut net, &[alice, bob], false, 10);
+    let counts = slot_counts(&net, viewer);
+    assert_eq!(counts.len(), 2, "{counts:?}");
+
+    // alice leaves: her audio's slot is fed by bob's audio, in the same
+    // stream (sequence numbers and timestamps carry on); the video slot
+    // has nothing to show.
+    let alice_id = net.clients[alice].id.clone();
+    net.endpoint
+        .remove_participant(net.now, &alice_id)
+        .expect("remove alice");
+    net.clients[alice].online = false;
+    let before = slot_counts(&net, viewer);
+    send_rounds(&mut net, &[bob], false, 30);
+    let after = slot_counts(&net, viewer);
+    let grew: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, b), (_, a))| a > b)
+        .map(|((slot, b), (_, a))| (slot.clone(), a - b))
+        .collect();
+    assert_eq!(grew.len(), 1, "only the audio slot moves: {grew:?}");
+    assert!(
+        grew[0].1 >= 29,
+        "bob's audio reaches the viewer through alice's old slot: {grew:?}"
+    );
+    let v = &net.clients[viewer];
+    assert_eq!(
+        v.discontinuities.get(&grew[0].0).copied().unwrap_or(0),
+        0,
+        "the switch from alice to bob is invisible in the RTP stream"
+    );
+    assert!(v.offers.is_empty());
+}
+
+#[test]
+fn viewer_joining_an_empty_room_gets_tracks_as_they_come() {
+    let mut net = Net::new();
+    let viewer = net.join_viewer("viewer", 1, 0);
+    net.connect();
+    let alice = net.join("alice", true, false);
+    net.connect();
+    send_rounds(&mut net, &[alice], false, 30);
+    let counts = slot_counts(&net, viewer);
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(
+        counts[0].1 >= 25,
+        "alice's audio reaches the viewer: {counts:?}"
+    );
+}
+
+#[test]
+fn leaving_viewer_leaves_nothing_and_bad_offers_change_nothing() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, false);
+    net.connect();
+    send_rounds(&mut net, &[alice], false, 3);
+    let empty = net.endpoint.stats();
+
+    // Offers a viewer cannot use: not SDP, and SDP receiving nothing.
+    for bad in [
+        "hello".to_owned(),
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".to_owned(),
+    ] {
+        let r = net.endpoint.add_viewer(
+            net.now,
+            RoomId("room".into()),
+            ParticipantId("bad".into()),
+            bad,
+        );
+        assert!(matches!(r, Err(SfuError::BadSdp(_))), "{r:?}");
+        assert_eq!(
+            net.endpoint.stats(),
+            empty,
+            "a refused viewer leaves nothing"
+        );
+    }
+
+    let viewer = net.join_viewer("viewer", 1, 1);
+    net.connect();
+    send_rounds(&mut net, &[alice], false, 10);
+    assert!(net.clients[viewer].received_total() > 0);
+    let id = net.clients[viewer].id.clone();
+    net.endpoint
+        .remove_participant(net.now, &id)
+        .expect("remove viewer");
+    net.clients[viewer].online = false;
+    send_rounds(&mut net, &[alice], false, 5);
+    let s = net.endpoint.stats();
+    assert_eq!(
+        (s.participants, s.connections, s.tracks, s.addresses),
+        (
+            empty.participants,
+            empty.connections,
+            empty.tracks,
+            empty.addresses
+        )
+    );
+    assert!(
+        !net.events.iter().any(
+            |e| matches!(e, SfuEvent::SubscriberOffer { participant, .. } if participant == &id)
+        ),
+        "no offer ever went to the viewer"
+    );
+}
