@@ -113,29 +113,8 @@
 
   // ------------------------------------------------------------------- tokens
 
-  /** A token for (room, identity): from the URL, else from the dev endpoint. */
-  async function getToken(room, identity) {
-    const given = params.get('token');
-    if (given) return given;
-    const url = `/dev/token?room=${encodeURIComponent(room)}&identity=${encodeURIComponent(identity)}`;
-    let res;
-    try {
-      res = await fetch(url, { cache: 'no-store' });
-    } catch (e) {
-      throw new Error(`cannot reach the server for a token: ${e.message}`);
-    }
-    if (res.status === 404) {
-      throw new Error(
-        'This server does not hand out tokens (it is not running in development mode, --dev). ' +
-          'Ask for an access token and open this page with ?token=... in its address.',
-      );
-    }
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok || !body.token) {
-      throw new Error(`the server refused a token: ${body.error || res.status}`);
-    }
-    return body.token;
-  }
+  /** A token for (room, identity): see token.js. */
+  const getToken = (room, identity) => window.huddleToken(room, identity);
 
   // -------------------------------------------------------------------- SDP
 

@@ -2,7 +2,8 @@
 //!
 //! - `GET /`, `/index.html`, `/app.js`, `/style.css`: the web client of
 //!   `web/`, embedded in the binary at build time (so the server serves it
-//!   from any working directory).
+//!   from any working directory); `/watch.html`, `/watch.js`: its WHEP
+//!   viewer; `/token.js`: how both get a token.
 //! - `GET /dev/token?room=R&identity=I` → `{"token": "..."}`: only when
 //!   [`crate::ServerConfig::dev`] is set; otherwise the route does not exist
 //!   (404). The token grants publish and subscribe in room `R` for
@@ -23,6 +24,12 @@ const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");
 /// `web/style.css`.
 const STYLE_CSS: &str = include_str!("../../../web/style.css");
+/// `web/watch.html`.
+const WATCH_HTML: &str = include_str!("../../../web/watch.html");
+/// `web/watch.js`.
+const WATCH_JS: &str = include_str!("../../../web/watch.js");
+/// `web/token.js`.
+const TOKEN_JS: &str = include_str!("../../../web/token.js");
 
 /// Longest room name or identity `/dev/token` accepts, in bytes.
 pub const MAX_DEV_NAME_BYTES: usize = 128;
@@ -46,6 +53,18 @@ pub fn router(secret: &str, dev: bool) -> Router {
         .route(
             "/style.css",
             get(|| async { page("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/watch.html",
+            get(|| async { page("text/html; charset=utf-8", WATCH_HTML) }),
+        )
+        .route(
+            "/watch.js",
+            get(|| async { page("text/javascript; charset=utf-8", WATCH_JS) }),
+        )
+        .route(
+            "/token.js",
+            get(|| async { page("text/javascript; charset=utf-8", TOKEN_JS) }),
         );
     if !dev {
         return pages;

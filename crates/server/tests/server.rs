@@ -215,6 +215,15 @@ async fn web_client_and_dev_token() -> Result<()> {
     assert_eq!(status, 200);
     assert!(body.contains("RTCPeerConnection"), "app.js");
     assert_eq!(http_get(addr, "/style.css", None).await?.0, 200);
+    let (status, body) = http_get(addr, "/watch.html", None).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("<script src=\"/watch.js\">"), "watch.html");
+    let (status, body) = http_get(addr, "/watch.js", None).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("/whep"), "watch.js");
+    let (status, body) = http_get(addr, "/token.js", None).await?;
+    assert_eq!(status, 200);
+    assert!(body.contains("/dev/token"), "token.js");
     assert_eq!(
         http_get(addr, "/dev/token?room=r&identity=alice", None)
             .await?
