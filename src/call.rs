@@ -70,6 +70,11 @@ pub enum CallEvent {
         /// New state.
         muted: bool,
     },
+    /// The room's active speaker changed (`None`: the last one left).
+    ActiveSpeaker {
+        /// The participant speaking now.
+        participant_id: Option<String>,
+    },
     /// Media of another participant's track started arriving.
     TrackSubscribed(RemoteTrack),
     /// The server reported an error not tied to a pending request.
@@ -484,6 +489,9 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMes
                 track_id,
                 muted,
             }),
+            ServerMessage::ActiveSpeaker { participant_id } => {
+                Some(CallEvent::ActiveSpeaker { participant_id })
+            }
             ServerMessage::Error { code, message } => {
                 // A refused offer fails the publish waiting for its answer.
                 if matches!(code, ErrorCode::BadSdp | ErrorCode::Forbidden) {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use huddle::CallEvent;
 use huddle_media::source::Tone;
 use std::time::Duration;
 
@@ -65,5 +66,80 @@ async fn the_sfu_sees_who_is_loud() {
             .any(|l| l.participant.0 == alice_id && l.level == 127 && !l.voice),
         "silence not reported: {levels:?}"
     );
+    server.shutdown().await.expect("shutdown");
+}
+
+/// From those levels the SFU picks the room's active speaker and tells every
+/// participant: the one who talks, while the other stays quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_is_told_who_speaks() {
+    init_tracing();
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("speaker-secret"))
+        .await
+        .expect("server");
+    let (alice, mut alice_events) = join(&server, "r", "alice", BOTH).await;
+    let (bob, mut bob_events) = join(&server, "r", "bob", BOTH).await;
+    let alice_id = alice.participant_id().to_owned();
+    let bob_id = bob.participant_id().to_owned();
+
+    // bob sends silence all along; alice talks (a loud tone) for 2 s.
+    let quiet = within(
+        20,
+        "bob's silence",
+        bob.send_audio(
+            Box::new(Tone::new(440.0, 0).with_frames(150)),
+            Default::default(),
+        ),
+    )
+    .await
+    .expect("send_audio");
+    let loud = within(
+        20,
+        "alice's tone",
+        alice.send_audio(
+            Box::new(Tone::new(300.0, 12_000).with_frames(100)),
+            Default::default(),
+        ),
+    )
+    .await
+    .expect("send_audio");
+
+    for (who, events) in [("bob", &mut bob_events), ("alice", &mut alice_events)] {
+        let speaker = within(10, "an active_speaker event", async {
+            loop {
+                match events.recv().await {
+                    Some(CallEvent::ActiveSpeaker { participant_id }) => break participant_id,
+                    Some(_) => continue,
+                    None => panic!("{who}'s call ended"),
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            speaker.as_deref(),
+            Some(alice_id.as_str()),
+            "{who} is told alice speaks (bob is {bob_id})"
+        );
+    }
+    within(10, "alice's tone", loud.finished())
+        .await
+        .expect("sent");
+    within(10, "bob's silence", quiet.finished())
+        .await
+        .expect("sent");
+
+    // alice leaves: bob is told there is no active speaker any more.
+    alice.leave().await.expect("leave");
+    let speaker = within(10, "the speaker to leave", async {
+        loop {
+            match bob_events.recv().await {
+                Some(CallEvent::ActiveSpeaker { participant_id }) => break participant_id,
+                Some(_) => continue,
+                None => panic!("bob's call ended"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(speaker, None);
     server.shutdown().await.expect("shutdown");
 }

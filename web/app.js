@@ -301,6 +301,7 @@
     if (!p) {
       p = { id: info.id, identity: info.identity, tracks: new Map(), tile: createTile(info.id, info.identity, isLocal) };
       session.participants.set(info.id, p);
+      p.tile.classList.toggle('active-speaker', info.id === session.activeSpeaker);
     }
     for (const t of info.tracks || []) p.tracks.set(t.id, t);
     refreshTile(p);
@@ -393,6 +394,14 @@
         }
         break;
       }
+      case 'active_speaker':
+        // The server's choice of dominant speaker (from the audio levels
+        // every publisher sends): one tile at a time is marked.
+        session.activeSpeaker = msg.participant_id;
+        for (const [id, p] of session.participants) {
+          p.tile.classList.toggle('active-speaker', id === msg.participant_id);
+        }
+        break;
       case 'error':
         console.warn('huddle: server error', msg.code, msg.message);
         showError(`server: ${msg.code}: ${msg.message}`);
@@ -607,10 +616,12 @@
         joined: Boolean(session.me),
         me: session.me,
         room: session.room,
+        activeSpeaker: session.activeSpeaker || null,
         participants: [...session.participants.values()].map((p) => ({
           id: p.id,
           identity: p.identity,
           speaking: p.tile.classList.contains('speaking'),
+          activeSpeaker: p.tile.classList.contains('active-speaker'),
           tracks: [...p.tracks.values()],
         })),
         receiving: [...session.remote.entries()].map(([trackId, r]) => ({

@@ -54,6 +54,15 @@ pub fn handle(app: &AppState, event: SfuEvent) {
             tracing::info!(%participant, %room, track = %track_id, "track unpublished");
             hub.track_unpublished(&participant, &track_id);
         }
+        SfuEvent::ActiveSpeaker { room, participant } => {
+            tracing::debug!(%room, ?participant, "active speaker");
+            hub.tell_room(
+                &room.0,
+                &ServerMessage::ActiveSpeaker {
+                    participant_id: participant.map(|p| p.0),
+                },
+            );
+        }
         SfuEvent::ParticipantGone {
             room,
             participant,

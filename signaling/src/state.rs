@@ -252,6 +252,19 @@ impl Hub {
         true
     }
 
+    /// Send `msg` to every live participant of `room`. Returns false if there
+    /// is no such room.
+    pub fn tell_room(&self, room: &str, msg: &ServerMessage) -> bool {
+        let g = self.lock();
+        match g.rooms.get(room) {
+            Some(r) => {
+                r.broadcast(msg, None);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The room a participant is in.
     pub fn room_of(&self, id: &ParticipantId) -> Option<String> {
         self.lock().index.get(id).cloned()

@@ -111,10 +111,24 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
       }
     });
 
-    // 5. The web client in the call.
+    // 5. The server names an active speaker (from the audio levels the
+    //    browsers and huddle-call send) and every page marks that tile.
+    for (const c of clients) {
+      const st = await waitFor(`${c.name} to be told the active speaker`, 10000, async () => {
+        const st = await c.page.evaluate(() => window.huddle.state());
+        return st.activeSpeaker ? st : null;
+      });
+      const ids = st.participants.map((p) => p.id);
+      assert.ok(ids.includes(st.activeSpeaker), `${c.name}: active speaker ${st.activeSpeaker} is one of ${ids}`);
+      const marked = st.participants.filter((p) => p.activeSpeaker).map((p) => p.id);
+      assert.deepEqual(marked, [st.activeSpeaker], `${c.name}: exactly the active speaker's tile is marked`);
+      t.diagnostic(`${c.name}: active speaker ${st.activeSpeaker}`);
+    }
+
+    // 6. The web client in the call.
     await alice.page.screenshot({ path: path.join(ARTIFACTS, 'web-client.png') });
 
-    // 6. alice mutes her microphone through the page: bob is told
+    // 7. alice mutes her microphone through the page: bob is told
     //    (mute_changed for the server's id of alice's audio track).
     const aliceAudioMuted = (c) =>
       c.page.evaluate((aliceId) => {
@@ -128,7 +142,7 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     await alice.page.click('#mute-audio');
     await waitFor('bob to see alice unmuted', 5000, async () => (await aliceAudioMuted(bob)) === false);
 
-    // 7. bob leaves through the page; alice sees him go.
+    // 8. bob leaves through the page; alice sees him go.
     await bob.page.click('#leave');
     const leftAt = Date.now();
     await waitFor('alice to see bob leave', 10000, () =>
@@ -142,7 +156,7 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     t.diagnostic(`alice saw bob leave after ${Date.now() - leftAt} ms`);
     assert.equal(await bob.page.isVisible('#join-form'), true, 'bob is back at the join form');
 
-    // 8. huddle-call recorded a browser's (beeping fake microphone) audio.
+    // 9. huddle-call recorded a browser's (beeping fake microphone) audio.
     const code = await Promise.race([call.exited, deadline((CALL_SECONDS + 15) * 1000, 'timeout')]);
     assert.equal(code, 0, `huddle-call exits 0 (see artifacts/huddle-call.log)`);
     const samples = readWavSamples(wav);

@@ -205,6 +205,13 @@ pub enum ServerMessage {
         /// New state.
         muted: bool,
     },
+    /// The room's active speaker changed: the participant whose voice
+    /// dominates now (from the audio levels publishers send), or `null` when
+    /// the last one left and nobody has spoken since.
+    ActiveSpeaker {
+        /// The speaker, if any.
+        participant_id: Option<String>,
+    },
     /// Answer to `ping`.
     Pong,
     /// Something went wrong; see [`ErrorCode`].

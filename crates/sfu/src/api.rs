@@ -46,6 +46,14 @@ pub enum SfuEvent {
         /// Track id.
         track_id: String,
     },
+    /// The room's active speaker changed (see [`crate::speaker`]): `None`
+    /// when the last one left and nobody has spoken since.
+    ActiveSpeaker {
+        /// Room.
+        room: RoomId,
+        /// The participant now speaking.
+        participant: Option<ParticipantId>,
+    },
     /// The participant's connections failed or stopped answering (ICE consent,
     /// DTLS close), or never came up; the SFU has already dropped it.
     ParticipantGone {

@@ -18,6 +18,7 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::participant::Participant;
 use crate::router::{KeyframeGate, Leg, PublishedTrack, Router};
 use crate::rtx::RtxStore;
+use crate::speaker::SpeakerDetector;
 use bytes::BytesMut;
 use huddle_proto::{IceCandidate, PcRole, TrackKind};
 use rtc::media_stream::MediaStreamTrack;
@@ -60,6 +61,7 @@ pub struct Endpoint {
     participants: HashMap<ParticipantId, Participant>,
     demux: Demux<ConnKey>,
     router: Router,
+    speakers: SpeakerDetector,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
@@ -96,6 +98,7 @@ impl Endpoint {
             participants: HashMap::new(),
             demux: Demux::default(),
             router: Router::default(),
+            speakers: SpeakerDetector::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
@@ -358,6 +361,7 @@ impl Endpoint {
         for t in due {
             self.send_keyframe_request(now, &t);
         }
+        self.speakers.handle_timeout(now);
         self.flush(now);
     }
 
@@ -386,6 +390,7 @@ impl Endpoint {
         for t in self.router.tracks.values() {
             consider(t.keyframe.deadline(interval));
         }
+        consider(self.speakers.poll_timeout());
         next
     }
 
@@ -448,6 +453,12 @@ impl Endpoint {
             }
         }
         self.reap(now);
+        while let Some(c) = self.speakers.poll_change() {
+            self.events.push_back(SfuEvent::ActiveSpeaker {
+                room: c.room,
+                participant: c.participant,
+            });
+        }
     }
 
     /// Drain every dirty connection and act on what comes out, until none is
@@ -573,6 +584,8 @@ impl Endpoint {
             if let Some(mut raw) = packet.header.get_extension(id) {
                 if let Ok(al) = AudioLevelExtension::unmarshal(&mut raw) {
                     track.audio_level = Some((al.level, al.voice));
+                    self.speakers
+                        .observe(now, &track.room, &track.publisher, al.level);
                 }
             }
         }
@@ -774,6 +787,9 @@ impl Endpoint {
         }
         for sub in viewers {
             self.fill_slots(now, &sub);
+        }
+        if track.kind == TrackKind::Audio {
+            self.speakers.forget(&track.room, &track.publisher);
         }
         info!(participant = %track.publisher, track = %track_id, "track unpublished");
         self.events.push_back(SfuEvent::TrackUnpublished {

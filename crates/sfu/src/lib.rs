@@ -23,6 +23,7 @@ pub mod ids;
 mod participant;
 mod router;
 pub mod rtx;
+pub mod speaker;
 
 pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
 pub use config::SfuConfig;
