@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::{debug, warn};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
 
 /// How long to wait for the server or the media connection.
 const WAIT: Duration = Duration::from_secs(15);
@@ -103,6 +104,8 @@ struct Inner {
     negotiation: Mutex<()>,
     /// Own tracks: local track id -> server track id.
     own_tracks: Mutex<HashMap<String, String>>,
+    /// Senders of the published tracks, by local track id (to unpublish).
+    senders: Mutex<HashMap<String, Arc<dyn RtpSender>>>,
     events: mpsc::UnboundedSender<CallEvent>,
     remote_tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
 }
@@ -200,6 +203,7 @@ impl Call {
             pending_answer: Mutex::new(None),
             negotiation: Mutex::new(()),
             own_tracks: Mutex::new(HashMap::new()),
+            senders: Mutex::new(HashMap::new()),
             events: events_tx,
             remote_tracks: tracks_tx,
         });
@@ -242,7 +246,8 @@ impl Call {
     /// Publish an audio track and send `source` on it (a microphone, a WAV
     /// file, a synthetic signal: any [`AudioSource`]), Opus-encoded with
     /// `config` (in-band FEC and DTX on by default). Stops when the source
-    /// ends or the returned sender is dropped.
+    /// ends or the returned sender is dropped; the track stays published
+    /// (silent) until [`Call::unpublish`]`(sender.track())`.
     ///
     /// ```no_run
     /// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
@@ -319,6 +324,34 @@ impl Call {
             (publisher.pc.clone(), publisher.state.clone())
         };
         let sender = pc.add_track(as_local(&rtp)).await?;
+        self.offer_publisher(&pc).await?;
+        peer::wait_connected(&mut state, WAIT).await?;
+        let payload_type = sender
+            .get_parameters()
+            .await?
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
+            .map(|c| c.payload_type)
+            .unwrap_or(default_pt);
+        self.inner
+            .senders
+            .lock()
+            .await
+            .insert(track_id.clone(), sender);
+        Ok(Arc::new(LocalTrack::new(
+            rtp,
+            track_id,
+            kind,
+            ssrc,
+            payload_type,
+        )))
+    }
+
+    /// Offer the publisher connection's current state and apply the answer.
+    /// Call with the negotiation lock held.
+    async fn offer_publisher(&self, pc: &Arc<dyn PeerConnection>) -> Result<(), CallError> {
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
         let sdp = pc
@@ -339,25 +372,36 @@ impl Call {
             .await
             .map_err(|_| CallError::Timeout("the publisher answer"))?
             .map_err(|_| CallError::Closed)??;
-        let answer = RTCSessionDescription::answer(answer)?;
-        pc.set_remote_description(answer).await?;
-        peer::wait_connected(&mut state, WAIT).await?;
-        let payload_type = sender
-            .get_parameters()
-            .await?
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
-            .map(|c| c.payload_type)
-            .unwrap_or(default_pt);
-        Ok(Arc::new(LocalTrack::new(
-            rtp,
-            track_id,
-            kind,
-            ssrc,
-            payload_type,
-        )))
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Stop publishing a track: it is renegotiated away, the room is told
+    /// (`track_unpublished`) and everyone stops receiving it. Writing to it
+    /// afterwards sends nothing. Stop its [`crate::AudioSender`] first if it
+    /// has one (a sender whose source ended leaves its track published until
+    /// this is called).
+    pub async fn unpublish(&self, track: &LocalTrack) -> Result<(), CallError> {
+        let _one_at_a_time = self.inner.negotiation.lock().await;
+        let sender = self
+            .inner
+            .senders
+            .lock()
+            .await
+            .remove(track.id())
+            .ok_or_else(|| CallError::Refused {
+                code: ErrorCode::UnknownTrack,
+                message: "not a published track of this call".into(),
+            })?;
+        let pc = match self.inner.publisher.lock().await.as_ref() {
+            Some(p) => p.pc.clone(),
+            None => return Err(CallError::Closed),
+        };
+        pc.remove_track(&sender).await?;
+        self.offer_publisher(&pc).await?;
+        self.inner.own_tracks.lock().await.remove(track.id());
+        Ok(())
     }
 
     /// Mute or unmute a published track: nothing is sent while muted, and the

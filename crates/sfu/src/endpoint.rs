@@ -32,6 +32,7 @@ use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::Unmarshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -171,6 +172,9 @@ impl Endpoint {
                         self.demux
                             .insert_ufrag(conn.ufrag.clone(), (id.clone(), PcRole::Publisher));
                     }
+                }
+                for track_id in ended_tracks(p) {
+                    self.end_incoming(now, id, track_id);
                 }
                 self.dirty.push((id.clone(), PcRole::Publisher));
                 self.flush(now);
@@ -541,18 +545,25 @@ impl Endpoint {
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
                 if key.1 == PcRole::Publisher =>
             {
-                let track_id = track_id.to_string();
-                p.incoming.remove(&track_id);
-                if let Some(id) = self
-                    .router
-                    .by_remote
-                    .get(&(key.0.clone(), track_id))
-                    .cloned()
-                {
-                    self.unpublish(now, &id);
-                }
+                self.end_incoming(now, &key.0, track_id.to_string());
             }
             _ => {}
+        }
+    }
+
+    /// A remote track of `publisher`'s publisher connection ended: forget it
+    /// and unpublish what it fed.
+    fn end_incoming(&mut self, now: Instant, publisher: &ParticipantId, track_id: String) {
+        if let Some(p) = self.participants.get_mut(publisher) {
+            p.incoming.remove(&track_id);
+        }
+        if let Some(id) = self
+            .router
+            .by_remote
+            .get(&(publisher.clone(), track_id))
+            .cloned()
+        {
+            self.unpublish(now, &id);
         }
     }
 
@@ -1022,6 +1033,25 @@ fn drain(
         push(msg);
     }
     out
+}
+
+/// The remote tracks of `p`'s publisher connection that the offer just
+/// applied stopped sending (its m-line now `recvonly` or `inactive`). rtc
+/// 0.21 reports no end of a remote track (it never emits
+/// `RTCTrackEvent::OnClose`), so the SFU looks itself after each offer.
+fn ended_tracks(p: &mut Participant) -> Vec<String> {
+    let Some(conn) = p.publisher.as_mut() else {
+        return Vec::new();
+    };
+    p.incoming
+        .iter()
+        .filter(|(_, receiver)| {
+            conn.pc
+                .rtp_transceiver(RTCRtpTransceiverId::from(**receiver))
+                .is_none_or(|t| !t.direction().has_recv())
+        })
+        .map(|(track, _)| track.clone())
+        .collect()
 }
 
 fn answer_offer(

@@ -1,7 +1,8 @@
 //! WHEP viewers on the sans-IO endpoint: a receive-only participant that
 //! offers, gets the room's tracks in its fixed m-lines, keeps one continuous
 //! stream per m-line when the track feeding it changes, and is never sent a
-//! renegotiation.
+//! renegotiation; and tracks a publisher renegotiates away being unpublished
+//! (for ordinary subscribers and viewers alike).
 
 mod harness;
 
@@ -184,4 +185,59 @@ fn leaving_viewer_leaves_nothing_and_bad_offers_change_nothing() {
         ),
         "no offer ever went to the viewer"
     );
+}
+
+/// A publisher that stops one of its tracks (renegotiating it away) has it
+/// unpublished: the room is told, an ordinary subscriber is re-offered, a
+/// viewer's slot moves to the next track of that kind, and the publisher's
+/// other track keeps flowing.
+#[test]
+fn a_track_removed_by_renegotiation_is_unpublished() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, true);
+    let bob = net.join("bob", true, false);
+    let carol = net.join("carol", false, false);
+    net.connect();
+    send_rounds(&mut net, &[alice, bob], false, 3);
+    send_rounds(&mut net, &[alice], true, 3);
+    let viewer = net.join_viewer("viewer", 1, 0);
+    net.connect();
+    send_rounds(&mut net, &[alice, bob], false, 10);
+    let alice_audio = net.track_id(alice, TrackKind::Audio).expect("published");
+    let offers_before = net.clients[carol].offers.len();
+    let tracks_before = net.endpoint.stats().tracks;
+
+    net.unpublish(alice, TrackKind::Audio);
+    net.drive_for(Duration::from_millis(100));
+    assert!(
+        net.events.iter().any(|e| matches!(e,
+            SfuEvent::TrackUnpublished { track_id, .. } if *track_id == alice_audio)),
+        "the room is told alice's audio is gone"
+    );
+    assert_eq!(net.endpoint.stats().tracks, tracks_before - 1);
+    assert!(
+        net.clients[carol].offers.len() > offers_before,
+        "carol is re-offered without it"
+    );
+
+    // alice's video still reaches carol; the viewer now hears bob.
+    let carol_video = net.received(carol, alice, TrackKind::Video);
+    let viewer_before = net.clients[viewer].received_total();
+    for _ in 0..20 {
+        net.send_rtp(alice, TrackKind::Video, &[0x22; 1000]);
+        net.send_rtp(bob, TrackKind::Audio, &[0x11; 80]);
+        net.drive_for(Duration::from_millis(20));
+    }
+    assert_eq!(
+        net.received(carol, alice, TrackKind::Video) - carol_video,
+        20
+    );
+    assert!(
+        net.clients[viewer].received_total() - viewer_before >= 19,
+        "bob's audio fills the viewer's slot"
+    );
+    assert!(net.clients[viewer]
+        .discontinuities
+        .values()
+        .all(|&n| n == 0));
 }

@@ -394,6 +394,33 @@ impl Net {
         index
     }
 
+    /// Stop publishing the client's track of `kind`: remove it from the
+    /// publisher connection and renegotiate (the answer is applied before
+    /// this returns).
+    pub fn unpublish(&mut self, client: ClientId, kind: TrackKind) {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let track = c.tracks.remove(&kind).expect("client publishes this kind");
+        let pc = c.publisher.as_mut().expect("publisher connection");
+        pc.pc.remove_track(track.sender).expect("remove track");
+        let offer = pc.pc.create_offer(None).expect("create offer");
+        pc.pc
+            .set_local_description(now, offer)
+            .expect("set local offer");
+        let sdp = pc.pc.local_description().expect("local description").sdp;
+        let answer = self
+            .endpoint
+            .publisher_offer(now, &c.id, sdp)
+            .expect("publisher offer");
+        pc.pc
+            .set_remote_description(
+                now,
+                RTCSessionDescription::answer(answer).expect("answer sdp"),
+            )
+            .expect("set remote answer");
+        self.pump();
+    }
+
     /// Write one RTP packet of `kind` with `payload` on the client's publisher
     /// connection (queued; [`Net::drive`] carries it).
     pub fn send_rtp(&mut self, client: ClientId, kind: TrackKind, payload: &[u8]) {
