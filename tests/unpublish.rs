@@ -77,7 +77,9 @@ async fn unpublished_track_leaves_the_room() {
     // Nothing more reaches the SFU from the unpublished track.
     let before = server.sfu().stats().await.expect("stats").rtp_in;
     for _ in 0..10 {
-        let _ = track.write_audio_frame(&[0xF8, 0xFF, 0xFE], 960, 127, false).await;
+        let _ = track
+            .write_audio_frame(&[0xF8, 0xFF, 0xFE], 960, 127, false)
+            .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.sfu().stats().await.expect("stats").rtp_in, before);
