@@ -1,0 +1,42 @@
+//! huddle-bench: a load tool for the huddle SFU.
+//!
+//! It opens many WebRTC participants against a `huddle-server` (started as a
+//! child process, or already running) through the real signaling protocol,
+//! with real ICE, DTLS and SRTP. Participants are lightweight: each is the
+//! sans-IO `rtc` core of webrtc-rs with one nonblocking UDP socket per peer
+//! connection, many per thread, driven by one `mio` poll loop per worker
+//! ([`worker`]). Publishers send Opus-sized audio and MTU-sized video whose
+//! payload carries a [`probe`] (publisher, sequence, send time), so the
+//! subscribers measure loss and one-way latency through the SFU.
+//!
+//! A run ([`run::run`]) joins everyone, waits until every subscriber
+//! receives every stream it should, warms up, measures a window of whole
+//! seconds, and reports ([`report::Report`]) forwarded packets/s and bits/s,
+//! loss per subscriber, latency quantiles, join times, and the server's CPU
+//! time per forwarded packet and memory (from `/proc`).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod media;
+pub mod participant;
+pub mod peer;
+pub mod plan;
+pub mod plot;
+pub mod probe;
+pub mod procfs;
+pub mod publish;
+pub mod receive;
+pub mod report;
+pub mod run;
+pub mod server;
+pub mod signal;
+pub mod stats;
+pub mod token;
+pub mod worker;
+
+pub use error::BenchError;
+pub use plan::{Plan, Scenario};
+pub use report::Report;
+pub use run::{run, RunConfig};
+pub use server::Server;
