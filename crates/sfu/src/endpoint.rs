@@ -476,7 +476,7 @@ impl Endpoint {
             else {
                 continue;
             };
-            let drained = drain(conn, &key, &mut self.demux, &mut self.transmits);
+            let drained = drain(now, conn, &key, &mut self.demux, &mut self.transmits);
             for ev in drained.events {
                 self.on_pc_event(now, &key, ev);
             }
@@ -995,6 +995,7 @@ fn tagged(
 /// to the connection in the demux here, never on mere receipt of a STUN
 /// message naming the ufrag (see [`Demux::route`]).
 fn drain(
+    now: Instant,
     conn: &mut Connection,
     key: &ConnKey,
     demux: &mut Demux<ConnKey>,
@@ -1031,6 +1032,20 @@ fn drain(
     // Reading may have queued writes (e.g. RTCP replies).
     while let Some(msg) = conn.pc.poll_write() {
         push(msg);
+    }
+    if matches!(conn.liveness, Liveness::Connecting { .. }) {
+        // rtc 0.21 queues the DTLS client's first flight when ICE selects a
+        // pair (while the connection is drained) but hands it out only from
+        // handle_timeout, and its poll_timeout does not ask for that: the
+        // ClientHello waited for the next ICE timer, ~200 ms of every join.
+        // The timers only fire what is due, so running them now is safe;
+        // only while connecting, so the media path never pays for it.
+        if let Err(e) = conn.pc.handle_timeout(now) {
+            debug!(participant = %key.0, "timeout: {e}");
+        }
+        while let Some(msg) = conn.pc.poll_write() {
+            push(msg);
+        }
     }
     out
 }

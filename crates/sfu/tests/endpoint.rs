@@ -424,3 +424,26 @@ fn lost_video_is_resent_from_the_track_store() {
         "the publisher was asked to resend"
     );
 }
+
+/// The SFU (DTLS client on a publisher connection) sends its first DTLS
+/// flight as soon as ICE selects a pair, not at its next timer: on simulated
+/// time the connection is up when the client's nominating check (rtc-ice's
+/// second check, 200 ms after the first) is answered. Before the fix the
+/// ClientHello waited for the next ICE timer and this took 400 ms.
+#[test]
+fn dtls_starts_when_ice_connects() {
+    let mut net = Net::new();
+    let t0 = net.now;
+    let a = net.join("a", true, false);
+    net.drive_until(Duration::from_secs(5), "publisher connected", |net| {
+        net.clients[a]
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.connected)
+    });
+    let took = net.now - t0;
+    assert!(
+        took <= Duration::from_millis(210),
+        "connected {took:?} after joining"
+    );
+}
