@@ -12,10 +12,8 @@ use huddle_proto::{
     TrackKind,
 };
 use huddle_sfu::codecs;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use huddle_sfu::local_track::single_ssrc_track;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,19 +289,12 @@ impl Call {
         };
         let track_id = format!("{label}-{n}");
         let ssrc: u32 = rand::random();
-        let rtp = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        let rtp = Arc::new(TrackLocalStaticRTP::new(single_ssrc_track(
             self.me.id.clone(),
             track_id.clone(),
-            track_id.clone(),
             rtc_kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec.clone(),
-                ..Default::default()
-            }],
+            codec.clone(),
+            ssrc,
         )));
         let (pc, mut state) = {
             let mut guard = self.inner.publisher.lock().await;

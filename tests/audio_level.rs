@@ -105,14 +105,9 @@ async fn everyone_is_told_who_speaks() {
     .expect("send_audio");
 
     for (who, events) in [("bob", &mut bob_events), ("alice", &mut alice_events)] {
-        let speaker = within(10, "an active_speaker event", async {
-            loop {
-                match events.recv().await {
-                    Some(CallEvent::ActiveSpeaker { participant_id }) => break participant_id,
-                    Some(_) => continue,
-                    None => panic!("{who}'s call ended"),
-                }
-            }
+        let speaker = next_event(events, 10, "an active_speaker event", |ev| match ev {
+            CallEvent::ActiveSpeaker { participant_id } => Some(participant_id),
+            _ => None,
         })
         .await;
         assert_eq!(
@@ -130,14 +125,9 @@ async fn everyone_is_told_who_speaks() {
 
     // alice leaves: bob is told there is no active speaker any more.
     alice.leave().await.expect("leave");
-    let speaker = within(10, "the speaker to leave", async {
-        loop {
-            match bob_events.recv().await {
-                Some(CallEvent::ActiveSpeaker { participant_id }) => break participant_id,
-                Some(_) => continue,
-                None => panic!("bob's call ended"),
-            }
-        }
+    let speaker = next_event(&mut bob_events, 10, "the speaker to leave", |ev| match ev {
+        CallEvent::ActiveSpeaker { participant_id } => Some(participant_id),
+        _ => None,
     })
     .await;
     assert_eq!(speaker, None);

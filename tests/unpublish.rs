@@ -33,15 +33,15 @@ async fn unpublished_track_leaves_the_room() {
     let second = within(20, "publish", alice.publish_audio())
         .await
         .expect("publish");
-    let remote = within(10, "bob to get alice's tone", async {
-        loop {
-            match bob_events.recv().await {
-                Some(CallEvent::TrackSubscribed(t)) if t.kind() == TrackKind::Audio => break t,
-                Some(_) => continue,
-                None => panic!("bob's call ended"),
-            }
-        }
-    })
+    let remote = next_event(
+        &mut bob_events,
+        10,
+        "bob to get alice's tone",
+        |ev| match ev {
+            CallEvent::TrackSubscribed(t) if t.kind() == TrackKind::Audio => Some(t),
+            _ => None,
+        },
+    )
     .await;
     within(5, "a packet", remote.recv()).await.expect("packet");
     let server_id = within(5, "the server's id", async {
@@ -61,14 +61,9 @@ async fn unpublished_track_leaves_the_room() {
         .await
         .expect("unpublish");
 
-    let gone = within(10, "bob to be told", async {
-        loop {
-            match bob_events.recv().await {
-                Some(CallEvent::TrackUnpublished { track_id, .. }) => break track_id,
-                Some(_) => continue,
-                None => panic!("bob's call ended"),
-            }
-        }
+    let gone = next_event(&mut bob_events, 10, "bob to be told", |ev| match ev {
+        CallEvent::TrackUnpublished { track_id, .. } => Some(track_id),
+        _ => None,
     })
     .await;
     assert_eq!(gone, server_id);

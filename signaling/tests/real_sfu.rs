@@ -7,23 +7,6 @@ mod common;
 use anyhow::Result;
 use common::*;
 use huddle_proto::{ErrorCode, ServerMessage};
-use huddle_sfu::{Sfu, SfuConfig};
-use std::sync::Arc;
-
-async fn start() -> Result<(Server, Sfu)> {
-    let (sfu, events) = huddle_sfu::driver::start(SfuConfig {
-        bind: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    })
-    .await?;
-    let server = Server::start(
-        Arc::new(sfu.clone()),
-        events,
-        huddle_signaling::SignalingConfig::new(SECRET),
-    )
-    .await?;
-    Ok((server, sfu))
-}
 
 /// Skip the subscriber-connection offer (and any candidates) the SFU sends
 /// after `joined`, returning the first other message.
@@ -38,7 +21,7 @@ async fn recv_skipping_sfu(ws: &mut Ws) -> Result<ServerMessage> {
 
 #[tokio::test]
 async fn refusals_with_real_sfu() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let (server, sfu) = Server::start_with_real_sfu().await?;
     let forged = huddle_signaling::auth::mint(
         "wrong",
         &huddle_signaling::Claims::new("a", "r", true, true, 60),
@@ -66,7 +49,7 @@ async fn refusals_with_real_sfu() -> Result<()> {
 /// Depends on the SFU implementing add/remove participant.
 #[tokio::test]
 async fn join_leave_and_bad_sdp_with_real_sfu() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let (server, sfu) = Server::start_with_real_sfu().await?;
     let (mut a, _) = server.join("r", "alice", true, true).await?;
     let (mut b, jb) = server.join("r", "bob", true, true).await?;
     assert!(matches!(

@@ -8,30 +8,12 @@ mod common;
 use anyhow::{Context, Result};
 use common::*;
 use huddle_proto::ServerMessage;
-use huddle_sfu::{Sfu, SfuConfig};
-use rtc::media_stream::MediaStreamTrack;
+use huddle_sfu::local_track::single_ssrc_track;
+use huddle_sfu::Sfu;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use std::sync::Arc;
 use std::time::Instant;
-
-async fn start() -> Result<(Server, Sfu)> {
-    let (sfu, events) = huddle_sfu::driver::start(SfuConfig {
-        bind: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    })
-    .await?;
-    let server = Server::start(
-        Arc::new(sfu.clone()),
-        events,
-        huddle_signaling::SignalingConfig::new(SECRET),
-    )
-    .await?;
-    Ok((server, sfu))
-}
 
 /// An SDP offer from a real (sans-IO) peer connection: sending audio and
 /// video (`Sendrecv`: `add_track`, as a WHIP client does) or only receiving
@@ -54,20 +36,12 @@ fn offer(direction: RTCRtpTransceiverDirection) -> Result<String> {
                 }),
             )?;
         } else {
-            let id = format!("{kind}");
-            pc.add_track(MediaStreamTrack::new(
+            pc.add_track(single_ssrc_track(
                 "stream".into(),
-                id.clone(),
-                id,
+                format!("{kind}"),
                 kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(rand_ssrc(kind)),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
+                codec,
+                rand_ssrc(kind),
             ))?;
         }
     }
@@ -105,7 +79,7 @@ async fn next_room_message(ws: &mut Ws) -> Result<ServerMessage> {
 
 #[tokio::test]
 async fn whip_refusals_change_nothing() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let (server, sfu) = Server::start_with_real_sfu().await?;
     let a = server.addr;
     let good = offer(RTCRtpTransceiverDirection::Sendrecv)?;
     let publisher = token("r", "cam", true, false);
@@ -146,7 +120,7 @@ async fn whip_refusals_change_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn whip_session_lifecycle() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let (server, sfu) = Server::start_with_real_sfu().await?;
     let a = server.addr;
     let (mut alice, _) = server.join("r", "alice", true, true).await?;
     let cam = token("r", "cam", true, false);
@@ -253,7 +227,7 @@ async fn whip_session_lifecycle() -> Result<()> {
 
 #[tokio::test]
 async fn whep_session_and_kick() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let (server, sfu) = Server::start_with_real_sfu().await?;
     let a = server.addr;
     let watcher = token("r", "watcher", false, true);
     let r = request(

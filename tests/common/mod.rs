@@ -161,3 +161,26 @@ pub async fn join(
         .await
         .expect("join")
 }
+
+/// The first event `pick` accepts (others are skipped), within `secs`.
+/// Panics if the call ends first.
+pub async fn next_event<T>(
+    events: &mut CallEvents,
+    secs: u64,
+    what: &str,
+    mut pick: impl FnMut(CallEvent) -> Option<T>,
+) -> T {
+    within(secs, what, async {
+        loop {
+            match events.recv().await {
+                Some(ev) => {
+                    if let Some(v) = pick(ev) {
+                        break v;
+                    }
+                }
+                None => panic!("the call ended while waiting for {what}"),
+            }
+        }
+    })
+    .await
+}

@@ -12,7 +12,6 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
 use rtc::sansio::Protocol;
@@ -63,21 +62,7 @@ impl Peer {
             .with_interceptor_registry(registry)
             .build(now)
             .map_err(rtc_err)?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(rtc_err)?;
-        let init = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(rtc_err)?;
+        let init = huddle_sfu::candidate::host_candidate(local).map_err(rtc_err)?;
         pc.add_local_candidate(init).map_err(rtc_err)?;
         Ok(Self {
             pc,

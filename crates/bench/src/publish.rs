@@ -7,11 +7,8 @@ use crate::peer::Peer;
 use crate::probe::{kind_byte, Probe, FLAG_KEYFRAME};
 use crate::stats::{Progress, Shared};
 use huddle_proto::TrackKind;
-use rtc::media_stream::MediaStreamTrack;
+use huddle_sfu::local_track::{default_codec, single_ssrc_track};
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -62,23 +59,13 @@ impl Outgoing {
     ) -> Result<(), BenchError> {
         for &kind in kinds {
             let ssrc = rand::random::<u32>() | 1;
-            let (rtc_kind, codec) = match kind {
-                TrackKind::Audio => (RtpCodecKind::Audio, huddle_sfu::codecs::opus()),
-                TrackKind::Video => (RtpCodecKind::Video, huddle_sfu::codecs::vp8()),
-            };
-            let track = MediaStreamTrack::new(
+            let (rtc_kind, codec) = default_codec(kind);
+            let track = single_ssrc_track(
                 format!("{name}-stream"),
                 format!("{name}-{kind:?}"),
-                format!("{name}-{kind:?}"),
                 rtc_kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
+                codec,
+                ssrc,
             );
             let sender = peer.pc.add_track(track).map_err(rtc_err)?;
             self.tracks.push(OutTrack {

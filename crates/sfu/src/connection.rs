@@ -11,7 +11,6 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
@@ -113,21 +112,7 @@ impl Connection {
             return Ok(());
         }
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(rtc_err)?;
-        let init = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(rtc_err)?;
+        let init = crate::candidate::host_candidate(addr).map_err(rtc_err)?;
         self.pc.add_local_candidate(init).map_err(rtc_err)?;
         self.candidate_added = true;
         Ok(())

@@ -21,7 +21,6 @@ use crate::rtx::RtxStore;
 use crate::speaker::SpeakerDetector;
 use bytes::BytesMut;
 use huddle_proto::{IceCandidate, PcRole, TrackKind};
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -29,9 +28,7 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::Unmarshal;
@@ -748,23 +745,13 @@ impl Endpoint {
             return;
         };
         let ssrc: u32 = rand::random();
-        let kind = match track.kind {
-            TrackKind::Audio => RtpCodecKind::Audio,
-            TrackKind::Video => RtpCodecKind::Video,
-        };
-        let local = MediaStreamTrack::new(
+        let (kind, _) = crate::local_track::default_codec(track.kind);
+        let local = crate::local_track::single_ssrc_track(
             track.publisher.0.clone(),
             track.id.clone(),
-            track.id.clone(),
             kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: track.codec.clone(),
-                ..Default::default()
-            }],
+            track.codec.clone(),
+            ssrc,
         );
         match conn.pc.add_track(local) {
             Ok(sender_id) => {

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod candidate;
 pub mod codecs;
 pub mod config;
 mod connection;
@@ -20,6 +21,7 @@ pub mod endpoint;
 pub mod error;
 pub mod feedback;
 pub mod ids;
+pub mod local_track;
 mod participant;
 mod router;
 pub mod rtx;

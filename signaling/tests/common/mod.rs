@@ -54,6 +54,19 @@ impl Server {
         })
     }
 
+    /// Serve in front of the real SFU (`huddle_sfu::driver::start`), its
+    /// media socket on 127.0.0.1:0.
+    pub async fn start_with_real_sfu() -> Result<(Self, huddle_sfu::Sfu)> {
+        let (sfu, events) = huddle_sfu::driver::start(huddle_sfu::SfuConfig {
+            bind: "127.0.0.1:0".parse()?,
+            ..Default::default()
+        })
+        .await?;
+        let server =
+            Self::start(Arc::new(sfu.clone()), events, SignalingConfig::new(SECRET)).await?;
+        Ok((server, sfu))
+    }
+
     /// Shut down and wait for the server to return.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {

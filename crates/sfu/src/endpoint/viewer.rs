@@ -11,18 +11,14 @@
 
 use super::{bad_sdp, make_answer, rtc_err, Endpoint};
 use crate::api::Rights;
-use crate::codecs;
 use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
+use crate::local_track::{default_codec, single_ssrc_track};
 use crate::participant::{Participant, Slot};
 use crate::router::Leg;
 use huddle_proto::{PcRole, TrackKind};
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use std::collections::HashSet;
 use std::time::Instant;
 use tracing::info;
@@ -57,24 +53,9 @@ impl Endpoint {
         for (i, kind) in kinds.into_iter().enumerate() {
             let ssrc: u32 = rand::random();
             let local_track_id = format!("SL{i}_{}", ice_token(8));
-            let (rtc_kind, codec) = match kind {
-                TrackKind::Audio => (RtpCodecKind::Audio, codecs::opus()),
-                TrackKind::Video => (RtpCodecKind::Video, codecs::vp8()),
-            };
-            let placeholder = MediaStreamTrack::new(
-                id.0.clone(),
-                local_track_id.clone(),
-                local_track_id.clone(),
-                rtc_kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            );
+            let (rtc_kind, codec) = default_codec(kind);
+            let placeholder =
+                single_ssrc_track(id.0.clone(), local_track_id.clone(), rtc_kind, codec, ssrc);
             let sender_id = conn.pc.add_track(placeholder).map_err(rtc_err)?;
             slots.push(Slot {
                 kind,

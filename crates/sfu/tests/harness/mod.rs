@@ -20,9 +20,9 @@
 use bytes::{Bytes, BytesMut};
 use huddle_proto::TrackKind;
 use huddle_sfu::endpoint::Endpoint;
+use huddle_sfu::local_track::{default_codec, single_ssrc_track};
 use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
 use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -30,12 +30,9 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -182,13 +179,6 @@ fn media_engine() -> MediaEngine {
     huddle_sfu::codecs::media_engine().expect("codec table")
 }
 
-fn kind_codec(kind: TrackKind) -> RTCRtpCodec {
-    match kind {
-        TrackKind::Audio => huddle_sfu::codecs::opus(),
-        TrackKind::Video => huddle_sfu::codecs::vp8(),
-    }
-}
-
 /// A client peer connection with its host candidate at `addr`.
 fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
     let mut me = media_engine();
@@ -200,24 +190,8 @@ fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
         .with_interceptor_registry(registry)
         .build(now)
         .expect("build client peer connection");
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .expect("host candidate");
-    pc.add_local_candidate(
-        RTCIceCandidate::from(&candidate)
-            .to_json()
-            .expect("candidate json"),
-    )
-    .expect("add local candidate");
+    pc.add_local_candidate(huddle_sfu::candidate::host_candidate(addr).expect("host candidate"))
+        .expect("add local candidate");
     ClientPc {
         pc,
         addr,
@@ -279,28 +253,22 @@ impl Net {
         };
         if publish {
             let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
-            for (wanted, kind, rtc_kind) in [
-                (publish_audio, TrackKind::Audio, RtpCodecKind::Audio),
-                (publish_video, TrackKind::Video, RtpCodecKind::Video),
+            for (wanted, kind) in [
+                (publish_audio, TrackKind::Audio),
+                (publish_video, TrackKind::Video),
             ] {
                 if !wanted {
                     continue;
                 }
                 // Deterministic SSRCs keep the runs comparable.
                 let ssrc = 0x1000_0000 + (index as u32) * 16 + (kind == TrackKind::Video) as u32;
-                let track = MediaStreamTrack::new(
+                let (rtc_kind, codec) = default_codec(kind);
+                let track = single_ssrc_track(
                     format!("{name}-stream"),
                     format!("{name}-{kind:?}"),
-                    format!("{name}-{kind:?}"),
                     rtc_kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: kind_codec(kind),
-                        ..Default::default()
-                    }],
+                    codec,
+                    ssrc,
                 );
                 let sender = pub_pc.pc.add_track(track).expect("add track");
                 client.tracks.insert(

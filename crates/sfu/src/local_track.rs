@@ -1,0 +1,43 @@
+//! A local track with one encoding of a fixed SSRC and codec: what the SFU
+//! adds to a subscriber connection per forwarded track, and what its clients
+//! (the calling crate, the load tool, the tests) publish.
+
+use huddle_proto::TrackKind;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+
+/// The `rtc` kind of a track kind, and the codec huddle sends it with by
+/// default (Opus, VP8).
+pub fn default_codec(kind: TrackKind) -> (RtpCodecKind, RTCRtpCodec) {
+    match kind {
+        TrackKind::Audio => (RtpCodecKind::Audio, crate::codecs::opus()),
+        TrackKind::Video => (RtpCodecKind::Video, crate::codecs::vp8()),
+    }
+}
+
+/// A track `track_id` of stream `stream_id` (its label is the track id),
+/// sent with `codec` under `ssrc`.
+pub fn single_ssrc_track(
+    stream_id: String,
+    track_id: String,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream_id,
+        track_id.clone(),
+        track_id,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )
+}
