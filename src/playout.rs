@@ -60,9 +60,15 @@ pub struct Playout {
 impl Playout {
     /// Start the 20 ms playout clock, writing mixed 48 kHz mono frames to `sink`.
     pub fn start(sink: Box<dyn AudioSink + Send>) -> Playout {
+        Playout::start_with_config(sink, JitterConfig::default())
+    }
+
+    /// Like [`start`](Self::start), with `config` for every track's jitter
+    /// buffer (a track whose buffer rejects it is not played, with a warning).
+    pub fn start_with_config(sink: Box<dyn AudioSink + Send>, config: JitterConfig) -> Playout {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(HashMap::new()));
-        let task = tokio::spawn(run(rx, sink, stats.clone()));
+        let task = tokio::spawn(run(rx, sink, stats.clone(), config));
         Playout {
             tx,
             stats,
@@ -136,6 +142,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Input>,
     mut sink: Box<dyn AudioSink + Send>,
     stats: Arc<Mutex<HashMap<String, (String, JitterStats)>>>,
+    config: JitterConfig,
 ) {
     let start = Instant::now();
     let mut streams: HashMap<String, Stream> = HashMap::new();
@@ -150,7 +157,7 @@ async fn run(
                 match input {
                     Input::Track(id, participant) => {
                         let (buffer, decoder) = match (
-                            JitterBuffer::new(JitterConfig::default()),
+                            JitterBuffer::new(config.clone()),
                             OpusDecoder::new(Channels::Mono),
                         ) {
                             (Ok(b), Ok(d)) => (b, d),

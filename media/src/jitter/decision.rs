@@ -6,15 +6,30 @@
 //! | state of the packet buffer at this pull                  | operation |
 //! |-----------------------------------------------------------|-----------|
 //! | empty, or the next packet is not due yet (timestamp gap)   | `ComfortNoise` after a DTX packet, else `Expand` (up to `max_expands` in a row), then `Silence` |
-//! | the expected packet is due and present                     | `Accelerate` if the filtered buffer level is above `target + 35 ms` and the packet after it is there and contiguous; `PreemptiveExpand` if the level is below `target + 5 ms`; else `Normal` |
+//! | the expected packet is due and present                     | `Accelerate` if the filtered playout lag is above the band and the packet after it is there and contiguous; `PreemptiveExpand` if the lag is below the band; else `Normal` |
 //! | the expected packet is missing, the one after it is there  | `FecRecover` |
 //! | the expected packet is missing, a later one is there       | `Expand` (up to `max_expands` in a row), then `Silence` |
 //!
-//! The buffer level is measured before the pull and includes the packet about
-//! to be played, so with 20 ms packets it moves in 20 ms steps; the band
-//! `[target + 5, target + 35]` ms is wider than one step, so one accelerate or
-//! one preemptive expand (each moves the level by one frame) cannot push it
-//! straight across to the other side.
+//! The *playout lag* is how far the playout timeline runs behind the arrival
+//! line of the best-placed packet of the last 2 s (see
+//! [`DelayEstimator`](super::DelayEstimator)); the target is the 95th
+//! percentile of the packets' relative delays on the same scale, so a lag at
+//! the target has 95% of the packets in time. Playout moves in whole packets
+//! (one accelerate or preemptive expand moves the lag by one packet, 20 ms),
+//! so while the last frame was quiet the lag is kept in
+//! `[target, target + packet + 5 ms]`: the lower edge is the target itself,
+//! and the band is one packet plus 5 ms of hysteresis wide, so one stretch
+//! cannot push the lag straight across to the other side. While speech is
+//! playing, a stretch is audible (a concealment frame inserted, two frames
+//! cross-faded), so the band widens to `[target - packet / 2, target + 2
+//! packets]` and most corrections wait for a pause (NetEQ likewise stretches
+//! freely in passive speech and only when it can do so cleanly in active
+//! speech). At the start of a talkspurt after DTX the lag is set to the
+//! target for free (see `JitterBuffer`).
+//! This is NetEQ's idea (a target level from the delay histogram, a band
+//! around it that decides between accelerate, normal and preemptive expand),
+//! with the band measured on the lag rather than on the packet count, which
+//! moves in 20 ms steps and reads 20 ms high when a packet is about to play.
 
 /// How one output frame was produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,10 +78,14 @@ pub(crate) enum Head {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct DecisionInput {
     pub head: Head,
-    /// Filtered buffer level in ms (see the module docs).
-    pub level_ms: f64,
-    /// Target delay in ms.
+    /// Filtered playout lag in ms (see the module docs).
+    pub lag_ms: f64,
+    /// Target lag in ms.
     pub target_ms: f64,
+    /// Duration of one packet in ms (what one stretch moves the lag by).
+    pub packet_ms: f64,
+    /// The last decoded frame was quiet (a stretch now is inaudible).
+    pub quiet: bool,
     /// The packet after the expected one is present with a contiguous timestamp.
     pub next_contiguous: bool,
     /// The last decoded packet was a DTX packet.
@@ -79,10 +98,19 @@ pub(crate) struct DecisionInput {
     pub last: Operation,
 }
 
-/// Accelerate when the filtered level exceeds the target by more than this.
-pub(crate) const ACCELERATE_ABOVE_MS: f64 = 35.0;
-/// Preemptively expand when the filtered level is below target plus this.
-pub(crate) const PREEMPTIVE_BELOW_MS: f64 = 5.0;
+/// While quiet, accelerate when the filtered lag exceeds the target by more
+/// than one packet plus this (hysteresis against timer noise).
+pub(crate) const ACCELERATE_HYSTERESIS_MS: f64 = 5.0;
+
+/// The band `[low, high]` the lag is kept in (see the module docs).
+pub(crate) fn band(input: &DecisionInput) -> (f64, f64) {
+    let (t, p) = (input.target_ms, input.packet_ms);
+    if input.quiet {
+        (t, t + p + ACCELERATE_HYSTERESIS_MS)
+    } else {
+        (t - p / 2.0, t + 2.0 * p)
+    }
+}
 
 /// The operation for the next frame.
 pub(crate) fn decide(input: &DecisionInput) -> Operation {
@@ -106,15 +134,10 @@ pub(crate) fn decide(input: &DecisionInput) -> Operation {
                 input.last,
                 Operation::Expand | Operation::ComfortNoise | Operation::Silence
             );
-            if input.level_ms > input.target_ms + ACCELERATE_ABOVE_MS
-                && input.next_contiguous
-                && !after_gap
-            {
+            let (low, high) = band(input);
+            if input.lag_ms > high && input.next_contiguous && !after_gap {
                 Operation::Accelerate
-            } else if input.level_ms < input.target_ms + PREEMPTIVE_BELOW_MS
-                && !after_gap
-                && !input.in_dtx
-            {
+            } else if input.lag_ms < low && !after_gap && (!input.in_dtx || input.quiet) {
                 Operation::PreemptiveExpand
             } else {
                 Operation::Normal
@@ -127,11 +150,13 @@ pub(crate) fn decide(input: &DecisionInput) -> Operation {
 mod tests {
     use super::*;
 
-    fn input(head: Head, level_ms: f64) -> DecisionInput {
+    fn input(head: Head, lag_ms: f64) -> DecisionInput {
         DecisionInput {
             head,
-            level_ms,
+            lag_ms,
             target_ms: 40.0,
+            packet_ms: 20.0,
+            quiet: true,
             next_contiguous: true,
             in_dtx: false,
             consecutive_expands: 0,
@@ -142,9 +167,20 @@ mod tests {
 
     #[test]
     fn table() {
-        assert_eq!(decide(&input(Head::Due, 60.0)), Operation::Normal);
-        assert_eq!(decide(&input(Head::Due, 80.0)), Operation::Accelerate);
-        assert_eq!(decide(&input(Head::Due, 44.0)), Operation::PreemptiveExpand);
+        // Target 40 ms, 20 ms packets, quiet: the lag is kept in [40, 65].
+        assert_eq!(decide(&input(Head::Due, 40.0)), Operation::Normal);
+        assert_eq!(decide(&input(Head::Due, 64.0)), Operation::Normal);
+        assert_eq!(decide(&input(Head::Due, 66.0)), Operation::Accelerate);
+        assert_eq!(decide(&input(Head::Due, 39.0)), Operation::PreemptiveExpand);
+        // During speech: [30, 80].
+        let speech = |lag| DecisionInput {
+            quiet: false,
+            ..input(Head::Due, lag)
+        };
+        assert_eq!(decide(&speech(31.0)), Operation::Normal);
+        assert_eq!(decide(&speech(79.0)), Operation::Normal);
+        assert_eq!(decide(&speech(81.0)), Operation::Accelerate);
+        assert_eq!(decide(&speech(29.0)), Operation::PreemptiveExpand);
         assert_eq!(
             decide(&input(Head::MissingNextPresent, 60.0)),
             Operation::FecRecover

@@ -17,9 +17,15 @@
 //! packets, and once the jitter stops the old mass decays by `f` per packet, so
 //! the quantile falls back within seconds.
 //!
-//! The target delay is the upper edge of the bucket holding the
-//! [`DelayConfig::quantile`] (0.95) of that histogram, plus
-//! [`DelayConfig::margin`], clamped to `[min_delay, max_delay]`.
+//! The target delay is the [`DelayConfig::quantile`] (0.95) of that
+//! histogram, interpolated linearly inside its bucket (1 ms buckets by
+//! default), plus [`DelayConfig::margin`], clamped to `[min_delay, max_delay]`.
+//! It is the *playout lag* the buffer should keep: how far the playout
+//! timeline runs behind the best-placed packet of the window
+//! ([`DelayEstimator::reference_transit_ms`]). A packet whose relative delay is
+//! at most the lag arrives in time; so a lag equal to the q95 has 95% of the
+//! packets in time, and the time a packet actually waits in the buffer is the
+//! lag minus its own relative delay.
 //!
 //! Timestamp gaps (DTX) move arrival and timestamp together, so they do not
 //! show up as delay.
@@ -30,6 +36,9 @@ use std::time::Duration;
 /// Largest number of entries in the sliding-minimum window (bounds memory when a
 /// caller passes a frozen clock).
 const MAX_WINDOW_ENTRIES: usize = 512;
+/// The histogram weights grow by `1 / f` per packet instead of every bucket
+/// shrinking by `f`; past this they are scaled back to 1 (O(1) per packet).
+const RESCALE_ABOVE: f64 = 1e100;
 
 /// Settings of the [`DelayEstimator`].
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +51,8 @@ pub struct DelayConfig {
     pub bucket_ms: f64,
     /// How far back the reference (minimum transit) is searched.
     pub window: Duration,
-    /// Added to the quantile to get the target.
+    /// Added to the quantile to get the target (default 0: the playout step
+    /// of one packet already leaves the lag 0-20 ms above the target).
     pub margin: Duration,
     /// Smallest target delay.
     pub min_delay: Duration,
@@ -55,10 +65,10 @@ impl Default for DelayConfig {
         DelayConfig {
             quantile: 0.95,
             forget_factor: 0.983,
-            bucket_ms: 5.0,
+            bucket_ms: 1.0,
             window: Duration::from_secs(2),
-            margin: Duration::from_millis(10),
-            min_delay: Duration::from_millis(20),
+            margin: Duration::ZERO,
+            min_delay: Duration::ZERO,
             max_delay: Duration::from_millis(500),
         }
     }
@@ -70,8 +80,15 @@ impl Default for DelayConfig {
 pub struct DelayEstimator {
     config: DelayConfig,
     buckets: Vec<f64>,
-    /// Total weight in `buckets` (`1 - f^n` after n packets).
+    /// Total weight in `buckets`.
     mass: f64,
+    /// Weight the next packet adds (grows by `1 / f` per packet, so older
+    /// packets weigh `f^age` relative to it; rescaled now and then).
+    weight: f64,
+    /// The quantile, recomputed on each update.
+    quantile_ms: f64,
+    /// The median, recomputed on each update.
+    median_ms: f64,
     /// (arrival, transit ms), transit increasing from front to back.
     window: VecDeque<(Duration, f64)>,
     last_relative_ms: f64,
@@ -82,11 +99,15 @@ impl DelayEstimator {
     /// [`JitterConfig::validate`](super::JitterConfig::validate)).
     pub fn new(config: DelayConfig) -> Self {
         let max_ms = config.max_delay.as_secs_f64() * 1000.0;
-        let n = ((max_ms / config.bucket_ms).ceil() as usize).clamp(1, 10_000) + 1;
+        // Buckets 0 ..= max / w, and one above for everything beyond.
+        let n = ((max_ms / config.bucket_ms).ceil() as usize).clamp(1, 10_000) + 2;
         DelayEstimator {
             config,
             buckets: vec![0.0; n],
             mass: 0.0,
+            weight: 1.0,
+            quantile_ms: 0.0,
+            median_ms: 0.0,
             window: VecDeque::new(),
             last_relative_ms: 0.0,
         }
@@ -113,14 +134,27 @@ impl DelayEstimator {
         let relative = (transit - min).max(0.0);
         self.last_relative_ms = relative;
 
-        let f = self.config.forget_factor;
-        for b in &mut self.buckets {
-            *b *= f;
-        }
+        // Bucket 0 holds exactly 0 (the best-placed packets), bucket i >= 1
+        // holds ((i - 1) w, i w].
         let last = self.buckets.len() - 1;
-        let idx = ((relative / self.config.bucket_ms) as usize).min(last);
-        self.buckets[idx] += 1.0 - f;
-        self.mass = self.mass * f + (1.0 - f);
+        // (1 ns of slack: float rounding of on-time arrivals is not delay.)
+        let idx = ((relative / self.config.bucket_ms - 1e-6).ceil().max(0.0) as usize).min(last);
+        self.weight /= self.config.forget_factor;
+        if self.weight > RESCALE_ABOVE {
+            let k = 1.0 / self.weight;
+            // Weights that have decayed to nothing become exactly 0 (no
+            // subnormal arithmetic later).
+            self.buckets
+                .iter_mut()
+                .for_each(|b| *b = if *b * k < 1e-200 { 0.0 } else { *b * k });
+            self.mass *= k;
+            self.weight = 1.0;
+        }
+        self.buckets[idx] += self.weight;
+        self.mass += self.weight;
+        let (median, quantile) = self.compute_quantiles(0.5, self.config.quantile);
+        self.median_ms = median;
+        self.quantile_ms = quantile;
         relative
     }
 
@@ -136,21 +170,53 @@ impl DelayEstimator {
         self.last_relative_ms
     }
 
-    /// The configured quantile of the relative delay, in ms (the upper edge of
-    /// its bucket); 0 before any packet.
+    /// Smallest transit time (`arrival - timestamp`, ms) of the packets of the
+    /// window: the arrival line of the best-placed packet, which relative
+    /// delays and the playout lag are measured from. `None` before any packet
+    /// of the current stream.
+    pub fn reference_transit_ms(&self) -> Option<f64> {
+        self.window.front().map(|(_, tr)| *tr)
+    }
+
+    /// The configured quantile of the relative delay, in ms (interpolated
+    /// inside its bucket); 0 before any packet.
     pub fn quantile_ms(&self) -> f64 {
+        self.quantile_ms
+    }
+
+    /// The median relative delay, in ms (interpolated); 0 before any packet.
+    pub fn median_ms(&self) -> f64 {
+        self.median_ms
+    }
+
+    /// Two quantiles `low <= high` of the histogram in one pass.
+    fn compute_quantiles(&self, low: f64, high: f64) -> (f64, f64) {
         if self.mass <= 0.0 {
-            return 0.0;
+            return (0.0, 0.0);
         }
-        let goal = self.config.quantile * self.mass;
+        let goals = [low * self.mass, high * self.mass];
+        let mut found = [None, None];
         let mut acc = 0.0;
         for (i, b) in self.buckets.iter().enumerate() {
-            acc += b;
-            if acc >= goal {
-                return (i + 1) as f64 * self.config.bucket_ms;
+            if *b > 0.0 {
+                for (goal, slot) in goals.iter().zip(found.iter_mut()) {
+                    if slot.is_none() && acc + b >= *goal {
+                        let within = ((goal - acc) / b).clamp(0.0, 1.0);
+                        *slot = Some(if i == 0 {
+                            0.0
+                        } else {
+                            (i as f64 - 1.0 + within) * self.config.bucket_ms
+                        });
+                    }
+                }
+                if found[1].is_some() {
+                    break;
+                }
             }
+            acc += b;
         }
-        self.buckets.len() as f64 * self.config.bucket_ms
+        let top = (self.buckets.len() - 1) as f64 * self.config.bucket_ms;
+        (found[0].unwrap_or(top), found[1].unwrap_or(top))
     }
 
     /// The target delay in ms: quantile + margin, clamped to
@@ -179,7 +245,27 @@ mod tests {
             let r = d.update(i * 960, ms(100.0 + i as f64 * 20.0));
             assert!(r < 1e-6);
         }
+        // No jitter, no margin, no minimum: nothing to wait for.
+        assert_eq!(d.target_ms(), 0.0);
+        let d = DelayEstimator::new(DelayConfig {
+            min_delay: Duration::from_millis(20),
+            ..DelayConfig::default()
+        });
         assert_eq!(d.target_ms(), 20.0);
+    }
+
+    #[test]
+    fn quantile_is_interpolated_within_its_bucket() {
+        let mut d = DelayEstimator::new(DelayConfig::default());
+        let mut rng = SplitMix64::new(11);
+        for i in 0..3000i64 {
+            d.update(i * 960, ms(i as f64 * 20.0 + rng.range_f64(0.0, 30.0)));
+        }
+        // q95 of U(0, 30) is 28.5; the forgetting histogram holds ~60 packets.
+        let q = d.quantile_ms();
+        assert!((25.0..=30.0).contains(&q), "{q}");
+        let reference = d.reference_transit_ms().expect("reference");
+        assert!(reference.abs() < 2.0, "best transit ~0: {reference}");
     }
 
     #[test]

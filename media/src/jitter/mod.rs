@@ -22,12 +22,15 @@
 //! - a [`DelayEstimator`]: relative arrival delay of every packet, a forgetting
 //!   histogram, and from its 95th percentile the target delay;
 //! - the decision logic (see [`Operation`]; the full rule table is in
-//!   `docs/audio-pipeline.md`): a filtered buffer level is kept between
-//!   target + 5 ms and target + 35 ms;
+//!   `docs/audio-pipeline.md`): the *playout lag* (how far playout runs behind
+//!   the arrival line of the best-placed recent packet, filtered) is kept
+//!   between the target and target + one packet + 5 ms while the audio is
+//!   quiet, in a wider band while speech plays (stretches are audible), and
+//!   set to the target at the start of a talkspurt after DTX;
 //! - concealment through the codec: [`FrameDecoder::decode_fec`] when the next
 //!   packet is there, [`FrameDecoder::conceal`] (PLC) when not;
 //! - time stretching: `Accelerate` cross-fades two frames into one,
-//!   `PreemptiveExpand` inserts a concealment frame; they keep the buffer level
+//!   `PreemptiveExpand` inserts a concealment frame; they keep the playout lag
 //!   near the target, which also absorbs sender clock drift;
 //! - [`JitterStats`].
 //!
@@ -108,6 +111,9 @@ const MAX_SEQ_JUMP: i64 = 3000;
 /// Most decisions per pull (a pull needs several only when packets decode to
 /// less than 20 ms).
 const MAX_STEPS_PER_PULL: usize = 8;
+/// A decoded frame whose mean absolute sample is below this (about -44 dBFS)
+/// is quiet: time stretching there is inaudible.
+const QUIET_MEAN_ABS: f64 = 200.0;
 /// Plausible packet durations, in 48 kHz ticks (2.5 ms to 120 ms).
 const MIN_PACKET_TICKS: i64 = 120;
 const MAX_PACKET_TICKS: i64 = 5760;
@@ -159,7 +165,7 @@ pub enum InsertOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JitterConfig {
     /// Target-delay estimation (quantile, forget factor, margin, min and max
-    /// target: 95%, 0.983, 10 ms, 20 ms, 500 ms by default).
+    /// target: 95%, 0.983, 0 ms, 0 ms, 500 ms by default).
     pub delay: DelayConfig,
     /// Most packets held; beyond it the oldest are dropped (default 50, 1 s of
     /// 20 ms packets).
@@ -167,9 +173,17 @@ pub struct JitterConfig {
     /// Most concealment frames in a row before switching to silence (default 10,
     /// 200 ms; Opus PLC has faded out by then).
     pub max_expands: u32,
-    /// Smoothing of the buffer level compared with the target: each pull,
-    /// `level = s * level + (1 - s) * measured` (default 0.9, ~200 ms).
+    /// Smoothing of the playout lag compared with the target: each pull,
+    /// `lag = s * lag + (1 - s) * measured` (default 0.9, ~200 ms); the known
+    /// jumps (a stretch, a packet played behind a concealment frame, the
+    /// start of a talkspurt) are taken at once.
     pub level_smoothing: f64,
+    /// For this many packets after a loss, the target is at least one packet
+    /// plus the median relative delay, so that the packet after a missing one
+    /// has usually arrived when the missing one is due and its in-band FEC
+    /// can rebuild it (default 500, 10 s; 0: never, FEC is then used only
+    /// when jitter already keeps the next packet waiting).
+    pub fec_hold_packets: u32,
 }
 
 impl Default for JitterConfig {
@@ -179,6 +193,7 @@ impl Default for JitterConfig {
             max_packets: 50,
             max_expands: 10,
             level_smoothing: 0.9,
+            fec_hold_packets: 500,
         }
     }
 }
@@ -239,11 +254,22 @@ pub struct JitterBuffer {
     playout: Option<Playout>,
     /// Decoded samples not yet handed out.
     sync: Vec<i16>,
+    /// Audio buffered ahead of playout at the last decision (ms, unfiltered).
     level_ms: f64,
+    /// Filtered playout lag (ms), `None` until measured for this stream.
+    lag_ms: Option<f64>,
     /// Duration of the last decoded packet, in 48 kHz ticks.
     packet_ticks: i64,
     in_dtx: bool,
     consecutive_expands: u32,
+    /// Packets played since the last loss (saturating; starts saturated).
+    since_loss: u32,
+    /// The last decoded frame was quiet (see [`QUIET_MEAN_ABS`]).
+    quiet: bool,
+    /// Ticks of the current underrun that a missing packet may still claim:
+    /// the first concealment frame of an underrun does not give up on the
+    /// packet it stood in for (its successor's FEC may still rebuild it).
+    held_ticks: i64,
     last_op: Operation,
     decoder_reset_pending: bool,
 }
@@ -268,9 +294,13 @@ impl JitterBuffer {
             playout: None,
             sync: Vec::with_capacity(2 * FRAME_SAMPLES),
             level_ms: 0.0,
+            lag_ms: None,
             packet_ticks: FRAME_SAMPLES as i64,
             in_dtx: false,
             consecutive_expands: 0,
+            since_loss: u32::MAX,
+            quiet: true,
+            held_ticks: 0,
             last_op: Operation::Silence,
             decoder_reset_pending: false,
         })
@@ -284,15 +314,37 @@ impl JitterBuffer {
     /// Statistics so far (gauges as of the last call).
     pub fn stats(&self) -> JitterStats {
         let mut s = self.stats;
-        s.target_delay_ms = self.delay.target_ms();
+        s.target_delay_ms = self.target_ms();
         s.buffer_level_ms = self.level_ms;
+        s.playout_lag_ms = self.lag_ms.unwrap_or(0.0);
         s.last_relative_delay_ms = self.delay.last_relative_ms();
         s
     }
 
     /// The current target delay.
     pub fn target_delay(&self) -> Duration {
-        Duration::from_secs_f64(self.delay.target_ms() / 1000.0)
+        Duration::from_secs_f64(self.target_ms() / 1000.0)
+    }
+
+    /// The target playout lag in ms: the delay estimator's target; while
+    /// packets are being lost (see [`JitterConfig::fec_hold_packets`]) at
+    /// least one packet plus the median relative delay, so that the packet
+    /// after a missing one has usually arrived when the missing one is due.
+    fn target_ms(&self) -> f64 {
+        let base = self.delay.target_ms();
+        if self.since_loss < self.config.fec_hold_packets {
+            let fec =
+                (self.packet_ms() + self.delay.median_ms()).min(ms(self.config.delay.max_delay));
+            base.max(fec)
+        } else {
+            base
+        }
+    }
+
+    /// A packet was found missing when its turn came.
+    fn note_loss(&mut self) {
+        self.stats.lost += 1;
+        self.since_loss = 0;
     }
 
     /// Number of packets waiting in the buffer.
@@ -427,8 +479,10 @@ impl JitterBuffer {
         self.sync.clear();
         self.delay.reset_reference();
         self.level_ms = 0.0;
+        self.lag_ms = None;
         self.in_dtx = false;
         self.consecutive_expands = 0;
+        self.held_ticks = 0;
         self.last_op = Operation::Silence;
     }
 
@@ -443,8 +497,17 @@ impl JitterBuffer {
             + (self.sync.len() / channels.max(1)) as f64 / TICKS_PER_MS
     }
 
-    /// Start playout once enough is buffered: the buffer holds the target
-    /// delay, or its oldest packet has waited that long.
+    /// How far the playout of timestamp `ts` at `now` runs behind the arrival
+    /// line of the best-placed packet of the delay window, in ms: packets whose
+    /// relative delay is at most this are in time.
+    fn lag_at(&self, now: Duration, ts: i64) -> Option<f64> {
+        let reference = self.delay.reference_transit_ms()?;
+        Some(ms(now) - ts as f64 / TICKS_PER_MS - reference)
+    }
+
+    /// Start playout once the first buffered packet is late enough behind the
+    /// arrival line that the target lag is reached, or the buffer already
+    /// holds more than the target.
     fn try_start(&mut self, now: Duration) {
         if self.playout.is_some() {
             return;
@@ -452,16 +515,30 @@ impl JitterBuffer {
         let Some((seq, pkt)) = self.buffer.first() else {
             return;
         };
-        let target = self.delay.target_ms();
+        let target = self.target_ms();
         let level = self.buffer.len() as f64 * self.packet_ms();
-        let waited = ms(now.saturating_sub(pkt.arrival));
-        if level >= target || waited + self.packet_ms() >= target {
+        let lag = self
+            .lag_at(now, pkt.ts)
+            .unwrap_or_else(|| ms(now.saturating_sub(pkt.arrival)));
+        if lag >= target || level > target + self.packet_ms() {
             self.playout = Some(Playout {
                 next_seq: seq,
                 play_ts: pkt.ts,
             });
             self.level_ms = level;
+            self.lag_ms = Some(lag);
         }
+    }
+
+    /// Update the filtered playout lag with a measurement.
+    fn filter_lag(&mut self, measured: f64) -> f64 {
+        let s = self.config.level_smoothing;
+        let lag = match self.lag_ms {
+            Some(old) => s * old + (1.0 - s) * measured,
+            None => measured,
+        };
+        self.lag_ms = Some(lag);
+        lag
     }
 
     /// Make one decision and carry it out, appending its samples to `sync`.
@@ -478,12 +555,31 @@ impl JitterBuffer {
             return Operation::Silence;
         };
         let head = self.classify_head(now, &mut playout);
+        // The timestamp the head stands for (for a missing packet, the one it
+        // would have had), and the lag measured on it.
+        let head_ts = match head {
+            Head::Due => self.buffer.get(playout.next_seq).map(|p| p.ts),
+            Head::MissingNextPresent => self
+                .buffer
+                .get(playout.next_seq + 1)
+                .map(|p| p.ts.saturating_sub(self.packet_ticks)),
+            _ => None,
+        }
+        .unwrap_or(playout.play_ts);
+        let mut lag = self.lag_ms.unwrap_or(0.0);
         if matches!(
             head,
             Head::Due | Head::MissingNextPresent | Head::MissingLaterPresent
         ) {
-            let s = self.config.level_smoothing;
-            self.level_ms = s * self.level_ms + (1.0 - s) * self.measured_level_ms(channels);
+            self.level_ms = self.measured_level_ms(channels);
+            if head_ts < playout.play_ts {
+                // Played behind the timeline (after an underrun frame): the
+                // lag grew by what was concealed, all at once.
+                self.shift_lag((playout.play_ts - head_ts) as f64 / TICKS_PER_MS);
+            }
+            if let Some(measured) = self.lag_at(now, head_ts) {
+                lag = self.filter_lag(measured);
+            }
         }
         let next_contiguous = match (
             self.buffer.get(playout.next_seq),
@@ -494,8 +590,10 @@ impl JitterBuffer {
         };
         let op = decide(&DecisionInput {
             head,
-            level_ms: self.level_ms,
-            target_ms: self.delay.target_ms(),
+            lag_ms: lag,
+            target_ms: self.target_ms(),
+            packet_ms: self.packet_ms(),
+            quiet: self.quiet,
             next_contiguous,
             in_dtx: self.in_dtx,
             consecutive_expands: self.consecutive_expands,
@@ -514,7 +612,7 @@ impl JitterBuffer {
             }
             Operation::PreemptiveExpand => {
                 self.conceal(decoder, frame_len);
-                self.level_ms += self.packet_ms();
+                self.shift_lag(self.packet_ms());
             }
             Operation::FecRecover => {
                 let pcm = match self.buffer.get(playout.next_seq + 1) {
@@ -527,24 +625,28 @@ impl JitterBuffer {
                 });
                 let ticks = (pcm.len() / channels.max(1)) as i64;
                 self.sync.extend_from_slice(&pcm);
-                self.stats.lost += 1;
+                self.note_loss();
+                self.held_ticks = 0;
                 playout.next_seq += 1;
+                // From the rebuilt packet's own timestamp: after an underrun
+                // frame the timeline had already moved past it.
                 playout.play_ts =
-                    playout
-                        .play_ts
-                        .saturating_add(if ticks > 0 { ticks } else { frame_ticks });
+                    head_ts.saturating_add(if ticks > 0 { ticks } else { frame_ticks });
                 self.consecutive_expands = 0;
                 self.in_dtx = false;
             }
             Operation::Expand | Operation::ComfortNoise | Operation::Silence => {
                 if op == Operation::Expand {
+                    if head == Head::Empty && self.consecutive_expands == 0 {
+                        self.held_ticks = frame_ticks;
+                    }
                     self.conceal(decoder, frame_len);
                     self.consecutive_expands = self.consecutive_expands.saturating_add(1);
                 } else {
                     self.sync.resize(self.sync.len() + frame_len, 0);
                 }
                 if head == Head::MissingLaterPresent {
-                    self.stats.lost += 1;
+                    self.note_loss();
                     playout.next_seq += 1;
                 }
                 playout.play_ts = playout.play_ts.saturating_add(frame_ticks);
@@ -570,14 +672,29 @@ impl JitterBuffer {
             }
             let gap = seq - playout.next_seq;
             let expected = pkt.ts.saturating_sub(gap.saturating_mul(self.packet_ticks));
-            if gap > 0 && expected.saturating_add(self.packet_ticks) <= playout.play_ts {
+            // An underrun frame is given back to the missing packet only if
+            // the packet after it is here to rebuild it from FEC.
+            let held = if gap == 1 { self.held_ticks } else { 0 };
+            let filled_up_to = playout.play_ts.saturating_sub(held);
+            if gap > 0 && expected.saturating_add(self.packet_ticks) <= filled_up_to {
                 // The missing packet's time has been filled by concealment.
-                self.stats.lost += 1;
+                self.note_loss();
                 playout.next_seq += 1;
                 continue;
             }
-            if expected > playout.play_ts.saturating_add(self.packet_ticks / 2) {
-                if ms(now.saturating_sub(pkt.arrival)) <= max_wait_ms {
+            let waited_ms = ms(now.saturating_sub(pkt.arrival));
+            if gap == 0 && self.in_dtx && self.last_op == Operation::ComfortNoise {
+                // A talkspurt starts after DTX: start it at the target lag,
+                // whatever the lag before the pause (a free re-target: the
+                // gap of silence is just longer or shorter).
+                let lag = self.lag_at(now, pkt.ts).unwrap_or(0.0);
+                if lag < self.target_ms() && waited_ms <= max_wait_ms {
+                    return Head::Early;
+                }
+                playout.play_ts = expected;
+                self.lag_ms = Some(lag);
+            } else if expected > playout.play_ts.saturating_add(self.packet_ticks / 2) {
+                if waited_ms <= max_wait_ms {
                     return Head::Early;
                 }
                 // Far ahead of a timeline that has fallen behind: jump to it.
@@ -588,6 +705,13 @@ impl JitterBuffer {
                 1 => Head::MissingNextPresent,
                 _ => Head::MissingLaterPresent,
             };
+        }
+    }
+
+    /// A stretch moved playout by `delta_ms`: the lag moves with it at once.
+    fn shift_lag(&mut self, delta_ms: f64) {
+        if let Some(lag) = self.lag_ms.as_mut() {
+            *lag += delta_ms;
         }
     }
 
@@ -623,6 +747,10 @@ impl JitterBuffer {
             }
         };
         self.in_dtx = decoder.is_dtx(&pkt.payload);
+        // Integer sum: vectorises, and 120 ms of i16 cannot overflow a u64.
+        let sum_abs: u64 = pcm.iter().map(|x| u64::from(x.unsigned_abs())).sum();
+        let mean_abs = sum_abs as f64 / pcm.len().max(1) as f64;
+        self.quiet = mean_abs < QUIET_MEAN_ABS;
         let ticks = (pcm.len() / channels.max(1)) as i64;
         if ticks > 0 {
             self.packet_ticks = ticks.clamp(MIN_PACKET_TICKS, MAX_PACKET_TICKS);
@@ -630,6 +758,8 @@ impl JitterBuffer {
         playout.next_seq += 1;
         playout.play_ts = pkt.ts.saturating_add(self.packet_ticks);
         self.buffer.mark_played(seq);
+        self.held_ticks = 0;
+        self.since_loss = self.since_loss.saturating_add(1);
         let waited = ms(now.saturating_sub(pkt.arrival));
         self.stats.current_delay_ms = waited;
         self.stats.total_delay_ms += waited;
@@ -667,7 +797,7 @@ impl JitterBuffer {
         match self.take_and_decode(now, playout, decoder, channels) {
             Some((b, _)) if !a.is_empty() && a.len() == b.len() => {
                 stretch::crossfade_into(&a, &b, channels, &mut self.sync);
-                self.level_ms -= self.packet_ms();
+                self.shift_lag(-self.packet_ms());
             }
             Some((b, _)) => {
                 self.sync.extend_from_slice(&a);

@@ -58,8 +58,14 @@ pub struct JitterStats {
     pub delayed_packets: u64,
     /// Current target delay, ms (WebRTC `jitterBufferTargetDelay`).
     pub target_delay_ms: f64,
-    /// Filtered buffer level, ms (audio buffered ahead of the playout point).
+    /// Audio buffered ahead of the playout point at the last decision, ms
+    /// (the packet about to be played included).
     pub buffer_level_ms: f64,
+    /// Filtered playout lag, ms: how far playout runs behind the arrival line
+    /// of the best-placed packet of the last 2 s. The buffer keeps it between
+    /// the target and the target plus one packet (and 5 ms); a packet waits
+    /// this lag minus its own relative arrival delay.
+    pub playout_lag_ms: f64,
     /// Relative arrival delay of the last packet, ms.
     pub last_relative_delay_ms: f64,
 }

@@ -20,10 +20,12 @@ enum Call {
     Reset,
 }
 
-/// Outputs frames filled with the tag of what it decoded; logs every call.
+/// Outputs quiet frames (filled with the tag of what it decoded, modulo 128),
+/// or loud ones (speech is playing) when `loud`; logs every call.
 #[derive(Debug, Default)]
 struct FakeDecoder {
     log: Vec<Call>,
+    loud: bool,
 }
 
 fn tag(payload: &[u8]) -> Option<u16> {
@@ -38,7 +40,8 @@ impl FrameDecoder for FakeDecoder {
         match tag(payload) {
             Some(t) => {
                 self.log.push(Call::Decode(t));
-                Ok(vec![t as i16; FRAME_SAMPLES])
+                let level = if self.loud { 10_000 } else { 0 };
+                Ok(vec![level + (t % 128) as i16; FRAME_SAMPLES])
             }
             None => {
                 self.log.push(Call::DecodeDtx);
@@ -174,9 +177,11 @@ fn clean_stream_plays_in_order() {
     let s = sim.jb.stats();
     assert_eq!((s.lost, s.late, s.duplicates), (0, 0, 0));
     assert_eq!(s.fec_recovered_frames, 0);
-    assert!(s.preemptive_expanded_frames <= 2, "{s:?}");
-    assert_eq!(s.target_delay_ms, 20.0);
-    assert!(s.mean_delay_ms() <= 40.0, "{s:?}");
+    assert_eq!(s.preemptive_expanded_frames, 0, "{s:?}");
+    // No jitter: nothing to wait for; each packet waits only for the next
+    // pull (arrivals at 5 ms past, pulls at 10 ms past each 20 ms).
+    assert_eq!(s.target_delay_ms, 0.0);
+    assert!((s.mean_delay_ms() - 5.0).abs() < 1e-6, "{s:?}");
     assert_eq!(s.frames_out, ops.len() as u64);
     assert_eq!(s.concealed_frames, 0);
 }
@@ -229,19 +234,61 @@ fn single_loss_is_recovered_from_fec() {
     let s = sim.jb.stats();
     assert_eq!(s.lost, 1);
     assert_eq!(s.fec_recovered_frames, 1);
-    assert_eq!(s.concealed_frames, 0);
     let decoded = sim.dec.decoded();
     let want: Vec<u16> = (0..60).filter(|i| *i != 30).collect();
     assert_eq!(decoded, want);
-    // FEC from packet 31, then 31 itself.
+    // The playout lag is 5 ms, so when 30 is due, 31 has not arrived: one
+    // concealment frame stands in (nothing is given up), then 30 is rebuilt
+    // from 31's FEC, then 31 itself.
     let at = sim
         .dec
         .log
         .iter()
         .position(|c| *c == Call::Fec(31))
         .expect("fec");
-    assert_eq!(sim.dec.log[at - 1], Call::Decode(29));
-    assert_eq!(sim.dec.log[at + 1], Call::Decode(31));
+    assert_eq!(
+        &sim.dec.log[at - 2..at + 2],
+        &[
+            Call::Decode(29),
+            Call::Conceal,
+            Call::Fec(31),
+            Call::Decode(31)
+        ]
+    );
+    assert_eq!(s.concealed_frames, 1);
+}
+
+#[test]
+fn after_a_loss_the_target_waits_for_fec() {
+    // Losses at 30 and 45: after the first, the target holds one packet more
+    // so that the next packet is there in time for FEC.
+    let mut sim = Sim::new(stream(80, 0, 0, 5.0, |i| i == 30 || i == 45), ms(10.0));
+    sim.drain();
+    let s = sim.jb.stats();
+    assert_eq!((s.lost, s.fec_recovered_frames), (2, 2), "{s:?}");
+    assert_eq!(s.concealed_frames, 1, "only before the first FEC: {s:?}");
+    assert_eq!(s.target_delay_ms, 20.0);
+    let at = sim
+        .dec
+        .log
+        .iter()
+        .position(|c| *c == Call::Fec(46))
+        .expect("fec");
+    assert_eq!(
+        &sim.dec.log[at - 1..at + 2],
+        &[Call::Decode(44), Call::Fec(46), Call::Decode(46)]
+    );
+    // Without a loss for `fec_hold_packets`, the hold is released.
+    let config = JitterConfig {
+        fec_hold_packets: 10,
+        ..JitterConfig::default()
+    };
+    sim.jb = JitterBuffer::new(config).expect("config");
+    sim.arrivals = stream(80, 0, 0, 5.0, |i| i == 30);
+    sim.next = 0;
+    sim.now = ms(10.0);
+    sim.drain();
+    assert_eq!(sim.jb.stats().target_delay_ms, 0.0);
 }
 
 #[test]
@@ -251,7 +298,10 @@ fn burst_loss_conceals_then_uses_fec() {
     let s = sim.jb.stats();
     assert_eq!(s.lost, 2);
     assert_eq!(s.fec_recovered_frames, 1, "31 rebuilt from 32");
-    assert_eq!(s.concealed_frames, 1, "30 concealed");
+    // 30 is concealed; with a playout lag of 5 ms, 32 arrives one pull after
+    // 31 was due, so one more concealment frame waits for it (the lag grows
+    // by one packet) and 31 is rebuilt from its FEC rather than concealed.
+    assert_eq!(s.concealed_frames, 2, "{s:?}");
     let at = sim
         .dec
         .log
@@ -259,8 +309,13 @@ fn burst_loss_conceals_then_uses_fec() {
         .position(|c| *c == Call::Decode(29))
         .expect("29");
     assert_eq!(
-        &sim.dec.log[at + 1..at + 4],
-        &[Call::Conceal, Call::Fec(32), Call::Decode(32)]
+        &sim.dec.log[at + 1..at + 5],
+        &[
+            Call::Conceal,
+            Call::Conceal,
+            Call::Fec(32),
+            Call::Decode(32)
+        ]
     );
 }
 
@@ -348,8 +403,8 @@ fn dtx_gap_is_comfort_noise_not_loss() {
     // Speech after the gap plays in order, with the delay it had before.
     let after: Vec<u16> = sim.dec.decoded()[50..].to_vec();
     assert_in_order(&after, 51, 50);
-    assert!(s.current_delay_ms <= 40.0, "{s:?}");
-    assert_eq!(s.target_delay_ms, 20.0);
+    assert!(s.current_delay_ms <= 20.0, "{s:?}");
+    assert_eq!(s.target_delay_ms, 0.0);
     assert!(ops[60..140].iter().all(|o| *o == Operation::ComfortNoise));
 }
 
@@ -468,12 +523,14 @@ fn fast_sender_drift_is_absorbed_by_accelerate() {
 fn slow_sender_drift_is_absorbed_by_preemptive_expand() {
     let (s, max_delay, max_buffered) = drift_run(20.1);
     eprintln!("slow: max delay {max_delay:.1} ms, max buffered {max_buffered}, {s:?}");
-    // 150 frames missing over 10 minutes: inserted, mostly before running dry.
+    // 150 frames missing over 10 minutes, each inserted as one concealment
+    // frame: preemptively, or when the buffer runs dry at the lower edge of
+    // the band (the target is the q95, so a few packets can be just late);
+    // either way nothing is lost or skipped.
     assert!(
-        s.preemptive_expanded_frames + s.concealed_frames >= 140,
+        (140..=160).contains(&(s.preemptive_expanded_frames + s.concealed_frames)),
         "{s:?}"
     );
-    assert!(s.concealed_frames <= 30, "{s:?}");
     assert!(max_delay < 100.0, "max delay {max_delay} ms");
     assert!(max_buffered <= 5, "{max_buffered}");
     assert_eq!(s.lost, 0);
@@ -509,11 +566,13 @@ fn target_follows_jitter_up_and_back_down() {
         }
     }
     let during = target_at[1499];
-    assert!(during >= 60.0, "target under 60 ms jitter: {during}");
+    // q95 of U(0, 60) is 57 ms (the forgetting histogram wobbles around it).
+    assert!(during >= 50.0, "target under 60 ms jitter: {during}");
     let s = sim.jb.stats();
     let jittery_mean = delay_sum / f64::from(delay_n);
+    // A packet waits the lag minus its own relative delay (mean 30 ms here).
     assert!(
-        jittery_mean >= 40.0,
+        (20.0..=57.0 + 20.0).contains(&jittery_mean),
         "delay follows the target: {jittery_mean}"
     );
     // Back down within 30 s of the jitter stopping (pull 1500 + 1500).
@@ -533,6 +592,185 @@ fn target_follows_jitter_up_and_back_down() {
     // And the actual delay followed it.
     assert!(s.current_delay_ms < 50.0, "{s:?}");
     assert!(s.accelerated_frames > 0);
+}
+
+/// Mean delay (arrival to playout) of the packets played during pulls
+/// `from..to` of a run where packet `i` arrives at `i * 20 + offset +
+/// jitter(i)` ms and pulls come every 20 ms from 10 ms.
+struct DelayWindow {
+    sim: Sim,
+}
+
+impl DelayWindow {
+    fn new(n: usize, offset: f64, mut jitter: impl FnMut(usize) -> f64) -> DelayWindow {
+        let arrivals = (0..n)
+            .map(|i| {
+                let t = i as f64 * 20.0 + offset + jitter(i);
+                (ms(t), pkt(i as u16, i as u32 * 960, 1))
+            })
+            .collect();
+        DelayWindow {
+            sim: Sim::new(arrivals, ms(10.0)),
+        }
+    }
+
+    /// Pull `pulls` times; the mean delay of the packets played meanwhile.
+    fn mean_delay(&mut self, pulls: usize) -> f64 {
+        let before = self.sim.jb.stats();
+        for _ in 0..pulls {
+            self.sim.pull();
+        }
+        let after = self.sim.jb.stats();
+        let n = after.delayed_packets - before.delayed_packets;
+        (after.total_delay_ms - before.total_delay_ms) / n.max(1) as f64
+    }
+}
+
+#[test]
+fn zero_jitter_delay_stays_within_one_pull() {
+    // The goal: delay <= p95 jitter + 20 ms, i.e. <= 20 ms with no jitter,
+    // whatever the phase of the arrivals against the pulls.
+    let mut sum = 0.0;
+    let offsets: Vec<f64> = (0..40).map(|k| f64::from(k) * 0.5 + 0.25).collect();
+    for offset in &offsets {
+        let mut w = DelayWindow::new(500, *offset, |_| 0.0);
+        let mean = w.mean_delay(490);
+        let s = w.sim.jb.stats();
+        assert!(mean <= 20.0, "offset {offset}: mean delay {mean} ms");
+        assert_eq!(s.concealed_frames, 0, "offset {offset}: {s:?}");
+        assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
+        sum += mean;
+    }
+    let mean = sum / offsets.len() as f64;
+    eprintln!("zero jitter: mean delay over phases {mean:.2} ms");
+    // Only the wait for the next pull: 10 ms on average over the phases.
+    assert!((mean - 10.0).abs() < 1.0, "{mean}");
+}
+
+#[test]
+fn uniform_jitter_delay_settles_within_p95_plus_20_and_comes_back_down() {
+    for (j, seed) in [(20.0, 1u64), (30.0, 2), (50.0, 3)] {
+        let p95 = 0.95 * j;
+        let mut rng = SplitMix64::new(seed);
+        // 60 s of uniform [0, j] jitter, then 30 s of none.
+        let mut w = DelayWindow::new(4500, 5.0, |i| {
+            if i < 3000 {
+                rng.range_f64(0.0, j)
+            } else {
+                0.0
+            }
+        });
+        w.mean_delay(500); // settling
+        let jittery = w.mean_delay(2500);
+        let during = w.sim.jb.stats();
+        let settled = {
+            w.mean_delay(1000); // the jitter stops; the histogram forgets it
+            w.mean_delay(500)
+        };
+        let s = w.sim.jb.stats();
+        eprintln!(
+            "U[0,{j}]: delay {jittery:.1} ms (goal <= {:.1}), then {settled:.1} ms; {during:?}",
+            p95 + 20.0
+        );
+        assert!(jittery <= p95 + 20.0, "U[0,{j}]: {jittery} ms");
+        // Late packets (played behind a concealment frame or rebuilt) stay rare.
+        let bad = during.concealed_frames + during.late;
+        assert!(
+            bad <= 60,
+            "U[0,{j}]: {bad} of 3000 late or concealed; {during:?}"
+        );
+        assert!(
+            settled <= 20.0,
+            "U[0,{j}]: back down to {settled} ms; {s:?}"
+        );
+        assert_eq!(s.lost, during.lost, "nothing lost after the jitter");
+    }
+}
+
+#[test]
+fn stretching_waits_for_a_quiet_frame() {
+    // 20 s of uniform [0, 30] ms jitter, then none: the target falls from
+    // ~28 ms to 0, but while speech is playing the lag may stay up to two
+    // packets above the target; once the frames are quiet it comes down.
+    let mut rng = SplitMix64::new(8);
+    let mut w = DelayWindow::new(3000, 5.0, |i| {
+        if i < 1000 {
+            rng.range_f64(0.0, 30.0)
+        } else {
+            0.0
+        }
+    });
+    w.sim.dec.loud = true;
+    w.mean_delay(1000);
+    let before = w.sim.jb.stats();
+    let loud = w.mean_delay(1000);
+    let during = w.sim.jb.stats();
+    assert_eq!(during.target_delay_ms, 0.0);
+    assert!(
+        during.accelerated_frames - before.accelerated_frames <= 1,
+        "{during:?}"
+    );
+    w.sim.dec.loud = false;
+    w.mean_delay(100);
+    let quiet = w.mean_delay(500);
+    let s = w.sim.jb.stats();
+    eprintln!("speech {loud:.1} ms, then quiet {quiet:.1} ms; {s:?}");
+    assert!(loud <= 40.0, "{loud}");
+    assert!(quiet < 20.0, "{quiet}");
+}
+
+#[test]
+fn talkspurt_after_dtx_starts_at_the_target() {
+    // 100 packets with 0..40 ms jitter (target ~38 ms), a DTX packet, a 2 s
+    // pause, then 100 packets with no jitter. The histogram forgets the
+    // jitter only as packets come, so the second talkspurt starts at a lag
+    // near the old target and no stretch is needed; all comes out in order.
+    let mut rng = SplitMix64::new(4);
+    let mut arrivals = Vec::new();
+    let mut seq = 0u16;
+    for i in 0..301u32 {
+        if (101..200).contains(&i) {
+            continue;
+        }
+        let j = if i <= 100 {
+            rng.range_f64(0.0, 40.0)
+        } else {
+            0.0
+        };
+        let mut p = pkt(seq, i * 960, 1);
+        if i == 100 {
+            p.payload = vec![0xf8];
+        }
+        arrivals.push((ms(f64::from(i) * 20.0 + 5.0 + j), p));
+        seq += 1;
+    }
+    let mut sim = Sim::new(arrivals, ms(10.0));
+    sim.dec.loud = true;
+    sim.drain();
+    let s = sim.jb.stats();
+    eprintln!("talkspurt: {s:?}");
+    assert_eq!((s.lost, s.late), (0, 0), "{s:?}");
+    assert_in_order(&sim.dec.decoded()[..100], 0, 100);
+    assert_in_order(&sim.dec.decoded()[100..], 101, 101);
+    // The pause absorbed the change of lag: no stretching after it.
+    let dtx = sim.dec.log.iter().position(|c| *c == Call::DecodeDtx);
+    let after = &sim.dec.log[dtx.expect("dtx")..];
+    assert!(!after.contains(&Call::Conceal), "{after:?}");
+    assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
+}
+
+#[test]
+fn loss_without_jitter_holds_one_packet_for_fec() {
+    // 5% random loss, no jitter: the target holds the next packet so that
+    // FEC rebuilds single losses; the delay is then one packet more.
+    let mut rng = SplitMix64::new(5);
+    let lost: Vec<bool> = (0..3000).map(|_| rng.next_f64() < 0.05).collect();
+    let mut sim = Sim::new(stream(3000, 0, 0, 5.0, |i| lost[i]), ms(10.0));
+    sim.drain();
+    let s = sim.jb.stats();
+    eprintln!("loss 5%: {s:?} mean delay {:.1}", s.mean_delay_ms());
+    assert!(s.fec_recovered_frames * 10 >= s.lost * 8, "{s:?}");
+    assert!(s.mean_delay_ms() <= 20.0 + 20.0 + 1.0, "{s:?}");
 }
 
 #[test]
@@ -588,7 +826,7 @@ fn random_input_never_panics() {
     }
     let s = jb.stats();
     assert_eq!(s.frames_out, 10_000);
-    assert!(s.target_delay_ms >= 20.0 && s.target_delay_ms <= 500.0);
+    assert!(s.target_delay_ms >= 0.0 && s.target_delay_ms <= 520.0);
 }
 
 #[test]
