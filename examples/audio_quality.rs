@@ -6,7 +6,12 @@
 //! cargo run --release --example audio_quality -- --input speech.wav --condition loss5
 //! cargo run --release --example audio_quality -- --input speech.wav --json aq.json --out-dir aq
 //! python3 scripts/score_pesq.py aq.json                                            # PESQ-WB per condition
+//! cargo run --release --example audio_quality -- --simulated --input speech.wav    # simulated clock
 //! ```
+//!
+//! `--simulated` runs the same encoder, impairment model and receiver (jitter
+//! buffer, Opus decoder) on a simulated clock instead of a real call: no
+//! server, no sockets, deterministic and independent of the machine's load.
 //!
 //! For each condition a fresh in-process huddle server starts on 127.0.0.1
 //! with a huddle-netem relay in front of its media port (the address the SFU
@@ -29,7 +34,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use huddle::{Call, CallEvent, ChannelSink, Playout};
-use huddle_media::jitter::JitterStats;
+use huddle_media::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpAudioPacket};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::source::AudioSource;
 use huddle_media::wav::{WavSink, WavSource};
@@ -82,6 +87,16 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long, value_name = "FILE.json")]
     json: Option<PathBuf>,
+    /// The receiver's `JitterConfig::fec_hold_packets` (0: never hold a
+    /// packet for FEC; the lowest delay).
+    #[arg(long, value_name = "N")]
+    fec_hold_packets: Option<u32>,
+    /// Instead of a real call, run the same encoder, impairment model
+    /// (huddle-netem's `Model`, same seed) and receiver (jitter buffer, Opus
+    /// decoder) on a simulated clock: no server, no sockets, no real time, so
+    /// the figures do not depend on how busy the machine is.
+    #[arg(long)]
+    simulated: bool,
 }
 
 /// One network condition: the impairment toward the receiver.
@@ -220,6 +235,10 @@ async fn main() -> anyhow::Result<()> {
     };
     write_wav(&codec_only, &codec_round_trip(&speech, &encoder)?)?;
 
+    let mut jitter = JitterConfig::default();
+    if let Some(n) = args.fec_hold_packets {
+        jitter.fec_hold_packets = n;
+    }
     let mut rows = Vec::new();
     for name in names {
         let mut cond = condition(name);
@@ -229,7 +248,10 @@ async fn main() -> anyhow::Result<()> {
         // same way, so a retry takes the next seed (recorded in the JSON).
         let mut attempt = 0;
         let m = loop {
-            match run_condition(&cond, speech.clone(), &encoder).await {
+            if args.simulated {
+                break simulate_condition(&cond, &speech, &encoder, &jitter)?;
+            }
+            match run_condition(&cond, speech.clone(), &encoder, &jitter).await {
                 Ok(m) => break m,
                 Err(e) if attempt < 2 => {
                     attempt += 1;
@@ -266,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
             "output_seconds": trimmed.len() as f64 / f64::from(SAMPLE_RATE),
             "jb_mean_delay_ms": mean,
             "jb_target_delay_ms": m.jb.target_delay_ms,
+            "jb_playout_lag_ms": m.jb.playout_lag_ms,
             "delay_over_p95_ms": mean - p95,
             "delay_goal_met": mean <= p95 + 20.0,
             "jb": {
@@ -291,6 +314,8 @@ async fn main() -> anyhow::Result<()> {
             "codec_only": codec_only,
             "sample_rate": SAMPLE_RATE,
             "opus_bitrate_bps": args.bitrate_bps,
+            "fec_hold_packets": jitter.fec_hold_packets,
+            "simulated": args.simulated,
             "conditions": rows,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
@@ -334,11 +359,73 @@ fn codec_round_trip(speech: &[Vec<i16>], config: &EncoderConfig) -> anyhow::Resu
     Ok(out)
 }
 
+/// Network delay of the simulated path besides the impairment (loopback).
+const SIMULATED_BASE_DELAY: Duration = Duration::from_millis(1);
+/// Phase of the simulated 20 ms playout clock against the sender's: the
+/// middle of the range, so the wait for the next pull is the average one.
+const SIMULATED_PULL_PHASE: Duration = Duration::from_millis(10);
+
+/// The path of one condition on a simulated clock: alice's frames (1 s of
+/// silence, the file, 0.5 s of silence) are Opus-encoded every 20 ms, given
+/// their fates by the impairment model, and pulled from bob's jitter buffer
+/// every 20 ms into the Opus decoder, as `huddle::Playout` does.
+fn simulate_condition(
+    cond: &Condition,
+    speech: &[Vec<i16>],
+    encoder: &EncoderConfig,
+    jitter: &JitterConfig,
+) -> anyhow::Result<Measured> {
+    let silence = vec![0i16; FRAME_SAMPLES];
+    let frames: Vec<&[i16]> = std::iter::repeat_n(silence.as_slice(), SETTLE_FRAMES)
+        .chain(speech.iter().map(Vec::as_slice))
+        .chain(std::iter::repeat_n(silence.as_slice(), TAIL_FRAMES))
+        .collect();
+    let mut enc = OpusEncoder::new(encoder.clone())?;
+    let mut model = huddle_netem::Model::new(cond.impairment.clone());
+    let mut arrivals = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let payload = enc.encode(frame)?;
+        let sent = Duration::from_millis(20 * i as u64);
+        for at in model.fate(sent) {
+            let packet = RtpAudioPacket {
+                seq: i as u16,
+                timestamp: (i as u32).wrapping_mul(FRAME_SAMPLES as u32),
+                ssrc: 1,
+                payload: payload.clone(),
+                marker: i == 0,
+            };
+            arrivals.push((at + SIMULATED_BASE_DELAY, packet));
+        }
+    }
+    arrivals.sort_by_key(|(at, _)| *at);
+    let mut jb = JitterBuffer::new(jitter.clone())?;
+    let mut dec = OpusDecoder::new(Channels::Mono)?;
+    let mut heard = Vec::with_capacity((frames.len() + 20) * FRAME_SAMPLES);
+    let mut next = 0;
+    for k in 0..frames.len() as u64 + 20 {
+        let now = Duration::from_millis(20 * k) + SIMULATED_PULL_PHASE;
+        while next < arrivals.len() && arrivals[next].0 <= now {
+            let (at, packet) = arrivals[next].clone();
+            jb.insert(packet, at);
+            next += 1;
+        }
+        heard.extend(jb.pull(now, &mut dec));
+    }
+    let counters = model.counters();
+    Ok(Measured {
+        heard,
+        jb: jb.stats(),
+        relay_offered: counters.offered,
+        relay_lost: counters.lost,
+    })
+}
+
 /// One call through a fresh server and relay with `cond` toward bob.
 async fn run_condition(
     cond: &Condition,
     speech: Arc<Vec<Vec<i16>>>,
     encoder: &EncoderConfig,
+    jitter: &JitterConfig,
 ) -> anyhow::Result<Measured> {
     let media_port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -374,7 +461,7 @@ async fn run_condition(
 
         // Large enough never to drop a frame of a long file.
         let (frames_tx, mut frames_rx) = tokio::sync::mpsc::channel(100_000);
-        let playout = Playout::start(Box::new(ChannelSink(frames_tx)));
+        let playout = Playout::start_with_config(Box::new(ChannelSink(frames_tx)), jitter.clone());
         let recorder = tokio::spawn(async move {
             let mut pcm = Vec::new();
             while let Some(f) = frames_rx.recv().await {
@@ -468,7 +555,7 @@ fn markdown(rows: &[serde_json::Value]) -> String {
     for r in rows {
         let jb = &r["jb"];
         s += &format!(
-            "| {} | {} / {} | {:.1} | {:.1} | {:.0} | {:+.1} | {} | {} | {} | {} |\n",
+            "| {} | {} / {} | {:.1} | {:.1} | {:.1} | {:+.1} | {} | {} | {} | {} |\n",
             r["name"].as_str().unwrap_or("?"),
             r["relay_lost"],
             r["relay_offered"],

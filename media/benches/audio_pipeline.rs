@@ -1,8 +1,9 @@
 //! Criterion benches for the receive side: the jitter buffer per 20 ms frame
-//! (insert one packet + pull one frame, fake decoder and real Opus), and the
-//! mixer with 4 speakers.
+//! (insert one packet + pull one frame, fake decoder and real Opus), the
+//! mixer with 4 speakers, and the whole receive path for N remote streams
+//! (CPU per received stream).
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use huddle_media::jitter::{FrameDecoder, JitterBuffer, JitterConfig, RtpAudioPacket};
 use huddle_media::mixer::{Mixer, ParticipantId};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
@@ -151,5 +152,67 @@ fn bench_mixer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_jitter, bench_mixer);
+/// One remote speaker on the receive side: its jitter buffer and decoder.
+struct Receiver {
+    jb: JitterBuffer,
+    dec: OpusDecoder,
+    frame: Vec<i16>,
+}
+
+/// CPU per received stream: per 20 ms tick, for each of N streams, insert its
+/// packet (0..30 ms jitter) and pull one frame through its jitter buffer and
+/// Opus decoder; then mix the N frames into one, as `huddle::Playout` does.
+/// Criterion's time is per tick; per stream and second of audio it is
+/// `time / N * 50`.
+fn bench_streams(c: &mut Criterion) {
+    let packets = opus_packets(50);
+    let mut group = c.benchmark_group("receive_streams_per_20ms_tick");
+    for n in [1usize, 8, 32] {
+        let mut receivers: Vec<Receiver> = (0..n)
+            .map(|_| Receiver {
+                jb: match JitterBuffer::new(JitterConfig::default()) {
+                    Ok(j) => j,
+                    Err(e) => panic!("jitter buffer: {e}"),
+                },
+                dec: match OpusDecoder::new(Channels::Mono) {
+                    Ok(d) => d,
+                    Err(e) => panic!("decoder: {e}"),
+                },
+                frame: Vec::with_capacity(FRAME_SAMPLES),
+            })
+            .collect();
+        let mut mixer = Mixer::new(Channels::Mono);
+        for id in 0..n {
+            mixer.add_participant(ParticipantId(id as u64));
+        }
+        let mut mixed = Vec::with_capacity(FRAME_SAMPLES);
+        let mut tick = 0u64;
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                tick += 1;
+                for (k, r) in receivers.iter_mut().enumerate() {
+                    // Each stream speaks a different part of the speech.
+                    let payload = &packets[(tick as usize + 7 * k) % packets.len()];
+                    step(
+                        &mut r.jb,
+                        &mut r.dec,
+                        tick,
+                        black_box(payload),
+                        &mut r.frame,
+                    );
+                }
+                let inputs: Vec<(ParticipantId, &[i16])> = receivers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| (ParticipantId(k as u64), r.frame.as_slice()))
+                    .collect();
+                black_box(mixer.mix_into(&inputs, &mut mixed).ok());
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_jitter, bench_mixer, bench_streams);
 criterion_main!(benches);
