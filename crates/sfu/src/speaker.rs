@@ -2,8 +2,10 @@
 //! in their packets (RFC 6464), with no decoding.
 //!
 //! Each publisher's loudness (127 minus the level in -dBov, so 0 is silence)
-//! is smoothed with a time constant of [`SMOOTHING`]; a publisher whose
-//! packets stop (DTX, mute, gone) decays as if silent. Every [`TICK`] the
+//! is followed by an envelope that rises fast ([`ATTACK`]) and falls slowly
+//! ([`RELEASE`]), so speech keeps its level through the gaps between
+//! syllables and a beep counts for what it is; a publisher whose packets
+//! stop (DTX, mute, gone) decays as if silent. Every [`TICK`] the
 //! room's loudest publisher above [`SPEAKING`] becomes the active speaker
 //! when there is none yet, when the current one has gone quiet, or when it is
 //! louder than the current one by [`MARGIN`]; never sooner than [`DWELL`]
@@ -17,8 +19,10 @@ use std::time::{Duration, Instant};
 
 /// How often rooms are evaluated.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Time constant of the loudness smoothing.
-pub const SMOOTHING: Duration = Duration::from_millis(300);
+/// Time constant of the envelope while the loudness rises.
+pub const ATTACK: Duration = Duration::from_millis(60);
+/// Time constant of the envelope while the loudness falls.
+pub const RELEASE: Duration = Duration::from_millis(600);
 /// Smoothed loudness a speaker must reach: 127 - 50, i.e. louder than -50 dBov.
 pub const SPEAKING: f32 = 77.0;
 /// How much louder (dB) a challenger must be than a still-speaking current speaker.
@@ -44,7 +48,7 @@ impl Loudness {
             .saturating_duration_since(self.at)
             .saturating_sub(GAP)
             .as_secs_f32();
-        self.score * (-idle / SMOOTHING.as_secs_f32()).exp()
+        self.score * (-idle / RELEASE.as_secs_f32()).exp()
     }
 }
 
@@ -82,10 +86,13 @@ impl SpeakerDetector {
             at: now,
         });
         let prev = l.at(now);
-        let dt = now.saturating_duration_since(l.at).min(GAP).as_secs_f32();
-        let alpha = 1.0 - (-dt / SMOOTHING.as_secs_f32()).exp();
-        // The first packet after a gap counts at least one 20 ms frame.
-        let alpha = alpha.max(1.0 - (-0.02 / SMOOTHING.as_secs_f32()).exp());
+        // The first packet after a gap counts as one 20 ms frame at least.
+        let dt = now
+            .saturating_duration_since(l.at)
+            .clamp(Duration::from_millis(20), GAP)
+            .as_secs_f32();
+        let tau = if loud > prev { ATTACK } else { RELEASE };
+        let alpha = 1.0 - (-dt / tau.as_secs_f32()).exp();
         l.score = prev + (loud - prev) * alpha;
         l.at = now;
         self.next_tick.get_or_insert(now + TICK);
@@ -272,6 +279,17 @@ mod tests {
         for w in changes_at.windows(2) {
             assert!(w[1] - w[0] >= DWELL, "changes {:?} apart", w[1] - w[0]);
         }
+    }
+
+    #[test]
+    fn periodic_beeps_make_a_speaker() {
+        // Chromium's fake microphone: a loud 100 ms beep every second.
+        let mut s = Sim::new();
+        for _ in 0..3 {
+            s.run(100, &[("alice", Some(10)), ("bob", Some(127))]);
+            s.run(900, &[("alice", Some(127)), ("bob", Some(127))]);
+        }
+        assert_eq!(s.current(), Some("alice"));
     }
 
     #[test]
