@@ -181,6 +181,9 @@ impl LocalTrack {
 }
 
 /// A track received from another participant through the SFU.
+///
+/// Dropping it discards the rest of its packets (an app that only wants
+/// audio can drop the video tracks it gets).
 pub struct RemoteTrack {
     pub(crate) track: Arc<dyn TrackRemote>,
     pub(crate) participant_id: String,
@@ -195,6 +198,18 @@ impl std::fmt::Debug for RemoteTrack {
             .field("track_id", &self.track_id)
             .field("kind", &self.kind)
             .finish()
+    }
+}
+
+impl Drop for RemoteTrack {
+    fn drop(&mut self) {
+        // webrtc-rs keeps delivering into the track's bounded queue whoever
+        // reads it; unread, every packet becomes an error in its log. Drain
+        // it until the track ends.
+        let track = self.track.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { while track.poll().await.is_some() {} });
+        }
     }
 }
 
