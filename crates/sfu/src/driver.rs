@@ -1,22 +1,25 @@
-//! The tokio driver: the only async code of the SFU. It owns the UDP socket
-//! and one timer, feeds datagrams, time and commands to the [`Endpoint`] and
-//! sends what it produces.
+//! The tokio driver: the only async code of the SFU. It owns the media socket
+//! ([`MediaSocket`]: batched receive and send) and one timer, feeds datagrams,
+//! time and commands to the [`Endpoint`] and sends what it produces.
 
 use crate::api::{Command, Sfu, SfuEvent, SfuEvents};
 use crate::config::SfuConfig;
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
+use crate::udp::MediaSocket;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-/// Datagrams read per wake-up before the loop checks timers and commands.
+/// Datagrams read per wake-up before the loop sends, checks timers and
+/// commands.
 const MAX_READS_PER_TURN: usize = 64;
+/// How often the socket's counters are logged (debug level).
+const STATS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Bind the media socket and start the SFU task.
 pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
-    let socket = UdpSocket::bind(config.bind).await?;
+    let socket = MediaSocket::bind(config.bind)?;
     let local_addr = socket.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel::<Command>();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -27,23 +30,26 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
 }
 
 async fn run(
-    socket: UdpSocket,
+    mut socket: MediaSocket,
     mut endpoint: Endpoint,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<SfuEvent>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut next_stats_log = Instant::now() + STATS_LOG_INTERVAL;
     loop {
-        // Send and report everything the endpoint produced.
+        // Send (in batches) and report everything the endpoint produced.
         while let Some(t) = endpoint.poll_transmit() {
-            if let Err(e) = socket.send_to(&t.payload, t.dst).await {
-                debug!(dst = %t.dst, "send failed: {e}");
-            }
+            socket.queue(t);
         }
+        socket.flush().await;
         while let Some(ev) = endpoint.poll_event() {
             let _ = events.send(ev);
         }
         let now = Instant::now();
+        if now >= next_stats_log {
+            next_stats_log = now + STATS_LOG_INTERVAL;
+            debug!(stats = ?socket.stats(), "media socket");
+        }
         let deadline = endpoint
             .poll_timeout()
             .unwrap_or(now + Duration::from_secs(3600));
@@ -59,20 +65,16 @@ async fn run(
                     break;
                 }
             }
-            res = socket.recv_from(&mut buf) => {
+            res = socket.readable() => {
                 match res {
-                    Ok((n, src)) => {
-                        endpoint.handle_datagram(Instant::now(), src, &buf[..n]);
-                        // Drain what else is queued, up to a cap, without waiting.
-                        for _ in 1..MAX_READS_PER_TURN {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((n, src)) => endpoint.handle_datagram(Instant::now(), src, &buf[..n]),
-                                Err(_) => break,
-                            }
-                        }
+                    // One clock reading per turn: the batch arrived together.
+                    Ok(()) => {
+                        let now = Instant::now();
+                        socket.recv_batch(MAX_READS_PER_TURN, |src, datagram| {
+                            endpoint.handle_datagram(now, src, datagram);
+                        });
                     }
-                    // ICMP port unreachable etc. surface here on some systems.
-                    Err(e) => debug!("recv failed: {e}"),
+                    Err(e) => debug!("media socket not readable: {e}"),
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -80,7 +82,7 @@ async fn run(
             }
         }
     }
-    info!("SFU stopped");
+    info!(stats = ?socket.stats(), "SFU stopped");
 }
 
 /// Apply one command; false means stop.

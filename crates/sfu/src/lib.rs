@@ -6,7 +6,7 @@
 //! then the source address), routes RTP from publishers to subscribers and RTCP
 //! feedback back. The [`driver`] is the only tokio code: it owns the socket and
 //! one timer, and serves commands from the signaling service through an [`Sfu`]
-//! handle.
+//! handle; [`udp`] batches the socket's receives and sends.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -26,6 +26,7 @@ mod participant;
 mod router;
 pub mod rtx;
 pub mod speaker;
+pub mod udp;
 
 pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
 pub use config::SfuConfig;
