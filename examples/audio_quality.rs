@@ -39,10 +39,9 @@ use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::source::AudioSource;
 use huddle_media::wav::{WavSink, WavSource};
 use huddle_media::{sink::AudioSink, Channels, FRAME_SAMPLES, SAMPLE_RATE};
-use huddle_netem::{GilbertElliott, Impairment, Relay, RelayConfig};
+use huddle_netem::{GilbertElliott, Impairment, Relay};
 use huddle_sfu::api::Rights;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -427,14 +426,9 @@ async fn run_condition(
     encoder: &EncoderConfig,
     jitter: &JitterConfig,
 ) -> anyhow::Result<Measured> {
-    let media_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .context("no free UDP port")?
-        .port();
-    let media: SocketAddr = ([127, 0, 0, 1], media_port).into();
-    let mut relay_config = RelayConfig::new(media);
-    relay_config.to_client = cond.impairment.clone();
-    let relay = Relay::start(relay_config).await.context("relay")?;
+    let (relay, media) = Relay::in_front_of_local_sfu(cond.impairment.clone())
+        .await
+        .context("relay")?;
     let mut config = huddle_server::ServerConfig::ephemeral("audio-quality-secret");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());

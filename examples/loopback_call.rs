@@ -129,18 +129,14 @@ async fn run() -> anyhow::Result<()> {
     // With --loss or --jitter, a relay in front of the SFU impairs what goes
     // to the participants; the SFU announces the relay's address.
     let _relay = if args.loss > 0.0 || args.jitter > 0 {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        config.media_udp = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut relay = huddle_netem::RelayConfig::new(config.media_udp);
-        relay.to_client = huddle_netem::Impairment {
+        let (relay, media) = huddle_netem::Relay::in_front_of_local_sfu(huddle_netem::Impairment {
             loss: (args.loss / 100.0).clamp(0.0, 1.0),
             jitter: Duration::from_millis(args.jitter),
             seed: 1,
             ..Default::default()
-        };
-        let relay = huddle_netem::Relay::start(relay).await?;
+        })
+        .await?;
+        config.media_udp = media;
         config.media_public = Some(relay.local_addr());
         println!(
             "  network  {}% loss and 0-{} ms jitter toward the participants",

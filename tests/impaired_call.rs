@@ -9,28 +9,20 @@ use common::*;
 use huddle::{CallEvent, ChannelSink, Playout};
 use huddle_media::analysis::normalized_cross_correlation;
 use huddle_media::source::{collect_all, SpeechLike};
-use huddle_netem::{Impairment, Relay, RelayConfig};
-use std::net::SocketAddr;
+use huddle_netem::{Impairment, Relay};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_survives_loss_and_jitter() {
     init_tracing();
-    // The SFU's port must be known before the relay, and the relay's before
-    // the server (it is what the server announces): pick a free port.
-    let media_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
-    let media: SocketAddr = ([127, 0, 0, 1], media_port).into();
-    let mut relay_config = RelayConfig::new(media);
-    relay_config.to_client = Impairment {
+    let (relay, media) = Relay::in_front_of_local_sfu(Impairment {
         loss: 0.05,
         jitter: Duration::from_millis(30),
         seed: 2026,
         ..Impairment::default()
-    };
-    let relay = Relay::start(relay_config).await.expect("relay");
+    })
+    .await
+    .expect("relay");
     let mut config = huddle_server::ServerConfig::ephemeral("impaired-secret");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());

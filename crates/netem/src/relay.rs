@@ -88,6 +88,24 @@ impl Relay {
         self.local_addr
     }
 
+    /// A relay on 127.0.0.1 in front of an SFU that is still to be started
+    /// on loopback: picks a free UDP port for the SFU, starts the relay
+    /// toward it with `to_client` applied to what the SFU sends, and returns
+    /// the relay and the address the SFU must bind. The SFU must announce the
+    /// relay's address (`media_public = relay.local_addr()`), so that clients
+    /// send through it.
+    pub async fn in_front_of_local_sfu(
+        to_client: crate::Impairment,
+    ) -> std::io::Result<(Relay, SocketAddr)> {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let sfu = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut config = RelayConfig::new(sfu);
+        config.to_client = to_client;
+        Ok((Relay::start(config).await?, sfu))
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> RelayStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
