@@ -755,9 +755,7 @@ impl Endpoint {
         );
         match conn.pc.add_track(local) {
             Ok(sender_id) => {
-                track
-                    .legs
-                    .insert(sub.clone(), Leg::new(sender_id, ssrc, None));
+                track.legs.insert(sub.clone(), Leg::new(sender_id, ssrc));
                 p.needs_offer = true;
             }
             Err(e) => warn!(participant = %sub, track = %track_id, "add_track failed: {e}"),

@@ -24,57 +24,82 @@ pub(crate) struct Leg {
     pub ssrc: u32,
     /// Payload type negotiated on the subscriber's connection (cached).
     pub payload_type: Option<u8>,
-    /// Added (wrapping) to the source's sequence numbers and timestamps.
-    /// Zero on an ordinary leg; a WHEP slot that switches source sets them
-    /// at the first packet so its output stays one continuous stream.
-    pub seq_offset: u16,
-    pub ts_offset: u32,
-    /// Set on a slot leg until its first packet: continue after this mark.
-    pub continue_from: Option<SentMark>,
-    /// The newest packet sent on this leg (retransmissions do not move it).
-    pub last_sent: Option<SentMark>,
+    /// Only on a WHEP slot's leg: how it keeps the slot's stream continuous.
+    /// An ordinary leg passes sequence numbers and timestamps through.
+    pub continuity: Option<Continuity>,
+}
+
+/// A WHEP slot's renumbering: its source changes, its output stream does not.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Continuity {
+    /// Added (wrapping) to the source's sequence numbers and timestamps, set
+    /// at the leg's first packet.
+    seq_offset: u16,
+    ts_offset: u32,
+    /// Until the first packet: continue after this mark.
+    continue_from: Option<SentMark>,
+    /// The newest packet sent (retransmissions do not move it).
+    last_sent: Option<SentMark>,
+}
+
+impl Continuity {
+    /// Where the next source of the slot should continue from.
+    pub fn mark(&self) -> Option<SentMark> {
+        self.last_sent.or(self.continue_from)
+    }
 }
 
 impl Leg {
-    /// A leg sending on `sender_id` with `ssrc`, continuing after `from` when
-    /// given (a slot changing source) or passing numbers through.
-    pub fn new(sender_id: RTCRtpSenderId, ssrc: u32, from: Option<SentMark>) -> Self {
+    /// An ordinary leg sending on `sender_id` with `ssrc`.
+    pub fn new(sender_id: RTCRtpSenderId, ssrc: u32) -> Self {
         Self {
             sender_id,
             ssrc,
             payload_type: None,
-            seq_offset: 0,
-            ts_offset: 0,
-            continue_from: from,
-            last_sent: None,
+            continuity: None,
+        }
+    }
+
+    /// A WHEP slot's leg, continuing the slot's stream after `from` (what the
+    /// slot's previous source last sent, if any).
+    pub fn slot(sender_id: RTCRtpSenderId, ssrc: u32, from: Option<SentMark>) -> Self {
+        Self {
+            continuity: Some(Continuity {
+                continue_from: from,
+                ..Continuity::default()
+            }),
+            ..Self::new(sender_id, ssrc)
         }
     }
 
     /// Rewrite a source packet's sequence number and timestamp for this leg
-    /// (`clock_rate` in Hz) and remember it as the newest sent when it is.
+    /// (`clock_rate` in Hz; nothing to do on an ordinary leg).
     pub fn rewrite(
         &mut self,
         now: Instant,
         clock_rate: u32,
         header: &mut rtc::rtp::header::Header,
     ) {
-        if let Some(mark) = self.continue_from.take() {
+        let Some(c) = self.continuity.as_mut() else {
+            return;
+        };
+        if let Some(mark) = c.continue_from.take() {
             // One frame's worth at least, so the timestamp always moves on.
             let elapsed = now.saturating_duration_since(mark.at).as_millis() as u64;
             let step = (elapsed * u64::from(clock_rate) / 1000).max(1) as u32;
-            self.seq_offset = mark
+            c.seq_offset = mark
                 .seq
                 .wrapping_add(1)
                 .wrapping_sub(header.sequence_number);
-            self.ts_offset = mark.ts.wrapping_add(step).wrapping_sub(header.timestamp);
+            c.ts_offset = mark.ts.wrapping_add(step).wrapping_sub(header.timestamp);
         }
-        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
-        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
-        let newer = self
+        header.sequence_number = header.sequence_number.wrapping_add(c.seq_offset);
+        header.timestamp = header.timestamp.wrapping_add(c.ts_offset);
+        let newer = c
             .last_sent
             .is_none_or(|m| (header.sequence_number.wrapping_sub(m.seq) as i16) > 0);
         if newer {
-            self.last_sent = Some(SentMark {
+            c.last_sent = Some(SentMark {
                 seq: header.sequence_number,
                 ts: header.timestamp,
                 at: now,
@@ -84,7 +109,7 @@ impl Leg {
 
     /// The source sequence number of a sequence number this leg sent.
     pub fn source_seq(&self, sent: u16) -> u16 {
-        sent.wrapping_sub(self.seq_offset)
+        sent.wrapping_sub(self.continuity.map_or(0, |c| c.seq_offset))
     }
 }
 
@@ -229,7 +254,7 @@ mod tests {
         use rtc::rtp::header::Header;
         let t0 = Instant::now();
         let sender = RTCRtpSenderId::from(0);
-        let mut leg = Leg::new(sender, 7, None);
+        let mut leg = Leg::slot(sender, 7, None);
         let mut h = Header {
             sequence_number: 65535,
             timestamp: 1000,
@@ -241,10 +266,23 @@ mod tests {
             (65535, 1000),
             "passes through"
         );
-        let mark = leg.last_sent.expect("marked");
+        let mark = leg.continuity.and_then(|c| c.mark()).expect("marked");
+        let mut ordinary = Leg::new(sender, 8);
+        let mut h = Header {
+            sequence_number: 9,
+            timestamp: 99,
+            ..Default::default()
+        };
+        ordinary.rewrite(t0, 48_000, &mut h);
+        assert_eq!((h.sequence_number, h.timestamp), (9, 99));
+        assert!(
+            ordinary.continuity.is_none(),
+            "an ordinary leg keeps no marks"
+        );
+        assert_eq!(ordinary.source_seq(9), 9);
 
         // A new source 100 ms later, with numbers of its own.
-        let mut next = Leg::new(sender, 7, Some(mark));
+        let mut next = Leg::slot(sender, 7, Some(mark));
         let mut h = Header {
             sequence_number: 500,
             timestamp: 90_000,
@@ -269,6 +307,9 @@ mod tests {
             ..Default::default()
         };
         next.rewrite(t0 + Duration::from_millis(130), 48_000, &mut old);
-        assert_eq!(next.last_sent.map(|m| m.seq), Some(1));
+        assert_eq!(
+            next.continuity.and_then(|c| c.mark()).map(|m| m.seq),
+            Some(1)
+        );
     }
 }

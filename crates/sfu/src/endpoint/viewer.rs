@@ -137,7 +137,7 @@ impl Endpoint {
             slot.source = Some(track_id.clone());
             track.legs.insert(
                 viewer.clone(),
-                Leg::new(slot.sender_id, slot.ssrc, slot.last_sent),
+                Leg::slot(slot.sender_id, slot.ssrc, slot.last_sent),
             );
             info!(participant = %viewer, track = %track_id, slot = i, "viewer slot fed");
             self.request_keyframe(now, &track_id);
@@ -166,7 +166,7 @@ pub(super) fn free_slot(slots: &mut [Slot], track_id: &str, leg: &Leg) {
         .find(|s| s.source.as_deref() == Some(track_id))
     {
         slot.source = None;
-        slot.last_sent = leg.last_sent.or(leg.continue_from).or(slot.last_sent);
+        slot.last_sent = leg.continuity.and_then(|c| c.mark()).or(slot.last_sent);
     }
 }
 
