@@ -13,7 +13,7 @@ use huddle_proto::{
 };
 use huddle_sfu::codecs;
 use huddle_sfu::local_track::single_ssrc_track;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -283,16 +283,16 @@ impl Call {
         let n = self
             .next_track
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (label, rtc_kind) = match kind {
-            TrackKind::Audio => ("audio", RtpCodecKind::Audio),
-            TrackKind::Video => ("video", RtpCodecKind::Video),
+        let label = match kind {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
         };
         let track_id = format!("{label}-{n}");
         let ssrc: u32 = rand::random();
         let rtp = Arc::new(TrackLocalStaticRTP::new(single_ssrc_track(
             self.me.id.clone(),
             track_id.clone(),
-            rtc_kind,
+            kind,
             codec.clone(),
             ssrc,
         )));

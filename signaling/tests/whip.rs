@@ -7,11 +7,10 @@ mod common;
 
 use anyhow::{Context, Result};
 use common::*;
-use huddle_proto::ServerMessage;
-use huddle_sfu::local_track::single_ssrc_track;
+use huddle_proto::{ServerMessage, TrackKind};
+use huddle_sfu::local_track::{default_track, rtc_kind};
 use huddle_sfu::Sfu;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::time::Instant;
 
@@ -23,38 +22,30 @@ fn offer(direction: RTCRtpTransceiverDirection) -> Result<String> {
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_media_engine(huddle_sfu::codecs::media_engine()?)
         .build(now)?;
-    for (kind, codec) in [
-        (RtpCodecKind::Audio, huddle_sfu::codecs::opus()),
-        (RtpCodecKind::Video, huddle_sfu::codecs::vp8()),
+    for (kind, ssrc) in [
+        (TrackKind::Audio, 0x1111_0001),
+        (TrackKind::Video, 0x1111_0002),
     ] {
         if direction == RTCRtpTransceiverDirection::Recvonly {
             pc.add_transceiver_from_kind(
-                kind,
+                rtc_kind(kind),
                 Some(RTCRtpTransceiverInit {
                     direction,
                     ..Default::default()
                 }),
             )?;
         } else {
-            pc.add_track(single_ssrc_track(
+            pc.add_track(default_track(
                 "stream".into(),
-                format!("{kind}"),
+                format!("{kind:?}"),
                 kind,
-                codec,
-                rand_ssrc(kind),
+                ssrc,
             ))?;
         }
     }
     let offer = pc.create_offer(None)?;
     pc.set_local_description(now, offer)?;
     Ok(pc.local_description().context("local description")?.sdp)
-}
-
-fn rand_ssrc(kind: RtpCodecKind) -> u32 {
-    match kind {
-        RtpCodecKind::Audio => 0x1111_0001,
-        _ => 0x1111_0002,
-    }
 }
 
 const SDP: (&str, &str) = ("Content-Type", "application/sdp");

@@ -7,7 +7,7 @@ use crate::peer::Peer;
 use crate::probe::{kind_byte, Probe, FLAG_KEYFRAME};
 use crate::stats::{Progress, Shared};
 use huddle_proto::TrackKind;
-use huddle_sfu::local_track::{default_codec, single_ssrc_track};
+use huddle_sfu::local_track::default_track;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::collections::HashMap;
@@ -59,12 +59,10 @@ impl Outgoing {
     ) -> Result<(), BenchError> {
         for &kind in kinds {
             let ssrc = rand::random::<u32>() | 1;
-            let (rtc_kind, codec) = default_codec(kind);
-            let track = single_ssrc_track(
+            let track = default_track(
                 format!("{name}-stream"),
                 format!("{name}-{kind:?}"),
-                rtc_kind,
-                codec,
+                kind,
                 ssrc,
             );
             let sender = peer.pc.add_track(track).map_err(rtc_err)?;

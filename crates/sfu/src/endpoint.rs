@@ -745,11 +745,10 @@ impl Endpoint {
             return;
         };
         let ssrc: u32 = rand::random();
-        let (kind, _) = crate::local_track::default_codec(track.kind);
         let local = crate::local_track::single_ssrc_track(
             track.publisher.0.clone(),
             track.id.clone(),
-            kind,
+            track.kind,
             track.codec.clone(),
             ssrc,
         );

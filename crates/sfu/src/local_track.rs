@@ -8,12 +8,19 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 
-/// The `rtc` kind of a track kind, and the codec huddle sends it with by
-/// default (Opus, VP8).
-pub fn default_codec(kind: TrackKind) -> (RtpCodecKind, RTCRtpCodec) {
+/// The `rtc` kind of a track kind.
+pub fn rtc_kind(kind: TrackKind) -> RtpCodecKind {
     match kind {
-        TrackKind::Audio => (RtpCodecKind::Audio, crate::codecs::opus()),
-        TrackKind::Video => (RtpCodecKind::Video, crate::codecs::vp8()),
+        TrackKind::Audio => RtpCodecKind::Audio,
+        TrackKind::Video => RtpCodecKind::Video,
+    }
+}
+
+/// The codec huddle sends a kind of track with by default (Opus, VP8).
+pub fn default_codec(kind: TrackKind) -> RTCRtpCodec {
+    match kind {
+        TrackKind::Audio => crate::codecs::opus(),
+        TrackKind::Video => crate::codecs::vp8(),
     }
 }
 
@@ -22,7 +29,7 @@ pub fn default_codec(kind: TrackKind) -> (RtpCodecKind, RTCRtpCodec) {
 pub fn single_ssrc_track(
     stream_id: String,
     track_id: String,
-    kind: RtpCodecKind,
+    kind: TrackKind,
     codec: RTCRtpCodec,
     ssrc: u32,
 ) -> MediaStreamTrack {
@@ -30,7 +37,7 @@ pub fn single_ssrc_track(
         stream_id,
         track_id.clone(),
         track_id,
-        kind,
+        rtc_kind(kind),
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
@@ -40,4 +47,14 @@ pub fn single_ssrc_track(
             ..Default::default()
         }],
     )
+}
+
+/// [`single_ssrc_track`] with the kind's [`default_codec`].
+pub fn default_track(
+    stream_id: String,
+    track_id: String,
+    kind: TrackKind,
+    ssrc: u32,
+) -> MediaStreamTrack {
+    single_ssrc_track(stream_id, track_id, kind, default_codec(kind), ssrc)
 }

@@ -14,7 +14,7 @@ use crate::api::Rights;
 use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
-use crate::local_track::{default_codec, single_ssrc_track};
+use crate::local_track::default_track;
 use crate::participant::{Participant, Slot};
 use crate::router::Leg;
 use huddle_proto::{PcRole, TrackKind};
@@ -53,9 +53,7 @@ impl Endpoint {
         for (i, kind) in kinds.into_iter().enumerate() {
             let ssrc: u32 = rand::random();
             let local_track_id = format!("SL{i}_{}", ice_token(8));
-            let (rtc_kind, codec) = default_codec(kind);
-            let placeholder =
-                single_ssrc_track(id.0.clone(), local_track_id.clone(), rtc_kind, codec, ssrc);
+            let placeholder = default_track(id.0.clone(), local_track_id.clone(), kind, ssrc);
             let sender_id = conn.pc.add_track(placeholder).map_err(rtc_err)?;
             slots.push(Slot {
                 kind,

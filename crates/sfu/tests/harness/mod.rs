@@ -20,7 +20,7 @@
 use bytes::{Bytes, BytesMut};
 use huddle_proto::TrackKind;
 use huddle_sfu::endpoint::Endpoint;
-use huddle_sfu::local_track::{default_codec, single_ssrc_track};
+use huddle_sfu::local_track::default_track;
 use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -129,6 +129,23 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client named `name` (also its participant id), online, with no
+    /// connections yet.
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            id: ParticipantId(name.to_owned()),
+            publisher: None,
+            subscriber: None,
+            tracks: HashMap::new(),
+            received: HashMap::new(),
+            last_rtp: HashMap::new(),
+            discontinuities: HashMap::new(),
+            offers: Vec::new(),
+            online: true,
+        }
+    }
+
     /// The connection of `role`, if it exists.
     pub fn pc(&mut self, role: Role) -> Option<&mut ClientPc> {
         match role {
@@ -239,18 +256,7 @@ impl Net {
                 },
             )
             .expect("add participant");
-        let mut client = Client {
-            name: name.to_owned(),
-            id: id.clone(),
-            publisher: None,
-            subscriber: None,
-            tracks: HashMap::new(),
-            received: HashMap::new(),
-            last_rtp: HashMap::new(),
-            discontinuities: HashMap::new(),
-            offers: Vec::new(),
-            online: true,
-        };
+        let mut client = Client::new(name);
         if publish {
             let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
             for (wanted, kind) in [
@@ -262,12 +268,10 @@ impl Net {
                 }
                 // Deterministic SSRCs keep the runs comparable.
                 let ssrc = 0x1000_0000 + (index as u32) * 16 + (kind == TrackKind::Video) as u32;
-                let (rtc_kind, codec) = default_codec(kind);
-                let track = single_ssrc_track(
+                let track = default_track(
                     format!("{name}-stream"),
                     format!("{name}-{kind:?}"),
-                    rtc_kind,
-                    codec,
+                    kind,
                     ssrc,
                 );
                 let sender = pub_pc.pc.add_track(track).expect("add track");
@@ -346,18 +350,9 @@ impl Net {
                 RTCSessionDescription::answer(answer).expect("answer sdp"),
             )
             .expect("set remote answer");
-        self.clients.push(Client {
-            name: name.to_owned(),
-            id,
-            publisher: None,
-            subscriber: Some(sub),
-            tracks: HashMap::new(),
-            received: HashMap::new(),
-            last_rtp: HashMap::new(),
-            discontinuities: HashMap::new(),
-            offers: Vec::new(),
-            online: true,
-        });
+        let mut client = Client::new(name);
+        client.subscriber = Some(sub);
+        self.clients.push(client);
         self.pump();
         index
     }
