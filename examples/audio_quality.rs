@@ -432,6 +432,8 @@ async fn run_condition(
     let mut config = huddle_server::ServerConfig::ephemeral("audio-quality-secret");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());
+    // The relay fronts one media port: one SFU worker.
+    config.workers = 1;
     let server = huddle_server::start(config).await.context("server")?;
 
     let result = async {

@@ -138,6 +138,8 @@ async fn run() -> anyhow::Result<()> {
         .await?;
         config.media_udp = media;
         config.media_public = Some(relay.local_addr());
+        // The relay fronts one media port: one SFU worker.
+        config.workers = 1;
         println!(
             "  network  {}% loss and 0-{} ms jitter toward the participants",
             args.loss, args.jitter

@@ -26,6 +26,8 @@ async fn speech_survives_loss_and_jitter() {
     let mut config = huddle_server::ServerConfig::ephemeral("impaired-secret");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());
+    // The relay fronts one media port: one SFU worker.
+    config.workers = 1;
     let server = huddle_server::start(config).await.expect("server");
 
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;

@@ -90,11 +90,12 @@ async fn garbage_on_the_media_port_changes_nothing() {
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let target = server.media_addr();
+    // Every worker's port: the room's and the idle ones.
+    let targets = server.sfu().local_addrs();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     for i in 0..20_000 {
         let d = garbage(&mut rng, i);
-        let _ = attacker.send_to(&d, target).await;
+        let _ = attacker.send_to(&d, targets[i % targets.len()]).await;
         if i % 50 == 0 {
             // Pace it so the kernel's socket buffer does not drop it for us.
             tokio::time::sleep(Duration::from_millis(1)).await;

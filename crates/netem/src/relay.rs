@@ -93,7 +93,7 @@ impl Relay {
     /// toward it with `to_client` applied to what the SFU sends, and returns
     /// the relay and the address the SFU must bind. The SFU must announce the
     /// relay's address (`media_public = relay.local_addr()`), so that clients
-    /// send through it.
+    /// send through it, and run one worker (the relay fronts one port).
     pub async fn in_front_of_local_sfu(
         to_client: crate::Impairment,
     ) -> std::io::Result<(Relay, SocketAddr)> {

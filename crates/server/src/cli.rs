@@ -21,18 +21,24 @@ pub struct Cli {
 /// Configuration flags, each also readable from the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// TOML configuration file (keys: http, media_udp, media_public, secret, dev).
+    /// TOML configuration file (keys: http, media_udp, media_public, workers, secret, dev).
     #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
     #[arg(long, global = true, env = "HUDDLE_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// Media UDP address, one port for all participants [default: 127.0.0.1:7882].
+    /// Media UDP address of the first SFU worker; worker i uses port + i
+    /// [default: 127.0.0.1:7882].
     #[arg(long, global = true, env = "HUDDLE_MEDIA_UDP", value_name = "ADDR")]
     pub media_udp: Option<SocketAddr>,
     /// Media address announced to clients, if different (NAT, 0.0.0.0 bind).
     #[arg(long, global = true, env = "HUDDLE_MEDIA_PUBLIC", value_name = "ADDR")]
     pub media_public: Option<SocketAddr>,
+    /// SFU workers, each a thread with its own media port owning whole
+    /// rooms [default: the number of CPUs].
+    #[arg(long, global = true, env = "HUDDLE_WORKERS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Token signing secret. Prefer HUDDLE_SECRET or the file: flags show in `ps`.
     #[arg(
         long,
@@ -69,6 +75,7 @@ impl ConfigArgs {
             http: self.http,
             media_udp: self.media_udp,
             media_public: self.media_public,
+            workers: self.workers.map(usize::from),
             secret: self.secret.clone(),
             dev: self.dev,
         };

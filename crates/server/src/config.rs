@@ -26,6 +26,11 @@ pub struct ServerConfig {
     /// Address announced to clients in ICE candidates when it differs from
     /// `media_udp` (behind NAT, or when bound to 0.0.0.0).
     pub media_public: Option<SocketAddr>,
+    /// SFU workers: threads that each own a media port and whole rooms.
+    /// Worker `i` binds port `media_udp.port() + i` (and announces
+    /// `media_public`'s port + `i`), so open that range in the firewall.
+    /// Defaults to the number of CPUs.
+    pub workers: usize,
     /// HS256 secret access tokens are signed with.
     pub secret: String,
     /// Development mode: `GET /dev/token?room=R&identity=I` mints a token
@@ -34,12 +39,18 @@ pub struct ServerConfig {
     pub dev: bool,
 }
 
+/// One SFU worker per CPU the process may use (1 if that is unknown).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 7880)),
             media_udp: SocketAddr::from(([127, 0, 0, 1], 7882)),
             media_public: None,
+            workers: default_workers(),
             secret: DEV_SECRET.to_owned(),
             dev: false,
         }
@@ -52,6 +63,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("http", &self.http)
             .field("media_udp", &self.media_udp)
             .field("media_public", &self.media_public)
+            .field("workers", &self.workers)
             .field("secret", &"<redacted>")
             .field("dev", &self.dev)
             .finish()
@@ -65,6 +77,7 @@ impl ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             media_udp: SocketAddr::from(([127, 0, 0, 1], 0)),
             media_public: None,
+            workers: default_workers(),
             secret: secret.into(),
             dev: false,
         }
@@ -87,6 +100,9 @@ impl ServerConfig {
             if let Some(v) = layer.media_public {
                 self.media_public = Some(v);
             }
+            if let Some(v) = layer.workers {
+                self.workers = v.max(1);
+            }
             if let Some(v) = &layer.secret {
                 self.secret = v.clone();
             }
@@ -105,6 +121,7 @@ impl ServerConfig {
 /// http = "0.0.0.0:7880"
 /// media_udp = "0.0.0.0:7882"
 /// media_public = "203.0.113.7:7882"
+/// workers = 4
 /// secret = "a long random string"
 /// dev = false
 /// ```
@@ -117,6 +134,8 @@ pub struct FileConfig {
     pub media_udp: Option<SocketAddr>,
     /// See [`ServerConfig::media_public`].
     pub media_public: Option<SocketAddr>,
+    /// See [`ServerConfig::workers`].
+    pub workers: Option<usize>,
     /// See [`ServerConfig::secret`].
     pub secret: Option<String>,
     /// See [`ServerConfig::dev`].

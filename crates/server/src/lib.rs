@@ -55,10 +55,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (sfu, events) = huddle_sfu::driver::start(SfuConfig {
         bind: config.media_udp,
         public_addr: config.media_public,
+        workers: config.workers,
         ..Default::default()
     })
     .await
-    .with_context(|| format!("cannot open the media socket on udp/{}", config.media_udp))?;
+    .with_context(|| {
+        format!(
+            "cannot open the media sockets of {} SFU worker(s) from udp/{}",
+            config.workers, config.media_udp
+        )
+    })?;
     let listener = match tokio::net::TcpListener::bind(config.http).await {
         Ok(l) => l,
         Err(e) => {
@@ -92,7 +98,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     tracing::info!(
         http = %http_addr,
-        media_udp = %sfu.local_addr(),
+        media_udp = ?sfu.local_addrs(),
         web_client = %format!("http://{http_addr}/"),
         "huddle server started"
     );
@@ -117,7 +123,8 @@ impl RunningServer {
         format!("ws://{}/ws", self.http_addr)
     }
 
-    /// Address of the SFU's media socket.
+    /// Address of the SFU's first media socket (every worker's:
+    /// [`Sfu::local_addrs`]).
     pub fn media_addr(&self) -> SocketAddr {
         self.sfu.local_addr()
     }

@@ -3,8 +3,10 @@
 
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
+use crate::placement::Placement;
 use huddle_proto::{IceCandidate, PcRole, TrackInfo};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Events the SFU reports to the signaling service.
@@ -90,6 +92,20 @@ pub struct SfuStats {
     pub dropped_datagrams: u64,
 }
 
+impl SfuStats {
+    /// Add `other`'s counts to these (one worker's to the total).
+    fn add(&mut self, other: &SfuStats) {
+        self.participants += other.participants;
+        self.connections += other.connections;
+        self.tracks += other.tracks;
+        self.addresses += other.addresses;
+        self.rtp_in += other.rtp_in;
+        self.rtp_out += other.rtp_out;
+        self.rtx_sent += other.rtx_sent;
+        self.dropped_datagrams += other.dropped_datagrams;
+    }
+}
+
 /// The audio level a publisher reports for one of its tracks (RFC 6464).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackAudioLevel {
@@ -163,11 +179,20 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Cheap, cloneable handle to a running SFU.
-#[derive(Clone, Debug)]
-pub struct Sfu {
+/// One worker as the handle sees it: where its commands go and the media
+/// address it listens on.
+#[derive(Debug)]
+pub(crate) struct WorkerHandle {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
     pub(crate) local_addr: SocketAddr,
+}
+
+/// Cheap, cloneable handle to a running SFU: one or more workers (see
+/// [`crate::driver`]), each owning whole rooms.
+#[derive(Clone, Debug)]
+pub struct Sfu {
+    pub(crate) workers: Arc<[WorkerHandle]>,
+    pub(crate) placement: Arc<Mutex<Placement>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -177,15 +202,61 @@ impl std::fmt::Debug for Command {
 }
 
 impl Sfu {
-    /// The UDP address media flows through.
+    /// The UDP address media flows through (the first worker's, when there
+    /// are several: see [`Sfu::local_addrs`]).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.workers[0].local_addr
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SfuError> {
+    /// Every worker's media address, in worker order. Each room's
+    /// participants are told the address of the worker that owns the room.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.local_addr).collect()
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        // The table holds no invariant a panicking holder could break
+        // halfway, so a poisoned lock is still usable.
+        self.placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn call_worker<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
+        let w = self.workers.get(worker).ok_or(SfuError::Stopped)?;
+        w.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// A command about an existing participant, sent to its worker.
+    async fn call<T>(
+        &self,
+        participant: ParticipantId,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        let worker = self.placement().worker_of(&participant)?;
+        self.call_worker(worker, make).await
+    }
+
+    /// A command adding `participant` to `room`, sent to the room's worker;
+    /// the placement is undone if the worker refuses.
+    async fn join<T>(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        let worker = self.placement().join(&room, &participant)?;
+        let result = self.call_worker(worker, make).await;
+        if result.is_err() {
+            self.placement().leave(&participant);
+        }
+        result
     }
 
     /// Register a participant of `room`. Its subscriber offer follows as an
@@ -196,7 +267,7 @@ impl Sfu {
         participant: ParticipantId,
         rights: Rights,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::Add {
+        self.join(room.clone(), participant.clone(), |reply| Command::Add {
             room,
             participant,
             rights,
@@ -216,11 +287,13 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.call(|reply| Command::AddViewer {
-            room,
-            participant,
-            sdp,
-            reply,
+        self.join(room.clone(), participant.clone(), |reply| {
+            Command::AddViewer {
+                room,
+                participant,
+                sdp,
+                reply,
+            }
         })
         .await
     }
@@ -231,7 +304,7 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.call(|reply| Command::PublisherOffer {
+        self.call(participant.clone(), |reply| Command::PublisherOffer {
             participant,
             sdp,
             reply,
@@ -245,7 +318,7 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::SubscriberAnswer {
+        self.call(participant.clone(), |reply| Command::SubscriberAnswer {
             participant,
             sdp,
             reply,
@@ -260,7 +333,7 @@ impl Sfu {
         pc: PcRole,
         candidate: IceCandidate,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::Candidate {
+        self.call(participant.clone(), |reply| Command::Candidate {
             participant,
             pc,
             candidate,
@@ -277,7 +350,7 @@ impl Sfu {
         track_id: String,
         muted: bool,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::SetMuted {
+        self.call(participant.clone(), |reply| Command::SetMuted {
             participant,
             track_id,
             muted,
@@ -289,31 +362,54 @@ impl Sfu {
     /// Drop a participant: its connections close, its tracks leave every
     /// subscriber (who get new offers), and nothing of it is kept.
     pub async fn remove_participant(&self, participant: ParticipantId) -> Result<(), SfuError> {
-        self.call(|reply| Command::Remove { participant, reply })
-            .await
+        let worker = self.placement().worker_of(&participant)?;
+        let who = participant.clone();
+        let result = self
+            .call_worker(worker, |reply| Command::Remove { participant, reply })
+            .await;
+        self.placement().leave(&who);
+        result
     }
 
-    /// What the SFU holds now.
+    /// What the SFU holds now, summed over its workers.
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Stats { reply })
-            .map_err(|_| SfuError::Stopped)?;
-        rx.await.map_err(|_| SfuError::Stopped)
+        let mut total = SfuStats::default();
+        for w in self.worker_stats().await? {
+            total.add(&w);
+        }
+        Ok(total)
+    }
+
+    /// What each worker holds now, in worker order (the same order as
+    /// [`Sfu::local_addrs`]): how the rooms spread over the cores.
+    pub async fn worker_stats(&self) -> Result<Vec<SfuStats>, SfuError> {
+        let mut each = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter() {
+            let (reply, rx) = oneshot::channel();
+            w.tx.send(Command::Stats { reply })
+                .map_err(|_| SfuError::Stopped)?;
+            each.push(rx.await.map_err(|_| SfuError::Stopped)?);
+        }
+        Ok(each)
     }
 
     /// The last audio level of every audio track whose publisher sends the
     /// audio-level header extension (the basis for speaker detection).
     pub async fn audio_levels(&self) -> Result<Vec<TrackAudioLevel>, SfuError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::AudioLevels { reply })
-            .map_err(|_| SfuError::Stopped)?;
-        rx.await.map_err(|_| SfuError::Stopped)
+        let mut all = Vec::new();
+        for w in self.workers.iter() {
+            let (reply, rx) = oneshot::channel();
+            w.tx.send(Command::AudioLevels { reply })
+                .map_err(|_| SfuError::Stopped)?;
+            all.extend(rx.await.map_err(|_| SfuError::Stopped)?);
+        }
+        Ok(all)
     }
 
-    /// Stop the SFU task; every connection is dropped.
+    /// Stop every worker; every connection is dropped.
     pub fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown);
+        for w in self.workers.iter() {
+            let _ = w.tx.send(Command::Shutdown);
+        }
     }
 }

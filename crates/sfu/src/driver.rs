@@ -1,14 +1,20 @@
-//! The tokio driver: the only async code of the SFU. It owns the media socket
-//! ([`MediaSocket`]: batched receive and send) and one timer, feeds datagrams,
-//! time and commands to the [`Endpoint`] and sends what it produces.
+//! The driver: the only async code of the SFU. Each worker is an OS thread
+//! with a single-threaded tokio runtime that owns one media socket
+//! ([`MediaSocket`]: batched receive and send), one timer and one
+//! [`Endpoint`], feeds it datagrams, time and commands and sends what it
+//! produces. Workers share nothing on the per-packet path: each owns whole
+//! rooms ([`crate::placement`]), so forwarding never crosses threads.
 
-use crate::api::{Command, Sfu, SfuEvent, SfuEvents};
+use crate::api::{Command, Sfu, SfuEvent, SfuEvents, WorkerHandle};
 use crate::config::SfuConfig;
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
+use crate::placement::Placement;
 use crate::udp::MediaSocket;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 /// Datagrams read per wake-up before the loop sends, checks timers and
@@ -17,23 +23,113 @@ const MAX_READS_PER_TURN: usize = 64;
 /// How often the socket's counters are logged (debug level).
 const STATS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Bind the media socket and start the SFU task.
+/// Bind the media sockets and start the SFU's workers.
+///
+/// Every socket is bound before any worker starts, so a port in use is an
+/// error here and nothing is left running.
 pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
-    let socket = MediaSocket::bind(config.bind)?;
-    let local_addr = socket.local_addr()?;
-    let (tx, rx) = mpsc::unbounded_channel::<Command>();
+    let n = config.workers.max(1);
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        sockets.push(std::net::UdpSocket::bind(nth_port(config.bind, i)?)?);
+    }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let endpoint = Endpoint::new(config, local_addr);
-    info!(%local_addr, "SFU media socket bound");
-    tokio::spawn(run(socket, endpoint, rx, ev_tx));
-    Ok((Sfu { tx, local_addr }, ev_rx))
+    let placement = Arc::new(Mutex::new(Placement::new(n)));
+    let mut workers: Vec<WorkerHandle> = Vec::with_capacity(n);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let mut worker_config = config.clone();
+        worker_config.public_addr = config.public_addr.map(|a| nth_port(a, i)).transpose()?;
+        let handle = spawn_worker(i, socket, worker_config, ev_tx.clone(), placement.clone())
+            .await
+            .inspect_err(|_| {
+                // Stop the workers started so far.
+                for w in &workers {
+                    let _ = w.tx.send(Command::Shutdown);
+                }
+            })?;
+        workers.push(handle);
+    }
+    let sfu = Sfu {
+        workers: workers.into(),
+        placement,
+    };
+    info!(media = ?sfu.local_addrs(), "SFU started with {n} worker(s)");
+    Ok((sfu, ev_rx))
+}
+
+/// `addr` with its port moved up by `i` (port 0 stays 0: any free port).
+fn nth_port(addr: SocketAddr, i: usize) -> Result<SocketAddr, SfuError> {
+    if addr.port() == 0 {
+        return Ok(addr);
+    }
+    let port = u16::try_from(i)
+        .ok()
+        .and_then(|i| addr.port().checked_add(i))
+        .ok_or_else(|| {
+            SfuError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("worker {i} would need a port above 65535 (base {addr})"),
+            ))
+        })?;
+    Ok(SocketAddr::new(addr.ip(), port))
+}
+
+/// Start worker `index` on its own thread and wait until its socket is
+/// registered with the worker's runtime.
+async fn spawn_worker(
+    index: usize,
+    socket: std::net::UdpSocket,
+    config: SfuConfig,
+    events: mpsc::UnboundedSender<SfuEvent>,
+    placement: Arc<Mutex<Placement>>,
+) -> Result<WorkerHandle, SfuError> {
+    let (tx, rx) = mpsc::unbounded_channel::<Command>();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<SocketAddr, SfuError>>();
+    std::thread::Builder::new()
+        .name(format!("huddle-sfu-{index}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let socket = match MediaSocket::from_std(socket) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let local_addr = match socket.local_addr() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let endpoint = Endpoint::new(config, local_addr);
+                let _ = ready_tx.send(Ok(local_addr));
+                run(index, socket, endpoint, rx, events, placement).await;
+            });
+        })?;
+    let local_addr = ready_rx.await.map_err(|_| SfuError::Stopped)??;
+    debug!(worker = index, %local_addr, "SFU worker started");
+    Ok(WorkerHandle { tx, local_addr })
 }
 
 async fn run(
+    index: usize,
     mut socket: MediaSocket,
     mut endpoint: Endpoint,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<SfuEvent>,
+    placement: Arc<Mutex<Placement>>,
 ) {
     let mut next_stats_log = Instant::now() + STATS_LOG_INTERVAL;
     loop {
@@ -43,12 +139,18 @@ async fn run(
         }
         socket.flush().await;
         while let Some(ev) = endpoint.poll_event() {
+            if let SfuEvent::ParticipantGone { participant, .. } = &ev {
+                match placement.lock() {
+                    Ok(mut p) => p.leave(participant),
+                    Err(poisoned) => poisoned.into_inner().leave(participant),
+                }
+            }
             let _ = events.send(ev);
         }
         let now = Instant::now();
         if now >= next_stats_log {
             next_stats_log = now + STATS_LOG_INTERVAL;
-            debug!(stats = ?socket.stats(), "media socket");
+            debug!(worker = index, stats = ?socket.stats(), "media socket");
         }
         let deadline = endpoint
             .poll_timeout()
@@ -74,7 +176,7 @@ async fn run(
                             endpoint.handle_datagram(now, src, datagram);
                         });
                     }
-                    Err(e) => debug!("media socket not readable: {e}"),
+                    Err(e) => debug!(worker = index, "media socket not readable: {e}"),
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -82,7 +184,7 @@ async fn run(
             }
         }
     }
-    info!(stats = ?socket.stats(), "SFU stopped");
+    info!(worker = index, stats = ?socket.stats(), "SFU worker stopped");
 }
 
 /// Apply one command; false means stop.

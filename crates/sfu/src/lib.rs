@@ -23,6 +23,7 @@ pub mod feedback;
 pub mod ids;
 pub mod local_track;
 mod participant;
+mod placement;
 mod router;
 pub mod rtx;
 pub mod speaker;

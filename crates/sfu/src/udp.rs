@@ -97,7 +97,12 @@ impl MediaSocket {
     /// Bind `addr`, enlarge the socket buffers (logging what the kernel
     /// granted) and set up batching. Needs a tokio runtime.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let std_socket = std::net::UdpSocket::bind(addr)?;
+        Self::from_std(std::net::UdpSocket::bind(addr)?)
+    }
+
+    /// [`MediaSocket::bind`] for a socket bound already (on another
+    /// thread, say). Needs a tokio runtime: the one that will drive it.
+    pub fn from_std(std_socket: std::net::UdpSocket) -> io::Result<Self> {
         std_socket.set_nonblocking(true)?;
         let state = UdpSocketState::new(UdpSockRef::from(&std_socket))?;
         set_buffers(&state, &std_socket);

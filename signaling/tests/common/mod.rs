@@ -54,11 +54,12 @@ impl Server {
         })
     }
 
-    /// Serve in front of the real SFU (`huddle_sfu::driver::start`), its
-    /// media socket on 127.0.0.1:0.
+    /// Serve in front of the real SFU (`huddle_sfu::driver::start`) with two
+    /// workers, as on a two-core server, their media sockets on 127.0.0.1:0.
     pub async fn start_with_real_sfu() -> Result<(Self, huddle_sfu::Sfu)> {
         let (sfu, events) = huddle_sfu::driver::start(huddle_sfu::SfuConfig {
             bind: "127.0.0.1:0".parse()?,
+            workers: 2,
             ..Default::default()
         })
         .await?;
