@@ -66,6 +66,9 @@ struct Cli {
     /// [default: rtc-ice's 200].
     #[arg(long)]
     ice_check_interval_ms: Option<u64>,
+    /// SFU workers of the server this tool starts (HUDDLE_WORKERS).
+    #[arg(long, default_value_t = 1)]
+    server_workers: usize,
     /// The huddle-server binary to start [default: next to this executable].
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
@@ -157,7 +160,7 @@ impl Cli {
             std::env::temp_dir().join(format!("huddle-bench-server-{}.log", std::process::id()))
         });
         tracing::info!(bin = %bin.display(), log = %log.display(), "starting the server");
-        Ok(Server::spawn(&bin, log)?)
+        Ok(Server::spawn(&bin, log, self.server_workers)?)
     }
 }
 

@@ -120,10 +120,34 @@ pub fn udp_rcvbuf_errors() -> Option<u64> {
     values.get(i)?.parse().ok()
 }
 
+/// CPU time (user + system) so far of each thread of process `pid` whose
+/// name starts with `prefix`, by name (sorted), from
+/// `/proc/<pid>/task/*/stat`.
+pub fn thread_cpu(pid: u32, prefix: &str) -> Vec<(String, Duration)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let ticks = clock_ticks_cached() as f64;
+    let mut threads: Vec<(String, Duration)> = tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let cpu = parse_cpu_ticks(&stat)?;
+            Some((name.to_owned(), Duration::from_secs_f64(cpu as f64 / ticks)))
+        })
+        .collect();
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
+    threads
+}
+
 /// Datagrams dropped on arrival (full receive buffer) by open IPv4 UDP
-/// sockets: `(on local port `port`, on every other socket)`, from the
-/// `drops` column of `/proc/net/udp`. Closed sockets no longer count.
-pub fn udp_socket_drops(port: Option<u16>) -> Option<(u64, u64)> {
+/// sockets: `(on the local ports in `ports`, on every other socket)`, from
+/// the `drops` column of `/proc/net/udp`. Closed sockets no longer count.
+pub fn udp_socket_drops(ports: &[u16]) -> Option<(u64, u64)> {
     let table = std::fs::read_to_string("/proc/net/udp").ok()?;
     let (mut on_port, mut others) = (0, 0);
     for line in table.lines().skip(1) {
@@ -136,7 +160,7 @@ pub fn udp_socket_drops(port: Option<u16>) -> Option<(u64, u64)> {
             .next()
             .and_then(|p| u16::from_str_radix(p, 16).ok());
         let drops: u64 = drops.parse().unwrap_or(0);
-        if port.is_some() && local_port == port {
+        if local_port.is_some_and(|p| ports.contains(&p)) {
             on_port += drops;
         } else {
             others += drops;
@@ -160,7 +184,21 @@ mod tests {
         let me = ProcStats::this_process().sample().expect("own stats");
         assert!(me.rss_bytes > 0);
         assert!(udp_rcvbuf_errors().is_some());
-        assert!(udp_socket_drops(Some(1)).is_some());
+        assert!(udp_socket_drops(&[1]).is_some());
         assert!(host_busy().is_some_and(|b| b > Duration::ZERO));
+    }
+
+    #[test]
+    fn finds_threads_by_name() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("procfs-probe-1".into())
+            .spawn(move || rx.recv())
+            .expect("spawn");
+        let found = thread_cpu(std::process::id(), "procfs-probe-");
+        let _ = tx.send(());
+        let _ = t.join();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "procfs-probe-1");
     }
 }

@@ -153,6 +153,9 @@ pub struct Report {
     pub server_cpu_percent: Option<f64>,
     /// Server CPU time per forwarded packet, µs.
     pub server_cpu_us_per_packet: Option<f64>,
+    /// CPU of each SFU worker thread of the server during the window, % of
+    /// one core (how the rooms spread over the cores).
+    pub server_worker_cpu_percent: Vec<f64>,
     /// Server resident memory at the end of the window, MiB.
     pub server_rss_mib: Option<f64>,
     /// This tool's CPU during the window, % of one core.
@@ -274,6 +277,18 @@ impl Report {
             (
                 "server CPU per forwarded packet (µs)",
                 opt(self.server_cpu_us_per_packet, 2),
+            ),
+            (
+                "server CPU per SFU worker (% of a core)",
+                if self.server_worker_cpu_percent.is_empty() {
+                    "n/a".to_owned()
+                } else {
+                    self.server_worker_cpu_percent
+                        .iter()
+                        .map(|c| format!("{c:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                },
             ),
             ("server RSS (MiB)", opt(self.server_rss_mib, 1)),
             (

@@ -6,7 +6,9 @@ use crate::media::MediaConfig;
 use crate::participant::{ClientConfig, Outcome, Participant};
 use crate::plan::{Plan, Scenario};
 use crate::probe::kind_byte;
-use crate::procfs::{host_busy, udp_rcvbuf_errors, udp_socket_drops, ProcSample, ProcStats};
+use crate::procfs::{
+    host_busy, thread_cpu, udp_rcvbuf_errors, udp_socket_drops, ProcSample, ProcStats,
+};
 use crate::report::{Quantiles, Report, Second, SubscriberLoss};
 use crate::server::Server;
 use crate::stats::{Progress, Shared};
@@ -69,7 +71,7 @@ impl RunConfig {
 }
 
 /// Counters summed over the workers, with the process readings, at one instant.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Snapshot {
     joined: u64,
     ready: u64,
@@ -85,12 +87,17 @@ struct Snapshot {
     host_busy: Option<Duration>,
     /// Drops at the server's media socket and at every other UDP socket.
     socket_drops: Option<(u64, u64)>,
+    /// CPU time so far of each SFU worker thread of the server.
+    sfu_workers: Vec<Duration>,
 }
+
+/// Name prefix of the server's SFU worker threads (`huddle_sfu::driver`).
+const SFU_WORKER_THREAD: &str = "huddle-sfu-";
 
 fn snapshot(
     progress: &[Arc<Progress>],
     server: Option<&ProcStats>,
-    media_port: Option<u16>,
+    media_ports: &[u16],
     me: &ProcStats,
 ) -> Snapshot {
     let sum = |f: fn(&Progress) -> u64| progress.iter().map(|p| f(p)).sum::<u64>();
@@ -111,7 +118,13 @@ fn snapshot(
         client: me.sample().unwrap_or_default(),
         rcvbuf_errors: udp_rcvbuf_errors(),
         host_busy: host_busy(),
-        socket_drops: udp_socket_drops(media_port),
+        socket_drops: udp_socket_drops(media_ports),
+        sfu_workers: server.map_or_else(Vec::new, |s| {
+            thread_cpu(s.pid(), SFU_WORKER_THREAD)
+                .into_iter()
+                .map(|(_, cpu)| cpu)
+                .collect()
+        }),
     }
 }
 
@@ -194,7 +207,7 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
     let mut snaps = vec![snapshot(
         &progress,
         watched.as_ref(),
-        server.media_port(),
+        server.media_ports(),
         &me,
     )];
     let mut timeline = Vec::new();
@@ -203,8 +216,9 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
     for t in 1u64.. {
         let at = shared.epoch + Duration::from_secs(t);
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let snap = snapshot(&progress, watched.as_ref(), server.media_port(), &me);
+        let snap = snapshot(&progress, watched.as_ref(), server.media_ports(), &me);
         let s = second(t, &snaps[snaps.len() - 1], &snap);
+        let (ready, failed) = (snap.ready, snap.failed);
         snaps.push(snap);
         if config.progress {
             eprintln!(
@@ -215,9 +229,9 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
                     Some((_, w1)) if t <= w1 => "measure",
                     Some(_) => "drain  ",
                 },
-                snap.ready,
+                ready,
                 total,
-                snap.failed,
+                failed,
                 s.forwarded_pps,
                 s.forwarded_mbps,
                 s.mean_latency_ms,
@@ -235,7 +249,7 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
         }
         match window {
             None => {
-                let everyone = snap.ready + snap.failed >= total as u64;
+                let everyone = ready + failed >= total as u64;
                 if everyone || Instant::now() > setup_deadline {
                     setup_seconds = (Instant::now() - first_join).as_secs_f64();
                     let w0 = t + config.warmup;
@@ -414,11 +428,19 @@ fn build_report(
             .rcvbuf_errors
             .zip(b.rcvbuf_errors)
             .map(|(x, y)| y.saturating_sub(x)),
-        server_socket_drops: server.media_port().and_then(|_| {
-            a.socket_drops
-                .zip(b.socket_drops)
-                .map(|(x, y)| y.0.saturating_sub(x.0))
-        }),
+        server_worker_cpu_percent: a
+            .sfu_workers
+            .iter()
+            .zip(&b.sfu_workers)
+            .map(|(x, y)| y.saturating_sub(*x).as_secs_f64() * 100.0 / secs)
+            .collect(),
+        server_socket_drops: (!server.media_ports().is_empty())
+            .then_some(())
+            .and_then(|()| {
+                a.socket_drops
+                    .zip(b.socket_drops)
+                    .map(|(x, y)| y.0.saturating_sub(x.0))
+            }),
         other_socket_drops: a
             .socket_drops
             .zip(b.socket_drops)

@@ -19,7 +19,7 @@ pub struct Server {
     url: String,
     secret: String,
     pid: Option<u32>,
-    media_port: Option<u16>,
+    media_ports: Vec<u16>,
     child: Option<Child>,
     log: Option<PathBuf>,
 }
@@ -28,12 +28,27 @@ fn server_err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Server(e.to_string())
 }
 
-/// A free port on 127.0.0.1 for TCP and one for UDP (freed again: the
-/// server binds them a moment later).
-fn free_ports() -> Result<(u16, u16), BenchError> {
+/// A free port on 127.0.0.1 for TCP and `udp_count` consecutive free ones
+/// for UDP (one per SFU worker), all freed again: the server binds them a
+/// moment later.
+fn free_ports(udp_count: usize) -> Result<(u16, u16), BenchError> {
     let tcp = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let udp = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-    Ok((tcp, udp))
+    for _ in 0..50 {
+        let first = UdpSocket::bind("127.0.0.1:0")?;
+        let base = first.local_addr()?.port();
+        let rest: Option<Vec<UdpSocket>> = (1..udp_count)
+            .map(|i| {
+                let port = base.checked_add(u16::try_from(i).ok()?)?;
+                UdpSocket::bind(("127.0.0.1", port)).ok()
+            })
+            .collect();
+        if rest.is_some() {
+            return Ok((tcp, base));
+        }
+    }
+    Err(server_err(format!(
+        "found no {udp_count} consecutive free UDP ports on 127.0.0.1"
+    )))
 }
 
 /// The `huddle-server` next to this executable (same target directory), or
@@ -50,17 +65,19 @@ pub fn default_server_bin() -> Option<PathBuf> {
 }
 
 impl Server {
-    /// Start `bin` on free loopback ports with a random secret, its log in
-    /// `log` (warn level unless `RUST_LOG` says otherwise), and wait until it
-    /// answers.
-    pub fn spawn(bin: &Path, log: PathBuf) -> Result<Self, BenchError> {
-        let (http_port, udp_port) = free_ports()?;
+    /// Start `bin` with `workers` SFU workers on free loopback ports with a
+    /// random secret, its log in `log` (warn level unless `RUST_LOG` says
+    /// otherwise), and wait until it answers.
+    pub fn spawn(bin: &Path, log: PathBuf, workers: usize) -> Result<Self, BenchError> {
+        let workers = workers.max(1);
+        let (http_port, udp_port) = free_ports(workers)?;
         let secret = format!("bench-{:032x}", rand::random::<u128>());
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(bin)
             .arg("serve")
             .env("HUDDLE_HTTP", format!("127.0.0.1:{http_port}"))
             .env("HUDDLE_MEDIA_UDP", format!("127.0.0.1:{udp_port}"))
+            .env("HUDDLE_WORKERS", workers.to_string())
             .env("HUDDLE_SECRET", &secret)
             .env(
                 "RUST_LOG",
@@ -76,7 +93,9 @@ impl Server {
             url: format!("ws://127.0.0.1:{http_port}/ws"),
             secret,
             pid: Some(child.id()),
-            media_port: Some(udp_port),
+            media_ports: (0..workers)
+                .filter_map(|i| udp_port.checked_add(u16::try_from(i).ok()?))
+                .collect(),
             child: Some(child),
             log: Some(log),
         };
@@ -91,7 +110,7 @@ impl Server {
             url,
             secret,
             pid,
-            media_port: None,
+            media_ports: Vec::new(),
             child: None,
             log: None,
         }
@@ -137,9 +156,10 @@ impl Server {
         self.pid
     }
 
-    /// The server's media UDP port, when this tool chose it.
-    pub fn media_port(&self) -> Option<u16> {
-        self.media_port
+    /// The server's media UDP ports (one per SFU worker), when this tool
+    /// chose them; empty otherwise.
+    pub fn media_ports(&self) -> &[u16] {
+        &self.media_ports
     }
 
     /// Whether this tool started the server.

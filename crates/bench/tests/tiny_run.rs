@@ -1,22 +1,24 @@
-//! The load tool's core against a server started in process: 2 audio
-//! publishers and 2 subscribers for 3 s. Asserts on what arrived and on the
-//! report's shape, never on wall-clock figures.
+//! The load tool's core against a server started in process with two SFU
+//! workers: two rooms, each with 2 audio publishers and 2 subscribers, for
+//! 3 s. Asserts on what arrived and on the report's shape, never on
+//! wall-clock figures.
 
 use huddle_bench::{run, Plan, RunConfig, Scenario, Server};
 use std::time::Duration;
 
 #[test]
-fn two_publishers_two_subscribers() {
+fn two_rooms_of_two_publishers_two_subscribers() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let secret = "bench-test-secret";
+    let mut server_config = huddle_server::ServerConfig::ephemeral(secret);
+    server_config.workers = 2;
     let server = rt
-        .block_on(huddle_server::start(
-            huddle_server::ServerConfig::ephemeral(secret),
-        ))
+        .block_on(huddle_server::start(server_config))
         .expect("start server");
-    let target = Server::external(server.ws_url(), secret.to_owned(), None);
+    // The server runs in this process: its CPU figures include the tool's.
+    let target = Server::external(server.ws_url(), secret.to_owned(), Some(std::process::id()));
 
-    let mut config = RunConfig::new(Scenario::Audio, Plan::audio(2, 2, 1));
+    let mut config = RunConfig::new(Scenario::Audio, Plan::audio(2, 2, 2));
     config.seconds = 3;
     config.warmup = 1;
     config.setup_timeout = Duration::from_secs(20);
@@ -24,19 +26,25 @@ fn two_publishers_two_subscribers() {
     let report = run(&config, &target).expect("run");
 
     assert_eq!(report.failed, 0, "no participant failed");
-    assert_eq!(report.ready, 4, "everyone ready");
-    assert_eq!(report.forwarded_streams, 4);
-    assert_eq!(report.subscriber_loss.len(), 2);
-    // 2 publishers x 50 packets/s x 3 s to each of 2 subscribers: 600.
+    assert_eq!(report.rooms, 2);
+    assert_eq!(report.ready, 8, "everyone ready");
+    assert_eq!(report.forwarded_streams, 8);
+    assert_eq!(report.subscriber_loss.len(), 4);
+    // 2 rooms x 2 publishers x 50 packets/s x 3 s to each of 2 subscribers: 1200.
     assert!(
-        report.expected_packets >= 400,
+        report.expected_packets >= 800,
         "expected {}",
         report.expected_packets
     );
     assert!(report.received_packets > 0 && report.forwarded_packets > 0);
     assert!(report.loss < 0.2, "loss {}", report.loss);
     assert!(report.latency_ms.count > 0);
-    assert!(report.server_cpu_us_per_packet.is_none(), "no pid given");
+    assert!(report.server_cpu_us_per_packet.is_some(), "pid given");
+    assert_eq!(
+        report.server_worker_cpu_percent.len(),
+        2,
+        "one CPU figure per SFU worker thread"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&serde_json::to_string(&report).expect("serialize")).expect("parse");
@@ -49,6 +57,7 @@ fn two_publishers_two_subscribers() {
         "join_to_first_media_ms",
         "server_cpu_us_per_packet",
         "server_rss_mib",
+        "server_worker_cpu_percent",
         "client_cpu_percent",
         "timeline",
     ] {
