@@ -15,9 +15,12 @@ use crate::demux::{is_stun_success_response, Demux};
 use crate::error::SfuError;
 use crate::feedback::{is_keyframe_request, is_nack, nacked};
 use crate::ids::{ParticipantId, RoomId};
+use crate::keyframe::starts_keyframe;
 use crate::participant::Participant;
-use crate::router::{KeyframeGate, Leg, PublishedTrack, Router};
-use crate::rtx::RtxStore;
+use crate::router::{Leg, PublishedTrack, Router};
+use crate::simulcast::{
+    self, rank_of, wanted_rank, Layer, LayerChoice, Verdict, CHOICE_INTERVAL, TOP_RANK,
+};
 use crate::speaker::SpeakerDetector;
 use bytes::BytesMut;
 use huddle_proto::{IceCandidate, PcRole, TrackKind};
@@ -63,6 +66,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
+    /// When the simulcast layer of every leg is looked at again.
+    next_layer_choice: Instant,
     rtp_in: u64,
     rtp_out: u64,
     rtx_sent: u64,
@@ -100,6 +105,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            next_layer_choice: Instant::now(),
             rtp_in: 0,
             rtp_out: 0,
             rtx_sent: 0,
@@ -218,7 +224,7 @@ impl Endpoint {
             }
         }
         for t in video {
-            self.request_keyframe(now, &t);
+            self.subscriber_needs_keyframe(now, &t, id);
         }
         self.dirty.push((id.clone(), PcRole::Subscriber));
         self.flush(now);
@@ -355,12 +361,17 @@ impl Endpoint {
         let interval = self.config.keyframe_request_interval;
         let mut due = Vec::new();
         for t in self.router.tracks.values_mut() {
-            if t.keyframe.poll(now, interval) {
-                due.push(t.id.clone());
+            for (i, l) in t.layers.iter_mut().enumerate() {
+                if l.keyframe.poll(now, interval) {
+                    due.push((t.id.clone(), i));
+                }
             }
         }
-        for t in due {
-            self.send_keyframe_request(now, &t);
+        for (t, layer) in due {
+            self.send_keyframe_request(now, &t, layer);
+        }
+        if now >= self.next_layer_choice {
+            self.choose_layers(now);
         }
         self.speakers.handle_timeout(now);
         self.flush(now);
@@ -388,8 +399,15 @@ impl Endpoint {
             }
         }
         let interval = self.config.keyframe_request_interval;
+        let mut simulcast = false;
         for t in self.router.tracks.values() {
-            consider(t.keyframe.deadline(interval));
+            simulcast |= t.layers.len() > 1;
+            for l in &t.layers {
+                consider(l.keyframe.deadline(interval));
+            }
+        }
+        if simulcast {
+            consider(Some(self.next_layer_choice));
         }
         consider(self.speakers.poll_timeout());
         next
@@ -492,7 +510,7 @@ impl Endpoint {
             }
             for track in drained.keyframe_requests {
                 if let Some(track) = self.source_of(&key.0, track) {
-                    self.request_keyframe(now, &track);
+                    self.subscriber_needs_keyframe(now, &track, &key.0);
                 }
             }
         }
@@ -529,7 +547,7 @@ impl Endpoint {
                         .map(|t| t.id.clone())
                         .collect();
                     for t in video {
-                        self.request_keyframe(now, &t);
+                        self.subscriber_needs_keyframe(now, &t, &key.0);
                     }
                 }
             }
@@ -585,6 +603,31 @@ impl Endpoint {
         let Some(track) = self.router.tracks.get_mut(&track_id) else {
             return;
         };
+        let layer = match track
+            .layers
+            .iter()
+            .position(|l| l.ssrc == packet.header.ssrc)
+        {
+            Some(i) => i,
+            None => {
+                // A simulcast layer's first packet (or a new SSRC).
+                let rid = self
+                    .participants
+                    .get_mut(publisher)
+                    .and_then(|p| p.publisher.as_mut())
+                    .and_then(|c| c.pc.rtp_receiver(track.receiver_id))
+                    .and_then(|r| r.track().rid(packet.header.ssrc).cloned());
+                let Some(i) = add_layer(now, track, rid, packet.header.ssrc) else {
+                    return;
+                };
+                self.choose_layers(now);
+                i
+            }
+        };
+        let Some(track) = self.router.tracks.get_mut(&track_id) else {
+            return;
+        };
+        track.layers[layer].last_rx = now;
         if track.muted {
             return;
         }
@@ -602,11 +645,66 @@ impl Endpoint {
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
-        track.rtx.insert(&packet);
+        track.layers[layer].rtx.insert(&packet);
+        let simulcast = track.layers.len() > 1;
+        let keyframe = simulcast && starts_keyframe(&track.codec.mime_type, &packet.payload);
         for (sub, leg) in track.legs.iter_mut() {
+            if simulcast {
+                match leg.choice.on_packet(layer, keyframe) {
+                    Verdict::Forward => {}
+                    Verdict::Switch => {
+                        debug!(subscriber = %sub, track = %track_id, layer, "simulcast layer switched");
+                        leg.resync();
+                    }
+                    Verdict::Drop => continue,
+                }
+            }
             if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, &packet) {
                 self.rtp_out += 1;
                 self.dirty.push((sub.clone(), PcRole::Subscriber));
+            }
+        }
+    }
+
+    /// Look again at which layer every leg of a simulcast track should get
+    /// (the layers that still arrive, how many videos each subscriber
+    /// watches), and ask for a keyframe of each newly wanted layer.
+    fn choose_layers(&mut self, now: Instant) {
+        self.next_layer_choice = now + CHOICE_INTERVAL;
+        let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
+        for t in self.router.tracks.values() {
+            if t.kind == TrackKind::Video {
+                for sub in t.legs.keys() {
+                    *videos.entry(sub).or_default() += 1;
+                }
+            }
+        }
+        let mut wanted = Vec::new();
+        for t in self.router.tracks.values() {
+            if t.layers.len() < 2 {
+                continue;
+            }
+            for (sub, leg) in &t.legs {
+                let rank = wanted_rank(videos.get(sub).copied().unwrap_or(1));
+                let target = simulcast::pick(&t.layers, now, rank);
+                if target != leg.choice.target {
+                    wanted.push((t.id.clone(), sub.clone(), target));
+                }
+            }
+        }
+        for (track_id, sub, target) in wanted {
+            let Some(leg) = self
+                .router
+                .tracks
+                .get_mut(&track_id)
+                .and_then(|t| t.legs.get_mut(&sub))
+            else {
+                continue;
+            };
+            leg.choice.target = target;
+            if let Some(layer) = target.filter(|&l| leg.choice.current != Some(l)) {
+                debug!(subscriber = %sub, track = %track_id, layer, "simulcast layer wanted");
+                self.request_keyframe(now, &track_id, layer);
             }
         }
     }
@@ -626,12 +724,17 @@ impl Endpoint {
         let Some(leg) = track.legs.get_mut(sub) else {
             return;
         };
+        let Some(layer) = leg.choice.current.and_then(|l| track.layers.get(l)) else {
+            return;
+        };
         for (ssrc, seq) in lost {
             if ssrc != leg.ssrc {
                 continue;
             }
-            let Some(packet) = track.rtx.get(leg.source_seq(seq)) else {
-                continue; // too old: the subscriber will ask for a keyframe
+            // Too old, or from before a switch: the subscriber will ask for
+            // a keyframe.
+            let Some(packet) = leg.source_seq(seq).and_then(|s| layer.rtx.get(s)) else {
+                continue;
             };
             if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
@@ -673,28 +776,25 @@ impl Endpoint {
             .iter()
             .find(|e| e.uri == AUDIO_LEVEL_URI)
             .and_then(|e| u8::try_from(e.id).ok());
+        let rid = receiver.track().rid(packet.header.ssrc).cloned();
         let id = format!("TR_{}", ice_token(12));
-        let track = PublishedTrack {
+        let mut track = PublishedTrack {
             id: id.clone(),
             room: room.clone(),
             publisher: publisher.clone(),
             remote_track_id: remote.to_owned(),
             receiver_id,
-            media_ssrc: packet.header.ssrc,
             kind,
             codec,
             muted: false,
             legs: HashMap::new(),
-            keyframe: KeyframeGate::default(),
-            rtx: RtxStore::new(match kind {
-                TrackKind::Video => crate::rtx::VIDEO_SLOTS,
-                TrackKind::Audio => 0, // no NACK for Opus: in-band FEC instead
-            }),
+            layers: Vec::new(),
             audio_level_id,
             audio_level: None,
             order: self.router.next_order,
         };
         self.router.next_order += 1;
+        add_layer(now, &mut track, rid, packet.header.ssrc)?;
         let info = track.info();
         self.router.insert(track);
         info!(participant = %publisher, track = %id, mime = %info.mime_type, "track published");
@@ -754,7 +854,16 @@ impl Endpoint {
         );
         match conn.pc.add_track(local) {
             Ok(sender_id) => {
-                track.legs.insert(sub.clone(), Leg::new(sender_id, ssrc));
+                let mut leg = match track.kind {
+                    TrackKind::Video => Leg::switchable(sender_id, ssrc),
+                    TrackKind::Audio => Leg::new(sender_id, ssrc),
+                };
+                if track.layers.len() > 1 {
+                    // Start at a keyframe of the layer the next choice picks.
+                    leg.choice = LayerChoice::default();
+                    self.next_layer_choice = now;
+                }
+                track.legs.insert(sub.clone(), leg);
                 p.needs_offer = true;
             }
             Err(e) => warn!(participant = %sub, track = %track_id, "add_track failed: {e}"),
@@ -794,18 +903,37 @@ impl Endpoint {
         });
     }
 
-    fn request_keyframe(&mut self, now: Instant, track_id: &str) {
+    /// `sub` needs a keyframe of a track it gets: of the layer it gets.
+    fn subscriber_needs_keyframe(&mut self, now: Instant, track_id: &str, sub: &ParticipantId) {
+        let layer = self
+            .router
+            .tracks
+            .get(track_id)
+            .and_then(|t| t.legs.get(sub))
+            .and_then(|leg| leg.choice.layer());
+        if let Some(layer) = layer {
+            self.request_keyframe(now, track_id, layer);
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, track_id: &str, layer: usize) {
         let interval = self.config.keyframe_request_interval;
         let Some(t) = self.router.tracks.get_mut(track_id) else {
             return;
         };
-        if t.kind == TrackKind::Video && t.keyframe.request(now, interval) {
-            self.send_keyframe_request(now, track_id);
+        let video = t.kind == TrackKind::Video;
+        if let Some(l) = t.layers.get_mut(layer) {
+            if video && l.keyframe.request(now, interval) {
+                self.send_keyframe_request(now, track_id, layer);
+            }
         }
     }
 
-    fn send_keyframe_request(&mut self, now: Instant, track_id: &str) {
+    fn send_keyframe_request(&mut self, now: Instant, track_id: &str, layer: usize) {
         let Some(t) = self.router.tracks.get(track_id) else {
+            return;
+        };
+        let Some(media_ssrc) = t.layers.get(layer).map(|l| l.ssrc) else {
             return;
         };
         let Some(conn) = self
@@ -818,11 +946,11 @@ impl Endpoint {
         if let Some(mut receiver) = conn.pc.rtp_receiver(t.receiver_id) {
             let pli = PictureLossIndication {
                 sender_ssrc: 0,
-                media_ssrc: t.media_ssrc,
+                media_ssrc,
             };
             match receiver.write_rtcp(now, vec![Box::new(pli)]) {
                 Ok(()) => {
-                    debug!(track = %track_id, "keyframe requested");
+                    debug!(track = %track_id, layer, "keyframe requested");
                     self.dirty.push((t.publisher.clone(), PcRole::Publisher));
                 }
                 Err(e) => debug!(track = %track_id, "PLI failed: {e}"),
@@ -970,6 +1098,42 @@ fn tagged(
         },
         message,
     }
+}
+
+/// Most encodings a track may have: three simulcast layers are what
+/// browsers send; the rest is room for odd publishers, not for floods.
+const MAX_LAYERS: usize = 4;
+
+/// Add an encoding to `track` (its first, or a simulcast layer seen for the
+/// first time) and return its index; a track without RIDs whose SSRC
+/// changed (the publisher restarted its stream) keeps its one layer with
+/// the new SSRC. `None` when the track has [`MAX_LAYERS`] already.
+fn add_layer(
+    now: Instant,
+    track: &mut PublishedTrack,
+    rid: Option<String>,
+    ssrc: u32,
+) -> Option<usize> {
+    if rid.is_none() {
+        if let Some(i) = track.layers.iter().position(|l| l.rid.is_none()) {
+            track.layers[i].ssrc = ssrc;
+            return Some(i);
+        }
+    }
+    if track.layers.len() >= MAX_LAYERS {
+        return None;
+    }
+    let slots = match track.kind {
+        TrackKind::Video => crate::rtx::VIDEO_SLOTS,
+        TrackKind::Audio => 0, // no NACK for Opus: in-band FEC instead
+    };
+    let fallback = u8::try_from(track.layers.len()).map_or(TOP_RANK, |n| n.min(TOP_RANK));
+    let rank = rid.as_deref().map_or(TOP_RANK, |r| rank_of(r, fallback));
+    if rid.is_some() {
+        info!(track = %track.id, rid = ?rid, ssrc, rank, "simulcast layer");
+    }
+    track.layers.push(Layer::new(rid, ssrc, rank, slots, now));
+    Some(track.layers.len() - 1)
 }
 
 /// Move a connection's outputs out: datagrams to `transmits`, the rest returned.

@@ -21,11 +21,13 @@ pub mod endpoint;
 pub mod error;
 pub mod feedback;
 pub mod ids;
+pub mod keyframe;
 pub mod local_track;
 mod participant;
 mod placement;
 mod router;
 pub mod rtx;
+pub mod simulcast;
 pub mod speaker;
 pub mod udp;
 

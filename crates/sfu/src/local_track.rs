@@ -49,6 +49,36 @@ pub fn single_ssrc_track(
     )
 }
 
+/// A video track sent as simulcast: one encoding per `(rid, ssrc)` in
+/// `layers`, all with `codec`. The sender must put the MID and RID header
+/// extensions on each layer's packets (rtc does not add them), at least
+/// until the receiver has seen every layer.
+pub fn simulcast_track(
+    stream_id: String,
+    track_id: String,
+    codec: RTCRtpCodec,
+    layers: &[(&str, u32)],
+) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream_id,
+        track_id.clone(),
+        track_id,
+        RtpCodecKind::Video,
+        layers
+            .iter()
+            .map(|&(rid, ssrc)| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: rid.to_owned(),
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    )
+}
+
 /// [`single_ssrc_track`] with the kind's [`default_codec`].
 pub fn default_track(
     stream_id: String,

@@ -1,9 +1,11 @@
 //! Which published track goes to which subscriber, and the per-subscriber
 //! forwarding state (the sender on the subscriber's connection, its SSRC and
-//! negotiated payload type). Keyframe requests toward a publisher are merged
-//! here and let through at most once per interval.
+//! negotiated payload type, the simulcast layer it gets). Keyframe requests
+//! toward a publisher are merged here and let through at most once per
+//! interval.
 
 use crate::ids::{ParticipantId, RoomId};
+use crate::simulcast::{Layer, LayerChoice};
 use huddle_proto::{TrackInfo, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
@@ -24,12 +26,17 @@ pub(crate) struct Leg {
     pub ssrc: u32,
     /// Payload type negotiated on the subscriber's connection (cached).
     pub payload_type: Option<u8>,
-    /// Only on a WHEP slot's leg: how it keeps the slot's stream continuous.
-    /// An ordinary leg passes sequence numbers and timestamps through.
+    /// On a WHEP slot's leg and a video leg: how it keeps its stream
+    /// continuous when its source (slot) or layer (simulcast) changes. An
+    /// audio leg passes sequence numbers and timestamps through.
     pub continuity: Option<Continuity>,
+    /// The simulcast layer it forwards and the one it wants (unused while
+    /// the track has one layer).
+    pub choice: LayerChoice,
 }
 
-/// A WHEP slot's renumbering: its source changes, its output stream does not.
+/// A renumbering: the leg's source (WHEP slot) or layer (simulcast)
+/// changes, its output stream does not.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Continuity {
     /// Added (wrapping) to the source's sequence numbers and timestamps, set
@@ -40,6 +47,9 @@ pub(crate) struct Continuity {
     continue_from: Option<SentMark>,
     /// The newest packet sent (retransmissions do not move it).
     last_sent: Option<SentMark>,
+    /// Output sequence number of the current source's first packet: what
+    /// was sent before it came from another source.
+    started: Option<u16>,
 }
 
 impl Continuity {
@@ -50,13 +60,31 @@ impl Continuity {
 }
 
 impl Leg {
-    /// An ordinary leg sending on `sender_id` with `ssrc`.
+    /// A leg sending on `sender_id` with `ssrc` that passes sequence
+    /// numbers and timestamps through (audio: never switched).
     pub fn new(sender_id: RTCRtpSenderId, ssrc: u32) -> Self {
         Self {
             sender_id,
             ssrc,
             payload_type: None,
             continuity: None,
+            choice: LayerChoice {
+                current: Some(0),
+                target: Some(0),
+            },
+        }
+    }
+
+    /// A leg that can switch simulcast layers (video).
+    pub fn switchable(sender_id: RTCRtpSenderId, ssrc: u32) -> Self {
+        Self::slot(sender_id, ssrc, None)
+    }
+
+    /// The next packet comes from another layer: continue this leg's
+    /// stream after what it sent last.
+    pub fn resync(&mut self) {
+        if let Some(c) = self.continuity.as_mut() {
+            c.continue_from = c.last_sent;
         }
     }
 
@@ -83,6 +111,7 @@ impl Leg {
         let Some(c) = self.continuity.as_mut() else {
             return;
         };
+        let first = c.continue_from.is_some() || c.started.is_none();
         if let Some(mark) = c.continue_from.take() {
             // One frame's worth at least, so the timestamp always moves on.
             let elapsed = now.saturating_duration_since(mark.at).as_millis() as u64;
@@ -95,6 +124,9 @@ impl Leg {
         }
         header.sequence_number = header.sequence_number.wrapping_add(c.seq_offset);
         header.timestamp = header.timestamp.wrapping_add(c.ts_offset);
+        if first {
+            c.started = Some(header.sequence_number);
+        }
         let newer = c
             .last_sent
             .is_none_or(|m| (header.sequence_number.wrapping_sub(m.seq) as i16) > 0);
@@ -107,9 +139,19 @@ impl Leg {
         }
     }
 
-    /// The source sequence number of a sequence number this leg sent.
-    pub fn source_seq(&self, sent: u16) -> u16 {
-        sent.wrapping_sub(self.continuity.map_or(0, |c| c.seq_offset))
+    /// The current source's sequence number of a sequence number this leg
+    /// sent; `None` when that packet came from an earlier source (its
+    /// store is not the current one's: the subscriber needs a keyframe).
+    pub fn source_seq(&self, sent: u16) -> Option<u16> {
+        let Some(c) = self.continuity else {
+            return Some(sent);
+        };
+        if c.started
+            .is_some_and(|first| (sent.wrapping_sub(first) as i16) < 0)
+        {
+            return None;
+        }
+        Some(sent.wrapping_sub(c.seq_offset))
     }
 }
 
@@ -120,14 +162,12 @@ pub(crate) struct PublishedTrack {
     pub publisher: ParticipantId,
     pub remote_track_id: String,
     pub receiver_id: RTCRtpReceiverId,
-    pub media_ssrc: u32,
     pub kind: TrackKind,
     pub codec: RTCRtpCodec,
     pub muted: bool,
     pub legs: HashMap<ParticipantId, Leg>,
-    pub keyframe: KeyframeGate,
-    /// Recent packets, for answering subscribers' NACKs.
-    pub rtx: crate::rtx::RtxStore,
+    /// Its encodings: one, or one per simulcast layer seen so far.
+    pub layers: Vec<Layer>,
     /// Id of the RFC 6464 audio-level extension on the publisher's connection.
     pub audio_level_id: Option<u8>,
     /// The last audio level the publisher reported (-dBov) and its voice flag.
@@ -279,7 +319,7 @@ mod tests {
             ordinary.continuity.is_none(),
             "an ordinary leg keeps no marks"
         );
-        assert_eq!(ordinary.source_seq(9), 9);
+        assert_eq!(ordinary.source_seq(9), Some(9));
 
         // A new source 100 ms later, with numbers of its own.
         let mut next = Leg::slot(sender, 7, Some(mark));
@@ -298,7 +338,16 @@ mod tests {
         };
         next.rewrite(t0 + Duration::from_millis(120), 48_000, &mut h);
         assert_eq!((h.sequence_number, h.timestamp), (1, 1000 + 4800 + 960));
-        assert_eq!(next.source_seq(1), 501, "NACKs map back to the source");
+        assert_eq!(
+            next.source_seq(1),
+            Some(501),
+            "NACKs map back to the source"
+        );
+        assert_eq!(
+            next.source_seq(65535),
+            None,
+            "sent before this source: not in its store"
+        );
 
         // A retransmission of an older packet does not move the mark back.
         let mut old = Header {
@@ -311,5 +360,33 @@ mod tests {
             next.continuity.and_then(|c| c.mark()).map(|m| m.seq),
             Some(1)
         );
+    }
+
+    #[test]
+    fn a_resync_continues_after_the_last_packet_sent() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        for (seq, ts) in [(100u16, 9000u32), (101, 12_000)] {
+            let mut h = Header {
+                sequence_number: seq,
+                timestamp: ts,
+                ..Default::default()
+            };
+            leg.rewrite(t0, 90_000, &mut h);
+            assert_eq!((h.sequence_number, h.timestamp), (seq, ts));
+        }
+        // Another layer, with its own numbers, 40 ms later.
+        leg.resync();
+        let mut h = Header {
+            sequence_number: 7000,
+            timestamp: 555,
+            ..Default::default()
+        };
+        leg.rewrite(t0 + Duration::from_millis(40), 90_000, &mut h);
+        assert_eq!(h.sequence_number, 102);
+        assert_eq!(h.timestamp, 12_000 + 3600);
+        assert_eq!(leg.source_seq(102), Some(7000));
+        assert_eq!(leg.source_seq(101), None, "the old layer's packet");
     }
 }

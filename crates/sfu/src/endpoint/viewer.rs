@@ -17,6 +17,7 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::local_track::default_track;
 use crate::participant::{Participant, Slot};
 use crate::router::Leg;
+use crate::simulcast::LayerChoice;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use std::collections::HashSet;
@@ -133,12 +134,18 @@ impl Endpoint {
                 continue;
             };
             slot.source = Some(track_id.clone());
-            track.legs.insert(
-                viewer.clone(),
-                Leg::slot(slot.sender_id, slot.ssrc, slot.last_sent),
-            );
+            let mut leg = Leg::slot(slot.sender_id, slot.ssrc, slot.last_sent);
+            let simulcast = track.layers.len() > 1;
+            if simulcast {
+                // Start at a keyframe of the layer the next choice picks.
+                leg.choice = LayerChoice::default();
+                self.next_layer_choice = now;
+            }
+            track.legs.insert(viewer.clone(), leg);
             info!(participant = %viewer, track = %track_id, slot = i, "viewer slot fed");
-            self.request_keyframe(now, &track_id);
+            if !simulcast {
+                self.subscriber_needs_keyframe(now, &track_id, viewer);
+            }
         }
     }
 

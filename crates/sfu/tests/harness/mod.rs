@@ -33,7 +33,9 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{
+    RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit,
+};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::{HashMap, VecDeque};
@@ -101,6 +103,15 @@ pub struct LocalTrack {
     pub sent: u64,
 }
 
+/// A simulcast video track a client publishes: one sender, one
+/// [`LocalTrack`] (SSRC, sequence numbers, timestamps) per layer.
+pub struct SimulcastTrack {
+    /// Sender on the publisher connection.
+    pub sender: RTCRtpSenderId,
+    /// `(rid, layer)` in the order given to [`Net::join_simulcast`].
+    pub layers: Vec<(String, LocalTrack)>,
+}
+
 /// A client: a participant with a publisher and/or subscriber connection.
 pub struct Client {
     /// Display name, also the participant id.
@@ -121,6 +132,10 @@ pub struct Client {
     /// Per track id: packets whose sequence number did not follow the last
     /// one's, or whose timestamp went backwards.
     pub discontinuities: HashMap<String, u64>,
+    /// Per track id: the payload of the last RTP packet received.
+    pub last_payload: HashMap<String, Bytes>,
+    /// The simulcast video track, when the client publishes one.
+    pub simulcast: Option<SimulcastTrack>,
     /// Subscriber offers received from the SFU (SDP), oldest first.
     pub offers: Vec<String>,
     /// While false the network drops everything from and to this client and
@@ -141,6 +156,8 @@ impl Client {
             received: HashMap::new(),
             last_rtp: HashMap::new(),
             discontinuities: HashMap::new(),
+            last_payload: HashMap::new(),
+            simulcast: None,
             offers: Vec::new(),
             online: true,
         }
@@ -245,17 +262,7 @@ impl Net {
         let index = self.clients.len();
         let id = ParticipantId(name.to_owned());
         let publish = publish_audio || publish_video;
-        self.endpoint
-            .add_participant(
-                self.now,
-                RoomId(ROOM.to_owned()),
-                id.clone(),
-                Rights {
-                    publish,
-                    subscribe: true,
-                },
-            )
-            .expect("add participant");
+        self.add_to_room(&id, publish);
         let mut client = Client::new(name);
         if publish {
             let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
@@ -286,33 +293,100 @@ impl Net {
                     },
                 );
             }
-            let offer = pub_pc.pc.create_offer(None).expect("create offer");
-            pub_pc
-                .pc
-                .set_local_description(self.now, offer.clone())
-                .expect("set local offer");
-            let sdp = pub_pc
-                .pc
-                .local_description()
-                .expect("local description")
-                .sdp
-                .clone();
-            let answer = self
-                .endpoint
-                .publisher_offer(self.now, &id, sdp)
-                .expect("publisher offer");
-            pub_pc
-                .pc
-                .set_remote_description(
-                    self.now,
-                    RTCSessionDescription::answer(answer).expect("answer sdp"),
-                )
-                .expect("set remote answer");
+            self.negotiate_publisher(&id, &mut pub_pc);
             client.publisher = Some(pub_pc);
         }
         self.clients.push(client);
         self.pump();
         index
+    }
+
+    /// Add a participant that publishes one video track as simulcast, one
+    /// layer per RID in `rids` (send with [`Net::send_layer`]).
+    pub fn join_simulcast(&mut self, name: &str, rids: &[&str]) -> ClientId {
+        let index = self.clients.len();
+        let id = ParticipantId(name.to_owned());
+        self.add_to_room(&id, true);
+        let mut client = Client::new(name);
+        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
+        let layers: Vec<(&str, u32)> = rids
+            .iter()
+            .enumerate()
+            .map(|(i, rid)| (*rid, 0x2000_0000 + (index as u32) * 16 + i as u32))
+            .collect();
+        let sender = pub_pc
+            .pc
+            .add_track(huddle_sfu::local_track::simulcast_track(
+                format!("{name}-stream"),
+                format!("{name}-simulcast"),
+                huddle_sfu::codecs::vp8(),
+                &layers,
+            ))
+            .expect("add simulcast track");
+        client.simulcast = Some(SimulcastTrack {
+            sender,
+            layers: layers
+                .iter()
+                .map(|&(rid, ssrc)| {
+                    (
+                        rid.to_owned(),
+                        LocalTrack {
+                            sender,
+                            ssrc,
+                            seq: 1000,
+                            ts: 0,
+                            sent: 0,
+                        },
+                    )
+                })
+                .collect(),
+        });
+        self.negotiate_publisher(&id, &mut pub_pc);
+        client.publisher = Some(pub_pc);
+        self.clients.push(client);
+        self.pump();
+        index
+    }
+
+    /// Register `id` with the SFU in [`ROOM`]; it always may subscribe.
+    fn add_to_room(&mut self, id: &ParticipantId, publish: bool) {
+        self.endpoint
+            .add_participant(
+                self.now,
+                RoomId(ROOM.to_owned()),
+                id.clone(),
+                Rights {
+                    publish,
+                    subscribe: true,
+                },
+            )
+            .expect("add participant");
+    }
+
+    /// Offer from a new publisher connection and apply the SFU's answer.
+    fn negotiate_publisher(&mut self, id: &ParticipantId, pub_pc: &mut ClientPc) {
+        let offer = pub_pc.pc.create_offer(None).expect("create offer");
+        pub_pc
+            .pc
+            .set_local_description(self.now, offer.clone())
+            .expect("set local offer");
+        let sdp = pub_pc
+            .pc
+            .local_description()
+            .expect("local description")
+            .sdp
+            .clone();
+        let answer = self
+            .endpoint
+            .publisher_offer(self.now, id, sdp)
+            .expect("publisher offer");
+        pub_pc
+            .pc
+            .set_remote_description(
+                self.now,
+                RTCSessionDescription::answer(answer).expect("answer sdp"),
+            )
+            .expect("set remote answer");
     }
 
     /// Add a receive-only viewer (WHEP): its subscriber connection offers to
@@ -418,6 +492,71 @@ impl Net {
             TrackKind::Video => 3000,
         });
         track.sent += 1;
+    }
+
+    /// Write one RTP packet of simulcast layer `layer` (index into the RIDs
+    /// given to [`Net::join_simulcast`]) with `payload`, with the MID and
+    /// RID header extensions, and a 90 kHz timestamp step of one 30 fps
+    /// frame.
+    pub fn send_layer(&mut self, client: ClientId, layer: usize, payload: &[u8]) {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let track = c.simulcast.as_mut().expect("client publishes simulcast");
+        let pc = c.publisher.as_mut().expect("publisher connection");
+        let mid = pc
+            .pc
+            .rtp_transceiver(RTCRtpTransceiverId::from(track.sender))
+            .and_then(|t| t.mid().clone())
+            .expect("negotiated mid");
+        let mut sender = pc.pc.rtp_sender(track.sender).expect("rtp sender");
+        let params = sender.get_parameters();
+        let ext = |uri: &str| {
+            params
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+                .expect("negotiated extension")
+        };
+        let (mid_id, rid_id) = (
+            ext(rtc::sdp::extmap::SDES_MID_URI),
+            ext(rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI),
+        );
+        let payload_type = params
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+            .expect("negotiated codec");
+        let (rid, l) = &mut track.layers[layer];
+        let mut header = rtp::header::Header {
+            version: 2,
+            payload_type,
+            sequence_number: l.seq,
+            timestamp: l.ts,
+            ssrc: l.ssrc,
+            marker: true,
+            ..Default::default()
+        };
+        header
+            .set_extension(mid_id, Bytes::from(mid.into_bytes()))
+            .expect("mid extension");
+        header
+            .set_extension(rid_id, Bytes::from(rid.clone().into_bytes()))
+            .expect("rid extension");
+        sender
+            .write_rtp(
+                now,
+                rtp::Packet {
+                    header,
+                    payload: Bytes::copy_from_slice(payload),
+                },
+            )
+            .expect("write rtp");
+        l.seq = l.seq.wrapping_add(1);
+        l.ts = l.ts.wrapping_add(3000);
+        l.sent += 1;
     }
 
     /// Write one RTP packet like [`Net::send_rtp`] and return the datagrams
@@ -601,6 +740,7 @@ impl Net {
                 let received = &mut c.received;
                 let last_rtp = &mut c.last_rtp;
                 let discontinuities = &mut c.discontinuities;
+                let last_payload = &mut c.last_payload;
                 for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
                     .into_iter()
                     .flatten()
@@ -631,6 +771,7 @@ impl Net {
                                     *discontinuities.entry(track.clone()).or_default() += 1;
                                 }
                             }
+                            last_payload.insert(track.clone(), packet.payload.clone());
                             *received.entry(track).or_default() += 1;
                         }
                         moved = true;

@@ -1,0 +1,157 @@
+//! Simulcast through the sans-IO SFU: a publisher sends one video track as
+//! three layers (RIDs q, h, f, each with its own SSRC, MID/RID header
+//! extensions on every packet); each subscriber gets one layer, switched only
+//! at a keyframe, as one continuous stream, and the layer follows what the
+//! publisher still sends and how many videos the subscriber watches.
+
+mod harness;
+
+use harness::*;
+use huddle_proto::TrackKind;
+use std::time::Duration;
+
+const Q: usize = 0;
+const H: usize = 1;
+const F: usize = 2;
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const FRAME: Duration = Duration::from_millis(33);
+/// A keyframe every this many frames on every layer.
+const GOP: u64 = 10;
+
+/// One VP8 packet (RFC 7741 descriptor S=1, PID=0; payload header P=0 for a
+/// keyframe) whose third byte says which layer it is.
+fn vp8(layer: usize, frame: u64) -> [u8; 24] {
+    let mut p = [0x77u8; 24];
+    p[0] = 0x10;
+    p[1] = if frame.is_multiple_of(GOP) { 0x00 } else { 0x01 };
+    p[2] = layer as u8;
+    p
+}
+
+/// Send `frames` frames of each of `layers` from each publisher, one frame
+/// time apart, starting at frame number `*frame`.
+fn send(net: &mut Net, publishers: &[ClientId], layers: &[usize], frames: u64, frame: &mut u64) {
+    for _ in 0..frames {
+        for &p in publishers {
+            for &l in layers {
+                net.send_layer(p, l, &vp8(l, *frame));
+            }
+        }
+        *frame += 1;
+        net.drive_for(FRAME);
+    }
+}
+
+/// The layer of the last packet `sub` got of `publisher`'s video.
+fn layer_seen(net: &Net, sub: ClientId, publisher: ClientId) -> Option<u8> {
+    let track = net.track_id(publisher, TrackKind::Video)?;
+    net.clients[sub]
+        .last_payload
+        .get(&track)
+        .and_then(|p| p.get(2).copied())
+}
+
+fn received(net: &Net, sub: ClientId, publisher: ClientId) -> u64 {
+    net.received(sub, publisher, TrackKind::Video)
+}
+
+fn discontinuities(net: &Net, sub: ClientId, publisher: ClientId) -> u64 {
+    net.track_id(publisher, TrackKind::Video)
+        .and_then(|t| net.clients[sub].discontinuities.get(&t).copied())
+        .unwrap_or(0)
+}
+
+/// Send on every layer until `subs` receive `publishers`' video.
+fn start(net: &mut Net, publishers: &[ClientId], subs: &[ClientId], frame: &mut u64) {
+    for _ in 0..300 {
+        let all = subs
+            .iter()
+            .all(|&s| publishers.iter().all(|&p| received(net, s, p) > 0));
+        if all {
+            return;
+        }
+        send(net, publishers, &[Q, H, F], 1, frame);
+    }
+    panic!("simulcast video did not start");
+}
+
+#[test]
+fn a_subscriber_gets_the_best_layer_that_arrives_as_one_stream() {
+    let mut net = Net::new();
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    let mut frame = 0;
+    start(&mut net, &[alice], &[bob], &mut frame);
+
+    // Settled on f: one layer's packets, not three.
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    let before = received(&net, bob, alice);
+    send(&mut net, &[alice], &[Q, H, F], 60, &mut frame);
+    let got = received(&net, bob, alice) - before;
+    assert_eq!(got, 60, "one packet per frame: one layer");
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+
+    // The publisher stops f (as Chromium does when short of bandwidth):
+    // after a second without it, bob moves to h at h's next keyframe.
+    send(&mut net, &[alice], &[Q, H], 75, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(H as u8));
+    let before = received(&net, bob, alice);
+    send(&mut net, &[alice], &[Q, H], 30, &mut frame);
+    assert_eq!(received(&net, bob, alice) - before, 30, "h only");
+
+    // f comes back: bob goes up again.
+    send(&mut net, &[alice], &[Q, H, F], 45, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+
+    // Every switch continued the stream: sequence numbers without a gap,
+    // timestamps never backwards.
+    assert_eq!(discontinuities(&net, bob, alice), 0);
+}
+
+#[test]
+fn a_bigger_grid_gets_a_lower_layer() {
+    let mut net = Net::new();
+    let publishers: Vec<ClientId> = ["a", "b", "c"]
+        .iter()
+        .map(|n| net.join_simulcast(n, &RIDS))
+        .collect();
+    let viewer = net.join("viewer", false, false);
+    let mut frame = 0;
+    start(&mut net, &publishers, &[viewer], &mut frame);
+    send(&mut net, &publishers, &[Q, H, F], 60, &mut frame);
+    for &p in &publishers {
+        // Three videos on screen: the middle layer of each.
+        assert_eq!(layer_seen(&net, viewer, p), Some(H as u8), "publisher {p}");
+        assert_eq!(discontinuities(&net, viewer, p), 0);
+    }
+    // Each publisher also watches the other two: the best layer.
+    assert_eq!(
+        layer_seen(&net, publishers[0], publishers[1]),
+        Some(F as u8)
+    );
+}
+
+#[test]
+fn a_whep_viewer_gets_one_layer() {
+    let mut net = Net::new();
+    let alice = net.join_simulcast("alice", &RIDS);
+    let mut frame = 0;
+    send(&mut net, &[alice], &[Q, H, F], 5, &mut frame);
+    let viewer = net.join_viewer("viewer", 0, 1);
+    net.connect();
+    send(&mut net, &[alice], &[Q, H, F], 60, &mut frame);
+    let slot = net.clients[viewer]
+        .last_payload
+        .keys()
+        .next()
+        .cloned()
+        .expect("the viewer's slot got video");
+    let before = net.clients[viewer].received[&slot];
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(net.clients[viewer].received[&slot] - before, 30);
+    assert_eq!(
+        net.clients[viewer].last_payload[&slot].get(2).copied(),
+        Some(F as u8)
+    );
+    assert_eq!(net.clients[viewer].discontinuities.get(&slot), None);
+}
