@@ -62,6 +62,10 @@ struct Cli {
     /// Keyframe size as a multiple of an inter frame.
     #[arg(long, default_value_t = 4)]
     keyframe_factor: u32,
+    /// Send video as three simulcast layers (RIDs q, h, f at 1/16, 1/4 and
+    /// all of --video-kbps); each subscriber gets the one the SFU picks.
+    #[arg(long)]
+    simulcast: bool,
     /// Milliseconds between the participants' ICE connectivity checks
     /// [default: rtc-ice's 200].
     #[arg(long)]
@@ -133,6 +137,7 @@ impl Cli {
             fps: self.fps,
             keyframe_secs: self.keyframe_secs,
             keyframe_factor: self.keyframe_factor,
+            simulcast: self.simulcast,
         };
         c.seconds = self.seconds;
         c.warmup = self.warmup;

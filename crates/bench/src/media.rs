@@ -33,7 +33,14 @@ pub struct MediaConfig {
     pub keyframe_secs: f64,
     /// How many times larger a keyframe is than an inter frame.
     pub keyframe_factor: u32,
+    /// Send video as three simulcast layers ([`SIMULCAST_LAYERS`]).
+    pub simulcast: bool,
 }
+
+/// The simulcast layers a publisher sends with `--simulcast`, lowest first:
+/// RID and the divisor of `video_kbps` (a layer at half the resolution
+/// has a quarter of the pixels).
+pub const SIMULCAST_LAYERS: [(&str, u32); 3] = [("q", 16), ("h", 4), ("f", 1)];
 
 impl Default for MediaConfig {
     fn default() -> Self {
@@ -43,6 +50,18 @@ impl Default for MediaConfig {
             fps: 30,
             keyframe_secs: 2.0,
             keyframe_factor: 4,
+            simulcast: false,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The same media with video at `1 / divisor` of the bitrate (a lower
+    /// simulcast layer).
+    pub fn scaled_video(&self, divisor: u32) -> Self {
+        Self {
+            video_kbps: (self.video_kbps / divisor.max(1)).max(1),
+            ..self.clone()
         }
     }
 }

@@ -74,11 +74,12 @@ pub struct Outcome {
     /// From WebSocket connect to the subscriber connection being connected
     /// (ICE + DTLS done).
     pub join_to_connected: Option<Duration>,
-    /// Distinct packets received per stream (publisher, kind) whose send
-    /// time is in the window.
-    pub received_in_window: HashMap<(u32, u8), u64>,
-    /// Packets sent per kind whose send time is in the window.
-    pub sent_in_window: HashMap<u8, u64>,
+    /// Distinct packets received per stream (publisher, kind, simulcast
+    /// layer) whose send time is in the window.
+    pub received_in_window: HashMap<(u32, u8, u8), u64>,
+    /// Packets sent per (kind, simulcast layer) whose send time is in the
+    /// window.
+    pub sent_in_window: HashMap<(u8, u8), u64>,
     /// Why it failed, if it did.
     pub error: Option<String>,
 }

@@ -19,6 +19,14 @@ pub const MIN_PAYLOAD: usize = PROBE_OFFSET + PROBE_LEN;
 const MAGIC: u16 = 0x6862; // "hb"
 /// Flag bit: the packet belongs to a keyframe.
 pub const FLAG_KEYFRAME: u8 = 1;
+/// Flag bits 1-2: the simulcast layer (0 for a stream without simulcast).
+const LAYER_SHIFT: u8 = 1;
+const LAYER_MASK: u8 = 0b11;
+
+/// The flag bits that say a packet is of simulcast layer `layer` (0-3).
+pub fn layer_flags(layer: u8) -> u8 {
+    (layer & LAYER_MASK) << LAYER_SHIFT
+}
 
 /// What a probe says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +79,13 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// The simulcast layer the packet belongs to (0 without simulcast).
+    pub fn layer(&self) -> u8 {
+        (self.flags >> LAYER_SHIFT) & LAYER_MASK
+    }
+}
+
 /// The probe's byte for a kind.
 pub fn kind_byte(kind: TrackKind) -> u8 {
     match kind {
@@ -95,6 +110,17 @@ mod tests {
         let mut buf = vec![0u8; 100];
         probe.write(&mut buf);
         assert_eq!(Probe::read(&buf), Some(probe));
+        assert_eq!(probe.layer(), 0);
+        let layered = Probe {
+            flags: FLAG_KEYFRAME | layer_flags(2),
+            ..probe
+        };
+        layered.write(&mut buf);
+        let read = Probe::read(&buf).expect("probe");
+        assert_eq!(
+            (read.layer(), read.flags & FLAG_KEYFRAME),
+            (2, FLAG_KEYFRAME)
+        );
         assert_eq!(Probe::read(&buf[..MIN_PAYLOAD - 1]), None, "too short");
         buf[PROBE_OFFSET] ^= 0xff;
         assert_eq!(Probe::read(&buf), None, "bad magic");

@@ -1,5 +1,5 @@
 //! What a participant receives: distinct packets per stream (publisher,
-//! kind), in and out of the window, and one-way latencies.
+//! kind, simulcast layer), in and out of the window, and one-way latencies.
 
 use crate::probe::{kind_byte, Probe};
 use crate::stats::{Progress, Shared, StreamRx};
@@ -10,10 +10,13 @@ use rtc::shared::marshal::MarshalSize;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// A received stream: publisher index, kind byte, simulcast layer.
+pub type StreamKey = (u32, u8, u8);
+
 /// Reception state of one participant.
 pub struct Incoming {
     expected: Vec<(u32, u8)>,
-    rx: HashMap<(u32, u8), StreamRx>,
+    rx: HashMap<StreamKey, StreamRx>,
     first_media: Option<Instant>,
 }
 
@@ -32,7 +35,9 @@ impl Incoming {
 
     /// Whether at least one packet of every expected stream arrived.
     pub fn complete(&self) -> bool {
-        self.expected.iter().all(|k| self.rx.contains_key(k))
+        self.expected
+            .iter()
+            .all(|&(p, k)| self.rx.keys().any(|&(rp, rk, _)| (rp, rk) == (p, k)))
     }
 
     /// When the first media packet arrived.
@@ -41,7 +46,7 @@ impl Incoming {
     }
 
     /// Distinct packets received per stream whose send time is in the window.
-    pub fn received_in_window(&self) -> HashMap<(u32, u8), u64> {
+    pub fn received_in_window(&self) -> HashMap<StreamKey, u64> {
         self.rx.iter().map(|(k, s)| (*k, s.in_window)).collect()
     }
 
@@ -61,7 +66,7 @@ impl Incoming {
         let in_window = shared.in_window(probe.send_ns);
         let stream = self
             .rx
-            .entry((probe.publisher, kind_byte(probe.kind)))
+            .entry((probe.publisher, kind_byte(probe.kind), probe.layer()))
             .or_default();
         if !stream.on_packet(probe.seq, in_window) {
             return;

@@ -178,6 +178,9 @@ pub struct Report {
     pub other_socket_drops: Option<u64>,
     /// Per-subscriber loss.
     pub subscriber_loss: Vec<SubscriberLoss>,
+    /// With `--simulcast`: video packets subscribers received in the window
+    /// per layer (q, h, f), which says which layers the SFU chose.
+    pub video_received_by_layer: Vec<u64>,
     /// Second-by-second timeline.
     pub timeline: Vec<Second>,
 }
@@ -291,6 +294,18 @@ impl Report {
                 },
             ),
             ("server RSS (MiB)", opt(self.server_rss_mib, 1)),
+            (
+                "simulcast: video packets received per layer (q / h / f)",
+                if self.video_received_by_layer.is_empty() {
+                    "n/a".to_owned()
+                } else {
+                    self.video_received_by_layer
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                },
+            ),
             (
                 "client CPU (% of a core), µs per received packet",
                 format!(

@@ -2,7 +2,7 @@
 //! up, measure a window of whole seconds, stop, and build the [`Report`].
 
 use crate::error::BenchError;
-use crate::media::MediaConfig;
+use crate::media::{MediaConfig, SIMULCAST_LAYERS};
 use crate::participant::{ClientConfig, Outcome, Participant};
 use crate::plan::{Plan, Scenario};
 use crate::probe::kind_byte;
@@ -13,6 +13,7 @@ use crate::report::{Quantiles, Report, Second, SubscriberLoss};
 use crate::server::Server;
 use crate::stats::{Progress, Shared};
 use crate::worker::{self, WorkerResult};
+use huddle_proto::TrackKind;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -311,25 +312,54 @@ fn build_report(
         latencies.extend(r.latencies_us.iter().map(|&v| f64::from(v)));
     }
     outcomes.sort_by_key(|o| o.index);
-    let sent = |publisher: u32, kind: u8| {
+    let sent = |publisher: u32, kind: u8, layer: u8| {
         outcomes
             .get(publisher as usize)
-            .and_then(|o| o.sent_in_window.get(&kind).copied())
+            .and_then(|o| o.sent_in_window.get(&(kind, layer)).copied())
             .unwrap_or(0)
     };
     let mut subscriber_loss = Vec::new();
     let mut forwarded_streams = 0;
+    let mut video_by_layer = vec![
+        0u64;
+        if config.media.simulcast {
+            SIMULCAST_LAYERS.len()
+        } else {
+            0
+        }
+    ];
+    for o in &outcomes {
+        for (&(_, kind, layer), &n) in &o.received_in_window {
+            if kind == kind_byte(TrackKind::Video) {
+                if let Some(total) = video_by_layer.get_mut(usize::from(layer)) {
+                    *total += n;
+                }
+            }
+        }
+    }
     for p in plan.participants.iter().filter(|p| p.subscribe) {
         let streams = plan.expected_streams(p.index);
         forwarded_streams += streams.len();
         let o = outcomes.get(p.index as usize);
         let (mut expected, mut received) = (0, 0);
         for (publisher, kind) in streams {
-            let key = (publisher, kind_byte(kind));
-            expected += sent(key.0, key.1);
-            received += o
-                .and_then(|o| o.received_in_window.get(&key).copied())
-                .unwrap_or(0);
+            let kind = kind_byte(kind);
+            // A subscriber gets one simulcast layer of a stream: the loss is
+            // counted against the layer it got most of (the only one,
+            // unless the SFU switched during the window; packets of other
+            // layers then count as received but not as expected).
+            let layers: Vec<(u8, u64)> = o
+                .map(|o| {
+                    o.received_in_window
+                        .iter()
+                        .filter(|((p, k, _), _)| (*p, *k) == (publisher, kind))
+                        .map(|((_, _, l), n)| (*l, *n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let layer = layers.iter().max_by_key(|(_, n)| *n).map_or(0, |(l, _)| *l);
+            expected += sent(publisher, kind, layer);
+            received += layers.iter().map(|(_, n)| n).sum::<u64>();
         }
         subscriber_loss.push(SubscriberLoss {
             index: p.index,
@@ -446,6 +476,7 @@ fn build_report(
             .zip(b.socket_drops)
             .map(|(x, y)| y.1.saturating_sub(x.1)),
         subscriber_loss,
+        video_received_by_layer: video_by_layer,
         timeline,
     }
 }

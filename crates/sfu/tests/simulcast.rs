@@ -23,7 +23,11 @@ const GOP: u64 = 10;
 fn vp8(layer: usize, frame: u64) -> [u8; 24] {
     let mut p = [0x77u8; 24];
     p[0] = 0x10;
-    p[1] = if frame.is_multiple_of(GOP) { 0x00 } else { 0x01 };
+    p[1] = if frame.is_multiple_of(GOP) {
+        0x00
+    } else {
+        0x01
+    };
     p[2] = layer as u8;
     p
 }
