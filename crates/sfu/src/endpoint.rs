@@ -603,12 +603,12 @@ impl Endpoint {
         let Some(track) = self.router.tracks.get_mut(&track_id) else {
             return;
         };
-        let layer = match track
+        let (layer, track) = match track
             .layers
             .iter()
             .position(|l| l.ssrc == packet.header.ssrc)
         {
-            Some(i) => i,
+            Some(i) => (i, track),
             None => {
                 // A simulcast layer's first packet (or a new SSRC).
                 let rid = self
@@ -621,11 +621,11 @@ impl Endpoint {
                     return;
                 };
                 self.choose_layers(now);
-                i
+                let Some(track) = self.router.tracks.get_mut(&track_id) else {
+                    return;
+                };
+                (i, track)
             }
-        };
-        let Some(track) = self.router.tracks.get_mut(&track_id) else {
-            return;
         };
         track.layers[layer].last_rx = now;
         if track.muted {
