@@ -22,9 +22,13 @@ pub struct SfuConfig {
     pub disconnect_timeout: Duration,
     /// A participant that has not connected this long after joining is removed.
     pub connect_timeout: Duration,
-    /// ICE: no traffic this long marks a connection disconnected.
+    /// No datagram at all (STUN, DTLS, RTP, RTCP) from a client for this
+    /// long marks its connection down: media to it stops, and it is removed
+    /// after `disconnect_timeout` more unless traffic comes back.
     pub ice_disconnected_timeout: Duration,
-    /// ICE: disconnected this long more marks it failed.
+    /// ICE consent (RFC 7675): no STUN check from the client for
+    /// `ice_disconnected_timeout` plus this long fails the connection even
+    /// while other traffic arrives (30 s in all, as the RFC says).
     pub ice_failed_timeout: Duration,
     /// Keyframe requests toward one publisher track are merged and sent at most
     /// once per this interval.
@@ -40,7 +44,7 @@ impl Default for SfuConfig {
             disconnect_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(30),
             ice_disconnected_timeout: Duration::from_secs(3),
-            ice_failed_timeout: Duration::from_secs(3),
+            ice_failed_timeout: Duration::from_secs(27),
             keyframe_request_interval: Duration::from_millis(500),
         }
     }

@@ -48,14 +48,18 @@ fn interceptors(me: &mut MediaEngine) -> Result<Registry, RtcError> {
     Ok(configure_rtcp_reports(registry).with(SLOT.into(), KeyframeRequestsToApp::with_nacks()))
 }
 
-/// Liveness of a connection as the SFU judges it.
+/// Liveness of a connection as the SFU judges it: from the `rtc` state
+/// (connected, failed, closed) and from the traffic the SFU sees arrive.
+/// rtc 0.21's ICE agent counts only STUN as a sign of life (not media, not
+/// RTCP), so a client that is late with a consent check but still sends is
+/// not down; the SFU watches every datagram itself (`last_rx`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
     /// Created, never connected yet.
     Connecting { since: Instant },
     /// Connected.
     Up,
-    /// Was connected, now disconnected.
+    /// Was connected; nothing arrived for `SfuConfig::ice_disconnected_timeout`.
     Down { since: Instant },
     /// Failed or closed: remove the participant.
     Dead,
@@ -66,6 +70,8 @@ pub(crate) struct Connection {
     pub pc: RTCPeerConnection,
     pub ufrag: String,
     pub liveness: Liveness,
+    /// When the last datagram from the client arrived.
+    pub last_rx: Instant,
     /// Whether the SFU's own host candidate was added yet.
     pub candidate_added: bool,
 }
@@ -102,8 +108,35 @@ impl Connection {
             pc,
             ufrag,
             liveness: Liveness::Connecting { since: now },
+            last_rx: now,
             candidate_added: false,
         })
+    }
+
+    /// A datagram from the client arrived: a connection that went down for
+    /// silence is up again.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_rx = now;
+        if let Liveness::Down { .. } = self.liveness {
+            self.liveness = Liveness::Up;
+        }
+    }
+
+    /// When this connection goes down if nothing arrives (only while up).
+    pub fn silence_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (self.liveness == Liveness::Up).then(|| self.last_rx + timeout)
+    }
+
+    /// Time passed: an up connection that heard nothing for `timeout` is
+    /// down. Returns true when that happened now.
+    pub fn check_silence(&mut self, now: Instant, timeout: Duration) -> bool {
+        match self.silence_deadline(timeout) {
+            Some(deadline) if deadline <= now => {
+                self.liveness = Liveness::Down { since: deadline };
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Add the SFU's host candidate (the shared port) once.

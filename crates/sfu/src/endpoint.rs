@@ -330,6 +330,7 @@ impl Endpoint {
             self.dropped += 1;
             return;
         };
+        conn.heard(now);
         if let Err(e) = conn
             .pc
             .handle_read(tagged(now, local_addr, src, BytesMut::from(datagram)))
@@ -349,6 +350,9 @@ impl Endpoint {
                 (PcRole::Subscriber, p.subscriber.as_mut()),
             ] {
                 if let Some(conn) = conn {
+                    if conn.check_silence(now, self.config.ice_disconnected_timeout) {
+                        debug!(participant = %id, pc = ?role, "connection silent: down");
+                    }
                     if conn.pc.poll_timeout().is_some_and(|t| t <= now) {
                         if let Err(e) = conn.pc.handle_timeout(now) {
                             debug!(participant = %id, "timeout: {e}");
@@ -391,6 +395,7 @@ impl Endpoint {
                 .flatten()
             {
                 consider(conn.pc.poll_timeout());
+                consider(conn.silence_deadline(self.config.ice_disconnected_timeout));
                 consider(match conn.liveness {
                     Liveness::Connecting { since } => Some(since + self.config.connect_timeout),
                     Liveness::Down { since } => Some(since + self.config.disconnect_timeout),
@@ -526,10 +531,11 @@ impl Endpoint {
                 if let Some(conn) = p.conn_mut(key.1) {
                     conn.liveness = match state {
                         RTCPeerConnectionState::Connected => Liveness::Up,
-                        RTCPeerConnectionState::Disconnected => match conn.liveness {
-                            Liveness::Down { since } => Liveness::Down { since },
-                            _ => Liveness::Down { since: now },
-                        },
+                        // rtc says disconnected when STUN checks stop, even
+                        // while media and RTCP still arrive; the SFU's own
+                        // silence timer (`Connection::check_silence`)
+                        // decides instead.
+                        RTCPeerConnectionState::Disconnected => conn.liveness,
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             Liveness::Dead
                         }

@@ -387,6 +387,31 @@ fn silent_client_is_dropped_within_10s() {
     assert!(!last.contains(&track_a), "new offer still names A's track");
 }
 
+/// rtc's ICE agent counts only STUN as a sign of life; a browser that is
+/// late with its consent checks (Chromium under CPU load skipped them for
+/// over 3 s) but still sends RTCP must keep its connection and its media.
+#[test]
+fn a_client_that_skips_consent_checks_but_still_sends_stays() {
+    let (mut net, a, b) = two_clients();
+    net.drop_stun_from = vec![
+        Client::addr(b, Role::Publisher),
+        Client::addr(b, Role::Subscriber),
+    ];
+    let before = net.received(b, a, TrackKind::Audio);
+    // 10 s: well past the 3 s after which rtc reports "disconnected" and
+    // the 4 s more after which a down participant is removed. B's
+    // subscriber connection still sends RTCP (receiver reports).
+    send_audio(&mut net, a, 500);
+    assert!(
+        !net.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::ParticipantGone { .. })),
+        "nobody was dropped"
+    );
+    let got = net.received(b, a, TrackKind::Audio) - before;
+    assert!(got >= 490, "B kept receiving A: {got} of 500");
+}
+
 /// Video packets lost between the SFU and a subscriber come back: the
 /// subscriber's NACK reaches the SFU, which resends them from the track's
 /// store (not from the publisher, and not from a per-subscriber copy).

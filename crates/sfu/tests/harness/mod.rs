@@ -206,6 +206,9 @@ pub struct Net {
     /// Lose the next N RTP datagrams (not RTCP, STUN or DTLS) the SFU sends
     /// to this address.
     pub lose_rtp_to: Option<(SocketAddr, u32)>,
+    /// Drop every STUN message these addresses send to the SFU (a client
+    /// whose consent checks are late, as a CPU-starved browser's are).
+    pub drop_stun_from: Vec<SocketAddr>,
 }
 
 /// Media engine matching the SFU's: the shared codec table.
@@ -252,6 +255,7 @@ impl Net {
             capture: None,
             dropped: 0,
             lose_rtp_to: None,
+            drop_stun_from: Vec::new(),
         }
     }
 
@@ -830,7 +834,8 @@ impl Net {
                     || (d.src != Client::addr(i, Role::Publisher)
                         && d.src != Client::addr(i, Role::Subscriber))
             });
-            if !from_online {
+            let stun = matches!(d.payload.first(), Some(0..=3));
+            if !from_online || (stun && self.drop_stun_from.contains(&d.src)) {
                 self.dropped += 1;
                 return;
             }
