@@ -10,7 +10,8 @@
 // URL parameters: room, name (prefill the form), token (use this access token
 // instead of asking the server's development endpoint for one), autojoin=1
 // (join at once), aec=0 (turn echo cancellation, gain control and noise
-// suppression off, e.g. to compare audio in tests).
+// suppression off, e.g. to compare audio in tests), simulcast=0 (send the
+// camera as one encoding instead of three simulcast layers).
 'use strict';
 
 (() => {
@@ -25,6 +26,19 @@
   const LEVEL_INTERVAL_MS = 200;
   /** Keep-alive on the WebSocket. */
   const PING_INTERVAL_MS = 20000;
+  /**
+   * The camera is sent as three simulcast layers (RFC 8853), lowest first:
+   * the SFU forwards each viewer one of them (the best to someone watching
+   * one or two videos, smaller ones as the grid grows) and switches at
+   * keyframes. The browser may send fewer: Chromium drops layers for small
+   * captures (below about 960x540 it sends two, below 480x270 one) and stops
+   * the top one when bandwidth or CPU run short.
+   */
+  const VIDEO_ENCODINGS = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: 'f', maxBitrate: 1500000 },
+  ];
 
   /** WebSocket close codes of docs/signaling.md, for people. */
   const CLOSE_REASONS = {
@@ -284,7 +298,8 @@
   async function getMedia() {
     const raw = params.get('aec') === '0';
     const audio = { echoCancellation: !raw, autoGainControl: !raw, noiseSuppression: !raw };
-    const video = { width: { ideal: 640 }, height: { ideal: 480 } };
+    // 720p: enough for Chromium to send all three simulcast layers.
+    const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
     try {
       return await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (first) {
@@ -413,12 +428,19 @@
     }
   }
 
-  /** Publisher connection: add microphone and camera, offer. */
+  /**
+   * Publisher connection: add microphone and camera (the camera as simulcast
+   * layers, see VIDEO_ENCODINGS), offer.
+   */
   async function startPublishing() {
     session.pub = makePeer('publisher');
     for (const track of session.stream.getTracks()) {
       // sendonly: the publisher connection never receives.
-      session.pub.pc.addTransceiver(track, { direction: 'sendonly', streams: [session.stream] });
+      const init = { direction: 'sendonly', streams: [session.stream] };
+      if (track.kind === 'video' && params.get('simulcast') !== '0') {
+        init.sendEncodings = VIDEO_ENCODINGS.map((e) => ({ ...e }));
+      }
+      session.pub.pc.addTransceiver(track, init);
     }
     const offer = await session.pub.pc.createOffer();
     await session.pub.pc.setLocalDescription(offer);
@@ -651,10 +673,44 @@
           audioLevel: s.audioLevel || 0,
           framesDecoded: s.framesDecoded || 0,
           frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
           codec: s.codecId ? (stats.get(s.codecId) || {}).mimeType || null : null,
         });
       }
       return out;
+    },
+    /**
+     * outbound-rtp stats of the publisher connection: one entry per audio
+     * track, one per simulcast layer (rid) of the camera.
+     */
+    async outboundStats() {
+      if (!session || !session.pub) return [];
+      const stats = await session.pub.pc.getStats();
+      const out = [];
+      for (const s of stats.values()) {
+        if (s.type !== 'outbound-rtp') continue;
+        out.push({
+          kind: s.kind,
+          rid: s.rid || null,
+          ssrc: s.ssrc,
+          active: s.active !== false,
+          packetsSent: s.packetsSent || 0,
+          bytesSent: s.bytesSent || 0,
+          framesEncoded: s.framesEncoded || 0,
+          frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
+          qualityLimitationReason: s.qualityLimitationReason || null,
+          encoderImplementation: s.encoderImplementation || null,
+          codec: s.codecId ? (stats.get(s.codecId) || {}).mimeType || null : null,
+        });
+      }
+      return out;
+    },
+    /** The SDP of the publisher connection (our offer, the server's answer). */
+    publisherSdp() {
+      if (!session || !session.pub) return null;
+      const { localDescription: l, remoteDescription: r } = session.pub.pc;
+      return { offer: l ? l.sdp : null, answer: r ? r.sdp : null };
     },
   };
 

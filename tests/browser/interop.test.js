@@ -41,6 +41,55 @@ async function inbound(client) {
   return new Map(list.filter((s) => s.trackId).map((s) => [s.trackId, s]));
 }
 
+/** outbound-rtp video of a page's publisher connection: one entry per simulcast layer. */
+async function outboundVideo(client) {
+  const list = await client.page.evaluate(() => window.huddle.outboundStats());
+  return list.filter((s) => s.kind === 'video');
+}
+
+const size = (s) => `${s.frameWidth}x${s.frameHeight}`;
+
+/**
+ * One look at simulcast from `pub` to `sub`, over about a second: the
+ * publisher's layers before and after, what `sub` receives of `pub`'s video
+ * in between. `before` is the previous look (or null). Returns
+ * { out, inb, active, best, ok, why }: `active` the layers that encoded frames
+ * since `before`, `best` the biggest of them, `ok` whether `sub` received that
+ * layer and only that layer (see the test).
+ */
+async function simulcastLook(pub, sub, pubId, before) {
+  const out = await outboundVideo(pub);
+  const inb = [...(await inbound(sub)).values()].find((s) => s.kind === 'video' && s.participantId === pubId);
+  const after = await outboundVideo(pub);
+  const look = { out, inb, active: [], best: null, ok: false, why: 'first look' };
+  if (!inb) {
+    const all = await sub.page.evaluate(() => window.huddle.inboundStats());
+    return { ...look, why: `${sub.name} has no inbound video from ${pub.name}: ${JSON.stringify(all)}` };
+  }
+  if (!before || !before.inb) return look;
+  const prev = new Map(before.out.map((s) => [s.rid, s]));
+  look.active = out.filter((s) => s.rid && prev.has(s.rid) && s.framesEncoded > prev.get(s.rid).framesEncoded && s.frameWidth > 0);
+  if (look.active.length === 0) return { ...look, why: `no layer encoded frames: ${out.map((s) => `${s.rid} ${s.framesEncoded} frames`).join(', ')}` };
+  look.best = look.active.reduce((a, b) => (b.frameWidth * b.frameHeight > a.frameWidth * a.frameHeight ? b : a));
+  // The size the publisher encodes the best layer at, just before or just
+  // after the inbound sample (Chromium may scale every layer down under load).
+  const bestAfter = after.find((s) => s.rid === look.best.rid);
+  const bestSizes = new Set([size(look.best), bestAfter ? size(bestAfter) : null]);
+  if (!bestSizes.has(size(inb))) {
+    const all = [...out, ...after].map((s) => `${s.rid} ${size(s)}`);
+    return { ...look, why: `received ${size(inb)}, not the best active layer ${look.best.rid} (${[...bestSizes].join(' / ')}); layers: ${all.join(', ')}` };
+  }
+  // Only that layer: as many packets arrive as the layer sends, not the sum
+  // of several layers (some slack for retransmissions and sampling times).
+  const sent = look.best.packetsSent - prev.get(look.best.rid).packetsSent;
+  const received = inb.packetsReceived - before.inb.packetsReceived;
+  if (received > sent * 1.3 + 10) {
+    return { ...look, why: `received ${received} packets while layer ${look.best.rid} sent ${sent}: more than one layer forwarded?` };
+  }
+  if (received <= 0) return { ...look, why: 'no packets received' };
+  return { ...look, ok: true, why: `received ${size(inb)} = layer ${look.best.rid}, ${received} packets of ${sent} sent` };
+}
+
 test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, async (t) => {
   const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
   const callBin = requiredBinary('HUDDLE_CALL_BIN');
@@ -111,7 +160,38 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
       }
     });
 
-    // 5. The server names an active speaker (from the audio levels the
+    // 5. Simulcast: each page sends its camera as several layers (rids; see
+    //    VIDEO_ENCODINGS in web/app.js), and the other page receives exactly
+    //    one of them, the best one that is being sent (each page watches one
+    //    video). Checked as sizes: what the receiver decodes is the size the
+    //    publisher encodes its best active layer at (Chromium scales layers
+    //    down under CPU load, so the size is compared with the publisher's
+    //    own stats at the same moment, not with a constant), and it gets the
+    //    packets of that one layer, not of several.
+    for (const c of clients) {
+      fs.writeFileSync(path.join(ARTIFACTS, `${c.name}-publisher.sdp.json`), JSON.stringify(await c.page.evaluate(() => window.huddle.publisherSdp()), null, 2));
+    }
+    for (const [pub, sub] of [[alice, bob], [bob, alice]]) {
+      const layers = await waitFor(`${pub.name} to encode at least 2 simulcast layers`, 20000, async () => {
+        const v = (await outboundVideo(pub)).filter((s) => s.rid && s.framesEncoded > 0);
+        return new Set(v.map((s) => s.rid)).size >= 2 ? v : null;
+      }).catch(async (e) => {
+        throw new Error(`${e.message}: outbound video ${JSON.stringify(await outboundVideo(pub))}; SDP in artifacts/${pub.name}-publisher.sdp.json`);
+      });
+      t.diagnostic(`${pub.name} sends ${layers.length} layers: ${layers.map((s) => `${s.rid} ${size(s)} ${s.framesEncoded} frames (${s.qualityLimitationReason})`).join(', ')}`);
+      const looks = [];
+      let look = null;
+      const end = Date.now() + 20000;
+      do {
+        if (look) await sleep(1000);
+        look = await simulcastLook(pub, sub, ids[pub.name], look);
+        looks.push(`${new Date().toISOString().slice(11, 23)} ${look.why}`);
+      } while (!look.ok && Date.now() < end);
+      assert.ok(look.ok, `${sub.name} receives one layer of ${pub.name}'s video, the best active one:\n  ${looks.slice(-8).join('\n  ')}`);
+      t.diagnostic(`${sub.name} <- ${pub.name}: ${look.why} (look ${looks.length})`);
+    }
+
+    // 6. The server names an active speaker (from the audio levels the
     //    browsers and huddle-call send) and every page marks that tile.
     for (const c of clients) {
       const st = await waitFor(`${c.name} to be told the active speaker`, 10000, async () => {
@@ -125,10 +205,10 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
       t.diagnostic(`${c.name}: active speaker ${st.activeSpeaker}`);
     }
 
-    // 6. The web client in the call.
+    // 7. The web client in the call.
     await alice.page.screenshot({ path: path.join(ARTIFACTS, 'web-client.png') });
 
-    // 7. alice mutes her microphone through the page: bob is told
+    // 8. alice mutes her microphone through the page: bob is told
     //    (mute_changed for the server's id of alice's audio track).
     const aliceAudioMuted = (c) =>
       c.page.evaluate((aliceId) => {
@@ -142,7 +222,7 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     await alice.page.click('#mute-audio');
     await waitFor('bob to see alice unmuted', 5000, async () => (await aliceAudioMuted(bob)) === false);
 
-    // 8. bob leaves through the page; alice sees him go.
+    // 9. bob leaves through the page; alice sees him go.
     await bob.page.click('#leave');
     const leftAt = Date.now();
     await waitFor('alice to see bob leave', 10000, () =>
@@ -156,7 +236,7 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     t.diagnostic(`alice saw bob leave after ${Date.now() - leftAt} ms`);
     assert.equal(await bob.page.isVisible('#join-form'), true, 'bob is back at the join form');
 
-    // 9. huddle-call recorded a browser's (beeping fake microphone) audio.
+    // 10. huddle-call recorded a browser's (beeping fake microphone) audio.
     const code = await Promise.race([call.exited, deadline((CALL_SECONDS + 15) * 1000, 'timeout')]);
     assert.equal(code, 0, `huddle-call exits 0 (see artifacts/huddle-call.log)`);
     const samples = readWavSamples(wav);
