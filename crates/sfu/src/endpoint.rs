@@ -633,7 +633,11 @@ impl Endpoint {
                 (i, track)
             }
         };
-        track.layers[layer].last_rx = now;
+        if !packet.payload.is_empty() {
+            // Padding-only packets (bandwidth probes) keep coming on a layer
+            // the browser stopped encoding: they do not make it active.
+            track.layers[layer].last_rx = now;
+        }
         if track.muted {
             return;
         }

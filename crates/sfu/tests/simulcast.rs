@@ -103,6 +103,20 @@ fn a_subscriber_gets_the_best_layer_that_arrives_as_one_stream() {
     send(&mut net, &[alice], &[Q, H], 30, &mut frame);
     assert_eq!(received(&net, bob, alice) - before, 30, "h only");
 
+    // f's encoder stops but padding (bandwidth probes, empty payloads)
+    // still comes on its SSRC: f counts as stopped all the same.
+    send(&mut net, &[alice], &[Q, H, F], 45, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+    for _ in 0..75 {
+        net.send_layer(alice, F, &[]);
+        send(&mut net, &[alice], &[Q, H], 1, &mut frame);
+    }
+    assert_eq!(
+        layer_seen(&net, bob, alice),
+        Some(H as u8),
+        "padding is not video"
+    );
+
     // f comes back: bob goes up again.
     send(&mut net, &[alice], &[Q, H, F], 45, &mut frame);
     assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
