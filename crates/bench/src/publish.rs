@@ -11,6 +11,7 @@ use crate::probe::{kind_byte, layer_flags, Probe, FLAG_KEYFRAME};
 use crate::stats::{Progress, Shared};
 use bytes::Bytes;
 use huddle_proto::TrackKind;
+use huddle_sfu::codecs::extension_id;
 use huddle_sfu::local_track::{default_track, simulcast_track};
 use rtc::rtp;
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverId};
@@ -262,18 +263,10 @@ fn layer_extensions(peer: &mut Peer, sender: RTCRtpSenderId) -> Option<Extension
         .mid()
         .clone()?;
     let mut rtp_sender = peer.pc.rtp_sender(sender)?;
-    let params = rtp_sender.get_parameters();
-    let id = |uri: &str| {
-        params
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|e| e.uri == uri)
-            .and_then(|e| u8::try_from(e.id).ok())
-    };
+    let params = &rtp_sender.get_parameters().rtp_parameters;
     Some(Extensions {
-        mid_id: id(SDES_MID_URI)?,
+        mid_id: extension_id(params, SDES_MID_URI)?,
         mid: Bytes::from(mid.into_bytes()),
-        rid_id: id(SDES_RTP_STREAM_ID_URI)?,
+        rid_id: extension_id(params, SDES_RTP_STREAM_ID_URI)?,
     })
 }

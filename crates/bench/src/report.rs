@@ -189,6 +189,14 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
 }
 
+/// `a / b / c`, or `n/a` for none.
+fn slashed<T>(values: &[T], show: impl Fn(&T) -> String) -> String {
+    if values.is_empty() {
+        return "n/a".to_owned();
+    }
+    values.iter().map(show).collect::<Vec<_>>().join(" / ")
+}
+
 fn count(v: Option<u64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| v.to_string())
 }
@@ -283,28 +291,12 @@ impl Report {
             ),
             (
                 "server CPU per SFU worker (% of a core)",
-                if self.server_worker_cpu_percent.is_empty() {
-                    "n/a".to_owned()
-                } else {
-                    self.server_worker_cpu_percent
-                        .iter()
-                        .map(|c| format!("{c:.1}"))
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                },
+                slashed(&self.server_worker_cpu_percent, |c| format!("{c:.1}")),
             ),
             ("server RSS (MiB)", opt(self.server_rss_mib, 1)),
             (
                 "simulcast: video packets received per layer (q / h / f)",
-                if self.video_received_by_layer.is_empty() {
-                    "n/a".to_owned()
-                } else {
-                    self.video_received_by_layer
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                },
+                slashed(&self.video_received_by_layer, u64::to_string),
             ),
             (
                 "client CPU (% of a core), µs per received packet",

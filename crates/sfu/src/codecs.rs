@@ -5,7 +5,8 @@ use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTCRtpParameters,
+    RtpCodecKind,
 };
 use rtc::shared::error::Error as RtcError;
 
@@ -48,6 +49,16 @@ fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec 
 
 /// RFC 6464 client-to-mixer audio level, which the SFU reads to tell who speaks.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// The id the header extension `uri` was negotiated with, in a sender's or
+/// receiver's `rtp_parameters`; `None` when it was not negotiated.
+pub fn extension_id(params: &RTCRtpParameters, uri: &str) -> Option<u8> {
+    params
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}
 
 /// A media engine with Opus, VP8 and H.264 and the audio-level header
 /// extension registered.

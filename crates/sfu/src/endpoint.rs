@@ -8,7 +8,7 @@
 //! The endpoint never reads the clock: `now` always comes in.
 
 use crate::api::{Rights, SfuEvent, SfuStats, TrackAudioLevel};
-use crate::codecs::AUDIO_LEVEL_URI;
+use crate::codecs::{extension_id, AUDIO_LEVEL_URI};
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, Liveness};
 use crate::demux::{is_stun_success_response, Demux};
@@ -66,8 +66,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
-    /// When the simulcast layer of every leg is looked at again.
-    next_layer_choice: Instant,
+    /// When the simulcast layer of every leg is looked at again (set once a
+    /// track has layers).
+    next_layer_choice: Option<Instant>,
     rtp_in: u64,
     rtp_out: u64,
     rtx_sent: u64,
@@ -105,7 +106,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
-            next_layer_choice: Instant::now(),
+            next_layer_choice: None,
             rtp_in: 0,
             rtp_out: 0,
             rtx_sent: 0,
@@ -374,7 +375,7 @@ impl Endpoint {
         for (t, layer) in due {
             self.send_keyframe_request(now, &t, layer);
         }
-        if now >= self.next_layer_choice {
+        if self.next_layer_choice.is_some_and(|t| now >= t) {
             self.choose_layers(now);
         }
         self.speakers.handle_timeout(now);
@@ -412,7 +413,7 @@ impl Endpoint {
             }
         }
         if simulcast {
-            consider(Some(self.next_layer_choice));
+            consider(self.next_layer_choice);
         }
         consider(self.speakers.poll_timeout());
         next
@@ -680,7 +681,7 @@ impl Endpoint {
     /// (the layers that still arrive, how many videos each subscriber
     /// watches), and ask for a keyframe of each newly wanted layer.
     fn choose_layers(&mut self, now: Instant) {
-        self.next_layer_choice = now + CHOICE_INTERVAL;
+        self.next_layer_choice = Some(now + CHOICE_INTERVAL);
         let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
         for t in self.router.tracks.values() {
             if t.kind == TrackKind::Video {
@@ -779,13 +780,8 @@ impl Endpoint {
             RtpCodecKind::Video => TrackKind::Video,
             _ => TrackKind::Audio,
         };
-        let audio_level_id = receiver
-            .get_parameters()
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|e| e.uri == AUDIO_LEVEL_URI)
-            .and_then(|e| u8::try_from(e.id).ok());
+        let audio_level_id =
+            extension_id(&receiver.get_parameters().rtp_parameters, AUDIO_LEVEL_URI);
         let rid = receiver.track().rid(packet.header.ssrc).cloned();
         let id = format!("TR_{}", ice_token(12));
         let mut track = PublishedTrack {
@@ -871,7 +867,7 @@ impl Endpoint {
                 if track.layers.len() > 1 {
                     // Start at a keyframe of the layer the next choice picks.
                     leg.choice = LayerChoice::default();
-                    self.next_layer_choice = now;
+                    self.next_layer_choice = Some(now);
                 }
                 track.legs.insert(sub.clone(), leg);
                 p.needs_offer = true;

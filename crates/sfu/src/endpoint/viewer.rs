@@ -139,7 +139,7 @@ impl Endpoint {
             if simulcast {
                 // Start at a keyframe of the layer the next choice picks.
                 leg.choice = LayerChoice::default();
-                self.next_layer_choice = now;
+                self.next_layer_choice = Some(now);
             }
             track.legs.insert(viewer.clone(), leg);
             info!(participant = %viewer, track = %track_id, slot = i, "viewer slot fed");

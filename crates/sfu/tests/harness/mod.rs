@@ -103,6 +103,20 @@ pub struct LocalTrack {
     pub sent: u64,
 }
 
+impl LocalTrack {
+    /// A track on `sender` with `ssrc`, numbering from sequence number 1000
+    /// and timestamp 0.
+    pub fn new(sender: RTCRtpSenderId, ssrc: u32) -> Self {
+        Self {
+            sender,
+            ssrc,
+            seq: 1000,
+            ts: 0,
+            sent: 0,
+        }
+    }
+}
+
 /// A simulcast video track a client publishes: one sender, one
 /// [`LocalTrack`] (SSRC, sequence numbers, timestamps) per layer.
 pub struct SimulcastTrack {
@@ -286,16 +300,7 @@ impl Net {
                     ssrc,
                 );
                 let sender = pub_pc.pc.add_track(track).expect("add track");
-                client.tracks.insert(
-                    kind,
-                    LocalTrack {
-                        sender,
-                        ssrc,
-                        seq: 1000,
-                        ts: 0,
-                        sent: 0,
-                    },
-                );
+                client.tracks.insert(kind, LocalTrack::new(sender, ssrc));
             }
             self.negotiate_publisher(&id, &mut pub_pc);
             client.publisher = Some(pub_pc);
@@ -331,18 +336,7 @@ impl Net {
             sender,
             layers: layers
                 .iter()
-                .map(|&(rid, ssrc)| {
-                    (
-                        rid.to_owned(),
-                        LocalTrack {
-                            sender,
-                            ssrc,
-                            seq: 1000,
-                            ts: 0,
-                            sent: 0,
-                        },
-                    )
-                })
+                .map(|&(rid, ssrc)| (rid.to_owned(), LocalTrack::new(sender, ssrc)))
                 .collect(),
         });
         self.negotiate_publisher(&id, &mut pub_pc);
@@ -515,12 +509,7 @@ impl Net {
         let mut sender = pc.pc.rtp_sender(track.sender).expect("rtp sender");
         let params = sender.get_parameters();
         let ext = |uri: &str| {
-            params
-                .rtp_parameters
-                .header_extensions
-                .iter()
-                .find(|e| e.uri == uri)
-                .and_then(|e| u8::try_from(e.id).ok())
+            huddle_sfu::codecs::extension_id(&params.rtp_parameters, uri)
                 .expect("negotiated extension")
         };
         let (mid_id, rid_id) = (
