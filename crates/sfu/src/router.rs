@@ -48,9 +48,17 @@ pub(crate) struct Continuity {
     /// The newest packet sent (retransmissions do not move it).
     last_sent: Option<SentMark>,
     /// Output sequence number of the current source's first packet: what
-    /// was sent before it came from another source.
+    /// was sent before it came from another source. Once the source has
+    /// sent more than [`SOURCE_SPAN`] packets it trails the newest by that
+    /// much, so wrapping sequence numbers never make a recent packet look
+    /// older than the source.
     started: Option<u16>,
 }
+
+/// How far back from the newest packet [`Leg::source_seq`] can tell a
+/// packet of the current source from an earlier one: far more than any
+/// retransmission store holds.
+const SOURCE_SPAN: u16 = 0x4000;
 
 impl Continuity {
     /// Where the next source of the slot should continue from.
@@ -136,6 +144,11 @@ impl Leg {
                 ts: header.timestamp,
                 at: now,
             });
+            if let Some(first) = c.started {
+                if header.sequence_number.wrapping_sub(first) > SOURCE_SPAN {
+                    c.started = Some(header.sequence_number.wrapping_sub(SOURCE_SPAN));
+                }
+            }
         }
     }
 
@@ -146,10 +159,12 @@ impl Leg {
         let Some(c) = self.continuity else {
             return Some(sent);
         };
-        if c.started
-            .is_some_and(|first| (sent.wrapping_sub(first) as i16) < 0)
-        {
-            return None;
+        if let (Some(first), Some(last)) = (c.started, c.last_sent) {
+            // Counted back from the newest packet: older than the source's
+            // first packet (or not sent yet) is not the current source's.
+            if last.seq.wrapping_sub(sent) > last.seq.wrapping_sub(first) {
+                return None;
+            }
         }
         Some(sent.wrapping_sub(c.seq_offset))
     }
@@ -388,5 +403,27 @@ mod tests {
         assert_eq!(h.timestamp, 12_000 + 3600);
         assert_eq!(leg.source_seq(102), Some(7000));
         assert_eq!(leg.source_seq(101), None, "the old layer's packet");
+        assert_eq!(leg.source_seq(103), None, "not sent yet");
+    }
+
+    #[test]
+    fn a_long_running_leg_still_maps_recent_nacks() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        // 100 000 packets: the sequence numbers wrap more than once.
+        for i in 0..100_000u32 {
+            let mut h = Header {
+                sequence_number: (i % 65_536) as u16,
+                timestamp: i * 3000,
+                ..Default::default()
+            };
+            leg.rewrite(t0, 90_000, &mut h);
+        }
+        let last = (99_999 % 65_536) as u16;
+        for back in [0u16, 1, 100, 511] {
+            let seq = last.wrapping_sub(back);
+            assert_eq!(leg.source_seq(seq), Some(seq), "{back} back");
+        }
     }
 }
