@@ -9,7 +9,7 @@ use huddle::proto::TrackKind;
 use huddle_media::analysis::normalized_cross_correlation;
 use std::time::Duration;
 
-const WARMUP_FRAMES: usize = 75; // 1.5 s: subscriptions get negotiated
+const WARMUP_FRAMES: usize = 75; // 1.5 s after everyone first hears everyone
 const MEASURED_FRAMES: usize = 250; // 5 s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +44,30 @@ async fn three_participants_hear_each_other_and_see_video() {
     let camera = within(20, "publish video", calls[0].publish_video())
         .await
         .expect("video");
+
+    // Send until everyone hears everyone (subscriptions negotiated and
+    // connected: a fixed warm-up was too short now and then on a busy
+    // machine), then the measured run starts.
+    let heard_all = || {
+        inboxes.iter().enumerate().all(|(rx, (inbox, _))| {
+            let inbox = inbox.lock().expect("lock");
+            (0..3).filter(|&tx| tx != rx).all(|tx| {
+                inbox
+                    .values()
+                    .any(|r| r.publisher == ids[tx] && r.kind == Some(TrackKind::Audio))
+            })
+        })
+    };
+    within(30, "everyone hears everyone", async {
+        let mut seed = 1000;
+        while !heard_all() {
+            for mic in &mics {
+                seed += 1;
+                send_speech(mic.clone(), seed, 5, SentAudio::default()).await;
+            }
+        }
+    })
+    .await;
 
     let total = WARMUP_FRAMES + MEASURED_FRAMES;
     let sent: Vec<SentAudio> = (0..3).map(|_| SentAudio::default()).collect();
@@ -90,8 +114,11 @@ async fn three_participants_hear_each_other_and_see_video() {
                 .filter(|s| audio.packets.contains_key(s))
                 .count();
             let ratio = got as f64 / MEASURED_FRAMES as f64;
+            let missing: Vec<usize> = (0..MEASURED_FRAMES)
+                .filter(|&i| !audio.packets.contains_key(&window[i]))
+                .collect();
             println!(
-                "{} <- {}: {got}/{MEASURED_FRAMES} audio packets",
+                "{} <- {}: {got}/{MEASURED_FRAMES} audio packets (missing positions {missing:?})",
                 names[rx], names[tx]
             );
             assert!(
