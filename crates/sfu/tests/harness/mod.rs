@@ -251,6 +251,58 @@ fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
     }
 }
 
+/// Write `track`'s next RTP packet (its sequence number and timestamp, the
+/// first negotiated payload type, the header extensions given by URI) on
+/// `pc`, then move the track's numbering on by one packet and `ts_step`.
+fn write_next(
+    now: Instant,
+    pc: &mut RTCPeerConnection,
+    track: &mut LocalTrack,
+    payload: &[u8],
+    marker: bool,
+    ts_step: u32,
+    extensions: Vec<(&str, Bytes)>,
+) {
+    let mut sender = pc.rtp_sender(track.sender).expect("rtp sender");
+    let params = &sender.get_parameters().rtp_parameters;
+    let payload_type = params
+        .codecs
+        .first()
+        .map(|c| c.payload_type)
+        .expect("negotiated codec");
+    let extensions: Vec<(u8, Bytes)> = extensions
+        .into_iter()
+        .map(|(uri, value)| {
+            let id = huddle_sfu::codecs::extension_id(params, uri).expect("negotiated extension");
+            (id, value)
+        })
+        .collect();
+    let mut header = rtp::header::Header {
+        version: 2,
+        payload_type,
+        sequence_number: track.seq,
+        timestamp: track.ts,
+        ssrc: track.ssrc,
+        marker,
+        ..Default::default()
+    };
+    for (id, value) in extensions {
+        header.set_extension(id, value).expect("header extension");
+    }
+    sender
+        .write_rtp(
+            now,
+            rtp::Packet {
+                header,
+                payload: Bytes::copy_from_slice(payload),
+            },
+        )
+        .expect("write rtp");
+    track.seq = track.seq.wrapping_add(1);
+    track.ts = track.ts.wrapping_add(ts_step);
+    track.sent += 1;
+}
+
 impl Net {
     /// An SFU with the default config and no clients, at a fixed origin.
     pub fn new() -> Self {
@@ -463,33 +515,19 @@ impl Net {
         let c = &mut self.clients[client];
         let track = c.tracks.get_mut(&kind).expect("client publishes this kind");
         let pc = c.publisher.as_mut().expect("publisher connection");
-        let mut sender = pc.pc.rtp_sender(track.sender).expect("rtp sender");
-        let payload_type = sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|c| c.payload_type)
-            .expect("negotiated codec");
-        let packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                payload_type,
-                sequence_number: track.seq,
-                timestamp: track.ts,
-                ssrc: track.ssrc,
-                marker: kind == TrackKind::Video,
-                ..Default::default()
-            },
-            payload: Bytes::copy_from_slice(payload),
-        };
-        sender.write_rtp(now, packet).expect("write rtp");
-        track.seq = track.seq.wrapping_add(1);
-        track.ts = track.ts.wrapping_add(match kind {
+        let ts_step = match kind {
             TrackKind::Audio => 960,
             TrackKind::Video => 3000,
-        });
-        track.sent += 1;
+        };
+        write_next(
+            now,
+            &mut pc.pc,
+            track,
+            payload,
+            kind == TrackKind::Video,
+            ts_step,
+            Vec::new(),
+        );
     }
 
     /// Write one RTP packet of simulcast layer `layer` (index into the RIDs
@@ -506,50 +544,18 @@ impl Net {
             .rtp_transceiver(RTCRtpTransceiverId::from(track.sender))
             .and_then(|t| t.mid().clone())
             .expect("negotiated mid");
-        let mut sender = pc.pc.rtp_sender(track.sender).expect("rtp sender");
-        let params = sender.get_parameters();
-        let ext = |uri: &str| {
-            huddle_sfu::codecs::extension_id(&params.rtp_parameters, uri)
-                .expect("negotiated extension")
-        };
-        let (mid_id, rid_id) = (
-            ext(rtc::sdp::extmap::SDES_MID_URI),
-            ext(rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI),
-        );
-        let payload_type = params
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|c| c.payload_type)
-            .expect("negotiated codec");
         let (rid, l) = &mut track.layers[layer];
-        let mut header = rtp::header::Header {
-            version: 2,
-            payload_type,
-            sequence_number: l.seq,
-            timestamp: l.ts,
-            ssrc: l.ssrc,
-            marker: true,
-            ..Default::default()
-        };
-        header
-            .set_extension(mid_id, Bytes::from(mid.into_bytes()))
-            .expect("mid extension");
-        header
-            .set_extension(rid_id, Bytes::from(rid.clone().into_bytes()))
-            .expect("rid extension");
-        sender
-            .write_rtp(
-                now,
-                rtp::Packet {
-                    header,
-                    payload: Bytes::copy_from_slice(payload),
-                },
-            )
-            .expect("write rtp");
-        l.seq = l.seq.wrapping_add(1);
-        l.ts = l.ts.wrapping_add(3000);
-        l.sent += 1;
+        let extensions = vec![
+            (
+                rtc::sdp::extmap::SDES_MID_URI,
+                Bytes::from(mid.into_bytes()),
+            ),
+            (
+                rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+                Bytes::from(rid.clone().into_bytes()),
+            ),
+        ];
+        write_next(now, &mut pc.pc, l, payload, true, 3000, extensions);
     }
 
     /// Write one RTP packet like [`Net::send_rtp`] and return the datagrams
