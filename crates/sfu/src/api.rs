@@ -215,11 +215,21 @@ impl Sfu {
     }
 
     fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
-        // The table holds no invariant a panicking holder could break
-        // halfway, so a poisoned lock is still usable.
-        self.placement
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::placement::lock(&self.placement)
+    }
+
+    /// Ask every worker, in worker order.
+    async fn ask_each<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<T>) -> Command,
+    ) -> Result<Vec<T>, SfuError> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter() {
+            let (reply, rx) = oneshot::channel();
+            w.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
+            answers.push(rx.await.map_err(|_| SfuError::Stopped)?);
+        }
+        Ok(answers)
     }
 
     async fn call_worker<T>(
@@ -383,27 +393,16 @@ impl Sfu {
     /// What each worker holds now, in worker order (the same order as
     /// [`Sfu::local_addrs`]): how the rooms spread over the cores.
     pub async fn worker_stats(&self) -> Result<Vec<SfuStats>, SfuError> {
-        let mut each = Vec::with_capacity(self.workers.len());
-        for w in self.workers.iter() {
-            let (reply, rx) = oneshot::channel();
-            w.tx.send(Command::Stats { reply })
-                .map_err(|_| SfuError::Stopped)?;
-            each.push(rx.await.map_err(|_| SfuError::Stopped)?);
-        }
-        Ok(each)
+        self.ask_each(|reply| Command::Stats { reply }).await
     }
 
     /// The last audio level of every audio track whose publisher sends the
     /// audio-level header extension (the basis for speaker detection).
     pub async fn audio_levels(&self) -> Result<Vec<TrackAudioLevel>, SfuError> {
-        let mut all = Vec::new();
-        for w in self.workers.iter() {
-            let (reply, rx) = oneshot::channel();
-            w.tx.send(Command::AudioLevels { reply })
-                .map_err(|_| SfuError::Stopped)?;
-            all.extend(rx.await.map_err(|_| SfuError::Stopped)?);
-        }
-        Ok(all)
+        let each = self
+            .ask_each(|reply| Command::AudioLevels { reply })
+            .await?;
+        Ok(each.into_iter().flatten().collect())
     }
 
     /// Stop every worker; every connection is dropped.

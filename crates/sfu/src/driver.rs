@@ -83,42 +83,32 @@ async fn spawn_worker(
     events: mpsc::UnboundedSender<SfuEvent>,
     placement: Arc<Mutex<Placement>>,
 ) -> Result<WorkerHandle, SfuError> {
+    let local_addr = socket.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel::<Command>();
-    let (ready_tx, ready_rx) = oneshot::channel::<Result<SocketAddr, SfuError>>();
+    let (ready_tx, ready_rx) = oneshot::channel::<std::io::Result<()>>();
     std::thread::Builder::new()
         .name(format!("huddle-sfu-{index}"))
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
+            // The socket registers with the runtime that will drive it.
+            let setup = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                Ok(r) => r,
+                .and_then(|runtime| {
+                    let socket = runtime.block_on(async { MediaSocket::from_std(socket) })?;
+                    Ok((runtime, socket))
+                });
+            let (runtime, socket) = match setup {
+                Ok(ready) => ready,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
+                    let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
-            runtime.block_on(async move {
-                let socket = match MediaSocket::from_std(socket) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let local_addr = match socket.local_addr() {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let endpoint = Endpoint::new(config, local_addr);
-                let _ = ready_tx.send(Ok(local_addr));
-                run(index, socket, endpoint, rx, events, placement).await;
-            });
+            let _ = ready_tx.send(Ok(()));
+            let endpoint = Endpoint::new(config, local_addr);
+            runtime.block_on(run(index, socket, endpoint, rx, events, placement));
         })?;
-    let local_addr = ready_rx.await.map_err(|_| SfuError::Stopped)??;
+    ready_rx.await.map_err(|_| SfuError::Stopped)??;
     debug!(worker = index, %local_addr, "SFU worker started");
     Ok(WorkerHandle { tx, local_addr })
 }
@@ -140,10 +130,7 @@ async fn run(
         socket.flush().await;
         while let Some(ev) = endpoint.poll_event() {
             if let SfuEvent::ParticipantGone { participant, .. } = &ev {
-                match placement.lock() {
-                    Ok(mut p) => p.leave(participant),
-                    Err(poisoned) => poisoned.into_inner().leave(participant),
-                }
+                crate::placement::lock(&placement).leave(participant);
             }
             let _ = events.send(ev);
         }

@@ -10,6 +10,13 @@
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Lock the shared table. It holds no invariant a panicking holder could
+/// break halfway, so a poisoned lock is still usable.
+pub(crate) fn lock(placement: &Mutex<Placement>) -> MutexGuard<'_, Placement> {
+    placement.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The room -> worker table and the participants in each room.
 #[derive(Debug)]
