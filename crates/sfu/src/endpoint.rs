@@ -215,18 +215,12 @@ impl Endpoint {
         p.offer_pending = false;
         // Payload types may differ per negotiation; look them up again, and
         // ask publishers of video for a keyframe so the new legs can decode.
-        let mut video = Vec::new();
         for t in self.router.tracks.values_mut() {
             if let Some(leg) = t.legs.get_mut(id) {
                 leg.payload_type = None;
-                if t.kind == TrackKind::Video {
-                    video.push(t.id.clone());
-                }
             }
         }
-        for t in video {
-            self.subscriber_needs_keyframe(now, &t, id);
-        }
+        self.keyframes_for(now, id);
         self.dirty.push((id.clone(), PcRole::Subscriber));
         self.flush(now);
         Ok(())
@@ -546,16 +540,7 @@ impl Endpoint {
                 if state == RTCPeerConnectionState::Connected && key.1 == PcRole::Subscriber {
                     // Video sent before the subscriber's keys existed was
                     // dropped: it needs a keyframe of every video it gets.
-                    let video: Vec<String> = self
-                        .router
-                        .tracks
-                        .values()
-                        .filter(|t| t.kind == TrackKind::Video && t.legs.contains_key(&key.0))
-                        .map(|t| t.id.clone())
-                        .collect();
-                    for t in video {
-                        self.subscriber_needs_keyframe(now, &t, &key.0);
-                    }
+                    self.keyframes_for(now, &key.0);
                 }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
@@ -907,6 +892,24 @@ impl Endpoint {
             participant: track.publisher,
             track_id: track_id.to_owned(),
         });
+    }
+
+    /// `sub` needs a keyframe of every video it gets (new legs, or new
+    /// keys): of the layer it gets of each.
+    fn keyframes_for(&mut self, now: Instant, sub: &ParticipantId) {
+        let wanted: Vec<(String, usize)> = self
+            .router
+            .tracks
+            .values()
+            .filter(|t| t.kind == TrackKind::Video)
+            .filter_map(|t| {
+                let layer = t.legs.get(sub)?.choice.layer()?;
+                Some((t.id.clone(), layer))
+            })
+            .collect();
+        for (track, layer) in wanted {
+            self.request_keyframe(now, &track, layer);
+        }
     }
 
     /// `sub` needs a keyframe of a track it gets: of the layer it gets.
