@@ -4,9 +4,12 @@
 use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::feedback::{KeyframeRequestsToApp, SLOT};
-use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
+use huddle_proto::PcRole;
+use rtc::interceptor::{
+    NackGeneratorBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
+};
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -14,6 +17,7 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
+use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,11 +32,17 @@ pub(crate) fn ice_token(len: usize) -> String {
         .collect()
 }
 
-/// webrtc-rs's default interceptors minus the NACK responder: the SFU asks
-/// publishers for lost packets (NACK generator) and answers subscribers'
-/// NACKs itself from one store per track (`rtx.rs`), instead of a copy of
-/// every packet per subscriber leg.
-fn interceptors(me: &mut MediaEngine) -> Result<Registry, RtcError> {
+/// The interceptors of a connection, chosen by what it carries: each one
+/// is a stage every packet of the connection passes (a copy per stage), so
+/// a connection has only those it uses. webrtc-rs's NACK responder is on
+/// neither: the SFU answers subscribers' NACKs itself from one store per
+/// track (`rtx.rs`) instead of a copy of every packet per subscriber leg.
+///
+/// - Publisher (media in): NACK generator (asks the client for lost
+///   packets), TWCC feedback, receiver reports.
+/// - Subscriber (media out, the fan-out path): sender reports, and the
+///   keyframe requests and NACKs the client sends handed to the SFU.
+fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
     for parameter in ["", "pli"] {
         me.register_feedback(
             RTCPFeedback {
@@ -43,9 +53,17 @@ fn interceptors(me: &mut MediaEngine) -> Result<Registry, RtcError> {
         );
     }
     configure_simulcast_extension_headers(me)?;
-    let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
-    let registry = configure_twcc_receiver_only(registry, me)?;
-    Ok(configure_rtcp_reports(registry).with(SLOT.into(), KeyframeRequestsToApp::with_nacks()))
+    Ok(match role {
+        PcRole::Publisher => {
+            let registry =
+                Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+            configure_twcc_receiver_only(registry, me)?
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        }
+        PcRole::Subscriber => Registry::new()
+            .with(Slot::SenderReport, SenderReportBuilder::new().build())
+            .with(SLOT.into(), KeyframeRequestsToApp::with_nacks()),
+    })
 }
 
 /// Liveness of a connection as the SFU judges it: from the `rtc` state
@@ -74,14 +92,27 @@ pub(crate) struct Connection {
     pub last_rx: Instant,
     /// Whether the SFU's own host candidate was added yet.
     pub candidate_added: bool,
+    /// RTP was written to it that has not been pushed through its `rtc`
+    /// pipeline yet (it is on the endpoint's list of queued writes).
+    pub writes_queued: bool,
+    /// The `rtc` core's next timer, as of the last time the connection was
+    /// drained (every call into `pc` is followed by a drain): asking `pc`
+    /// walks its whole handler pipeline, for every connection on every turn
+    /// of the worker loop.
+    pub timer: Option<Instant>,
 }
 
 impl Connection {
-    /// Build a peer connection whose local ICE ufrag is `ufrag`.
-    pub fn new(now: Instant, config: &SfuConfig, ufrag: String) -> Result<Self, SfuError> {
+    /// Build a peer connection in `role` whose local ICE ufrag is `ufrag`.
+    pub fn new(
+        now: Instant,
+        config: &SfuConfig,
+        role: PcRole,
+        ufrag: String,
+    ) -> Result<Self, SfuError> {
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
         let mut me = crate::codecs::media_engine().map_err(rtc_err)?;
-        let registry = interceptors(&mut me).map_err(rtc_err)?;
+        let registry = interceptors(&mut me, role).map_err(rtc_err)?;
         let settings = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), ice_token(32))
             .with_ice_timeouts(
@@ -97,19 +128,22 @@ impl Connection {
             // 0.21 left USE-CANDIDATE checks unanswered: see docs/interop.md).
             .with_lite(true)
             .build();
-        let pc = RTCPeerConnectionBuilder::new()
+        let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(me)
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .build(now)
             .map_err(rtc_err)?;
+        let timer = pc.poll_timeout();
         Ok(Self {
             pc,
             ufrag,
             liveness: Liveness::Connecting { since: now },
             last_rx: now,
             candidate_added: false,
+            writes_queued: false,
+            timer,
         })
     }
 

@@ -66,6 +66,11 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
+    /// Subscribers whose connection has forwarded RTP written to it but not
+    /// pushed through yet: [`Endpoint::poll_transmit`] does that once per
+    /// connection for everything forwarded since (a whole receive batch),
+    /// not once per packet.
+    queued_writes: Vec<ParticipantId>,
     /// When the simulcast layer of every leg is looked at again (set once a
     /// track has layers).
     next_layer_choice: Option<Instant>,
@@ -106,6 +111,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            queued_writes: Vec::new(),
             next_layer_choice: None,
             rtp_in: 0,
             rtp_out: 0,
@@ -163,7 +169,12 @@ impl Endpoint {
         let fresh = p.publisher.is_none();
         if fresh {
             let ufrag = ice_token(16);
-            p.publisher = Some(Connection::new(now, &self.config, ufrag)?);
+            p.publisher = Some(Connection::new(
+                now,
+                &self.config,
+                PcRole::Publisher,
+                ufrag,
+            )?);
         }
         let result = match p.publisher.as_mut() {
             Some(conn) => answer_offer(now, conn, offer, self.local_addr),
@@ -348,7 +359,7 @@ impl Endpoint {
                     if conn.check_silence(now, self.config.ice_disconnected_timeout) {
                         debug!(participant = %id, pc = ?role, "connection silent: down");
                     }
-                    if conn.pc.poll_timeout().is_some_and(|t| t <= now) {
+                    if conn.timer.is_some_and(|t| t <= now) {
                         if let Err(e) = conn.pc.handle_timeout(now) {
                             debug!(participant = %id, "timeout: {e}");
                         }
@@ -389,7 +400,7 @@ impl Endpoint {
                 .into_iter()
                 .flatten()
             {
-                consider(conn.pc.poll_timeout());
+                consider(conn.timer);
                 consider(conn.silence_deadline(self.config.ice_disconnected_timeout));
                 consider(match conn.liveness {
                     Liveness::Connecting { since } => Some(since + self.config.connect_timeout),
@@ -413,8 +424,13 @@ impl Endpoint {
         next
     }
 
-    /// Next datagram to send.
+    /// Next datagram to send. Forwarded RTP is protected here, when the
+    /// queue runs dry: every subscriber connection written to since the
+    /// last call is pushed through its `rtc` pipeline once, with all it got.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() {
+            self.push_queued_writes();
+        }
         self.transmits.pop_front()
     }
 
@@ -458,6 +474,24 @@ impl Endpoint {
     }
 
     // ---- internals -------------------------------------------------------
+
+    /// Push the RTP written to subscriber connections through their `rtc`
+    /// pipelines (SRTP and all) into the transmit queue.
+    fn push_queued_writes(&mut self) {
+        for sub in std::mem::take(&mut self.queued_writes) {
+            let Some(conn) = self
+                .participants
+                .get_mut(&sub)
+                .and_then(|p| p.subscriber.as_mut())
+            else {
+                continue;
+            };
+            conn.writes_queued = false;
+            let key = (sub, PcRole::Subscriber);
+            push_writes(conn, &key, &mut self.demux, &mut self.transmits);
+            conn.timer = conn.pc.poll_timeout();
+        }
+    }
 
     /// Drain every touched connection until nothing moves, then send any
     /// subscriber offers that are due and drop dead participants.
@@ -655,9 +689,12 @@ impl Endpoint {
                     Verdict::Drop => continue,
                 }
             }
-            if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, &packet) {
+            let out = Out {
+                participants: &mut self.participants,
+                queued: &mut self.queued_writes,
+            };
+            if send_on_leg(now, out, &track.codec, sub, leg, &packet) {
                 self.rtp_out += 1;
-                self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
         }
     }
@@ -732,9 +769,12 @@ impl Endpoint {
             let Some(packet) = leg.source_seq(seq).and_then(|s| layer.rtx.get(s)) else {
                 continue;
             };
-            if send_on_leg(now, &mut self.participants, &track.codec, sub, leg, packet) {
+            let out = Out {
+                participants: &mut self.participants,
+                queued: &mut self.queued_writes,
+            };
+            if send_on_leg(now, out, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
-                self.dirty.push((sub.clone(), PcRole::Subscriber));
             }
         }
     }
@@ -820,7 +860,7 @@ impl Endpoint {
         }
         if p.subscriber.is_none() {
             let ufrag = ice_token(16);
-            match Connection::new(now, &self.config, ufrag.clone()) {
+            match Connection::new(now, &self.config, PcRole::Subscriber, ufrag.clone()) {
                 Ok(conn) => {
                     p.subscriber = Some(conn);
                     self.demux
@@ -1035,18 +1075,27 @@ impl Endpoint {
     }
 }
 
+/// Where [`send_on_leg`] writes: the subscribers' connections, and the list
+/// of those with writes queued ([`Endpoint::push_queued_writes`]).
+struct Out<'a> {
+    participants: &'a mut HashMap<ParticipantId, Participant>,
+    queued: &'a mut Vec<ParticipantId>,
+}
+
 /// Write one packet of a track to one subscriber leg: SSRC and payload type
-/// rewritten to the leg's, SRTP by the leg's connection. False when the leg
-/// cannot send yet (not connected, codec not negotiated) or the write failed.
+/// rewritten to the leg's, queued on the leg's connection (protected when
+/// its writes are pushed). False when the leg cannot send yet (not
+/// connected, codec not negotiated) or the write failed.
 fn send_on_leg(
     now: Instant,
-    participants: &mut HashMap<ParticipantId, Participant>,
+    out: Out<'_>,
     codec: &RTCRtpCodec,
     sub: &ParticipantId,
     leg: &mut Leg,
     packet: &rtc::rtp::Packet,
 ) -> bool {
-    let Some(conn) = participants
+    let Some(conn) = out
+        .participants
         .get_mut(sub)
         .and_then(|p| p.subscriber.as_mut())
     else {
@@ -1077,12 +1126,18 @@ fn send_on_leg(
             }
         }
     };
-    let mut out = packet.clone();
-    out.header.ssrc = leg.ssrc;
-    out.header.payload_type = pt;
-    leg.rewrite(now, codec.clock_rate, &mut out.header);
-    match sender.write_rtp(now, out) {
-        Ok(()) => true,
+    let mut copy = packet.clone();
+    copy.header.ssrc = leg.ssrc;
+    copy.header.payload_type = pt;
+    leg.rewrite(now, codec.clock_rate, &mut copy.header);
+    match sender.write_rtp(now, copy) {
+        Ok(()) => {
+            if !conn.writes_queued {
+                conn.writes_queued = true;
+                out.queued.push(sub.clone());
+            }
+            true
+        }
         Err(e) => {
             debug!(subscriber = %sub, "write to leg failed: {e}");
             false
@@ -1145,12 +1200,8 @@ fn add_layer(
     Some(track.layers.len() - 1)
 }
 
-/// Move a connection's outputs out: datagrams to `transmits`, the rest returned.
-///
-/// A STUN success response is the connection's ICE agent vouching for its
-/// destination (the request passed MESSAGE-INTEGRITY): that address is bound
-/// to the connection in the demux here, never on mere receipt of a STUN
-/// message naming the ufrag (see [`Demux::route`]).
+/// Move a connection's outputs out: datagrams to `transmits` (see
+/// [`push_writes`]), the rest returned.
 fn drain(
     now: Instant,
     conn: &mut Connection,
@@ -1159,18 +1210,7 @@ fn drain(
     transmits: &mut VecDeque<Transmit>,
 ) -> Drained {
     let mut out = Drained::default();
-    let mut push = |msg: TaggedBytesMut| {
-        if is_stun_success_response(&msg.message) {
-            demux.bind(msg.transport.peer_addr, key);
-        }
-        transmits.push_back(Transmit {
-            dst: msg.transport.peer_addr,
-            payload: msg.message,
-        });
-    };
-    while let Some(msg) = conn.pc.poll_write() {
-        push(msg);
-    }
+    push_writes(conn, key, demux, transmits);
     while let Some(ev) = conn.pc.poll_event() {
         out.events.push(ev);
     }
@@ -1187,9 +1227,7 @@ fn drain(
         }
     }
     // Reading may have queued writes (e.g. RTCP replies).
-    while let Some(msg) = conn.pc.poll_write() {
-        push(msg);
-    }
+    push_writes(conn, key, demux, transmits);
     if matches!(conn.liveness, Liveness::Connecting { .. }) {
         // rtc 0.21 queues the DTLS client's first flight when ICE selects a
         // pair (while the connection is drained) but hands it out only from
@@ -1200,11 +1238,33 @@ fn drain(
         if let Err(e) = conn.pc.handle_timeout(now) {
             debug!(participant = %key.0, "timeout: {e}");
         }
-        while let Some(msg) = conn.pc.poll_write() {
-            push(msg);
-        }
+        push_writes(conn, key, demux, transmits);
     }
+    conn.timer = conn.pc.poll_timeout();
     out
+}
+
+/// Move the datagrams a connection has to send into `transmits`.
+///
+/// A STUN success response is the connection's ICE agent vouching for its
+/// destination (the request passed MESSAGE-INTEGRITY): that address is bound
+/// to the connection in the demux here, never on mere receipt of a STUN
+/// message naming the ufrag (see [`Demux::route`]).
+fn push_writes(
+    conn: &mut Connection,
+    key: &ConnKey,
+    demux: &mut Demux<ConnKey>,
+    transmits: &mut VecDeque<Transmit>,
+) {
+    while let Some(msg) = conn.pc.poll_write() {
+        if is_stun_success_response(&msg.message) {
+            demux.bind(msg.transport.peer_addr, key);
+        }
+        transmits.push_back(Transmit {
+            dst: msg.transport.peer_addr,
+            payload: msg.message,
+        });
+    }
 }
 
 /// The remote tracks of `p`'s publisher connection that the offer just

@@ -46,7 +46,7 @@ impl Endpoint {
         }
         let offer = RTCSessionDescription::offer(sdp).map_err(bad_sdp)?;
         let ufrag = ice_token(16);
-        let mut conn = Connection::new(now, &self.config, ufrag.clone())?;
+        let mut conn = Connection::new(now, &self.config, PcRole::Subscriber, ufrag.clone())?;
         conn.pc
             .set_remote_description(now, offer)
             .map_err(bad_sdp)?;
