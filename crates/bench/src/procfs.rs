@@ -28,6 +28,9 @@ pub struct ProcStats {
 pub struct ProcSample {
     /// User + system CPU time so far (all threads, those gone included).
     pub cpu: Duration,
+    /// The system (kernel) part of `cpu`: system calls, and on loopback
+    /// also the delivery of what the process sends to the receiving sockets.
+    pub system: Duration,
     /// Resident memory, bytes.
     pub rss_bytes: u64,
 }
@@ -58,26 +61,28 @@ impl ProcStats {
     /// Read CPU time and resident memory now.
     pub fn sample(&self) -> Result<ProcSample, BenchError> {
         let stat = std::fs::read_to_string(self.path("stat"))?;
-        let cpu_ticks = parse_cpu_ticks(&stat)
+        let (user, system) = parse_cpu_ticks(&stat)
             .ok_or_else(|| BenchError::Server(format!("unreadable /proc/{}/stat", self.pid)))?;
         let status = std::fs::read_to_string(self.path("status"))?;
+        let secs = |ticks: u64| Duration::from_secs_f64(ticks as f64 / self.ticks as f64);
         Ok(ProcSample {
-            cpu: Duration::from_secs_f64(cpu_ticks as f64 / self.ticks as f64),
+            cpu: secs(user + system),
+            system: secs(system),
             rss_bytes: parse_vm_rss(&status).unwrap_or(0),
         })
     }
 }
 
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The
+/// utime and stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The
 /// command name (field 2) may hold spaces and parentheses: fields are
 /// counted after the last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): field n is fields[n - 3].
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `VmRSS` of a `/proc/<pid>/status`, in bytes.
@@ -136,7 +141,8 @@ pub fn thread_cpu(pid: u32, prefix: &str) -> Vec<(String, Duration)> {
             if !name.starts_with(prefix) {
                 return None;
             }
-            let cpu = parse_cpu_ticks(&stat)?;
+            let (user, system) = parse_cpu_ticks(&stat)?;
+            let cpu = user + system;
             Some((name.to_owned(), Duration::from_secs_f64(cpu as f64 / ticks)))
         })
         .collect();
@@ -176,7 +182,7 @@ mod tests {
     #[test]
     fn parses_stat_and_status() {
         let stat = "1234 (huddle (x) srv) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 8 0 100 0 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks(stat), Some((250, 50)));
         assert_eq!(
             parse_vm_rss("Name:\tx\nVmRSS:\t  2048 kB\n"),
             Some(2 * 1024 * 1024)

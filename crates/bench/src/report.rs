@@ -153,6 +153,10 @@ pub struct Report {
     pub server_cpu_percent: Option<f64>,
     /// Server CPU time per forwarded packet, µs.
     pub server_cpu_us_per_packet: Option<f64>,
+    /// The kernel's part of it (system time), µs: the send system calls
+    /// and, on loopback, the delivery to the receiving sockets, which a
+    /// real network card would take off the server.
+    pub server_kernel_us_per_packet: Option<f64>,
     /// CPU of each SFU worker thread of the server during the window, % of
     /// one core (how the rooms spread over the cores).
     pub server_worker_cpu_percent: Vec<f64>,
@@ -286,8 +290,12 @@ impl Report {
             ("latency p50 / p95 / p99 / max (ms)", q(&self.latency_ms)),
             ("server CPU (% of a core)", opt(self.server_cpu_percent, 1)),
             (
-                "server CPU per forwarded packet (µs)",
-                opt(self.server_cpu_us_per_packet, 2),
+                "server CPU per forwarded packet (µs): all / in the kernel",
+                format!(
+                    "{} / {}",
+                    opt(self.server_cpu_us_per_packet, 2),
+                    opt(self.server_kernel_us_per_packet, 2)
+                ),
             ),
             (
                 "server CPU per SFU worker (% of a core)",

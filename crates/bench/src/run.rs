@@ -377,6 +377,10 @@ fn build_report(
         .server
         .zip(b.server)
         .map(|(x, y)| y.cpu.saturating_sub(x.cpu).as_secs_f64());
+    let server_kernel = a
+        .server
+        .zip(b.server)
+        .map(|(x, y)| y.system.saturating_sub(x.system).as_secs_f64());
     let client_cpu = b.client.cpu.saturating_sub(a.client.cpu).as_secs_f64();
     let per_packet = |cpu: f64| {
         if forwarded_packets == 0 {
@@ -449,6 +453,7 @@ fn build_report(
         server_cpu_seconds: server_cpu,
         server_cpu_percent: server_cpu.map(|c| c * 100.0 / secs),
         server_cpu_us_per_packet: server_cpu.map(per_packet),
+        server_kernel_us_per_packet: server_kernel.map(per_packet),
         server_rss_mib: b.server.map(|s| s.rss_bytes as f64 / (1024.0 * 1024.0)),
         client_cpu_percent: client_cpu * 100.0 / secs,
         client_cpu_us_per_packet: per_packet(client_cpu),

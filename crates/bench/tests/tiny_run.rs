@@ -40,6 +40,11 @@ fn two_rooms_of_two_publishers_two_subscribers() {
     assert!(report.loss < 0.2, "loss {}", report.loss);
     assert!(report.latency_ms.count > 0);
     assert!(report.server_cpu_us_per_packet.is_some(), "pid given");
+    let kernel = report.server_kernel_us_per_packet.expect("pid given");
+    assert!(
+        kernel <= report.server_cpu_us_per_packet.unwrap_or(0.0),
+        "the kernel's part is part of the whole"
+    );
     assert_eq!(
         report.server_worker_cpu_percent.len(),
         2,
@@ -56,6 +61,7 @@ fn two_rooms_of_two_publishers_two_subscribers() {
         "latency_ms",
         "join_to_first_media_ms",
         "server_cpu_us_per_packet",
+        "server_kernel_us_per_packet",
         "server_rss_mib",
         "server_worker_cpu_percent",
         "client_cpu_percent",
