@@ -743,7 +743,8 @@ impl Endpoint {
     }
 
     /// A subscriber reported packets of a track lost: resend what the track's
-    /// store still has, on that subscriber's leg only.
+    /// store still has, on that subscriber's leg only, each packet a bounded
+    /// number of times ([`crate::resend`]).
     fn on_nack(
         &mut self,
         now: Instant,
@@ -769,6 +770,10 @@ impl Endpoint {
             let Some(packet) = leg.source_seq(seq).and_then(|s| layer.rtx.get(s)) else {
                 continue;
             };
+            // Asked again before the last resend could arrive, or too often.
+            if !leg.resent.allow(now, seq) {
+                continue;
+            }
             let out = Out {
                 participants: &mut self.participants,
                 queued: &mut self.queued_writes,

@@ -25,6 +25,7 @@ pub mod keyframe;
 pub mod local_track;
 mod participant;
 mod placement;
+mod resend;
 mod router;
 pub mod rtx;
 pub mod simulcast;

@@ -5,6 +5,7 @@
 //! interval.
 
 use crate::ids::{ParticipantId, RoomId};
+use crate::resend::ResendGuard;
 use crate::simulcast::{Layer, LayerChoice};
 use huddle_proto::{TrackInfo, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -33,6 +34,9 @@ pub(crate) struct Leg {
     /// The simulcast layer it forwards and the one it wants (unused while
     /// the track has one layer).
     pub choice: LayerChoice,
+    /// Its recent retransmissions (each packet resent a bounded number of
+    /// times).
+    pub resent: ResendGuard,
 }
 
 /// A renumbering: the leg's source (WHEP slot) or layer (simulcast)
@@ -80,6 +84,7 @@ impl Leg {
                 current: Some(0),
                 target: Some(0),
             },
+            resent: ResendGuard::default(),
         }
     }
 

@@ -450,6 +450,39 @@ fn lost_video_is_resent_from_the_track_store() {
     );
 }
 
+/// A subscriber that keeps asking for a packet that never reaches it (the
+/// test client's NACK generator asks every 100 ms, without limit) gets it
+/// resent a bounded number of times, not once per ask: on a loaded SFU
+/// answering every ask fed the overload.
+#[test]
+fn a_packet_is_resent_a_bounded_number_of_times() {
+    let mut net = Net::new();
+    let a = net.join("a", false, true);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Video, &[b]);
+    net.connect();
+    let stats_before = net.endpoint.stats();
+
+    net.lose_packet_to = Some((Client::addr(b, Role::Subscriber), None));
+    // 3 s of asking: 30 NACK rounds at the client's 100 ms.
+    for _ in 0..90 {
+        net.send_rtp(a, TrackKind::Video, &[0x55; 1000]);
+        net.drive_for(Duration::from_millis(33));
+    }
+    let resent = net.endpoint.stats().rtx_sent - stats_before.rtx_sent;
+    let dropped = net.dropped;
+    println!("resent {resent}, dropped {dropped}");
+    assert!(
+        dropped > 1,
+        "the lost packet was not resent at all (dropped {dropped})"
+    );
+    assert!(
+        resent <= 2,
+        "one lost packet was resent {resent} times to one subscriber"
+    );
+}
+
 /// The SFU (DTLS client on a publisher connection) sends its first DTLS
 /// flight as soon as ICE selects a pair, not at its next timer: on simulated
 /// time the connection is up when the client's nominating check (rtc-ice's

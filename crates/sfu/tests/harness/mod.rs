@@ -220,6 +220,9 @@ pub struct Net {
     /// Lose the next N RTP datagrams (not RTCP, STUN or DTLS) the SFU sends
     /// to this address.
     pub lose_rtp_to: Option<(SocketAddr, u32)>,
+    /// Lose the next RTP datagram the SFU sends to this address and every
+    /// resend of it (its sequence number, once seen, is kept here).
+    pub lose_packet_to: Option<(SocketAddr, Option<u16>)>,
     /// Drop every STUN message these addresses send to the SFU (a client
     /// whose consent checks are late, as a CPU-starved browser's are).
     pub drop_stun_from: Vec<SocketAddr>,
@@ -321,6 +324,7 @@ impl Net {
             capture: None,
             dropped: 0,
             lose_rtp_to: None,
+            lose_packet_to: None,
             drop_stun_from: Vec::new(),
         }
     }
@@ -840,14 +844,24 @@ impl Net {
             self.endpoint.handle_datagram(self.now, d.src, &d.payload);
             return;
         }
+        let rtp = d.payload.len() > 3
+            && (128..=191).contains(&d.payload[0])
+            && !(192..=223).contains(&d.payload[1]);
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
-            let rtp = d.payload.len() > 1
-                && (128..=191).contains(&d.payload[0])
-                && !(192..=223).contains(&d.payload[1]);
             if *addr == d.dst && *n > 0 && rtp {
                 *n -= 1;
                 self.dropped += 1;
                 return;
+            }
+        }
+        if let Some((addr, lost)) = self.lose_packet_to.as_mut() {
+            if *addr == d.dst && rtp {
+                // The RTP header (sequence number included) is not encrypted.
+                let seq = u16::from_be_bytes([d.payload[2], d.payload[3]]);
+                if *lost.get_or_insert(seq) == seq {
+                    self.dropped += 1;
+                    return;
+                }
             }
         }
         let now = self.now;
