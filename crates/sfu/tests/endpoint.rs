@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::{Client, Datagram, Net, Role};
+use harness::{Client, ClientId, Datagram, Net, Role};
 use huddle_proto::TrackKind;
 use huddle_sfu::api::SfuStats;
 use huddle_sfu::SfuEvent;
@@ -415,14 +415,20 @@ fn a_client_that_skips_consent_checks_but_still_sends_stays() {
 /// Video packets lost between the SFU and a subscriber come back: the
 /// subscriber's NACK reaches the SFU, which resends them from the track's
 /// store (not from the publisher, and not from a per-subscriber copy).
-#[test]
-fn lost_video_is_resent_from_the_track_store() {
+/// `a` publishing video to `b`, both connected, media flowing.
+fn video_from_a_to_b() -> (Net, ClientId, ClientId) {
     let mut net = Net::new();
     let a = net.join("a", false, true);
     let b = net.join("b", false, false);
     net.connect();
     net.start_media(a, TrackKind::Video, &[b]);
     net.connect();
+    (net, a, b)
+}
+
+#[test]
+fn lost_video_is_resent_from_the_track_store() {
+    let (mut net, a, b) = video_from_a_to_b();
     let received_before = net.received(b, a, TrackKind::Video);
     let stats_before = net.endpoint.stats();
 
@@ -456,12 +462,7 @@ fn lost_video_is_resent_from_the_track_store() {
 /// answering every ask fed the overload.
 #[test]
 fn a_packet_is_resent_a_bounded_number_of_times() {
-    let mut net = Net::new();
-    let a = net.join("a", false, true);
-    let b = net.join("b", false, false);
-    net.connect();
-    net.start_media(a, TrackKind::Video, &[b]);
-    net.connect();
+    let (mut net, a, b) = video_from_a_to_b();
     let stats_before = net.endpoint.stats();
 
     net.lose_packet_to = Some((Client::addr(b, Role::Subscriber), None));
