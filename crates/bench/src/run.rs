@@ -373,14 +373,10 @@ fn build_report(
     let received_packets: u64 = subscriber_loss.iter().map(|s| s.received).sum();
     let secs = window_seconds as f64;
     let forwarded_packets = b.rx_packets.saturating_sub(a.rx_packets);
-    let server_cpu = a
-        .server
-        .zip(b.server)
-        .map(|(x, y)| y.cpu.saturating_sub(x.cpu).as_secs_f64());
-    let server_kernel = a
-        .server
-        .zip(b.server)
-        .map(|(x, y)| y.system.saturating_sub(x.system).as_secs_f64());
+    // The server's readings at the window's start and end.
+    let server_window = a.server.zip(b.server);
+    let server_cpu = server_window.map(|(x, y)| y.cpu.saturating_sub(x.cpu).as_secs_f64());
+    let server_kernel = server_window.map(|(x, y)| y.system.saturating_sub(x.system).as_secs_f64());
     let client_cpu = b.client.cpu.saturating_sub(a.client.cpu).as_secs_f64();
     let per_packet = |cpu: f64| {
         if forwarded_packets == 0 {
