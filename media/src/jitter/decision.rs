@@ -104,8 +104,13 @@ pub(crate) const ACCELERATE_HYSTERESIS_MS: f64 = 5.0;
 
 /// The band `[low, high]` the lag is kept in (see the module docs).
 pub(crate) fn band(input: &DecisionInput) -> (f64, f64) {
-    let (t, p) = (input.target_ms, input.packet_ms);
-    if input.quiet {
+    band_for(input.target_ms, input.packet_ms, input.quiet)
+}
+
+/// The band for a target, a packet duration and whether the audio is quiet.
+pub(crate) fn band_for(target_ms: f64, packet_ms: f64, quiet: bool) -> (f64, f64) {
+    let (t, p) = (target_ms, packet_ms);
+    if quiet {
         (t, t + p + ACCELERATE_HYSTERESIS_MS)
     } else {
         (t - p / 2.0, t + 2.0 * p)

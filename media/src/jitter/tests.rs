@@ -229,17 +229,18 @@ fn duplicates_are_counted_and_dropped() {
 
 #[test]
 fn single_loss_is_recovered_from_fec() {
-    let mut sim = Sim::new(stream(60, 0, 0, 5.0, |i| i == 30), ms(10.0));
+    // Packets arrive 5 ms after sending, the first pull is at 28 ms: a
+    // playout lag of 23 ms, so when 30 is due, 31 is already here.
+    let mut sim = Sim::new(stream(60, 0, 0, 5.0, |i| i == 30), ms(28.0));
     sim.drain();
     let s = sim.jb.stats();
-    assert_eq!(s.lost, 1);
-    assert_eq!(s.fec_recovered_frames, 1);
+    assert_eq!(
+        (s.lost, s.fec_recovered_frames, s.concealed_frames),
+        (1, 1, 0)
+    );
     let decoded = sim.dec.decoded();
     let want: Vec<u16> = (0..60).filter(|i| *i != 30).collect();
     assert_eq!(decoded, want);
-    // The playout lag is 5 ms, so when 30 is due, 31 has not arrived: one
-    // concealment frame stands in (nothing is given up), then 30 is rebuilt
-    // from 31's FEC, then 31 itself.
     let at = sim
         .dec
         .log
@@ -247,26 +248,81 @@ fn single_loss_is_recovered_from_fec() {
         .position(|c| *c == Call::Fec(31))
         .expect("fec");
     assert_eq!(
+        &sim.dec.log[at - 1..at + 2],
+        &[Call::Decode(29), Call::Fec(31), Call::Decode(31)]
+    );
+    assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
+}
+
+#[test]
+fn loss_with_no_packet_in_hand_is_concealed_without_stretching() {
+    // A playout lag of 5 ms and no FEC hold: when 30 is due, 31 has not
+    // arrived. One concealment frame stands for 30, and 31 plays in its own
+    // turn: 30 is not rebuilt late from 31's FEC, which would play one frame
+    // behind and need an accelerate later to catch up.
+    let mut sim = Sim::new(stream(60, 0, 0, 5.0, |i| i == 30), ms(10.0));
+    sim.jb = JitterBuffer::new(JitterConfig::low_latency()).expect("config");
+    sim.drain();
+    let s = sim.jb.stats();
+    assert_eq!(
+        (s.lost, s.fec_recovered_frames, s.concealed_frames),
+        (1, 0, 1)
+    );
+    let at = sim
+        .dec
+        .log
+        .iter()
+        .position(|c| *c == Call::Decode(29))
+        .expect("29");
+    assert_eq!(
+        &sim.dec.log[at..at + 3],
+        &[Call::Decode(29), Call::Conceal, Call::Decode(31)]
+    );
+    assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
+    assert_eq!(s.current_delay_ms, 5.0, "the lag is unchanged");
+}
+
+#[test]
+fn loss_while_the_lag_is_below_target_is_rebuilt_late_from_fec() {
+    // The same kind of loss, at 12, while the lag (5 ms) is below the
+    // target (the FEC hold's 20 ms since the loss at 10; 11 played right
+    // after a concealment frame, which never stretches): the concealment
+    // frame is a stretch wanted anyway, so 12 is still rebuilt from 13's FEC
+    // behind it, and the lag grows by one packet.
+    let mut sim = Sim::new(stream(60, 0, 0, 5.0, |i| i == 10 || i == 12), ms(10.0));
+    sim.drain();
+    let at = sim
+        .dec
+        .log
+        .iter()
+        .position(|c| *c == Call::Fec(13))
+        .expect("12 rebuilt from 13");
+    assert_eq!(
         &sim.dec.log[at - 2..at + 2],
         &[
-            Call::Decode(29),
+            Call::Decode(11),
             Call::Conceal,
-            Call::Fec(31),
-            Call::Decode(31)
+            Call::Fec(13),
+            Call::Decode(13)
         ]
     );
-    assert_eq!(s.concealed_frames, 1);
+    let s = sim.jb.stats();
+    assert_eq!((s.lost, s.fec_recovered_frames), (2, 1), "{s:?}");
+    assert_eq!(s.preemptive_expanded_frames, 0, "{s:?}");
+    assert_eq!(s.current_delay_ms, 25.0, "{s:?}");
 }
 
 #[test]
 fn after_a_loss_the_target_waits_for_fec() {
-    // Losses at 30 and 45: after the first, the target holds one packet more
-    // so that the next packet is there in time for FEC.
+    // Losses at 30 and 45 with a playout lag of 5 ms: the first is
+    // concealed (31 is not there in time); after it, the target holds one
+    // packet more so that the next packet is there in time for FEC.
     let mut sim = Sim::new(stream(80, 0, 0, 5.0, |i| i == 30 || i == 45), ms(10.0));
     sim.drain();
     let s = sim.jb.stats();
-    assert_eq!((s.lost, s.fec_recovered_frames), (2, 2), "{s:?}");
-    assert_eq!(s.concealed_frames, 1, "only before the first FEC: {s:?}");
+    assert_eq!((s.lost, s.fec_recovered_frames), (2, 1), "{s:?}");
+    assert_eq!(s.concealed_frames, 1, "only the first loss: {s:?}");
+    assert_eq!(s.preemptive_expanded_frames, 1, "the lag grows once: {s:?}");
     assert_eq!(s.target_delay_ms, 20.0);
     let at = sim
         .dec
@@ -356,8 +412,9 @@ fn sequence_and_timestamp_wrap() {
     let s = sim.jb.stats();
     assert_eq!((s.lost, s.late, s.stream_resets), (0, 0, 0));
     assert_eq!(s.concealed_frames, 0);
-    // A loss across the wrap is still recovered from FEC.
-    let mut sim = Sim::new(stream(40, 65_530, ts0, 5.0, |i| i == 6), ms(10.0));
+    // A loss across the wrap is still recovered from FEC (a playout lag of
+    // 23 ms: the next packet is there in time).
+    let mut sim = Sim::new(stream(40, 65_530, ts0, 5.0, |i| i == 6), ms(28.0));
     sim.drain();
     assert_eq!(sim.jb.stats().fec_recovered_frames, 1);
     assert!(sim.dec.log.contains(&Call::Fec(1)));
@@ -771,6 +828,34 @@ fn loss_without_jitter_holds_one_packet_for_fec() {
     eprintln!("loss 5%: {s:?} mean delay {:.1}", s.mean_delay_ms());
     assert!(s.fec_recovered_frames * 10 >= s.lost * 8, "{s:?}");
     assert!(s.mean_delay_ms() <= 20.0 + 20.0 + 1.0, "{s:?}");
+}
+
+#[test]
+fn low_latency_conceals_loss_without_adding_delay() {
+    // The same 5% loss with `JitterConfig::low_latency()`: no packet is held
+    // for FEC, so every loss is concealed in its turn (the next packet is
+    // never there yet at a 5 ms lag), nothing is stretched, and the delay
+    // stays at the wait for the next pull: within the goal of p95 jitter
+    // (0 here) + 20 ms.
+    let mut rng = SplitMix64::new(5);
+    let lost: Vec<bool> = (0..3000).map(|_| rng.next_f64() < 0.05).collect();
+    let mut sim = Sim::new(stream(3000, 0, 0, 5.0, |i| lost[i]), ms(10.0));
+    sim.jb = JitterBuffer::new(JitterConfig::low_latency()).expect("config");
+    sim.drain();
+    let s = sim.jb.stats();
+    let n_lost = lost.iter().filter(|l| **l).count() as u64;
+    assert_eq!(s.lost, n_lost, "{s:?}");
+    assert_eq!(
+        (s.fec_recovered_frames, s.concealed_frames),
+        (0, n_lost),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.accelerated_frames + s.preemptive_expanded_frames,
+        0,
+        "{s:?}"
+    );
+    assert!((s.mean_delay_ms() - 5.0).abs() < 1e-6, "{s:?}");
 }
 
 #[test]
