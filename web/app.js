@@ -675,6 +675,18 @@
           frameWidth: s.frameWidth || 0,
           frameHeight: s.frameHeight || 0,
           codec: s.codecId ? (stats.get(s.codecId) || {}).mimeType || null : null,
+          // The receiver's jitter buffer (NetEQ for audio), as counters:
+          // scripts/neteq_reference.js compares them with huddle's.
+          packetsLost: s.packetsLost || 0,
+          jitterBufferDelay: s.jitterBufferDelay || 0,
+          jitterBufferTargetDelay: s.jitterBufferTargetDelay || 0,
+          jitterBufferEmittedCount: s.jitterBufferEmittedCount || 0,
+          totalSamplesReceived: s.totalSamplesReceived || 0,
+          concealedSamples: s.concealedSamples || 0,
+          concealmentEvents: s.concealmentEvents || 0,
+          insertedSamplesForDeceleration: s.insertedSamplesForDeceleration || 0,
+          removedSamplesForAcceleration: s.removedSamplesForAcceleration || 0,
+          fecPacketsReceived: s.fecPacketsReceived || 0,
         });
       }
       return out;
