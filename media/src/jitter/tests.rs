@@ -77,6 +77,16 @@ impl FakeDecoder {
     fn count(&self, call: Call) -> usize {
         self.log.iter().filter(|c| **c == call).count()
     }
+    /// The calls from `before` ahead of the first `call` to `after` past it
+    /// (`call` itself included when `after` > 0).
+    fn around(&self, call: Call, before: usize, after: usize) -> &[Call] {
+        let at = self
+            .log
+            .iter()
+            .position(|c| *c == call)
+            .unwrap_or_else(|| panic!("{call:?} never happened: {:?}", self.log));
+        &self.log[at - before..at + after]
+    }
 }
 
 fn pkt(seq: u16, timestamp: u32, ssrc: u32) -> RtpAudioPacket {
@@ -241,14 +251,8 @@ fn single_loss_is_recovered_from_fec() {
     let decoded = sim.dec.decoded();
     let want: Vec<u16> = (0..60).filter(|i| *i != 30).collect();
     assert_eq!(decoded, want);
-    let at = sim
-        .dec
-        .log
-        .iter()
-        .position(|c| *c == Call::Fec(31))
-        .expect("fec");
     assert_eq!(
-        &sim.dec.log[at - 1..at + 2],
+        sim.dec.around(Call::Fec(31), 1, 2),
         &[Call::Decode(29), Call::Fec(31), Call::Decode(31)]
     );
     assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
@@ -268,14 +272,8 @@ fn loss_with_no_packet_in_hand_is_concealed_without_stretching() {
         (s.lost, s.fec_recovered_frames, s.concealed_frames),
         (1, 0, 1)
     );
-    let at = sim
-        .dec
-        .log
-        .iter()
-        .position(|c| *c == Call::Decode(29))
-        .expect("29");
     assert_eq!(
-        &sim.dec.log[at..at + 3],
+        sim.dec.around(Call::Decode(29), 0, 3),
         &[Call::Decode(29), Call::Conceal, Call::Decode(31)]
     );
     assert_eq!(s.accelerated_frames + s.preemptive_expanded_frames, 0);
@@ -291,14 +289,8 @@ fn loss_while_the_lag_is_below_target_is_rebuilt_late_from_fec() {
     // behind it, and the lag grows by one packet.
     let mut sim = Sim::new(stream(60, 0, 0, 5.0, |i| i == 10 || i == 12), ms(10.0));
     sim.drain();
-    let at = sim
-        .dec
-        .log
-        .iter()
-        .position(|c| *c == Call::Fec(13))
-        .expect("12 rebuilt from 13");
     assert_eq!(
-        &sim.dec.log[at - 2..at + 2],
+        sim.dec.around(Call::Fec(13), 2, 2),
         &[
             Call::Decode(11),
             Call::Conceal,
@@ -324,14 +316,8 @@ fn after_a_loss_the_target_waits_for_fec() {
     assert_eq!(s.concealed_frames, 1, "only the first loss: {s:?}");
     assert_eq!(s.preemptive_expanded_frames, 1, "the lag grows once: {s:?}");
     assert_eq!(s.target_delay_ms, 20.0);
-    let at = sim
-        .dec
-        .log
-        .iter()
-        .position(|c| *c == Call::Fec(46))
-        .expect("fec");
     assert_eq!(
-        &sim.dec.log[at - 1..at + 2],
+        sim.dec.around(Call::Fec(46), 1, 2),
         &[Call::Decode(44), Call::Fec(46), Call::Decode(46)]
     );
     // Without a loss for `fec_hold_packets`, the hold is released.
