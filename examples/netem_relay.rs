@@ -76,31 +76,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // The first line is the address, for scripts that pass port 0.
     println!("listening {}", relay.local_addr());
-    shutdown().await;
+    huddle_server::shutdown_signal().await;
     let s = relay.stats();
     println!(
         "to clients: {} offered, {} lost; to the server: {} offered; {} dropped on overflow",
         s.to_client.offered, s.to_client.lost, s.to_upstream.offered, s.overflow
     );
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    // Without a SIGTERM handler, Ctrl-C alone (and if even that fails,
-    // until killed).
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }

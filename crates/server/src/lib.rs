@@ -16,9 +16,11 @@
 
 pub mod cli;
 pub mod config;
+mod shutdown;
 pub mod web;
 
 pub use config::{ServerConfig, DEV_SECRET};
+pub use shutdown::shutdown_signal;
 
 use anyhow::Context;
 use huddle_sfu::api::Rights;

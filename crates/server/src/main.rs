@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use huddle_server::cli::{Cli, Command};
+use huddle_server::shutdown_signal;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,33 +27,5 @@ async fn main() -> anyhow::Result<()> {
             let server = huddle_server::start(config).await?;
             server.run_until(shutdown_signal()).await
         }
-    }
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
