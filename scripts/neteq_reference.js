@@ -66,26 +66,10 @@ function binary(envVar, name) {
   return bin;
 }
 
-/** The sample rate of a WAV file (the fmt chunk). */
-function wavRate(file) {
-  const buf = fs.readFileSync(file);
-  let offset = 12;
-  while (offset + 8 <= buf.length) {
-    const id = buf.toString('ascii', offset, offset + 4);
-    const size = buf.readUInt32LE(offset + 4);
-    if (id === 'fmt ') {
-      if (buf.readUInt16LE(offset + 10) !== 1) throw new Error(`${file}: only mono WAV files`);
-      return buf.readUInt32LE(offset + 12);
-    }
-    offset += 8 + size + (size & 1);
-  }
-  throw new Error(`${file} has no fmt chunk`);
-}
-
 /** The input repeated until it lasts `seconds`, as a temporary WAV. */
 function loopedInput(file, seconds) {
-  const rate = wavRate(file);
-  const one = lib.readWavSamples(file);
+  const { samples: one, rate, channels } = lib.readWav(file);
+  if (channels !== 1 || !rate) throw new Error(`${file}: only mono WAV files`);
   const copies = Math.ceil((seconds * rate) / one.length);
   const all = new Int16Array(one.length * copies);
   for (let k = 0; k < copies; k++) all.set(one, k * one.length);
@@ -129,10 +113,8 @@ async function main() {
   fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
   const input = loopedInput(opts.input, opts.seconds + opts.settle + 40);
 
-  const httpPort = await lib.freePort('tcp');
   const mediaPort = await lib.freePort('udp');
   const relayPort = await lib.freePort('udp');
-  const baseUrl = `http://127.0.0.1:${httpPort}`;
   const procs = [];
   const profiles = [];
   let client = null;
@@ -142,21 +124,11 @@ async function main() {
     if (opts.burst) relayArgs.push('--burst', String(opts.burst));
     const relay = lib.startProcess(relayBin, relayArgs, path.join(lib.ARTIFACTS, 'neteq-relay.log'));
     procs.push(relay);
-    const server = lib.startProcess(
-      serverBin,
-      ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${mediaPort}`],
-      path.join(lib.ARTIFACTS, 'neteq-server.log'),
-      {
-        HUDDLE_SECRET: 'neteq-reference-secret',
-        HUDDLE_MEDIA_PUBLIC: `127.0.0.1:${relayPort}`,
-        HUDDLE_WORKERS: '1',
-      },
-    );
-    procs.push(server);
-    await lib.waitFor('the server to answer /healthz', 15000, async () => {
-      if (server.exitCode !== null) throw new Error('huddle-server exited: see artifacts/neteq-server.log');
-      return fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false);
+    const { server, httpPort, baseUrl } = await lib.startServer(serverBin, 'neteq-server.log', {
+      mediaPort,
+      env: { HUDDLE_MEDIA_PUBLIC: `127.0.0.1:${relayPort}`, HUDDLE_WORKERS: '1' },
     });
+    procs.push(server);
 
     client = await lib.openClient(baseUrl, ROOM, 'listener', profiles);
     const token = await lib.devToken(baseUrl, ROOM, 'speaker');

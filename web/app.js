@@ -27,6 +27,18 @@
   /** Keep-alive on the WebSocket. */
   const PING_INTERVAL_MS = 20000;
   /**
+   * The inbound-rtp numbers window.huddle.inboundStats() passes on (0 where
+   * the browser reports none). The jitter-buffer ones (NetEQ for audio), from
+   * packetsLost on, are what scripts/neteq_reference.js compares with huddle's.
+   */
+  const INBOUND_NUMBERS = [
+    'packetsReceived', 'bytesReceived', 'totalAudioEnergy', 'audioLevel',
+    'framesDecoded', 'frameWidth', 'frameHeight',
+    'packetsLost', 'jitterBufferDelay', 'jitterBufferTargetDelay', 'jitterBufferEmittedCount',
+    'totalSamplesReceived', 'concealedSamples', 'concealmentEvents',
+    'insertedSamplesForDeceleration', 'removedSamplesForAcceleration', 'fecPacketsReceived',
+  ];
+  /**
    * The camera is sent as three simulcast layers (RFC 8853), lowest first:
    * the SFU forwards each viewer one of them (the best to someone watching
    * one or two videos, smaller ones as the grid grows) and switches at
@@ -663,31 +675,14 @@
       for (const s of stats.values()) {
         if (s.type !== 'inbound-rtp') continue;
         const info = session.midInfo.get(s.mid) || {};
-        out.push({
+        const entry = {
           trackId: info.trackId || null,
           participantId: info.streamId || null,
           kind: s.kind,
-          packetsReceived: s.packetsReceived || 0,
-          bytesReceived: s.bytesReceived || 0,
-          totalAudioEnergy: s.totalAudioEnergy || 0,
-          audioLevel: s.audioLevel || 0,
-          framesDecoded: s.framesDecoded || 0,
-          frameWidth: s.frameWidth || 0,
-          frameHeight: s.frameHeight || 0,
           codec: s.codecId ? (stats.get(s.codecId) || {}).mimeType || null : null,
-          // The receiver's jitter buffer (NetEQ for audio), as counters:
-          // scripts/neteq_reference.js compares them with huddle's.
-          packetsLost: s.packetsLost || 0,
-          jitterBufferDelay: s.jitterBufferDelay || 0,
-          jitterBufferTargetDelay: s.jitterBufferTargetDelay || 0,
-          jitterBufferEmittedCount: s.jitterBufferEmittedCount || 0,
-          totalSamplesReceived: s.totalSamplesReceived || 0,
-          concealedSamples: s.concealedSamples || 0,
-          concealmentEvents: s.concealmentEvents || 0,
-          insertedSamplesForDeceleration: s.insertedSamplesForDeceleration || 0,
-          removedSamplesForAcceleration: s.removedSamplesForAcceleration || 0,
-          fecPacketsReceived: s.fecPacketsReceived || 0,
-        });
+        };
+        for (const name of INBOUND_NUMBERS) entry[name] = s[name] || 0;
+        out.push(entry);
       }
       return out;
     },

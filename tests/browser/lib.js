@@ -125,19 +125,21 @@ async function stopProcess(child, graceMs = 5000) {
 
 /**
  * `huddle-server serve --dev` on free 127.0.0.1 ports, its output to
- * artifacts/`logName`; resolves once /healthz answers. Returns
- * { server, httpPort, baseUrl }; stop it with stopProcess(server).
+ * artifacts/`logName`; resolves once /healthz answers. Options: `mediaPort`
+ * (UDP, default a free one) and `env` (more environment for the server, e.g.
+ * HUDDLE_MEDIA_PUBLIC). Returns { server, httpPort, baseUrl }; stop it with
+ * stopProcess(server).
  */
-async function startServer(serverBin, logName = 'huddle-server.log') {
+async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort = null, env = {} } = {}) {
   const httpPort = await freePort('tcp');
-  const mediaPort = await freePort('udp');
+  const udpPort = mediaPort ?? (await freePort('udp'));
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   const server = startProcess(
     serverBin,
-    ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${mediaPort}`],
+    ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${udpPort}`],
     path.join(ARTIFACTS, logName),
     // The secret through the environment, as operators are told to.
-    { HUDDLE_SECRET: 'browser-interop-secret', RUST_LOG: process.env.RUST_LOG || 'info' },
+    { HUDDLE_SECRET: 'browser-interop-secret', RUST_LOG: process.env.RUST_LOG || 'info', ...env },
   );
   try {
     await waitFor('the server to answer /healthz', 15000, async () => {
@@ -212,25 +214,39 @@ async function waitConnected(client, ms = 15000, which = ['publisher', 'subscrib
   });
 }
 
-/** Samples of a 16-bit PCM WAV, tolerant of a header never finalized. */
-function readWavSamples(file) {
+/**
+ * A 16-bit PCM WAV, tolerant of a header never finalized: { samples
+ * (Int16Array, interleaved), rate, channels } (rate and channels null if it
+ * has no fmt chunk before its data).
+ */
+function readWav(file) {
   const buf = fs.readFileSync(file);
   assert.ok(buf.length >= 44 && buf.toString('ascii', 0, 4) === 'RIFF', `${file} is not a WAV file`);
   let offset = 12;
+  let rate = null;
+  let channels = null;
   while (offset + 8 <= buf.length) {
     const id = buf.toString('ascii', offset, offset + 4);
     const size = buf.readUInt32LE(offset + 4);
-    if (id === 'data') {
+    if (id === 'fmt ') {
+      channels = buf.readUInt16LE(offset + 10);
+      rate = buf.readUInt32LE(offset + 12);
+    } else if (id === 'data') {
       const start = offset + 8;
       // A writer killed before finalizing leaves size 0: take the rest.
       const end = size === 0 || start + size > buf.length ? buf.length : start + size;
       const samples = new Int16Array((end - start) >> 1);
       for (let i = 0; i < samples.length; i++) samples[i] = buf.readInt16LE(start + 2 * i);
-      return samples;
+      return { samples, rate, channels };
     }
     offset += 8 + size + (size & 1);
   }
   throw new Error(`${file} has no data chunk`);
+}
+
+/** Samples of a 16-bit PCM WAV (see readWav). */
+function readWavSamples(file) {
+  return readWav(file).samples;
 }
 
 /** Write mono 16-bit PCM samples (Int16Array) as a canonical 44-byte-header WAV. */
@@ -277,6 +293,7 @@ module.exports = {
   devToken,
   openClient,
   waitConnected,
+  readWav,
   readWavSamples,
   writeWav,
   rms,
