@@ -1,13 +1,15 @@
 //! One peer connection of a participant: the sans-IO `rtc` peer connection,
 //! the ICE credentials the SFU chose for it (its demux key), and its liveness.
+//! A subscriber connection also has the SFU's own transport ([`Wire`]):
+//! `rtc` only negotiates it.
 
 use crate::config::SfuConfig;
+use crate::egress::Wire;
 use crate::error::SfuError;
-use crate::feedback::{KeyframeRequestsToApp, SLOT};
 use huddle_proto::PcRole;
-use rtc::interceptor::{
-    NackGeneratorBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
-};
+use rtc::crypto::SignatureScheme;
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
@@ -34,14 +36,12 @@ pub(crate) fn ice_token(len: usize) -> String {
 
 /// The interceptors of a connection, chosen by what it carries: each one
 /// is a stage every packet of the connection passes (a copy per stage), so
-/// a connection has only those it uses. webrtc-rs's NACK responder is on
-/// neither: the SFU answers subscribers' NACKs itself from one store per
-/// track (`rtx.rs`) instead of a copy of every packet per subscriber leg.
+/// a connection has only those it uses.
 ///
 /// - Publisher (media in): NACK generator (asks the client for lost
 ///   packets), TWCC feedback, receiver reports.
-/// - Subscriber (media out, the fan-out path): sender reports, and the
-///   keyframe requests and NACKs the client sends handed to the SFU.
+/// - Subscriber: none. Its datagrams never pass through `rtc` ([`Wire`]);
+///   the feedback registered here only goes into the SDP.
 fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
     for parameter in ["", "pli"] {
         me.register_feedback(
@@ -60,9 +60,7 @@ fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError
             configure_twcc_receiver_only(registry, me)?
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         }
-        PcRole::Subscriber => Registry::new()
-            .with(Slot::SenderReport, SenderReportBuilder::new().build())
-            .with(SLOT.into(), KeyframeRequestsToApp::with_nacks()),
+        PcRole::Subscriber => Registry::new(),
     })
 }
 
@@ -92,29 +90,55 @@ pub(crate) struct Connection {
     pub last_rx: Instant,
     /// Whether the SFU's own host candidate was added yet.
     pub candidate_added: bool,
-    /// RTP was written to it that has not been pushed through its `rtc`
-    /// pipeline yet (it is on the endpoint's list of queued writes).
-    pub writes_queued: bool,
     /// The `rtc` core's next timer, as of the last time the connection was
     /// drained (every call into `pc` is followed by a drain): asking `pc`
     /// walks its whole handler pipeline, for every connection on every turn
-    /// of the worker loop.
+    /// of the worker loop. A subscriber connection's is its [`Wire`]'s.
     pub timer: Option<Instant>,
+    /// The SFU's own transport: `Some` on a subscriber connection.
+    pub wire: Option<Wire>,
 }
 
 impl Connection {
-    /// Build a peer connection in `role` whose local ICE ufrag is `ufrag`.
+    /// Build a peer connection in `role` whose local ICE ufrag is `ufrag`,
+    /// on the media socket at `local_addr`.
     pub fn new(
         now: Instant,
         config: &SfuConfig,
         role: PcRole,
         ufrag: String,
+        local_addr: SocketAddr,
     ) -> Result<Self, SfuError> {
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
         let mut me = crate::codecs::media_engine().map_err(rtc_err)?;
         let registry = interceptors(&mut me, role).map_err(rtc_err)?;
+        let pwd = ice_token(32);
+        let mut configuration = RTCConfigurationBuilder::new();
+        let mut wire = None;
+        if role == PcRole::Subscriber {
+            // The SDP rtc writes must describe the SFU's own transport: same
+            // certificate (fingerprint), same ICE credentials.
+            let provider = rtc::crypto::default_provider()
+                .map_err(|e| SfuError::Rtc(format!("crypto provider: {e}")))?;
+            let params = CertificateParams::new(vec!["huddle-sfu".to_owned()])
+                .map_err(|e| SfuError::Rtc(format!("certificate: {e}")))?;
+            let certificate = RTCCertificate::generate(
+                provider.crypto(),
+                SignatureScheme::EcdsaP256Sha256,
+                params,
+            )
+            .map_err(rtc_err)?;
+            wire = Some(Wire::new(
+                provider,
+                certificate.dtls_certificate.clone(),
+                ufrag.clone(),
+                pwd.clone(),
+                local_addr,
+            ));
+            configuration = configuration.with_certificates(vec![certificate]);
+        }
         let settings = SettingEngineBuilder::new()
-            .with_ice_credentials(ufrag.clone(), ice_token(32))
+            .with_ice_credentials(ufrag.clone(), pwd)
             .with_ice_timeouts(
                 Some(config.ice_disconnected_timeout),
                 Some(config.ice_failed_timeout),
@@ -129,21 +153,24 @@ impl Connection {
             .with_lite(true)
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(configuration.build())
             .with_media_engine(me)
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .build(now)
             .map_err(rtc_err)?;
-        let timer = pc.poll_timeout();
+        let timer = match &wire {
+            Some(w) => w.poll_timeout(),
+            None => pc.poll_timeout(),
+        };
         Ok(Self {
             pc,
             ufrag,
             liveness: Liveness::Connecting { since: now },
             last_rx: now,
             candidate_added: false,
-            writes_queued: false,
             timer,
+            wire,
         })
     }
 

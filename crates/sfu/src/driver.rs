@@ -105,7 +105,11 @@ async fn spawn_worker(
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            let endpoint = Endpoint::new(config, local_addr);
+            let mut endpoint = Endpoint::new(config, local_addr);
+            let since_unix_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            endpoint.set_wall_clock(std::time::Instant::now(), since_unix_epoch);
             runtime.block_on(run(index, socket, endpoint, rx, events, placement));
         })?;
     ready_rx.await.map_err(|_| SfuError::Stopped)??;

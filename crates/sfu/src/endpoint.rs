@@ -12,12 +12,13 @@ use crate::codecs::{extension_id, AUDIO_LEVEL_URI};
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, Liveness};
 use crate::demux::{is_stun_success_response, Demux};
+use crate::egress::{Wire, WireEvent};
 use crate::error::SfuError;
-use crate::feedback::{is_keyframe_request, is_nack, nacked};
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
 use crate::participant::Participant;
 use crate::router::{Leg, PublishedTrack, Router};
+use crate::sender_report::{self, WallClock};
 use crate::simulcast::{
     self, rank_of, wanted_rank, Layer, LayerChoice, Verdict, CHOICE_INTERVAL, TOP_RANK,
 };
@@ -38,7 +39,7 @@ use rtc::shared::marshal::Unmarshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 mod viewer;
@@ -66,14 +67,14 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
-    /// Subscribers whose connection has forwarded RTP written to it but not
-    /// pushed through yet: [`Endpoint::poll_transmit`] does that once per
-    /// connection for everything forwarded since (a whole receive batch),
-    /// not once per packet.
-    queued_writes: Vec<ParticipantId>,
     /// When the simulcast layer of every leg is looked at again (set once a
     /// track has layers).
     next_layer_choice: Option<Instant>,
+    /// Wall-clock time for sender reports ([`Endpoint::set_wall_clock`]).
+    wall_clock: Option<WallClock>,
+    /// When subscribers get their next sender reports (set once one is
+    /// connected).
+    next_sender_reports: Option<Instant>,
     rtp_in: u64,
     rtp_out: u64,
     rtx_sent: u64,
@@ -93,8 +94,7 @@ fn rtc_err(e: impl std::fmt::Display) -> SfuError {
 struct Drained {
     events: Vec<RTCPeerConnectionEvent>,
     rtp: Vec<(String, rtc::rtp::Packet)>,
-    keyframe_requests: Vec<String>,
-    nacks: Vec<(String, Vec<(u32, u16)>)>,
+    wire: Vec<WireEvent>,
 }
 
 impl Endpoint {
@@ -111,13 +111,21 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
-            queued_writes: Vec::new(),
             next_layer_choice: None,
+            wall_clock: None,
+            next_sender_reports: None,
             rtp_in: 0,
             rtp_out: 0,
             rtx_sent: 0,
             dropped: 0,
         }
+    }
+
+    /// Tell the endpoint what wall-clock time `now` is (`since_unix_epoch`
+    /// after 1970-01-01 UTC), for the NTP times of the sender reports it
+    /// sends subscribers. Without it, it sends none.
+    pub fn set_wall_clock(&mut self, now: Instant, since_unix_epoch: Duration) {
+        self.wall_clock = Some(WallClock::new(now, since_unix_epoch));
     }
 
     /// Register a participant. When it may subscribe and the room already has
@@ -174,6 +182,7 @@ impl Endpoint {
                 &self.config,
                 PcRole::Publisher,
                 ufrag,
+                self.local_addr,
             )?);
         }
         let result = match p.publisher.as_mut() {
@@ -219,10 +228,11 @@ impl Endpoint {
             (Some(conn), true) => conn,
             _ => return Err(SfuError::NoPendingOffer),
         };
-        let answer = RTCSessionDescription::answer(sdp).map_err(bad_sdp)?;
+        let answer = RTCSessionDescription::answer(sdp.clone()).map_err(bad_sdp)?;
         conn.pc
             .set_remote_description(now, answer)
             .map_err(bad_sdp)?;
+        start_wire(now, conn, &sdp)?;
         p.offer_pending = false;
         // Payload types may differ per negotiation; look them up again, and
         // ask publishers of video for a keyframe so the new legs can decode.
@@ -299,6 +309,13 @@ impl Endpoint {
             self.demux.remove(&(id.clone(), role));
             if let Some(mut conn) = conn {
                 // Say goodbye (DTLS close_notify) so the peer notices at once.
+                if let Some(wire) = conn.wire.as_mut() {
+                    wire.close(now);
+                    while let Some((dst, payload)) = wire.poll_transmit() {
+                        self.transmits.push_back(Transmit { dst, payload });
+                    }
+                    continue;
+                }
                 if let Err(e) = conn.pc.close() {
                     debug!(participant = %id, "close: {e}");
                 }
@@ -337,12 +354,18 @@ impl Endpoint {
             return;
         };
         conn.heard(now);
-        if let Err(e) = conn
-            .pc
-            .handle_read(tagged(now, local_addr, src, BytesMut::from(datagram)))
-        {
+        let result = match conn.wire.as_mut() {
+            Some(wire) => wire
+                .handle_datagram(now, src, datagram)
+                .map_err(|e| e.to_string()),
+            None => conn
+                .pc
+                .handle_read(tagged(now, local_addr, src, BytesMut::from(datagram)))
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
             self.dropped += 1;
-            debug!(participant = %key.0, "datagram rejected: {e}");
+            debug!(participant = %key.0, pc = ?key.1, "datagram rejected: {e}");
         }
         self.dirty.push(key);
         self.flush(now);
@@ -360,8 +383,13 @@ impl Endpoint {
                         debug!(participant = %id, pc = ?role, "connection silent: down");
                     }
                     if conn.timer.is_some_and(|t| t <= now) {
-                        if let Err(e) = conn.pc.handle_timeout(now) {
-                            debug!(participant = %id, "timeout: {e}");
+                        match conn.wire.as_mut() {
+                            Some(wire) => wire.handle_timeout(now),
+                            None => {
+                                if let Err(e) = conn.pc.handle_timeout(now) {
+                                    debug!(participant = %id, "timeout: {e}");
+                                }
+                            }
                         }
                         self.dirty.push((id.clone(), role));
                     }
@@ -382,6 +410,9 @@ impl Endpoint {
         }
         if self.next_layer_choice.is_some_and(|t| now >= t) {
             self.choose_layers(now);
+        }
+        if self.next_sender_reports.is_some_and(|t| now >= t) {
+            self.send_sender_reports(now);
         }
         self.speakers.handle_timeout(now);
         self.flush(now);
@@ -420,17 +451,13 @@ impl Endpoint {
         if simulcast {
             consider(self.next_layer_choice);
         }
+        consider(self.next_sender_reports);
         consider(self.speakers.poll_timeout());
         next
     }
 
-    /// Next datagram to send. Forwarded RTP is protected here, when the
-    /// queue runs dry: every subscriber connection written to since the
-    /// last call is pushed through its `rtc` pipeline once, with all it got.
+    /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if self.transmits.is_empty() {
-            self.push_queued_writes();
-        }
         self.transmits.pop_front()
     }
 
@@ -475,24 +502,6 @@ impl Endpoint {
 
     // ---- internals -------------------------------------------------------
 
-    /// Push the RTP written to subscriber connections through their `rtc`
-    /// pipelines (SRTP and all) into the transmit queue.
-    fn push_queued_writes(&mut self) {
-        for sub in std::mem::take(&mut self.queued_writes) {
-            let Some(conn) = self
-                .participants
-                .get_mut(&sub)
-                .and_then(|p| p.subscriber.as_mut())
-            else {
-                continue;
-            };
-            conn.writes_queued = false;
-            let key = (sub, PcRole::Subscriber);
-            push_writes(conn, &key, &mut self.demux, &mut self.transmits);
-            conn.timer = conn.pc.poll_timeout();
-        }
-    }
-
     /// Drain every touched connection until nothing moves, then send any
     /// subscriber offers that are due and drop dead participants.
     fn flush(&mut self, now: Instant) {
@@ -534,20 +543,72 @@ impl Endpoint {
                     self.on_rtp(now, &key.0, track, packet);
                 }
             }
-            if key.1 != PcRole::Subscriber {
-                continue;
+            for ev in drained.wire {
+                self.on_wire_event(now, &key.0, ev);
             }
-            for (track, lost) in drained.nacks {
-                if let Some(track) = self.source_of(&key.0, track) {
-                    self.on_nack(now, &key.0, &track, lost);
+        }
+    }
+
+    /// What a subscriber connection's own transport reported.
+    fn on_wire_event(&mut self, now: Instant, sub: &ParticipantId, ev: WireEvent) {
+        match ev {
+            WireEvent::Connected(profile) => {
+                debug!(participant = %sub, %profile, "subscriber connection up");
+                if let Some(conn) = self
+                    .participants
+                    .get_mut(sub)
+                    .and_then(|p| p.subscriber.as_mut())
+                {
+                    conn.liveness = Liveness::Up;
+                }
+                // Video sent before the subscriber's keys existed was
+                // dropped: it needs a keyframe of every video it gets.
+                self.keyframes_for(now, sub);
+                if self.wall_clock.is_some() {
+                    self.next_sender_reports
+                        .get_or_insert(now + sender_report::INTERVAL);
                 }
             }
-            for track in drained.keyframe_requests {
-                if let Some(track) = self.source_of(&key.0, track) {
-                    self.subscriber_needs_keyframe(now, &track, &key.0);
+            WireEvent::Closed | WireEvent::Failed(_) => {
+                debug!(participant = %sub, event = ?ev, "subscriber connection ended");
+                if let Some(conn) = self
+                    .participants
+                    .get_mut(sub)
+                    .and_then(|p| p.subscriber.as_mut())
+                {
+                    conn.liveness = Liveness::Dead;
+                }
+            }
+            WireEvent::KeyframeRequest(ssrc) => {
+                if let Some(track) = self.track_sent_as(sub, ssrc) {
+                    self.subscriber_needs_keyframe(now, &track, sub);
+                }
+            }
+            WireEvent::Nack(lost) => {
+                let mut by_track: Vec<(String, Vec<(u32, u16)>)> = Vec::new();
+                for (ssrc, seq) in lost {
+                    let Some(track) = self.track_sent_as(sub, ssrc) else {
+                        continue;
+                    };
+                    match by_track.iter_mut().find(|(t, _)| *t == track) {
+                        Some((_, l)) => l.push((ssrc, seq)),
+                        None => by_track.push((track, vec![(ssrc, seq)])),
+                    }
+                }
+                for (track, lost) in by_track {
+                    self.on_nack(now, sub, &track, lost);
                 }
             }
         }
+    }
+
+    /// The published track `sub` receives with SSRC `ssrc` (its leg's).
+    fn track_sent_as(&self, sub: &ParticipantId, ssrc: u32) -> Option<String> {
+        self.router
+            .tracks
+            .values()
+            .find(|t| t.legs.get(sub).is_some_and(|leg| leg.ssrc == ssrc))
+            .map(|t| t.id.clone())
     }
 
     fn on_pc_event(&mut self, now: Instant, key: &ConnKey, ev: RTCPeerConnectionEvent) {
@@ -570,11 +631,6 @@ impl Endpoint {
                         }
                         _ => conn.liveness,
                     };
-                }
-                if state == RTCPeerConnectionState::Connected && key.1 == PcRole::Subscriber {
-                    // Video sent before the subscriber's keys existed was
-                    // dropped: it needs a keyframe of every video it gets.
-                    self.keyframes_for(now, &key.0);
                 }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
@@ -691,7 +747,7 @@ impl Endpoint {
             }
             let out = Out {
                 participants: &mut self.participants,
-                queued: &mut self.queued_writes,
+                transmits: &mut self.transmits,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, &packet) {
                 self.rtp_out += 1;
@@ -776,7 +832,7 @@ impl Endpoint {
             }
             let out = Out {
                 participants: &mut self.participants,
-                queued: &mut self.queued_writes,
+                transmits: &mut self.transmits,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
@@ -865,7 +921,13 @@ impl Endpoint {
         }
         if p.subscriber.is_none() {
             let ufrag = ice_token(16);
-            match Connection::new(now, &self.config, PcRole::Subscriber, ufrag.clone()) {
+            match Connection::new(
+                now,
+                &self.config,
+                PcRole::Subscriber,
+                ufrag.clone(),
+                self.local_addr,
+            ) {
                 Ok(conn) => {
                     p.subscriber = Some(conn);
                     self.demux
@@ -1012,6 +1074,45 @@ impl Endpoint {
         }
     }
 
+    /// Send every connected subscriber the sender reports of the legs it
+    /// gets, as compound RTCP packets of at most [`SRS_PER_PACKET`] reports.
+    fn send_sender_reports(&mut self, now: Instant) {
+        self.next_sender_reports = Some(now + sender_report::INTERVAL);
+        let Some(wall) = self.wall_clock else {
+            return;
+        };
+        let mut reports: HashMap<&ParticipantId, Vec<Box<dyn rtc::rtcp::Packet>>> = HashMap::new();
+        for t in self.router.tracks.values() {
+            for (sub, leg) in &t.legs {
+                if let Some(sr) =
+                    sender_report::report(leg.ssrc, &leg.sent, t.codec.clock_rate, now, &wall)
+                {
+                    reports.entry(sub).or_default().push(Box::new(sr));
+                }
+            }
+        }
+        for (sub, reports) in reports {
+            let Some(wire) = self
+                .participants
+                .get_mut(sub)
+                .and_then(|p| p.subscriber.as_mut())
+                .filter(|c| c.liveness == Liveness::Up)
+                .and_then(|c| c.wire.as_mut())
+            else {
+                continue;
+            };
+            for chunk in reports.chunks(SRS_PER_PACKET) {
+                let sent = rtc::rtcp::packet::marshal(chunk)
+                    .map_err(|e| e.to_string())
+                    .and_then(|plain| wire.protect_rtcp(&plain).map_err(|e| e.to_string()));
+                match sent {
+                    Ok((dst, payload)) => self.transmits.push_back(Transmit { dst, payload }),
+                    Err(e) => debug!(participant = %sub, "sender report: {e}"),
+                }
+            }
+        }
+    }
+
     /// Send a subscriber offer to everyone whose tracks changed and who has no
     /// offer outstanding.
     fn send_offers(&mut self, now: Instant) {
@@ -1080,17 +1181,17 @@ impl Endpoint {
     }
 }
 
-/// Where [`send_on_leg`] writes: the subscribers' connections, and the list
-/// of those with writes queued ([`Endpoint::push_queued_writes`]).
+/// Where [`send_on_leg`] writes: through the subscribers' connections into
+/// the transmit queue.
 struct Out<'a> {
     participants: &'a mut HashMap<ParticipantId, Participant>,
-    queued: &'a mut Vec<ParticipantId>,
+    transmits: &'a mut VecDeque<Transmit>,
 }
 
-/// Write one packet of a track to one subscriber leg: SSRC and payload type
-/// rewritten to the leg's, queued on the leg's connection (protected when
-/// its writes are pushed). False when the leg cannot send yet (not
-/// connected, codec not negotiated) or the write failed.
+/// Send one packet of a track on one subscriber leg: SSRC and payload type
+/// rewritten to the leg's, SRTP-protected by the leg's connection straight
+/// into a datagram. False when the leg cannot send yet (not connected,
+/// codec not negotiated) or protection failed.
 fn send_on_leg(
     now: Instant,
     out: Out<'_>,
@@ -1109,12 +1210,12 @@ fn send_on_leg(
     if conn.liveness != Liveness::Up {
         return false; // no SRTP keys yet, or the subscriber is gone
     }
-    let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
-        return false;
-    };
     let pt = match leg.payload_type {
         Some(pt) => pt,
         None => {
+            let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
+                return false;
+            };
             let found = sender
                 .get_parameters()
                 .rtp_parameters
@@ -1131,20 +1232,22 @@ fn send_on_leg(
             }
         }
     };
-    let mut copy = packet.clone();
-    copy.header.ssrc = leg.ssrc;
-    copy.header.payload_type = pt;
-    leg.rewrite(now, codec.clock_rate, &mut copy.header);
-    match sender.write_rtp(now, copy) {
-        Ok(()) => {
-            if !conn.writes_queued {
-                conn.writes_queued = true;
-                out.queued.push(sub.clone());
-            }
+    let Some(wire) = conn.wire.as_mut() else {
+        return false;
+    };
+    let mut header = packet.header.clone();
+    header.ssrc = leg.ssrc;
+    header.payload_type = pt;
+    leg.rewrite(now, codec.clock_rate, &mut header);
+    match wire.protect_rtp(&header, &packet.payload) {
+        Ok((dst, payload)) => {
+            out.transmits.push_back(Transmit { dst, payload });
+            leg.sent
+                .on_sent(now, header.timestamp, packet.payload.len());
             true
         }
         Err(e) => {
-            debug!(subscriber = %sub, "write to leg failed: {e}");
+            debug!(subscriber = %sub, "send on leg failed: {e}");
             false
         }
     }
@@ -1168,6 +1271,10 @@ fn tagged(
         message,
     }
 }
+
+/// Sender reports per RTCP datagram: 28 bytes each, so one datagram stays
+/// well under an MTU.
+const SRS_PER_PACKET: usize = 32;
 
 /// Most encodings a track may have: three simulcast layers are what
 /// browsers send; the rest is room for odd publishers, not for floods.
@@ -1215,20 +1322,23 @@ fn drain(
     transmits: &mut VecDeque<Transmit>,
 ) -> Drained {
     let mut out = Drained::default();
+    if let Some(wire) = conn.wire.as_mut() {
+        drain_wire(wire, key, demux, transmits, &mut out.wire);
+        // rtc only negotiates this connection: it has nothing to send or
+        // say that matters (its transport is never started).
+        while conn.pc.poll_write().is_some() {}
+        while conn.pc.poll_event().is_some() {}
+        while conn.pc.poll_read().is_some() {}
+        conn.timer = wire.poll_timeout();
+        return out;
+    }
     push_writes(conn, key, demux, transmits);
     while let Some(ev) = conn.pc.poll_event() {
         out.events.push(ev);
     }
     while let Some(TaggedRTCMessage { message, .. }) = conn.pc.poll_read() {
-        match message {
-            RTCMessage::RtpPacket(track, packet) => out.rtp.push((track.to_string(), packet)),
-            RTCMessage::RtcpPacket(track, packets) if is_keyframe_request(&packets) => {
-                out.keyframe_requests.push(track.to_string())
-            }
-            RTCMessage::RtcpPacket(track, packets) if is_nack(&packets) => {
-                out.nacks.push((track.to_string(), nacked(&packets)))
-            }
-            _ => {}
+        if let RTCMessage::RtpPacket(track, packet) = message {
+            out.rtp.push((track.to_string(), packet));
         }
     }
     // Reading may have queued writes (e.g. RTCP replies).
@@ -1247,6 +1357,42 @@ fn drain(
     }
     conn.timer = conn.pc.poll_timeout();
     out
+}
+
+/// Move what a subscriber connection's own transport has out: datagrams to
+/// `transmits` (a STUN success response binds its destination, as in
+/// [`push_writes`]), events to `events`.
+fn drain_wire(
+    wire: &mut Wire,
+    key: &ConnKey,
+    demux: &mut Demux<ConnKey>,
+    transmits: &mut VecDeque<Transmit>,
+    events: &mut Vec<WireEvent>,
+) {
+    while let Some((dst, payload)) = wire.poll_transmit() {
+        if is_stun_success_response(&payload) {
+            demux.bind(dst, key);
+        }
+        transmits.push_back(Transmit { dst, payload });
+    }
+    while let Some(ev) = wire.poll_event() {
+        events.push(ev);
+    }
+}
+
+/// Start a subscriber connection's own transport once both descriptions
+/// are applied to `conn` (`remote_sdp` is the one just applied).
+fn start_wire(now: Instant, conn: &mut Connection, remote_sdp: &str) -> Result<(), SfuError> {
+    let Some(wire) = conn.wire.as_mut() else {
+        return Ok(());
+    };
+    let local = conn
+        .pc
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Rtc("no local description".into()))?;
+    wire.start(now, &local, remote_sdp)
+        .map_err(|e| SfuError::BadSdp(e.to_string()))
 }
 
 /// Move the datagrams a connection has to send into `transmits`.

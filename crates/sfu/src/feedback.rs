@@ -64,6 +64,20 @@ pub fn is_keyframe_request(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
         .any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
 }
 
+/// The media SSRCs an RTCP compound packet asks a keyframe of (PLI, FIR).
+pub fn keyframe_ssrcs(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    for p in packets {
+        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
+            ssrcs.push(pli.media_ssrc);
+        } else if let Some(fir) = p.as_any().downcast_ref::<FullIntraRequest>() {
+            ssrcs.extend(fir.fir.iter().map(|e| e.ssrc));
+        }
+    }
+    ssrcs.dedup();
+    ssrcs
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;

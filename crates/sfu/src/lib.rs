@@ -1,10 +1,11 @@
 //! huddle-sfu: the selective forwarding unit.
 //!
 //! All participants share ONE UDP port. The [`endpoint::Endpoint`] is the sans-IO
-//! core: it owns every participant's two peer connections (on the `rtc` core of
-//! webrtc-rs), demultiplexes datagrams to them (STUN username on first contact,
-//! then the source address), routes RTP from publishers to subscribers and RTCP
-//! feedback back. The [`driver`] is the only tokio code: it owns the socket and
+//! core: it owns every participant's two peer connections (negotiated by the
+//! `rtc` core of webrtc-rs; a subscriber connection's ICE-lite, DTLS-SRTP and
+//! RTCP run on the SFU's own transport, `egress`), demultiplexes datagrams to
+//! them (STUN username on first contact, then the source address), routes RTP
+//! from publishers to subscribers and RTCP feedback back. The [`driver`] is the only tokio code: it owns the socket and
 //! one timer, and serves commands from the signaling service through an [`Sfu`]
 //! handle; [`udp`] batches the socket's receives and sends.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod config;
 mod connection;
 pub mod demux;
 pub mod driver;
+mod egress;
 pub mod endpoint;
 pub mod error;
 pub mod feedback;
@@ -28,6 +30,7 @@ mod placement;
 mod resend;
 mod router;
 pub mod rtx;
+mod sender_report;
 pub mod simulcast;
 pub mod speaker;
 pub mod udp;

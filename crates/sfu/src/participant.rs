@@ -32,8 +32,6 @@ pub(crate) struct Participant {
 /// fixed SSRC. Whatever track feeds it, the viewer sees one stream.
 pub(crate) struct Slot {
     pub kind: TrackKind,
-    /// Id of the placeholder local track (RTCP about the slot names it).
-    pub local_track_id: String,
     pub sender_id: RTCRtpSenderId,
     pub ssrc: u32,
     /// Published track feeding the slot now.

@@ -6,6 +6,7 @@
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::resend::ResendGuard;
+use crate::sender_report::SentCount;
 use crate::simulcast::{Layer, LayerChoice};
 use huddle_proto::{TrackInfo, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -37,6 +38,8 @@ pub(crate) struct Leg {
     /// Its recent retransmissions (each packet resent a bounded number of
     /// times).
     pub resent: ResendGuard,
+    /// What it sent, for sender reports.
+    pub sent: SentCount,
 }
 
 /// A renumbering: the leg's source (WHEP slot) or layer (simulcast)
@@ -85,6 +88,7 @@ impl Leg {
                 target: Some(0),
             },
             resent: ResendGuard::default(),
+            sent: SentCount::default(),
         }
     }
 

@@ -154,6 +154,7 @@ fn audio_is_forwarded_packet_for_packet() {
 #[test]
 fn garbage_changes_nothing() {
     let (mut net, a, b) = two_clients();
+    send_audio(&mut net, a, 100); // B's receiver reports too
     let cap = net.capture.take().expect("capture was on");
     let a_pub = Client::addr(a, Role::Publisher);
     let stun = captured(&cap, a_pub, 0..=3, |d| d.get(..2) == Some(&[0, 1]));
@@ -172,12 +173,23 @@ fn garbage_changes_nothing() {
             .expect("answer applied")
             .sdp,
     );
+    // B's subscriber connection runs on the SFU's own transport (egress).
+    let b_sub = Client::addr(b, Role::Subscriber);
+    let sub_stun = captured(&cap, b_sub, 0..=3, |d| d.get(..2) == Some(&[0, 1]));
+    let sub_dtls = captured(&cap, b_sub, 20..=63, |_| true);
+    let sub_srtcp = captured(&cap, b_sub, 128..=191, |d| {
+        d.get(1).is_some_and(|pt| (192..=223).contains(pt))
+    });
     let before = net.endpoint.stats();
     let fresh: SocketAddr = "127.0.0.1:50505".parse().expect("addr");
 
     let mut rng = SplitMix(0x5EED_F00D);
     let mut fed = 0u64;
-    for src in [a_pub, fresh] {
+    for (src, reals) in [
+        (a_pub, [&stun, &dtls, &srtp]),
+        (b_sub, [&sub_stun, &sub_dtls, &sub_srtcp]),
+        (fresh, [&stun, &dtls, &srtp]),
+    ] {
         for i in 0..10_000 {
             let len = rng.below(1500) as usize;
             let mut g = rng.bytes(len);
@@ -196,7 +208,7 @@ fn garbage_changes_nothing() {
             net.pump();
             fed += 1;
         }
-        for real in [&stun, &dtls, &srtp] {
+        for real in reals {
             for n in 0..real.len() {
                 net.endpoint.handle_datagram(net.now, src, &real[..n]);
                 net.pump();

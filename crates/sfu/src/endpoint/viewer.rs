@@ -9,7 +9,7 @@
 //! Slots prefer tracks of a publisher the viewer already watches, so a
 //! publisher's audio and video stay together, then the earliest published.
 
-use super::{bad_sdp, make_answer, rtc_err, Endpoint};
+use super::{bad_sdp, make_answer, rtc_err, start_wire, Endpoint};
 use crate::api::Rights;
 use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
@@ -44,9 +44,15 @@ impl Endpoint {
                 "the offer asks to receive neither audio nor video".into(),
             ));
         }
-        let offer = RTCSessionDescription::offer(sdp).map_err(bad_sdp)?;
+        let offer = RTCSessionDescription::offer(sdp.clone()).map_err(bad_sdp)?;
         let ufrag = ice_token(16);
-        let mut conn = Connection::new(now, &self.config, PcRole::Subscriber, ufrag.clone())?;
+        let mut conn = Connection::new(
+            now,
+            &self.config,
+            PcRole::Subscriber,
+            ufrag.clone(),
+            self.local_addr,
+        )?;
         conn.pc
             .set_remote_description(now, offer)
             .map_err(bad_sdp)?;
@@ -58,7 +64,6 @@ impl Endpoint {
             let sender_id = conn.pc.add_track(placeholder).map_err(rtc_err)?;
             slots.push(Slot {
                 kind,
-                local_track_id,
                 sender_id,
                 ssrc,
                 source: None,
@@ -66,6 +71,7 @@ impl Endpoint {
             });
         }
         let answer = make_answer(now, &mut conn, self.local_addr)?;
+        start_wire(now, &mut conn, &sdp)?;
         self.demux
             .insert_ufrag(ufrag, (id.clone(), PcRole::Subscriber));
         let mut p = Participant::new(
@@ -146,19 +152,6 @@ impl Endpoint {
             if !simulcast {
                 self.subscriber_needs_keyframe(now, &track_id, viewer);
             }
-        }
-    }
-
-    /// The published track that RTCP about `local_track` (a track of `sub`'s
-    /// subscriber connection) is about: the track itself for an ordinary
-    /// subscriber, the slot's current source for a viewer.
-    pub(super) fn source_of(&self, sub: &ParticipantId, local_track: String) -> Option<String> {
-        match self.participants.get(sub).and_then(|p| p.slots.as_ref()) {
-            Some(slots) => slots
-                .iter()
-                .find(|s| s.local_track_id == local_track)
-                .and_then(|s| s.source.clone()),
-            None => Some(local_track),
         }
     }
 }

@@ -22,9 +22,11 @@ use huddle_proto::TrackKind;
 use huddle_sfu::endpoint::Endpoint;
 use huddle_sfu::local_track::default_track;
 use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -87,6 +89,8 @@ pub struct ClientPc {
     pub connected: bool,
     /// Last peer connection state seen.
     pub state: RTCPeerConnectionState,
+    /// The first error its timers raised (see [`Net::client_errors_expected`]).
+    pub error: Option<String>,
 }
 
 /// A local track a client publishes.
@@ -226,6 +230,17 @@ pub struct Net {
     /// Drop every STUN message these addresses send to the SFU (a client
     /// whose consent checks are late, as a CPU-starved browser's are).
     pub drop_stun_from: Vec<SocketAddr>,
+    /// SRTP profiles the subscriber connections created from now on offer
+    /// (`rtc`'s defaults, AES-GCM first, when empty).
+    pub subscriber_srtp: Vec<SrtpProtectionProfile>,
+    /// Applied to every subscriber answer before the SFU gets it.
+    pub tamper_answer: Option<fn(&str) -> String>,
+    /// Per client address: the RTCP packet types (second byte, in the clear
+    /// in SRTCP) of the datagrams the SFU sent it, in order.
+    pub rtcp_to: HashMap<SocketAddr, Vec<u8>>,
+    /// Client timer errors (a failed DTLS handshake) are expected: record
+    /// them in [`ClientPc::error`] instead of panicking.
+    pub client_errors_expected: bool,
 }
 
 /// Media engine matching the SFU's: the shared codec table.
@@ -233,14 +248,20 @@ fn media_engine() -> MediaEngine {
     huddle_sfu::codecs::media_engine().expect("codec table")
 }
 
-/// A client peer connection with its host candidate at `addr`.
-fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
+/// A client peer connection with its host candidate at `addr`, offering
+/// `srtp` as its SRTP profiles (`rtc`'s defaults when empty).
+fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> ClientPc {
     let mut me = media_engine();
     let registry =
         register_default_interceptors(Registry::new(), &mut me).expect("default interceptors");
+    let mut settings = SettingEngineBuilder::new();
+    if !srtp.is_empty() {
+        settings = settings.with_srtp_protection_profiles(srtp.to_vec());
+    }
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(me)
+        .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
         .build(now)
         .expect("build client peer connection");
@@ -251,6 +272,7 @@ fn client_pc(now: Instant, addr: SocketAddr) -> ClientPc {
         addr,
         connected: false,
         state: RTCPeerConnectionState::New,
+        error: None,
     }
 }
 
@@ -315,9 +337,12 @@ impl Net {
     /// An SFU with `config` and no clients.
     pub fn with_config(config: SfuConfig) -> Self {
         let now = Instant::now();
+        let mut endpoint = Endpoint::new(config, SFU_ADDR);
+        // 2026-11-23T00:00:00Z, for the sender reports' NTP times.
+        endpoint.set_wall_clock(now, Duration::from_secs(1_795_392_000));
         Self {
             now,
-            endpoint: Endpoint::new(config, SFU_ADDR),
+            endpoint,
             clients: Vec::new(),
             events: Vec::new(),
             wire: VecDeque::new(),
@@ -326,6 +351,10 @@ impl Net {
             lose_rtp_to: None,
             lose_packet_to: None,
             drop_stun_from: Vec::new(),
+            subscriber_srtp: Vec::new(),
+            tamper_answer: None,
+            client_errors_expected: false,
+            rtcp_to: HashMap::new(),
         }
     }
 
@@ -339,7 +368,7 @@ impl Net {
         self.add_to_room(&id, publish);
         let mut client = Client::new(name);
         if publish {
-            let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
+            let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[]);
             for (wanted, kind) in [
                 (publish_audio, TrackKind::Audio),
                 (publish_video, TrackKind::Video),
@@ -373,7 +402,7 @@ impl Net {
         let id = ParticipantId(name.to_owned());
         self.add_to_room(&id, true);
         let mut client = Client::new(name);
-        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher));
+        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[]);
         let layers: Vec<(&str, u32)> = rids
             .iter()
             .enumerate()
@@ -449,7 +478,11 @@ impl Net {
     pub fn join_viewer(&mut self, name: &str, audio: usize, video: usize) -> ClientId {
         let index = self.clients.len();
         let id = ParticipantId(name.to_owned());
-        let mut sub = client_pc(self.now, Client::addr(index, Role::Subscriber));
+        let mut sub = client_pc(
+            self.now,
+            Client::addr(index, Role::Subscriber),
+            &self.subscriber_srtp,
+        );
         for (n, kind) in [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)] {
             for _ in 0..n {
                 sub.pc
@@ -709,13 +742,17 @@ impl Net {
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
+        let tolerate = self.client_errors_expected;
         for c in self.clients.iter_mut().filter(|c| c.online) {
             for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
                 .into_iter()
                 .flatten()
             {
                 if pc.pc.poll_timeout().is_some_and(|t| t <= now) {
-                    pc.pc.handle_timeout(now).expect("client handle_timeout");
+                    if let Err(e) = pc.pc.handle_timeout(now) {
+                        assert!(tolerate, "client handle_timeout: {e}");
+                        pc.error.get_or_insert(e.to_string());
+                    }
                 }
             }
         }
@@ -801,9 +838,10 @@ impl Net {
         if !c.online {
             return; // the signaling channel is gone too
         }
+        let srtp = &self.subscriber_srtp;
         let sub = c
             .subscriber
-            .get_or_insert_with(|| client_pc(now, Client::addr(index, Role::Subscriber)));
+            .get_or_insert_with(|| client_pc(now, Client::addr(index, Role::Subscriber), srtp));
         sub.pc
             .set_remote_description(
                 now,
@@ -814,12 +852,15 @@ impl Net {
         sub.pc
             .set_local_description(now, answer)
             .expect("set local answer");
-        let sdp = sub
+        let mut sdp = sub
             .pc
             .local_description()
             .expect("local description")
             .sdp
             .clone();
+        if let Some(tamper) = self.tamper_answer {
+            sdp = tamper(&sdp);
+        }
         self.endpoint
             .subscriber_answer(now, participant, sdp)
             .expect("subscriber answer");
@@ -847,6 +888,9 @@ impl Net {
         let rtp = d.payload.len() > 3
             && (128..=191).contains(&d.payload[0])
             && !(192..=223).contains(&d.payload[1]);
+        if d.payload.len() > 3 && (128..=191).contains(&d.payload[0]) && !rtp {
+            self.rtcp_to.entry(d.dst).or_default().push(d.payload[1]);
+        }
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
             if *addr == d.dst && *n > 0 && rtp {
                 *n -= 1;

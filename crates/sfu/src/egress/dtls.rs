@@ -1,0 +1,338 @@
+//! The DTLS-SRTP handshake of a subscriber connection (RFC 5763, RFC 5764)
+//! on `rtc`'s sans-IO DTLS, and the SRTP contexts keyed from it.
+//!
+//! The peer's certificate must match a fingerprint from its SDP; the SRTP
+//! profiles offered are AES-GCM first (RFC 7714), then AES-CM/HMAC-SHA1.
+//!
+//! Lost handshake flights. RFC 6347 §4.2.4: a side that receives its peer's
+//! previous flight again resends its own. `rtc-dtls` 0.21 does not while the
+//! handshake runs: a repeated flight stops its retransmission timer and it
+//! waits for good. Both sides of a subscriber connection may be
+//! `rtc-dtls` (webrtc-rs clients, the load tool), so:
+//!
+//! - the SFU resends its last flight itself when a datagram leaves the
+//!   handshake unfinished with no timer ([`Dtls::read`]);
+//! - the SFU's own timer ([`FLIGHT_INTERVAL`]) is longer than the 1 s of
+//!   other implementations, so when a peer's flight is lost the peer's timer
+//!   resends it before the SFU's repeat would stall an `rtc-dtls` peer; and
+//!   not much longer, since when the SFU's own flight is lost (an early
+//!   ClientHello, say) only its timer resends it.
+
+use super::WireError;
+use bytes::BytesMut;
+use rtc::crypto::{HashAlgorithm, RTCCryptoProvider};
+use rtc::dtls::config::{
+    ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig,
+    VerifyPeerCertificateFn,
+};
+use rtc::dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::shared::TransportProtocol;
+use rtc::srtp::context::Context;
+use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+use rtc::srtp::protection_profile::ProtectionProfile;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::debug;
+
+/// Replay windows for what the subscriber sends (RTCP only).
+const REPLAY_WINDOW: usize = 64;
+
+/// The SFU's handshake retransmission interval (see the module docs).
+const FLIGHT_INTERVAL: Duration = Duration::from_millis(1500);
+
+/// How often the SFU resends a flight because the peer repeated its own.
+const MAX_REPEATS: u32 = 7;
+
+/// The SRTP profiles offered in the DTLS `use_srtp` extension, best first.
+const PROFILES: [SrtpProtectionProfile; 4] = [
+    SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+    SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+];
+
+/// SRTP keys of a connection, both directions.
+pub(crate) struct SrtpKeys {
+    /// Protects what the SFU sends.
+    pub local: Context,
+    /// Unprotects what the client sends.
+    pub remote: Context,
+    /// The negotiated profile, for logs.
+    pub profile: ProtectionProfile,
+}
+
+/// What a datagram did to the handshake.
+#[derive(Default)]
+pub(crate) struct Progress {
+    /// The handshake completed with this datagram: the SRTP keys.
+    pub keys: Option<SrtpKeys>,
+    /// The peer sent close_notify.
+    pub closed: bool,
+}
+
+/// One DTLS association with the client.
+pub(crate) struct Dtls {
+    endpoint: Endpoint,
+    config: Arc<HandshakeConfig>,
+    client: bool,
+    /// The address the association runs with (the first one DTLS used).
+    remote: Option<SocketAddr>,
+    crypto: Arc<dyn RTCCryptoProvider>,
+    /// Datagrams out of the DTLS endpoint, to send.
+    out: VecDeque<(SocketAddr, BytesMut)>,
+    /// The last flight the SFU sent, for resending it.
+    last_flight: Vec<BytesMut>,
+    repeats: u32,
+    completed: bool,
+}
+
+impl Dtls {
+    /// A handshake in the given role with `certificate`, accepting only a
+    /// peer certificate whose SHA-256 is one of `fingerprints` (hex, any case,
+    /// colons).
+    pub fn new(
+        crypto: Arc<dyn RTCCryptoProvider>,
+        certificate: rtc::dtls::crypto::Certificate,
+        fingerprints: Vec<String>,
+        client: bool,
+        local_addr: SocketAddr,
+    ) -> Result<Self, WireError> {
+        let config = Arc::new(
+            ConfigBuilder::default()
+                .with_crypto_provider(crypto.clone())
+                .with_certificates(vec![certificate])
+                .with_srtp_protection_profiles(PROFILES.to_vec())
+                .with_client_auth(ClientAuthType::RequireAnyClientCert)
+                // The CA chain means nothing here; the fingerprint check is
+                // what authenticates the peer.
+                .with_insecure_skip_verify(true)
+                .with_verify_peer_certificate(Some(fingerprint_check(crypto.clone(), fingerprints)))
+                .with_extended_master_secret(ExtendedMasterSecretType::Require)
+                .with_flight_interval(FLIGHT_INTERVAL)
+                .build(client, None)
+                .map_err(|e| WireError::Dtls(e.to_string()))?,
+        );
+        let server_config = (!client).then(|| config.clone());
+        Ok(Self {
+            endpoint: Endpoint::new(local_addr, TransportProtocol::UDP, server_config),
+            config,
+            client,
+            remote: None,
+            crypto,
+            out: VecDeque::new(),
+            last_flight: Vec::new(),
+            repeats: 0,
+            completed: false,
+        })
+    }
+
+    /// Whether the SFU starts the handshake.
+    pub fn is_client(&self) -> bool {
+        self.client
+    }
+
+    /// The address the association runs with, once it has one.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// As DTLS client, send the first flight to `remote` (once).
+    pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<(), WireError> {
+        if !self.client || self.remote.is_some() {
+            return Ok(());
+        }
+        self.endpoint
+            .connect(now, remote, self.config.clone(), None)
+            .map_err(|e| WireError::Dtls(e.to_string()))?;
+        self.remote = Some(remote);
+        self.collect(true);
+        Ok(())
+    }
+
+    /// A DTLS datagram from `src`. Datagrams from another address than the
+    /// association's are ignored.
+    pub fn read(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<Progress, WireError> {
+        match self.remote {
+            Some(r) if r != src => {
+                return Err(WireError::Dtls(format!("DTLS from {src}, not {r}")))
+            }
+            None if self.client => return Err(WireError::Dtls("DTLS before the handshake".into())),
+            _ => {}
+        }
+        let result = self
+            .endpoint
+            .read(now, src, None, BytesMut::from(datagram))
+            .map_err(|e| WireError::Dtls(e.to_string()));
+        self.remote = Some(src);
+        let sent = self.collect(true);
+        debug!(%src, len = datagram.len(), sent, ok = result.is_ok(), "DTLS in");
+        let events = result?;
+        let mut progress = Progress::default();
+        for event in events {
+            match event {
+                EndpointEvent::HandshakeComplete => {
+                    self.completed = true;
+                    progress.keys = Some(self.keys(src)?);
+                }
+                EndpointEvent::PeerClosed => progress.closed = true,
+                _ => {} // application data: the SFU carries no data channel here
+            }
+        }
+        let stalled = !self.completed && sent == 0 && self.endpoint.poll_timeout(&src).is_none();
+        if stalled && self.repeats < MAX_REPEATS && !self.last_flight.is_empty() {
+            // The peer repeated a flight: ours was lost (see the module docs).
+            self.repeats += 1;
+            debug!(%src, datagrams = self.last_flight.len(), "DTLS flight resent");
+            for d in &self.last_flight {
+                self.out.push_back((src, d.clone()));
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Move what the DTLS endpoint has to send into `out`; a new flight
+    /// (`fresh`: in reply to a datagram, or the first) becomes the one to
+    /// resend. Returns how many datagrams there were.
+    fn collect(&mut self, fresh: bool) -> usize {
+        let mut n = 0;
+        while let Some(t) = self.endpoint.poll_transmit() {
+            if fresh && n == 0 {
+                self.last_flight.clear();
+            }
+            if fresh {
+                self.last_flight.push(t.message.clone());
+            }
+            self.out.push_back((t.transport.peer_addr, t.message));
+            n += 1;
+        }
+        n
+    }
+
+    /// The next datagram the handshake has to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        self.collect(false);
+        self.out.pop_front()
+    }
+
+    /// When the handshake's retransmission timer fires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.remote.and_then(|r| self.endpoint.poll_timeout(&r))
+    }
+
+    /// Run the retransmission timer; an error means the handshake gave up.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), WireError> {
+        match self.remote {
+            Some(r) => {
+                let result = self
+                    .endpoint
+                    .handle_timeout(r, now)
+                    .map_err(|e| WireError::Dtls(e.to_string()));
+                let sent = self.collect(false);
+                debug!(remote = %r, sent, "DTLS timer");
+                result
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Say goodbye (close_notify), queued for [`Dtls::poll_transmit`].
+    pub fn close(&mut self, now: Instant) {
+        if let Some(r) = self.remote {
+            self.endpoint.stop(now, r);
+            self.collect(false);
+        }
+    }
+
+    /// Export the SRTP keying material (RFC 5764 §4.2) and build both contexts.
+    fn keys(&self, remote: SocketAddr) -> Result<SrtpKeys, WireError> {
+        let srtp = |e: rtc::shared::error::Error| WireError::Srtp(e.to_string());
+        let state = self
+            .endpoint
+            .get_connection_state(remote)
+            .ok_or_else(|| WireError::Dtls("handshake state missing".into()))?;
+        let profile = match state.srtp_protection_profile() {
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => ProtectionProfile::AeadAes128Gcm,
+            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm => ProtectionProfile::AeadAes256Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => {
+                ProtectionProfile::Aes128CmHmacSha1_80
+            }
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32 => {
+                ProtectionProfile::Aes128CmHmacSha1_32
+            }
+            other => {
+                return Err(WireError::Srtp(format!(
+                    "no SRTP profile agreed: {other:?}"
+                )))
+            }
+        };
+        let mut config = rtc::srtp::config::Config {
+            profile,
+            ..Default::default()
+        };
+        let material = state
+            .export_keying_material(
+                rtc::srtp::config::LABEL_EXTRACTOR_DTLS_SRTP,
+                &[],
+                config.keying_material_len(),
+            )
+            .map_err(|e| WireError::Dtls(e.to_string()))?;
+        config
+            .set_session_keys_from_keying_material(material.as_ref(), state.is_client())
+            .map_err(srtp)?;
+        let crypto = self.crypto.crypto();
+        let local = Context::new(
+            &config.keys.local_master_key,
+            &config.keys.local_master_salt,
+            profile,
+            None,
+            None,
+            crypto,
+        )
+        .map_err(srtp)?;
+        let remote = Context::new(
+            &config.keys.remote_master_key,
+            &config.keys.remote_master_salt,
+            profile,
+            Some(srtp_replay_protection(REPLAY_WINDOW)),
+            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+            crypto,
+        )
+        .map_err(srtp)?;
+        Ok(SrtpKeys {
+            local,
+            remote,
+            profile,
+        })
+    }
+}
+
+/// Accept a peer certificate only if its SHA-256 is one of `fingerprints`.
+fn fingerprint_check(
+    crypto: Arc<dyn RTCCryptoProvider>,
+    fingerprints: Vec<String>,
+) -> VerifyPeerCertificateFn {
+    let wanted: Vec<String> = fingerprints.iter().map(|f| f.to_lowercase()).collect();
+    Arc::new(move |certs, _chains| {
+        let first = certs
+            .first()
+            .ok_or(rtc::shared::error::Error::ErrNonCertificate)?;
+        let hash = crypto
+            .crypto()
+            .hash(HashAlgorithm::Sha256, first)
+            .map_err(|e| rtc::shared::error::Error::Crypto(e.to_string()))?;
+        let got: Vec<String> = hash.iter().map(|b| format!("{b:02x}")).collect();
+        if wanted.contains(&got.join(":")) {
+            Ok(())
+        } else {
+            Err(rtc::shared::error::Error::ErrNoMatchingCertificateFingerprint)
+        }
+    })
+}

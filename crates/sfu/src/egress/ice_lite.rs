@@ -1,0 +1,170 @@
+//! ICE-lite (RFC 8445 §2.5): the SFU answers the client's connectivity
+//! checks and never sends its own. A check is a STUN binding request whose
+//! USERNAME starts with the SFU's ufrag and whose MESSAGE-INTEGRITY is keyed
+//! with the SFU's password; anything else gets no answer.
+
+use super::WireError;
+use rtc::crypto::RTCCrypto;
+use rtc::stun::attributes::{ATTR_USERNAME, ATTR_USE_CANDIDATE};
+use rtc::stun::fingerprint::FINGERPRINT;
+use rtc::stun::integrity::MessageIntegrity;
+use rtc::stun::message::{Message, BINDING_REQUEST, BINDING_SUCCESS};
+use rtc::stun::textattrs::Username;
+use rtc::stun::xoraddr::XorMappedAddress;
+use std::net::SocketAddr;
+
+/// A check that passed: the response to send back to where it came from.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    /// The binding success response.
+    pub response: Vec<u8>,
+    /// The check carried USE-CANDIDATE: the client nominated this path.
+    pub nominated: bool,
+}
+
+/// Answer one STUN datagram from `src`. Errors name why it was not answered
+/// (not a binding request, wrong ufrag, bad integrity or fingerprint).
+pub(crate) fn answer(
+    datagram: &[u8],
+    src: SocketAddr,
+    ufrag: &str,
+    pwd: &str,
+    crypto: &dyn RTCCrypto,
+) -> Result<Answered, WireError> {
+    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
+    let mut request = Message::new();
+    request.unmarshal_binary(datagram).map_err(stun)?;
+    if request.typ != BINDING_REQUEST {
+        return Err(WireError::Stun(format!(
+            "not a binding request: {}",
+            request.typ
+        )));
+    }
+    let name = Username::get_from_as(&request, ATTR_USERNAME)
+        .map_err(stun)?
+        .text;
+    if name.split(':').next() != Some(ufrag) {
+        return Err(WireError::Stun(format!(
+            "USERNAME {name:?} is not for this connection"
+        )));
+    }
+    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).map_err(stun)?;
+    if request.contains(rtc::stun::attributes::ATTR_FINGERPRINT) {
+        FINGERPRINT.check(&request).map_err(stun)?;
+    }
+    let mut response = Message::new();
+    response
+        .build(&[
+            Box::new(request.clone()),
+            Box::new(BINDING_SUCCESS),
+            Box::new(XorMappedAddress {
+                ip: src.ip(),
+                port: src.port(),
+            }),
+            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                pwd.to_owned(),
+                crypto,
+            )),
+            Box::new(FINGERPRINT),
+        ])
+        .map_err(stun)?;
+    Ok(Answered {
+        response: response.marshal_binary().map_err(stun)?,
+        nominated: request.contains(ATTR_USE_CANDIDATE),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demux::is_stun_success_response;
+    use rtc::stun::message::{Getter, Setter, TransactionId};
+
+    fn crypto() -> std::sync::Arc<dyn rtc::crypto::RTCCryptoProvider> {
+        rtc::crypto::default_provider().expect("crypto provider")
+    }
+
+    /// A binding request as a controlling ICE agent sends it.
+    fn check(username: &str, pwd: &str, nominate: bool) -> Vec<u8> {
+        let provider = crypto();
+        let mut m = Message::new();
+        m.build(&[
+            Box::new(BINDING_REQUEST),
+            Box::new(TransactionId::new()),
+            Box::new(Username::new(ATTR_USERNAME, username.to_owned())),
+        ])
+        .expect("build check");
+        if nominate {
+            m.add(ATTR_USE_CANDIDATE, &[]);
+        }
+        MessageIntegrity::new_short_term_integrity_with_provider(pwd.to_owned(), provider.crypto())
+            .add_to(&mut m)
+            .expect("integrity");
+        FINGERPRINT.add_to(&mut m).expect("fingerprint");
+        m.marshal_binary().expect("marshal check")
+    }
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:40000".parse().expect("addr")
+    }
+
+    #[test]
+    fn a_valid_check_is_answered_with_the_mapped_address() {
+        let provider = crypto();
+        let req = check("sfu:client", "sfupassword0123456789", true);
+        let got = answer(
+            &req,
+            src(),
+            "sfu",
+            "sfupassword0123456789",
+            provider.crypto(),
+        )
+        .expect("answered");
+        assert!(got.nominated);
+        assert!(is_stun_success_response(&got.response));
+        let mut resp = Message::new();
+        resp.unmarshal_binary(&got.response)
+            .expect("response parses");
+        let mut mapped = XorMappedAddress::default();
+        mapped.get_from(&resp).expect("XOR-MAPPED-ADDRESS");
+        assert_eq!(SocketAddr::new(mapped.ip, mapped.port), src());
+        MessageIntegrity::check(&mut resp, b"sfupassword0123456789", provider.crypto())
+            .expect("response integrity uses the SFU's password");
+    }
+
+    #[test]
+    fn a_check_without_use_candidate_is_answered_but_not_nominated() {
+        let provider = crypto();
+        let req = check("sfu:client", "pw-pw-pw-pw-pw-pw-pw-pw", false);
+        let got = answer(
+            &req,
+            src(),
+            "sfu",
+            "pw-pw-pw-pw-pw-pw-pw-pw",
+            provider.crypto(),
+        )
+        .expect("answered");
+        assert!(!got.nominated);
+    }
+
+    #[test]
+    fn wrong_password_wrong_ufrag_and_garbage_get_no_answer() {
+        let provider = crypto();
+        let c = provider.crypto();
+        let req = check("sfu:client", "not-the-password-at-all", true);
+        assert!(answer(&req, src(), "sfu", "sfupassword0123456789", c).is_err());
+        let req = check("other:client", "sfupassword0123456789", true);
+        assert!(answer(&req, src(), "sfu", "sfupassword0123456789", c).is_err());
+        for bad in [
+            &b""[..],
+            &[0u8; 19][..],
+            &[0, 1, 0, 8, 0x21, 0x12, 0xA4, 0x42][..],
+        ] {
+            assert!(answer(bad, src(), "sfu", "sfupassword0123456789", c).is_err());
+        }
+        let mut flipped = check("sfu:client", "sfupassword0123456789", true);
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1; // breaks the FINGERPRINT
+        assert!(answer(&flipped, src(), "sfu", "sfupassword0123456789", c).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! What the SFU's own transport needs from a session description: the
+//! peer's DTLS fingerprints and who starts the DTLS handshake (RFC 8842).
+//! The rest of the SDP (m-lines, codecs, SSRCs) stays with `rtc`.
+
+use super::WireError;
+
+/// The `a=setup` attribute (RFC 4145 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setup {
+    /// Starts the DTLS handshake (DTLS client).
+    Active,
+    /// Waits for it (DTLS server).
+    Passive,
+    /// Either: only an offer says this.
+    ActPass,
+}
+
+/// DTLS parameters of one side, from its SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DtlsParams {
+    /// `a=setup`, from the first place it appears.
+    pub setup: Setup,
+    /// Every `a=fingerprint:sha-256` value, lowercase.
+    pub fingerprints: Vec<String>,
+}
+
+/// Read the DTLS parameters of an SDP (session or media level; BUNDLE means
+/// one transport, so every m-line says the same).
+pub(crate) fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
+    let mut setup = None;
+    let mut fingerprints = Vec::new();
+    for line in sdp.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("a=setup:") {
+            setup = setup.or(match v.trim() {
+                "active" => Some(Setup::Active),
+                "passive" => Some(Setup::Passive),
+                "actpass" => Some(Setup::ActPass),
+                _ => None,
+            });
+        } else if let Some(v) = line.strip_prefix("a=fingerprint:") {
+            let mut parts = v.split_whitespace();
+            if let (Some(alg), Some(value)) = (parts.next(), parts.next()) {
+                let value = value.to_lowercase();
+                if alg.eq_ignore_ascii_case("sha-256") && !fingerprints.contains(&value) {
+                    fingerprints.push(value);
+                }
+            }
+        }
+    }
+    if fingerprints.is_empty() {
+        return Err(WireError::Sdp("no a=fingerprint:sha-256".into()));
+    }
+    let setup = setup.ok_or_else(|| WireError::Sdp("no a=setup".into()))?;
+    Ok(DtlsParams {
+        setup,
+        fingerprints,
+    })
+}
+
+/// Whether the SFU is the DTLS client, from its own `a=setup` and the peer's.
+pub(crate) fn sfu_is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
+    match (local, remote) {
+        (Setup::Active, Setup::Passive | Setup::ActPass) => Ok(true),
+        (Setup::Passive, Setup::Active | Setup::ActPass) => Ok(false),
+        (Setup::ActPass, Setup::Active) => Ok(false),
+        (Setup::ActPass, Setup::Passive) => Ok(true),
+        (l, r) => Err(WireError::Sdp(format!("a=setup {l:?} against {r:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=fingerprint:sha-256 AB:CD:EF\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+        a=setup:active\r\na=fingerprint:sha-256 ab:cd:ef\r\na=fingerprint:sha-1 00:11\r\n";
+
+    #[test]
+    fn fingerprints_and_setup_are_read_once_each() {
+        let p = dtls_params(ANSWER).expect("params");
+        assert_eq!(p.setup, Setup::Active);
+        assert_eq!(p.fingerprints, vec!["ab:cd:ef".to_owned()]);
+    }
+
+    #[test]
+    fn an_sdp_without_fingerprint_or_setup_is_refused() {
+        assert!(dtls_params("v=0\r\na=setup:active\r\n").is_err());
+        assert!(dtls_params("v=0\r\na=fingerprint:sha-256 AB\r\n").is_err());
+        assert!(dtls_params("a=fingerprint:sha-1 AB\r\na=setup:active\r\n").is_err());
+    }
+
+    #[test]
+    fn roles_follow_rfc_8842() {
+        assert_eq!(
+            sfu_is_dtls_client(Setup::ActPass, Setup::Active).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            sfu_is_dtls_client(Setup::ActPass, Setup::Passive).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            sfu_is_dtls_client(Setup::Active, Setup::ActPass).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            sfu_is_dtls_client(Setup::Passive, Setup::ActPass).ok(),
+            Some(false)
+        );
+        assert!(sfu_is_dtls_client(Setup::Active, Setup::Active).is_err());
+        assert!(sfu_is_dtls_client(Setup::ActPass, Setup::ActPass).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! The SFU's own transport for subscriber connections (ICE-lite, DTLS-SRTP,
+//! RTCP), against `rtc` clients on the harness: sender reports, the
+//! AES-CM profile, and a client whose DTLS certificate does not match its
+//! SDP. Deterministic: simulated time, no sockets.
+
+mod harness;
+
+use harness::{Client, Net, Role};
+use huddle_proto::TrackKind;
+use huddle_sfu::SfuEvent;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use std::time::Duration;
+
+const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+fn send_audio(net: &mut Net, from: usize, n: u64) {
+    for i in 0..n {
+        net.send_rtp(from, TrackKind::Audio, &[(i % 251) as u8; 80]);
+        net.drive_for(PACKET_INTERVAL);
+    }
+}
+
+/// RTCP packet type of a sender report (RFC 3550 §6.4.1).
+const SR: u8 = 200;
+
+#[test]
+fn subscribers_get_a_sender_report_about_every_second() {
+    let mut net = Net::new();
+    let a = net.join("a", true, false);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+    let b_sub = Client::addr(b, Role::Subscriber);
+    let before = net.rtcp_to.get(&b_sub).map_or(0, Vec::len);
+    send_audio(&mut net, a, 250); // 5 s
+    let srs = net.rtcp_to.get(&b_sub).map_or(&[][..], |v| &v[before..]);
+    assert!(
+        (4..=6).contains(&srs.len()) && srs.iter().all(|&pt| pt == SR),
+        "RTCP to B over 5 s: {srs:?}"
+    );
+}
+
+#[test]
+fn a_subscriber_offering_only_aes_cm_gets_media() {
+    let mut net = Net::new();
+    net.subscriber_srtp = vec![SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80];
+    let a = net.join("a", true, false);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+    let got = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 100);
+    assert_eq!(net.received(b, a, TrackKind::Audio) - got, 100);
+}
+
+/// Flip the first hex digit of every SHA-256 fingerprint in `sdp`.
+fn wrong_fingerprint(sdp: &str) -> String {
+    sdp.lines()
+        .map(|l| match l.strip_prefix("a=fingerprint:sha-256 ") {
+            Some(v) => {
+                let first = if v.starts_with('0') { '1' } else { '0' };
+                format!("a=fingerprint:sha-256 {first}{}", &v[1..])
+            }
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\n"
+}
+
+#[test]
+fn a_client_whose_certificate_does_not_match_its_answer_gets_nothing() {
+    let mut net = Net::new();
+    net.tamper_answer = Some(wrong_fingerprint);
+    net.client_errors_expected = true;
+    let a = net.join("a", true, false);
+    let b = net.join("b", false, false);
+    net.drive_for(Duration::from_secs(1));
+    send_audio(&mut net, a, 150);
+    assert!(net.track_id(a, TrackKind::Audio).is_some(), "A published");
+    assert!(!net.clients[b].offers.is_empty(), "B was offered A's track");
+    assert_eq!(net.received(b, a, TrackKind::Audio), 0, "no media to B");
+    let sub_connected = net.clients[b]
+        .pc(Role::Subscriber)
+        .is_some_and(|pc| pc.connected);
+    assert!(!sub_connected, "B's subscriber connection never came up");
+
+    // The SFU gives up on B once its connection had time to come up.
+    net.drive_for(Duration::from_secs(30));
+    let gone = net.events.iter().any(|e| {
+        matches!(e, SfuEvent::ParticipantGone { participant, reason, .. }
+            if participant.0 == "b" && reason.contains("never came up"))
+    });
+    assert!(gone, "B is removed: {:?}", net.events);
+}
