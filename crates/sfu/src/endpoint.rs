@@ -37,6 +37,7 @@ use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::Unmarshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -60,7 +61,9 @@ pub struct Transmit {
 pub struct Endpoint {
     config: SfuConfig,
     local_addr: SocketAddr,
-    participants: HashMap<ParticipantId, Participant>,
+    /// By id. Looked up once per forwarded copy: a fast hash (the ids are
+    /// the server's own random tokens, not chosen by clients).
+    participants: FxHashMap<ParticipantId, Participant>,
     demux: Demux<ConnKey>,
     router: Router,
     speakers: SpeakerDetector,
@@ -104,7 +107,7 @@ impl Endpoint {
         Self {
             config,
             local_addr,
-            participants: HashMap::new(),
+            participants: FxHashMap::default(),
             demux: Demux::default(),
             router: Router::default(),
             speakers: SpeakerDetector::default(),
@@ -1184,7 +1187,7 @@ impl Endpoint {
 /// Where [`send_on_leg`] writes: through the subscribers' connections into
 /// the transmit queue.
 struct Out<'a> {
-    participants: &'a mut HashMap<ParticipantId, Participant>,
+    participants: &'a mut FxHashMap<ParticipantId, Participant>,
     transmits: &'a mut VecDeque<Transmit>,
 }
 
