@@ -87,6 +87,8 @@ pub(crate) struct Dtls {
     last_flight: Vec<BytesMut>,
     repeats: u32,
     completed: bool,
+    /// A DTLS datagram from the peer arrived.
+    heard: bool,
 }
 
 impl Dtls {
@@ -126,6 +128,7 @@ impl Dtls {
             last_flight: Vec::new(),
             repeats: 0,
             completed: false,
+            heard: false,
         })
     }
 
@@ -172,6 +175,7 @@ impl Dtls {
             .read(now, src, None, BytesMut::from(datagram))
             .map_err(|e| WireError::Dtls(e.to_string()));
         self.remote = Some(src);
+        self.heard = true;
         let sent = self.collect(true);
         debug!(%src, len = datagram.len(), sent, ok = result.is_ok(), "DTLS in");
         let events = result?;
@@ -196,6 +200,21 @@ impl Dtls {
             }
         }
         Ok(progress)
+    }
+
+    /// As DTLS client with no answer from the peer yet, send the first
+    /// flight again (see `Wire`'s nomination handling).
+    pub fn resend_unanswered_first_flight(&mut self) {
+        let Some(remote) = self.remote else {
+            return;
+        };
+        if self.client && !self.heard && self.repeats < MAX_REPEATS {
+            self.repeats += 1;
+            debug!(%remote, "DTLS first flight resent on nomination");
+            for d in &self.last_flight {
+                self.out.push_back((remote, d.clone()));
+            }
+        }
     }
 
     /// Move what the DTLS endpoint has to send into `out`; a new flight

@@ -1,14 +1,22 @@
 //! ICE-lite (RFC 8445 §2.5): the SFU answers the client's connectivity
-//! checks and never sends its own. A check is a STUN binding request whose
-//! USERNAME starts with the SFU's ufrag and whose MESSAGE-INTEGRITY is keyed
-//! with the SFU's password; anything else gets no answer.
+//! checks. A check is a STUN binding request whose USERNAME starts with the
+//! SFU's ufrag and whose MESSAGE-INTEGRITY is keyed with the SFU's password;
+//! anything else gets no answer.
+//!
+//! One addition ([`triggered_check`]): after the client's first check the
+//! SFU sends one check back. A lite agent need not, but webrtc-rs's
+//! controlling agent nominates a pair the moment the peer checks it, and
+//! otherwise only at its next check tick (200 ms later): that was 200 ms of
+//! every webrtc-rs client's join.
 
 use super::WireError;
 use rtc::crypto::RTCCrypto;
-use rtc::stun::attributes::{ATTR_USERNAME, ATTR_USE_CANDIDATE};
+use rtc::stun::attributes::{
+    ATTR_ICE_CONTROLLED, ATTR_PRIORITY, ATTR_USERNAME, ATTR_USE_CANDIDATE,
+};
 use rtc::stun::fingerprint::FINGERPRINT;
 use rtc::stun::integrity::MessageIntegrity;
-use rtc::stun::message::{Message, BINDING_REQUEST, BINDING_SUCCESS};
+use rtc::stun::message::{Message, Setter, TransactionId, BINDING_REQUEST, BINDING_SUCCESS};
 use rtc::stun::textattrs::Username;
 use rtc::stun::xoraddr::XorMappedAddress;
 use std::net::SocketAddr;
@@ -20,6 +28,45 @@ pub(crate) struct Answered {
     pub response: Vec<u8>,
     /// The check carried USE-CANDIDATE: the client nominated this path.
     pub nominated: bool,
+}
+
+/// Whether a STUN datagram is a binding success response (the client's
+/// answer to a [`triggered_check`]): nothing to do, and no error either.
+pub(crate) fn is_success_response(datagram: &[u8]) -> bool {
+    let mut m = Message::new();
+    m.unmarshal_binary(datagram).is_ok() && m.typ == BINDING_SUCCESS
+}
+
+/// A connectivity check to the client (see the module docs): USERNAME
+/// `<client ufrag>:<SFU ufrag>`, keyed with the client's password, as the
+/// controlled agent.
+pub(crate) fn triggered_check(
+    client_ufrag: &str,
+    client_pwd: &str,
+    ufrag: &str,
+    crypto: &dyn RTCCrypto,
+) -> Result<Vec<u8>, WireError> {
+    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
+    let mut m = Message::new();
+    m.build(&[
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(Username::new(
+            ATTR_USERNAME,
+            format!("{client_ufrag}:{ufrag}"),
+        )),
+    ])
+    .map_err(stun)?;
+    // A host candidate's priority (RFC 8445 §5.1.2.1): type 126, local 65535,
+    // component 1.
+    let priority: u32 = (126 << 24) | (65_535 << 8) | 255;
+    m.add(ATTR_PRIORITY, &priority.to_be_bytes());
+    m.add(ATTR_ICE_CONTROLLED, &rand::random::<u64>().to_be_bytes());
+    MessageIntegrity::new_short_term_integrity_with_provider(client_pwd.to_owned(), crypto)
+        .add_to(&mut m)
+        .map_err(stun)?;
+    FINGERPRINT.add_to(&mut m).map_err(stun)?;
+    m.marshal_binary().map_err(stun)
 }
 
 /// Answer one STUN datagram from `src`. Errors name why it was not answered
@@ -75,17 +122,17 @@ pub(crate) fn answer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::demux::is_stun_success_response;
-    use rtc::stun::message::{Getter, Setter, TransactionId};
+    use rtc::stun::message::Getter;
 
-    fn crypto() -> std::sync::Arc<dyn rtc::crypto::RTCCryptoProvider> {
+    pub(crate) fn crypto() -> std::sync::Arc<dyn rtc::crypto::RTCCryptoProvider> {
         rtc::crypto::default_provider().expect("crypto provider")
     }
 
     /// A binding request as a controlling ICE agent sends it.
-    fn check(username: &str, pwd: &str, nominate: bool) -> Vec<u8> {
+    pub(crate) fn check(username: &str, pwd: &str, nominate: bool) -> Vec<u8> {
         let provider = crypto();
         let mut m = Message::new();
         m.build(&[
@@ -130,6 +177,30 @@ mod tests {
         assert_eq!(SocketAddr::new(mapped.ip, mapped.port), src());
         MessageIntegrity::check(&mut resp, b"sfupassword0123456789", provider.crypto())
             .expect("response integrity uses the SFU's password");
+    }
+
+    #[test]
+    fn the_triggered_check_passes_the_clients_integrity_check() {
+        let provider = crypto();
+        let req = triggered_check(
+            "cli",
+            "client-password-0123456789",
+            "sfu",
+            provider.crypto(),
+        )
+        .expect("check");
+        // The client answers it like any check for its own ufrag.
+        let got = answer(
+            &req,
+            src(),
+            "cli",
+            "client-password-0123456789",
+            provider.crypto(),
+        )
+        .expect("a valid check");
+        assert!(!got.nominated, "the controlled side never nominates");
+        assert!(is_success_response(&got.response));
+        assert!(!is_success_response(&req));
     }
 
     #[test]

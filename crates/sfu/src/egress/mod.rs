@@ -87,6 +87,10 @@ pub(crate) struct Wire {
     /// or before any nomination the first one that passed a check.
     peer: Option<SocketAddr>,
     nominated: bool,
+    /// The client's ICE credentials, from its SDP.
+    remote_ice: Option<(String, String)>,
+    /// The one check the SFU sends back was sent ([`ice_lite::triggered_check`]).
+    checked_back: bool,
     srtp: Option<SrtpKeys>,
     /// An RTP packet is marshalled here before it is protected.
     scratch: Vec<u8>,
@@ -114,6 +118,8 @@ impl Wire {
             early_dtls: Vec::new(),
             peer: None,
             nominated: false,
+            remote_ice: None,
+            checked_back: false,
             srtp: None,
             scratch: Vec::with_capacity(1500),
             transmits: VecDeque::new(),
@@ -135,6 +141,7 @@ impl Wire {
         let local = sdp::dtls_params(local_sdp)?;
         let remote = sdp::dtls_params(remote_sdp)?;
         let client = sdp::sfu_is_dtls_client(local.setup, remote.setup)?;
+        self.remote_ice = sdp::ice_credentials(remote_sdp);
         tracing::debug!(local = ?local.setup, remote = ?remote.setup, client, "DTLS roles");
         self.dtls = Some(Dtls::new(
             self.crypto.clone(),
@@ -144,6 +151,7 @@ impl Wire {
             self.local_addr,
         )?);
         self.connect_dtls(now)?;
+        self.check_back();
         for (src, datagram) in std::mem::take(&mut self.early_dtls) {
             self.on_dtls(now, src, &datagram)?;
         }
@@ -242,28 +250,55 @@ impl Wire {
     }
 
     fn on_stun(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) -> Result<(), WireError> {
+        if ice_lite::is_success_response(datagram) {
+            return Ok(()); // the client's answer to the SFU's one check
+        }
         let answered =
             ice_lite::answer(datagram, src, &self.ufrag, &self.pwd, self.crypto.crypto())?;
         self.transmits
             .push_back((src, BytesMut::from(&answered.response[..])));
+        let first_nomination = answered.nominated && !self.nominated;
         if answered.nominated {
             self.peer = Some(src);
             self.nominated = true;
         } else if self.peer.is_none() {
             self.peer = Some(src);
         }
-        self.connect_dtls(now)
+        self.connect_dtls(now)?;
+        self.check_back();
+        if first_nomination {
+            // A ClientHello sent on the first check can reach the client
+            // before its DTLS listens (it starts once it has our answer) and
+            // be dropped; by its nomination it listens. Unanswered so far:
+            // send it again now rather than after a retransmission interval.
+            if let Some(dtls) = self.dtls.as_mut() {
+                dtls.resend_unanswered_first_flight();
+            }
+        }
+        Ok(())
     }
 
-    /// As DTLS client, start the handshake once the client nominated a
-    /// path: it has our answer to its check by then, so its ICE is up and
-    /// its DTLS listens. A ClientHello sent on the first check tends to
-    /// arrive before that, be dropped, and cost a retransmission interval.
+    /// Once there is a path and the client's credentials are known, check
+    /// it back once (see [`ice_lite`]'s module docs), unless it nominated.
+    fn check_back(&mut self) {
+        let (Some(peer), Some((ufrag, pwd))) = (self.peer, self.remote_ice.as_ref()) else {
+            return;
+        };
+        if self.checked_back || self.nominated {
+            return;
+        }
+        self.checked_back = true;
+        match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
+            Ok(check) => self.transmits.push_back((peer, BytesMut::from(&check[..]))),
+            Err(e) => tracing::debug!("check back: {e}"),
+        }
+    }
+
+    /// As DTLS client, start the handshake once there is a path to the
+    /// client (its first check that passed).
     fn connect_dtls(&mut self, now: Instant) -> Result<(), WireError> {
         match (self.dtls.as_mut(), self.peer) {
-            (Some(dtls), Some(peer))
-                if self.nominated && dtls.is_client() && dtls.remote().is_none() =>
-            {
+            (Some(dtls), Some(peer)) if dtls.is_client() && dtls.remote().is_none() => {
                 dtls.connect(now, peer)
             }
             _ => Ok(()),
@@ -317,5 +352,92 @@ impl Wire {
             self.events.push_back(WireEvent::Nack(lost));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::crypto::SignatureScheme;
+    use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+
+    const SFU_PWD: &str = "sfu-password-0123456789";
+
+    fn wire() -> Wire {
+        let provider = ice_lite::tests::crypto();
+        let params = CertificateParams::new(vec!["test".to_owned()]).expect("params");
+        let cert =
+            RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+                .expect("certificate");
+        let local: SocketAddr = "127.0.0.1:7882".parse().expect("addr");
+        Wire::new(
+            provider,
+            cert.dtls_certificate,
+            "sfu".into(),
+            SFU_PWD.into(),
+            local,
+        )
+    }
+
+    const OFFER: &str = "a=ice-ufrag:sfu\r\na=ice-pwd:sfu-password-0123456789\r\n\
+        a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\n";
+    const ANSWER: &str = "a=ice-ufrag:cli\r\na=ice-pwd:client-password-0123456789\r\n\
+        a=fingerprint:sha-256 CC:DD\r\na=setup:active\r\n";
+
+    #[test]
+    fn the_first_check_is_answered_and_checked_back_once() {
+        let mut w = wire();
+        let now = Instant::now();
+        w.start(now, OFFER, ANSWER).expect("start");
+        let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        for _ in 0..3 {
+            let check = ice_lite::tests::check("sfu:cli", SFU_PWD, false);
+            w.handle_datagram(now, client, &check).expect("valid check");
+        }
+        let out: Vec<_> = std::iter::from_fn(|| w.poll_transmit()).collect();
+        let responses = out
+            .iter()
+            .filter(|(_, d)| ice_lite::is_success_response(d))
+            .count();
+        assert_eq!(responses, 3, "every check answered");
+        let back: Vec<_> = out
+            .iter()
+            .filter(|(_, d)| !ice_lite::is_success_response(d))
+            .collect();
+        assert_eq!(back.len(), 1, "one check back");
+        assert_eq!(back[0].0, client);
+        // It is a valid check for the client's ufrag and password.
+        let provider = ice_lite::tests::crypto();
+        let answered = ice_lite::answer(
+            &back[0].1,
+            back[0].0,
+            "cli",
+            "client-password-0123456789",
+            provider.crypto(),
+        )
+        .expect("the client would answer it");
+        assert!(!answered.nominated);
+        // The client's answer to it is taken quietly.
+        w.handle_datagram(now, client, &answered.response)
+            .expect("a success response is no error");
+    }
+
+    #[test]
+    fn media_before_the_handshake_is_refused() {
+        let mut w = wire();
+        let header = rtc::rtp::Header::default();
+        assert!(w.protect_rtp(&header, &[0; 10]).is_err());
+        assert!(w.protect_rtcp(&[0x80, 200, 0, 1]).is_err());
+        let now = Instant::now();
+        let src: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        // SRTCP before keys, RTP on a send-only connection, nothing at all.
+        assert!(w
+            .handle_datagram(now, src, &[0x80, 201, 0, 1, 0, 0, 0, 0])
+            .is_err());
+        assert!(w
+            .handle_datagram(now, src, &[0x80, 96, 0, 1, 0, 0, 0, 0])
+            .is_err());
+        assert!(w.handle_datagram(now, src, &[]).is_err());
+        assert!(w.poll_transmit().is_none());
     }
 }

@@ -57,6 +57,20 @@ pub(crate) fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
     })
 }
 
+/// The ICE credentials (`a=ice-ufrag`, `a=ice-pwd`) of an SDP, if it has both.
+pub(crate) fn ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let mut ufrag = None;
+    let mut pwd = None;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+            ufrag.get_or_insert_with(|| v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+            pwd.get_or_insert_with(|| v.trim().to_owned());
+        }
+    }
+    ufrag.zip(pwd)
+}
+
 /// Whether the SFU is the DTLS client, from its own `a=setup` and the peer's.
 pub(crate) fn sfu_is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
     match (local, remote) {
@@ -88,6 +102,16 @@ mod tests {
         assert!(dtls_params("v=0\r\na=setup:active\r\n").is_err());
         assert!(dtls_params("v=0\r\na=fingerprint:sha-256 AB\r\n").is_err());
         assert!(dtls_params("a=fingerprint:sha-1 AB\r\na=setup:active\r\n").is_err());
+    }
+
+    #[test]
+    fn ice_credentials_are_read_from_the_first_lines() {
+        let sdp = "a=ice-ufrag:abcd\r\na=ice-pwd:secret\r\na=ice-ufrag:zzzz\r\n";
+        assert_eq!(
+            ice_credentials(sdp),
+            Some(("abcd".to_owned(), "secret".to_owned()))
+        );
+        assert_eq!(ice_credentials("a=ice-ufrag:abcd\r\n"), None);
     }
 
     #[test]
