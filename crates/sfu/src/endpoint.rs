@@ -587,19 +587,13 @@ impl Endpoint {
                     self.subscriber_needs_keyframe(now, &track, sub);
                 }
             }
-            WireEvent::Nack(lost) => {
-                let mut by_track: Vec<(String, Vec<(u32, u16)>)> = Vec::new();
-                for (ssrc, seq) in lost {
-                    let Some(track) = self.track_sent_as(sub, ssrc) else {
-                        continue;
-                    };
-                    match by_track.iter_mut().find(|(t, _)| *t == track) {
-                        Some((_, l)) => l.push((ssrc, seq)),
-                        None => by_track.push((track, vec![(ssrc, seq)])),
+            WireEvent::Nack(mut lost) => {
+                // One track lookup per SSRC, not per lost packet.
+                lost.sort_by_key(|&(ssrc, _)| ssrc);
+                for same in lost.chunk_by(|a, b| a.0 == b.0) {
+                    if let Some(track) = self.track_sent_as(sub, same[0].0) {
+                        self.on_nack(now, sub, &track, same.to_vec());
                     }
-                }
-                for (track, lost) in by_track {
-                    self.on_nack(now, sub, &track, lost);
                 }
             }
         }
