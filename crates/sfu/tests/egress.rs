@@ -11,15 +11,6 @@ use huddle_sfu::SfuEvent;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use std::time::Duration;
 
-const PACKET_INTERVAL: Duration = Duration::from_millis(20);
-
-fn send_audio(net: &mut Net, from: usize, n: u64) {
-    for i in 0..n {
-        net.send_rtp(from, TrackKind::Audio, &[(i % 251) as u8; 80]);
-        net.drive_for(PACKET_INTERVAL);
-    }
-}
-
 /// RTCP packet type of a sender report (RFC 3550 §6.4.1).
 const SR: u8 = 200;
 
@@ -32,7 +23,7 @@ fn subscribers_get_a_sender_report_about_every_second() {
     net.start_media(a, TrackKind::Audio, &[b]);
     let b_sub = Client::addr(b, Role::Subscriber);
     let before = net.rtcp_to.get(&b_sub).map_or(0, Vec::len);
-    send_audio(&mut net, a, 250); // 5 s
+    net.send_audio(a, 250); // 5 s
     let srs = net.rtcp_to.get(&b_sub).map_or(&[][..], |v| &v[before..]);
     assert!(
         (4..=6).contains(&srs.len()) && srs.iter().all(|&pt| pt == SR),
@@ -49,7 +40,7 @@ fn a_subscriber_offering_only_aes_cm_gets_media() {
     net.connect();
     net.start_media(a, TrackKind::Audio, &[b]);
     let got = net.received(b, a, TrackKind::Audio);
-    send_audio(&mut net, a, 100);
+    net.send_audio(a, 100);
     assert_eq!(net.received(b, a, TrackKind::Audio) - got, 100);
 }
 
@@ -76,7 +67,7 @@ fn a_client_whose_certificate_does_not_match_its_answer_gets_nothing() {
     let a = net.join("a", true, false);
     let b = net.join("b", false, false);
     net.drive_for(Duration::from_secs(1));
-    send_audio(&mut net, a, 150);
+    net.send_audio(a, 150);
     assert!(net.track_id(a, TrackKind::Audio).is_some(), "A published");
     assert!(!net.clients[b].offers.is_empty(), "B was offered A's track");
     assert_eq!(net.received(b, a, TrackKind::Audio), 0, "no media to B");

@@ -15,10 +15,7 @@ const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Send `n` audio packets from `from`, one every 20 ms of simulated time.
 fn send_audio(net: &mut Net, from: usize, n: u64) {
-    for i in 0..n {
-        net.send_rtp(from, TrackKind::Audio, &[(i % 251) as u8; 80]);
-        net.drive_for(PACKET_INTERVAL);
-    }
+    net.send_audio(from, n);
 }
 
 /// The structural part of the stats (what the SFU holds, not what it counted).

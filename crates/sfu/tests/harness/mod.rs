@@ -695,6 +695,15 @@ impl Net {
             .unwrap_or(0)
     }
 
+    /// Send `n` 80-byte audio packets from `from`, one every 20 ms of
+    /// simulated time (payload bytes count up, so packets differ).
+    pub fn send_audio(&mut self, from: ClientId, n: u64) {
+        for i in 0..n {
+            self.send_rtp(from, TrackKind::Audio, &[(i % 251) as u8; 80]);
+            self.drive_for(Duration::from_millis(20));
+        }
+    }
+
     /// Send media of `kind` from `publisher` every 20 ms until every client in
     /// `subscribers` receives it (the first packet publishes the track, the
     /// subscriber offers and connections follow). Panics after 10 s.
