@@ -231,6 +231,7 @@ impl Endpoint {
             (Some(conn), true) => conn,
             _ => return Err(SfuError::NoPendingOffer),
         };
+        Wire::check_remote(&sdp).map_err(bad_sdp)?;
         let answer = RTCSessionDescription::answer(sdp.clone()).map_err(bad_sdp)?;
         conn.pc
             .set_remote_description(now, answer)

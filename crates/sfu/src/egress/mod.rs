@@ -127,6 +127,12 @@ impl Wire {
         }
     }
 
+    /// Whether a remote description (answer or offer) carries what this
+    /// transport needs (a SHA-256 fingerprint), checked before it is applied.
+    pub fn check_remote(remote_sdp: &str) -> Result<(), WireError> {
+        sdp::dtls_params(remote_sdp).map(|_| ())
+    }
+
     /// Both descriptions are known (local and remote SDP): set up DTLS in
     /// the role they give the SFU. Later negotiations change nothing here.
     pub fn start(
@@ -153,7 +159,9 @@ impl Wire {
         self.connect_dtls(now)?;
         self.check_back();
         for (src, datagram) in std::mem::take(&mut self.early_dtls) {
-            self.on_dtls(now, src, &datagram)?;
+            if let Err(e) = self.on_dtls(now, src, &datagram) {
+                tracing::debug!(%src, "early DTLS datagram: {e}");
+            }
         }
         Ok(())
     }

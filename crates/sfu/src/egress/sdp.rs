@@ -18,7 +18,8 @@ pub(crate) enum Setup {
 /// DTLS parameters of one side, from its SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DtlsParams {
-    /// `a=setup`, from the first place it appears.
+    /// `a=setup`, from the first place it appears; `active` when absent
+    /// (RFC 4145 §4).
     pub setup: Setup,
     /// Every `a=fingerprint:sha-256` value, lowercase.
     pub fingerprints: Vec<String>,
@@ -50,9 +51,8 @@ pub(crate) fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
     if fingerprints.is_empty() {
         return Err(WireError::Sdp("no a=fingerprint:sha-256".into()));
     }
-    let setup = setup.ok_or_else(|| WireError::Sdp("no a=setup".into()))?;
     Ok(DtlsParams {
-        setup,
+        setup: setup.unwrap_or(Setup::Active),
         fingerprints,
     })
 }
@@ -98,10 +98,11 @@ mod tests {
     }
 
     #[test]
-    fn an_sdp_without_fingerprint_or_setup_is_refused() {
+    fn an_sdp_without_a_sha256_fingerprint_is_refused_and_setup_defaults_to_active() {
         assert!(dtls_params("v=0\r\na=setup:active\r\n").is_err());
-        assert!(dtls_params("v=0\r\na=fingerprint:sha-256 AB\r\n").is_err());
         assert!(dtls_params("a=fingerprint:sha-1 AB\r\na=setup:active\r\n").is_err());
+        let p = dtls_params("v=0\r\na=fingerprint:sha-256 AB\r\n").expect("params");
+        assert_eq!(p.setup, Setup::Active);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use super::{bad_sdp, make_answer, rtc_err, start_wire, Endpoint};
 use crate::api::Rights;
 use crate::connection::{ice_token, Connection};
+use crate::egress::Wire;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::local_track::default_track;
@@ -44,6 +45,7 @@ impl Endpoint {
                 "the offer asks to receive neither audio nor video".into(),
             ));
         }
+        Wire::check_remote(&sdp).map_err(bad_sdp)?;
         let offer = RTCSessionDescription::offer(sdp.clone()).map_err(bad_sdp)?;
         let ufrag = ice_token(16);
         let mut conn = Connection::new(
