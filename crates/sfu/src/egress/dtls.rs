@@ -10,8 +10,9 @@
 //! waits for good. Both sides of a subscriber connection may be
 //! `rtc-dtls` (webrtc-rs clients, the load tool), so:
 //!
-//! - the SFU resends its last flight itself when a datagram leaves the
-//!   handshake unfinished with no timer ([`Dtls::read`]);
+//! - when a datagram leaves the handshake unfinished with no timer, the SFU
+//!   resends its last flight itself ([`Dtls::read`]), after [`STALL_WAIT`]:
+//!   a flight of several datagrams does that too until its last one is in;
 //! - the SFU's own timer ([`FLIGHT_INTERVAL`]) is longer than the 1 s of
 //!   other implementations, so when a peer's flight is lost the peer's timer
 //!   resends it before the SFU's repeat would stall an `rtc-dtls` peer; and
@@ -46,6 +47,11 @@ const FLIGHT_INTERVAL: Duration = Duration::from_millis(1500);
 /// How often the SFU resends a flight because the peer repeated its own.
 const MAX_REPEATS: u32 = 7;
 
+/// How long a handshake may sit with no timer before the SFU resends its
+/// last flight: the rest of a peer's multi-datagram flight comes well
+/// within this on any path a call could use.
+const STALL_WAIT: Duration = Duration::from_millis(250);
+
 /// The SRTP profiles offered in the DTLS `use_srtp` extension, best first.
 const PROFILES: [SrtpProtectionProfile; 4] = [
     SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
@@ -78,14 +84,22 @@ pub(crate) struct Dtls {
     endpoint: Endpoint,
     config: Arc<HandshakeConfig>,
     client: bool,
-    /// The address the association runs with (the first one DTLS used).
+    /// The association's key in the DTLS endpoint: the first address DTLS
+    /// used. The association does not move with the client's address; only
+    /// where its datagrams go does ([`Dtls::reply_to`]).
     remote: Option<SocketAddr>,
+    /// Where the association's datagrams go: the source of the client's
+    /// latest DTLS datagram (every address that reaches the transport passed
+    /// an ICE check), at first `remote`.
+    reply_to: Option<SocketAddr>,
     crypto: Arc<dyn RTCCryptoProvider>,
     /// Datagrams out of the DTLS endpoint, to send.
     out: VecDeque<(SocketAddr, BytesMut)>,
     /// The last flight the SFU sent, for resending it.
     last_flight: Vec<BytesMut>,
     repeats: u32,
+    /// When to resend the last flight of a stalled handshake.
+    stall_resend: Option<Instant>,
     completed: bool,
     /// A DTLS datagram from the peer arrived.
     heard: bool,
@@ -123,10 +137,12 @@ impl Dtls {
             config,
             client,
             remote: None,
+            reply_to: None,
             crypto,
             out: VecDeque::new(),
             last_flight: Vec::new(),
             repeats: 0,
+            stall_resend: None,
             completed: false,
             heard: false,
         })
@@ -137,7 +153,7 @@ impl Dtls {
         self.client
     }
 
-    /// The address the association runs with, once it has one.
+    /// The association's key (its first address), once it has one.
     pub fn remote(&self) -> Option<SocketAddr> {
         self.remote
     }
@@ -151,30 +167,28 @@ impl Dtls {
             .connect(now, remote, self.config.clone(), None)
             .map_err(|e| WireError::Dtls(e.to_string()))?;
         self.remote = Some(remote);
+        self.reply_to = Some(remote);
         self.collect(true);
         Ok(())
     }
 
-    /// A DTLS datagram from `src`. Datagrams from another address than the
-    /// association's are ignored.
+    /// A DTLS datagram from `src` (any of the client's checked addresses:
+    /// a browser may move the association to another candidate pair).
     pub fn read(
         &mut self,
         now: Instant,
         src: SocketAddr,
         datagram: &[u8],
     ) -> Result<Progress, WireError> {
-        match self.remote {
-            Some(r) if r != src => {
-                return Err(WireError::Dtls(format!("DTLS from {src}, not {r}")))
-            }
-            None if self.client => return Err(WireError::Dtls("DTLS before the handshake".into())),
-            _ => {}
+        if self.client && self.remote.is_none() {
+            return Err(WireError::Dtls("DTLS before the handshake".into()));
         }
+        let key = *self.remote.get_or_insert(src);
+        self.reply_to = Some(src);
         let result = self
             .endpoint
-            .read(now, src, None, BytesMut::from(datagram))
+            .read(now, key, None, BytesMut::from(datagram))
             .map_err(|e| WireError::Dtls(e.to_string()));
-        self.remote = Some(src);
         self.heard = true;
         let sent = self.collect(true);
         debug!(%src, len = datagram.len(), sent, ok = result.is_ok(), "DTLS in");
@@ -184,31 +198,31 @@ impl Dtls {
             match event {
                 EndpointEvent::HandshakeComplete => {
                     self.completed = true;
-                    progress.keys = Some(self.keys(src)?);
+                    progress.keys = Some(self.keys(key)?);
                 }
                 EndpointEvent::PeerClosed => progress.closed = true,
                 _ => {} // application data: the SFU carries no data channel here
             }
         }
-        let stalled = !self.completed && sent == 0 && self.endpoint.poll_timeout(&src).is_none();
-        if stalled && self.repeats < MAX_REPEATS && !self.last_flight.is_empty() {
-            // The peer repeated a flight: ours was lost (see the module docs).
-            self.repeats += 1;
-            debug!(%src, datagrams = self.last_flight.len(), "DTLS flight resent");
-            for d in &self.last_flight {
-                self.out.push_back((src, d.clone()));
-            }
-        }
+        let stalled = !self.completed && sent == 0 && self.endpoint.poll_timeout(&key).is_none();
+        self.stall_resend = match self.stall_resend {
+            _ if !stalled => None,
+            Some(at) => Some(at),
+            None => Some(now + STALL_WAIT),
+        };
         Ok(progress)
     }
 
     /// As DTLS client with no answer from the peer yet, send the first
-    /// flight again (see `Wire`'s nomination handling).
-    pub fn resend_unanswered_first_flight(&mut self) {
-        let Some(remote) = self.remote else {
+    /// flight again, to `to` (the path the client nominated; see `Wire`'s
+    /// nomination handling).
+    pub fn resend_unanswered_first_flight(&mut self, to: SocketAddr) {
+        if self.remote.is_none() || self.heard {
             return;
-        };
-        if self.client && !self.heard && self.repeats < MAX_REPEATS {
+        }
+        self.reply_to = Some(to);
+        let remote = to;
+        if self.client && self.repeats < MAX_REPEATS {
             self.repeats += 1;
             debug!(%remote, "DTLS first flight resent on nomination");
             for d in &self.last_flight {
@@ -229,7 +243,8 @@ impl Dtls {
             if fresh {
                 self.last_flight.push(t.message.clone());
             }
-            self.out.push_back((t.transport.peer_addr, t.message));
+            let dst = self.reply_to.unwrap_or(t.transport.peer_addr);
+            self.out.push_back((dst, t.message));
             n += 1;
         }
         n
@@ -243,11 +258,28 @@ impl Dtls {
 
     /// When the handshake's retransmission timer fires.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.remote.and_then(|r| self.endpoint.poll_timeout(&r))
+        let library = self.remote.and_then(|r| self.endpoint.poll_timeout(&r));
+        match (library, self.stall_resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Run the retransmission timer; an error means the handshake gave up.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), WireError> {
+        if self.stall_resend.is_some_and(|at| at <= now) {
+            self.stall_resend = None;
+            // The peer repeated a flight, or sent part of one and no more:
+            // ours was lost (see the module docs).
+            if let (Some(dst), true) = (self.reply_to, self.repeats < MAX_REPEATS) {
+                self.repeats += 1;
+                debug!(%dst, datagrams = self.last_flight.len(), "DTLS flight resent");
+                for d in &self.last_flight {
+                    self.out.push_back((dst, d.clone()));
+                }
+                self.stall_resend = Some(now + FLIGHT_INTERVAL);
+            }
+        }
         match self.remote {
             Some(r) => {
                 let result = self

@@ -280,7 +280,7 @@ impl Wire {
             // be dropped; by its nomination it listens. Unanswered so far:
             // send it again now rather than after a retransmission interval.
             if let Some(dtls) = self.dtls.as_mut() {
-                dtls.resend_unanswered_first_flight();
+                dtls.resend_unanswered_first_flight(src);
             }
         }
         Ok(())
