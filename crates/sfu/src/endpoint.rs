@@ -558,13 +558,7 @@ impl Endpoint {
         match ev {
             WireEvent::Connected(profile) => {
                 debug!(participant = %sub, %profile, "subscriber connection up");
-                if let Some(conn) = self
-                    .participants
-                    .get_mut(sub)
-                    .and_then(|p| p.subscriber.as_mut())
-                {
-                    conn.liveness = Liveness::Up;
-                }
+                self.set_subscriber_liveness(sub, Liveness::Up);
                 // Video sent before the subscriber's keys existed was
                 // dropped: it needs a keyframe of every video it gets.
                 self.keyframes_for(now, sub);
@@ -575,13 +569,7 @@ impl Endpoint {
             }
             WireEvent::Closed | WireEvent::Failed(_) => {
                 debug!(participant = %sub, event = ?ev, "subscriber connection ended");
-                if let Some(conn) = self
-                    .participants
-                    .get_mut(sub)
-                    .and_then(|p| p.subscriber.as_mut())
-                {
-                    conn.liveness = Liveness::Dead;
-                }
+                self.set_subscriber_liveness(sub, Liveness::Dead);
             }
             WireEvent::KeyframeRequest(ssrc) => {
                 if let Some(track) = self.track_sent_as(sub, ssrc) {
@@ -597,6 +585,16 @@ impl Endpoint {
                     }
                 }
             }
+        }
+    }
+
+    fn set_subscriber_liveness(&mut self, sub: &ParticipantId, liveness: Liveness) {
+        if let Some(conn) = self
+            .participants
+            .get_mut(sub)
+            .and_then(|p| p.subscriber.as_mut())
+        {
+            conn.liveness = liveness;
         }
     }
 

@@ -1,7 +1,9 @@
-//! RTCP feedback the application must see. By default webrtc-rs ends inbound
-//! RTCP at its interceptors; this one marks keyframe requests so they reach
-//! the application: the SFU relays them to publishers, and a publishing
-//! client answers them with a keyframe. Shared by the SFU and the calling crate.
+//! RTCP feedback: what a keyframe request or a NACK asks for (the SFU reads
+//! its subscribers' RTCP itself, `egress`), and an interceptor for the
+//! calling crate. By default webrtc-rs ends inbound RTCP at its
+//! interceptors; [`KeyframeRequestsToApp`] marks keyframe requests so they
+//! reach the application, and a publishing client answers them with a
+//! keyframe.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -15,32 +17,13 @@ use std::time::Instant;
 /// Slot of [`KeyframeRequestsToApp`] in an interceptor registry.
 pub const SLOT: usize = 14_000;
 
-/// Interceptor that lets keyframe requests (PLI, FIR), and optionally NACKs,
-/// reach the application: the SFU merges keyframe requests toward the
-/// publisher and answers NACKs from its per-track store. Marks, does not
-/// consume: the rest of the chain still sees them.
+/// Interceptor that lets keyframe requests (PLI, FIR) reach the
+/// application. Marks, does not consume: the rest of the chain still sees
+/// them.
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
-    nacks: bool,
-}
-
-impl KeyframeRequestsToApp {
-    /// Also deliver generic NACKs (RFC 4585 §6.2.1).
-    pub fn with_nacks() -> Self {
-        Self {
-            nacks: true,
-            ..Self::default()
-        }
-    }
-}
-
-/// Whether an RTCP compound packet carries a NACK.
-pub fn is_nack(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
-    packets
-        .iter()
-        .any(|p| p.as_any().is::<TransportLayerNack>())
 }
 
 /// The sequence numbers an RTCP compound packet reports lost, per media SSRC.
@@ -87,7 +70,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            if is_keyframe_request(packets) || (self.nacks && is_nack(packets)) {
+            if is_keyframe_request(packets) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
