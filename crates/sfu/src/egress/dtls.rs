@@ -217,18 +217,25 @@ impl Dtls {
     /// flight again, to `to` (the path the client nominated; see `Wire`'s
     /// nomination handling).
     pub fn resend_unanswered_first_flight(&mut self, to: SocketAddr) {
-        if self.remote.is_none() || self.heard {
+        if !self.client || self.remote.is_none() || self.heard {
             return;
         }
         self.reply_to = Some(to);
-        let remote = to;
-        if self.client && self.repeats < MAX_REPEATS {
-            self.repeats += 1;
-            debug!(%remote, "DTLS first flight resent on nomination");
-            for d in &self.last_flight {
-                self.out.push_back((remote, d.clone()));
-            }
+        self.resend_last_flight(to, "on nomination");
+    }
+
+    /// Send the last flight again to `dst`, at most [`MAX_REPEATS`] times
+    /// in all; false once that is spent.
+    fn resend_last_flight(&mut self, dst: SocketAddr, why: &'static str) -> bool {
+        if self.repeats >= MAX_REPEATS {
+            return false;
         }
+        self.repeats += 1;
+        debug!(%dst, datagrams = self.last_flight.len(), why, "DTLS flight resent");
+        for d in &self.last_flight {
+            self.out.push_back((dst, d.clone()));
+        }
+        true
     }
 
     /// Move what the DTLS endpoint has to send into `out`; a new flight
@@ -271,13 +278,10 @@ impl Dtls {
             self.stall_resend = None;
             // The peer repeated a flight, or sent part of one and no more:
             // ours was lost (see the module docs).
-            if let (Some(dst), true) = (self.reply_to, self.repeats < MAX_REPEATS) {
-                self.repeats += 1;
-                debug!(%dst, datagrams = self.last_flight.len(), "DTLS flight resent");
-                for d in &self.last_flight {
-                    self.out.push_back((dst, d.clone()));
+            if let Some(dst) = self.reply_to {
+                if self.resend_last_flight(dst, "handshake stalled") {
+                    self.stall_resend = Some(now + FLIGHT_INTERVAL);
                 }
-                self.stall_resend = Some(now + FLIGHT_INTERVAL);
             }
         }
         match self.remote {

@@ -30,13 +30,6 @@ pub(crate) struct Answered {
     pub nominated: bool,
 }
 
-/// Whether a STUN datagram is a binding success response (the client's
-/// answer to a [`triggered_check`]): nothing to do, and no error either.
-pub(crate) fn is_success_response(datagram: &[u8]) -> bool {
-    let mut m = Message::new();
-    m.unmarshal_binary(datagram).is_ok() && m.typ == BINDING_SUCCESS
-}
-
 /// A connectivity check to the client (see the module docs): USERNAME
 /// `<client ufrag>:<SFU ufrag>`, keyed with the client's password, as the
 /// controlled agent.
@@ -199,8 +192,8 @@ pub(crate) mod tests {
         )
         .expect("a valid check");
         assert!(!got.nominated, "the controlled side never nominates");
-        assert!(is_success_response(&got.response));
-        assert!(!is_success_response(&req));
+        assert!(is_stun_success_response(&got.response));
+        assert!(!is_stun_success_response(&req));
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod dtls;
 mod ice_lite;
 mod sdp;
 
-use crate::demux::{classify, DatagramKind};
+use crate::demux::{classify, is_stun_success_response, DatagramKind};
 use crate::feedback::{keyframe_ssrcs, nacked};
 use bytes::BytesMut;
 use dtls::Dtls;
@@ -258,7 +258,7 @@ impl Wire {
     }
 
     fn on_stun(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) -> Result<(), WireError> {
-        if ice_lite::is_success_response(datagram) {
+        if is_stun_success_response(datagram) {
             return Ok(()); // the client's answer to the SFU's one check
         }
         let answered =
@@ -405,12 +405,12 @@ mod tests {
         let out: Vec<_> = std::iter::from_fn(|| w.poll_transmit()).collect();
         let responses = out
             .iter()
-            .filter(|(_, d)| ice_lite::is_success_response(d))
+            .filter(|(_, d)| is_stun_success_response(d))
             .count();
         assert_eq!(responses, 3, "every check answered");
         let back: Vec<_> = out
             .iter()
-            .filter(|(_, d)| !ice_lite::is_success_response(d))
+            .filter(|(_, d)| !is_stun_success_response(d))
             .collect();
         assert_eq!(back.len(), 1, "one check back");
         assert_eq!(back[0].0, client);
