@@ -89,8 +89,6 @@ pub struct ClientPc {
     pub connected: bool,
     /// Last peer connection state seen.
     pub state: RTCPeerConnectionState,
-    /// The first error its timers raised (see [`Net::client_errors_expected`]).
-    pub error: Option<String>,
 }
 
 /// A local track a client publishes.
@@ -238,8 +236,8 @@ pub struct Net {
     /// Per client address: the RTCP packet types (second byte, in the clear
     /// in SRTCP) of the datagrams the SFU sent it, in order.
     pub rtcp_to: HashMap<SocketAddr, Vec<u8>>,
-    /// Client timer errors (a failed DTLS handshake) are expected: record
-    /// them in [`ClientPc::error`] instead of panicking.
+    /// Client timer errors (a failed DTLS handshake) are expected: ignore
+    /// them instead of panicking.
     pub client_errors_expected: bool,
 }
 
@@ -272,7 +270,6 @@ fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> 
         addr,
         connected: false,
         state: RTCPeerConnectionState::New,
-        error: None,
     }
 }
 
@@ -760,7 +757,6 @@ impl Net {
                 if pc.pc.poll_timeout().is_some_and(|t| t <= now) {
                     if let Err(e) = pc.pc.handle_timeout(now) {
                         assert!(tolerate, "client handle_timeout: {e}");
-                        pc.error.get_or_insert(e.to_string());
                     }
                 }
             }
@@ -894,10 +890,11 @@ impl Net {
             self.endpoint.handle_datagram(self.now, d.src, &d.payload);
             return;
         }
-        let rtp = d.payload.len() > 3
-            && (128..=191).contains(&d.payload[0])
-            && !(192..=223).contains(&d.payload[1]);
-        if d.payload.len() > 3 && (128..=191).contains(&d.payload[0]) && !rtp {
+        // RTP or RTCP (first byte), RTCP by its packet type (second byte).
+        let srtp = d.payload.len() > 3 && (128..=191).contains(&d.payload[0]);
+        let rtcp = srtp && (192..=223).contains(&d.payload[1]);
+        let rtp = srtp && !rtcp;
+        if rtcp {
             self.rtcp_to.entry(d.dst).or_default().push(d.payload[1]);
         }
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
