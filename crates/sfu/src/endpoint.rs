@@ -358,20 +358,44 @@ impl Endpoint {
             return;
         };
         conn.heard(now);
-        let result = match conn.wire.as_mut() {
-            Some(wire) => wire
-                .handle_datagram(now, src, datagram)
-                .map_err(|e| e.to_string()),
-            None => conn
-                .pc
-                .handle_read(tagged(now, local_addr, src, BytesMut::from(datagram)))
-                .map_err(|e| e.to_string()),
+        // A subscriber connection's datagram touches only its own transport:
+        // drain that here, not the whole connection (asking `rtc` walks its
+        // pipeline, and this is every RTCP report and consent check of the
+        // fan-out side).
+        let (result, wire_events) = match conn.wire.as_mut() {
+            Some(wire) => {
+                let result = wire.handle_datagram(now, src, datagram);
+                let mut events = Vec::new();
+                drain_wire(
+                    wire,
+                    &key,
+                    &mut self.demux,
+                    &mut self.transmits,
+                    &mut events,
+                );
+                conn.timer = wire.poll_timeout();
+                (result.map_err(|e| e.to_string()), Some(events))
+            }
+            None => {
+                let message = tagged(now, local_addr, src, BytesMut::from(datagram));
+                (
+                    conn.pc.handle_read(message).map_err(|e| e.to_string()),
+                    None,
+                )
+            }
         };
         if let Err(e) = result {
             self.dropped += 1;
             debug!(participant = %key.0, pc = ?key.1, "datagram rejected: {e}");
         }
-        self.dirty.push(key);
+        match wire_events {
+            Some(events) => {
+                for ev in events {
+                    self.on_wire_event(now, &key.0, ev);
+                }
+            }
+            None => self.dirty.push(key),
+        }
         self.flush(now);
     }
 
