@@ -16,6 +16,7 @@ use crate::egress::{Wire, WireEvent};
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
+use crate::out_buf::OutBuf;
 use crate::participant::Participant;
 use crate::router::{Leg, PublishedTrack, Router};
 use crate::sender_report::{self, WallClock};
@@ -68,6 +69,8 @@ pub struct Endpoint {
     router: Router,
     speakers: SpeakerDetector,
     transmits: VecDeque<Transmit>,
+    /// Forwarded datagrams are written here ([`OutBuf`]).
+    out_buf: OutBuf,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
     /// When the simulcast layer of every leg is looked at again (set once a
@@ -112,6 +115,7 @@ impl Endpoint {
             router: Router::default(),
             speakers: SpeakerDetector::default(),
             transmits: VecDeque::new(),
+            out_buf: OutBuf::default(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             next_layer_choice: None,
@@ -768,6 +772,7 @@ impl Endpoint {
             let out = Out {
                 participants: &mut self.participants,
                 transmits: &mut self.transmits,
+                buf: &mut self.out_buf,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, &packet) {
                 self.rtp_out += 1;
@@ -853,6 +858,7 @@ impl Endpoint {
             let out = Out {
                 participants: &mut self.participants,
                 transmits: &mut self.transmits,
+                buf: &mut self.out_buf,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
@@ -1206,6 +1212,7 @@ impl Endpoint {
 struct Out<'a> {
     participants: &'a mut FxHashMap<ParticipantId, Participant>,
     transmits: &'a mut VecDeque<Transmit>,
+    buf: &'a mut OutBuf,
 }
 
 /// Send one packet of a track on one subscriber leg: SSRC and payload type
@@ -1259,8 +1266,9 @@ fn send_on_leg(
     header.ssrc = leg.ssrc;
     header.payload_type = pt;
     leg.rewrite(now, codec.clock_rate, &mut header);
-    match wire.protect_rtp(&header, &packet.payload) {
-        Ok((dst, payload)) => {
+    match wire.protect_rtp(&header, &packet.payload, out.buf.room()) {
+        Ok(dst) => {
+            let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });
             leg.sent
                 .on_sent(now, header.timestamp, packet.payload.len());

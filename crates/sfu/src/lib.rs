@@ -25,6 +25,7 @@ pub mod feedback;
 pub mod ids;
 pub mod keyframe;
 pub mod local_track;
+mod out_buf;
 mod participant;
 mod placement;
 mod resend;

@@ -19,6 +19,7 @@
 //!   not much longer, since when the SFU's own flight is lost (an early
 //!   ClientHello, say) only its timer resends it.
 
+use super::srtp::SrtpSender;
 use super::WireError;
 use bytes::BytesMut;
 use rtc::crypto::{HashAlgorithm, RTCCryptoProvider};
@@ -62,7 +63,9 @@ const PROFILES: [SrtpProtectionProfile; 4] = [
 
 /// SRTP keys of a connection, both directions.
 pub(crate) struct SrtpKeys {
-    /// Protects what the SFU sends.
+    /// Protects the RTP the SFU sends, in place.
+    pub rtp: SrtpSender,
+    /// Protects the RTCP the SFU sends.
     pub local: Context,
     /// Unprotects what the client sends.
     pub remote: Context,
@@ -343,6 +346,12 @@ impl Dtls {
             .set_session_keys_from_keying_material(material.as_ref(), state.is_client())
             .map_err(srtp)?;
         let crypto = self.crypto.crypto();
+        let rtp = SrtpSender::new(
+            crypto,
+            profile,
+            &config.keys.local_master_key,
+            &config.keys.local_master_salt,
+        )?;
         let local = Context::new(
             &config.keys.local_master_key,
             &config.keys.local_master_salt,
@@ -362,6 +371,7 @@ impl Dtls {
         )
         .map_err(srtp)?;
         Ok(SrtpKeys {
+            rtp,
             local,
             remote,
             profile,

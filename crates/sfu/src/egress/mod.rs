@@ -17,6 +17,7 @@
 mod dtls;
 mod ice_lite;
 mod sdp;
+mod srtp;
 
 use crate::demux::{classify, is_stun_success_response, DatagramKind};
 use crate::feedback::{keyframe_ssrcs, nacked};
@@ -24,7 +25,6 @@ use bytes::BytesMut;
 use dtls::Dtls;
 pub(crate) use dtls::SrtpKeys;
 use rtc::crypto::RTCCryptoProvider;
-use rtc::shared::marshal::{Marshal, MarshalSize};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,8 +92,6 @@ pub(crate) struct Wire {
     /// The one check the SFU sends back was sent ([`ice_lite::triggered_check`]).
     checked_back: bool,
     srtp: Option<SrtpKeys>,
-    /// An RTP packet is marshalled here before it is protected.
-    scratch: Vec<u8>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
     events: VecDeque<WireEvent>,
 }
@@ -121,7 +119,6 @@ impl Wire {
             remote_ice: None,
             checked_back: false,
             srtp: None,
-            scratch: Vec::with_capacity(1500),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -181,27 +178,20 @@ impl Wire {
         }
     }
 
-    /// Protect one RTP packet for the client: the datagram and where it goes.
+    /// Protect one RTP packet for the client, appending the datagram to
+    /// `out` (what `out` held stays; on error nothing is appended). Returns
+    /// where the datagram goes.
     pub fn protect_rtp(
         &mut self,
         header: &rtc::rtp::Header,
         payload: &[u8],
-    ) -> Result<(SocketAddr, BytesMut), WireError> {
+        out: &mut BytesMut,
+    ) -> Result<SocketAddr, WireError> {
         let (Some(keys), Some(peer)) = (self.srtp.as_mut(), self.peer) else {
             return Err(WireError::NotReady("no SRTP keys yet"));
         };
-        let header_len = header.marshal_size();
-        self.scratch.clear();
-        self.scratch.resize(header_len, 0);
-        header
-            .marshal_to(&mut self.scratch)
-            .map_err(|e| WireError::Srtp(e.to_string()))?;
-        self.scratch.extend_from_slice(payload);
-        let protected = keys
-            .local
-            .encrypt_rtp_with_header(&self.scratch, header)
-            .map_err(|e| WireError::Srtp(e.to_string()))?;
-        Ok((peer, protected))
+        keys.rtp.protect(header, payload, out)?;
+        Ok(peer)
     }
 
     /// Protect a (compound) RTCP packet for the client.
@@ -434,7 +424,9 @@ mod tests {
     fn media_before_the_handshake_is_refused() {
         let mut w = wire();
         let header = rtc::rtp::Header::default();
-        assert!(w.protect_rtp(&header, &[0; 10]).is_err());
+        let mut out = BytesMut::new();
+        assert!(w.protect_rtp(&header, &[0; 10], &mut out).is_err());
+        assert!(out.is_empty());
         assert!(w.protect_rtcp(&[0x80, 200, 0, 1]).is_err());
         let now = Instant::now();
         let src: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
