@@ -60,11 +60,12 @@ const PROFILES: [SrtpProtectionProfile; 4] = [
     SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
 ];
 
-/// SRTP keys of a connection, both directions.
-pub(crate) struct SrtpKeys {
-    /// Protects what the SFU sends.
+/// SRTP keys of a connection, both directions (`local` and `remote` follow
+/// the DTLS role this side had, so they are right on either side).
+pub struct SrtpKeys {
+    /// Protects what this side sends (the SFU's forwarded media).
     pub local: Context,
-    /// Unprotects what the client sends.
+    /// Unprotects what the peer sends (the client's RTCP).
     pub remote: Context,
     /// The negotiated profile, for logs.
     pub profile: ProtectionProfile,
@@ -72,15 +73,17 @@ pub(crate) struct SrtpKeys {
 
 /// What a datagram did to the handshake.
 #[derive(Default)]
-pub(crate) struct Progress {
+pub struct Progress {
     /// The handshake completed with this datagram: the SRTP keys.
     pub keys: Option<SrtpKeys>,
     /// The peer sent close_notify.
     pub closed: bool,
 }
 
-/// One DTLS association with the client.
-pub(crate) struct Dtls {
+/// One DTLS association with the client. Nothing in it is specific to the
+/// SFU's end: the load tool's fast subscriber runs the other end of a
+/// subscriber connection with it (its peer, "the client" here, is the SFU).
+pub struct Dtls {
     endpoint: Endpoint,
     config: Arc<HandshakeConfig>,
     client: bool,

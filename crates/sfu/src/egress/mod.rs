@@ -14,9 +14,9 @@
 //! [`Wire::protect_rtp`] and [`Wire::protect_rtcp`]. Outputs: [`Wire::poll_transmit`] and
 //! [`Wire::poll_event`].
 
-mod dtls;
-mod ice_lite;
-mod sdp;
+pub mod dtls;
+pub mod ice_lite;
+pub mod sdp;
 
 use crate::demux::{classify, is_stun_success_response, DatagramKind};
 use crate::feedback::{keyframe_ssrcs, nacked};
