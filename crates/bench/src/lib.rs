@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod fast_transport;
 pub mod media;
 pub mod participant;
 pub mod peer;
@@ -27,6 +28,7 @@ pub mod probe;
 pub mod procfs;
 pub mod publish;
 pub mod receive;
+pub mod recv_batch;
 pub mod report;
 pub mod run;
 pub mod server;
