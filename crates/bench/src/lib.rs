@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod fast_peer;
 pub mod fast_transport;
 pub mod media;
 pub mod participant;
@@ -34,6 +35,7 @@ pub mod run;
 pub mod server;
 pub mod signal;
 pub mod stats;
+pub mod subscriber;
 pub mod token;
 pub mod worker;
 
@@ -42,3 +44,4 @@ pub use plan::{Plan, Scenario};
 pub use report::Report;
 pub use run::{run, RunConfig};
 pub use server::Server;
+pub use subscriber::Receiver;
