@@ -11,9 +11,9 @@
 //! `rtc-dtls` (webrtc-rs clients, the load tool), so:
 //!
 //! - when a datagram leaves the handshake unfinished with no timer, the SFU
-//!   resends its last flight itself ([`Dtls::read`]), after [`STALL_WAIT`]:
+//!   resends its last flight itself ([`Dtls::read`]), after `STALL_WAIT`:
 //!   a flight of several datagrams does that too until its last one is in;
-//! - the SFU's own timer ([`FLIGHT_INTERVAL`]) is longer than the 1 s of
+//! - the SFU's own timer (`FLIGHT_INTERVAL`) is longer than the 1 s of
 //!   other implementations, so when a peer's flight is lost the peer's timer
 //!   resends it before the SFU's repeat would stall an `rtc-dtls` peer; and
 //!   not much longer, since when the SFU's own flight is lost (an early

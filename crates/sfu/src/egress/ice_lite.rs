@@ -3,7 +3,7 @@
 //! SFU's ufrag and whose MESSAGE-INTEGRITY is keyed with the SFU's password;
 //! anything else gets no answer.
 //!
-//! One addition ([`triggered_check`]): after the client's first check the
+//! One addition (`triggered_check`): after the client's first check the
 //! SFU sends one check back. A lite agent need not, but webrtc-rs's
 //! controlling agent nominates a pair the moment the peer checks it, and
 //! otherwise only at its next check tick (200 ms later): that was 200 ms of
