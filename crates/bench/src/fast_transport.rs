@@ -11,10 +11,12 @@
 //!   after 3 s of silence, and the tool sends nothing else). It answers the
 //!   SFU's own checks ([`answer`]). No answer for [`CONSENT_TIMEOUT`]
 //!   fails the transport (RFC 7675's 30 s).
-//! - DTLS: in the role the SDP gives (RFC 8842: the answer's `a=setup`;
-//!   `rtc` answers `active`), on `huddle_sfu`'s [`Dtls`], which checks the
-//!   SFU's certificate against the offer's fingerprint and derives the SRTP
-//!   keys.
+//! - DTLS: in the role the SDP gives (RFC 8842: the SFU offers `actpass`
+//!   and the answer decides; `rtc` 0.21 answers the SFU `passive`, so the
+//!   tool is the DTLS server and the SFU starts the handshake once a check
+//!   reached it), on `huddle_sfu`'s [`Dtls`], which checks the SFU's
+//!   certificate against the offer's fingerprint and derives the SRTP keys
+//!   for this side's role (either role works: both are tested).
 //! - Media: every RTP packet is SRTP-unprotected (authenticated) and its
 //!   payload handed out; a packet that fails is counted
 //!   ([`FastTransport::receive_errors`]) and not delivered. SRTCP (the
@@ -552,7 +554,7 @@ mod tests {
     }
 
     /// A started transport and the SFU's end, nothing exchanged yet; the
-    /// tool answers `a=setup:<tool_setup>` (`rtc` answers `active`).
+    /// tool answers `a=setup:<tool_setup>` (`rtc` answers `passive`).
     fn pair(now: Instant, tool_setup: &str) -> (FastTransport, Sfu) {
         let provider = rtc::crypto::default_provider().expect("crypto");
         let (sfu_cert, sfu_fp) = certificate(&provider);
@@ -639,12 +641,13 @@ mod tests {
 
     #[test]
     fn connects_and_authenticates_every_packet() {
-        connects_and_authenticates_every_packet_as("active");
+        // As DTLS server: what rtc's answer makes the tool.
+        connects_and_authenticates_every_packet_as("passive");
     }
 
     #[test]
-    fn connects_as_dtls_server_too() {
-        connects_and_authenticates_every_packet_as("passive");
+    fn connects_as_dtls_client_too() {
+        connects_and_authenticates_every_packet_as("active");
     }
 
     fn connects_and_authenticates_every_packet_as(tool_setup: &str) {
