@@ -9,6 +9,17 @@
 //! payload carries a [`probe`] (publisher, sequence, send time), so the
 //! subscribers measure loss and one-way latency through the SFU.
 //!
+//! Subscriber connections receive on one of two paths ([`Receiver`]):
+//! `rtc`'s whole receive pipeline ([`peer`]), or with `--receiver fast`
+//! the tool's own transport ([`fast_transport`], driven by [`fast_peer`]):
+//! the client end of the SFU's own subscriber transport, on the same
+//! `huddle_sfu::egress` code (ICE as the controlling agent with consent
+//! checks, DTLS-SRTP), batched reads ([`recv_batch`]), every RTP packet
+//! SRTP-authenticated before it counts; no NACKs, receiver reports or
+//! keyframe requests, so loss is measured before retransmission. `rtc`
+//! still negotiates those connections but never sees their datagrams.
+//! Publishers always run on `rtc`.
+//!
 //! A run ([`run::run`]) joins everyone, waits until every subscriber
 //! receives every stream it should, warms up, measures a window of whole
 //! seconds, and reports ([`report::Report`]) forwarded packets/s and bits/s,
@@ -18,6 +29,8 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod fast_peer;
+pub mod fast_transport;
 pub mod media;
 pub mod participant;
 pub mod peer;
@@ -27,11 +40,13 @@ pub mod probe;
 pub mod procfs;
 pub mod publish;
 pub mod receive;
+pub mod recv_batch;
 pub mod report;
 pub mod run;
 pub mod server;
 pub mod signal;
 pub mod stats;
+pub mod subscriber;
 pub mod token;
 pub mod worker;
 
@@ -40,3 +55,4 @@ pub use plan::{Plan, Scenario};
 pub use report::Report;
 pub use run::{run, RunConfig};
 pub use server::Server;
+pub use subscriber::Receiver;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use huddle_bench::media::MediaConfig;
 use huddle_bench::server::default_server_bin;
-use huddle_bench::{run, Plan, Report, RunConfig, Scenario, Server};
+use huddle_bench::{run, Plan, Receiver, Report, RunConfig, Scenario, Server};
 use std::path::PathBuf;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
@@ -66,10 +66,19 @@ struct Cli {
     /// all of --video-kbps); each subscriber gets the one the SFU picks.
     #[arg(long)]
     simulcast: bool,
-    /// Milliseconds between the participants' ICE connectivity checks
-    /// [default: rtc-ice's 200].
+    /// Milliseconds between the ICE connectivity checks of the
+    /// participants' rtc connections [default: rtc-ice's 200] (the fast
+    /// receiver checks every 200 ms until answered).
     #[arg(long)]
     ice_check_interval_ms: Option<u64>,
+    /// How every participant's subscriber connection receives. `rtc`:
+    /// webrtc-rs's receive pipeline (NACKs, receiver reports, ~6 µs per
+    /// packet). `fast`: the tool's own transport (batched reads, ICE
+    /// consent checks, DTLS-SRTP, every packet authenticated) with no
+    /// NACKs, receiver reports or keyframe requests, so loss is measured
+    /// before retransmission. Publishers always use rtc.
+    #[arg(long, value_enum, default_value = "rtc")]
+    receiver: Receiver,
     /// SFU workers of the server this tool starts (HUDDLE_WORKERS).
     #[arg(long, default_value_t = 1)]
     server_workers: usize,
@@ -146,6 +155,7 @@ impl Cli {
         c.setup_timeout = Duration::from_secs(self.setup_timeout);
         c.progress = !self.quiet;
         c.ice_check_interval = self.ice_check_interval_ms.map(Duration::from_millis);
+        c.receiver = self.receiver;
         c
     }
 

@@ -8,8 +8,10 @@ use crate::peer::Peer;
 use crate::plan::ParticipantPlan;
 use crate::publish::Outgoing;
 use crate::receive::Incoming;
+use crate::recv_batch::RecvBatch;
 use crate::signal::Signal;
 use crate::stats::{Progress, Shared};
+use crate::subscriber::{Receiver, Subscriber};
 use huddle_proto::{ClientMessage, ServerMessage, TrackKind};
 use mio::{Registry, Token};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -23,8 +25,11 @@ use std::time::{Duration, Instant};
 pub struct ClientConfig {
     /// Address their sockets bind.
     pub bind_ip: IpAddr,
-    /// Time between ICE connectivity checks (rtc-ice's default when `None`).
+    /// Time between ICE connectivity checks (rtc-ice's default when `None`;
+    /// `rtc` connections only).
     pub ice_check_interval: Option<Duration>,
+    /// How subscriber connections receive.
+    pub receiver: Receiver,
     /// What publishers send.
     pub media: MediaConfig,
 }
@@ -82,6 +87,10 @@ pub struct Outcome {
     pub sent_in_window: HashMap<(u8, u8), u64>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Datagrams of its subscriber connection that failed SRTP
+    /// unprotection or did not parse, over the whole run (fast receiver
+    /// only: `None` on `rtc`, which does not tell).
+    pub receive_errors: Option<u64>,
 }
 
 /// One participant's state.
@@ -94,7 +103,7 @@ pub struct Participant {
     pub join_at: Instant,
     signal: Option<Signal>,
     publisher: Option<Peer>,
-    subscriber: Option<Peer>,
+    subscriber: Option<Subscriber>,
     outgoing: Outgoing,
     incoming: Incoming,
     started: Option<Instant>,
@@ -175,7 +184,9 @@ impl Participant {
         self.refresh_deadline();
     }
 
-    /// Handle readiness of one of its sockets.
+    /// Handle readiness of one of its sockets; `batch` is the worker's
+    /// receive buffer for batched reads.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_readable(
         &mut self,
         socket: Socket,
@@ -183,21 +194,26 @@ impl Participant {
         registry: &Registry,
         progress: &Progress,
         latencies: &mut Vec<u32>,
+        batch: &mut RecvBatch,
     ) {
+        let incoming = &mut self.incoming;
         match socket {
             Socket::Signal => self.on_signal(registry, progress),
-            Socket::Publisher | Socket::Subscriber => {
-                let incoming = &mut self.incoming;
+            Socket::Publisher => {
                 let mut on_rtp = |now: Instant, p: &rtp::Packet| {
                     incoming.on_packet(now, p, shared, progress, latencies)
                 };
-                let peer = if socket == Socket::Publisher {
-                    self.publisher.as_mut()
-                } else {
-                    self.subscriber.as_mut()
-                };
-                if let Some(peer) = peer {
+                if let Some(peer) = self.publisher.as_mut() {
                     peer.receive(&mut on_rtp);
+                }
+                self.after_io(progress);
+            }
+            Socket::Subscriber => {
+                let mut on_media = |now: Instant, payload: &[u8], size: usize| {
+                    incoming.on_media(now, payload, size, shared, progress, latencies)
+                };
+                if let Some(sub) = self.subscriber.as_mut() {
+                    sub.receive(batch, &mut on_media);
                 }
                 self.after_io(progress);
             }
@@ -282,26 +298,19 @@ impl Participant {
         registry: &Registry,
     ) -> Result<(), BenchError> {
         if self.subscriber.is_none() {
-            let mut peer = Peer::new(now, self.client.bind_ip, self.client.ice_check_interval)?;
-            peer.register(registry, Socket::Subscriber.token(self.slot))?;
-            self.subscriber = Some(peer);
+            let mut sub = Subscriber::new(
+                self.client.receiver,
+                now,
+                self.client.bind_ip,
+                self.client.ice_check_interval,
+            )?;
+            sub.register(registry, Socket::Subscriber.token(self.slot))?;
+            self.subscriber = Some(sub);
         }
-        let Some(peer) = self.subscriber.as_mut() else {
+        let Some(sub) = self.subscriber.as_mut() else {
             return Ok(());
         };
-        let offer = RTCSessionDescription::offer(sdp).map_err(rtc_err)?;
-        peer.pc
-            .set_remote_description(now, offer)
-            .map_err(rtc_err)?;
-        let answer = peer.pc.create_answer(None).map_err(rtc_err)?;
-        peer.pc
-            .set_local_description(now, answer)
-            .map_err(rtc_err)?;
-        let sdp = peer
-            .pc
-            .local_description()
-            .ok_or_else(|| BenchError::Rtc("no local description".into()))?
-            .sdp;
+        let sdp = sub.answer(now, sdp)?;
         self.send(&ClientMessage::Answer { sdp })
     }
 
@@ -321,14 +330,16 @@ impl Participant {
         latencies: &mut Vec<u32>,
     ) {
         let incoming = &mut self.incoming;
-        let mut on_rtp =
-            |now: Instant, p: &rtp::Packet| incoming.on_packet(now, p, shared, progress, latencies);
-        for peer in [self.publisher.as_mut(), self.subscriber.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(peer) = self.publisher.as_mut() {
             peer.tick(now);
-            peer.drain(now, &mut on_rtp);
+            peer.drain(now, &mut |now: Instant, p: &rtp::Packet| {
+                incoming.on_packet(now, p, shared, progress, latencies)
+            });
+        }
+        if let Some(sub) = self.subscriber.as_mut() {
+            sub.tick(now, &mut |now: Instant, payload: &[u8], size: usize| {
+                incoming.on_media(now, payload, size, shared, progress, latencies)
+            });
         }
         self.send_media(now, shared, progress);
         self.after_io(progress);
@@ -342,14 +353,15 @@ impl Participant {
 
     /// After any I/O: note readiness and failure, recompute the deadline.
     fn after_io(&mut self, progress: &Progress) {
-        let dead = [self.publisher.as_ref(), self.subscriber.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(Peer::dead);
-        if dead {
-            self.fail("a peer connection failed".to_owned(), progress);
+        if self.publisher.as_ref().is_some_and(Peer::dead) {
+            self.fail("the publisher connection failed".to_owned(), progress);
         }
-        if self.connected_at.is_none() && self.subscriber.as_ref().is_some_and(Peer::connected) {
+        if let Some(why) = self.subscriber.as_ref().and_then(Subscriber::failure) {
+            self.fail(format!("the subscriber connection failed: {why}"), progress);
+        }
+        if self.connected_at.is_none()
+            && self.subscriber.as_ref().is_some_and(Subscriber::connected)
+        {
             self.connected_at = Some(Instant::now());
         }
         if !self.ready_reported && self.is_ready() {
@@ -378,11 +390,11 @@ impl Participant {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        for peer in [self.publisher.as_mut(), self.subscriber.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(peer) = self.publisher.as_mut() {
             consider(peer.deadline());
+        }
+        if let Some(sub) = self.subscriber.as_mut() {
+            consider(sub.deadline());
         }
         if self.publisher.as_ref().is_some_and(Peer::connected) {
             consider(self.outgoing.next_due());
@@ -413,6 +425,10 @@ impl Participant {
             received_in_window: self.incoming.received_in_window(),
             sent_in_window: self.outgoing.sent_in_window(),
             error: self.failed.clone(),
+            receive_errors: self
+                .subscriber
+                .as_ref()
+                .and_then(Subscriber::receive_errors),
         }
     }
 }

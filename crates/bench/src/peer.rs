@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 use rtc::interceptor::Registry as InterceptorRegistry;
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -23,6 +24,49 @@ use std::time::{Duration, Instant};
 /// Largest datagram read.
 const RECV_BUF: usize = 2048;
 
+/// The certificate and ICE credentials a peer connection uses instead of
+/// generating its own (so that its SDP describes another transport).
+pub struct Identity {
+    /// DTLS certificate (its fingerprint goes into the SDP).
+    pub certificate: RTCCertificate,
+    /// ICE username fragment.
+    pub ufrag: String,
+    /// ICE password.
+    pub pwd: String,
+}
+
+/// A peer connection with the shared codec table, webrtc-rs's default
+/// interceptors and `local` as its host candidate; `identity` replaces the
+/// certificate and ICE credentials it would generate, and
+/// `ice_check_interval` rtc-ice's 200 ms between connectivity checks.
+pub fn peer_connection(
+    now: Instant,
+    local: SocketAddr,
+    ice_check_interval: Option<Duration>,
+    identity: Option<Identity>,
+) -> Result<RTCPeerConnection, BenchError> {
+    let mut me = huddle_sfu::codecs::media_engine().map_err(rtc_err)?;
+    let registry =
+        register_default_interceptors(InterceptorRegistry::new(), &mut me).map_err(rtc_err)?;
+    let mut settings =
+        SettingEngineBuilder::new().with_ice_connection_attempts(ice_check_interval, None);
+    let mut configuration = RTCConfigurationBuilder::new();
+    if let Some(id) = identity {
+        settings = settings.with_ice_credentials(id.ufrag, id.pwd);
+        configuration = configuration.with_certificates(vec![id.certificate]);
+    }
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(configuration.build())
+        .with_media_engine(me)
+        .with_setting_engine(settings.build())
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(rtc_err)?;
+    let init = huddle_sfu::candidate::host_candidate(local).map_err(rtc_err)?;
+    pc.add_local_candidate(init).map_err(rtc_err)?;
+    Ok(pc)
+}
+
 /// A client peer connection on its own socket.
 pub struct Peer {
     /// The `rtc` core.
@@ -38,10 +82,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Bind a socket on `ip` port 0 and build a peer connection with the
-    /// shared codec table, webrtc-rs's default interceptors and that socket's
-    /// address as its host candidate. `ice_check_interval` replaces rtc-ice's
-    /// 200 ms between connectivity checks when given.
+    /// Bind a socket on `ip` port 0 and build a [`peer_connection`] with
+    /// that socket's address as its host candidate.
     pub fn new(
         now: Instant,
         ip: IpAddr,
@@ -49,21 +91,7 @@ impl Peer {
     ) -> Result<Self, BenchError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
         let local = socket.local_addr()?;
-        let mut me = huddle_sfu::codecs::media_engine().map_err(rtc_err)?;
-        let registry =
-            register_default_interceptors(InterceptorRegistry::new(), &mut me).map_err(rtc_err)?;
-        let settings = SettingEngineBuilder::new()
-            .with_ice_connection_attempts(ice_check_interval, None)
-            .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(me)
-            .with_setting_engine(settings)
-            .with_interceptor_registry(registry)
-            .build(now)
-            .map_err(rtc_err)?;
-        let init = huddle_sfu::candidate::host_candidate(local).map_err(rtc_err)?;
-        pc.add_local_candidate(init).map_err(rtc_err)?;
+        let pc = peer_connection(now, local, ice_check_interval, None)?;
         Ok(Self {
             pc,
             socket,

@@ -3,10 +3,10 @@
 
 use crate::probe::{kind_byte, Probe};
 use crate::stats::{Progress, Shared, StreamRx};
+use crate::subscriber::rtp_size;
 use crate::worker::MAX_LATENCY_SAMPLES;
 use huddle_proto::TrackKind;
 use rtc::rtp;
-use rtc::shared::marshal::MarshalSize;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -59,7 +59,22 @@ impl Incoming {
         progress: &Progress,
         latencies: &mut Vec<u32>,
     ) {
-        let Some(probe) = Probe::read(&packet.payload) else {
+        let size = rtp_size(packet);
+        self.on_media(now, &packet.payload, size, shared, progress, latencies);
+    }
+
+    /// Account for one RTP packet received at `now`, given its payload and
+    /// its size (header plus payload, bytes).
+    pub fn on_media(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        size: usize,
+        shared: &Shared,
+        progress: &Progress,
+        latencies: &mut Vec<u32>,
+    ) {
+        let Some(probe) = Probe::read(payload) else {
             return;
         };
         self.first_media.get_or_insert(now);
@@ -73,10 +88,7 @@ impl Incoming {
         }
         let latency_us = shared.ns(now).saturating_sub(probe.send_ns) / 1000;
         Progress::add(&progress.rx_packets, 1);
-        Progress::add(
-            &progress.rx_bytes,
-            (packet.header.marshal_size() + packet.payload.len()) as u64,
-        );
+        Progress::add(&progress.rx_bytes, size as u64);
         Progress::add(&progress.latency_sum_us, latency_us);
         Progress::add(&progress.latency_count, 1);
         if in_window && latencies.len() < MAX_LATENCY_SAMPLES {

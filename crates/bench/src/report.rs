@@ -2,6 +2,7 @@
 
 use crate::media::MediaConfig;
 use crate::plan::Scenario;
+use crate::subscriber::Receiver;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -96,6 +97,9 @@ pub struct Report {
     pub forwarded_streams: usize,
     /// Media shape.
     pub media: MediaConfig,
+    /// How subscriber connections received (`rtc`, or the tool's own
+    /// transport: no NACKs, so loss is before retransmission).
+    pub receiver: Receiver,
     /// Worker threads of this tool.
     pub client_threads: usize,
     /// Whether this tool started the server.
@@ -180,6 +184,11 @@ pub struct Report {
     /// Of those, at other UDP sockets still open at the end of the window
     /// (the participants' sockets, and anything else on the host).
     pub other_socket_drops: Option<u64>,
+    /// With `--receiver fast`: RTP/RTCP datagrams the subscribers dropped
+    /// because SRTP unprotection (authentication, replay check) failed or
+    /// they did not parse, over the whole run; never counted as received.
+    /// `None` with `rtc`, which does not tell.
+    pub receive_errors: Option<u64>,
     /// Per-subscriber loss.
     pub subscriber_loss: Vec<SubscriberLoss>,
     /// With `--simulcast`: video packets subscribers received in the window
@@ -232,6 +241,10 @@ impl Report {
             |q: &Quantiles| format!("{:.2} / {:.2} / {:.2} / {:.2}", q.p50, q.p95, q.p99, q.max);
         let rows: Vec<(&str, String)> = vec![
             ("scenario", format!("{:?}", self.scenario).to_lowercase()),
+            (
+                "receiver (subscriber connections)",
+                format!("{:?}", self.receiver).to_lowercase(),
+            ),
             (
                 "rooms / participants / publishers / subscribers",
                 format!(
@@ -316,6 +329,10 @@ impl Report {
             (
                 "rest of the host CPU (% of a core)",
                 opt(self.other_cpu_percent, 1),
+            ),
+            (
+                "receive errors (fast receiver: SRTP/RTP failures)",
+                count(self.receive_errors),
             ),
             (
                 "client send lag max (ms)",

@@ -12,6 +12,7 @@ use crate::procfs::{
 use crate::report::{Quantiles, Report, Second, SubscriberLoss};
 use crate::server::Server;
 use crate::stats::{Progress, Shared};
+use crate::subscriber::Receiver;
 use crate::worker::{self, WorkerResult};
 use huddle_proto::TrackKind;
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,6 +49,10 @@ pub struct RunConfig {
     /// Time between the participants' ICE connectivity checks (rtc-ice's
     /// 200 ms when `None`; browsers check at once).
     pub ice_check_interval: Option<Duration>,
+    /// How the participants' subscriber connections receive: `rtc`'s
+    /// pipeline, or the tool's own transport (no NACKs, no receiver
+    /// reports).
+    pub receiver: Receiver,
     /// Print a progress line every second to stderr.
     pub progress: bool,
 }
@@ -66,6 +71,7 @@ impl RunConfig {
             setup_timeout: Duration::from_secs(60),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ice_check_interval: None,
+            receiver: Receiver::Rtc,
             progress: true,
         }
     }
@@ -174,6 +180,7 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
     let client = ClientConfig {
         bind_ip: config.bind_ip,
         ice_check_interval: config.ice_check_interval,
+        receiver: config.receiver,
         media: config.media.clone(),
     };
     let mut per_worker: Vec<Vec<Participant>> = (0..threads).map(|_| Vec::new()).collect();
@@ -423,6 +430,7 @@ fn build_report(
         subscribers: plan.participants.iter().filter(|p| p.subscribe).count(),
         forwarded_streams,
         media: config.media.clone(),
+        receiver: config.receiver,
         client_threads: threads,
         server_spawned: server.spawned(),
         joined: b.joined,
@@ -476,6 +484,10 @@ fn build_report(
             .socket_drops
             .zip(b.socket_drops)
             .map(|(x, y)| y.1.saturating_sub(x.1)),
+        receive_errors: match config.receiver {
+            Receiver::Rtc => None,
+            Receiver::Fast => Some(outcomes.iter().filter_map(|o| o.receive_errors).sum()),
+        },
         subscriber_loss,
         video_received_by_layer: video_by_layer,
         timeline,

@@ -4,6 +4,7 @@
 //! and sleeps until the earliest deadline otherwise.
 
 use crate::participant::{Outcome, Participant, Socket};
+use crate::recv_batch::RecvBatch;
 use crate::stats::{Progress, Shared};
 use mio::{Events, Poll};
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +37,7 @@ pub fn run(
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut latencies = Vec::new();
+    let mut batch = RecvBatch::new();
     while !shared.stop.load(Relaxed) {
         let now = Instant::now();
         let next = participants.iter().filter_map(|p| p.deadline).min();
@@ -54,7 +56,14 @@ pub fn run(
                 continue;
             };
             if let Some(p) = participants.get_mut(slot) {
-                p.on_readable(socket, &shared, poll.registry(), &progress, &mut latencies);
+                p.on_readable(
+                    socket,
+                    &shared,
+                    poll.registry(),
+                    &progress,
+                    &mut latencies,
+                    &mut batch,
+                );
             }
         }
         let now = Instant::now();

@@ -2,19 +2,15 @@
 //! own test binary: the other tiny run counts the SFU worker threads of its
 //! process). Asserts on what arrived, never on wall-clock figures.
 
-use huddle_bench::{run, Plan, RunConfig, Scenario, Server};
+mod common;
+
+use huddle_bench::{run, Plan, RunConfig, Scenario};
 use std::time::Duration;
 
 #[test]
 fn a_simulcast_meeting_gets_one_layer_per_stream() {
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let secret = "bench-simulcast-secret";
-    let server = rt
-        .block_on(huddle_server::start(
-            huddle_server::ServerConfig::ephemeral(secret),
-        ))
-        .expect("start server");
-    let target = Server::external(server.ws_url(), secret.to_owned(), None);
+    let server = common::InProcess::start("bench-simulcast-secret", None, false);
+    let target = &server.target;
 
     // 3 participants, each publishing audio + video as q/h/f and watching
     // the other two: the SFU sends each of them the f layer only.
@@ -25,7 +21,7 @@ fn a_simulcast_meeting_gets_one_layer_per_stream() {
     config.warmup = 3; // the first switch to f waits for its keyframe (2 s)
     config.setup_timeout = Duration::from_secs(20);
     config.progress = false;
-    let report = run(&config, &target).expect("run");
+    let report = run(&config, target).expect("run");
 
     assert_eq!(report.failed, 0);
     assert_eq!(report.forwarded_streams, 12, "3 x (2 audio + 2 video)");
@@ -50,5 +46,5 @@ fn a_simulcast_meeting_gets_one_layer_per_stream() {
         report.forwarded_packets,
         report.expected_packets
     );
-    rt.block_on(server.shutdown()).expect("shutdown");
+    server.shutdown();
 }

@@ -3,27 +3,23 @@
 //! 3 s. Asserts on what arrived and on the report's shape, never on
 //! wall-clock figures.
 
-use huddle_bench::{run, Plan, RunConfig, Scenario, Server};
+mod common;
+
+use huddle_bench::{run, Plan, RunConfig, Scenario};
 use std::time::Duration;
 
 #[test]
 fn two_rooms_of_two_publishers_two_subscribers() {
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let secret = "bench-test-secret";
-    let mut server_config = huddle_server::ServerConfig::ephemeral(secret);
-    server_config.workers = 2;
-    let server = rt
-        .block_on(huddle_server::start(server_config))
-        .expect("start server");
     // The server runs in this process: its CPU figures include the tool's.
-    let target = Server::external(server.ws_url(), secret.to_owned(), Some(std::process::id()));
+    let server = common::InProcess::start("bench-test-secret", Some(2), true);
+    let target = &server.target;
 
     let mut config = RunConfig::new(Scenario::Audio, Plan::audio(2, 2, 2));
     config.seconds = 3;
     config.warmup = 1;
     config.setup_timeout = Duration::from_secs(20);
     config.progress = false;
-    let report = run(&config, &target).expect("run");
+    let report = run(&config, target).expect("run");
 
     assert_eq!(report.failed, 0, "no participant failed");
     assert_eq!(report.rooms, 2);
@@ -72,5 +68,5 @@ fn two_rooms_of_two_publishers_two_subscribers() {
     assert!(report.markdown().contains("| forwarded packets/s |"));
     let svg = huddle_bench::plot::svg(&report);
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
-    rt.block_on(server.shutdown()).expect("shutdown");
+    server.shutdown();
 }

@@ -3,7 +3,7 @@
 //! ([`MediaSocket`]: batched receive and send), one timer and one
 //! [`Endpoint`], feeds it datagrams, time and commands and sends what it
 //! produces. Workers share nothing on the per-packet path: each owns whole
-//! rooms ([`crate::placement`]), so forwarding never crosses threads.
+//! rooms (the `placement` module), so forwarding never crosses threads.
 
 use crate::api::{Command, Sfu, SfuEvent, SfuEvents, WorkerHandle};
 use crate::config::SfuConfig;

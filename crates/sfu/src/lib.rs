@@ -18,7 +18,9 @@ pub mod config;
 mod connection;
 pub mod demux;
 pub mod driver;
-mod egress;
+// Public for its DTLS-SRTP session, ICE-lite checks and SDP readers, which
+// a client (the load tool's fast subscriber) uses to run the other end.
+pub mod egress;
 pub mod endpoint;
 pub mod error;
 pub mod feedback;

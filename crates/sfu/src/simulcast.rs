@@ -2,13 +2,13 @@
 //! ("layers", told apart by RID, RFC 8851/8853), and each subscriber gets
 //! one of them, switched only at a keyframe of the new layer.
 //!
-//! A published track holds one [`Layer`] per encoding it has seen (one for
+//! A published track holds one `Layer` per encoding it has seen (one for
 //! a track without simulcast). Each subscriber's leg has a [`LayerChoice`]:
 //! the layer it forwards now and the one it wants. The wanted layer comes
-//! from a rule ([`wanted_rank`], [`pick`]): the best layer for a subscriber
+//! from a rule ([`wanted_rank`], `pick`): the best layer for a subscriber
 //! watching few videos, lower ones as the grid grows, and never a layer that
 //! stopped arriving. The leg's sequence numbers and timestamps are rewritten
-//! at every switch ([`crate::router::Leg::resync`]), so the subscriber sees
+//! at every switch (`Leg::resync` in the router), so the subscriber sees
 //! one continuous stream and is never renegotiated.
 
 use crate::router::KeyframeGate;

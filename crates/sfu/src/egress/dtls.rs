@@ -11,9 +11,9 @@
 //! `rtc-dtls` (webrtc-rs clients, the load tool), so:
 //!
 //! - when a datagram leaves the handshake unfinished with no timer, the SFU
-//!   resends its last flight itself ([`Dtls::read`]), after [`STALL_WAIT`]:
+//!   resends its last flight itself ([`Dtls::read`]), after `STALL_WAIT`:
 //!   a flight of several datagrams does that too until its last one is in;
-//! - the SFU's own timer ([`FLIGHT_INTERVAL`]) is longer than the 1 s of
+//! - the SFU's own timer (`FLIGHT_INTERVAL`) is longer than the 1 s of
 //!   other implementations, so when a peer's flight is lost the peer's timer
 //!   resends it before the SFU's repeat would stall an `rtc-dtls` peer; and
 //!   not much longer, since when the SFU's own flight is lost (an early
@@ -61,13 +61,14 @@ const PROFILES: [SrtpProtectionProfile; 4] = [
     SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
 ];
 
-/// SRTP keys of a connection, both directions.
-pub(crate) struct SrtpKeys {
-    /// Protects the RTP the SFU sends, in place.
+/// SRTP keys of a connection, both directions (`rtp`, `local` and `remote`
+/// follow the DTLS role this side had, so they are right on either side).
+pub struct SrtpKeys {
+    /// Protects the RTP this side sends (the SFU's forwarded media), in place.
     pub rtp: SrtpSender,
-    /// Protects the RTCP the SFU sends.
+    /// Protects the RTCP this side sends.
     pub local: Context,
-    /// Unprotects what the client sends.
+    /// Unprotects what the peer sends (the client's RTCP).
     pub remote: Context,
     /// The negotiated profile, for logs.
     pub profile: ProtectionProfile,
@@ -75,15 +76,17 @@ pub(crate) struct SrtpKeys {
 
 /// What a datagram did to the handshake.
 #[derive(Default)]
-pub(crate) struct Progress {
+pub struct Progress {
     /// The handshake completed with this datagram: the SRTP keys.
     pub keys: Option<SrtpKeys>,
     /// The peer sent close_notify.
     pub closed: bool,
 }
 
-/// One DTLS association with the client.
-pub(crate) struct Dtls {
+/// One DTLS association with the client. Nothing in it is specific to the
+/// SFU's end: the load tool's fast subscriber runs the other end of a
+/// subscriber connection with it (its peer, "the client" here, is the SFU).
+pub struct Dtls {
     endpoint: Endpoint,
     config: Arc<HandshakeConfig>,
     client: bool,

@@ -3,16 +3,21 @@
 //! SFU's ufrag and whose MESSAGE-INTEGRITY is keyed with the SFU's password;
 //! anything else gets no answer.
 //!
-//! One addition ([`triggered_check`]): after the client's first check the
+//! One addition (`triggered_check`): after the client's first check the
 //! SFU sends one check back. A lite agent need not, but webrtc-rs's
 //! controlling agent nominates a pair the moment the peer checks it, and
 //! otherwise only at its next check tick (200 ms later): that was 200 ms of
 //! every webrtc-rs client's join.
+//!
+//! The other end, for a client that runs its own controlling agent against
+//! the SFU (the load tool's fast subscriber): [`controlling_check`] builds
+//! its checks and [`verify_success`] authenticates the SFU's answers.
 
 use super::WireError;
 use rtc::crypto::RTCCrypto;
 use rtc::stun::attributes::{
-    ATTR_ICE_CONTROLLED, ATTR_PRIORITY, ATTR_USERNAME, ATTR_USE_CANDIDATE,
+    ATTR_FINGERPRINT, ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME,
+    ATTR_USE_CANDIDATE,
 };
 use rtc::stun::fingerprint::FINGERPRINT;
 use rtc::stun::integrity::MessageIntegrity;
@@ -23,7 +28,7 @@ use std::net::SocketAddr;
 
 /// A check that passed: the response to send back to where it came from.
 #[derive(Debug)]
-pub(crate) struct Answered {
+pub struct Answered {
     /// The binding success response.
     pub response: Vec<u8>,
     /// The check carried USE-CANDIDATE: the client nominated this path.
@@ -62,9 +67,74 @@ pub(crate) fn triggered_check(
     m.marshal_binary().map_err(stun)
 }
 
+/// A connectivity check from a controlling agent to a lite agent (RFC 8445
+/// §7.2.2): USERNAME `<remote ufrag>:<local ufrag>`, PRIORITY (that of a
+/// peer-reflexive host candidate), ICE-CONTROLLING with `tie_breaker`,
+/// USE-CANDIDATE when `nominate`, MESSAGE-INTEGRITY keyed with the remote
+/// password, FINGERPRINT. Returns the datagram and its transaction id, to
+/// match the answer ([`verify_success`]).
+pub fn controlling_check(
+    remote_ufrag: &str,
+    remote_pwd: &str,
+    local_ufrag: &str,
+    tie_breaker: u64,
+    nominate: bool,
+    crypto: &dyn RTCCrypto,
+) -> Result<(Vec<u8>, TransactionId), WireError> {
+    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
+    let mut m = Message::new();
+    m.build(&[
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(Username::new(
+            ATTR_USERNAME,
+            format!("{remote_ufrag}:{local_ufrag}"),
+        )),
+    ])
+    .map_err(stun)?;
+    // RFC 8445 §7.1.1: the priority a peer-reflexive candidate would have
+    // (type 110, local 65535, component 1).
+    let priority: u32 = (110 << 24) | (65_535 << 8) | 255;
+    m.add(ATTR_PRIORITY, &priority.to_be_bytes());
+    m.add(ATTR_ICE_CONTROLLING, &tie_breaker.to_be_bytes());
+    if nominate {
+        m.add(ATTR_USE_CANDIDATE, &[]);
+    }
+    MessageIntegrity::new_short_term_integrity_with_provider(remote_pwd.to_owned(), crypto)
+        .add_to(&mut m)
+        .map_err(stun)?;
+    FINGERPRINT.add_to(&mut m).map_err(stun)?;
+    Ok((m.marshal_binary().map_err(stun)?, m.transaction_id))
+}
+
+/// Authenticate a binding success response to a check sent with
+/// [`controlling_check`]: MESSAGE-INTEGRITY keyed with the password the
+/// check was keyed with (`remote_pwd`), FINGERPRINT when present. Returns
+/// its transaction id, for the caller to match against its checks.
+pub fn verify_success(
+    datagram: &[u8],
+    remote_pwd: &str,
+    crypto: &dyn RTCCrypto,
+) -> Result<TransactionId, WireError> {
+    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
+    let mut response = Message::new();
+    response.unmarshal_binary(datagram).map_err(stun)?;
+    if response.typ != BINDING_SUCCESS {
+        return Err(WireError::Stun(format!(
+            "not a binding success response: {}",
+            response.typ
+        )));
+    }
+    MessageIntegrity::check(&mut response, remote_pwd.as_bytes(), crypto).map_err(stun)?;
+    if response.contains(ATTR_FINGERPRINT) {
+        FINGERPRINT.check(&response).map_err(stun)?;
+    }
+    Ok(response.transaction_id)
+}
+
 /// Answer one STUN datagram from `src`. Errors name why it was not answered
 /// (not a binding request, wrong ufrag, bad integrity or fingerprint).
-pub(crate) fn answer(
+pub fn answer(
     datagram: &[u8],
     src: SocketAddr,
     ufrag: &str,
@@ -89,7 +159,7 @@ pub(crate) fn answer(
         )));
     }
     MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).map_err(stun)?;
-    if request.contains(rtc::stun::attributes::ATTR_FINGERPRINT) {
+    if request.contains(ATTR_FINGERPRINT) {
         FINGERPRINT.check(&request).map_err(stun)?;
     }
     let mut response = Message::new();
@@ -194,6 +264,58 @@ pub(crate) mod tests {
         assert!(!got.nominated, "the controlled side never nominates");
         assert!(is_stun_success_response(&got.response));
         assert!(!is_stun_success_response(&req));
+    }
+
+    #[test]
+    fn a_controlling_check_is_answered_nominates_and_its_answer_verifies() {
+        let provider = crypto();
+        let c = provider.crypto();
+        let (req, id) =
+            controlling_check("sfu", "sfupassword0123456789", "tool", 7, true, c).expect("check");
+        let mut m = Message::new();
+        m.unmarshal_binary(&req).expect("parses");
+        assert!(m.contains(ATTR_ICE_CONTROLLING) && m.contains(ATTR_PRIORITY));
+        assert!(!m.contains(ATTR_ICE_CONTROLLED));
+        assert!(m.contains(ATTR_FINGERPRINT));
+        assert_eq!(
+            Username::get_from_as(&m, ATTR_USERNAME)
+                .expect("USERNAME")
+                .text,
+            "sfu:tool"
+        );
+        let got = answer(&req, src(), "sfu", "sfupassword0123456789", c).expect("answered");
+        assert!(got.nominated, "USE-CANDIDATE");
+        assert_eq!(
+            verify_success(&got.response, "sfupassword0123456789", c).expect("verifies"),
+            id,
+            "the answer names the check"
+        );
+        assert!(
+            verify_success(&got.response, "another-password-0123", c).is_err(),
+            "keyed with the SFU's password only"
+        );
+        assert!(
+            verify_success(&req, "sfupassword0123456789", c).is_err(),
+            "a request"
+        );
+        let mut flipped = got.response.clone();
+        let at = flipped.len() - 30;
+        flipped[at] ^= 1;
+        assert!(verify_success(&flipped, "sfupassword0123456789", c).is_err());
+    }
+
+    #[test]
+    fn a_consent_check_does_not_nominate() {
+        let provider = crypto();
+        let c = provider.crypto();
+        let (req, _) =
+            controlling_check("sfu", "sfupassword0123456789", "tool", 7, false, c).expect("check");
+        let got = answer(&req, src(), "sfu", "sfupassword0123456789", c).expect("answered");
+        assert!(!got.nominated);
+        assert!(
+            answer(&req, src(), "sfu", "wrong-password-0123456789", c).is_err(),
+            "keyed with the SFU's password"
+        );
     }
 
     #[test]

@@ -9,15 +9,17 @@
 //! certificate and ICE credentials are the SFU's own and go into both, so
 //! the SDP `rtc` writes describes this transport.
 //!
-//! Inputs: [`Wire::handle_datagram`], [`Wire::handle_timeout`],
-//! [`Wire::start`] (once both descriptions are known),
-//! [`Wire::protect_rtp`] and [`Wire::protect_rtcp`]. Outputs: [`Wire::poll_transmit`] and
-//! [`Wire::poll_event`].
+//! The transport (`Wire`, crate-private: the endpoint drives it) takes
+//! `handle_datagram`, `handle_timeout`, `start` (once both descriptions are
+//! known), `protect_rtp` and `protect_rtcp`, and gives `poll_transmit` and
+//! `poll_event`. Its parts are public for the load tool, which runs the
+//! client's end of a subscriber connection with them: [`dtls`],
+//! [`ice_lite`], [`sdp`] and [`srtp`].
 
-mod dtls;
-mod ice_lite;
-mod sdp;
-mod srtp;
+pub mod dtls;
+pub mod ice_lite;
+pub mod sdp;
+pub mod srtp;
 
 use crate::demux::{classify, is_stun_success_response, DatagramKind};
 use crate::feedback::{keyframe_ssrcs, nacked};
@@ -31,7 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Why a datagram or a step of the transport failed. None of these is fatal
-/// to the connection on its own; [`WireEvent::Failed`] is.
+/// to the connection on its own; a failed handshake is.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     /// A STUN message that is not a valid check for this connection.

@@ -6,7 +6,7 @@ use super::WireError;
 
 /// The `a=setup` attribute (RFC 4145 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Setup {
+pub enum Setup {
     /// Starts the DTLS handshake (DTLS client).
     Active,
     /// Waits for it (DTLS server).
@@ -17,7 +17,7 @@ pub(crate) enum Setup {
 
 /// DTLS parameters of one side, from its SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DtlsParams {
+pub struct DtlsParams {
     /// `a=setup`, from the first place it appears; `active` when absent
     /// (RFC 4145 §4).
     pub setup: Setup,
@@ -27,7 +27,7 @@ pub(crate) struct DtlsParams {
 
 /// Read the DTLS parameters of an SDP (session or media level; BUNDLE means
 /// one transport, so every m-line says the same).
-pub(crate) fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
+pub fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
     let mut setup = None;
     let mut fingerprints = Vec::new();
     for line in sdp.lines().map(str::trim) {
@@ -58,7 +58,7 @@ pub(crate) fn dtls_params(sdp: &str) -> Result<DtlsParams, WireError> {
 }
 
 /// The ICE credentials (`a=ice-ufrag`, `a=ice-pwd`) of an SDP, if it has both.
-pub(crate) fn ice_credentials(sdp: &str) -> Option<(String, String)> {
+pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
     let mut ufrag = None;
     let mut pwd = None;
     for line in sdp.lines().map(str::trim) {
@@ -72,7 +72,9 @@ pub(crate) fn ice_credentials(sdp: &str) -> Option<(String, String)> {
 }
 
 /// Whether the SFU is the DTLS client, from its own `a=setup` and the peer's.
-pub(crate) fn sfu_is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
+/// Nothing in it is specific to the SFU: it says whether the side whose
+/// `a=setup` is `local` is the DTLS client, on either end.
+pub fn sfu_is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
     match (local, remote) {
         (Setup::Active, Setup::Passive | Setup::ActPass) => Ok(true),
         (Setup::Passive, Setup::Active | Setup::ActPass) => Ok(false),

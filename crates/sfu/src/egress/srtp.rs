@@ -80,7 +80,7 @@ impl Roc {
 }
 
 /// SRTP protection of one connection's outgoing RTP. See the module docs.
-pub(crate) struct SrtpSender {
+pub struct SrtpSender {
     cipher: Cipher,
     rocs: FxHashMap<u32, Roc>,
 }
