@@ -44,27 +44,59 @@ pub(crate) fn triggered_check(
     ufrag: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<Vec<u8>, WireError> {
-    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
+    // A host candidate's priority (RFC 8445 §5.1.2.1): type 126, local 65535,
+    // component 1.
+    let priority: u32 = (126 << 24) | (65_535 << 8) | 255;
+    let role = (ATTR_ICE_CONTROLLED, rand::random::<u64>());
+    let m = binding_request(
+        client_ufrag,
+        client_pwd,
+        ufrag,
+        priority,
+        role,
+        false,
+        crypto,
+    )?;
+    m.marshal_binary().map_err(stun_err)
+}
+
+fn stun_err(e: rtc::shared::error::Error) -> WireError {
+    WireError::Stun(e.to_string())
+}
+
+/// A binding request (a connectivity check) to the agent whose credentials
+/// are `remote_ufrag`/`remote_pwd`, from `local_ufrag`, with PRIORITY, the
+/// role attribute and its tie-breaker, USE-CANDIDATE when `nominate`,
+/// MESSAGE-INTEGRITY and FINGERPRINT.
+fn binding_request(
+    remote_ufrag: &str,
+    remote_pwd: &str,
+    local_ufrag: &str,
+    priority: u32,
+    (role, tie_breaker): (rtc::stun::attributes::AttrType, u64),
+    nominate: bool,
+    crypto: &dyn RTCCrypto,
+) -> Result<Message, WireError> {
     let mut m = Message::new();
     m.build(&[
         Box::new(BINDING_REQUEST),
         Box::new(TransactionId::new()),
         Box::new(Username::new(
             ATTR_USERNAME,
-            format!("{client_ufrag}:{ufrag}"),
+            format!("{remote_ufrag}:{local_ufrag}"),
         )),
     ])
-    .map_err(stun)?;
-    // A host candidate's priority (RFC 8445 §5.1.2.1): type 126, local 65535,
-    // component 1.
-    let priority: u32 = (126 << 24) | (65_535 << 8) | 255;
+    .map_err(stun_err)?;
     m.add(ATTR_PRIORITY, &priority.to_be_bytes());
-    m.add(ATTR_ICE_CONTROLLED, &rand::random::<u64>().to_be_bytes());
-    MessageIntegrity::new_short_term_integrity_with_provider(client_pwd.to_owned(), crypto)
+    m.add(role, &tie_breaker.to_be_bytes());
+    if nominate {
+        m.add(ATTR_USE_CANDIDATE, &[]);
+    }
+    MessageIntegrity::new_short_term_integrity_with_provider(remote_pwd.to_owned(), crypto)
         .add_to(&mut m)
-        .map_err(stun)?;
-    FINGERPRINT.add_to(&mut m).map_err(stun)?;
-    m.marshal_binary().map_err(stun)
+        .map_err(stun_err)?;
+    FINGERPRINT.add_to(&mut m).map_err(stun_err)?;
+    Ok(m)
 }
 
 /// A connectivity check from a controlling agent to a lite agent (RFC 8445
@@ -81,30 +113,20 @@ pub fn controlling_check(
     nominate: bool,
     crypto: &dyn RTCCrypto,
 ) -> Result<(Vec<u8>, TransactionId), WireError> {
-    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
-    let mut m = Message::new();
-    m.build(&[
-        Box::new(BINDING_REQUEST),
-        Box::new(TransactionId::new()),
-        Box::new(Username::new(
-            ATTR_USERNAME,
-            format!("{remote_ufrag}:{local_ufrag}"),
-        )),
-    ])
-    .map_err(stun)?;
     // RFC 8445 §7.1.1: the priority a peer-reflexive candidate would have
     // (type 110, local 65535, component 1).
     let priority: u32 = (110 << 24) | (65_535 << 8) | 255;
-    m.add(ATTR_PRIORITY, &priority.to_be_bytes());
-    m.add(ATTR_ICE_CONTROLLING, &tie_breaker.to_be_bytes());
-    if nominate {
-        m.add(ATTR_USE_CANDIDATE, &[]);
-    }
-    MessageIntegrity::new_short_term_integrity_with_provider(remote_pwd.to_owned(), crypto)
-        .add_to(&mut m)
-        .map_err(stun)?;
-    FINGERPRINT.add_to(&mut m).map_err(stun)?;
-    Ok((m.marshal_binary().map_err(stun)?, m.transaction_id))
+    let role = (ATTR_ICE_CONTROLLING, tie_breaker);
+    let m = binding_request(
+        remote_ufrag,
+        remote_pwd,
+        local_ufrag,
+        priority,
+        role,
+        nominate,
+        crypto,
+    )?;
+    Ok((m.marshal_binary().map_err(stun_err)?, m.transaction_id))
 }
 
 /// Authenticate a binding success response to a check sent with
@@ -116,18 +138,17 @@ pub fn verify_success(
     remote_pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<TransactionId, WireError> {
-    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
     let mut response = Message::new();
-    response.unmarshal_binary(datagram).map_err(stun)?;
+    response.unmarshal_binary(datagram).map_err(stun_err)?;
     if response.typ != BINDING_SUCCESS {
         return Err(WireError::Stun(format!(
             "not a binding success response: {}",
             response.typ
         )));
     }
-    MessageIntegrity::check(&mut response, remote_pwd.as_bytes(), crypto).map_err(stun)?;
+    MessageIntegrity::check(&mut response, remote_pwd.as_bytes(), crypto).map_err(stun_err)?;
     if response.contains(ATTR_FINGERPRINT) {
-        FINGERPRINT.check(&response).map_err(stun)?;
+        FINGERPRINT.check(&response).map_err(stun_err)?;
     }
     Ok(response.transaction_id)
 }
@@ -141,9 +162,8 @@ pub fn answer(
     pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<Answered, WireError> {
-    let stun = |e: rtc::shared::error::Error| WireError::Stun(e.to_string());
     let mut request = Message::new();
-    request.unmarshal_binary(datagram).map_err(stun)?;
+    request.unmarshal_binary(datagram).map_err(stun_err)?;
     if request.typ != BINDING_REQUEST {
         return Err(WireError::Stun(format!(
             "not a binding request: {}",
@@ -151,16 +171,16 @@ pub fn answer(
         )));
     }
     let name = Username::get_from_as(&request, ATTR_USERNAME)
-        .map_err(stun)?
+        .map_err(stun_err)?
         .text;
     if name.split(':').next() != Some(ufrag) {
         return Err(WireError::Stun(format!(
             "USERNAME {name:?} is not for this connection"
         )));
     }
-    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).map_err(stun)?;
+    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).map_err(stun_err)?;
     if request.contains(ATTR_FINGERPRINT) {
-        FINGERPRINT.check(&request).map_err(stun)?;
+        FINGERPRINT.check(&request).map_err(stun_err)?;
     }
     let mut response = Message::new();
     response
@@ -177,9 +197,9 @@ pub fn answer(
             )),
             Box::new(FINGERPRINT),
         ])
-        .map_err(stun)?;
+        .map_err(stun_err)?;
     Ok(Answered {
-        response: response.marshal_binary().map_err(stun)?,
+        response: response.marshal_binary().map_err(stun_err)?,
         nominated: request.contains(ATTR_USE_CANDIDATE),
     })
 }

@@ -321,6 +321,16 @@ mod tests {
         (key, salt)
     }
 
+    /// Our sender and `rtc-srtp`'s receiver, on the same keys.
+    fn pair(profile: ProtectionProfile) -> (SrtpSender, Context) {
+        let provider = crypto();
+        let (key, salt) = keys(profile);
+        let sender = SrtpSender::new(provider.crypto(), profile, &key, &salt).expect("sender");
+        let receiver =
+            Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("rx");
+        (sender, receiver)
+    }
+
     fn header(ssrc: u32, seq: u16) -> rtc::rtp::Header {
         rtc::rtp::Header {
             version: 2,
@@ -338,13 +348,8 @@ mod tests {
     /// `rtc-srtp` (the client side's implementation) unprotects.
     #[test]
     fn rtc_srtp_unprotects_every_profile_across_a_wrap() {
-        let provider = crypto();
         for profile in PROFILES {
-            let (key, salt) = keys(profile);
-            let mut sender =
-                SrtpSender::new(provider.crypto(), profile, &key, &salt).expect("sender");
-            let mut receiver =
-                Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("rx");
+            let (mut sender, mut receiver) = pair(profile);
             let mut out = BytesMut::new();
             let seqs = [65_533u16, 65_534, 65_535, 0, 1, 65_535, 2, 3];
             for (i, &seq) in seqs.iter().enumerate() {
@@ -372,13 +377,8 @@ mod tests {
 
     #[test]
     fn a_tampered_packet_fails_authentication() {
-        let provider = crypto();
         for profile in PROFILES {
-            let (key, salt) = keys(profile);
-            let mut sender =
-                SrtpSender::new(provider.crypto(), profile, &key, &salt).expect("sender");
-            let mut receiver =
-                Context::new(&key, &salt, profile, None, None, provider.crypto()).expect("rx");
+            let (mut sender, mut receiver) = pair(profile);
             let mut out = BytesMut::new();
             sender
                 .protect(&header(1, 10), &[7u8; 50], &mut out)
