@@ -36,7 +36,7 @@ use bytes::BytesMut;
 use huddle_sfu::demux::{classify, DatagramKind};
 use huddle_sfu::egress::dtls::{Dtls, SrtpKeys};
 use huddle_sfu::egress::ice_lite::{answer, controlling_check, verify_success};
-use huddle_sfu::egress::sdp::{dtls_params, ice_credentials, sfu_is_dtls_client};
+use huddle_sfu::egress::sdp::{dtls_params, ice_credentials, is_dtls_client};
 use huddle_sfu::egress::WireError;
 use rtc::crypto::RTCCryptoProvider;
 use rtc::stun::message::TransactionId;
@@ -181,9 +181,7 @@ impl FastTransport {
             .ok_or_else(|| FastError::Sdp("no usable UDP candidate in the offer".into()))?;
         let theirs = dtls_params(offer)?;
         let ours = dtls_params(answer)?;
-        // The function names the SFU, but reads for either side: is the side
-        // whose a=setup comes first the DTLS client?
-        let client = sfu_is_dtls_client(ours.setup, theirs.setup)?;
+        let client = is_dtls_client(ours.setup, theirs.setup)?;
         tracing::debug!(sfu = %addr, client, "fast subscriber transport starts");
         self.dtls = Some(Dtls::new(
             self.crypto.clone(),

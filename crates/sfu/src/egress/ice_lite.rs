@@ -21,7 +21,9 @@ use rtc::stun::attributes::{
 };
 use rtc::stun::fingerprint::FINGERPRINT;
 use rtc::stun::integrity::MessageIntegrity;
-use rtc::stun::message::{Message, Setter, TransactionId, BINDING_REQUEST, BINDING_SUCCESS};
+use rtc::stun::message::{
+    Message, MessageType, Setter, TransactionId, BINDING_REQUEST, BINDING_SUCCESS,
+};
 use rtc::stun::textattrs::Username;
 use rtc::stun::xoraddr::XorMappedAddress;
 use std::net::SocketAddr;
@@ -138,19 +140,28 @@ pub fn verify_success(
     remote_pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<TransactionId, WireError> {
-    let mut response = Message::new();
-    response.unmarshal_binary(datagram).map_err(stun_err)?;
-    if response.typ != BINDING_SUCCESS {
-        return Err(WireError::Stun(format!(
-            "not a binding success response: {}",
-            response.typ
-        )));
-    }
-    MessageIntegrity::check(&mut response, remote_pwd.as_bytes(), crypto).map_err(stun_err)?;
-    if response.contains(ATTR_FINGERPRINT) {
-        FINGERPRINT.check(&response).map_err(stun_err)?;
-    }
+    let mut response = parse(datagram, BINDING_SUCCESS, "binding success response")?;
+    authenticate(&mut response, remote_pwd, crypto)?;
     Ok(response.transaction_id)
+}
+
+/// A STUN message of type `typ` (`what`, for the error).
+fn parse(datagram: &[u8], typ: MessageType, what: &str) -> Result<Message, WireError> {
+    let mut m = Message::new();
+    m.unmarshal_binary(datagram).map_err(stun_err)?;
+    if m.typ != typ {
+        return Err(WireError::Stun(format!("not a {what}: {}", m.typ)));
+    }
+    Ok(m)
+}
+
+/// Check MESSAGE-INTEGRITY (keyed with `pwd`) and FINGERPRINT when present.
+fn authenticate(m: &mut Message, pwd: &str, crypto: &dyn RTCCrypto) -> Result<(), WireError> {
+    MessageIntegrity::check(m, pwd.as_bytes(), crypto).map_err(stun_err)?;
+    if m.contains(ATTR_FINGERPRINT) {
+        FINGERPRINT.check(m).map_err(stun_err)?;
+    }
+    Ok(())
 }
 
 /// Answer one STUN datagram from `src`. Errors name why it was not answered
@@ -162,14 +173,7 @@ pub fn answer(
     pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<Answered, WireError> {
-    let mut request = Message::new();
-    request.unmarshal_binary(datagram).map_err(stun_err)?;
-    if request.typ != BINDING_REQUEST {
-        return Err(WireError::Stun(format!(
-            "not a binding request: {}",
-            request.typ
-        )));
-    }
+    let mut request = parse(datagram, BINDING_REQUEST, "binding request")?;
     let name = Username::get_from_as(&request, ATTR_USERNAME)
         .map_err(stun_err)?
         .text;
@@ -178,10 +182,7 @@ pub fn answer(
             "USERNAME {name:?} is not for this connection"
         )));
     }
-    MessageIntegrity::check(&mut request, pwd.as_bytes(), crypto).map_err(stun_err)?;
-    if request.contains(ATTR_FINGERPRINT) {
-        FINGERPRINT.check(&request).map_err(stun_err)?;
-    }
+    authenticate(&mut request, pwd, crypto)?;
     let mut response = Message::new();
     response
         .build(&[

@@ -145,7 +145,7 @@ impl Wire {
         }
         let local = sdp::dtls_params(local_sdp)?;
         let remote = sdp::dtls_params(remote_sdp)?;
-        let client = sdp::sfu_is_dtls_client(local.setup, remote.setup)?;
+        let client = sdp::is_dtls_client(local.setup, remote.setup)?;
         self.remote_ice = sdp::ice_credentials(remote_sdp);
         tracing::debug!(local = ?local.setup, remote = ?remote.setup, client, "DTLS roles");
         self.dtls = Some(Dtls::new(

@@ -71,10 +71,9 @@ pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
     ufrag.zip(pwd)
 }
 
-/// Whether the SFU is the DTLS client, from its own `a=setup` and the peer's.
-/// Nothing in it is specific to the SFU: it says whether the side whose
-/// `a=setup` is `local` is the DTLS client, on either end.
-pub fn sfu_is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
+/// Whether this side is the DTLS client, from its own `a=setup` (`local`)
+/// and the peer's: the SFU on its end, the load tool's receiver on the other.
+pub fn is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
     match (local, remote) {
         (Setup::Active, Setup::Passive | Setup::ActPass) => Ok(true),
         (Setup::Passive, Setup::Active | Setup::ActPass) => Ok(false),
@@ -120,22 +119,22 @@ mod tests {
     #[test]
     fn roles_follow_rfc_8842() {
         assert_eq!(
-            sfu_is_dtls_client(Setup::ActPass, Setup::Active).ok(),
+            is_dtls_client(Setup::ActPass, Setup::Active).ok(),
             Some(false)
         );
         assert_eq!(
-            sfu_is_dtls_client(Setup::ActPass, Setup::Passive).ok(),
+            is_dtls_client(Setup::ActPass, Setup::Passive).ok(),
             Some(true)
         );
         assert_eq!(
-            sfu_is_dtls_client(Setup::Active, Setup::ActPass).ok(),
+            is_dtls_client(Setup::Active, Setup::ActPass).ok(),
             Some(true)
         );
         assert_eq!(
-            sfu_is_dtls_client(Setup::Passive, Setup::ActPass).ok(),
+            is_dtls_client(Setup::Passive, Setup::ActPass).ok(),
             Some(false)
         );
-        assert!(sfu_is_dtls_client(Setup::Active, Setup::Active).is_err());
-        assert!(sfu_is_dtls_client(Setup::ActPass, Setup::ActPass).is_err());
+        assert!(is_dtls_client(Setup::Active, Setup::Active).is_err());
+        assert!(is_dtls_client(Setup::ActPass, Setup::ActPass).is_err());
     }
 }
