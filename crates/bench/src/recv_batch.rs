@@ -91,18 +91,7 @@ impl RecvBatch {
                 }
             };
             calls += 1;
-            for (meta, data) in self.metas[..n].iter().zip(self.buf.chunks_exact(slot)) {
-                let data = &data[..meta.len.min(data.len())];
-                // With GRO one read may hold several datagrams of `stride` bytes.
-                let stride = if meta.stride == 0 {
-                    data.len().max(1)
-                } else {
-                    meta.stride
-                };
-                for datagram in data.chunks(stride) {
-                    handle(meta.addr, datagram);
-                }
-            }
+            huddle_sfu::udp::split_reads(&self.metas[..n], &self.buf, slot, &mut handle);
             if n < quinn_udp::BATCH_SIZE {
                 // The queue was empty when this read returned: epoll reports
                 // the next datagram as a new edge.

@@ -173,27 +173,7 @@ impl MediaSocket {
                 }
             };
             self.stats.recv_calls += 1;
-            for (meta, slot) in self.metas[..n]
-                .iter()
-                .zip(self.recv_buf.chunks_exact(self.slot))
-            {
-                let data = &slot[..meta.len.min(slot.len())];
-                // With GRO one read may hold several datagrams of `stride` bytes.
-                let stride = if meta.stride == 0 {
-                    data.len().max(1)
-                } else {
-                    meta.stride
-                };
-                if data.is_empty() {
-                    // An empty datagram is still one (the endpoint counts it).
-                    handle(meta.addr, data);
-                    handled += 1;
-                }
-                for datagram in data.chunks(stride) {
-                    handle(meta.addr, datagram);
-                    handled += 1;
-                }
-            }
+            handled += split_reads(&self.metas[..n], &self.recv_buf, self.slot, &mut handle);
             if n < quinn_udp::BATCH_SIZE {
                 // The queue was drained by this read.
                 break;
@@ -375,6 +355,36 @@ impl MediaSocket {
             }
         }
     }
+}
+
+/// Hand every datagram of one batched read to `handle(source, datagram)`:
+/// `metas` describe the reads, in `slot`-byte slots of `buf`, and with GRO
+/// one read may hold several datagrams of `stride` bytes. An empty datagram
+/// is still one. Returns how many.
+pub fn split_reads(
+    metas: &[RecvMeta],
+    buf: &[u8],
+    slot: usize,
+    mut handle: impl FnMut(SocketAddr, &[u8]),
+) -> usize {
+    let mut handled = 0;
+    for (meta, slot) in metas.iter().zip(buf.chunks_exact(slot)) {
+        let data = &slot[..meta.len.min(slot.len())];
+        let stride = if meta.stride == 0 {
+            data.len().max(1)
+        } else {
+            meta.stride
+        };
+        if data.is_empty() {
+            handle(meta.addr, data);
+            handled += 1;
+        }
+        for datagram in data.chunks(stride) {
+            handle(meta.addr, datagram);
+            handled += 1;
+        }
+    }
+    handled
 }
 
 /// End (exclusive) of the GSO run starting at `start`: same destination,
