@@ -71,12 +71,13 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         ..Default::default()
     };
+    let stop = huddle_server::shutdown_signal();
     let relay = Relay::start(config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // The first line is the address, for scripts that pass port 0.
     println!("listening {}", relay.local_addr());
-    huddle_server::shutdown_signal().await;
+    stop.await;
     let s = relay.stats();
     println!(
         "to clients: {} offered, {} lost; to the server: {} offered; {} dropped on overflow",

@@ -24,8 +24,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None | Some(Command::Serve) => {
+            // Listen before `start` logs "started": a SIGTERM sent as soon
+            // as that line appears must stop the server cleanly.
+            let stop = shutdown_signal();
             let server = huddle_server::start(config).await?;
-            server.run_until(shutdown_signal()).await
+            server.run_until(stop).await
         }
     }
 }

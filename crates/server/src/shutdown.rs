@@ -1,31 +1,55 @@
 //! The stop signal a serving process waits for: `huddle-server` itself, and
 //! the examples that run until stopped.
 
-/// Resolves on Ctrl-C, or on SIGTERM on Unix. If a handler cannot be
-/// installed, the error is logged and that signal is not waited for.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+use std::future::Future;
+
+/// Listens for Ctrl-C (SIGINT), and SIGTERM on Unix, and returns a future
+/// that resolves when one arrives.
+///
+/// On Unix the handlers are installed when this is called, not when the
+/// future is first polled: call it before announcing that the process is ready, so a
+/// signal sent right after the announcement shuts down cleanly instead of
+/// killing the process. Must be called inside a tokio runtime. If a handler
+/// cannot be installed, the error is logged and that signal is not waited for.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let interrupt = listen(SignalKind::interrupt(), "Ctrl-C");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                () = arrival(interrupt) => {}
+                () = arrival(terminate) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let ctrl_c = tokio::signal::ctrl_c();
+        async move {
+            if let Err(e) = ctrl_c.await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    }
+}
+
+/// Resolves when `signal` arrives; never, if it has no handler.
+#[cfg(unix)]
+async fn arrival(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
