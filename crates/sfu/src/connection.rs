@@ -34,12 +34,21 @@ pub(crate) fn ice_token(len: usize) -> String {
         .collect()
 }
 
+/// How often the SFU asks a publisher for one lost packet. `rtc`'s NACK
+/// generator asks every 100 ms, by default for as long as the gap stays in
+/// its 512-packet window (17 s of a 30 packets/s video stream); when the
+/// SFU's input queue holds the resends back, every ask brings one more copy,
+/// and the load tool saw a packet sent 91 times. Ten asks cover a second:
+/// a resend that late is no use to a call, the keyframe request takes over
+/// (libwebrtc's receiver also stops after ten).
+pub(crate) const MAX_NACKS_PER_PACKET: u16 = 10;
+
 /// The interceptors of a connection, chosen by what it carries: each one
 /// is a stage every packet of the connection passes (a copy per stage), so
 /// a connection has only those it uses.
 ///
 /// - Publisher (media in): NACK generator (asks the client for lost
-///   packets), TWCC feedback, receiver reports.
+///   packets, each at most [`MAX_NACKS_PER_PACKET`] times), TWCC feedback, receiver reports.
 /// - Subscriber: none. Its datagrams never pass through `rtc` ([`Wire`]);
 ///   the feedback registered here only goes into the SDP.
 fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
@@ -55,8 +64,12 @@ fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError
     configure_simulcast_extension_headers(me)?;
     Ok(match role {
         PcRole::Publisher => {
-            let registry =
-                Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+            let registry = Registry::new().with(
+                Slot::NackGenerator,
+                NackGeneratorBuilder::new()
+                    .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                    .build(),
+            );
             configure_twcc_receiver_only(registry, me)?
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         }

@@ -225,6 +225,12 @@ pub struct Net {
     /// Lose the next RTP datagram the SFU sends to this address and every
     /// resend of it (its sequence number, once seen, is kept here).
     pub lose_packet_to: Option<(SocketAddr, Option<u16>)>,
+    /// Lose the next RTP datagram this address sends to the SFU and every
+    /// resend of it (its sequence number, once seen, is kept here).
+    pub lose_packet_from: Option<(SocketAddr, Option<u16>)>,
+    /// How many times the packet `lose_packet_from` lost was sent: once,
+    /// and once more for every resend the SFU asked for.
+    pub lost_packet_sends: u32,
     /// Drop every STUN message these addresses send to the SFU (a client
     /// whose consent checks are late, as a CPU-starved browser's are).
     pub drop_stun_from: Vec<SocketAddr>,
@@ -347,6 +353,8 @@ impl Net {
             dropped: 0,
             lose_rtp_to: None,
             lose_packet_to: None,
+            lose_packet_from: None,
+            lost_packet_sends: 0,
             drop_stun_from: Vec::new(),
             subscriber_srtp: Vec::new(),
             tamper_answer: None,
@@ -887,14 +895,21 @@ impl Net {
             if let Some(cap) = self.capture.as_mut() {
                 cap.push(d.clone());
             }
+            if let Some((addr, lost)) = self.lose_packet_from.as_mut() {
+                if *addr == d.src && is_rtp(&d.payload) {
+                    let seq = u16::from_be_bytes([d.payload[2], d.payload[3]]);
+                    if *lost.get_or_insert(seq) == seq {
+                        self.lost_packet_sends += 1;
+                        self.dropped += 1;
+                        return;
+                    }
+                }
+            }
             self.endpoint.handle_datagram(self.now, d.src, &d.payload);
             return;
         }
-        // RTP or RTCP (first byte), RTCP by its packet type (second byte).
-        let srtp = d.payload.len() > 3 && (128..=191).contains(&d.payload[0]);
-        let rtcp = srtp && (192..=223).contains(&d.payload[1]);
-        let rtp = srtp && !rtcp;
-        if rtcp {
+        let rtp = is_rtp(&d.payload);
+        if is_rtcp(&d.payload) {
             self.rtcp_to.entry(d.dst).or_default().push(d.payload[1]);
         }
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
@@ -943,6 +958,21 @@ impl Net {
         }
         self.dropped += 1;
     }
+}
+
+/// SRTP or SRTCP: the first byte says RTP version 2 (RFC 7983).
+fn is_srtp(payload: &[u8]) -> bool {
+    payload.len() > 3 && (128..=191).contains(&payload[0])
+}
+
+/// SRTCP, by its packet type (second byte, in the clear).
+fn is_rtcp(payload: &[u8]) -> bool {
+    is_srtp(payload) && (192..=223).contains(&payload[1])
+}
+
+/// SRTP (not SRTCP); its header, sequence number included, is in the clear.
+fn is_rtp(payload: &[u8]) -> bool {
+    is_srtp(payload) && !is_rtcp(payload)
 }
 
 impl Default for Net {
