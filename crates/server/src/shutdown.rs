@@ -7,10 +7,11 @@ use std::future::Future;
 /// that resolves when one arrives.
 ///
 /// On Unix the handlers are installed when this is called, not when the
-/// future is first polled: call it before announcing that the process is ready, so a
-/// signal sent right after the announcement shuts down cleanly instead of
-/// killing the process. Must be called inside a tokio runtime. If a handler
-/// cannot be installed, the error is logged and that signal is not waited for.
+/// future is first polled: call it before announcing that the process is
+/// ready, so a signal sent right after the announcement shuts down cleanly
+/// instead of killing the process. Must be called inside a tokio runtime.
+/// If a handler cannot be installed, the error is logged and that signal is
+/// not waited for.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {

@@ -48,7 +48,8 @@ pub(crate) const MAX_NACKS_PER_PACKET: u16 = 10;
 /// a connection has only those it uses.
 ///
 /// - Publisher (media in): NACK generator (asks the client for lost
-///   packets, each at most [`MAX_NACKS_PER_PACKET`] times), TWCC feedback, receiver reports.
+///   packets, each at most [`MAX_NACKS_PER_PACKET`] times), TWCC feedback,
+///   receiver reports.
 /// - Subscriber: none. Its datagrams never pass through `rtc` ([`Wire`]);
 ///   the feedback registered here only goes into the SDP.
 fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
