@@ -364,7 +364,7 @@ impl FastTransport {
         let Some(keys) = self.keys.as_mut() else {
             return Err(FastError::Ignored("SRTP before the handshake"));
         };
-        let rtcp = matches!(datagram.get(1), Some(192..=223));
+        let rtcp = huddle_sfu::demux::is_rtcp(datagram);
         let plain = if rtcp {
             keys.remote.decrypt_rtcp(datagram)
         } else {

@@ -32,6 +32,13 @@ pub fn classify(datagram: &[u8]) -> DatagramKind {
     }
 }
 
+/// Whether a datagram of kind [`DatagramKind::Rtp`] is RTCP: its second
+/// byte, the RTCP packet type, is 192..=223 (RFC 5761 §4). The byte is in
+/// the clear in SRTP and SRTCP alike.
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    matches!(datagram.get(1), Some(192..=223))
+}
+
 const STUN_HEADER: usize = 20;
 
 /// Whether an outgoing datagram is a STUN success response (class bits
@@ -199,6 +206,15 @@ mod tests {
         assert!(!is_stun_success_response(&m), "error response");
         assert!(!is_stun_success_response(&m[..19]));
         assert!(!is_stun_success_response(&[0x80, 0, 0, 0]));
+    }
+
+    #[test]
+    fn rtcp_by_its_packet_type() {
+        assert!(is_rtcp(&[0x80, 200, 0, 6])); // sender report
+        assert!(is_rtcp(&[0x81, 205, 0, 3])); // NACK
+        assert!(!is_rtcp(&[0x80, 111, 0, 1])); // Opus RTP
+        assert!(!is_rtcp(&[0x80, 0x80 | 96, 0, 1])); // RTP, marker set, PT 96
+        assert!(!is_rtcp(&[0x80]));
     }
 
     #[test]

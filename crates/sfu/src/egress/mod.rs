@@ -21,7 +21,7 @@ pub mod ice_lite;
 pub mod sdp;
 pub mod srtp;
 
-use crate::demux::{classify, is_stun_success_response, DatagramKind};
+use crate::demux::{classify, is_rtcp, is_stun_success_response, DatagramKind};
 use crate::feedback::{keyframe_ssrcs, nacked};
 use bytes::BytesMut;
 use dtls::Dtls;
@@ -332,7 +332,7 @@ impl Wire {
     /// not RTCP (RFC 5761 §4: payload types 192-223) is refused: the client
     /// sends no media on this connection.
     fn on_rtcp(&mut self, datagram: &[u8]) -> Result<(), WireError> {
-        if !matches!(datagram.get(1), Some(192..=223)) {
+        if !is_rtcp(datagram) {
             return Err(WireError::NotReady("RTP on a send-only connection"));
         }
         let Some(keys) = self.srtp.as_mut() else {

@@ -967,7 +967,7 @@ fn is_srtp(payload: &[u8]) -> bool {
 
 /// SRTCP, by its packet type (second byte, in the clear).
 fn is_rtcp(payload: &[u8]) -> bool {
-    is_srtp(payload) && (192..=223).contains(&payload[1])
+    is_srtp(payload) && huddle_sfu::demux::is_rtcp(payload)
 }
 
 /// SRTP (not SRTCP); its header, sequence number included, is in the clear.
