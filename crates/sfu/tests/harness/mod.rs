@@ -896,13 +896,10 @@ impl Net {
                 cap.push(d.clone());
             }
             if let Some((addr, lost)) = self.lose_packet_from.as_mut() {
-                if *addr == d.src && is_rtp(&d.payload) {
-                    let seq = u16::from_be_bytes([d.payload[2], d.payload[3]]);
-                    if *lost.get_or_insert(seq) == seq {
-                        self.lost_packet_sends += 1;
-                        self.dropped += 1;
-                        return;
-                    }
+                if *addr == d.src && is_rtp(&d.payload) && is_the_lost_packet(lost, &d.payload) {
+                    self.lost_packet_sends += 1;
+                    self.dropped += 1;
+                    return;
                 }
             }
             self.endpoint.handle_datagram(self.now, d.src, &d.payload);
@@ -920,13 +917,9 @@ impl Net {
             }
         }
         if let Some((addr, lost)) = self.lose_packet_to.as_mut() {
-            if *addr == d.dst && rtp {
-                // The RTP header (sequence number included) is not encrypted.
-                let seq = u16::from_be_bytes([d.payload[2], d.payload[3]]);
-                if *lost.get_or_insert(seq) == seq {
-                    self.dropped += 1;
-                    return;
-                }
+            if *addr == d.dst && rtp && is_the_lost_packet(lost, &d.payload) {
+                self.dropped += 1;
+                return;
             }
         }
         let now = self.now;
@@ -958,6 +951,14 @@ impl Net {
         }
         self.dropped += 1;
     }
+}
+
+/// Whether the RTP datagram `payload` carries the lost packet's sequence
+/// number; the first one asked about becomes the lost packet. The RTP header
+/// (sequence number included) is not encrypted.
+fn is_the_lost_packet(lost: &mut Option<u16>, payload: &[u8]) -> bool {
+    let seq = u16::from_be_bytes([payload[2], payload[3]]);
+    *lost.get_or_insert(seq) == seq
 }
 
 /// SRTP or SRTCP: the first byte says RTP version 2 (RFC 7983).
