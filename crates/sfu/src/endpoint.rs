@@ -17,6 +17,7 @@ use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
 use crate::out_buf::OutBuf;
+use crate::padding::PaddingFilter;
 use crate::participant::Participant;
 use crate::router::{Leg, PublishedTrack, Router};
 use crate::sender_report::{self, WallClock};
@@ -306,6 +307,16 @@ impl Endpoint {
     /// Drop a participant and everything of it; others' subscriptions to its
     /// tracks end (with new offers).
     pub fn remove_participant(&mut self, now: Instant, id: &ParticipantId) -> Result<(), SfuError> {
+        self.drop_participant(now, id)?;
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Everything of [`Endpoint::remove_participant`] but the flush: the
+    /// caller flushes once, however many participants it drops. (Flushing
+    /// here made reaping recursive, one stack frame per participant gone in
+    /// the same pass.)
+    fn drop_participant(&mut self, now: Instant, id: &ParticipantId) -> Result<(), SfuError> {
         let mut p = self
             .participants
             .remove(id)
@@ -341,7 +352,6 @@ impl Endpoint {
         for t in self.router.tracks.values_mut() {
             t.legs.remove(id);
         }
-        self.flush(now);
         info!(participant = %id, "participant removed");
         Ok(())
     }
@@ -536,17 +546,24 @@ impl Endpoint {
 
     /// Drain every touched connection until nothing moves, then send any
     /// subscriber offers that are due and drop dead participants.
+    ///
+    /// A loop, not recursion: dropping participants dirties others'
+    /// connections (new offers), and draining those may find more dead.
     fn flush(&mut self, now: Instant) {
         loop {
-            self.drain_dirty(now);
-            // Offers queue writes on the connections they touch (marked
-            // dirty): drain those too, with everything they yield.
-            self.send_offers(now);
-            if self.dirty.is_empty() {
+            loop {
+                self.drain_dirty(now);
+                // Offers queue writes on the connections they touch (marked
+                // dirty): drain those too, with everything they yield.
+                self.send_offers(now);
+                if self.dirty.is_empty() {
+                    break;
+                }
+            }
+            if !self.reap(now) {
                 break;
             }
         }
-        self.reap(now);
         while let Some(c) = self.speakers.poll_change() {
             self.events.push_back(SfuEvent::ActiveSpeaker {
                 room: c.room,
@@ -733,11 +750,17 @@ impl Endpoint {
                 (i, track)
             }
         };
-        if !packet.payload.is_empty() {
-            // Padding-only packets (bandwidth probes) keep coming on a layer
-            // the browser stopped encoding: they do not make it active.
-            track.layers[layer].last_rx = now;
-        }
+        // Padding-only packets (bandwidth probes) are not forwarded (see
+        // `padding`), and they keep coming on a layer the browser stopped
+        // encoding: they do not make it active either.
+        let padding_only = packet.payload.is_empty();
+        let Some(seq) = track.layers[layer]
+            .padding
+            .admit(packet.header.sequence_number, padding_only)
+        else {
+            return;
+        };
+        track.layers[layer].last_rx = now;
         if track.muted {
             return;
         }
@@ -750,8 +773,11 @@ impl Endpoint {
                 }
             }
         }
-        // Extension ids are per connection: drop the publisher's.
+        // Extension ids are per connection: drop the publisher's. The
+        // padding went with parsing; the P bit must go too.
         let mut packet = packet;
+        packet.header.sequence_number = seq;
+        packet.header.padding = false;
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
@@ -1165,8 +1191,9 @@ impl Endpoint {
         }
     }
 
-    /// Remove participants whose connections died or never came up.
-    fn reap(&mut self, now: Instant) {
+    /// Remove participants whose connections died or never came up, without
+    /// flushing; true when any was removed.
+    fn reap(&mut self, now: Instant) -> bool {
         let mut gone = Vec::new();
         for (id, p) in &self.participants {
             for conn in [p.publisher.as_ref(), p.subscriber.as_ref()]
@@ -1194,9 +1221,10 @@ impl Endpoint {
                 }
             }
         }
+        let any = !gone.is_empty();
         for (id, room, reason) in gone {
             warn!(participant = %id, reason, "participant gone");
-            if self.remove_participant(now, &id).is_ok() {
+            if self.drop_participant(now, &id).is_ok() {
                 self.events.push_back(SfuEvent::ParticipantGone {
                     room,
                     participant: id,
@@ -1204,6 +1232,7 @@ impl Endpoint {
                 });
             }
         }
+        any
     }
 }
 
@@ -1321,6 +1350,7 @@ fn add_layer(
     if rid.is_none() {
         if let Some(i) = track.layers.iter().position(|l| l.rid.is_none()) {
             track.layers[i].ssrc = ssrc;
+            track.layers[i].padding = PaddingFilter::default(); // a new sequence
             return Some(i);
         }
     }

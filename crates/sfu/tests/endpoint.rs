@@ -543,3 +543,55 @@ fn dtls_starts_when_ice_connects() {
         "connected {took:?} after joining"
     );
 }
+
+/// Thousands of participants whose connections never come up (WHIP
+/// sessions that never connect, a network blip for a large meeting) are
+/// reaped in the same pass: the endpoint removes them all, one after the
+/// other, and stays usable. Removal used to flush, and flushing reaped, so
+/// each participant gone added stack frames until the SFU thread overflowed.
+#[test]
+fn thousands_gone_in_one_tick_are_all_reaped() {
+    const GHOSTS: usize = 3_000;
+    let mut net = Net::new();
+    let a = net.join("a", true, false);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+
+    let offer = net.dead_publisher_offer();
+    let now = net.now;
+    for i in 0..GHOSTS {
+        let id = huddle_sfu::ParticipantId(format!("ghost-{i}"));
+        net.endpoint
+            .add_participant(
+                now,
+                huddle_sfu::RoomId("elsewhere".into()),
+                id.clone(),
+                huddle_sfu::api::Rights {
+                    publish: true,
+                    subscribe: true,
+                },
+            )
+            .expect("add ghost");
+        net.endpoint
+            .publisher_offer(now, &id, offer.clone())
+            .expect("ghost's offer answered");
+    }
+    assert_eq!(net.endpoint.stats().participants, GHOSTS + 2);
+
+    // Past the connect timeout (30 s), with A still talking to B: every
+    // ghost's deadline is the same instant, so one turn reaps them all.
+    let before = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 1_600);
+    let gone = net
+        .events
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::ParticipantGone { participant, .. } if participant.0.starts_with("ghost-")))
+        .count();
+    assert_eq!(gone, GHOSTS, "every ghost reported gone");
+    let s = net.endpoint.stats();
+    assert_eq!(s.participants, 2, "only A and B remain");
+    assert_eq!(held(&s), (2, 2, 1, 2), "no ghost state left");
+    let got = net.received(b, a, TrackKind::Audio) - before;
+    assert!(got >= 1_590, "A -> B kept flowing: {got} of 1600");
+}
