@@ -28,6 +28,7 @@ pub mod ids;
 pub mod keyframe;
 pub mod local_track;
 mod out_buf;
+mod padding;
 mod participant;
 mod placement;
 mod resend;

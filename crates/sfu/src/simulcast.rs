@@ -11,6 +11,7 @@
 //! at every switch (`Leg::resync` in the router), so the subscriber sees
 //! one continuous stream and is never renegotiated.
 
+use crate::padding::PaddingFilter;
 use crate::router::KeyframeGate;
 use crate::rtx::RtxStore;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub(crate) struct Layer {
     pub rtx: RtxStore,
     /// When its last packet arrived.
     pub last_rx: Instant,
+    /// Drops its padding-only packets, renumbering what follows.
+    pub padding: PaddingFilter,
 }
 
 impl Layer {
@@ -52,6 +55,7 @@ impl Layer {
             keyframe: KeyframeGate::default(),
             rtx: RtxStore::new(rtx_slots),
             last_rx: now,
+            padding: PaddingFilter::default(),
         }
     }
 

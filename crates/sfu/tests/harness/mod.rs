@@ -279,6 +279,15 @@ fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> 
     }
 }
 
+/// The header bits of a packet [`write_next`] writes, and how far its
+/// timestamp moves the track's on.
+#[derive(Clone, Copy)]
+struct Shape {
+    marker: bool,
+    padding: bool,
+    ts_step: u32,
+}
+
 /// Write `track`'s next RTP packet (its sequence number and timestamp, the
 /// first negotiated payload type, the header extensions given by URI) on
 /// `pc`, then move the track's numbering on by one packet and `ts_step`.
@@ -287,10 +296,14 @@ fn write_next(
     pc: &mut RTCPeerConnection,
     track: &mut LocalTrack,
     payload: &[u8],
-    marker: bool,
-    ts_step: u32,
+    shape: Shape,
     extensions: Vec<(&str, Bytes)>,
 ) {
+    let Shape {
+        marker,
+        padding,
+        ts_step,
+    } = shape;
     let mut sender = pc.rtp_sender(track.sender).expect("rtp sender");
     let params = &sender.get_parameters().rtp_parameters;
     let payload_type = params
@@ -312,6 +325,7 @@ fn write_next(
         timestamp: track.ts,
         ssrc: track.ssrc,
         marker,
+        padding,
         ..Default::default()
     };
     for (id, value) in extensions {
@@ -398,6 +412,20 @@ impl Net {
         self.clients.push(client);
         self.pump();
         index
+    }
+
+    /// The SDP offer of a publisher with one audio track that will never
+    /// connect (its connection is not kept): for participants that negotiate
+    /// and then vanish.
+    pub fn dead_publisher_offer(&self) -> String {
+        let mut pc = client_pc(self.now, SocketAddr::from(([127, 0, 0, 1], 9)), &[]);
+        let track = default_track("ghost".into(), "ghost-audio".into(), TrackKind::Audio, 1);
+        pc.pc.add_track(track).expect("add track");
+        let offer = pc.pc.create_offer(None).expect("create offer");
+        pc.pc
+            .set_local_description(self.now, offer)
+            .expect("set local offer");
+        pc.pc.local_description().expect("local description").sdp
     }
 
     /// Add a participant that publishes one video track as simulcast, one
@@ -566,10 +594,30 @@ impl Net {
             &mut pc.pc,
             track,
             payload,
-            kind == TrackKind::Video,
-            ts_step,
+            Shape {
+                marker: kind == TrackKind::Video,
+                padding: false,
+                ts_step,
+            },
             Vec::new(),
         );
+    }
+
+    /// Write one RTP packet of `kind` like [`Net::send_rtp`] with the P bit
+    /// set: `rtc` pads it to a multiple of 4 bytes (4 bytes of padding when
+    /// `payload` is empty or already a multiple: a padding-only packet).
+    pub fn send_padded(&mut self, client: ClientId, kind: TrackKind, payload: &[u8]) {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let track = c.tracks.get_mut(&kind).expect("client publishes this kind");
+        let pc = c.publisher.as_mut().expect("publisher connection");
+        let ts_step = if payload.is_empty() { 0 } else { 3000 };
+        let shape = Shape {
+            marker: false,
+            padding: true,
+            ts_step,
+        };
+        write_next(now, &mut pc.pc, track, payload, shape, Vec::new());
     }
 
     /// Write one RTP packet of simulcast layer `layer` (index into the RIDs
@@ -597,7 +645,12 @@ impl Net {
                 Bytes::from(rid.clone().into_bytes()),
             ),
         ];
-        write_next(now, &mut pc.pc, l, payload, true, 3000, extensions);
+        let shape = Shape {
+            marker: true,
+            padding: false,
+            ts_step: 3000,
+        };
+        write_next(now, &mut pc.pc, l, payload, shape, extensions);
     }
 
     /// Write one RTP packet like [`Net::send_rtp`] and return the datagrams
