@@ -82,6 +82,9 @@ pub struct Endpoint {
     /// When subscribers get their next sender reports (set once one is
     /// connected).
     next_sender_reports: Option<Instant>,
+    /// When the sources of WHEP viewers' slots are looked at again (set
+    /// while there are viewers).
+    next_slot_check: Option<Instant>,
     rtp_in: u64,
     rtp_out: u64,
     rtx_sent: u64,
@@ -122,6 +125,7 @@ impl Endpoint {
             next_layer_choice: None,
             wall_clock: None,
             next_sender_reports: None,
+            next_slot_check: None,
             rtp_in: 0,
             rtp_out: 0,
             rtx_sent: 0,
@@ -456,6 +460,9 @@ impl Endpoint {
         if self.next_sender_reports.is_some_and(|t| now >= t) {
             self.send_sender_reports(now);
         }
+        if self.next_slot_check.is_some_and(|t| now >= t) {
+            self.check_slot_sources(now);
+        }
         self.speakers.handle_timeout(now);
         self.flush(now);
     }
@@ -494,6 +501,7 @@ impl Endpoint {
             consider(self.next_layer_choice);
         }
         consider(self.next_sender_reports);
+        consider(self.next_slot_check);
         consider(self.speakers.poll_timeout());
         next
     }

@@ -241,3 +241,45 @@ fn a_track_removed_by_renegotiation_is_unpublished() {
         .values()
         .all(|&n| n == 0));
 }
+
+/// A viewer's slots move to another publisher as soon as theirs stops
+/// sending (it crashed: no goodbye), not when the SFU declares it gone
+/// seconds later.
+#[test]
+fn a_slot_moves_on_when_its_publisher_goes_quiet() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, true);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 3);
+    let bob = net.join("bob", true, true);
+    net.connect();
+    send_rounds(&mut net, &[alice, bob], true, 3);
+    let viewer = net.join_viewer("viewer", 1, 1);
+    net.connect();
+    send_rounds(&mut net, &[alice, bob], true, 10);
+    assert_eq!(slot_counts(&net, viewer).len(), 2, "both slots are fed");
+
+    // Alice vanishes; bob goes on. Within 2 s both slots show bob, while
+    // alice is still in the room.
+    net.clients[alice].online = false;
+    send_rounds(&mut net, &[bob], true, 100);
+    assert!(
+        !net.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::ParticipantGone { .. })),
+        "alice is not declared gone yet"
+    );
+    let before = slot_counts(&net, viewer);
+    send_rounds(&mut net, &[bob], true, 50);
+    let after = slot_counts(&net, viewer);
+    for ((slot, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(a - b, 50, "slot {slot} shows bob's every packet");
+    }
+    let v = &net.clients[viewer];
+    assert!(
+        v.discontinuities.values().all(|&n| n == 0),
+        "the move is invisible in the RTP streams: {:?}",
+        v.discontinuities
+    );
+    assert!(v.offers.is_empty());
+}

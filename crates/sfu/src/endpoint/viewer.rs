@@ -6,8 +6,14 @@
 //! the room at a time feeds it. When that track goes away another of the same
 //! kind takes its place, with sequence numbers and timestamps rewritten so the
 //! viewer keeps seeing one continuous stream (no renegotiation is possible).
-//! Slots prefer tracks of a publisher the viewer already watches, so a
-//! publisher's audio and video stay together, then the earliest published.
+//! Slots prefer tracks that are arriving, then tracks of a publisher the
+//! viewer already watches (so a publisher's audio and video stay together),
+//! then the earliest published.
+//!
+//! A slot whose track stops arriving (its publisher crashed or lost its
+//! network: the SFU only declares it gone seconds later) moves to another
+//! track of its kind that is arriving, if the room has one, within
+//! [`SOURCE_QUIET`] and a check interval.
 
 use super::{bad_sdp, make_answer, rtc_err, start_wire, Endpoint};
 use crate::api::Rights;
@@ -18,12 +24,29 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::local_track::default_track;
 use crate::participant::{Participant, Slot};
 use crate::router::Leg;
+use crate::router::PublishedTrack;
 use crate::simulcast::LayerChoice;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::info;
+
+/// A slot's track that sent nothing for this long is replaced by one that
+/// is arriving. Longer than the gaps of a live stream (Opus DTX sends a
+/// packet every 400 ms of silence).
+pub(super) const SOURCE_QUIET: Duration = Duration::from_secs(1);
+
+/// How often the viewers' slots are looked at for a quiet source.
+const SLOT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether packets of `track` arrived within [`SOURCE_QUIET`].
+fn arriving(track: &PublishedTrack, now: Instant) -> bool {
+    track
+        .layers
+        .iter()
+        .any(|l| now.saturating_duration_since(l.last_rx) < SOURCE_QUIET)
+}
 
 impl Endpoint {
     /// Add a receive-only participant of `room` from its SDP offer (WHEP) and
@@ -88,6 +111,8 @@ impl Endpoint {
         self.participants.insert(id.clone(), p);
         self.dirty.push((id.clone(), PcRole::Subscriber));
         self.fill_slots(now, &id);
+        self.next_slot_check
+            .get_or_insert(now + SLOT_CHECK_INTERVAL);
         self.flush(now);
         info!(participant = %id, room = %room, "viewer added");
         Ok(answer)
@@ -122,7 +147,7 @@ impl Endpoint {
                         && &t.publisher != viewer
                         && !taken.contains(t.id.as_str())
                 })
-                .min_by_key(|t| (!watched.contains(&&t.publisher), t.order));
+                .min_by_key(|t| (!arriving(t, now), !watched.contains(&&t.publisher), t.order));
             if let Some(t) = best {
                 taken.insert(&t.id);
                 watched.push(&t.publisher);
@@ -154,6 +179,65 @@ impl Endpoint {
             if !simulcast {
                 self.subscriber_needs_keyframe(now, &track_id, viewer);
             }
+        }
+    }
+
+    /// Move every viewer slot whose track went quiet to a track of its kind
+    /// that is arriving, where the room has one not shown in another of the
+    /// viewer's slots.
+    pub(super) fn check_slot_sources(&mut self, now: Instant) {
+        self.next_slot_check = None;
+        let mut quiet = Vec::new();
+        let mut viewers = false;
+        for (id, p) in &self.participants {
+            let Some(slots) = &p.slots else {
+                continue;
+            };
+            viewers = true;
+            for slot in slots {
+                let Some(track) = slot
+                    .source
+                    .as_deref()
+                    .and_then(|t| self.router.tracks.get(t))
+                else {
+                    continue;
+                };
+                if arriving(track, now) {
+                    continue;
+                }
+                let replacement = self.router.tracks.values().any(|t| {
+                    t.room == p.room
+                        && t.kind == slot.kind
+                        && &t.publisher != id
+                        && arriving(t, now)
+                        && !slots.iter().any(|s| s.source.as_deref() == Some(&t.id))
+                });
+                if replacement {
+                    quiet.push((id.clone(), track.id.clone()));
+                }
+            }
+        }
+        for (viewer, track_id) in quiet {
+            let Some(leg) = self
+                .router
+                .tracks
+                .get_mut(&track_id)
+                .and_then(|t| t.legs.remove(&viewer))
+            else {
+                continue;
+            };
+            if let Some(slots) = self
+                .participants
+                .get_mut(&viewer)
+                .and_then(|p| p.slots.as_mut())
+            {
+                free_slot(slots, &track_id, &leg);
+            }
+            info!(participant = %viewer, track = %track_id, "viewer slot's track went quiet");
+            self.fill_slots(now, &viewer);
+        }
+        if viewers {
+            self.next_slot_check = Some(now + SLOT_CHECK_INTERVAL);
         }
     }
 }
