@@ -43,6 +43,17 @@ pub(crate) fn ice_token(len: usize) -> String {
 /// (libwebrtc's receiver also stops after ten).
 pub(crate) const MAX_NACKS_PER_PACKET: u16 = 10;
 
+/// Packets of a publisher's stream that SRTP replay protection tracks
+/// (RFC 3711 §3.3.2). A packet further behind the newest than this is
+/// refused as a replay. `rtc`'s default, 64, is 0.7 s of an 800 kbit/s
+/// video stream: a resend the SFU asked for that arrived later than that
+/// (a worker busy setting up a large meeting) was refused as "duplicated",
+/// so the NACK generator, which never saw it, asked again, up to
+/// [`MAX_NACKS_PER_PACKET`] times, each answer refused in turn (28 000
+/// warnings setting up a 48-person meeting). It covers the NACK generator's
+/// 512-packet window; libwebrtc uses 1024 too.
+const SRTP_REPLAY_WINDOW: usize = 1024;
+
 /// The interceptors of a connection, chosen by what it carries: each one
 /// is a stage every packet of the connection passes (a copy per stage), so
 /// a connection has only those it uses.
@@ -165,6 +176,7 @@ impl Connection {
             // Chromium's aggressive nomination works (with full ICE, rtc-ice
             // 0.21 left USE-CANDIDATE checks unanswered: see docs/interop.md).
             .with_lite(true)
+            .with_srtp_replay_protection_window(SRTP_REPLAY_WINDOW)
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(configuration.build())

@@ -228,6 +228,12 @@ pub struct Net {
     /// Lose the next RTP datagram this address sends to the SFU and every
     /// resend of it (its sequence number, once seen, is kept here).
     pub lose_packet_from: Option<(SocketAddr, Option<u16>)>,
+    /// Hold back one RTP packet (the next one sent, or the given sequence
+    /// number) from this address to the SFU, and every resend of it, in
+    /// [`Net::held`] until the test delivers them ([`Net::release_held`]).
+    pub hold_packet_from: Option<(SocketAddr, Option<u16>)>,
+    /// What `hold_packet_from` held back, oldest first.
+    pub held: Vec<Datagram>,
     /// How many times the packet `lose_packet_from` lost was sent: once,
     /// and once more for every resend the SFU asked for.
     pub lost_packet_sends: u32,
@@ -258,7 +264,9 @@ fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> 
     let mut me = media_engine();
     let registry =
         register_default_interceptors(Registry::new(), &mut me).expect("default interceptors");
-    let mut settings = SettingEngineBuilder::new();
+    // Browsers (libwebrtc) keep a 1024-packet SRTP replay window, not
+    // rtc's 64: a late packet the SFU forwards is taken.
+    let mut settings = SettingEngineBuilder::new().with_srtp_replay_protection_window(1024);
     if !srtp.is_empty() {
         settings = settings.with_srtp_protection_profiles(srtp.to_vec());
     }
@@ -368,6 +376,8 @@ impl Net {
             lose_rtp_to: None,
             lose_packet_to: None,
             lose_packet_from: None,
+            hold_packet_from: None,
+            held: Vec::new(),
             lost_packet_sends: 0,
             drop_stun_from: Vec::new(),
             subscriber_srtp: Vec::new(),
@@ -672,6 +682,14 @@ impl Net {
         out.expect("the publisher wrote an SRTP packet")
     }
 
+    /// Deliver the oldest datagram [`Net::hold_packet_from`] held back, now,
+    /// and everything that follows from it.
+    pub fn release_held(&mut self) {
+        let d = self.held.remove(0);
+        self.endpoint.handle_datagram(self.now, d.src, &d.payload);
+        self.pump();
+    }
+
     /// Deliver everything in flight and process every output until nothing
     /// moves, without advancing time.
     pub fn pump(&mut self) {
@@ -952,6 +970,12 @@ impl Net {
                 if *addr == d.src && is_rtp(&d.payload) && is_the_lost_packet(lost, &d.payload) {
                     self.lost_packet_sends += 1;
                     self.dropped += 1;
+                    return;
+                }
+            }
+            if let Some((addr, held)) = self.hold_packet_from.as_mut() {
+                if *addr == d.src && is_rtp(&d.payload) && is_the_lost_packet(held, &d.payload) {
+                    self.held.push(d);
                     return;
                 }
             }
