@@ -240,17 +240,17 @@ impl Connection {
         })
     }
 
-    /// The connection took a datagram from the client at `src` as `took`:
-    /// unless it was nothing, the client is alive, and a connection that
-    /// went down is up again.
-    pub fn took(&mut self, now: Instant, src: SocketAddr, took: Took) {
+    /// The connection took a datagram from the client (from `src`, when
+    /// known) as `took`: unless it was nothing, the client is alive, and a
+    /// connection that went down is up again.
+    pub fn took(&mut self, now: Instant, src: Option<SocketAddr>, took: Took) {
         match took {
             Took::Nothing => return,
             Took::Life => self.consent.heard(now),
             Took::Consent => self.consent.proved(now),
         }
-        if self.wire.is_none() {
-            self.peer = Some(src);
+        if self.wire.is_none() && src.is_some() {
+            self.peer = src;
         }
         if let Liveness::Down { .. } = self.liveness {
             self.liveness = Liveness::Up;
@@ -330,7 +330,10 @@ impl Connection {
     /// connection.
     pub fn screen(&mut self, datagram: &[u8]) -> Result<Screened, WireError> {
         match classify(datagram) {
-            DatagramKind::Dtls | DatagramKind::Rtp => Ok(Screened::Pass(Took::Life)),
+            // rtc does not say whether it took these (its pipeline logs and
+            // swallows a failed SRTP check): life is what it hands out
+            // (`Endpoint`'s drain).
+            DatagramKind::Dtls | DatagramKind::Rtp => Ok(Screened::Pass(Took::Nothing)),
             DatagramKind::Unknown => Err(WireError::NotReady("datagram of no known kind")),
             DatagramKind::Stun if is_stun_success_response(datagram) => {
                 let Some((_, pwd)) = self.remote_ice.as_ref() else {

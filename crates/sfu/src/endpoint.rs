@@ -12,7 +12,7 @@ use crate::codecs::{extension_id, AUDIO_LEVEL_URI};
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, ConsentChange, Liveness, Screened};
 use crate::demux::{is_stun_success_response, Demux};
-use crate::egress::{Wire, WireEvent};
+use crate::egress::{Took, Wire, WireEvent};
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
@@ -463,7 +463,7 @@ impl Endpoint {
         match result {
             // Only what the connection took (authenticated) is life: a
             // stranger who learnt the ufrag cannot keep it up.
-            Ok(took) => conn.took(now, src, took),
+            Ok(took) => conn.took(now, Some(src), took),
             Err(e) => {
                 self.dropped += 1;
                 if let Some(suppressed) = self.log_limit.allow(now, key.clone()) {
@@ -1479,10 +1479,16 @@ fn drain(
     while let Some(ev) = conn.pc.poll_event() {
         out.events.push(ev);
     }
+    let mut read = false;
     while let Some(TaggedRTCMessage { message, .. }) = conn.pc.poll_read() {
+        read = true;
         if let RTCMessage::RtpPacket(track, packet) = message {
             out.rtp.push((track.to_string(), packet));
         }
+    }
+    if read {
+        // SRTP or SRTCP that rtc decrypted: the client is alive.
+        conn.took(now, None, Took::Life);
     }
     // Reading may have queued writes (e.g. RTCP replies).
     push_writes(conn, key, demux, transmits);

@@ -19,6 +19,20 @@
 //! assert_eq!(limit.allow(t0 + Duration::from_secs(1), "bad check"), Some(1));
 //! ```
 
+/// Log filter directives for the `rtc` crates, to add to a process's
+/// filter (`huddle-server`'s default is `info,` and these). Each of those
+/// targets logs at WARN once per datagram or connection, for what the SFU
+/// handles itself:
+///
+/// - `rtc::peer_connection::handler`: "…handle_read got error" for every
+///   datagram its pipeline refuses on a publisher connection (an SRTP
+///   packet that fails authentication, a replayed one, a bad DTLS record):
+///   anyone who learns a client's address and port can make it log.
+/// - `rtc_dtls::config`: "conn.remote_addr is empty" for every publisher
+///   connection (rtc 0.21 builds its DTLS client without a server name and
+///   has no setting for one; the SFU's own DTLS sets one).
+pub const RTC_LOG_FILTER: &str = "rtc::peer_connection::handler=error,rtc_dtls::config=error";
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};

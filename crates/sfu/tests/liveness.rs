@@ -110,7 +110,11 @@ fn a_publisher_that_never_proves_consent_is_dropped_after_30s() {
         assert!(net.now - t0 < Duration::from_secs(32), "A still there");
         net.send_audio(a, 1);
     }
-    assert!(net.now - t0 >= Duration::from_secs(29), "{:?}", net.now - t0);
+    assert!(
+        net.now - t0 >= Duration::from_secs(29),
+        "{:?}",
+        net.now - t0
+    );
 }
 
 /// A publisher that sends nothing for a minute (muted: no media, RTCP

@@ -455,16 +455,18 @@ impl Wire {
 }
 
 /// Compound RTCP packets saying goodbye for `ssrcs` (RFC 3550 §6.6): each
-/// an empty receiver report (a compound packet starts with one, §6.1) and a
-/// BYE of at most 31 sources (its count field).
+/// a sender report of the first source with no sender information (a
+/// compound packet starts with a report, §6.1; a sender's with an SR, and
+/// receivers such as rtc's route the packet by its SSRC) and a BYE of at
+/// most 31 sources (its count field).
 pub(crate) fn goodbyes(ssrcs: &[u32]) -> Vec<Vec<u8>> {
     use rtc::rtcp::goodbye::Goodbye;
-    use rtc::rtcp::receiver_report::ReceiverReport;
+    use rtc::rtcp::sender_report::SenderReport;
     ssrcs
         .chunks(31)
         .filter_map(|chunk| {
             let packets: Vec<Box<dyn rtc::rtcp::Packet>> = vec![
-                Box::new(ReceiverReport {
+                Box::new(SenderReport {
                     ssrc: chunk[0],
                     ..Default::default()
                 }),
@@ -546,6 +548,33 @@ mod tests {
         // The client's answer to it is taken quietly.
         w.handle_datagram(now, client, &answered.response)
             .expect("a success response is no error");
+    }
+
+    #[test]
+    fn goodbyes_name_every_ssrc_31_a_packet_after_a_sender_report() {
+        use rtc::rtcp::goodbye::Goodbye;
+        use rtc::rtcp::sender_report::SenderReport;
+        let ssrcs: Vec<u32> = (1..=40).collect();
+        let packets = goodbyes(&ssrcs);
+        assert_eq!(packets.len(), 2);
+        let mut named: Vec<u32> = Vec::new();
+        for datagram in packets {
+            let mut buf = bytes::Bytes::from(datagram);
+            let parsed = rtc::rtcp::packet::unmarshal(&mut buf).expect("parses");
+            assert_eq!(parsed.len(), 2, "SR + BYE");
+            let sr = parsed[0]
+                .as_any()
+                .downcast_ref::<SenderReport>()
+                .expect("led by a sender report");
+            let bye = parsed[1]
+                .as_any()
+                .downcast_ref::<Goodbye>()
+                .expect("then a BYE");
+            assert_eq!(sr.ssrc, bye.sources[0]);
+            named.extend(&bye.sources);
+        }
+        assert_eq!(named, ssrcs);
+        assert!(goodbyes(&[]).is_empty());
     }
 
     #[test]

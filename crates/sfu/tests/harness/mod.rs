@@ -244,6 +244,9 @@ pub struct Net {
     /// Per client address: the RTCP packet types (second byte, in the clear
     /// in SRTCP) of the datagrams the SFU sent it, in order.
     pub rtcp_to: HashMap<SocketAddr, Vec<u8>>,
+    /// Per client address: DTLS alert records the SFU sent it (content type
+    /// 21, in the clear; after the handshake, close_notify).
+    pub dtls_alerts_to: HashMap<SocketAddr, u32>,
     /// Client timer errors (a failed DTLS handshake) are expected: ignore
     /// them instead of panicking.
     pub client_errors_expected: bool,
@@ -377,6 +380,7 @@ impl Net {
             tamper_answer: None,
             client_errors_expected: false,
             rtcp_to: HashMap::new(),
+            dtls_alerts_to: HashMap::new(),
         }
     }
 
@@ -977,6 +981,9 @@ impl Net {
         let rtp = is_rtp(&d.payload);
         if is_rtcp(&d.payload) {
             self.rtcp_to.entry(d.dst).or_default().push(d.payload[1]);
+        }
+        if d.payload.first() == Some(&21) {
+            *self.dtls_alerts_to.entry(d.dst).or_default() += 1;
         }
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
             if *addr == d.dst && *n > 0 && rtp {
