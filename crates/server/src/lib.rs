@@ -32,6 +32,17 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The log filter when `RUST_LOG` is not set: `info`, with the `rtc`
+/// targets that log once per refused datagram or per connection held to
+/// errors ([`huddle_sfu::log_limit::RTC_LOG_FILTER`]; the SFU logs refused
+/// datagrams itself, rate-limited).
+pub fn default_log_filter() -> String {
+    format!("info,{}", huddle_sfu::log_limit::RTC_LOG_FILTER)
+}
+
+/// How long shutdown waits for the SFU workers to send their goodbyes.
+const SFU_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Lifetime of tokens minted by [`RunningServer::mint_token`].
 pub const TOKEN_TTL_SECS: u64 = 3600;
 
@@ -157,7 +168,8 @@ impl RunningServer {
     }
 
     /// Stop: close every WebSocket (code 1001), stop the HTTP server, then
-    /// the SFU.
+    /// the SFU, whose workers close every media connection (RTCP BYE, DTLS
+    /// close_notify) and send that before this returns.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop_and_wait().await
     }
@@ -192,7 +204,17 @@ impl RunningServer {
             },
             None => Ok(()),
         };
-        self.sfu.shutdown();
+        // Every media connection is closed with a goodbye (RTCP BYE, DTLS
+        // close_notify) that is sent before this returns, so WHIP/WHEP
+        // clients, which have no WebSocket, learn at once. Bounded: a
+        // wedged worker must not hold the process.
+        if tokio::time::timeout(SFU_CLOSE_TIMEOUT, self.sfu.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("SFU workers did not close within {SFU_CLOSE_TIMEOUT:?}");
+            self.sfu.shutdown();
+        }
         result
     }
 }

@@ -176,7 +176,11 @@ pub(crate) enum Command {
     AudioLevels {
         reply: oneshot::Sender<Vec<TrackAudioLevel>>,
     },
-    Shutdown,
+    /// Close every connection, send the goodbyes, stop; `done` hears when
+    /// they are sent.
+    Shutdown {
+        done: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// One worker as the handle sees it: where its commands go and the media
@@ -405,10 +409,32 @@ impl Sfu {
         Ok(each.into_iter().flatten().collect())
     }
 
-    /// Stop every worker; every connection is dropped.
+    /// Stop every worker without waiting: each closes its connections
+    /// (see [`Sfu::close`]) and stops. Prefer [`Sfu::close`], which waits
+    /// until the goodbyes are sent.
     pub fn shutdown(&self) {
         for w in self.workers.iter() {
-            let _ = w.tx.send(Command::Shutdown);
+            let _ = w.tx.send(Command::Shutdown { done: None });
+        }
+    }
+
+    /// Stop every worker and wait until each has told its clients: an
+    /// RTCP BYE for the SFU's streams and DTLS close_notify on every
+    /// subscriber connection, `rtc`'s close (close_notify) on every
+    /// publisher connection, sent before the worker stops. A WHIP/WHEP
+    /// client learns at once that the server went away, instead of after
+    /// its consent timeout. Returns when every worker is done or already
+    /// stopped.
+    pub async fn close(&self) {
+        let mut waits = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter() {
+            let (done, rx) = oneshot::channel();
+            if w.tx.send(Command::Shutdown { done: Some(done) }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
         }
     }
 }

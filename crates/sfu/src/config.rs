@@ -17,19 +17,27 @@ pub struct SfuConfig {
     /// Workers: threads that each own a media socket and whole rooms (one
     /// per core is the rule; 0 counts as 1).
     pub workers: usize,
-    /// A participant whose connections stay down (ICE disconnected, failed or
-    /// closed) this long is removed.
+    /// A participant whose connection stays down (its consent checks
+    /// unanswered, see `consent_misses`) this long is removed; a failed or
+    /// closed connection removes it at once.
     pub disconnect_timeout: Duration,
     /// A participant that has not connected this long after joining is removed.
     pub connect_timeout: Duration,
-    /// No datagram at all (STUN, DTLS, RTP, RTCP) from a client for this
-    /// long marks its connection down: media to it stops, and it is removed
-    /// after `disconnect_timeout` more unless traffic comes back.
-    pub ice_disconnected_timeout: Duration,
-    /// ICE consent (RFC 7675): no STUN check from the client for
-    /// `ice_disconnected_timeout` plus this long fails the connection even
-    /// while other traffic arrives (30 s in all, as the RFC says).
-    pub ice_failed_timeout: Duration,
+    /// A connection that sent nothing the SFU accepted (authenticated STUN,
+    /// DTLS, SRTP, SRTCP) for this long gets a consent check (RFC 7675: a
+    /// STUN binding request the client must answer), and another every
+    /// interval (±20 %) while it stays quiet. See the `consent` module.
+    pub consent_interval: Duration,
+    /// Unanswered consent checks in a row after which a connection is down:
+    /// media to it stops, and it is removed after `disconnect_timeout` more
+    /// unless it speaks again. Down comes about
+    /// `consent_interval * (consent_misses + 1)` after the last datagram.
+    pub consent_misses: u32,
+    /// No proof of consent (an answer to one of the SFU's checks, or a
+    /// valid check from the client) for this long closes the connection
+    /// even while it sends (RFC 7675 §5.1: 30 s). A connection with no
+    /// proof for 5 s gets a check whether or not it is quiet.
+    pub consent_timeout: Duration,
     /// Keyframe requests toward one publisher track are merged and sent at most
     /// once per this interval.
     pub keyframe_request_interval: Duration,
@@ -43,8 +51,9 @@ impl Default for SfuConfig {
             workers: 1,
             disconnect_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(30),
-            ice_disconnected_timeout: Duration::from_secs(3),
-            ice_failed_timeout: Duration::from_secs(27),
+            consent_interval: Duration::from_secs(1),
+            consent_misses: 3,
+            consent_timeout: Duration::from_secs(30),
             keyframe_request_interval: Duration::from_millis(500),
         }
     }

@@ -1,13 +1,17 @@
 //! One peer connection of a participant: the sans-IO `rtc` peer connection,
-//! the ICE credentials the SFU chose for it (its demux key), and its liveness.
+//! the ICE credentials the SFU chose for it (its demux key), its liveness
+//! and the SFU's consent checks (the `consent` module).
 //! A subscriber connection also has the SFU's own transport ([`Wire`]):
 //! `rtc` only negotiates it.
 
 use crate::config::SfuConfig;
-use crate::egress::Wire;
+use crate::consent::{Consent, Due};
+use crate::demux::{classify, is_binding_indication, is_stun_success_response, DatagramKind};
+use crate::egress::{ice_lite, remember_check, take_answer, Took, Wire, WireError};
 use crate::error::SfuError;
+use bytes::BytesMut;
 use huddle_proto::PcRole;
-use rtc::crypto::SignatureScheme;
+use rtc::crypto::{RTCCryptoProvider, SignatureScheme};
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -21,7 +25,10 @@ use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
+use rtc::stun::message::TransactionId;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Random ICE credential of `len` characters from the ICE alphabet (RFC 8839 §5.4).
@@ -90,29 +97,61 @@ fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError
 }
 
 /// Liveness of a connection as the SFU judges it: from the `rtc` state
-/// (connected, failed, closed) and from the traffic the SFU sees arrive.
-/// rtc 0.21's ICE agent counts only STUN as a sign of life (not media, not
-/// RTCP), so a client that is late with a consent check but still sends is
-/// not down; the SFU watches every datagram itself (`last_rx`).
+/// (connected, failed, closed; a subscriber connection's from its own
+/// transport) and from the SFU's consent checks (the `consent` module).
+/// rtc 0.21's ICE agent counts only STUN from the client as a sign of life
+/// (not media, not RTCP, not answers to checks it did not send), so its own
+/// disconnected and failed timers are off: the SFU judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
     /// Created, never connected yet.
     Connecting { since: Instant },
     /// Connected.
     Up,
-    /// Was connected; nothing arrived for `SfuConfig::ice_disconnected_timeout`.
+    /// Was connected; `SfuConfig::consent_misses` consent checks in a row
+    /// went unanswered and nothing else came.
     Down { since: Instant },
     /// Failed or closed: remove the participant.
     Dead,
+}
+
+/// What the SFU does with a datagram for a publisher connection before
+/// `rtc` sees it ([`Connection::screen`]).
+pub(crate) enum Screened {
+    /// Give it to `rtc`; if `rtc` takes it, it is this.
+    Pass(Took),
+    /// Taken here (an answer to one of the SFU's consent checks), or
+    /// dropped as harmless (a STUN binding indication).
+    Taken(Took),
+}
+
+/// What a consent timer did to a connection ([`Connection::run_consent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsentChange {
+    /// Its checks went unanswered: down.
+    Down,
+    /// No proof of consent for `SfuConfig::consent_timeout`: dead.
+    Expired,
 }
 
 /// One `rtc` peer connection on the shared port.
 pub(crate) struct Connection {
     pub pc: RTCPeerConnection,
     pub ufrag: String,
+    /// The SFU's ICE password for this connection.
+    pwd: String,
+    crypto: Arc<dyn RTCCryptoProvider>,
     pub liveness: Liveness,
-    /// When the last datagram from the client arrived.
-    pub last_rx: Instant,
+    /// When the client was last heard and when it gets its next check.
+    consent: Consent,
+    /// A publisher connection's client ICE credentials (ufrag, pwd), from
+    /// its offer: the SFU's consent checks are keyed with them.
+    remote_ice: Option<(String, String)>,
+    /// A publisher connection's path to the client: where the last datagram
+    /// the connection took came from.
+    peer: Option<SocketAddr>,
+    /// Transaction ids of a publisher connection's last consent checks.
+    sent_checks: VecDeque<TransactionId>,
     /// Whether the SFU's own host candidate was added yet.
     pub candidate_added: bool,
     /// The `rtc` core's next timer, as of the last time the connection was
@@ -140,11 +179,11 @@ impl Connection {
         let pwd = ice_token(32);
         let mut configuration = RTCConfigurationBuilder::new();
         let mut wire = None;
+        let provider = rtc::crypto::default_provider()
+            .map_err(|e| SfuError::Rtc(format!("crypto provider: {e}")))?;
         if role == PcRole::Subscriber {
             // The SDP rtc writes must describe the SFU's own transport: same
             // certificate (fingerprint), same ICE credentials.
-            let provider = rtc::crypto::default_provider()
-                .map_err(|e| SfuError::Rtc(format!("crypto provider: {e}")))?;
             let params = CertificateParams::new(vec!["huddle-sfu".to_owned()])
                 .map_err(|e| SfuError::Rtc(format!("certificate: {e}")))?;
             let certificate = RTCCertificate::generate(
@@ -154,7 +193,7 @@ impl Connection {
             )
             .map_err(rtc_err)?;
             wire = Some(Wire::new(
-                provider,
+                provider.clone(),
                 certificate.dtls_certificate.clone(),
                 ufrag.clone(),
                 pwd.clone(),
@@ -163,10 +202,13 @@ impl Connection {
             configuration = configuration.with_certificates(vec![certificate]);
         }
         let settings = SettingEngineBuilder::new()
-            .with_ice_credentials(ufrag.clone(), pwd)
+            .with_ice_credentials(ufrag.clone(), pwd.clone())
+            // Zero turns rtc's disconnected and failed timers off: they
+            // count only STUN from the client, and the SFU judges liveness
+            // itself (`Liveness`, the `consent` module).
             .with_ice_timeouts(
-                Some(config.ice_disconnected_timeout),
-                Some(config.ice_failed_timeout),
+                Some(Duration::ZERO),
+                Some(Duration::ZERO),
                 Some(Duration::from_secs(1)),
             )
             // ICE-lite (RFC 8445 §2.5), as SFUs on public addresses run: the
@@ -192,37 +234,138 @@ impl Connection {
         Ok(Self {
             pc,
             ufrag,
+            pwd,
+            crypto: provider,
             liveness: Liveness::Connecting { since: now },
-            last_rx: now,
+            consent: Consent::new(
+                now,
+                config.consent_interval,
+                config.consent_misses,
+                config.consent_timeout,
+            ),
+            remote_ice: None,
+            peer: None,
+            sent_checks: VecDeque::new(),
             candidate_added: false,
             timer,
             wire,
         })
     }
 
-    /// A datagram from the client arrived: a connection that went down for
-    /// silence is up again.
-    pub fn heard(&mut self, now: Instant) {
-        self.last_rx = now;
+    /// The connection took a datagram from the client (from `src`, when
+    /// known) as `took`: unless it was nothing, the client is alive, and a
+    /// connection that went down is up again.
+    pub fn took(&mut self, now: Instant, src: Option<SocketAddr>, took: Took) {
+        match took {
+            Took::Nothing => return,
+            Took::Life => self.consent.heard(now),
+            Took::Consent => self.consent.proved(now),
+        }
+        if self.wire.is_none() && src.is_some() {
+            self.peer = src;
+        }
         if let Liveness::Down { .. } = self.liveness {
             self.liveness = Liveness::Up;
         }
     }
 
-    /// When this connection goes down if nothing arrives (only while up).
-    pub fn silence_deadline(&self, timeout: Duration) -> Option<Instant> {
-        (self.liveness == Liveness::Up).then(|| self.last_rx + timeout)
+    /// A publisher connection's offer was applied: its client's ICE
+    /// credentials (they change with an ICE restart).
+    pub fn set_remote_ice(&mut self, offer_sdp: &str) {
+        if let Some(creds) = crate::egress::sdp::ice_credentials(offer_sdp) {
+            if self.remote_ice.as_ref() != Some(&creds) {
+                self.sent_checks.clear();
+            }
+            self.remote_ice = Some(creds);
+        }
     }
 
-    /// Time passed: an up connection that heard nothing for `timeout` is
-    /// down. Returns true when that happened now.
-    pub fn check_silence(&mut self, now: Instant, timeout: Duration) -> bool {
-        match self.silence_deadline(timeout) {
-            Some(deadline) if deadline <= now => {
-                self.liveness = Liveness::Down { since: deadline };
-                true
+    /// When the next consent check is due (while up or down).
+    pub fn consent_deadline(&self) -> Option<Instant> {
+        matches!(self.liveness, Liveness::Up | Liveness::Down { .. })
+            .then(|| self.consent.deadline())
+    }
+
+    /// Time passed: when a consent check is due, an up connection whose
+    /// last checks went unanswered goes down; one whose consent expired is
+    /// dead. Returns what changed, and the check to send.
+    pub fn run_consent(
+        &mut self,
+        now: Instant,
+    ) -> (Option<ConsentChange>, Option<(SocketAddr, BytesMut)>) {
+        if !matches!(self.liveness, Liveness::Up | Liveness::Down { .. }) {
+            return (None, None);
+        }
+        let jitter: f64 = rand::random();
+        match self.consent.poll(now, jitter) {
+            None => (None, None),
+            Some(Due::Expired) => {
+                self.liveness = Liveness::Dead;
+                (Some(ConsentChange::Expired), None)
             }
-            _ => false,
+            Some(Due::Check { down }) => {
+                let went_down = down && self.liveness == Liveness::Up;
+                if went_down {
+                    self.liveness = Liveness::Down { since: now };
+                }
+                let change = went_down.then_some(ConsentChange::Down);
+                (change, self.consent_check())
+            }
+        }
+    }
+
+    /// A consent check for the client, where it goes.
+    fn consent_check(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        if let Some(wire) = self.wire.as_mut() {
+            return wire.consent_check();
+        }
+        let (Some(peer), Some((ufrag, pwd))) = (self.peer, self.remote_ice.as_ref()) else {
+            return None;
+        };
+        match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
+            Ok((check, id)) => {
+                remember_check(&mut self.sent_checks, id);
+                Some((peer, BytesMut::from(&check[..])))
+            }
+            Err(e) => {
+                tracing::debug!("consent check: {e}");
+                None
+            }
+        }
+    }
+
+    /// A publisher connection's datagram, before `rtc` sees it: answers to
+    /// the SFU's consent checks are taken here (rtc's agent would warn
+    /// about a transaction it did not start), and what `rtc` would only
+    /// refuse (with a log line of its own per datagram) is refused here:
+    /// datagrams of no known kind, STUN that is not a valid check for this
+    /// connection.
+    pub fn screen(&mut self, datagram: &[u8]) -> Result<Screened, WireError> {
+        match classify(datagram) {
+            // rtc does not say whether it took these (its pipeline logs and
+            // swallows a failed SRTP check): life is what it hands out
+            // (`Endpoint`'s drain).
+            DatagramKind::Dtls | DatagramKind::Rtp => Ok(Screened::Pass(Took::Nothing)),
+            DatagramKind::Unknown => Err(WireError::NotReady("datagram of no known kind")),
+            DatagramKind::Stun if is_stun_success_response(datagram) => {
+                let Some((_, pwd)) = self.remote_ice.as_ref() else {
+                    return Err(WireError::Stun("answer before the client's offer".into()));
+                };
+                // Answers to rtc's own (triggered) checks go on to rtc.
+                take_answer(&mut self.sent_checks, datagram, pwd, self.crypto.crypto()).map(
+                    |ours| match ours {
+                        true => Screened::Taken(Took::Consent),
+                        false => Screened::Pass(Took::Consent),
+                    },
+                )
+            }
+            DatagramKind::Stun if is_binding_indication(datagram) => {
+                Ok(Screened::Taken(Took::Nothing))
+            }
+            DatagramKind::Stun => {
+                ice_lite::verify_check(datagram, &self.ufrag, &self.pwd, self.crypto.crypto())
+                    .map(|()| Screened::Pass(Took::Consent))
+            }
         }
     }
 

@@ -53,6 +53,12 @@ pub fn is_stun_success_response(datagram: &[u8]) -> bool {
         _ => false,
     }
 }
+/// Whether a datagram is a STUN binding indication (type 0x0011, RFC 5389
+/// §7.2.2): the keepalive of RFC 8445 §11, unauthenticated and unanswered.
+pub fn is_binding_indication(datagram: &[u8]) -> bool {
+    datagram.len() >= STUN_HEADER && datagram[..2] == [0x00, 0x11] && datagram[4..8] == MAGIC_COOKIE
+}
+
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const ATTR_USERNAME: u16 = 0x0006;
 

@@ -44,7 +44,7 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
             .inspect_err(|_| {
                 // Stop the workers started so far.
                 for w in &workers {
-                    let _ = w.tx.send(Command::Shutdown);
+                    let _ = w.tx.send(Command::Shutdown { done: None });
                 }
             })?;
         workers.push(handle);
@@ -153,9 +153,20 @@ async fn run(
         tokio::select! {
             biased;
             cmd = commands.recv() => {
-                let Some(cmd) = cmd else { break };
-                if !apply(&mut endpoint, cmd) {
-                    break;
+                match cmd {
+                    Some(Command::Shutdown { done }) => {
+                        close_all(&mut socket, &mut endpoint).await;
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                        break;
+                    }
+                    Some(cmd) => apply(&mut endpoint, cmd),
+                    // Every handle is gone: stop as if told to.
+                    None => {
+                        close_all(&mut socket, &mut endpoint).await;
+                        break;
+                    }
                 }
             }
             res = socket.readable() => {
@@ -178,8 +189,18 @@ async fn run(
     info!(worker = index, stats = ?socket.stats(), "SFU worker stopped");
 }
 
-/// Apply one command; false means stop.
-fn apply(endpoint: &mut Endpoint, cmd: Command) -> bool {
+/// Close every connection and send the goodbyes before the worker stops
+/// (see [`Sfu::close`]).
+async fn close_all(socket: &mut MediaSocket, endpoint: &mut Endpoint) {
+    endpoint.close_all(Instant::now());
+    while let Some(t) = endpoint.poll_transmit() {
+        socket.queue(t);
+    }
+    socket.flush().await;
+}
+
+/// Apply one command (all but `Shutdown`, which [`run`] handles).
+fn apply(endpoint: &mut Endpoint, cmd: Command) {
     let now = Instant::now();
     match cmd {
         Command::Add {
@@ -237,7 +258,11 @@ fn apply(endpoint: &mut Endpoint, cmd: Command) -> bool {
         Command::AudioLevels { reply } => {
             let _ = reply.send(endpoint.audio_levels());
         }
-        Command::Shutdown => return false,
+        Command::Shutdown { done } => {
+            // `run` handles it; a stray one only needs its answer.
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
     }
-    true
 }

@@ -10,12 +10,13 @@
 use crate::api::{Rights, SfuEvent, SfuStats, TrackAudioLevel};
 use crate::codecs::{extension_id, AUDIO_LEVEL_URI};
 use crate::config::SfuConfig;
-use crate::connection::{ice_token, Connection, Liveness};
+use crate::connection::{ice_token, Connection, ConsentChange, Liveness, Screened};
 use crate::demux::{is_stun_success_response, Demux};
-use crate::egress::{Wire, WireEvent};
+use crate::egress::{Took, Wire, WireEvent};
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
+use crate::log_limit::LogLimit;
 use crate::out_buf::OutBuf;
 use crate::padding::PaddingFilter;
 use crate::participant::Participant;
@@ -89,6 +90,8 @@ pub struct Endpoint {
     rtp_out: u64,
     rtx_sent: u64,
     dropped: u64,
+    /// One "datagram refused" line per connection per second.
+    log_limit: LogLimit<ConnKey>,
 }
 
 fn bad_sdp(e: impl std::fmt::Display) -> SfuError {
@@ -130,6 +133,7 @@ impl Endpoint {
             rtp_out: 0,
             rtx_sent: 0,
             dropped: 0,
+            log_limit: LogLimit::new(Duration::from_secs(1)),
         }
     }
 
@@ -203,8 +207,11 @@ impl Endpoint {
         };
         match result {
             Ok(answer) => {
-                if fresh {
-                    if let Some(conn) = &p.publisher {
+                if let Some(conn) = p.publisher.as_mut() {
+                    if let Some(offer) = conn.pc.remote_description().map(|d| d.sdp.clone()) {
+                        conn.set_remote_ice(&offer);
+                    }
+                    if fresh {
                         self.demux
                             .insert_ufrag(conn.ufrag.clone(), (id.clone(), PcRole::Publisher));
                     }
@@ -321,35 +328,10 @@ impl Endpoint {
     /// here made reaping recursive, one stack frame per participant gone in
     /// the same pass.)
     fn drop_participant(&mut self, now: Instant, id: &ParticipantId) -> Result<(), SfuError> {
-        let mut p = self
-            .participants
+        self.close_connections(now, id);
+        self.participants
             .remove(id)
             .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
-        for (role, conn) in [
-            (PcRole::Publisher, p.publisher.take()),
-            (PcRole::Subscriber, p.subscriber.take()),
-        ] {
-            self.demux.remove(&(id.clone(), role));
-            if let Some(mut conn) = conn {
-                // Say goodbye (DTLS close_notify) so the peer notices at once.
-                if let Some(wire) = conn.wire.as_mut() {
-                    wire.close(now);
-                    while let Some((dst, payload)) = wire.poll_transmit() {
-                        self.transmits.push_back(Transmit { dst, payload });
-                    }
-                    continue;
-                }
-                if let Err(e) = conn.pc.close() {
-                    debug!(participant = %id, "close: {e}");
-                }
-                while let Some(msg) = conn.pc.poll_write() {
-                    self.transmits.push_back(Transmit {
-                        dst: msg.transport.peer_addr,
-                        payload: msg.message,
-                    });
-                }
-            }
-        }
         for track_id in self.router.published_by(id) {
             self.unpublish(now, &track_id);
         }
@@ -358,6 +340,80 @@ impl Endpoint {
         }
         info!(participant = %id, "participant removed");
         Ok(())
+    }
+
+    /// Close `id`'s connections and forget their ufrags and addresses. Say
+    /// goodbye so the peer notices at once: on the subscriber connection an
+    /// RTCP BYE for the SFU's streams and DTLS close_notify, on the
+    /// publisher connection what `rtc`'s close sends.
+    fn close_connections(&mut self, now: Instant, id: &ParticipantId) {
+        let ssrcs = self.ssrcs_sent_to(id);
+        let Some(p) = self.participants.get_mut(id) else {
+            return;
+        };
+        for (role, conn) in [
+            (PcRole::Publisher, p.publisher.take()),
+            (PcRole::Subscriber, p.subscriber.take()),
+        ] {
+            self.demux.remove(&(id.clone(), role));
+            let Some(mut conn) = conn else {
+                continue;
+            };
+            if let Some(wire) = conn.wire.as_mut() {
+                wire.close(now, &ssrcs);
+                while let Some((dst, payload)) = wire.poll_transmit() {
+                    self.transmits.push_back(Transmit { dst, payload });
+                }
+                continue;
+            }
+            if let Err(e) = conn.pc.close() {
+                debug!(participant = %id, "close: {e}");
+            }
+            while let Some(msg) = conn.pc.poll_write() {
+                self.transmits.push_back(Transmit {
+                    dst: msg.transport.peer_addr,
+                    payload: msg.message,
+                });
+            }
+        }
+    }
+
+    /// Close every connection (the server is stopping): each client gets an
+    /// RTCP BYE for what the SFU sent it and DTLS close_notify on its
+    /// subscriber connection, and what `rtc`'s close sends on its publisher
+    /// connection (close_notify too), queued for [`Endpoint::poll_transmit`].
+    /// Every participant is removed, without [`SfuEvent::ParticipantGone`]
+    /// (signaling is stopping too) and without new offers.
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<ParticipantId> = self.participants.keys().cloned().collect();
+        // Every goodbye first, while every leg still names its SSRC.
+        for id in &ids {
+            self.close_connections(now, id);
+        }
+        for id in &ids {
+            if let Err(e) = self.drop_participant(now, id) {
+                debug!(participant = %id, "close: {e}");
+            }
+        }
+        self.dirty.clear();
+        info!(participants = ids.len(), "every connection closed");
+    }
+
+    /// The SSRCs of the streams the SFU sends `sub` (its legs, a viewer's
+    /// slots), for its RTCP BYE.
+    fn ssrcs_sent_to(&self, sub: &ParticipantId) -> Vec<u32> {
+        let mut ssrcs: Vec<u32> = self
+            .router
+            .tracks
+            .values()
+            .filter_map(|t| t.legs.get(sub).map(|leg| leg.ssrc))
+            .collect();
+        if let Some(slots) = self.participants.get(sub).and_then(|p| p.slots.as_ref()) {
+            ssrcs.extend(slots.iter().map(|s| s.ssrc));
+        }
+        ssrcs.sort_unstable();
+        ssrcs.dedup();
+        ssrcs
     }
 
     /// Feed a datagram received on the media socket from `src`.
@@ -375,7 +431,6 @@ impl Endpoint {
             self.dropped += 1;
             return;
         };
-        conn.heard(now);
         // A subscriber connection's datagram touches only its own transport:
         // drain that here, not the whole connection (asking `rtc` walks its
         // pipeline, and this is every RTCP report and consent check of the
@@ -395,16 +450,36 @@ impl Endpoint {
                 (result.map_err(|e| e.to_string()), Some(events))
             }
             None => {
-                let message = tagged(now, local_addr, src, BytesMut::from(datagram));
-                (
-                    conn.pc.handle_read(message).map_err(|e| e.to_string()),
-                    None,
-                )
+                let result = match conn.screen(datagram) {
+                    Ok(Screened::Pass(took)) => {
+                        let message = tagged(now, local_addr, src, BytesMut::from(datagram));
+                        conn.pc
+                            .handle_read(message)
+                            .map(|()| took)
+                            .map_err(|e| e.to_string())
+                    }
+                    Ok(Screened::Taken(took)) => Ok(took),
+                    Err(e) => Err(e.to_string()),
+                };
+                (result, None)
             }
         };
-        if let Err(e) = result {
-            self.dropped += 1;
-            debug!(participant = %key.0, pc = ?key.1, "datagram rejected: {e}");
+        match result {
+            // Only what the connection took (authenticated) is life: a
+            // stranger who learnt the ufrag cannot keep it up.
+            Ok(took) => conn.took(now, Some(src), took),
+            Err(e) => {
+                self.dropped += 1;
+                if let Some(suppressed) = self.log_limit.allow(now, key.clone()) {
+                    warn!(
+                        participant = %key.0,
+                        pc = ?key.1,
+                        %src,
+                        suppressed,
+                        "datagram refused: {e}"
+                    );
+                }
+            }
         }
         match wire_events {
             Some(events) => {
@@ -425,8 +500,18 @@ impl Endpoint {
                 (PcRole::Subscriber, p.subscriber.as_mut()),
             ] {
                 if let Some(conn) = conn {
-                    if conn.check_silence(now, self.config.ice_disconnected_timeout) {
-                        debug!(participant = %id, pc = ?role, "connection silent: down");
+                    let (change, check) = conn.run_consent(now);
+                    match change {
+                        Some(ConsentChange::Down) => {
+                            info!(participant = %id, pc = ?role, "consent checks unanswered: connection down");
+                        }
+                        Some(ConsentChange::Expired) => {
+                            info!(participant = %id, pc = ?role, "consent expired: connection closed");
+                        }
+                        None => {}
+                    }
+                    if let Some((dst, payload)) = check {
+                        self.transmits.push_back(Transmit { dst, payload });
                     }
                     if conn.timer.is_some_and(|t| t <= now) {
                         match conn.wire.as_mut() {
@@ -481,7 +566,7 @@ impl Endpoint {
                 .flatten()
             {
                 consider(conn.timer);
-                consider(conn.silence_deadline(self.config.ice_disconnected_timeout));
+                consider(conn.consent_deadline());
                 consider(match conn.liveness {
                     Liveness::Connecting { since } => Some(since + self.config.connect_timeout),
                     Liveness::Down { since } => Some(since + self.config.disconnect_timeout),
@@ -1402,10 +1487,16 @@ fn drain(
     while let Some(ev) = conn.pc.poll_event() {
         out.events.push(ev);
     }
+    let mut read = false;
     while let Some(TaggedRTCMessage { message, .. }) = conn.pc.poll_read() {
+        read = true;
         if let RTCMessage::RtpPacket(track, packet) = message {
             out.rtp.push((track.to_string(), packet));
         }
+    }
+    if read {
+        // SRTP or SRTCP that rtc decrypted: the client is alive.
+        conn.took(now, None, Took::Life);
     }
     // Reading may have queued writes (e.g. RTCP replies).
     push_writes(conn, key, demux, transmits);

@@ -16,6 +16,7 @@ pub mod candidate;
 pub mod codecs;
 pub mod config;
 mod connection;
+mod consent;
 pub mod demux;
 pub mod driver;
 // Public for its DTLS-SRTP session, ICE-lite checks and SDP readers, which
@@ -27,6 +28,7 @@ pub mod feedback;
 pub mod ids;
 pub mod keyframe;
 pub mod local_track;
+pub mod log_limit;
 mod out_buf;
 mod padding;
 mod participant;

@@ -39,6 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
 
+/// The server name a DTLS client side sends (rtc-dtls's own default).
+const SERVER_NAME: &str = "localhost";
+
 /// Replay windows for what the subscriber sends (RTCP only).
 const REPLAY_WINDOW: usize = 64;
 
@@ -134,6 +137,11 @@ impl Dtls {
                 .with_verify_peer_certificate(Some(fingerprint_check(crypto.clone(), fingerprints)))
                 .with_extended_master_secret(ExtendedMasterSecretType::Require)
                 .with_flight_interval(FLIGHT_INTERVAL)
+                // What a DTLS client puts in its ClientHello's server_name;
+                // the certificate is checked by fingerprint, not by name.
+                // Without it rtc-dtls warns "conn.remote_addr is empty" on
+                // every handshake the SFU starts.
+                .with_server_name(SERVER_NAME.to_owned())
                 .build(client, None)
                 .map_err(|e| WireError::Dtls(e.to_string()))?,
         );

@@ -37,15 +37,17 @@ pub struct Answered {
     pub nominated: bool,
 }
 
-/// A connectivity check to the client (see the module docs): USERNAME
-/// `<client ufrag>:<SFU ufrag>`, keyed with the client's password, as the
-/// controlled agent.
+/// A check to the client, as the controlled agent: the one after its first
+/// check (see the module docs), and the SFU's consent checks (RFC 7675,
+/// the `consent` module). USERNAME `<client ufrag>:<SFU ufrag>`, keyed with
+/// the client's password. Returns the datagram and its transaction id, to
+/// match the answer ([`verify_success`]).
 pub(crate) fn triggered_check(
     client_ufrag: &str,
     client_pwd: &str,
     ufrag: &str,
     crypto: &dyn RTCCrypto,
-) -> Result<Vec<u8>, WireError> {
+) -> Result<(Vec<u8>, TransactionId), WireError> {
     // A host candidate's priority (RFC 8445 §5.1.2.1): type 126, local 65535,
     // component 1.
     let priority: u32 = (126 << 24) | (65_535 << 8) | 255;
@@ -59,7 +61,7 @@ pub(crate) fn triggered_check(
         false,
         crypto,
     )?;
-    m.marshal_binary().map_err(stun_err)
+    Ok((m.marshal_binary().map_err(stun_err)?, m.transaction_id))
 }
 
 fn stun_err(e: rtc::shared::error::Error) -> WireError {
@@ -164,6 +166,40 @@ fn authenticate(m: &mut Message, pwd: &str, crypto: &dyn RTCCrypto) -> Result<()
     Ok(())
 }
 
+/// The binding request in `datagram` if it is a check for this
+/// connection: USERNAME starting with `ufrag`, MESSAGE-INTEGRITY keyed with
+/// `pwd`, FINGERPRINT when present. Errors name what is wrong.
+fn verified_request(
+    datagram: &[u8],
+    ufrag: &str,
+    pwd: &str,
+    crypto: &dyn RTCCrypto,
+) -> Result<Message, WireError> {
+    let mut request = parse(datagram, BINDING_REQUEST, "binding request")?;
+    let name = Username::get_from_as(&request, ATTR_USERNAME)
+        .map_err(stun_err)?
+        .text;
+    if name.split(':').next() != Some(ufrag) {
+        return Err(WireError::Stun(
+            "USERNAME is not for this connection".to_owned(),
+        ));
+    }
+    authenticate(&mut request, pwd, crypto)?;
+    Ok(request)
+}
+
+/// Whether `datagram` is a valid check for this connection (see
+/// [`answer`]), without answering it: the SFU screens what reaches `rtc`'s
+/// ICE agent with it, so a bad check is refused (and logged) once, by the SFU.
+pub(crate) fn verify_check(
+    datagram: &[u8],
+    ufrag: &str,
+    pwd: &str,
+    crypto: &dyn RTCCrypto,
+) -> Result<(), WireError> {
+    verified_request(datagram, ufrag, pwd, crypto).map(|_| ())
+}
+
 /// Answer one STUN datagram from `src`. Errors name why it was not answered
 /// (not a binding request, wrong ufrag, bad integrity or fingerprint).
 pub fn answer(
@@ -173,16 +209,7 @@ pub fn answer(
     pwd: &str,
     crypto: &dyn RTCCrypto,
 ) -> Result<Answered, WireError> {
-    let mut request = parse(datagram, BINDING_REQUEST, "binding request")?;
-    let name = Username::get_from_as(&request, ATTR_USERNAME)
-        .map_err(stun_err)?
-        .text;
-    if name.split(':').next() != Some(ufrag) {
-        return Err(WireError::Stun(format!(
-            "USERNAME {name:?} is not for this connection"
-        )));
-    }
-    authenticate(&mut request, pwd, crypto)?;
+    let request = verified_request(datagram, ufrag, pwd, crypto)?;
     let mut response = Message::new();
     response
         .build(&[
@@ -266,7 +293,7 @@ pub(crate) mod tests {
     #[test]
     fn the_triggered_check_passes_the_clients_integrity_check() {
         let provider = crypto();
-        let req = triggered_check(
+        let (req, id) = triggered_check(
             "cli",
             "client-password-0123456789",
             "sfu",
@@ -285,6 +312,15 @@ pub(crate) mod tests {
         assert!(!got.nominated, "the controlled side never nominates");
         assert!(is_stun_success_response(&got.response));
         assert!(!is_stun_success_response(&req));
+        assert_eq!(
+            verify_success(
+                &got.response,
+                "client-password-0123456789",
+                provider.crypto()
+            )
+            .expect("the answer verifies with the client's password"),
+            id
+        );
     }
 
     #[test]

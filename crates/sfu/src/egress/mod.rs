@@ -21,12 +21,15 @@ pub mod ice_lite;
 pub mod sdp;
 pub mod srtp;
 
-use crate::demux::{classify, is_rtcp, is_stun_success_response, DatagramKind};
+use crate::demux::{
+    classify, is_binding_indication, is_rtcp, is_stun_success_response, DatagramKind,
+};
 use crate::feedback::{keyframe_ssrcs, nacked};
 use bytes::BytesMut;
 use dtls::Dtls;
 pub(crate) use dtls::SrtpKeys;
 use rtc::crypto::RTCCryptoProvider;
+use rtc::stun::message::TransactionId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +59,21 @@ pub enum WireError {
     NotReady(&'static str),
 }
 
+/// What a connection did with a datagram it took (see the `consent`
+/// module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Took {
+    /// Harmless and of no use (a STUN binding indication, a keepalive
+    /// anyone could send): not life.
+    Nothing,
+    /// Authenticated (DTLS, SRTP or SRTCP that decrypts): the client is
+    /// alive.
+    Life,
+    /// ICE (a valid check, an answer to one of the SFU's): the client is
+    /// alive and still consents.
+    Consent,
+}
+
 /// What the transport tells the endpoint.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum WireEvent {
@@ -69,6 +87,38 @@ pub(crate) enum WireEvent {
     KeyframeRequest(u32),
     /// The client reported these (SSRC, sequence number) lost.
     Nack(Vec<(u32, u16)>),
+}
+
+/// Checks whose answers are still taken: a late answer to one of the last
+/// few checks is life too.
+pub(crate) const SENT_CHECKS: usize = 8;
+
+/// Remember the transaction id of a check just sent (the last
+/// [`SENT_CHECKS`]).
+pub(crate) fn remember_check(sent: &mut VecDeque<TransactionId>, id: TransactionId) {
+    if sent.len() >= SENT_CHECKS {
+        sent.pop_front();
+    }
+    sent.push_back(id);
+}
+
+/// Whether `datagram` is an authenticated answer (keyed with `pwd`, the
+/// client's password) to one of the checks in `sent` (`Ok(true)`; that
+/// check is then forgotten) or to another check (`Ok(false)`).
+pub(crate) fn take_answer(
+    sent: &mut VecDeque<TransactionId>,
+    datagram: &[u8],
+    pwd: &str,
+    crypto: &dyn rtc::crypto::RTCCrypto,
+) -> Result<bool, WireError> {
+    let id = ice_lite::verify_success(datagram, pwd, crypto)?;
+    Ok(match sent.iter().position(|s| *s == id) {
+        Some(at) => {
+            sent.remove(at);
+            true
+        }
+        None => false,
+    })
 }
 
 /// DTLS datagrams kept while the SFU does not yet know its role (the answer
@@ -93,6 +143,9 @@ pub(crate) struct Wire {
     remote_ice: Option<(String, String)>,
     /// The one check the SFU sends back was sent ([`ice_lite::triggered_check`]).
     checked_back: bool,
+    /// Transaction ids of the last checks the SFU sent (the check back,
+    /// consent checks): only answers to these are taken.
+    sent_checks: VecDeque<TransactionId>,
     srtp: Option<SrtpKeys>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
     events: VecDeque<WireEvent>,
@@ -120,6 +173,7 @@ impl Wire {
             nominated: false,
             remote_ice: None,
             checked_back: false,
+            sent_checks: VecDeque::new(),
             srtp: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -165,17 +219,19 @@ impl Wire {
         Ok(())
     }
 
-    /// A datagram from the client at `src`.
+    /// A datagram from the client at `src`: what the transport took it
+    /// for ([`Took`]), or why it refused it.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         src: SocketAddr,
         datagram: &[u8],
-    ) -> Result<(), WireError> {
+    ) -> Result<Took, WireError> {
         match classify(datagram) {
-            DatagramKind::Stun => self.on_stun(now, src, datagram),
-            DatagramKind::Dtls => self.on_dtls(now, src, datagram),
-            DatagramKind::Rtp => self.on_rtcp(datagram),
+            DatagramKind::Stun if is_binding_indication(datagram) => Ok(Took::Nothing),
+            DatagramKind::Stun => self.on_stun(now, src, datagram).map(|()| Took::Consent),
+            DatagramKind::Dtls => self.on_dtls(now, src, datagram).map(|()| Took::Life),
+            DatagramKind::Rtp => self.on_rtcp(datagram).map(|()| Took::Life),
             DatagramKind::Unknown => Err(WireError::NotReady("datagram of no known kind")),
         }
     }
@@ -241,17 +297,57 @@ impl Wire {
         }
     }
 
-    /// Close the connection: DTLS close_notify, queued for sending.
-    pub fn close(&mut self, now: Instant) {
+    /// Close the connection: an RTCP BYE for `ssrcs` (the SFU's outgoing
+    /// streams on it, RFC 3550 §6.6) when media flows, then DTLS
+    /// close_notify, queued for sending.
+    pub fn close(&mut self, now: Instant, ssrcs: &[u32]) {
+        if self.srtp.is_some() {
+            for bye in goodbyes(ssrcs) {
+                match self.protect_rtcp(&bye) {
+                    Ok(t) => self.transmits.push_back(t),
+                    Err(e) => tracing::debug!("BYE: {e}"),
+                }
+            }
+        }
         if let Some(dtls) = self.dtls.as_mut() {
             dtls.close(now);
         }
         self.srtp = None;
     }
 
+    /// A consent check for the client (RFC 7675, the `consent` module), on
+    /// the path media takes; `None` before there is one or before the
+    /// client's credentials are known.
+    pub fn consent_check(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        let (Some(peer), Some((ufrag, pwd))) = (self.peer, self.remote_ice.as_ref()) else {
+            return None;
+        };
+        match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
+            Ok((check, id)) => {
+                remember_check(&mut self.sent_checks, id);
+                Some((peer, BytesMut::from(&check[..])))
+            }
+            Err(e) => {
+                tracing::debug!("consent check: {e}");
+                None
+            }
+        }
+    }
+
     fn on_stun(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) -> Result<(), WireError> {
         if is_stun_success_response(datagram) {
-            return Ok(()); // the client's answer to the SFU's one check
+            // The client's answer to one of the SFU's checks.
+            let Some((_, pwd)) = self.remote_ice.as_ref() else {
+                return Err(WireError::Stun(
+                    "answer before the client's credentials".into(),
+                ));
+            };
+            return match take_answer(&mut self.sent_checks, datagram, pwd, self.crypto.crypto())? {
+                true => Ok(()),
+                false => Err(WireError::Stun(
+                    "answer to no check the SFU sent".to_owned(),
+                )),
+            };
         }
         let answered =
             ice_lite::answer(datagram, src, &self.ufrag, &self.pwd, self.crypto.crypto())?;
@@ -289,7 +385,10 @@ impl Wire {
         }
         self.checked_back = true;
         match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
-            Ok(check) => self.transmits.push_back((peer, BytesMut::from(&check[..]))),
+            Ok((check, id)) => {
+                remember_check(&mut self.sent_checks, id);
+                self.transmits.push_back((peer, BytesMut::from(&check[..])));
+            }
             Err(e) => tracing::debug!("check back: {e}"),
         }
     }
@@ -353,6 +452,35 @@ impl Wire {
         }
         Ok(())
     }
+}
+
+/// Compound RTCP packets saying goodbye for `ssrcs` (RFC 3550 §6.6): each
+/// a sender report of the first source with no sender information (a
+/// compound packet starts with a report, §6.1; a sender's with an SR, and
+/// receivers such as rtc's route the packet by its SSRC) and a BYE of at
+/// most 31 sources (its count field).
+pub(crate) fn goodbyes(ssrcs: &[u32]) -> Vec<Vec<u8>> {
+    use rtc::rtcp::goodbye::Goodbye;
+    use rtc::rtcp::sender_report::SenderReport;
+    ssrcs
+        .chunks(31)
+        .filter_map(|chunk| {
+            let packets: Vec<Box<dyn rtc::rtcp::Packet>> = vec![
+                Box::new(SenderReport {
+                    ssrc: chunk[0],
+                    ..Default::default()
+                }),
+                Box::new(Goodbye {
+                    sources: chunk.to_vec(),
+                    reason: bytes::Bytes::new(),
+                }),
+            ];
+            rtc::rtcp::packet::marshal(&packets)
+                .map(|b| b.to_vec())
+                .inspect_err(|e| tracing::debug!("BYE: {e}"))
+                .ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -420,6 +548,33 @@ mod tests {
         // The client's answer to it is taken quietly.
         w.handle_datagram(now, client, &answered.response)
             .expect("a success response is no error");
+    }
+
+    #[test]
+    fn goodbyes_name_every_ssrc_31_a_packet_after_a_sender_report() {
+        use rtc::rtcp::goodbye::Goodbye;
+        use rtc::rtcp::sender_report::SenderReport;
+        let ssrcs: Vec<u32> = (1..=40).collect();
+        let packets = goodbyes(&ssrcs);
+        assert_eq!(packets.len(), 2);
+        let mut named: Vec<u32> = Vec::new();
+        for datagram in packets {
+            let mut buf = bytes::Bytes::from(datagram);
+            let parsed = rtc::rtcp::packet::unmarshal(&mut buf).expect("parses");
+            assert_eq!(parsed.len(), 2, "SR + BYE");
+            let sr = parsed[0]
+                .as_any()
+                .downcast_ref::<SenderReport>()
+                .expect("led by a sender report");
+            let bye = parsed[1]
+                .as_any()
+                .downcast_ref::<Goodbye>()
+                .expect("then a BYE");
+            assert_eq!(sr.ssrc, bye.sources[0]);
+            named.extend(&bye.sources);
+        }
+        assert_eq!(named, ssrcs);
+        assert!(goodbyes(&[]).is_empty());
     }
 
     #[test]

@@ -240,6 +240,8 @@ pub struct Net {
     /// Drop every STUN message these addresses send to the SFU (a client
     /// whose consent checks are late, as a CPU-starved browser's are).
     pub drop_stun_from: Vec<SocketAddr>,
+    /// Clients made quiet ([`Net::make_quiet`]), by address.
+    pub quiet: HashMap<SocketAddr, Quiet>,
     /// SRTP profiles the subscriber connections created from now on offer
     /// (`rtc`'s defaults, AES-GCM first, when empty).
     pub subscriber_srtp: Vec<SrtpProtectionProfile>,
@@ -248,6 +250,9 @@ pub struct Net {
     /// Per client address: the RTCP packet types (second byte, in the clear
     /// in SRTCP) of the datagrams the SFU sent it, in order.
     pub rtcp_to: HashMap<SocketAddr, Vec<u8>>,
+    /// Per client address: DTLS alert records the SFU sent it (content type
+    /// 21, in the clear; after the handshake, close_notify).
+    pub dtls_alerts_to: HashMap<SocketAddr, u32>,
     /// Client timer errors (a failed DTLS handshake) are expected: ignore
     /// them instead of panicking.
     pub client_errors_expected: bool,
@@ -380,10 +385,12 @@ impl Net {
             held: Vec::new(),
             lost_packet_sends: 0,
             drop_stun_from: Vec::new(),
+            quiet: HashMap::new(),
             subscriber_srtp: Vec::new(),
             tamper_answer: None,
             client_errors_expected: false,
             rtcp_to: HashMap::new(),
+            dtls_alerts_to: HashMap::new(),
         }
     }
 
@@ -690,6 +697,13 @@ impl Net {
         self.pump();
     }
 
+    /// From now on, `client`'s connection of `role` is quiet (see
+    /// [`Quiet`]), its RTCP timing seeded with `seed`.
+    pub fn make_quiet(&mut self, client: ClientId, role: Role, seed: u64, answers: bool) {
+        let q = Quiet::new(self.now, seed, answers);
+        self.quiet.insert(Client::addr(client, role), q);
+    }
+
     /// Deliver everything in flight and process every output until nothing
     /// moves, without advancing time.
     pub fn pump(&mut self) {
@@ -963,6 +977,12 @@ impl Net {
                 self.dropped += 1;
                 return;
             }
+            if let Some(q) = self.quiet.get_mut(&d.src) {
+                if !q.lets_through(self.now, &d.payload) {
+                    self.dropped += 1;
+                    return;
+                }
+            }
             if let Some(cap) = self.capture.as_mut() {
                 cap.push(d.clone());
             }
@@ -985,6 +1005,9 @@ impl Net {
         let rtp = is_rtp(&d.payload);
         if is_rtcp(&d.payload) {
             self.rtcp_to.entry(d.dst).or_default().push(d.payload[1]);
+        }
+        if d.payload.first() == Some(&21) {
+            *self.dtls_alerts_to.entry(d.dst).or_default() += 1;
         }
         if let Some((addr, n)) = self.lose_rtp_to.as_mut() {
             if *addr == d.dst && *n > 0 && rtp {
@@ -1027,6 +1050,72 @@ impl Net {
             }
         }
         self.dropped += 1;
+    }
+}
+
+/// What a quiet client ([`Net::make_quiet`]) still sends the SFU: no
+/// STUN checks of its own, RTCP only every 5 s ±50 % (a receiver report, as
+/// RFC 3550 randomizes it), media and DTLS as usual, and answers to the
+/// SFU's checks when `answers`. As a GStreamer (libnice) receive-only
+/// viewer behaves after nomination.
+pub struct Quiet {
+    /// Answer the SFU's checks (STUN success responses go through).
+    pub answers: bool,
+    rng: u64,
+    next_rtcp: Instant,
+    /// RTCP datagrams let through.
+    pub rtcp_sent: u64,
+    /// STUN checks of its own held back.
+    pub checks_held: u64,
+    /// Answers to the SFU's checks let through.
+    pub answers_sent: u64,
+}
+
+impl Quiet {
+    fn new(now: Instant, seed: u64, answers: bool) -> Self {
+        let mut q = Self {
+            answers,
+            rng: seed,
+            next_rtcp: now,
+            rtcp_sent: 0,
+            checks_held: 0,
+            answers_sent: 0,
+        };
+        q.next_rtcp = now + q.rtcp_interval();
+        q
+    }
+
+    /// 2.5 to 7.5 s, seeded (SplitMix64).
+    fn rtcp_interval(&mut self) -> Duration {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Duration::from_millis(2_500 + z % 5_001)
+    }
+
+    fn lets_through(&mut self, now: Instant, payload: &[u8]) -> bool {
+        match payload.first() {
+            Some(0..=3) => {
+                if huddle_sfu::demux::is_stun_success_response(payload) {
+                    self.answers_sent += u64::from(self.answers);
+                    self.answers
+                } else {
+                    self.checks_held += 1;
+                    false
+                }
+            }
+            _ if is_rtcp(payload) => {
+                if now < self.next_rtcp {
+                    return false;
+                }
+                self.next_rtcp = now + self.rtcp_interval();
+                self.rtcp_sent += 1;
+                true
+            }
+            _ => true,
+        }
     }
 }
 
