@@ -24,6 +24,7 @@ pub mod bans;
 pub mod config;
 pub mod dispatch;
 pub mod headers;
+pub mod offer;
 pub mod ratelimit;
 pub mod rest;
 pub mod sdpfrag;
