@@ -429,7 +429,8 @@ async fn run_condition(
     let (relay, media) = Relay::in_front_of_local_sfu(cond.impairment.clone())
         .await
         .context("relay")?;
-    let mut config = huddle_server::ServerConfig::ephemeral("audio-quality-secret");
+    let mut config =
+        huddle_server::ServerConfig::ephemeral("audio-quality-secret-padded-to-32-bytes-or-more");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());
     // The relay fronts one media port: one SFU worker.

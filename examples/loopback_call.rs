@@ -125,7 +125,9 @@ async fn run() -> anyhow::Result<()> {
         seconds_of(frames.len())
     );
 
-    let mut config = huddle_server::ServerConfig::ephemeral("loopback-example-secret");
+    let mut config = huddle_server::ServerConfig::ephemeral(
+        "loopback-example-secret-padded-to-32-bytes-or-more",
+    );
     // With --loss or --jitter, a relay in front of the SFU impairs what goes
     // to the participants; the SFU announces the relay's address.
     let _relay = if args.loss > 0.0 || args.jitter > 0 {

@@ -12,9 +12,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sfu_sees_who_is_loud() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("level-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "level-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let alice_id = alice.participant_id().to_owned();
 
@@ -74,9 +76,11 @@ async fn the_sfu_sees_who_is_loud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyone_is_told_who_speaks() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("speaker-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "speaker-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, mut alice_events) = join(&server, "r", "alice", BOTH).await;
     let (bob, mut bob_events) = join(&server, "r", "bob", BOTH).await;
     let alice_id = alice.participant_id().to_owned();

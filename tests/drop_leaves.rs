@@ -9,9 +9,11 @@ use huddle::CallEvent;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_call_leaves_the_room() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("drop-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "drop-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (stay, mut events) = join(&server, "r", "stay", BOTH).await;
     let (gone, _gone_events) = join(&server, "r", "gone", BOTH).await;
     let gone_id = gone.participant_id().to_owned();

@@ -15,9 +15,11 @@ const MEASURED_FRAMES: usize = 250; // 5 s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_hear_each_other_and_see_video() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("group-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "group-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let names = ["alice", "bob", "carol"];
     let mut calls = Vec::new();
     let mut inboxes = Vec::new();

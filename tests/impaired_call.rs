@@ -23,7 +23,8 @@ async fn speech_survives_loss_and_jitter() {
     })
     .await
     .expect("relay");
-    let mut config = huddle_server::ServerConfig::ephemeral("impaired-secret");
+    let mut config =
+        huddle_server::ServerConfig::ephemeral("impaired-secret-padded-to-32-bytes-or-more");
     config.media_udp = media;
     config.media_public = Some(relay.local_addr());
     // The relay fronts one media port: one SFU worker.

@@ -13,9 +13,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyframe_requests_reach_the_publisher_merged() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("kf-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "kf-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let (_bob, mut be) = join(&server, "r", "bob", BOTH).await;
     let (_carol, mut ce) = join(&server, "r", "carol", BOTH).await;

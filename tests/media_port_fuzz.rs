@@ -71,9 +71,11 @@ fn garbage(rng: &mut impl Rng, i: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_media_port_changes_nothing() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("fuzz-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "fuzz-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let (bob, be) = join(&server, "r", "bob", BOTH).await;
     let (inbox, _rest) = collect(be);

@@ -10,9 +10,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mute_stops_media_and_tells_the_room() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("mute-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "mute-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let (_bob, be) = join(&server, "r", "bob", BOTH).await;
     let (inbox, mut rest) = collect(be);

@@ -11,9 +11,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_audio_delivers_the_source() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("send-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "send-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let (_bob, be) = join(&server, "r", "bob", BOTH).await;
     let (inbox, _rest) = collect(be);

@@ -13,9 +13,11 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpublished_track_leaves_the_room() {
     init_tracing();
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("unpublish-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "unpublish-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let (alice, _alice_events) = join(&server, "r", "alice", BOTH).await;
     let (_bob, mut bob_events) = join(&server, "r", "bob", BOTH).await;
 

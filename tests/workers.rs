@@ -20,7 +20,8 @@ fn count(inbox: &Inbox) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rooms_run_on_two_workers() {
     init_tracing();
-    let mut config = huddle_server::ServerConfig::ephemeral("workers-secret");
+    let mut config =
+        huddle_server::ServerConfig::ephemeral("workers-secret-padded-to-32-bytes-or-more");
     config.workers = 2;
     let server = huddle_server::start(config).await.expect("server");
     let addrs = server.sfu().local_addrs();

@@ -7,11 +7,11 @@
 //                   that set changes), we answer.
 // Offers therefore never cross, and no glare handling is needed.
 //
-// URL parameters: room, name (prefill the form), token (use this access token
-// instead of asking the server's development endpoint for one), autojoin=1
+// URL parameters: room, name (prefill the form), autojoin=1
 // (join at once), aec=0 (turn echo cancellation, gain control and noise
 // suppression off, e.g. to compare audio in tests), simulcast=0 (send the
-// camera as one encoding instead of three simulcast layers).
+// camera as one encoding instead of three simulcast layers). An access token
+// goes in the fragment, #token=... (see token.js), not in the query.
 'use strict';
 
 (() => {
@@ -198,7 +198,9 @@
     pc.onicecandidate = (e) => {
       // null: gathering finished; an empty string: end of candidates.
       if (!e.candidate || !e.candidate.candidate) return;
-      const candidate = e.candidate.toJSON();
+      // Exactly the fields of RTCIceCandidateInit: the server refuses others.
+      const { candidate: line, sdpMid, sdpMLineIndex, usernameFragment } = e.candidate;
+      const candidate = { candidate: line, sdpMid, sdpMLineIndex, usernameFragment };
       if (side.described) send({ type: 'candidate', pc: role, candidate });
       else side.localQueue.push(candidate);
     };

@@ -2,8 +2,8 @@
 // HTTP (POST /whep with the offer, PATCH to trickle candidates, DELETE to
 // stop). Plain JS, no build step.
 //
-// URL parameters: room (prefill), token (use this access token), autostart=1
-// (start at once; the tests use it).
+// URL parameters: room (prefill), autostart=1 (start at once; the tests use
+// it). An access token goes in the fragment, #token=... (see token.js).
 //
 // For tests, window.whep exposes state() and inboundStats().
 'use strict';

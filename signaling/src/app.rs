@@ -23,6 +23,7 @@ struct Inner {
     connections: AtomicUsize,
     idle: Notify,
     http_sessions: crate::whip::Sessions,
+    bans: crate::bans::Bans,
 }
 
 impl AppState {
@@ -38,6 +39,7 @@ impl AppState {
                 connections: AtomicUsize::new(0),
                 idle: Notify::new(),
                 http_sessions: crate::whip::Sessions::default(),
+                bans: crate::bans::Bans::default(),
             }),
         }
     }
@@ -60,6 +62,11 @@ impl AppState {
     /// The open WHIP/WHEP sessions.
     pub fn http_sessions(&self) -> &crate::whip::Sessions {
         &self.inner.http_sessions
+    }
+
+    /// The bans in force.
+    pub fn bans(&self) -> &crate::bans::Bans {
+        &self.inner.bans
     }
 
     /// Tell every open WebSocket to close (code 1001, going away). New

@@ -1,10 +1,19 @@
 //! Access tokens: JWTs signed with HS256 and a secret shared by the server and
 //! whoever mints tokens (the `huddle-server token` command, an app backend).
 //!
-//! A token grants one room and rights in it ([`Claims`]). Verification accepts
-//! only HS256, requires `exp`, and allows a clock-skew leeway of
-//! [`DEFAULT_LEEWAY_SECS`] seconds past `exp` unless configured otherwise
-//! (tokens minted on another machine may see a slightly different clock).
+//! A token grants one room and rights in it ([`Claims`]). Verification
+//! ([`verify_with`] and its [`Policy`]) accepts only HS256 and requires:
+//! - `exp` not past and `nbf`, when present, not in the future, both with a
+//!   clock-skew leeway of [`DEFAULT_LEEWAY_SECS`] seconds unless configured
+//!   otherwise (tokens minted on another machine may see a slightly
+//!   different clock);
+//! - a non-blank identity (`sub`);
+//! - a lifetime no longer than [`DEFAULT_MAX_LIFETIME_SECS`] unless
+//!   configured otherwise: `exp` minus `iat` (or minus now, if `iat` is
+//!   later than now), so a leaked token is not good forever.
+//!
+//! Revoking tokens (bans) is the service's job, on top of this
+//! (`crate::bans`).
 
 use huddle_proto::ErrorCode;
 use jsonwebtoken::errors::ErrorKind;
@@ -15,6 +24,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds a token is still accepted after its `exp`, to absorb clock skew
 /// between the minting machine and the server.
 pub const DEFAULT_LEEWAY_SECS: u64 = 5;
+
+/// Longest lifetime (`exp` - `iat`) a token may have by default: 24 hours.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// Shortest secret, in bytes, a server should sign with: HS256 needs a key
+/// at least as long as its hash output (RFC 7518 §3.2), 256 bits.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// What a token grants. Serialized as the JWT payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +50,13 @@ pub struct Claims {
     pub exp: u64,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
+    /// Not before: the token is refused until then (seconds since the Unix
+    /// epoch, with the same leeway as `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Token id, for revoking this one token (`POST /api/bans`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     /// Optional display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -59,6 +82,8 @@ impl Claims {
             subscribe,
             exp: now.saturating_add(ttl_secs),
             iat: now,
+            nbf: None,
+            jti: None,
             name: None,
             admin: None,
         }
@@ -90,6 +115,21 @@ pub enum AuthError {
     /// The token has expired.
     #[error("access token has expired")]
     Expired,
+    /// The token's `nbf` is still in the future.
+    #[error("access token is not valid yet (nbf is in the future)")]
+    NotYetValid,
+    /// The token's identity (`sub`) is empty or blank.
+    #[error("access token has an empty identity (sub)")]
+    EmptyIdentity,
+    /// The token lives longer than the server allows.
+    #[error("access token lifetime exceeds the maximum of {max_secs} s")]
+    LifetimeTooLong {
+        /// The maximum, in seconds.
+        max_secs: u64,
+    },
+    /// The token, or its identity, has been banned by an administrator.
+    #[error("access token has been revoked")]
+    Revoked,
     /// Signing failed (only from [`mint`]).
     #[error("could not sign token: {0}")]
     Signing(String),
@@ -100,8 +140,12 @@ impl AuthError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AuthError::Missing => ErrorCode::TokenMissing,
-            AuthError::Invalid => ErrorCode::TokenInvalid,
+            AuthError::Invalid
+            | AuthError::NotYetValid
+            | AuthError::EmptyIdentity
+            | AuthError::LifetimeTooLong { .. } => ErrorCode::TokenInvalid,
             AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Revoked => ErrorCode::TokenRevoked,
             AuthError::Signing(_) => ErrorCode::Internal,
         }
     }
@@ -125,25 +169,55 @@ pub fn mint(secret: &str, claims: &Claims) -> Result<String, AuthError> {
     .map_err(|e| AuthError::Signing(e.to_string()))
 }
 
-/// Verify `token` against `secret` with the default leeway.
-pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
-    verify_with_leeway(secret, token, DEFAULT_LEEWAY_SECS)
+/// What [`verify_with`] demands of a token beyond its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Longest lifetime allowed, in seconds (see the module doc).
+    pub max_lifetime_secs: u64,
 }
 
-/// Verify `token` against `secret`, accepting it up to `leeway_secs` past `exp`.
+impl Default for Policy {
+    /// [`DEFAULT_LEEWAY_SECS`] and [`DEFAULT_MAX_LIFETIME_SECS`].
+    fn default() -> Self {
+        Self {
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+        }
+    }
+}
+
+/// Verify `token` against `secret` with the default [`Policy`].
+pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
+    verify_with(secret, token, &Policy::default())
+}
+
+/// Verify `token` against `secret`, accepting it up to `leeway_secs` past
+/// `exp` (other rules as in the default [`Policy`]).
 pub fn verify_with_leeway(
     secret: &str,
     token: &str,
     leeway_secs: u64,
 ) -> Result<Claims, AuthError> {
+    let policy = Policy {
+        leeway_secs,
+        ..Policy::default()
+    };
+    verify_with(secret, token, &policy)
+}
+
+/// Verify `token` against `secret` as `policy` says.
+pub fn verify_with(secret: &str, token: &str, policy: &Policy) -> Result<Claims, AuthError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(AuthError::Missing);
     }
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = leeway_secs;
+    validation.leeway = policy.leeway_secs;
+    validation.validate_nbf = true;
     validation.validate_aud = false;
-    jsonwebtoken::decode::<Claims>(
+    let claims = jsonwebtoken::decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
         &validation,
@@ -151,8 +225,26 @@ pub fn verify_with_leeway(
     .map(|data| data.claims)
     .map_err(|e| match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         _ => AuthError::Invalid,
-    })
+    })?;
+    check_claims(&claims, policy, now_secs())?;
+    Ok(claims)
+}
+
+/// The rules on verified claims that the JWT library does not apply.
+fn check_claims(claims: &Claims, policy: &Policy, now: u64) -> Result<(), AuthError> {
+    if claims.sub.trim().is_empty() {
+        return Err(AuthError::EmptyIdentity);
+    }
+    // An `iat` in the future does not buy a longer life: count from now then.
+    let lifetime = claims.exp.saturating_sub(claims.iat.min(now));
+    if lifetime > policy.max_lifetime_secs.saturating_add(policy.leeway_secs) {
+        return Err(AuthError::LifetimeTooLong {
+            max_secs: policy.max_lifetime_secs,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -185,6 +277,64 @@ mod tests {
         let t = mint(SECRET, &c).expect("mint");
         assert!(verify(SECRET, &t).is_ok());
         assert_eq!(verify_with_leeway(SECRET, &t, 0), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn refuses_a_token_not_valid_yet() {
+        let mut c = Claims::new("a", "r", true, true, 600);
+        c.nbf = Some(now_secs() + 300);
+        let t = mint(SECRET, &c).expect("mint");
+        assert_eq!(verify(SECRET, &t), Err(AuthError::NotYetValid));
+        assert_eq!(
+            AuthError::NotYetValid.code(),
+            huddle_proto::ErrorCode::TokenInvalid
+        );
+        // Within the clock-skew leeway, and in the past, it is accepted.
+        c.nbf = Some(now_secs() + 2);
+        assert!(verify(SECRET, &mint(SECRET, &c).expect("mint")).is_ok());
+        c.nbf = Some(now_secs() - 60);
+        assert!(verify(SECRET, &mint(SECRET, &c).expect("mint")).is_ok());
+    }
+
+    #[test]
+    fn refuses_an_empty_or_blank_identity() {
+        for sub in ["", " ", "\t\n"] {
+            let t = mint(SECRET, &Claims::new(sub, "r", true, true, 60)).expect("mint");
+            assert_eq!(verify(SECRET, &t), Err(AuthError::EmptyIdentity), "{sub:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_lifetime_beyond_the_maximum() {
+        let day = DEFAULT_MAX_LIFETIME_SECS;
+        let t = mint(SECRET, &Claims::new("a", "r", true, true, day)).expect("mint");
+        assert!(verify(SECRET, &t).is_ok(), "exactly the maximum");
+        let t = mint(SECRET, &Claims::new("a", "r", true, true, 2 * day)).expect("mint");
+        assert_eq!(
+            verify(SECRET, &t),
+            Err(AuthError::LifetimeTooLong { max_secs: day })
+        );
+        // An iat in the future does not stretch the lifetime.
+        let mut c = Claims::new("a", "r", true, true, 0);
+        c.iat = now_secs() + 10 * day;
+        c.exp = c.iat + 60;
+        let t = mint(SECRET, &c).expect("mint");
+        assert!(matches!(
+            verify(SECRET, &t),
+            Err(AuthError::LifetimeTooLong { .. })
+        ));
+        // The maximum is configurable.
+        let short = Policy {
+            max_lifetime_secs: 600,
+            ..Policy::default()
+        };
+        let t = mint(SECRET, &Claims::new("a", "r", true, true, 3600)).expect("mint");
+        assert_eq!(
+            verify_with(SECRET, &t, &short),
+            Err(AuthError::LifetimeTooLong { max_secs: 600 })
+        );
+        let t = mint(SECRET, &Claims::new("a", "r", true, true, 600)).expect("mint");
+        assert!(verify_with(SECRET, &t, &short).is_ok());
     }
 
     #[test]

@@ -8,8 +8,12 @@ use std::time::Duration;
 pub struct SignalingConfig {
     /// HS256 secret that access tokens are signed with.
     pub secret: String,
-    /// Seconds a token is still accepted past its `exp` (clock skew).
+    /// Seconds a token is still accepted past its `exp` or before its `nbf`
+    /// (clock skew).
     pub token_leeway_secs: u64,
+    /// Longest lifetime (`exp` - `iat`) a token may have, in seconds; longer
+    /// ones are refused (`token_invalid`). Also the default length of a ban.
+    pub token_max_lifetime_secs: u64,
     /// A connection that has not sent a successful `join` this long after
     /// opening is closed.
     pub join_timeout: Duration,
@@ -25,12 +29,14 @@ pub struct SignalingConfig {
 }
 
 impl SignalingConfig {
-    /// Defaults: leeway [`crate::auth::DEFAULT_LEEWAY_SECS`], join timeout 10 s,
+    /// Defaults: leeway [`crate::auth::DEFAULT_LEEWAY_SECS`], token lifetime
+    /// at most [`crate::auth::DEFAULT_MAX_LIFETIME_SECS`], join timeout 10 s,
     /// 50 messages/s with bursts of 100, 256 queued messages, 5 s shutdown grace.
     pub fn new(secret: impl Into<String>) -> Self {
         Self {
             secret: secret.into(),
             token_leeway_secs: crate::auth::DEFAULT_LEEWAY_SECS,
+            token_max_lifetime_secs: crate::auth::DEFAULT_MAX_LIFETIME_SECS,
             join_timeout: Duration::from_secs(10),
             rate_per_sec: 50.0,
             rate_burst: 100.0,
@@ -45,11 +51,22 @@ impl std::fmt::Debug for SignalingConfig {
         f.debug_struct("SignalingConfig")
             .field("secret", &"<redacted>")
             .field("token_leeway_secs", &self.token_leeway_secs)
+            .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("join_timeout", &self.join_timeout)
             .field("rate_per_sec", &self.rate_per_sec)
             .field("rate_burst", &self.rate_burst)
             .field("outbound_queue", &self.outbound_queue)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
+    }
+}
+
+impl SignalingConfig {
+    /// The rules tokens are verified by.
+    pub fn token_policy(&self) -> crate::auth::Policy {
+        crate::auth::Policy {
+            leeway_secs: self.token_leeway_secs,
+            max_lifetime_secs: self.token_max_lifetime_secs,
+        }
     }
 }

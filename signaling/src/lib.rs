@@ -3,11 +3,12 @@
 //! - `GET /ws[?room=ROOM]`: the JSON-over-WebSocket signaling protocol of
 //!   [`huddle_proto`] (see `docs/signaling.md`), one connection per participant.
 //! - `GET /healthz`: liveness.
-//! - `/api/...`: admin REST API (see [`rest`]).
+//! - `/api/...`: admin REST API (see [`rest`]), bans included ([`bans`]).
 //! - `/whip`, `/whep` and their sessions: WHIP (RFC 9725) ingest and WHEP
 //!   egress (see [`whip`]).
 //!
-//! Access is by HS256 JWTs ([`auth`]). Rooms and participants live in memory
+//! Access is by HS256 JWTs ([`auth`]), less those an administrator banned
+//! ([`bans`]). Every response carries the security headers of [`headers`]. Rooms and participants live in memory
 //! ([`state`]); media goes through the SFU ([`huddle_sfu`]), whose events the
 //! [`dispatch`] task relays to clients.
 //!
@@ -19,8 +20,11 @@
 
 pub mod app;
 pub mod auth;
+pub mod bans;
 pub mod config;
 pub mod dispatch;
+pub mod headers;
+pub mod offer;
 pub mod ratelimit;
 pub mod rest;
 pub mod sdpfrag;
@@ -46,6 +50,8 @@ pub fn router(app: AppState) -> Router {
         .route("/rooms", get(rest::list_rooms))
         .route("/rooms/{room}/participants", get(rest::list_participants))
         .route("/rooms/{room}/participants/{id}", delete(rest::kick))
+        .route("/bans", get(rest::list_bans).post(rest::ban))
+        .route("/bans/{id}", delete(rest::lift_ban))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             rest::require_admin,
@@ -73,6 +79,7 @@ pub fn router(app: AppState) -> Router {
         .nest("/api", api)
         .merge(http_sessions)
         .with_state(app)
+        .layer(axum::middleware::from_fn(headers::security_headers))
 }
 
 /// Serve signaling on `listener` for the SFU `sfu` (whose events are

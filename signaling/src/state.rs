@@ -55,6 +55,8 @@ impl Conn {
 #[derive(Debug)]
 struct Member {
     identity: String,
+    /// The `jti` of the token it joined with, for bans by token.
+    jti: Option<String>,
     /// Join order, to list participants stably.
     seq: u64,
     tracks: Vec<TrackInfo>,
@@ -158,6 +160,7 @@ impl Hub {
             id,
             Member {
                 identity,
+                jti: None,
                 seq,
                 tracks: Vec::new(),
                 conn,
@@ -383,6 +386,52 @@ impl Hub {
                 .map(|(id, m)| m.info(id))
                 .collect(),
         )
+    }
+
+    /// Record the id (`jti`) of the token a participant joined with. Returns
+    /// false if it is unknown.
+    pub fn set_token_id(&self, id: &ParticipantId, jti: Option<String>) -> bool {
+        let mut g = self.lock();
+        let Some(room_name) = g.index.get(id).cloned() else {
+            return false;
+        };
+        match g
+            .rooms
+            .get_mut(&room_name)
+            .and_then(|r| r.members.get_mut(id))
+        {
+            Some(m) => {
+                m.jti = jti;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The identity of a participant.
+    pub fn identity_of(&self, id: &ParticipantId) -> Option<String> {
+        let g = self.lock();
+        let room = g.index.get(id)?;
+        g.rooms
+            .get(room)?
+            .members
+            .get(id)
+            .map(|m| m.identity.clone())
+    }
+
+    /// Every registered participant (pending ones too) for which
+    /// `matches(room, identity, token id)` holds.
+    pub fn find(&self, matches: impl Fn(&str, &str, Option<&str>) -> bool) -> Vec<ParticipantId> {
+        let g = self.lock();
+        g.rooms
+            .iter()
+            .flat_map(|(name, r)| {
+                r.members
+                    .iter()
+                    .filter(|(_, m)| matches(name, &m.identity, m.jti.as_deref()))
+                    .map(|(id, _)| id.clone())
+            })
+            .collect()
     }
 
     /// Every registered participant, for shutdown.

@@ -1,25 +1,34 @@
 //! WHIP (RFC 9725) ingest and WHEP egress over HTTP.
 //!
-//! - `POST /whip` with an SDP offer (`application/sdp`) and
+//! - `POST /whip` with an SDP offer (`application/sdp`) that sends media and
 //!   `Authorization: Bearer <token>` (a token with `publish`): the client
 //!   becomes a publish-only participant of the token's room; `201 Created`
-//!   with the answer and `Location: /whip/{id}`.
-//! - `POST /whep` likewise with a receive-only offer and a token with
+//!   with the answer, `Location: /whip/{resource}` and an `ETag`.
+//! - `POST /whep` likewise with an offer that receives media and a token with
 //!   `subscribe`: a viewer of the room (see [`huddle_sfu::Sfu::add_viewer`]);
-//!   `Location: /whep/{id}`.
-//! - `PATCH /whip/{id}`, `/whep/{id}` with `application/trickle-ice-sdpfrag`:
-//!   trickled client candidates (`204`). ICE restarts are not supported
+//!   `Location: /whep/{resource}`.
+//! - `PATCH /whip/{resource}`, `/whep/{resource}` with
+//!   `application/trickle-ice-sdpfrag`: trickled client candidates (`204`,
+//!   with the `ETag`). An `If-Match` that does not match the session's
+//!   `ETag` gets `412` (RFC 9725 §4.3.1). ICE restarts are not supported
 //!   (`422`), as RFC 9725 §4.3.1 asks of a session that trickles only.
-//! - `DELETE /whip/{id}`, `/whep/{id}`: end the session (`200`).
+//! - `DELETE /whip/{resource}`, `/whep/{resource}`: end the session (`200`).
 //!
-//! Requests on a session need a valid token for the same room and identity
-//! as the one that created it. The SFU's answer carries its candidate (ICE
-//! lite, one host candidate), so no server-side trickle is needed. A session
-//! is a participant like any other: the room sees it join and publish, and an
-//! administrator can kick it; it ends too when its media connection dies.
+//! A session's resource id is random (24 characters of 62, about 143 bits)
+//! and is not the participant id the room sees: only the client that created
+//! the session learns it. Requests on a session need both its URL and a
+//! valid token for the same room and identity as the one that created it, so
+//! neither another participant of the room nor another holder of the same
+//! identity can end or change it without having been given the URL.
+//!
+//! The SFU's answer carries its candidate (ICE lite, one host candidate), so
+//! no server-side trickle is needed. A session is a participant like any
+//! other: the room sees it join and publish, and an administrator can kick
+//! or ban it; it ends too when its media connection dies.
 
 use crate::app::AppState;
-use crate::auth::{self, AuthError, Claims};
+use crate::auth::{AuthError, Claims};
+use crate::offer::media_ways;
 use crate::ratelimit::TokenBucket;
 use crate::rest::bearer;
 use crate::sdpfrag;
@@ -67,10 +76,19 @@ impl Kind {
     }
 }
 
+/// Length of a session's resource id, in characters of 62.
+pub const RESOURCE_ID_CHARS: usize = 24;
+
 struct Session {
     kind: Kind,
+    /// The participant the session is in the room and the SFU.
+    participant: ParticipantId,
     room: String,
     identity: String,
+    /// The session's entity tag (quoted), for `ETag` and `If-Match`. Fixed
+    /// for the session's life: it names its ICE session, which never
+    /// restarts.
+    etag: String,
     /// The client's ICE ufrag from its offer: a PATCH naming another one is
     /// an ICE restart.
     ice_ufrag: Option<String>,
@@ -82,25 +100,59 @@ struct Session {
     kick: Arc<Notify>,
 }
 
-/// The open WHIP/WHEP sessions, by participant id.
+#[derive(Default)]
+struct Table {
+    /// Sessions by resource id.
+    sessions: HashMap<String, Session>,
+    /// Resource id by participant.
+    resources: HashMap<ParticipantId, String>,
+}
+
+impl Table {
+    fn insert(&mut self, resource: String, session: Session) {
+        self.resources
+            .insert(session.participant.clone(), resource.clone());
+        self.sessions.insert(resource, session);
+    }
+
+    /// Forget the session of `participant`, if `keep` does not object.
+    fn remove_participant(
+        &mut self,
+        participant: &ParticipantId,
+        keep: impl Fn(&Session) -> bool,
+    ) -> bool {
+        let Some(resource) = self.resources.get(participant) else {
+            return false;
+        };
+        if self.sessions.get(resource).is_some_and(keep) {
+            return false;
+        }
+        if let Some(resource) = self.resources.remove(participant) {
+            self.sessions.remove(&resource);
+        }
+        true
+    }
+}
+
+/// The open WHIP/WHEP sessions, by resource id.
 #[derive(Default)]
 pub struct Sessions {
-    inner: Mutex<HashMap<ParticipantId, Session>>,
+    inner: Mutex<Table>,
 }
 
 impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ParticipantId, Session>> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Open sessions.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 
     /// Whether none is open.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().sessions.is_empty()
     }
 }
 
@@ -161,9 +213,8 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
 }
 
 fn verify(app: &AppState, headers: &HeaderMap) -> Result<Claims, Refusal> {
-    let config = app.config();
     let token = bearer(headers).ok_or_else(|| auth_error(AuthError::Missing))?;
-    auth::verify_with_leeway(&config.secret, token, config.token_leeway_secs).map_err(auth_error)
+    app.verify_token(token).map_err(auth_error)
 }
 
 fn body_text(body: &Bytes) -> Result<&str, Refusal> {
@@ -191,12 +242,11 @@ fn detached_conn(app: &AppState, id: ParticipantId) -> Conn {
                 },
             }
         }
-        let mut sessions = app.http_sessions().lock();
-        if sessions
-            .get(&id)
-            .is_some_and(|s| Arc::ptr_eq(&s.kick, &kick))
-        {
-            sessions.remove(&id);
+        let removed = app
+            .http_sessions()
+            .lock()
+            .remove_participant(&id, |s| !Arc::ptr_eq(&s.kick, &kick));
+        if removed {
             tracing::info!(participant = %id, "WHIP/WHEP session ended");
         }
     });
@@ -251,6 +301,22 @@ async fn create(
         ));
     }
     let offer = body_text(&body)?.to_owned();
+    let ways = media_ways(&offer);
+    match kind {
+        Kind::Whip if !ways.sends => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "a WHIP offer must send audio or video (sendonly or sendrecv)",
+            ))
+        }
+        Kind::Whep if !ways.receives => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "a WHEP offer must receive audio or video (recvonly or sendrecv)",
+            ))
+        }
+        _ => {}
+    }
     let ice_ufrag = sdpfrag::ice_ufrag(&offer);
 
     let hub = app.hub();
@@ -265,6 +331,7 @@ async fn create(
             break (id, kick);
         }
     };
+    hub.set_token_id(&id, claims.jti.clone());
     let room = RoomId(claims.room.clone());
     let sfu = app.sfu();
     let answer = match kind {
@@ -287,10 +354,14 @@ async fn create(
             return Err(sfu_status(&e));
         }
     };
+    let resource = random_chars(RESOURCE_ID_CHARS);
+    let etag = format!("\"{}\"", random_chars(16));
     app.http_sessions().lock().insert(
-        id.clone(),
+        resource.clone(),
         Session {
             kind,
+            participant: id.clone(),
+            etag: etag.clone(),
             room: claims.room.clone(),
             identity: claims.sub.clone(),
             ice_ufrag,
@@ -316,7 +387,7 @@ async fn create(
         ));
     }
     tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, ?kind, "WHIP/WHEP session started");
-    let location = format!("{}/{}", kind.path(), id);
+    let location = format!("{}/{}", kind.path(), resource);
     let mut r = (StatusCode::CREATED, answer).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
@@ -324,13 +395,21 @@ async fn create(
         h.insert(header::LOCATION, v);
     }
     h.insert("accept-patch", HeaderValue::from_static(SDPFRAG));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
     Ok(r)
+}
+
+/// `n` random characters of `[A-Za-z0-9]` from the thread's CSPRNG.
+fn random_chars(n: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), n)
 }
 
 /// Take a participant out of the room, the SFU and the session table.
 async fn end(app: &AppState, id: &ParticipantId) {
     let removed = app.hub().remove(id);
-    app.http_sessions().lock().remove(id);
+    app.http_sessions().lock().remove_participant(id, |_| false);
     if let Err(e) = app.sfu().remove_participant(id.clone()).await {
         tracing::debug!(error = %e, participant = %id, "SFU remove");
     }
@@ -339,17 +418,25 @@ async fn end(app: &AppState, id: &ParticipantId) {
     }
 }
 
-/// Check the session exists under `kind` and the token is its owner's.
+/// A session a request may act on.
+struct Owned {
+    participant: ParticipantId,
+    etag: String,
+}
+
+/// Check the session `resource` exists under `kind` and the token is for
+/// its room and identity.
 fn authorize(
     app: &AppState,
     kind: Kind,
-    id: &ParticipantId,
+    resource: &str,
     headers: &HeaderMap,
-) -> Result<(), Refusal> {
+) -> Result<Owned, Refusal> {
     let claims = verify(app, headers)?;
-    let sessions = app.http_sessions().lock();
-    let s = sessions
-        .get(id)
+    let table = app.http_sessions().lock();
+    let s = table
+        .sessions
+        .get(resource)
         .filter(|s| s.kind == kind)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such session"))?;
     if s.room != claims.room || s.identity != claims.sub {
@@ -358,37 +445,63 @@ fn authorize(
             "token is not the session owner's",
         ));
     }
-    Ok(())
+    Ok(Owned {
+        participant: s.participant.clone(),
+        etag: s.etag.clone(),
+    })
 }
 
-/// `PATCH /whip/{id}`: trickle ICE.
+/// Whether the request's `If-Match` (RFC 9110 §13.1.1), if any, matches
+/// `etag`: `*`, or a listed strong tag equal to it.
+fn if_match(headers: &HeaderMap, etag: &str) -> bool {
+    let mut values = headers.get_all(header::IF_MATCH).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// `PATCH /whip/{resource}`: trickle ICE.
 pub async fn whip_patch(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, Refusal> {
-    patch(app, Kind::Whip, ParticipantId(id), headers, body).await
+) -> Result<Response, Refusal> {
+    patch(app, Kind::Whip, &id, headers, body).await
 }
 
-/// `PATCH /whep/{id}`: trickle ICE.
+/// `PATCH /whep/{resource}`: trickle ICE.
 pub async fn whep_patch(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, Refusal> {
-    patch(app, Kind::Whep, ParticipantId(id), headers, body).await
+) -> Result<Response, Refusal> {
+    patch(app, Kind::Whep, &id, headers, body).await
 }
 
 async fn patch(
     app: AppState,
     kind: Kind,
-    id: ParticipantId,
+    resource: &str,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, Refusal> {
-    authorize(&app, kind, &id, &headers)?;
+) -> Result<Response, Refusal> {
+    let Owned {
+        participant: id,
+        etag,
+    } = authorize(&app, kind, resource, &headers)?;
+    if !if_match(&headers, &etag) {
+        return Err(error(
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match does not match the session's ETag",
+        ));
+    }
     if !content_type_is(&headers, SDPFRAG) {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -398,8 +511,8 @@ async fn patch(
     let frag = sdpfrag::parse(body_text(&body)?)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let fresh = {
-        let mut sessions = app.http_sessions().lock();
-        let Some(s) = sessions.get_mut(&id) else {
+        let mut table = app.http_sessions().lock();
+        let Some(s) = table.sessions.get_mut(resource) else {
             return Err(error(StatusCode::NOT_FOUND, "no such session"));
         };
         if !s.bucket.try_take() {
@@ -432,34 +545,40 @@ async fn patch(
             .await
             .map_err(|e| sfu_status(&e))?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(r)
 }
 
-/// `DELETE /whip/{id}`: stop publishing.
+/// `DELETE /whip/{resource}`: stop publishing.
 pub async fn whip_delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
-    delete(app, Kind::Whip, ParticipantId(id), headers).await
+    delete(app, Kind::Whip, &id, headers).await
 }
 
-/// `DELETE /whep/{id}`: stop watching.
+/// `DELETE /whep/{resource}`: stop watching.
 pub async fn whep_delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
-    delete(app, Kind::Whep, ParticipantId(id), headers).await
+    delete(app, Kind::Whep, &id, headers).await
 }
 
 async fn delete(
     app: AppState,
     kind: Kind,
-    id: ParticipantId,
+    resource: &str,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
-    authorize(&app, kind, &id, &headers)?;
+    let Owned {
+        participant: id, ..
+    } = authorize(&app, kind, resource, &headers)?;
     end(&app, &id).await;
     tracing::info!(participant = %id, ?kind, "WHIP/WHEP session deleted");
     Ok(StatusCode::OK)

@@ -6,7 +6,6 @@
 //! SFU call never stalls delivery of events.
 
 use crate::app::AppState;
-use crate::auth;
 use crate::ratelimit::TokenBucket;
 use crate::state::{Conn, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -345,9 +344,7 @@ impl Session {
     }
 
     async fn join(&mut self, token: &str) -> Flow {
-        let config = self.app.config();
-        let claims = match auth::verify_with_leeway(&config.secret, token, config.token_leeway_secs)
-        {
+        let claims = match self.app.verify_token(token) {
             Ok(c) => c,
             Err(e) => return self.refuse(e.code(), &e.to_string()),
         };
@@ -379,6 +376,7 @@ impl Session {
                 break id;
             }
         };
+        hub.set_token_id(&id, claims.jti.clone());
         if let Err(e) = self
             .app
             .sfu()

@@ -131,7 +131,11 @@ async fn whip_session_lifecycle() -> Result<()> {
     );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let location = r.header("location").context("Location")?.to_owned();
-    assert!(location.starts_with("/whip/PA_"), "{location}");
+    let etag = r.header("etag").context("ETag")?.to_owned();
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "a strong entity tag: {etag}"
+    );
     assert!(r.body.starts_with("v=0"), "{}", r.body);
     assert!(r.body.contains("a=ice-lite"), "{}", r.body);
     assert!(
@@ -144,7 +148,11 @@ async fn whip_session_lifecycle() -> Result<()> {
     match next_room_message(&mut alice).await? {
         ServerMessage::ParticipantJoined { participant } => {
             assert_eq!(participant.identity, "cam");
-            assert_eq!(format!("/whip/{}", participant.id), location);
+            assert!(location.starts_with("/whip/"), "{location}");
+            assert!(
+                !location.contains(&participant.id),
+                "the resource is not named after the participant id the room sees: {location}"
+            );
         }
         other => panic!("expected participant_joined, got {other:?}"),
     }
@@ -163,6 +171,11 @@ async fn whip_session_lifecycle() -> Result<()> {
     )
     .await?;
     assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        r.header("etag"),
+        Some(etag.as_str()),
+        "PATCH answers the ETag"
+    );
     let r = request(
         a,
         "PATCH",
@@ -173,6 +186,25 @@ async fn whip_session_lifecycle() -> Result<()> {
     )
     .await?;
     assert_eq!(r.status, 204, "same candidate again, no ufrag: {}", r.body);
+    // If-Match (RFC 9725 §4.3.1): the session's tag or `*` pass, others 412.
+    for (if_match, status) in [
+        (etag.clone(), 204),
+        ("*".to_owned(), 204),
+        (format!("\"other\", {etag}"), 204),
+        ("\"other\"".to_owned(), 412),
+        (format!("W/{etag}"), 412),
+    ] {
+        let r = request(
+            a,
+            "PATCH",
+            &location,
+            Some(&cam),
+            &[FRAG, ("If-Match", &if_match)],
+            &frag.replace("{UFRAG}", &ufrag),
+        )
+        .await?;
+        assert_eq!(r.status, status, "If-Match: {if_match}: {}", r.body);
+    }
     let r = request(
         a,
         "PATCH",
@@ -203,7 +235,7 @@ async fn whip_session_lifecycle() -> Result<()> {
     assert_eq!(r.status, 200);
     match next_room_message(&mut alice).await? {
         ServerMessage::ParticipantLeft { participant_id } => {
-            assert_eq!(format!("/whip/{participant_id}"), location)
+            assert!(participant_id.starts_with("PA_"), "{participant_id}")
         }
         other => panic!("expected participant_left, got {other:?}"),
     }
@@ -232,7 +264,8 @@ async fn whep_session_and_kick() -> Result<()> {
     .await?;
     assert_eq!(r.status, 201, "{}", r.body);
     let location = r.header("location").context("Location")?.to_owned();
-    assert!(location.starts_with("/whep/PA_"), "{location}");
+    assert!(location.starts_with("/whep/"), "{location}");
+    assert!(r.header("etag").is_some(), "WHEP answers an ETag too");
     assert_eq!(
         r.body.matches("a=sendonly").count(),
         2,
@@ -248,7 +281,8 @@ async fn whep_session_and_kick() -> Result<()> {
     assert_eq!(server.app.http_sessions().len(), 1);
 
     // An administrator's kick ends the session too.
-    let id = location.trim_start_matches("/whep/");
+    let listed = server.app.hub().participants("r").context("room")?;
+    let id = &listed[0].id;
     let (status, _) = server
         .http(
             "DELETE",
@@ -272,6 +306,182 @@ async fn whep_session_and_kick() -> Result<()> {
     assert!(r
         .header("access-control-allow-headers")
         .is_some_and(|h| h.contains("authorization")));
+    server.stop().await?;
+    sfu.shutdown();
+    Ok(())
+}
+
+/// `sdp` with its m-lines' own direction attributes replaced by one
+/// session-level `a={direction}` (RFC 8866 §6.7: it applies to every m-line).
+fn session_level(sdp: &str, direction: &str) -> String {
+    let mut out = String::new();
+    let mut placed = false;
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if matches!(
+            bare,
+            "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+        ) {
+            continue;
+        }
+        if !placed && bare.starts_with("m=") {
+            out.push_str(&format!("a={direction}\r\n"));
+            placed = true;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A publisher's offer at /whep and a viewer's at /whip are refused with 400
+/// before anything is created, however the direction is written.
+#[tokio::test]
+async fn offers_of_the_wrong_direction_are_refused() -> Result<()> {
+    let (server, sfu) = Server::start_with_real_sfu().await?;
+    let a = server.addr;
+    let both = token("r", "cam", true, true);
+    let publisher = offer(RTCRtpTransceiverDirection::Sendrecv)?;
+    let viewer = offer(RTCRtpTransceiverDirection::Recvonly)?;
+    for (path, sdp, what) in [
+        (
+            "/whep",
+            publisher.replace("a=sendrecv", "a=sendonly"),
+            "sendonly m-lines at /whep",
+        ),
+        (
+            "/whep",
+            session_level(&publisher, "sendonly"),
+            "a session-level sendonly at /whep",
+        ),
+        ("/whip", viewer.clone(), "recvonly m-lines at /whip"),
+        (
+            "/whip",
+            session_level(&publisher, "recvonly"),
+            "a session-level recvonly at /whip",
+        ),
+        (
+            "/whip",
+            publisher.replace("a=sendrecv", "a=inactive"),
+            "inactive m-lines at /whip",
+        ),
+    ] {
+        let r = request(a, "POST", path, Some(&both), &[SDP], &sdp).await?;
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+    }
+    assert_eq!(participants(&server, &sfu).await?, (0, 0));
+    assert!(server.app.http_sessions().is_empty());
+    // The right directions still work.
+    let r = request(a, "POST", "/whip", Some(&both), &[SDP], &publisher).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = request(a, "POST", "/whep", Some(&both), &[SDP], &viewer).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.stop().await?;
+    sfu.shutdown();
+    Ok(())
+}
+
+/// A WHIP resource belongs to the session that created it: another token of
+/// the same identity (even with other rights, or its own session) cannot
+/// reach it by the participant id the room sees, nor by its own resource;
+/// the owner can.
+#[tokio::test]
+async fn a_resource_belongs_to_its_session() -> Result<()> {
+    let (server, sfu) = Server::start_with_real_sfu().await?;
+    let a = server.addr;
+    let (mut alice, _) = server.join("r", "alice", true, true).await?;
+    let owner = token("r", "cam", true, false);
+    let r = request(
+        a,
+        "POST",
+        "/whip",
+        Some(&owner),
+        &[SDP],
+        &offer(RTCRtpTransceiverDirection::Sendrecv)?,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").context("Location")?.to_owned();
+    let resource = location.trim_start_matches("/whip/");
+    assert!(
+        resource.len() >= 22 && resource.chars().all(|c| c.is_ascii_alphanumeric()),
+        "at least 128 random bits: {resource}"
+    );
+    let participant = match next_room_message(&mut alice).await? {
+        ServerMessage::ParticipantJoined { participant } => participant.id,
+        other => panic!("expected participant_joined, got {other:?}"),
+    };
+
+    // Same identity, another token: subscribe-only, and one with its own
+    // WHEP session.
+    let same_identity = token("r", "cam", false, true);
+    let r = request(
+        a,
+        "POST",
+        "/whep",
+        Some(&same_identity),
+        &[SDP],
+        &offer(RTCRtpTransceiverDirection::Recvonly)?,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let own_whep = r.header("location").context("Location")?.to_owned();
+    let frag = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n";
+    for path in [
+        format!("/whip/{participant}"),
+        own_whep.replace("/whep/", "/whip/"),
+    ] {
+        for (method, headers, body) in [("DELETE", &[][..], ""), ("PATCH", &[FRAG][..], frag)] {
+            let r = request(a, method, &path, Some(&same_identity), headers, body).await?;
+            assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+            let r = request(a, method, &path, Some(&owner), headers, body).await?;
+            assert_eq!(r.status, 404, "{method} {path} by the owner: {}", r.body);
+        }
+    }
+    assert_eq!(participants(&server, &sfu).await?, (3, 1), "nothing ended");
+
+    // The owner, with its URL, can.
+    let r = request(a, "PATCH", &location, Some(&owner), &[FRAG], frag).await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = request(a, "DELETE", &location, Some(&owner), &[], "").await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(participants(&server, &sfu).await?, (2, 1));
+    let r = request(a, "DELETE", &own_whep, Some(&same_identity), &[], "").await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop().await?;
+    sfu.shutdown();
+    Ok(())
+}
+
+/// A ban ends the banned identity's WHIP session at once, and its token can
+/// start no new one.
+#[tokio::test]
+async fn a_ban_ends_and_refuses_whip_sessions() -> Result<()> {
+    let (server, sfu) = Server::start_with_real_sfu().await?;
+    let a = server.addr;
+    let cam = token("r", "cam", true, false);
+    let sdp = offer(RTCRtpTransceiverDirection::Sendrecv)?;
+    let r = request(a, "POST", "/whip", Some(&cam), &[SDP], &sdp).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = request(
+        a,
+        "POST",
+        "/api/bans",
+        Some(&admin_token()),
+        &[("Content-Type", "application/json")],
+        r#"{"room":"r","identity":"cam"}"#,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let end = Instant::now() + WAIT;
+    while !server.app.http_sessions().is_empty() {
+        assert!(Instant::now() < end, "session still listed after the ban");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = request(a, "POST", "/whip", Some(&cam), &[SDP], &sdp).await?;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("revoked"), "{}", r.body);
+    assert_eq!(participants(&server, &sfu).await?, (0, 0));
     server.stop().await?;
     sfu.shutdown();
     Ok(())

@@ -139,7 +139,7 @@ async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort
     ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${udpPort}`],
     path.join(ARTIFACTS, logName),
     // The secret through the environment, as operators are told to.
-    { HUDDLE_SECRET: 'browser-interop-secret', RUST_LOG: process.env.RUST_LOG || 'info,huddle_sfu::egress=debug', ...env },
+    { HUDDLE_SECRET: 'browser-interop-secret-padded-to-32-bytes', RUST_LOG: process.env.RUST_LOG || 'info,huddle_sfu::egress=debug', ...env },
   );
   try {
     await waitFor('the server to answer /healthz', 15000, async () => {

@@ -32,7 +32,7 @@ const {
 } = require('./lib');
 
 const ROOM = 'whip-whep';
-const SECRET = 'browser-interop-secret'; // what startServer gives the server
+const SECRET = 'browser-interop-secret-padded-to-32-bytes'; // what startServer gives the server
 /** aiortc publishes this long, then DELETEs its session. */
 const PUBLISH_SECONDS = 25;
 
@@ -107,11 +107,15 @@ test('aiortc publishes through WHIP, Chromium plays it through WHEP', { timeout:
     page.on('console', (m) => logs.push(`console ${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => logs.push(`page error: ${e.message}`));
     await page.addInitScript(loopbackOnlyCandidates);
-    await page.goto(`${baseUrl}/watch.html?room=${ROOM}&token=${encodeURIComponent(viewerToken)}&autostart=1`);
+    // The token in the fragment, which never reaches the server.
+    await page.goto(`${baseUrl}/watch.html?room=${ROOM}&autostart=1#token=${encodeURIComponent(viewerToken)}`);
     await waitFor('the WHEP viewer to connect', 20_000, async () => {
       const st = await page.evaluate(() => window.whep.state());
       return st.connection === 'connected';
     });
+    const shown = await page.evaluate(() => location.href);
+    assert.ok(!shown.includes('token'), `the token is scrubbed from the address bar: ${shown}`);
+    assert.ok(shown.includes('room='), `other parameters stay: ${shown}`);
     const byKind = async () => {
       const list = await page.evaluate(() => window.whep.inboundStats());
       return Object.fromEntries(list.map((s) => [s.kind, s]));

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 #[test]
 fn a_simulcast_meeting_gets_one_layer_per_stream() {
-    let server = common::InProcess::start("bench-simulcast-secret", None, false);
+    let server = common::InProcess::start(
+        "bench-simulcast-secret-padded-to-32-bytes-or-more",
+        None,
+        false,
+    );
     let target = &server.target;
 
     // 3 participants, each publishing audio + video as q/h/f and watching

@@ -11,7 +11,11 @@ use std::time::Duration;
 #[test]
 fn two_rooms_of_two_publishers_two_subscribers() {
     // The server runs in this process: its CPU figures include the tool's.
-    let server = common::InProcess::start("bench-test-secret", Some(2), true);
+    let server = common::InProcess::start(
+        "bench-test-secret-padded-to-32-bytes-or-more",
+        Some(2),
+        true,
+    );
     let target = &server.target;
 
     let mut config = RunConfig::new(Scenario::Audio, Plan::audio(2, 2, 2));

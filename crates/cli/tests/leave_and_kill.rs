@@ -70,9 +70,11 @@ fn is_media_from(ev: &CallEvent, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_killed_and_frozen_participants_disappear() {
-    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral("kill-secret"))
-        .await
-        .expect("server");
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "kill-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
     let url = server.ws_url();
     let token = |who: &str| server.mint_token("room", who, BOTH).expect("token");
     let (observer, mut events) = Call::join(&url, &token("observer")).await.expect("join");

@@ -234,6 +234,8 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The token has expired.
     TokenExpired,
+    /// The token, or its identity, was banned by an administrator.
+    TokenRevoked,
     /// The token grants a different room than the one asked for.
     WrongRoom,
     /// The token does not grant the right needed (publish or subscribe).
@@ -267,6 +269,7 @@ impl ErrorCode {
             ErrorCode::TokenMissing => "token_missing",
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenRevoked => "token_revoked",
             ErrorCode::WrongRoom => "wrong_room",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BadMessage => "bad_message",
@@ -336,10 +339,37 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
             message: format!("unknown message type {ty:?}"),
         });
     }
+    if let Some(field) = unknown_field(&value, &ty) {
+        return Err(DecodeError {
+            code: ErrorCode::BadMessage,
+            message: format!("invalid {ty:?} message: unknown field `{field}`"),
+        });
+    }
     serde_json::from_value(value).map_err(|e| DecodeError {
         code: ErrorCode::BadMessage,
         message: format!("invalid {ty:?} message: {e}"),
     })
+}
+
+/// A field of a client message that serde's `deny_unknown_fields` lets
+/// through: any field of a message without fields (`ping`, `leave`: serde
+/// ignores extras on unit variants of an internally tagged enum) and any
+/// field of a `candidate`'s candidate object beyond `RTCIceCandidateInit`'s
+/// four ([`IceCandidate`] stays lenient so clients can read server messages
+/// from newer servers).
+fn unknown_field<'a>(value: &'a serde_json::Value, ty: &str) -> Option<&'a str> {
+    let (object, known): (_, &[&str]) = match ty {
+        "ping" | "leave" => (value.as_object()?, &["type"]),
+        "candidate" => (
+            value.get("candidate")?.as_object()?,
+            &["candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"],
+        ),
+        _ => return None,
+    };
+    object
+        .keys()
+        .map(String::as_str)
+        .find(|k| !known.contains(k))
 }
 
 #[cfg(test)]
@@ -397,9 +427,41 @@ mod tests {
     }
 
     #[test]
+    fn refuses_unknown_fields_of_every_client_message() {
+        let extra = [
+            r#"{"type":"join","token":"t","x":1}"#,
+            r#"{"type":"offer","sdp":"v=0","x":1}"#,
+            r#"{"type":"answer","sdp":"v=0","x":1}"#,
+            r#"{"type":"candidate","pc":"publisher","candidate":{"candidate":"c"},"x":1}"#,
+            r#"{"type":"candidate","pc":"publisher","candidate":{"candidate":"c","x":1}}"#,
+            r#"{"type":"mute","track_id":"t","muted":true,"x":1}"#,
+            r#"{"type":"ping","x":1}"#,
+            r#"{"type":"leave","x":null}"#,
+        ];
+        for text in extra {
+            let e = decode_client_message(text).expect_err(text);
+            assert_eq!(e.code, ErrorCode::BadMessage, "{text}");
+            assert!(
+                e.message.contains("unknown field `x`"),
+                "{text}: {}",
+                e.message
+            );
+        }
+        // Every field the protocol defines is still accepted.
+        for text in [
+            r#"{"type":"ping"}"#,
+            r#"{"type":"leave"}"#,
+            r#"{"type":"candidate","pc":"subscriber","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"u"}}"#,
+        ] {
+            assert!(decode_client_message(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn error_code_wire_names_match_serde() {
         for c in [
             ErrorCode::TokenExpired,
+            ErrorCode::TokenRevoked,
             ErrorCode::WrongRoom,
             ErrorCode::BadSdp,
         ] {

@@ -21,7 +21,8 @@ pub struct Cli {
 /// Configuration flags, each also readable from the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// TOML configuration file (keys: http, media_udp, media_public, workers, secret, dev).
+    /// TOML configuration file (keys: http, media_udp, media_public, workers, secret,
+    /// token_max_lifetime_secs, dev).
     #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
@@ -39,7 +40,9 @@ pub struct ConfigArgs {
     #[arg(long, global = true, env = "HUDDLE_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
-    /// Token signing secret. Prefer HUDDLE_SECRET or the file: flags show in `ps`.
+    /// Token signing secret, at least 32 bytes (`openssl rand -hex 32`). Prefer
+    /// HUDDLE_SECRET or the file: flags show in `ps`. Without one, a built-in
+    /// development secret, refused unless every listener is on loopback or --dev.
     #[arg(
         long,
         global = true,
@@ -48,6 +51,16 @@ pub struct ConfigArgs {
         value_name = "SECRET"
     )]
     pub secret: Option<String>,
+    /// Longest token lifetime (exp - iat) accepted, in seconds; also how long
+    /// a ban lasts by default [default: 86400, 24 h].
+    #[arg(
+        long,
+        global = true,
+        env = "HUDDLE_TOKEN_MAX_LIFETIME",
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub token_max_lifetime: Option<u64>,
     /// Development mode: serve `GET /dev/token?room=R&identity=I`, which mints
     /// a token for anyone (the web client uses it). Never in production.
     /// `--dev` alone means true; `--dev=false` turns it off [default: false].
@@ -77,6 +90,7 @@ impl ConfigArgs {
             media_public: self.media_public,
             workers: self.workers.map(usize::from),
             secret: self.secret.clone(),
+            token_max_lifetime_secs: self.token_max_lifetime,
             dev: self.dev,
         };
         Ok(ServerConfig::default().layered(&file, &overrides))
@@ -110,15 +124,35 @@ pub struct TokenArgs {
     /// May receive media.
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub subscribe: bool,
-    /// Lifetime in seconds.
+    /// Lifetime in seconds (at most the server's token_max_lifetime_secs).
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
+    /// Token id (`jti`), to be able to revoke this one token later
+    /// (`POST /api/bans {"jti": ...}`).
+    #[arg(long)]
+    pub jti: Option<String>,
     /// Grant the REST admin API.
     #[arg(long)]
     pub admin: bool,
 }
 
 impl TokenArgs {
+    /// Mint the token these arguments describe, signed with `config`'s
+    /// secret; refused when the server would refuse the secret or the
+    /// token's lifetime.
+    pub fn mint_for(&self, config: &ServerConfig) -> anyhow::Result<String> {
+        config.validate_secret()?;
+        if self.ttl > config.token_max_lifetime_secs {
+            anyhow::bail!(
+                "--ttl {} exceeds the longest token lifetime the server accepts ({} s, \
+                 token_max_lifetime_secs)",
+                self.ttl,
+                config.token_max_lifetime_secs
+            );
+        }
+        self.mint(&config.secret)
+    }
+
     /// Mint the token these arguments describe.
     pub fn mint(&self, secret: &str) -> anyhow::Result<String> {
         let mut claims = match (&self.room, self.admin) {
@@ -136,6 +170,7 @@ impl TokenArgs {
             claims.admin = Some(true);
         }
         claims.name = self.name.clone();
+        claims.jti = self.jti.clone();
         Ok(huddle_signaling::auth::mint(secret, &claims)?)
     }
 }
@@ -200,6 +235,45 @@ mod tests {
         let claims =
             huddle_signaling::auth::verify("s", &t.mint("s").expect("mint")).expect("verify");
         assert!(claims.is_admin());
+    }
+
+    #[test]
+    fn token_lifetime_and_id() {
+        let cli = Cli::try_parse_from([
+            "huddle-server",
+            "token",
+            "--room",
+            "r",
+            "--identity",
+            "a",
+            "--ttl",
+            "700",
+            "--jti",
+            "t-1",
+            "--token-max-lifetime",
+            "600",
+            "--secret",
+            "0123456789abcdef0123456789abcdef",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config.token_max_lifetime, Some(600));
+        assert!(Cli::try_parse_from(["huddle-server", "--token-max-lifetime", "0"]).is_err());
+        let Some(Command::Token(mut t)) = cli.command else {
+            panic!("not token")
+        };
+        let mut config = cli.config.resolve().expect("resolve");
+        assert_eq!(config.token_max_lifetime_secs, 600);
+        let e = t.mint_for(&config).expect_err("ttl over the maximum");
+        assert!(e.to_string().contains("--ttl 700 exceeds"), "{e}");
+        t.ttl = 600;
+        let token = t.mint_for(&config).expect("mint");
+        let claims = huddle_signaling::auth::verify(&config.secret, &token).expect("verify");
+        assert_eq!(claims.jti.as_deref(), Some("t-1"));
+        config.secret = "short".into();
+        assert!(
+            t.mint_for(&config).is_err(),
+            "a secret the server would refuse"
+        );
     }
 
     /// The only test touching the environment (flags > env > file > defaults).

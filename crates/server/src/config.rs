@@ -7,8 +7,45 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// The secret used when none is configured. Fine on a laptop, never in
-/// production: anyone can mint tokens with it. Its use is logged as a warning.
+/// production: anyone can mint tokens with it. The server refuses it unless
+/// every listener is on loopback or development mode is on
+/// ([`ServerConfig::validate`]), and warns when it is used.
 pub const DEV_SECRET: &str = "huddle-development-secret-change-me";
+
+pub use huddle_signaling::auth::MIN_SECRET_BYTES;
+
+/// Why a configuration cannot be served.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The secret is empty (e.g. `HUDDLE_SECRET=` from an unset variable).
+    #[error(
+        "the token secret is empty (HUDDLE_SECRET, --secret or `secret` in the file): \
+         set at least {MIN_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`"
+    )]
+    EmptySecret,
+    /// The secret is shorter than [`MIN_SECRET_BYTES`].
+    #[error(
+        "the token secret is {0} bytes; at least {MIN_SECRET_BYTES} are required \
+         (HS256 needs a 256-bit key): e.g. `openssl rand -hex 32`"
+    )]
+    ShortSecret(usize),
+    /// The built-in development secret with a listener off loopback and
+    /// development mode off.
+    #[error(
+        "the built-in development secret is only allowed when every listener is on \
+         loopback or with --dev (http {http}, media_udp {media_udp}): anyone can mint \
+         tokens with it; set HUDDLE_SECRET or `secret` in the configuration file"
+    )]
+    DevSecretExposed {
+        /// The HTTP address.
+        http: SocketAddr,
+        /// The media address.
+        media_udp: SocketAddr,
+    },
+    /// `token_max_lifetime_secs` is 0.
+    #[error("token_max_lifetime_secs must be at least 1")]
+    ZeroTokenLifetime,
+}
 
 /// Default HTTP (signaling, REST) address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7880";
@@ -31,8 +68,12 @@ pub struct ServerConfig {
     /// `media_public`'s port + `i`), so open that range in the firewall.
     /// Defaults to the number of CPUs.
     pub workers: usize,
-    /// HS256 secret access tokens are signed with.
+    /// HS256 secret access tokens are signed with: at least
+    /// [`MIN_SECRET_BYTES`] bytes.
     pub secret: String,
+    /// Longest lifetime (`exp` - `iat`) of a token the server accepts, in
+    /// seconds; also how long a ban lasts by default. Default 24 h.
+    pub token_max_lifetime_secs: u64,
     /// Development mode: `GET /dev/token?room=R&identity=I` mints a token
     /// for anyone who asks (the web client uses it when its URL has no
     /// token). Never in production. Off by default.
@@ -52,6 +93,7 @@ impl Default for ServerConfig {
             media_public: None,
             workers: default_workers(),
             secret: DEV_SECRET.to_owned(),
+            token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
         }
     }
@@ -65,13 +107,15 @@ impl std::fmt::Debug for ServerConfig {
             .field("media_public", &self.media_public)
             .field("workers", &self.workers)
             .field("secret", &"<redacted>")
+            .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("dev", &self.dev)
             .finish()
     }
 }
 
 impl ServerConfig {
-    /// A configuration for tests: both ports 0 on 127.0.0.1, the given secret.
+    /// A configuration for tests: both ports 0 on 127.0.0.1, the given secret
+    /// (at least [`MIN_SECRET_BYTES`] bytes, or [`crate::start`] refuses it).
     pub fn ephemeral(secret: impl Into<String>) -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -79,6 +123,7 @@ impl ServerConfig {
             media_public: None,
             workers: default_workers(),
             secret: secret.into(),
+            token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
         }
     }
@@ -86,6 +131,39 @@ impl ServerConfig {
     /// Whether the embedded development secret is in use.
     pub fn uses_dev_secret(&self) -> bool {
         self.secret == DEV_SECRET
+    }
+
+    /// Check the secret alone: not empty, at least [`MIN_SECRET_BYTES`]
+    /// bytes. (`huddle-server token` checks this much.)
+    pub fn validate_secret(&self) -> Result<(), ConfigError> {
+        match self.secret.len() {
+            0 => Err(ConfigError::EmptySecret),
+            n if n < MIN_SECRET_BYTES => Err(ConfigError::ShortSecret(n)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether every listener (HTTP and media) is on a loopback address.
+    pub fn loopback_only(&self) -> bool {
+        self.http.ip().is_loopback() && self.media_udp.ip().is_loopback()
+    }
+
+    /// Check the configuration can be served: the secret passes
+    /// [`Self::validate_secret`]; the development secret only with every
+    /// listener on loopback or in development mode; a token lifetime of at
+    /// least 1 s.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_secret()?;
+        if self.uses_dev_secret() && !self.dev && !self.loopback_only() {
+            return Err(ConfigError::DevSecretExposed {
+                http: self.http,
+                media_udp: self.media_udp,
+            });
+        }
+        if self.token_max_lifetime_secs == 0 {
+            return Err(ConfigError::ZeroTokenLifetime);
+        }
+        Ok(())
     }
 
     /// Apply `file` values over `self`, then `overrides` over those.
@@ -106,6 +184,9 @@ impl ServerConfig {
             if let Some(v) = &layer.secret {
                 self.secret = v.clone();
             }
+            if let Some(v) = layer.token_max_lifetime_secs {
+                self.token_max_lifetime_secs = v;
+            }
             if let Some(v) = layer.dev {
                 self.dev = v;
             }
@@ -122,7 +203,8 @@ impl ServerConfig {
 /// media_udp = "0.0.0.0:7882"
 /// media_public = "203.0.113.7:7882"
 /// workers = 4
-/// secret = "a long random string"
+/// secret = "at least 32 random bytes, e.g. from openssl rand -hex 32"
+/// token_max_lifetime_secs = 86400
 /// dev = false
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -138,6 +220,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// See [`ServerConfig::secret`].
     pub secret: Option<String>,
+    /// See [`ServerConfig::token_max_lifetime_secs`].
+    pub token_max_lifetime_secs: Option<u64>,
     /// See [`ServerConfig::dev`].
     pub dev: Option<bool>,
 }
@@ -191,5 +275,74 @@ mod tests {
             FileConfig::parse("htp = \"x\"").is_err(),
             "unknown keys are refused"
         );
+        let c = ServerConfig::default().layered(
+            &FileConfig::parse("token_max_lifetime_secs = 600\n").expect("parse"),
+            &flags,
+        );
+        assert_eq!(c.token_max_lifetime_secs, 600);
+    }
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn refuses_empty_and_short_secrets() {
+        let file = FileConfig::parse("secret = \"\"\n").expect("parse");
+        let c = ServerConfig::default().layered(&file, &FileConfig::default());
+        assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
+        let short = ServerConfig::ephemeral(&GOOD[..31]);
+        assert_eq!(short.validate(), Err(ConfigError::ShortSecret(31)));
+        assert!(short
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least 32"));
+        assert_eq!(ServerConfig::ephemeral(GOOD).validate(), Ok(()));
+        let mut dev = ServerConfig::ephemeral("");
+        dev.dev = true;
+        assert_eq!(
+            dev.validate(),
+            Err(ConfigError::EmptySecret),
+            "--dev does not help"
+        );
+    }
+
+    #[test]
+    fn the_development_secret_only_on_loopback_or_in_development_mode() {
+        let local = ServerConfig::default();
+        assert!(local.uses_dev_secret());
+        assert_eq!(local.validate(), Ok(()), "the defaults: 127.0.0.1 only");
+        let v6 = ServerConfig {
+            http: "[::1]:7880".parse().expect("addr"),
+            media_udp: "[::1]:7882".parse().expect("addr"),
+            ..ServerConfig::default()
+        };
+        assert_eq!(v6.validate(), Ok(()));
+        for (http, media) in [
+            ("0.0.0.0:7880", "127.0.0.1:7882"),
+            ("127.0.0.1:7880", "0.0.0.0:7882"),
+            ("192.0.2.1:7880", "192.0.2.1:7882"),
+        ] {
+            let mut c = ServerConfig {
+                http: http.parse().expect("addr"),
+                media_udp: media.parse().expect("addr"),
+                ..ServerConfig::default()
+            };
+            assert!(
+                matches!(c.validate(), Err(ConfigError::DevSecretExposed { .. })),
+                "{http} {media}"
+            );
+            c.dev = true;
+            assert_eq!(c.validate(), Ok(()), "--dev allows it: {http} {media}");
+            c.dev = false;
+            c.secret = GOOD.into();
+            assert_eq!(
+                c.validate(),
+                Ok(()),
+                "an own secret anywhere: {http} {media}"
+            );
+        }
+        let mut zero = ServerConfig::ephemeral(GOOD);
+        zero.token_max_lifetime_secs = 0;
+        assert_eq!(zero.validate(), Err(ConfigError::ZeroTokenLifetime));
     }
 }

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use huddle_server::{start, ServerConfig};
-//! let server = start(ServerConfig::ephemeral("test-secret")).await?;
+//! let server = start(ServerConfig::ephemeral("a test secret of at least 32 bytes")).await?;
 //! let token = server.mint_token("room", "alice", huddle_sfu::api::Rights { publish: true, subscribe: true })?;
 //! println!("ws://{}/ws  token {token}", server.http_addr());
 //! server.shutdown().await?;
@@ -19,7 +19,7 @@ pub mod config;
 mod shutdown;
 pub mod web;
 
-pub use config::{ServerConfig, DEV_SECRET};
+pub use config::{ConfigError, ServerConfig, DEV_SECRET, MIN_SECRET_BYTES};
 pub use shutdown::shutdown_signal;
 
 use anyhow::Context;
@@ -57,8 +57,11 @@ pub struct RunningServer {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Start the SFU and the signaling service as `config` says.
+/// Start the SFU and the signaling service as `config` says. Refused, before
+/// anything is bound, when [`ServerConfig::validate`] fails (an empty or
+/// short secret; the development secret off loopback without `dev`).
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    config.validate()?;
     if config.uses_dev_secret() {
         tracing::warn!(
             "using the embedded development secret: anyone can mint tokens for this server; \
@@ -87,13 +90,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let http_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = AppState::new(
-        SignalingConfig::new(config.secret.clone()),
-        Arc::new(sfu.clone()),
-    );
-    // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token).
-    let routes =
-        huddle_signaling::router(app.clone()).merge(web::router(&config.secret, config.dev));
+    let mut signaling = SignalingConfig::new(config.secret.clone());
+    signaling.token_max_lifetime_secs = config.token_max_lifetime_secs;
+    let app = AppState::new(signaling, Arc::new(sfu.clone()));
+    // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token);
+    // every response, unknown paths' too, with the security headers.
+    let routes = huddle_signaling::router(app.clone())
+        .merge(web::router(&config.secret, config.dev))
+        .layer(axum::middleware::from_fn(
+            huddle_signaling::headers::security_headers,
+        ));
     let task = tokio::spawn(huddle_signaling::serve_router(
         listener,
         routes,

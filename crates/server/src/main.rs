@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
             if config.uses_dev_secret() {
                 tracing::warn!("signing with the embedded development secret");
             }
-            println!("{}", args.mint(&config.secret)?);
+            println!("{}", args.mint_for(&config)?);
             Ok(())
         }
         None | Some(Command::Serve) => {

@@ -4,13 +4,18 @@
 //!   `web/`, embedded in the binary at build time (so the server serves it
 //!   from any working directory); `/watch.html`, `/watch.js`: its WHEP
 //!   viewer; `/token.js`: how both get a token.
+//! - Pages carry a Content-Security-Policy ([`page_csp`]) that lets them
+//!   load only their own scripts, styles and media and connect only to this
+//!   server (its WebSocket included); the other security headers come from
+//!   [`huddle_signaling::headers`].
 //! - `GET /dev/token?room=R&identity=I` → `{"token": "..."}`: only when
 //!   [`crate::ServerConfig::dev`] is set; otherwise the route does not exist
 //!   (404). The token grants publish and subscribe in room `R` for
 //!   [`crate::TOKEN_TTL_SECS`].
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -66,6 +71,7 @@ pub fn router(secret: &str, dev: bool) -> Router {
             "/token.js",
             get(|| async { page("text/javascript; charset=utf-8", TOKEN_JS) }),
         );
+    let pages = pages.route_layer(axum::middleware::from_fn(page_headers));
     if !dev {
         return pages;
     }
@@ -75,6 +81,46 @@ pub fn router(secret: &str, dev: bool) -> Router {
             .route("/dev/token", get(dev_token))
             .with_state(secret),
     )
+}
+
+/// The Content-Security-Policy of the pages, for a page served as `host`
+/// (the request's `Host`, when it is a plain `name[:port]`): scripts, styles
+/// and media only from this server (and the `data:` icon; media elements play
+/// `MediaStream`s and may play `blob:` URLs); `fetch` and the signaling
+/// WebSocket only to this server (`'self'` covers `ws:`/`wss:` in CSP 3, and
+/// the host is named too for browsers that predate it); no plugins, no
+/// framing, no `<base>`, forms posting only here.
+pub fn page_csp(host: Option<&str>) -> String {
+    let host = host.filter(|h| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    });
+    let sockets = host
+        .map(|h| format!(" ws://{h} wss://{h}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         media-src 'self' blob: mediastream:; connect-src 'self'{sockets}; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// Middleware for the pages: their Content-Security-Policy ([`page_csp`]).
+async fn page_headers(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut response = next.run(request).await;
+    if let Ok(v) = HeaderValue::from_str(&page_csp(host.as_deref())) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
 }
 
 /// A static page. `no-cache` so that a browser picks up a new server's client.
@@ -130,4 +176,27 @@ async fn dev_token(State(secret): State<Arc<str>>, Query(q): Query<DevTokenQuery
 /// A JSON error body, as the REST API has them.
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_csp;
+
+    #[test]
+    fn page_csp_names_the_host_only_when_it_is_plain() {
+        let csp = page_csp(Some("call.example.com:8443"));
+        assert!(
+            csp.contains(
+                "connect-src 'self' ws://call.example.com:8443 wss://call.example.com:8443;"
+            ),
+            "{csp}"
+        );
+        assert!(csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"));
+        assert!(page_csp(Some("[::1]:7880")).contains("ws://[::1]:7880"));
+        for bad in ["evil.com; script-src *", "a b", "", "x\"y"] {
+            let csp = page_csp(Some(bad));
+            assert!(csp.contains("connect-src 'self';"), "{bad:?}: {csp}");
+        }
+        assert!(page_csp(None).contains("connect-src 'self';"));
+    }
 }

@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// A secret of the shortest length the server accepts.
+const SECRET: &str = "server-test-secret-0123456789abc";
 
 async fn http_get(
     addr: std::net::SocketAddr,
@@ -60,7 +62,7 @@ async fn recv(
 
 #[tokio::test]
 async fn in_process_server_joins_lists_and_shuts_down() -> Result<()> {
-    let server = start(ServerConfig::ephemeral("in-process-secret")).await?;
+    let server = start(ServerConfig::ephemeral(SECRET)).await?;
     assert_ne!(server.http_addr().port(), 0);
     assert_ne!(server.media_addr().port(), 0);
     assert_eq!(
@@ -122,7 +124,7 @@ fn token_subcommand_prints_a_verifiable_token() -> Result<()> {
             "--ttl",
             "60",
         ])
-        .env("HUDDLE_SECRET", "binary-secret")
+        .env("HUDDLE_SECRET", SECRET)
         .env_remove("HUDDLE_CONFIG")
         .output()?;
     assert!(
@@ -131,7 +133,7 @@ fn token_subcommand_prints_a_verifiable_token() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout)?;
-    let claims = huddle_signaling::auth::verify("binary-secret", token.trim())?;
+    let claims = huddle_signaling::auth::verify(SECRET, token.trim())?;
     assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "bob"));
     assert!(claims.publish && !claims.subscribe);
     assert!(claims.exp - claims.iat == 60);
@@ -248,7 +250,7 @@ fn sigterm_right_after_started_still_stops_cleanly() -> Result<()> {
 /// development mode.
 #[tokio::test]
 async fn web_client_and_dev_token() -> Result<()> {
-    let server = start(ServerConfig::ephemeral("web-secret")).await?;
+    let server = start(ServerConfig::ephemeral(SECRET)).await?;
     let addr = server.http_addr();
     let (status, body) = http_get(addr, "/", None).await?;
     assert_eq!(status, 200);
@@ -278,7 +280,7 @@ async fn web_client_and_dev_token() -> Result<()> {
     );
     server.shutdown().await?;
 
-    let mut config = ServerConfig::ephemeral("web-secret");
+    let mut config = ServerConfig::ephemeral(SECRET);
     config.dev = true;
     let server = start(config).await?;
     let addr = server.http_addr();
@@ -286,7 +288,7 @@ async fn web_client_and_dev_token() -> Result<()> {
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body)?;
     let token = body["token"].as_str().context("no token")?;
-    let claims = huddle_signaling::auth::verify("web-secret", token)?;
+    let claims = huddle_signaling::auth::verify(SECRET, token)?;
     assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "alice"));
     assert!(claims.publish && claims.subscribe && !claims.is_admin());
     for bad in [
@@ -303,6 +305,210 @@ async fn web_client_and_dev_token() -> Result<()> {
             .0,
         400
     );
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Runs `command` to its end (killing it after [`WAIT`]); returns whether it
+/// succeeded and its stderr.
+fn run_to_exit(command: &mut std::process::Command) -> Result<(bool, String)> {
+    let mut child = command
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("still running: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr)?;
+    }
+    Ok((status.success(), stderr))
+}
+
+fn server_command(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_huddle-server"));
+    c.args(args)
+        .env_remove("HUDDLE_SECRET")
+        .env_remove("HUDDLE_CONFIG")
+        .env_remove("HUDDLE_DEV")
+        .env_remove("HUDDLE_HTTP")
+        .env_remove("HUDDLE_MEDIA_UDP");
+    c
+}
+
+/// An empty secret (however given) or a short one stops the server before
+/// it listens, with a message naming the minimum; so does the built-in
+/// development secret on a non-loopback listener without --dev.
+#[test]
+fn binary_refuses_empty_short_and_exposed_development_secrets() -> Result<()> {
+    let local = [
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--media-udp",
+        "127.0.0.1:0",
+    ];
+    let dir = std::env::temp_dir().join(format!("huddle-secret-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let toml = dir.join("huddle.toml");
+    std::fs::write(&toml, "secret = \"\"\n")?;
+    let cases: Vec<(std::process::Command, &str)> = vec![
+        (
+            {
+                let mut c = server_command(&local);
+                c.env("HUDDLE_SECRET", "");
+                c
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut c = server_command(&local);
+                c.args(["--secret", ""]);
+                c
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut c = server_command(&local);
+                c.env("HUDDLE_CONFIG", &toml);
+                c
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut c = server_command(&local);
+                c.env("HUDDLE_SECRET", &SECRET[..31]);
+                c
+            },
+            "at least 32",
+        ),
+        (
+            server_command(&["serve", "--http", "0.0.0.0:0", "--media-udp", "127.0.0.1:0"]),
+            "development secret",
+        ),
+        (
+            {
+                let mut c = server_command(&["token", "--room", "r", "--identity", "a"]);
+                c.env("HUDDLE_SECRET", "");
+                c
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut c =
+                    server_command(&["token", "--room", "r", "--identity", "a", "--ttl", "90000"]);
+                c.env("HUDDLE_SECRET", SECRET);
+                c
+            },
+            "--ttl 90000 exceeds",
+        ),
+    ];
+    for (mut command, says) in cases {
+        let (ok, stderr) = run_to_exit(&mut command)?;
+        assert!(!ok, "{command:?} succeeded");
+        assert!(stderr.contains(says), "{command:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The library refuses what the binary refuses.
+#[tokio::test]
+async fn start_refuses_a_short_secret() -> Result<()> {
+    let err = start(ServerConfig::ephemeral("short"))
+        .await
+        .err()
+        .context("started")?;
+    assert!(err.to_string().contains("at least 32"), "{err}");
+    Ok(())
+}
+
+/// `GET path`: status and headers (names lowercased).
+async fn http_headers(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<(u16, Vec<(String, String)>)> {
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let text = tokio::time::timeout(WAIT, io)
+        .await
+        .context("HTTP timed out")??;
+    let (head, _) = text.split_once("\r\n\r\n").context("no header end")?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("no status")?
+        .parse()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers))
+}
+
+/// Pages, API answers and unknown paths all carry the security headers; the
+/// pages' policy lets them use their own scripts and this server's WebSocket.
+#[tokio::test]
+async fn security_headers_on_pages_and_api() -> Result<()> {
+    let server = start(ServerConfig::ephemeral(SECRET)).await?;
+    let addr = server.http_addr();
+    for path in [
+        "/",
+        "/index.html",
+        "/watch.html",
+        "/app.js",
+        "/token.js",
+        "/api/rooms",
+        "/healthz",
+        "/nope",
+    ] {
+        let (status, headers) = http_headers(addr, path).await?;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let what = format!("{path} ({status})");
+        assert_eq!(get("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(get("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(get("x-content-type-options"), Some("nosniff"), "{what}");
+        let csp = get("content-security-policy").context(what.clone())?;
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        if status == 200 && !path.starts_with("/api") && path != "/healthz" {
+            assert!(csp.contains("script-src 'self'"), "{what}: {csp}");
+            assert!(
+                csp.contains(&format!("connect-src 'self' ws://{addr} wss://{addr}")),
+                "{what}: {csp}"
+            );
+        } else {
+            assert_eq!(csp, huddle_signaling::headers::API_CSP, "{what}");
+        }
+    }
     server.shutdown().await?;
     Ok(())
 }
