@@ -1,6 +1,7 @@
 //! Server configuration: embedded defaults, an optional TOML file, environment
 //! variables and command-line flags, in increasing order of precedence.
 
+use crate::limits::{LimitsLayer, ServerLimits};
 use anyhow::Context;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:7880";
 pub const DEFAULT_MEDIA_UDP: &str = "127.0.0.1:7882";
 
 /// How the server runs.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct ServerConfig {
     /// TCP address of the HTTP server (WebSocket signaling and REST). Port 0
     /// picks a free port.
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     /// for anyone who asks (the web client uses it when its URL has no
     /// token). Never in production. Off by default.
     pub dev: bool,
+    /// Connection limits and timeouts (`[limits]` in the file).
+    pub limits: ServerLimits,
 }
 
 /// One SFU worker per CPU the process may use (1 if that is unknown).
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             workers: default_workers(),
             secret: DEV_SECRET.to_owned(),
             dev: false,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -66,6 +70,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("workers", &self.workers)
             .field("secret", &"<redacted>")
             .field("dev", &self.dev)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl ServerConfig {
             workers: default_workers(),
             secret: secret.into(),
             dev: false,
+            limits: ServerLimits::default(),
         }
     }
 
@@ -109,6 +115,7 @@ impl ServerConfig {
             if let Some(v) = layer.dev {
                 self.dev = v;
             }
+            layer.limits.apply(&mut self.limits);
         }
         self
     }
@@ -124,8 +131,11 @@ impl ServerConfig {
 /// workers = 4
 /// secret = "a long random string"
 /// dev = false
+///
+/// [limits]
+/// max_connections_per_ip = 200
 /// ```
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See [`ServerConfig::http`].
@@ -140,6 +150,9 @@ pub struct FileConfig {
     pub secret: Option<String>,
     /// See [`ServerConfig::dev`].
     pub dev: Option<bool>,
+    /// The `[limits]` table: see [`LimitsLayer`].
+    #[serde(default)]
+    pub limits: LimitsLayer,
 }
 
 impl FileConfig {

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod limits;
 mod shutdown;
 pub mod web;
 
@@ -76,10 +77,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let http_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = AppState::new(
-        SignalingConfig::new(config.secret.clone()),
-        Arc::new(sfu.clone()),
-    );
+    let mut signaling = SignalingConfig::new(config.secret.clone());
+    config.limits.apply_to(&mut signaling);
+    let app = AppState::new(signaling, Arc::new(sfu.clone()));
     // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token).
     let routes =
         huddle_signaling::router(app.clone()).merge(web::router(&config.secret, config.dev));
