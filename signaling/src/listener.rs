@@ -10,6 +10,7 @@
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use huddle_proto::throttle::LogThrottle;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -42,7 +43,10 @@ pub(crate) async fn serve(
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off, go on.
-                tracing::warn!(error = %e, "accept failed");
+                static LOG: LogThrottle = LogThrottle::per_second();
+                if let Some(suppressed) = LOG.check() {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
