@@ -492,6 +492,18 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMes
             ServerMessage::ParticipantLeft { participant_id } => {
                 Some(CallEvent::ParticipantLeft { participant_id })
             }
+            ServerMessage::ParticipantsChanged { joined, left } => {
+                // A batch: one event per change, joins first.
+                for participant in joined {
+                    let _ = inner.events.send(CallEvent::ParticipantJoined(participant));
+                }
+                for participant_id in left {
+                    let _ = inner
+                        .events
+                        .send(CallEvent::ParticipantLeft { participant_id });
+                }
+                None
+            }
             ServerMessage::TrackPublished {
                 participant_id,
                 track,

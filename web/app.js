@@ -395,6 +395,10 @@
       case 'participant_left':
         removeParticipant(msg.participant_id);
         break;
+      case 'participants_changed': // several joins and leaves at once
+        for (const p of msg.joined || []) addParticipant(p, false);
+        for (const id of msg.left || []) removeParticipant(id);
+        break;
       case 'track_published': {
         const p = session.participants.get(msg.participant_id);
         if (p) {

@@ -26,22 +26,26 @@ pub struct SignalingConfig {
     pub outbound_queue: usize,
     /// How long shutdown waits for open WebSockets to close.
     pub shutdown_grace: Duration,
+    /// Connection, participant and session limits and the other timeouts.
+    pub limits: crate::limits::Limits,
 }
 
 impl SignalingConfig {
     /// Defaults: leeway [`crate::auth::DEFAULT_LEEWAY_SECS`], token lifetime
-    /// at most [`crate::auth::DEFAULT_MAX_LIFETIME_SECS`], join timeout 10 s,
-    /// 50 messages/s with bursts of 100, 256 queued messages, 5 s shutdown grace.
+    /// at most [`crate::auth::DEFAULT_MAX_LIFETIME_SECS`], join timeout 5 s,
+    /// 50 messages/s with bursts of 100, 256 queued messages, 5 s shutdown
+    /// grace, [`crate::limits::Limits::default`].
     pub fn new(secret: impl Into<String>) -> Self {
         Self {
             secret: secret.into(),
             token_leeway_secs: crate::auth::DEFAULT_LEEWAY_SECS,
             token_max_lifetime_secs: crate::auth::DEFAULT_MAX_LIFETIME_SECS,
-            join_timeout: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(5),
             rate_per_sec: 50.0,
             rate_burst: 100.0,
             outbound_queue: 256,
             shutdown_grace: Duration::from_secs(5),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl std::fmt::Debug for SignalingConfig {
             .field("rate_burst", &self.rate_burst)
             .field("outbound_queue", &self.outbound_queue)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("limits", &self.limits)
             .finish()
     }
 }

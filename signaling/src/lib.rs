@@ -24,6 +24,8 @@ pub mod bans;
 pub mod config;
 pub mod dispatch;
 pub mod headers;
+pub mod limits;
+mod listener;
 pub mod offer;
 pub mod ratelimit;
 pub mod rest;
@@ -36,6 +38,7 @@ pub mod ws;
 pub use app::AppState;
 pub use auth::{AuthError, Claims};
 pub use config::SignalingConfig;
+pub use limits::Limits;
 pub use sfu::SfuControl;
 
 use axum::extract::DefaultBodyLimit;
@@ -115,6 +118,11 @@ pub async fn serve_with(
 /// that mounts [`router`]`(app.clone())` beside routes of its own (the
 /// server's web client, for one). Runs the [`dispatch`] task for `app` and
 /// shuts down the same way as [`serve`].
+///
+/// HTTP/1.1 only; each request carries its peer's
+/// [`axum::extract::ConnectInfo`]`<SocketAddr>`, and a connection that does
+/// not send a complete request header within
+/// [`Limits::header_read_timeout`] is closed.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     routes: Router,
@@ -124,12 +132,16 @@ pub async fn serve_router(
 ) -> std::io::Result<()> {
     let dispatcher = tokio::spawn(dispatch::run(app.clone(), events));
     let on_shutdown = app.clone();
-    let result = axum::serve(listener, routes)
-        .with_graceful_shutdown(async move {
+    let result = listener::serve(
+        listener,
+        routes,
+        app.config().limits.header_read_timeout,
+        async move {
             shutdown.await;
             on_shutdown.begin_shutdown();
-        })
-        .await;
+        },
+    )
+    .await;
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them.
     app.begin_shutdown();
     if !app.wait_idle(app.config().shutdown_grace).await {

@@ -5,23 +5,135 @@
 //! WebSocket is registered so SFU events addressed to it are kept, in order,
 //! but nobody sees it yet) and becomes *live* once the SFU has accepted it: at
 //! that moment, atomically, it gets `joined` followed by whatever was kept, and
-//! everyone else gets `participant_joined`.
+//! everyone else learns that it joined.
+//!
+//! Joins and leaves reach the others through per-connection batches
+//! ([`PresenceBatch`]): a change opens a batch on each connection (one queue
+//! slot), later changes join that batch until anything else is queued to the
+//! connection or its writer takes the batch, and the writer sends a batch as
+//! one message. So when hundreds of participants leave at once each remaining
+//! client gets a few `participants_changed` messages instead of one message
+//! per leave, and no outbound queue fills.
 //!
 //! Every method takes the lock briefly and never awaits while holding it.
 
-use huddle_proto::{ParticipantInfo, ServerMessage, TrackInfo};
+use huddle_proto::throttle::LogThrottle;
+use huddle_proto::{ErrorCode, ParticipantInfo, ServerMessage, TrackInfo};
 use huddle_sfu::ParticipantId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 
+/// "outbound queue full" is logged at most once a second.
+static SLOW_CLIENT_LOG: LogThrottle = LogThrottle::per_second();
+
 /// What a connection's writer task sends to its socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outbound {
     /// A protocol message.
     Msg(ServerMessage),
+    /// Joins and leaves to send as one message (see [`PresenceBatch`]).
+    Presence(PresenceBatch),
     /// Send a close frame with this code and reason, then stop.
     Close(u16, String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; if it ever did, the data is
+    // still consistent enough to keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Joins and leaves queued for one connection, sent together by its writer.
+/// Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct PresenceBatch {
+    inner: Arc<Mutex<Batch>>,
+}
+
+#[derive(Debug)]
+struct Batch {
+    opened: Instant,
+    /// Taken by the writer: nothing more may be added.
+    closed: bool,
+    /// Joined, in order; `None` for one that left again within the batch.
+    joined: Vec<Option<ParticipantInfo>>,
+    /// Participant id -> its index in `joined`.
+    joined_at: HashMap<String, usize>,
+    left: Vec<String>,
+}
+
+impl PresenceBatch {
+    fn new() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Batch {
+                opened: Instant::now(),
+                closed: false,
+                joined: Vec::new(),
+                joined_at: HashMap::new(),
+                left: Vec::new(),
+            })),
+        }
+    }
+
+    /// When the batch was opened (the writer holds it until this plus the
+    /// batch window).
+    pub fn opened(&self) -> Instant {
+        lock(&self.inner).opened
+    }
+
+    /// Add a change unless the batch was taken; returns whether it was added.
+    fn add(&self, change: &Change) -> bool {
+        let mut b = lock(&self.inner);
+        if b.closed {
+            return false;
+        }
+        match change {
+            Change::Joined(info) => {
+                let at = b.joined.len();
+                b.joined_at.insert(info.id.clone(), at);
+                b.joined.push(Some(info.clone()));
+            }
+            Change::Left(id) => match b.joined_at.remove(id) {
+                // Joined and left within the batch: the client never learns.
+                Some(at) => b.joined[at] = None,
+                None => b.left.push(id.clone()),
+            },
+        }
+        true
+    }
+
+    /// Close the batch and return what to send: nothing, the single
+    /// `participant_joined`/`participant_left` it holds, or one
+    /// `participants_changed`.
+    pub fn take(&self) -> Option<ServerMessage> {
+        let mut b = lock(&self.inner);
+        b.closed = true;
+        let joined: Vec<ParticipantInfo> = std::mem::take(&mut b.joined)
+            .into_iter()
+            .flatten()
+            .collect();
+        let left = std::mem::take(&mut b.left);
+        match (joined.len(), left.len()) {
+            (0, 0) => None,
+            (1, 0) => joined
+                .into_iter()
+                .next()
+                .map(|participant| ServerMessage::ParticipantJoined { participant }),
+            (0, 1) => left
+                .into_iter()
+                .next()
+                .map(|participant_id| ServerMessage::ParticipantLeft { participant_id }),
+            _ => Some(ServerMessage::ParticipantsChanged { joined, left }),
+        }
+    }
+}
+
+/// A join or leave to tell a participant.
+enum Change {
+    Joined(ParticipantInfo),
+    Left(String),
 }
 
 /// The server's side of one participant's WebSocket.
@@ -31,18 +143,53 @@ pub struct Conn {
     pub tx: mpsc::Sender<Outbound>,
     /// Fired to make the connection stop reading and shut down.
     pub kick: Arc<Notify>,
+    /// The batch presence changes are added to, while it is open.
+    open_batch: Arc<Mutex<Option<PresenceBatch>>>,
 }
 
 impl Conn {
+    /// A connection whose writer drains `tx`'s receiver and that stops when
+    /// `kick` fires.
+    pub fn new(tx: mpsc::Sender<Outbound>, kick: Arc<Notify>) -> Self {
+        Self {
+            tx,
+            kick,
+            open_batch: Arc::default(),
+        }
+    }
+
     /// Queue a message; if the client is too slow to drain its queue it is
-    /// kicked rather than allowed to grow memory without bound.
+    /// kicked rather than allowed to grow memory without bound. Presence
+    /// changes after this message go into a new batch, so they reach the
+    /// client after it.
     fn send(&self, id: &ParticipantId, msg: Outbound) {
+        lock(&self.open_batch).take();
+        self.push(id, msg);
+    }
+
+    fn push(&self, id: &ParticipantId, msg: Outbound) {
         if let Err(e) = self.tx.try_send(msg) {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                tracing::warn!(participant = %id, "outbound queue full, disconnecting slow client");
+                if let Some(suppressed) = SLOW_CLIENT_LOG.check() {
+                    tracing::warn!(participant = %id, suppressed, "outbound queue full, disconnecting slow client");
+                }
             }
             self.kick.notify_one();
         }
+    }
+
+    /// Tell the connection about a join or leave: into the open batch, or a
+    /// new one queued behind what is queued already.
+    fn presence(&self, id: &ParticipantId, change: &Change) {
+        let mut open = lock(&self.open_batch);
+        if open.as_ref().is_some_and(|b| b.add(change)) {
+            return;
+        }
+        let batch = PresenceBatch::new();
+        batch.add(change);
+        *open = Some(batch.clone());
+        drop(open);
+        self.push(id, Outbound::Presence(batch));
     }
 
     /// Ask the connection to close with `code` and `reason`.
@@ -50,6 +197,55 @@ impl Conn {
         let _ = self.tx.try_send(Outbound::Close(code, reason.to_owned()));
         self.kick.notify_one();
     }
+}
+
+/// Why [`Hub::add_pending`] refused a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddError {
+    /// The id is taken (pick another).
+    IdTaken,
+    /// The server has [`HubLimits::max_participants`].
+    ServerFull,
+    /// The room has [`HubLimits::max_per_room`].
+    RoomFull,
+    /// The identity has [`HubLimits::max_per_identity`] in the room.
+    TooManySessions,
+}
+
+impl AddError {
+    /// The protocol error code for a refused join.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            AddError::IdTaken => ErrorCode::Internal,
+            AddError::ServerFull => ErrorCode::ServerFull,
+            AddError::RoomFull => ErrorCode::RoomFull,
+            AddError::TooManySessions => ErrorCode::TooManySessions,
+        }
+    }
+
+    /// What to tell the client.
+    pub fn message(self) -> &'static str {
+        match self {
+            AddError::IdTaken => "could not assign a participant id",
+            AddError::ServerFull => "the server has as many participants as it allows",
+            AddError::RoomFull => "the room has as many participants as it allows",
+            AddError::TooManySessions => {
+                "this identity already has as many sessions in the room as allowed"
+            }
+        }
+    }
+}
+
+/// Participant limits a [`Hub`] enforces (0: no limit); see
+/// [`crate::limits::Limits`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubLimits {
+    /// Participants in all rooms.
+    pub max_participants: usize,
+    /// Participants in one room.
+    pub max_per_room: usize,
+    /// Participants of one room with the same identity.
+    pub max_per_identity: usize,
 }
 
 #[derive(Debug)]
@@ -98,10 +294,19 @@ impl Room {
             }
         }
     }
+
+    fn broadcast_presence(&self, change: &Change, except: Option<&ParticipantId>) {
+        for (id, m) in self.live() {
+            if Some(id) != except {
+                m.conn.presence(id, change);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
+    limits: HubLimits,
     rooms: BTreeMap<String, Room>,
     /// participant -> room name
     index: HashMap<ParticipantId, String>,
@@ -135,23 +340,48 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// An empty hub.
+    /// An empty hub without limits.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Nothing panics while holding the lock; if it ever did, the data is
-        // still consistent enough to keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// An empty hub enforcing `limits`.
+    pub fn with_limits(limits: HubLimits) -> Self {
+        let hub = Self::default();
+        hub.lock().limits = limits;
+        hub
     }
 
-    /// Register a pending participant (creating the room if needed). Returns
-    /// false, changing nothing, if the id is taken.
-    pub fn add_pending(&self, room: &str, id: ParticipantId, identity: String, conn: Conn) -> bool {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Register a pending participant (creating the room if needed), unless
+    /// the id is taken or a limit would be exceeded; then nothing changes.
+    pub fn add_pending(
+        &self,
+        room: &str,
+        id: ParticipantId,
+        identity: String,
+        conn: Conn,
+    ) -> Result<(), AddError> {
+        use crate::limits::over;
         let mut g = self.lock();
         if g.index.contains_key(&id) {
-            return false;
+            return Err(AddError::IdTaken);
+        }
+        let limits = g.limits;
+        if over(g.index.len(), limits.max_participants) {
+            return Err(AddError::ServerFull);
+        }
+        if let Some(r) = g.rooms.get(room) {
+            if over(r.members.len(), limits.max_per_room) {
+                return Err(AddError::RoomFull);
+            }
+            let same = r.members.values().filter(|m| m.identity == identity);
+            if over(same.count(), limits.max_per_identity) {
+                return Err(AddError::TooManySessions);
+            }
         }
         let seq = g.next_seq;
         g.next_seq += 1;
@@ -167,7 +397,7 @@ impl Hub {
                 pending: Some(Vec::new()),
             },
         );
-        true
+        Ok(())
     }
 
     /// Make a pending participant live: queue `joined` (built by `make_joined`
@@ -201,10 +431,7 @@ impl Hub {
         for msg in kept {
             me.conn.send(id, Outbound::Msg(msg));
         }
-        room.broadcast(
-            &ServerMessage::ParticipantJoined { participant: info },
-            Some(id),
-        );
+        room.broadcast_presence(&Change::Joined(info), Some(id));
         true
     }
 
@@ -217,12 +444,7 @@ impl Hub {
         let member = room.members.remove(id)?;
         let was_live = member.pending.is_none();
         if was_live {
-            room.broadcast(
-                &ServerMessage::ParticipantLeft {
-                    participant_id: id.0.clone(),
-                },
-                None,
-            );
+            room.broadcast_presence(&Change::Left(id.0.clone()), None);
         }
         if room.members.is_empty() {
             g.rooms.remove(&room_name);
@@ -447,13 +669,7 @@ mod tests {
 
     fn conn() -> (Conn, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(16);
-        (
-            Conn {
-                tx,
-                kick: Arc::new(Notify::new()),
-            },
-            rx,
-        )
+        (Conn::new(tx, Arc::new(Notify::new())), rx)
     }
 
     fn joined(p: ParticipantInfo, others: Vec<ParticipantInfo>) -> ServerMessage {
@@ -472,10 +688,92 @@ mod tests {
 
     fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<ServerMessage> {
         let mut v = Vec::new();
-        while let Ok(Outbound::Msg(m)) = rx.try_recv() {
-            v.push(m);
+        while let Ok(out) = rx.try_recv() {
+            match out {
+                Outbound::Msg(m) => v.push(m),
+                Outbound::Presence(b) => v.extend(b.take()),
+                Outbound::Close(..) => break,
+            }
         }
         v
+    }
+
+    fn live(hub: &Hub, id: &str) -> mpsc::Receiver<Outbound> {
+        let (c, rx) = conn();
+        hub.add_pending("r", pid(id), id.to_lowercase(), c)
+            .expect("add");
+        assert!(hub.go_live(&pid(id), joined));
+        rx
+    }
+
+    /// Joins and leaves queued together reach a client as one message; a
+    /// join and leave within one batch cancel out; anything else queued in
+    /// between keeps its place in the order.
+    #[test]
+    fn presence_changes_are_batched_in_order() {
+        let hub = Hub::new();
+        let mut arx = live(&hub, "A");
+        assert!(matches!(
+            drain(&mut arx)[..],
+            [ServerMessage::Joined { .. }]
+        ));
+        let mut others: Vec<_> = ["B", "C", "D", "E"]
+            .iter()
+            .map(|id| live(&hub, id))
+            .collect();
+        hub.remove(&pid("C"));
+        hub.remove(&pid("D"));
+        assert!(
+            arx.len() == 1,
+            "one queue slot for every change so far, got {}",
+            arx.len()
+        );
+        let got = drain(&mut arx);
+        let ServerMessage::ParticipantsChanged { joined, left } = &got[0] else {
+            panic!("{got:?}")
+        };
+        let ids: Vec<_> = joined.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["B", "E"], "C and D joined and left within the batch");
+        assert!(left.is_empty());
+
+        hub.remove(&pid("B"));
+        assert!(hub.tell_room("r", &ServerMessage::Pong));
+        hub.remove(&pid("E"));
+        let got = drain(&mut arx);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            matches!(&got[0], ServerMessage::ParticipantLeft { participant_id } if participant_id == "B")
+        );
+        assert_eq!(got[1], ServerMessage::Pong);
+        assert!(
+            matches!(&got[2], ServerMessage::ParticipantLeft { participant_id } if participant_id == "E")
+        );
+        drop(others.drain(..));
+    }
+
+    #[test]
+    fn limits_refuse_joins() {
+        let hub = Hub::with_limits(HubLimits {
+            max_participants: 4,
+            max_per_room: 3,
+            max_per_identity: 2,
+        });
+        let add =
+            |room: &str, id: &str, who: &str| hub.add_pending(room, pid(id), who.into(), conn().0);
+        assert_eq!(add("r", "1", "alice"), Ok(()));
+        assert_eq!(add("r", "1", "bob"), Err(AddError::IdTaken));
+        assert_eq!(add("r", "2", "alice"), Ok(()));
+        assert_eq!(add("r", "3", "alice"), Err(AddError::TooManySessions));
+        assert_eq!(add("r", "3", "bob"), Ok(()));
+        assert_eq!(add("r", "4", "carol"), Err(AddError::RoomFull));
+        assert_eq!(
+            add("s", "4", "alice"),
+            Ok(()),
+            "the identity limit is per room"
+        );
+        assert_eq!(add("t", "5", "dave"), Err(AddError::ServerFull));
+        hub.remove(&pid("3"));
+        assert_eq!(add("r", "5", "carol"), Ok(()));
     }
 
     #[test]
@@ -483,9 +781,11 @@ mod tests {
         let hub = Hub::new();
         let (a, mut arx) = conn();
         let (b, mut brx) = conn();
-        hub.add_pending("r", pid("A"), "alice".into(), a);
+        hub.add_pending("r", pid("A"), "alice".into(), a)
+            .expect("add");
         assert!(hub.go_live(&pid("A"), joined));
-        hub.add_pending("r", pid("B"), "bob".into(), b);
+        hub.add_pending("r", pid("B"), "bob".into(), b)
+            .expect("add");
         assert!(hub.send_to(&pid("B"), ServerMessage::Pong));
         let track = TrackInfo {
             id: "t1".into(),

@@ -28,20 +28,23 @@
 
 use crate::app::AppState;
 use crate::auth::{AuthError, Claims};
+use crate::limits::client_ip;
 use crate::offer::media_ways;
 use crate::ratelimit::TokenBucket;
 use crate::rest::bearer;
 use crate::sdpfrag;
-use crate::state::{Conn, Outbound};
+use crate::state::{AddError, Conn, Outbound};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use huddle_proto::{PcRole, ServerMessage};
 use huddle_sfu::api::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
@@ -170,6 +173,9 @@ impl IntoResponse for Refusal {
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             h.insert("accept-post", HeaderValue::from_static(SDP));
             h.insert("accept-patch", HeaderValue::from_static(SDPFRAG));
@@ -183,6 +189,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
         status,
         message: message.into(),
     }
+}
+
+/// A join refused by a participant limit: 429 for the identity's own
+/// sessions, 503 when the room or server is full.
+fn limit_refusal(e: AddError) -> Refusal {
+    let status = match e {
+        AddError::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.message())
 }
 
 fn auth_error(e: AuthError) -> Refusal {
@@ -227,18 +243,15 @@ fn body_text(body: &Bytes) -> Result<&str, Refusal> {
 fn detached_conn(app: &AppState, id: ParticipantId) -> Conn {
     let (tx, mut rx) = mpsc::channel(app.config().outbound_queue.max(8));
     let kick = Arc::new(Notify::new());
-    let conn = Conn {
-        tx,
-        kick: kick.clone(),
-    };
+    let conn = Conn::new(tx, kick.clone());
     let app = app.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = kick.notified() => break,
                 msg = rx.recv() => match msg {
-                    Some(Outbound::Msg(_)) => {}
                     Some(Outbound::Close(..)) | None => break,
+                    Some(_) => {}
                 },
             }
         }
@@ -253,27 +266,33 @@ fn detached_conn(app: &AppState, id: ParticipantId) -> Conn {
     conn
 }
 
+/// The TCP peer, when the server recorded it.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
 /// `POST /whip`: publish into the token's room.
 pub async fn whip_post(
     State(app): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    create(app, Kind::Whip, headers, body).await
+    create(app, Kind::Whip, peer, headers, body).await
 }
 
 /// `POST /whep`: watch the token's room.
 pub async fn whep_post(
     State(app): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    create(app, Kind::Whep, headers, body).await
+    create(app, Kind::Whep, peer, headers, body).await
 }
 
 async fn create(
     app: AppState,
     kind: Kind,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
@@ -318,6 +337,13 @@ async fn create(
         _ => {}
     }
     let ice_ufrag = sdpfrag::ice_ufrag(&offer);
+    let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
+    if !app.take_session_token(ip, &claims.room, &claims.sub) {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new sessions; slow down",
+        ));
+    }
 
     let hub = app.hub();
     let (id, kick) = loop {
@@ -327,8 +353,10 @@ async fn create(
         ));
         let conn = detached_conn(&app, id.clone());
         let kick = conn.kick.clone();
-        if hub.add_pending(&claims.room, id.clone(), claims.sub.clone(), conn) {
-            break (id, kick);
+        match hub.add_pending(&claims.room, id.clone(), claims.sub.clone(), conn) {
+            Ok(()) => break (id, kick),
+            Err(AddError::IdTaken) => continue,
+            Err(e) => return Err(limit_refusal(e)),
         }
     };
     hub.set_token_id(&id, claims.jti.clone());

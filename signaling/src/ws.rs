@@ -4,13 +4,20 @@
 //! writer task draining a bounded queue toward the socket, so replies, SFU
 //! events and room broadcasts leave in the order they were queued and a slow
 //! SFU call never stalls delivery of events.
+//!
+//! Before the upgrade the connection is counted against the node's and the
+//! client address's limits ([`crate::limits::Limits`]); until it joins it
+//! has small buffers and [`crate::SignalingConfig::join_timeout`] to join.
 
-use crate::app::AppState;
-use crate::ratelimit::TokenBucket;
-use crate::state::{Conn, Outbound};
+use crate::app::{AppState, ConnectionGuard, Refused};
+use crate::limits::client_ip;
+use crate::ratelimit::{LimitNotice, TokenBucket};
+use crate::state::{AddError, Conn, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use huddle_proto::{
@@ -19,9 +26,11 @@ use huddle_proto::{
 use huddle_sfu::api::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 /// WebSocket close codes the server uses.
 pub mod close_code {
@@ -33,16 +42,37 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// The server failed.
     pub const INTERNAL: u16 = 1011;
+    /// The room or the server is full (`room_full`, `server_full`): try
+    /// again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// An administrator removed the participant.
     pub const KICKED: u16 = 4001;
     /// The SFU dropped the participant's media connections.
     pub const MEDIA_GONE: u16 = 4002;
+    /// The participant negotiated no media within the media timeout.
+    pub const MEDIA_TIMEOUT: u16 = 4003;
 }
 
 /// Frames (and messages) larger than this are refused by the WebSocket layer
 /// itself, which drops the connection. Between [`MAX_MESSAGE_BYTES`] and this,
 /// the client gets a `message_too_large` error and the connection stays open.
 pub const WS_FRAME_LIMIT: usize = 2 * MAX_MESSAGE_BYTES;
+
+/// Bytes the WebSocket layer reads at a time (and allocates up front):
+/// small, so that a connection that has not joined costs little.
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes of outgoing frames the WebSocket layer buffers before writing.
+pub const WS_WRITE_BUFFER: usize = 8 * 1024;
+
+/// Most bytes of outgoing frames (messages and automatic pongs) one
+/// connection may have waiting for a client that does not read. Past it
+/// further pongs are dropped and a message ends the connection. Large enough
+/// for a subscriber offer of a full room.
+pub const WS_MAX_WRITE_BUFFER: usize = 2 * 1024 * 1024;
+
+/// A client is told it is rate limited at most once per this window.
+pub const RATE_LIMIT_NOTICE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Query of `GET /ws`.
 #[derive(Debug, serde::Deserialize)]
@@ -51,15 +81,55 @@ pub struct WsQuery {
     pub room: Option<String>,
 }
 
-/// `GET /ws[?room=ROOM]`: upgrade to a signaling WebSocket.
+/// `GET /ws[?room=ROOM]`: upgrade to a signaling WebSocket, unless the
+/// server (503) or the client's address (429) has as many WebSockets as
+/// allowed.
 pub async fn handler(
     State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
+    let guard = match app.admit(ip) {
+        Ok(g) => g,
+        Err(refused) => return refusal(refused, ip),
+    };
     ws.max_message_size(WS_FRAME_LIMIT)
         .max_frame_size(WS_FRAME_LIMIT)
-        .on_upgrade(move |socket| run(app, socket, query.room))
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| run(app, guard, socket, query.room))
+}
+
+fn refusal(refused: Refused, ip: Option<std::net::IpAddr>) -> Response {
+    static LOG: huddle_proto::throttle::LogThrottle =
+        huddle_proto::throttle::LogThrottle::per_second();
+    let (status, message) = match refused {
+        Refused::ServerFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server has as many connections as it allows; try again later",
+        ),
+        Refused::TooManyFromIp => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+        ),
+        Refused::TooManyPendingFromIp => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address that have not joined",
+        ),
+    };
+    if let Some(suppressed) = LOG.check() {
+        tracing::warn!(?ip, ?refused, suppressed, "WebSocket refused");
+    }
+    let mut r = (status, message).into_response();
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// The participant a connection joined as.
@@ -75,30 +145,41 @@ enum Flow {
 
 struct Session {
     app: AppState,
+    guard: ConnectionGuard,
     conn: Conn,
     want_room: Option<String>,
     joined: Option<Joined>,
     bucket: TokenBucket,
+    notice: LimitNotice,
+    /// Whether the participant sent an `offer` or answered one.
+    negotiated: bool,
 }
 
-async fn run(app: AppState, socket: WebSocket, want_room: Option<String>) {
-    let _guard = app.connection_guard();
+async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room: Option<String>) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(app.config().outbound_queue.max(8));
-    let mut writer = tokio::spawn(write_loop(sink, rx));
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        app.config().limits.presence_batch_window,
+    ));
     let kick = Arc::new(Notify::new());
     let mut shutdown = app.shutdown_signal();
     let join_deadline = tokio::time::sleep(app.config().join_timeout);
     tokio::pin!(join_deadline);
+    // Armed at join for participants that can publish.
+    let media_deadline = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(media_deadline);
+    let mut media_armed = false;
     let mut session = Session {
         bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
+        notice: LimitNotice::new(RATE_LIMIT_NOTICE_WINDOW),
         app: app.clone(),
-        conn: Conn {
-            tx: tx.clone(),
-            kick: kick.clone(),
-        },
+        guard,
+        conn: Conn::new(tx.clone(), kick.clone()),
         want_room,
         joined: None,
+        negotiated: false,
     };
 
     if *shutdown.borrow_and_update() {
@@ -116,10 +197,28 @@ async fn run(app: AppState, socket: WebSocket, want_room: Option<String>) {
                     session.close(close_code::POLICY, "join timeout");
                     break;
                 }
+                _ = &mut media_deadline, if media_armed && !session.negotiated => {
+                    tracing::info!(participant = ?session.joined.as_ref().map(|j| &j.id), "no media negotiated in time");
+                    session.error(
+                        ErrorCode::MediaTimeout,
+                        "no offer or answer in time after joining",
+                    );
+                    session.close(close_code::MEDIA_TIMEOUT, "media timeout");
+                    break;
+                }
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
+                        let was_joined = session.joined.is_some();
                         if let Flow::Stop = session.on_frame(frame).await {
                             break;
+                        }
+                        let timeout = app.config().limits.media_timeout;
+                        if !was_joined
+                            && session.joined.as_ref().is_some_and(|j| j.rights.publish)
+                            && !timeout.is_zero()
+                        {
+                            media_deadline.as_mut().reset(Instant::now() + timeout);
+                            media_armed = true;
                         }
                     }
                     Some(Err(e)) => {
@@ -150,19 +249,20 @@ async fn run(app: AppState, socket: WebSocket, want_room: Option<String>) {
     }
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    batch_window: Duration,
+) {
     while let Some(out) = rx.recv().await {
-        match out {
-            Outbound::Msg(msg) => {
-                let text = match serde_json::to_string(&msg) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not serialize server message");
-                        continue;
-                    }
-                };
-                if sink.send(Message::Text(text.into())).await.is_err() {
-                    return;
+        let msg = match out {
+            Outbound::Msg(msg) => msg,
+            Outbound::Presence(batch) => {
+                // Let more joins and leaves gather in the batch.
+                tokio::time::sleep_until(Instant::from_std(batch.opened() + batch_window)).await;
+                match batch.take() {
+                    Some(msg) => msg,
+                    None => continue,
                 }
             }
             Outbound::Close(code, reason) => {
@@ -174,6 +274,16 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
                     .await;
                 return;
             }
+        };
+        let text = match serde_json::to_string(&msg) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize server message");
+                continue;
+            }
+        };
+        if sink.send(Message::Text(text.into())).await.is_err() {
+            return;
         }
     }
     let _ = sink.close().await;
@@ -209,11 +319,17 @@ impl Session {
         }
     }
 
+    /// Queue an error reply. Best effort: when the queue is full the reply
+    /// is dropped, never taken for a slow reader (errors answer the client's
+    /// own messages, which the rate limit bounds already).
     fn error(&self, code: ErrorCode, message: impl Into<String>) {
-        self.send(ServerMessage::Error {
+        let msg = ServerMessage::Error {
             code,
             message: message.into(),
-        });
+        };
+        if self.conn.tx.try_send(Outbound::Msg(msg)).is_err() {
+            tracing::debug!(%code, "error reply dropped: outbound queue full");
+        }
     }
 
     fn close(&self, code: u16, reason: &str) {
@@ -226,7 +342,11 @@ impl Session {
     fn refuse(&self, code: ErrorCode, message: &str) -> Flow {
         tracing::debug!(%code, "join refused");
         self.error(code, message);
-        self.close(close_code::POLICY, code.as_str());
+        let close = match code {
+            ErrorCode::RoomFull | ErrorCode::ServerFull => close_code::TRY_AGAIN_LATER,
+            _ => close_code::POLICY,
+        };
+        self.close(close, code.as_str());
         Flow::Stop
     }
 
@@ -244,7 +364,18 @@ impl Session {
                 return Flow::Continue;
             }
             Message::Close(_) => return Flow::Stop,
-            Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
+            Message::Ping(_) | Message::Pong(_) => {
+                // The WebSocket layer answers pings by itself, so a ping
+                // over the rate cannot just be dropped: a client flooding
+                // control frames is closed.
+                if self.bucket.try_take() {
+                    return Flow::Continue;
+                }
+                tracing::debug!("control frame flood, closing");
+                self.error(ErrorCode::RateLimited, "too many ping/pong frames");
+                self.close(close_code::POLICY, "rate_limited");
+                return Flow::Stop;
+            }
         };
         if self.rate_limited() {
             return Flow::Continue;
@@ -258,13 +389,22 @@ impl Session {
         }
     }
 
+    /// Take a token for a message; without one the message is dropped and
+    /// the client told so, at most once per [`RATE_LIMIT_NOTICE_WINDOW`].
     fn rate_limited(&mut self) -> bool {
         if self.bucket.try_take() {
-            false
-        } else {
-            self.error(ErrorCode::RateLimited, "too many messages; slow down");
-            true
+            return false;
         }
+        if let Some(dropped) = self.notice.refused() {
+            self.error(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many messages; slow down ({dropped} dropped; more are dropped \
+                     without notice for the next second)"
+                ),
+            );
+        }
+        true
     }
 
     async fn on_message(&mut self, msg: ClientMessage) -> Flow {
@@ -298,16 +438,18 @@ impl Session {
                     self.error(ErrorCode::Forbidden, "token does not allow publishing");
                 } else {
                     match sfu.publisher_offer(id, sdp).await {
-                        Ok(sdp) => self.send(ServerMessage::Answer { sdp }),
+                        Ok(sdp) => {
+                            self.negotiated = true;
+                            self.send(ServerMessage::Answer { sdp });
+                        }
                         Err(e) => self.sfu_error(&e),
                     }
                 }
             }
-            ClientMessage::Answer { sdp } => {
-                if let Err(e) = sfu.subscriber_answer(id, sdp).await {
-                    self.sfu_error(&e);
-                }
-            }
+            ClientMessage::Answer { sdp } => match sfu.subscriber_answer(id, sdp).await {
+                Ok(()) => self.negotiated = true,
+                Err(e) => self.sfu_error(&e),
+            },
             ClientMessage::Candidate { pc, candidate } => {
                 if let Err(e) = sfu.remote_candidate(id, pc, candidate).await {
                     self.sfu_error(&e);
@@ -367,13 +509,15 @@ impl Session {
                 "PA_{}",
                 Alphanumeric.sample_string(&mut rand::rng(), 12)
             ));
-            if hub.add_pending(
+            match hub.add_pending(
                 &claims.room,
                 id.clone(),
                 claims.sub.clone(),
                 self.conn.clone(),
             ) {
-                break id;
+                Ok(()) => break id,
+                Err(AddError::IdTaken) => continue,
+                Err(e) => return self.refuse(e.code(), e.message()),
             }
         };
         hub.set_token_id(&id, claims.jti.clone());
@@ -403,6 +547,7 @@ impl Session {
             return Flow::Stop;
         }
         tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, "participant joined");
+        self.guard.joined();
         self.joined = Some(Joined { id, rights });
         Flow::Continue
     }

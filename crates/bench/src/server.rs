@@ -79,6 +79,11 @@ impl Server {
             .env("HUDDLE_MEDIA_UDP", format!("127.0.0.1:{udp_port}"))
             .env("HUDDLE_WORKERS", workers.to_string())
             .env("HUDDLE_SECRET", &secret)
+            // Every simulated participant comes from 127.0.0.1: lift the
+            // per-address and per-room limits meant for real clients.
+            .env("HUDDLE_MAX_CONNECTIONS_PER_IP", "0")
+            .env("HUDDLE_MAX_PENDING_PER_IP", "0")
+            .env("HUDDLE_MAX_PARTICIPANTS_PER_ROOM", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("HUDDLE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod throttle;
+
 /// Largest signaling message, in bytes, the server accepts. Larger ones are
 /// refused with [`ErrorCode::MessageTooLarge`].
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -182,6 +184,18 @@ pub enum ServerMessage {
         /// Who.
         participant_id: String,
     },
+    /// Several participants joined and/or left at about the same time (a
+    /// meeting starting or ending): the server coalesces such changes into
+    /// one message instead of one `participant_joined`/`participant_left`
+    /// each. No id appears in both lists; apply `joined`, then `left`.
+    ParticipantsChanged {
+        /// Who joined, in join order.
+        #[serde(default)]
+        joined: Vec<ParticipantInfo>,
+        /// Ids of who left.
+        #[serde(default)]
+        left: Vec<String>,
+    },
     /// A participant (possibly this one) published a track.
     TrackPublished {
         /// Publisher.
@@ -258,6 +272,15 @@ pub enum ErrorCode {
     UnknownTrack,
     /// The client sends faster than the server accepts.
     RateLimited,
+    /// The room has as many participants as the server allows.
+    RoomFull,
+    /// The server has as many participants as it allows.
+    ServerFull,
+    /// The token's identity already has as many sessions in the room as the
+    /// server allows.
+    TooManySessions,
+    /// The participant did not negotiate media in time after joining.
+    MediaTimeout,
     /// The server failed; the message was not applied.
     Internal,
 }
@@ -281,6 +304,10 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::UnknownTrack => "unknown_track",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::MediaTimeout => "media_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -464,6 +491,10 @@ mod tests {
             ErrorCode::TokenRevoked,
             ErrorCode::WrongRoom,
             ErrorCode::BadSdp,
+            ErrorCode::RoomFull,
+            ErrorCode::ServerFull,
+            ErrorCode::TooManySessions,
+            ErrorCode::MediaTimeout,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
     /// TOML configuration file (keys: http, media_udp, media_public, workers, secret,
-    /// token_max_lifetime_secs, dev).
+    /// token_max_lifetime_secs, dev; a [limits] table).
     #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
@@ -75,6 +75,9 @@ pub struct ConfigArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub dev: Option<bool>,
+    /// Connection limits and timeouts.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitsLayer,
 }
 
 impl ConfigArgs {
@@ -92,6 +95,7 @@ impl ConfigArgs {
             secret: self.secret.clone(),
             token_max_lifetime_secs: self.token_max_lifetime,
             dev: self.dev,
+            limits: self.limits.clone(),
         };
         Ok(ServerConfig::default().layered(&file, &overrides))
     }
@@ -284,13 +288,15 @@ mod tests {
         let file = dir.join("huddle.toml");
         std::fs::write(
             &file,
-            "http = \"127.0.0.1:1001\"\nmedia_udp = \"127.0.0.1:1002\"\nsecret = \"file\"\ndev = true\n",
+            "http = \"127.0.0.1:1001\"\nmedia_udp = \"127.0.0.1:1002\"\nsecret = \"file\"\ndev = true\n\
+             [limits]\nmax_connections_per_ip = 9\nmax_pending_per_ip = 7\n",
         )
         .expect("write");
         std::env::set_var("HUDDLE_CONFIG", &file);
         std::env::set_var("HUDDLE_MEDIA_UDP", "127.0.0.1:2002");
         std::env::set_var("HUDDLE_SECRET", "env");
         std::env::set_var("HUDDLE_DEV", "0");
+        std::env::set_var("HUDDLE_MAX_CONNECTIONS_PER_IP", "11");
         let cli =
             Cli::try_parse_from(["huddle-server", "serve", "--secret", "flag"]).expect("parse");
         let c = cli.config.resolve().expect("resolve");
@@ -301,6 +307,7 @@ mod tests {
         std::env::remove_var("HUDDLE_MEDIA_UDP");
         std::env::remove_var("HUDDLE_SECRET");
         std::env::remove_var("HUDDLE_DEV");
+        std::env::remove_var("HUDDLE_MAX_CONNECTIONS_PER_IP");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(c.http.port(), 1001, "file over default");
         assert_eq!(c.media_udp.port(), 2002, "env over file");
@@ -308,5 +315,14 @@ mod tests {
         assert!(c.media_public.is_none());
         assert!(!c.dev, "HUDDLE_DEV=0 over the file's dev = true");
         assert!(dev_from_env, "HUDDLE_DEV=1");
+        let limits = &c.limits.signaling;
+        assert_eq!(
+            limits.max_connections_per_ip, 11,
+            "env over the [limits] table"
+        );
+        assert_eq!(
+            limits.max_pending_per_ip, 7,
+            "the [limits] table over defaults"
+        );
     }
 }

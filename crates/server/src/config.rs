@@ -1,6 +1,7 @@
 //! Server configuration: embedded defaults, an optional TOML file, environment
 //! variables and command-line flags, in increasing order of precedence.
 
+use crate::limits::{LimitsLayer, ServerLimits};
 use anyhow::Context;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:7880";
 pub const DEFAULT_MEDIA_UDP: &str = "127.0.0.1:7882";
 
 /// How the server runs.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct ServerConfig {
     /// TCP address of the HTTP server (WebSocket signaling and REST). Port 0
     /// picks a free port.
@@ -78,6 +79,8 @@ pub struct ServerConfig {
     /// for anyone who asks (the web client uses it when its URL has no
     /// token). Never in production. Off by default.
     pub dev: bool,
+    /// Connection limits and timeouts (`[limits]` in the file).
+    pub limits: ServerLimits,
 }
 
 /// One SFU worker per CPU the process may use (1 if that is unknown).
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             secret: DEV_SECRET.to_owned(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("secret", &"<redacted>")
             .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("dev", &self.dev)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -125,6 +130,7 @@ impl ServerConfig {
             secret: secret.into(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
+            limits: ServerLimits::default(),
         }
     }
 
@@ -190,6 +196,7 @@ impl ServerConfig {
             if let Some(v) = layer.dev {
                 self.dev = v;
             }
+            layer.limits.apply(&mut self.limits);
         }
         self
     }
@@ -206,8 +213,11 @@ impl ServerConfig {
 /// secret = "at least 32 random bytes, e.g. from openssl rand -hex 32"
 /// token_max_lifetime_secs = 86400
 /// dev = false
+///
+/// [limits]
+/// max_connections_per_ip = 200
 /// ```
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See [`ServerConfig::http`].
@@ -224,6 +234,9 @@ pub struct FileConfig {
     pub token_max_lifetime_secs: Option<u64>,
     /// See [`ServerConfig::dev`].
     pub dev: Option<bool>,
+    /// The `[limits]` table: see [`LimitsLayer`].
+    #[serde(default)]
+    pub limits: LimitsLayer,
 }
 
 impl FileConfig {

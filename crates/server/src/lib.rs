@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod limits;
 mod shutdown;
 pub mod web;
 
@@ -92,6 +93,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut signaling = SignalingConfig::new(config.secret.clone());
     signaling.token_max_lifetime_secs = config.token_max_lifetime_secs;
+    config.limits.apply_to(&mut signaling);
     let app = AppState::new(signaling, Arc::new(sfu.clone()));
     // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token);
     // every response, unknown paths' too, with the security headers.

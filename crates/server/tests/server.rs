@@ -512,3 +512,28 @@ async fn security_headers_on_pages_and_api() -> Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+/// The limits of the configuration reach the running server: a second
+/// WebSocket from one address is refused (429) with a per-address limit of
+/// one, and a half-sent request header is cut off.
+#[tokio::test]
+async fn configured_limits_apply() -> Result<()> {
+    let mut config = ServerConfig::ephemeral(SECRET);
+    config.limits.signaling.max_connections_per_ip = 1;
+    config.limits.signaling.header_read_timeout = Duration::from_millis(200);
+    let server = start(config).await?;
+    let (_first, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
+    match tokio_tungstenite::connect_async(server.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 429)
+        }
+        other => bail!("second WebSocket not refused: {other:?}"),
+    }
+    let mut s = tokio::net::TcpStream::connect(server.http_addr()).await?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await?;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .context("half-sent header not cut off")?;
+    server.shutdown().await
+}
