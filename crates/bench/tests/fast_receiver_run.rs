@@ -45,7 +45,11 @@ fn assert_received_all(report: &Report, participants: u64) {
 #[test]
 fn audio_subscribers_on_the_fast_receiver() {
     // 2 publishers, 3 subscribers: 2 x 50 packets/s x 3 s to each of 3.
-    let report = fast_run("bench-fast-audio", Scenario::Audio, Plan::audio(2, 3, 1));
+    let report = fast_run(
+        "bench-fast-audio-secret-padded-to-32-bytes",
+        Scenario::Audio,
+        Plan::audio(2, 3, 1),
+    );
     assert_received_all(&report, 5);
     assert_eq!(report.forwarded_streams, 6);
     assert!(
@@ -66,7 +70,11 @@ fn audio_subscribers_on_the_fast_receiver() {
 fn a_meeting_on_the_fast_receiver() {
     // 3 participants, each publishing audio + video and receiving the
     // other two's (video frames span several packets, keyframes larger).
-    let report = fast_run("bench-fast-meeting", Scenario::Meeting, Plan::meeting(3, 1));
+    let report = fast_run(
+        "bench-fast-meeting-secret-padded-to-32-bytes",
+        Scenario::Meeting,
+        Plan::meeting(3, 1),
+    );
     assert_received_all(&report, 3);
     assert_eq!(report.forwarded_streams, 12, "3 x (2 audio + 2 video)");
 }
