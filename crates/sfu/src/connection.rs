@@ -7,7 +7,7 @@
 use crate::config::SfuConfig;
 use crate::consent::{Consent, Due};
 use crate::demux::{classify, is_binding_indication, is_stun_success_response, DatagramKind};
-use crate::egress::{ice_lite, remember_check, take_answer, Took, Wire, WireError};
+use crate::egress::{consent_check_to, ice_lite, take_answer, Took, Wire, WireError};
 use crate::error::SfuError;
 use bytes::BytesMut;
 use huddle_proto::PcRole;
@@ -319,19 +319,13 @@ impl Connection {
         if let Some(wire) = self.wire.as_mut() {
             return wire.consent_check();
         }
-        let (Some(peer), Some((ufrag, pwd))) = (self.peer, self.remote_ice.as_ref()) else {
-            return None;
-        };
-        match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
-            Ok((check, id)) => {
-                remember_check(&mut self.sent_checks, id);
-                Some((peer, BytesMut::from(&check[..])))
-            }
-            Err(e) => {
-                tracing::debug!("consent check: {e}");
-                None
-            }
-        }
+        consent_check_to(
+            self.peer,
+            self.remote_ice.as_ref(),
+            &self.ufrag,
+            self.crypto.crypto(),
+            &mut self.sent_checks,
+        )
     }
 
     /// A publisher connection's datagram, before `rtc` sees it: answers to

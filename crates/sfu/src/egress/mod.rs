@@ -95,11 +95,36 @@ pub(crate) const SENT_CHECKS: usize = 8;
 
 /// Remember the transaction id of a check just sent (the last
 /// [`SENT_CHECKS`]).
-pub(crate) fn remember_check(sent: &mut VecDeque<TransactionId>, id: TransactionId) {
+fn remember_check(sent: &mut VecDeque<TransactionId>, id: TransactionId) {
     if sent.len() >= SENT_CHECKS {
         sent.pop_front();
     }
     sent.push_back(id);
+}
+
+/// A consent check (RFC 7675) from the SFU (`local_ufrag`) to the client
+/// at `peer` whose ICE credentials are `remote_ice` (ufrag, password), its
+/// transaction id remembered in `sent`; `None` before both are known.
+pub(crate) fn consent_check_to(
+    peer: Option<SocketAddr>,
+    remote_ice: Option<&(String, String)>,
+    local_ufrag: &str,
+    crypto: &dyn rtc::crypto::RTCCrypto,
+    sent: &mut VecDeque<TransactionId>,
+) -> Option<(SocketAddr, BytesMut)> {
+    let (Some(peer), Some((ufrag, pwd))) = (peer, remote_ice) else {
+        return None;
+    };
+    match ice_lite::triggered_check(ufrag, pwd, local_ufrag, crypto) {
+        Ok((check, id)) => {
+            remember_check(sent, id);
+            Some((peer, BytesMut::from(&check[..])))
+        }
+        Err(e) => {
+            tracing::debug!("consent check: {e}");
+            None
+        }
+    }
 }
 
 /// Whether `datagram` is an authenticated answer (keyed with `pwd`, the
@@ -319,19 +344,13 @@ impl Wire {
     /// the path media takes; `None` before there is one or before the
     /// client's credentials are known.
     pub fn consent_check(&mut self) -> Option<(SocketAddr, BytesMut)> {
-        let (Some(peer), Some((ufrag, pwd))) = (self.peer, self.remote_ice.as_ref()) else {
-            return None;
-        };
-        match ice_lite::triggered_check(ufrag, pwd, &self.ufrag, self.crypto.crypto()) {
-            Ok((check, id)) => {
-                remember_check(&mut self.sent_checks, id);
-                Some((peer, BytesMut::from(&check[..])))
-            }
-            Err(e) => {
-                tracing::debug!("consent check: {e}");
-                None
-            }
-        }
+        consent_check_to(
+            self.peer,
+            self.remote_ice.as_ref(),
+            &self.ufrag,
+            self.crypto.crypto(),
+            &mut self.sent_checks,
+        )
     }
 
     fn on_stun(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) -> Result<(), WireError> {
