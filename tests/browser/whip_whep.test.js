@@ -91,9 +91,12 @@ test('aiortc publishes through WHIP, Chromium plays it through WHEP', { timeout:
       if (publisher.exitCode !== null) throw new Error(`aiortc exited (${publisher.exitCode}): see artifacts/aiortc-whip.log`);
       return pubEvents().find((e) => e.event === 'connected');
     });
-    assert.match(connected.location, /^\/whip\/PA_/);
+    // The resource is an unguessable id of its own, not the participant id
+    // the room sees (which would let anyone who sees the room address it).
+    assert.match(connected.location, /^\/whip\/[A-Za-z0-9]{24}$/);
     const list = await participants(baseUrl, admin);
     assert.deepEqual(list.map((p) => p.identity), ['aiortc-cam'], 'the WHIP publisher is in the room');
+    assert.ok(!connected.location.includes(list[0].id), 'the resource is not named by the participant id');
 
     // 2. Chromium watches through WHEP.
     context = await chromium.launchPersistentContext(profile, {
