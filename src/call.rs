@@ -11,8 +11,8 @@ use huddle_proto::{
     ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcRole, ServerMessage, TrackInfo,
     TrackKind,
 };
-use huddle_sfu::codecs;
-use huddle_sfu::local_track::single_ssrc_track;
+use huddle_wire::codecs;
+use huddle_wire::local_track::single_ssrc_track;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use std::collections::HashMap;
 use std::sync::Arc;

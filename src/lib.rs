@@ -34,7 +34,7 @@ mod track;
 pub use call::{Call, CallEvent, CallEvents, CallOptions};
 pub use error::CallError;
 pub use huddle_proto as proto;
-pub use huddle_sfu::codecs::{OPUS_PT, VP8_PT};
+pub use huddle_wire::codecs::{OPUS_PT, VP8_PT};
 pub use playout::{ChannelSink, Playout};
 /// RTP packet type handed out by [`RemoteTrack::recv`].
 pub use rtc::rtp::Packet as RtpPacket;

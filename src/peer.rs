@@ -3,7 +3,7 @@
 
 use crate::error::CallError;
 use huddle_proto::{ClientMessage, IceCandidate, PcRole};
-use huddle_sfu::feedback::{KeyframeRequestsToApp, SLOT};
+use huddle_wire::feedback::{KeyframeRequestsToApp, SLOT};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub(crate) async fn build(
     outbox: crate::signal::Outbox,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 ) -> Result<Peer, CallError> {
-    let mut me = huddle_sfu::codecs::media_engine()?;
+    let mut me = huddle_wire::codecs::media_engine()?;
     // Keyframe requests must reach the app so a publisher can answer them.
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(SLOT.into(), KeyframeRequestsToApp::default());

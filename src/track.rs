@@ -118,7 +118,7 @@ impl LocalTrack {
     pub async fn keyframe_requested(&self) -> bool {
         while let Some(ev) = self.rtp.poll().await {
             if let TrackLocalEvent::OnRtcpPacket(packets) = ev {
-                if huddle_sfu::feedback::is_keyframe_request(&packets) {
+                if huddle_wire::feedback::is_keyframe_request(&packets) {
                     return true;
                 }
             }

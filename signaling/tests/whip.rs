@@ -8,8 +8,8 @@ mod common;
 use anyhow::{Context, Result};
 use common::*;
 use huddle_proto::{ServerMessage, TrackKind};
-use huddle_sfu::local_track::{default_track, rtc_kind};
 use huddle_sfu::Sfu;
+use huddle_wire::local_track::{default_track, rtc_kind};
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use std::time::Instant;
 fn offer(direction: RTCRtpTransceiverDirection) -> Result<String> {
     let now = Instant::now();
     let mut pc = RTCPeerConnectionBuilder::new()
-        .with_media_engine(huddle_sfu::codecs::media_engine()?)
+        .with_media_engine(huddle_wire::codecs::media_engine()?)
         .build(now)?;
     for (kind, ssrc) in [
         (TrackKind::Audio, 0x1111_0001),

@@ -4,7 +4,7 @@
 //!
 //! The peer connection is built with the certificate and ICE credentials
 //! the transport uses, so the answer `rtc` writes describes the transport
-//! (as the SFU does for its side, `huddle_sfu::egress`). `rtc` never sees a
+//! (as the SFU does for its side, `huddle_wire`). `rtc` never sees a
 //! datagram of this connection: its only calls are the SDP ones, and its
 //! events are drained and dropped.
 

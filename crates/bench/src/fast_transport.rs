@@ -1,5 +1,5 @@
 //! The fast subscriber transport, sans-IO: the client end of the SFU's own
-//! subscriber transport (`huddle_sfu::egress`), with the same DTLS-SRTP
+//! subscriber transport (`huddle_wire`), with the same DTLS-SRTP
 //! code, so the load tool can receive forwarded media without `rtc`'s
 //! per-datagram pipeline.
 //!
@@ -33,11 +33,11 @@
 //! RTP packets `handle_datagram` returns.
 
 use bytes::BytesMut;
-use huddle_sfu::demux::{classify, DatagramKind};
-use huddle_sfu::egress::dtls::{Dtls, SrtpKeys};
-use huddle_sfu::egress::ice_lite::{answer, controlling_check, verify_success};
-use huddle_sfu::egress::sdp::{dtls_params, ice_credentials, is_dtls_client};
-use huddle_sfu::egress::WireError;
+use huddle_wire::classify::{classify, DatagramKind};
+use huddle_wire::dtls::{Dtls, SrtpKeys};
+use huddle_wire::ice_lite::{answer, controlling_check, verify_success};
+use huddle_wire::sdp::{dtls_params, ice_credentials, is_dtls_client};
+use huddle_wire::WireError;
 use rtc::crypto::RTCCryptoProvider;
 use rtc::stun::message::TransactionId;
 use std::collections::VecDeque;
@@ -314,7 +314,7 @@ impl FastTransport {
         let Some(remote) = self.remote.as_ref() else {
             return Ok(());
         };
-        if huddle_sfu::demux::is_stun_success_response(datagram) {
+        if huddle_wire::classify::is_stun_success_response(datagram) {
             let id = verify_success(datagram, &remote.pwd, self.crypto.crypto())?;
             if !self.checks.contains(&id) {
                 return Err(FastError::Ignored("answer to no recent check"));
@@ -364,7 +364,7 @@ impl FastTransport {
         let Some(keys) = self.keys.as_mut() else {
             return Err(FastError::Ignored("SRTP before the handshake"));
         };
-        let rtcp = huddle_sfu::demux::is_rtcp(datagram);
+        let rtcp = huddle_wire::classify::is_rtcp(datagram);
         let plain = if rtcp {
             keys.remote.decrypt_rtcp(datagram)
         } else {

@@ -13,7 +13,7 @@
 //! `rtc`'s whole receive pipeline ([`peer`]), or with `--receiver fast`
 //! the tool's own transport ([`fast_transport`], driven by [`fast_peer`]):
 //! the client end of the SFU's own subscriber transport, on the same
-//! `huddle_sfu::egress` code (ICE as the controlling agent with consent
+//! `huddle_wire` code (ICE as the controlling agent with consent
 //! checks, DTLS-SRTP), batched reads ([`recv_batch`]), every RTP packet
 //! SRTP-authenticated before it counts; no NACKs, receiver reports or
 //! keyframe requests, so loss is measured before retransmission. `rtc`

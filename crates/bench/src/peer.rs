@@ -45,7 +45,7 @@ pub fn peer_connection(
     ice_check_interval: Option<Duration>,
     identity: Option<Identity>,
 ) -> Result<RTCPeerConnection, BenchError> {
-    let mut me = huddle_sfu::codecs::media_engine().map_err(rtc_err)?;
+    let mut me = huddle_wire::codecs::media_engine().map_err(rtc_err)?;
     let registry =
         register_default_interceptors(InterceptorRegistry::new(), &mut me).map_err(rtc_err)?;
     let mut settings =
@@ -62,7 +62,7 @@ pub fn peer_connection(
         .with_interceptor_registry(registry)
         .build(now)
         .map_err(rtc_err)?;
-    let init = huddle_sfu::candidate::host_candidate(local).map_err(rtc_err)?;
+    let init = huddle_wire::candidate::host_candidate(local).map_err(rtc_err)?;
     pc.add_local_candidate(init).map_err(rtc_err)?;
     Ok(pc)
 }

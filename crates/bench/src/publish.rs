@@ -11,8 +11,8 @@ use crate::probe::{kind_byte, layer_flags, Probe, FLAG_KEYFRAME};
 use crate::stats::{Progress, Shared};
 use bytes::Bytes;
 use huddle_proto::TrackKind;
-use huddle_sfu::codecs::extension_id;
-use huddle_sfu::local_track::{default_track, simulcast_track};
+use huddle_wire::codecs::extension_id;
+use huddle_wire::local_track::{default_track, simulcast_track};
 use rtc::rtp;
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverId};
 use rtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
@@ -94,7 +94,7 @@ impl Outgoing {
                 .map(|&(rid, divisor)| (rid, rand::random::<u32>() | 1, divisor))
                 .collect();
             let encodings: Vec<(&str, u32)> = layers.iter().map(|&(r, s, _)| (r, s)).collect();
-            let track = simulcast_track(stream, track_id, huddle_sfu::codecs::vp8(), &encodings);
+            let track = simulcast_track(stream, track_id, huddle_wire::codecs::vp8(), &encodings);
             let sender = peer.pc.add_track(track).map_err(rtc_err)?;
             for (layer, &(rid, ssrc, divisor)) in (0u8..).zip(&layers) {
                 let media = self.media.scaled_video(divisor);

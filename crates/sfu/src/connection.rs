@@ -6,11 +6,14 @@
 
 use crate::config::SfuConfig;
 use crate::consent::{Consent, Due};
-use crate::demux::{classify, is_binding_indication, is_stun_success_response, DatagramKind};
-use crate::egress::{consent_check_to, ice_lite, take_answer, Took, Wire, WireError};
 use crate::error::SfuError;
+use crate::transport::{consent_check_to, take_answer, Took, Wire};
 use bytes::BytesMut;
 use huddle_proto::PcRole;
+use huddle_wire::classify::{
+    classify, is_binding_indication, is_stun_success_response, DatagramKind,
+};
+use huddle_wire::{ice_lite, WireError};
 use rtc::crypto::{RTCCryptoProvider, SignatureScheme};
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
@@ -174,7 +177,7 @@ impl Connection {
         local_addr: SocketAddr,
     ) -> Result<Self, SfuError> {
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
-        let mut me = crate::codecs::media_engine().map_err(rtc_err)?;
+        let mut me = huddle_wire::codecs::media_engine().map_err(rtc_err)?;
         let registry = interceptors(&mut me, role).map_err(rtc_err)?;
         let pwd = ice_token(32);
         let mut configuration = RTCConfigurationBuilder::new();
@@ -272,7 +275,7 @@ impl Connection {
     /// A publisher connection's offer was applied: its client's ICE
     /// credentials (they change with an ICE restart).
     pub fn set_remote_ice(&mut self, offer_sdp: &str) {
-        if let Some(creds) = crate::egress::sdp::ice_credentials(offer_sdp) {
+        if let Some(creds) = huddle_wire::sdp::ice_credentials(offer_sdp) {
             if self.remote_ice.as_ref() != Some(&creds) {
                 self.sent_checks.clear();
             }
@@ -369,7 +372,7 @@ impl Connection {
             return Ok(());
         }
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
-        let init = crate::candidate::host_candidate(addr).map_err(rtc_err)?;
+        let init = huddle_wire::candidate::host_candidate(addr).map_err(rtc_err)?;
         self.pc.add_local_candidate(init).map_err(rtc_err)?;
         self.candidate_added = true;
         Ok(())

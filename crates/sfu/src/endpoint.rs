@@ -8,11 +8,9 @@
 //! The endpoint never reads the clock: `now` always comes in.
 
 use crate::api::{Rights, SfuEvent, SfuStats, TrackAudioLevel};
-use crate::codecs::{extension_id, AUDIO_LEVEL_URI};
 use crate::config::SfuConfig;
 use crate::connection::{ice_token, Connection, ConsentChange, Liveness, Screened};
-use crate::demux::{is_stun_success_response, Demux};
-use crate::egress::{Took, Wire, WireEvent};
+use crate::demux::Demux;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
 use crate::keyframe::starts_keyframe;
@@ -26,8 +24,11 @@ use crate::simulcast::{
     self, rank_of, wanted_rank, Layer, LayerChoice, Verdict, CHOICE_INTERVAL, TOP_RANK,
 };
 use crate::speaker::SpeakerDetector;
+use crate::transport::{Took, Wire, WireEvent};
 use bytes::BytesMut;
 use huddle_proto::{IceCandidate, PcRole, TrackKind};
+use huddle_wire::classify::is_stun_success_response;
+use huddle_wire::codecs::{extension_id, AUDIO_LEVEL_URI};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -1088,7 +1089,7 @@ impl Endpoint {
             return;
         };
         let ssrc: u32 = rand::random();
-        let local = crate::local_track::single_ssrc_track(
+        let local = huddle_wire::local_track::single_ssrc_track(
             track.publisher.0.clone(),
             track.id.clone(),
             track.kind,

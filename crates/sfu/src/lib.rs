@@ -3,7 +3,8 @@
 //! All participants share ONE UDP port. The [`endpoint::Endpoint`] is the sans-IO
 //! core: it owns every participant's two peer connections (negotiated by the
 //! `rtc` core of webrtc-rs; a subscriber connection's ICE-lite, DTLS-SRTP and
-//! RTCP run on the SFU's own transport, `egress`), demultiplexes datagrams to
+//! RTCP run on the SFU's own transport, `transport`, built from
+//! `huddle_wire`'s parts), demultiplexes datagrams to
 //! them (STUN username on first contact, then the source address), routes RTP
 //! from publishers to subscribers and RTCP feedback back. The [`driver`] is the only tokio code: it owns the socket and
 //! one timer, and serves commands from the signaling service through an [`Sfu`]
@@ -12,22 +13,15 @@
 #![deny(missing_docs)]
 
 pub mod api;
-pub mod candidate;
-pub mod codecs;
 pub mod config;
 mod connection;
 mod consent;
 pub mod demux;
 pub mod driver;
-// Public for its DTLS-SRTP session, ICE-lite checks and SDP readers, which
-// a client (the load tool's fast subscriber) uses to run the other end.
-pub mod egress;
 pub mod endpoint;
 pub mod error;
-pub mod feedback;
 pub mod ids;
 pub mod keyframe;
-pub mod local_track;
 pub mod log_limit;
 mod out_buf;
 mod padding;
@@ -39,6 +33,7 @@ pub mod rtx;
 mod sender_report;
 pub mod simulcast;
 pub mod speaker;
+mod transport;
 pub mod udp;
 
 pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};

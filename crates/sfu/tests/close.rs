@@ -10,7 +10,7 @@ use std::time::Duration;
 /// After `close_all`, every client's connections are told at once: each
 /// subscriber connection gets one RTCP datagram, its BYE (a compound
 /// packet led by a sender report; what is in it is unit-tested in
-/// `egress`), and every connection a DTLS alert (close_notify: the only
+/// `transport`), and every connection a DTLS alert (close_notify: the only
 /// alert the SFU sends after a handshake); the SFU holds nothing. Before, a WHEP viewer of a stopped server stayed
 /// `connected` with frozen media until its consent timeout (30 s).
 ///

@@ -170,7 +170,7 @@ fn garbage_changes_nothing() {
             .expect("answer applied")
             .sdp,
     );
-    // B's subscriber connection runs on the SFU's own transport (egress).
+    // B's subscriber connection runs on the SFU's own transport (crates/sfu/src/transport.rs).
     let b_sub = Client::addr(b, Role::Subscriber);
     let sub_stun = captured(&cap, b_sub, 0..=3, |d| d.get(..2) == Some(&[0, 1]));
     let sub_dtls = captured(&cap, b_sub, 20..=63, |_| true);

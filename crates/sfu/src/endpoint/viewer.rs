@@ -18,15 +18,15 @@
 use super::{bad_sdp, make_answer, rtc_err, start_wire, Endpoint};
 use crate::api::Rights;
 use crate::connection::{ice_token, Connection};
-use crate::egress::Wire;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, RoomId};
-use crate::local_track::default_track;
 use crate::participant::{Participant, Slot};
 use crate::router::Leg;
 use crate::router::PublishedTrack;
 use crate::simulcast::LayerChoice;
+use crate::transport::Wire;
 use huddle_proto::{PcRole, TrackKind};
+use huddle_wire::local_track::default_track;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -20,8 +20,8 @@
 use bytes::{Bytes, BytesMut};
 use huddle_proto::TrackKind;
 use huddle_sfu::endpoint::Endpoint;
-use huddle_sfu::local_track::default_track;
 use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
+use huddle_wire::local_track::default_track;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -260,7 +260,7 @@ pub struct Net {
 
 /// Media engine matching the SFU's: the shared codec table.
 fn media_engine() -> MediaEngine {
-    huddle_sfu::codecs::media_engine().expect("codec table")
+    huddle_wire::codecs::media_engine().expect("codec table")
 }
 
 /// A client peer connection with its host candidate at `addr`, offering
@@ -282,7 +282,7 @@ fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> 
         .with_interceptor_registry(registry)
         .build(now)
         .expect("build client peer connection");
-    pc.add_local_candidate(huddle_sfu::candidate::host_candidate(addr).expect("host candidate"))
+    pc.add_local_candidate(huddle_wire::candidate::host_candidate(addr).expect("host candidate"))
         .expect("add local candidate");
     ClientPc {
         pc,
@@ -327,7 +327,7 @@ fn write_next(
     let extensions: Vec<(u8, Bytes)> = extensions
         .into_iter()
         .map(|(uri, value)| {
-            let id = huddle_sfu::codecs::extension_id(params, uri).expect("negotiated extension");
+            let id = huddle_wire::codecs::extension_id(params, uri).expect("negotiated extension");
             (id, value)
         })
         .collect();
@@ -460,10 +460,10 @@ impl Net {
             .collect();
         let sender = pub_pc
             .pc
-            .add_track(huddle_sfu::local_track::simulcast_track(
+            .add_track(huddle_wire::local_track::simulcast_track(
                 format!("{name}-stream"),
                 format!("{name}-simulcast"),
-                huddle_sfu::codecs::vp8(),
+                huddle_wire::codecs::vp8(),
                 &layers,
             ))
             .expect("add simulcast track");
@@ -1098,7 +1098,7 @@ impl Quiet {
     fn lets_through(&mut self, now: Instant, payload: &[u8]) -> bool {
         match payload.first() {
             Some(0..=3) => {
-                if huddle_sfu::demux::is_stun_success_response(payload) {
+                if huddle_wire::classify::is_stun_success_response(payload) {
                     self.answers_sent += u64::from(self.answers);
                     self.answers
                 } else {
@@ -1134,7 +1134,7 @@ fn is_srtp(payload: &[u8]) -> bool {
 
 /// SRTCP, by its packet type (second byte, in the clear).
 fn is_rtcp(payload: &[u8]) -> bool {
-    is_srtp(payload) && huddle_sfu::demux::is_rtcp(payload)
+    is_srtp(payload) && huddle_wire::classify::is_rtcp(payload)
 }
 
 /// SRTP (not SRTCP); its header, sequence number included, is in the clear.

@@ -12,52 +12,24 @@
 //! The transport (`Wire`, crate-private: the endpoint drives it) takes
 //! `handle_datagram`, `handle_timeout`, `start` (once both descriptions are
 //! known), `protect_rtp` and `protect_rtcp`, and gives `poll_transmit` and
-//! `poll_event`. Its parts are public for the load tool, which runs the
-//! client's end of a subscriber connection with them: [`dtls`],
-//! [`ice_lite`], [`sdp`] and [`srtp`].
+//! `poll_event`. Its parts (DTLS-SRTP, ICE-lite, SRTP, the SDP readers)
+//! live in `huddle_wire`, where the load tool takes them to run the
+//! client's end of a subscriber connection.
 
-pub mod dtls;
-pub mod ice_lite;
-pub mod sdp;
-pub mod srtp;
-
-use crate::demux::{
+use bytes::BytesMut;
+use huddle_wire::classify::{
     classify, is_binding_indication, is_rtcp, is_stun_success_response, DatagramKind,
 };
-use crate::feedback::{keyframe_ssrcs, nacked};
-use bytes::BytesMut;
-use dtls::Dtls;
-pub(crate) use dtls::SrtpKeys;
+use huddle_wire::dtls::Dtls;
+pub(crate) use huddle_wire::dtls::SrtpKeys;
+use huddle_wire::feedback::{keyframe_ssrcs, nacked};
+use huddle_wire::{ice_lite, sdp, WireError};
 use rtc::crypto::RTCCryptoProvider;
 use rtc::stun::message::TransactionId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Why a datagram or a step of the transport failed. None of these is fatal
-/// to the connection on its own; a failed handshake is.
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    /// A STUN message that is not a valid check for this connection.
-    #[error("STUN: {0}")]
-    Stun(String),
-    /// DTLS record or handshake trouble.
-    #[error("DTLS: {0}")]
-    Dtls(String),
-    /// SRTP/SRTCP protection or unprotection failed.
-    #[error("SRTP: {0}")]
-    Srtp(String),
-    /// RTCP that does not parse.
-    #[error("RTCP: {0}")]
-    Rtcp(String),
-    /// The session description lacks what DTLS needs.
-    #[error("SDP: {0}")]
-    Sdp(String),
-    /// Media before the handshake finished, or a datagram of no known kind.
-    #[error("{0}")]
-    NotReady(&'static str),
-}
 
 /// What a connection did with a datagram it took (see the `consent`
 /// module).
@@ -511,7 +483,7 @@ mod tests {
     const SFU_PWD: &str = "sfu-password-0123456789";
 
     fn wire() -> Wire {
-        let provider = ice_lite::tests::crypto();
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
         let params = CertificateParams::new(vec!["test".to_owned()]).expect("params");
         let cert =
             RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
@@ -537,8 +509,11 @@ mod tests {
         let now = Instant::now();
         w.start(now, OFFER, ANSWER).expect("start");
         let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
         for _ in 0..3 {
-            let check = ice_lite::tests::check("sfu:cli", SFU_PWD, false);
+            let (check, _) =
+                ice_lite::controlling_check("sfu", SFU_PWD, "cli", 1, false, provider.crypto())
+                    .expect("check");
             w.handle_datagram(now, client, &check).expect("valid check");
         }
         let out: Vec<_> = std::iter::from_fn(|| w.poll_transmit()).collect();
@@ -554,7 +529,7 @@ mod tests {
         assert_eq!(back.len(), 1, "one check back");
         assert_eq!(back[0].0, client);
         // It is a valid check for the client's ufrag and password.
-        let provider = ice_lite::tests::crypto();
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
         let answered = ice_lite::answer(
             &back[0].1,
             back[0].0,

@@ -1,5 +1,5 @@
 //! RTCP feedback: what a keyframe request or a NACK asks for (the SFU reads
-//! its subscribers' RTCP itself, `egress`), and an interceptor for the
+//! its subscribers' RTCP itself, on its own transport), and an interceptor for the
 //! calling crate. By default webrtc-rs ends inbound RTCP at its
 //! interceptors; [`KeyframeRequestsToApp`] marks keyframe requests so they
 //! reach the application, and a publishing client answers them with a

@@ -13,7 +13,7 @@
 //! the SFU (the load tool's fast subscriber): [`controlling_check`] builds
 //! its checks and [`verify_success`] authenticates the SFU's answers.
 
-use super::WireError;
+use crate::WireError;
 use rtc::crypto::RTCCrypto;
 use rtc::stun::attributes::{
     ATTR_FINGERPRINT, ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME,
@@ -39,10 +39,10 @@ pub struct Answered {
 
 /// A check to the client, as the controlled agent: the one after its first
 /// check (see the module docs), and the SFU's consent checks (RFC 7675,
-/// the `consent` module). USERNAME `<client ufrag>:<SFU ufrag>`, keyed with
+/// sent by the SFU). USERNAME `<client ufrag>:<SFU ufrag>`, keyed with
 /// the client's password. Returns the datagram and its transaction id, to
 /// match the answer ([`verify_success`]).
-pub(crate) fn triggered_check(
+pub fn triggered_check(
     client_ufrag: &str,
     client_pwd: &str,
     ufrag: &str,
@@ -191,7 +191,7 @@ fn verified_request(
 /// Whether `datagram` is a valid check for this connection (see
 /// [`answer`]), without answering it: the SFU screens what reaches `rtc`'s
 /// ICE agent with it, so a bad check is refused (and logged) once, by the SFU.
-pub(crate) fn verify_check(
+pub fn verify_check(
     datagram: &[u8],
     ufrag: &str,
     pwd: &str,
@@ -233,17 +233,17 @@ pub fn answer(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::demux::is_stun_success_response;
+    use crate::classify::is_stun_success_response;
     use rtc::stun::message::Getter;
 
-    pub(crate) fn crypto() -> std::sync::Arc<dyn rtc::crypto::RTCCryptoProvider> {
+    fn crypto() -> std::sync::Arc<dyn rtc::crypto::RTCCryptoProvider> {
         rtc::crypto::default_provider().expect("crypto provider")
     }
 
     /// A binding request as a controlling ICE agent sends it.
-    pub(crate) fn check(username: &str, pwd: &str, nominate: bool) -> Vec<u8> {
+    fn check(username: &str, pwd: &str, nominate: bool) -> Vec<u8> {
         let provider = crypto();
         let mut m = Message::new();
         m.build(&[

@@ -2,7 +2,7 @@
 //! peer's DTLS fingerprints and who starts the DTLS handshake (RFC 8842).
 //! The rest of the SDP (m-lines, codecs, SSRCs) stays with `rtc`.
 
-use super::WireError;
+use crate::WireError;
 
 /// The `a=setup` attribute (RFC 4145 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

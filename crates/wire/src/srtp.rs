@@ -10,7 +10,7 @@
 //! `rtc-srtp` still protects the SFU's RTCP (a few reports a second) and
 //! unprotects the client's.
 
-use super::WireError;
+use crate::WireError;
 use bytes::BytesMut;
 use rtc::crypto::{
     AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, HmacAlgorithm, Mac, RTCCrypto, StreamCipher,

@@ -19,8 +19,8 @@
 //!   not much longer, since when the SFU's own flight is lost (an early
 //!   ClientHello, say) only its timer resends it.
 
-use super::srtp::SrtpSender;
-use super::WireError;
+use crate::srtp::SrtpSender;
+use crate::WireError;
 use bytes::BytesMut;
 use rtc::crypto::{HashAlgorithm, RTCCryptoProvider};
 use rtc::dtls::config::{
