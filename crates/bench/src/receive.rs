@@ -2,9 +2,8 @@
 //! kind, simulcast layer), in and out of the window, and one-way latencies.
 
 use crate::probe::{kind_byte, Probe};
-use crate::stats::{Progress, Shared, StreamRx};
+use crate::stats::{Progress, Shared, StreamRx, MAX_LATENCY_SAMPLES};
 use crate::subscriber::rtp_size;
-use crate::worker::MAX_LATENCY_SAMPLES;
 use huddle_proto::TrackKind;
 use rtc::rtp;
 use std::collections::HashMap;

@@ -4,6 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+/// Latency samples a worker keeps at most (the rest are counted, not kept).
+pub const MAX_LATENCY_SAMPLES: usize = 16_000_000;
+
 /// State every worker shares with the main thread.
 #[derive(Debug)]
 pub struct Shared {

@@ -11,8 +11,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Latency samples a worker keeps at most (the rest are counted, not kept).
-pub const MAX_LATENCY_SAMPLES: usize = 16_000_000;
 /// Longest sleep, so a stop request is seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Time given to the goodbyes at the end.

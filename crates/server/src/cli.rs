@@ -1,4 +1,8 @@
 //! Command line: `huddle-server [serve]` and `huddle-server token ...`.
+//!
+//! The server's flags go before or after `serve` (after wins); `token` takes
+//! only what signing needs (`--secret`, `--config`, `--token-max-lifetime`),
+//! so its `--help` shows the token's options, not the server's.
 
 use crate::config::{FileConfig, ServerConfig};
 use clap::builder::BoolishValueParser;
@@ -10,7 +14,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "huddle-server", version, about)]
 pub struct Cli {
-    /// Configuration (flags, environment, file).
+    /// Configuration (flags, environment, file), for `serve`.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// What to do; `serve` when omitted.
@@ -18,34 +22,33 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Configuration flags, each also readable from the environment.
+impl Cli {
+    /// The configuration the command runs with: flags > environment > file >
+    /// defaults, and flags after the subcommand over those before it.
+    pub fn resolve(&self) -> anyhow::Result<ServerConfig> {
+        match &self.command {
+            None => self.config.resolve(),
+            Some(Command::Serve(after)) => self.config.resolve_with(&after.layer(), &after.keys),
+            Some(Command::Token(token)) => {
+                self.config.resolve_with(&token.keys.layer(), &token.keys)
+            }
+        }
+    }
+}
+
+/// What signing a token needs, each also readable from the environment:
+/// shared by `serve` and `token`.
 #[derive(Debug, Clone, Default, Args)]
-pub struct ConfigArgs {
+pub struct KeyArgs {
     /// TOML configuration file (keys: http, media_udp, media_public, workers, secret,
     /// token_max_lifetime_secs, dev; a [limits] table).
-    #[arg(long, global = true, env = "HUDDLE_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
-    #[arg(long, global = true, env = "HUDDLE_HTTP", value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
-    /// Media UDP address of the first SFU worker; worker i uses port + i
-    /// [default: 127.0.0.1:7882].
-    #[arg(long, global = true, env = "HUDDLE_MEDIA_UDP", value_name = "ADDR")]
-    pub media_udp: Option<SocketAddr>,
-    /// Media address announced to clients, if different (NAT, 0.0.0.0 bind).
-    #[arg(long, global = true, env = "HUDDLE_MEDIA_PUBLIC", value_name = "ADDR")]
-    pub media_public: Option<SocketAddr>,
-    /// SFU workers, each a thread with its own media port owning whole
-    /// rooms [default: the number of CPUs].
-    #[arg(long, global = true, env = "HUDDLE_WORKERS", value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub workers: Option<u16>,
     /// Token signing secret, at least 32 bytes (`openssl rand -hex 32`). Prefer
     /// HUDDLE_SECRET or the file: flags show in `ps`. Without one, a built-in
     /// development secret, refused unless every listener is on loopback or --dev.
     #[arg(
         long,
-        global = true,
         env = "HUDDLE_SECRET",
         hide_env_values = true,
         value_name = "SECRET"
@@ -55,18 +58,51 @@ pub struct ConfigArgs {
     /// a ban lasts by default [default: 86400, 24 h].
     #[arg(
         long,
-        global = true,
         env = "HUDDLE_TOKEN_MAX_LIFETIME",
         value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub token_max_lifetime: Option<u64>,
+}
+
+impl KeyArgs {
+    /// These flags as a configuration layer.
+    fn layer(&self) -> FileConfig {
+        FileConfig {
+            secret: self.secret.clone(),
+            token_max_lifetime_secs: self.token_max_lifetime,
+            ..FileConfig::default()
+        }
+    }
+}
+
+/// The server's configuration flags, each also readable from the
+/// environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// The configuration file, the secret and token lifetimes.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// HTTP listen address (signaling WebSocket and REST) [default: 127.0.0.1:7880].
+    #[arg(long, env = "HUDDLE_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Media UDP address of the first SFU worker; worker i uses port + i
+    /// [default: 127.0.0.1:7882].
+    #[arg(long, env = "HUDDLE_MEDIA_UDP", value_name = "ADDR")]
+    pub media_udp: Option<SocketAddr>,
+    /// Media address announced to clients, if different (NAT, 0.0.0.0 bind).
+    #[arg(long, env = "HUDDLE_MEDIA_PUBLIC", value_name = "ADDR")]
+    pub media_public: Option<SocketAddr>,
+    /// SFU workers, each a thread with its own media port owning whole
+    /// rooms [default: the number of CPUs].
+    #[arg(long, env = "HUDDLE_WORKERS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Development mode: serve `GET /dev/token?room=R&identity=I`, which mints
     /// a token for anyone (the web client uses it). Never in production.
     /// `--dev` alone means true; `--dev=false` turns it off [default: false].
     #[arg(
         long,
-        global = true,
         env = "HUDDLE_DEV",
         value_name = "BOOL",
         num_args = 0..=1,
@@ -83,21 +119,37 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// Resolve the configuration: flags > environment > file > defaults.
     pub fn resolve(&self) -> anyhow::Result<ServerConfig> {
-        let file = match &self.config {
+        self.resolve_with(&FileConfig::default(), &KeyArgs::default())
+    }
+
+    /// [`ConfigArgs::resolve`], with `later` (flags given after a
+    /// subcommand) over these flags, and its `keys.config` file, when given,
+    /// instead of this one's.
+    fn resolve_with(
+        &self,
+        later: &FileConfig,
+        later_keys: &KeyArgs,
+    ) -> anyhow::Result<ServerConfig> {
+        let file = match later_keys.config.as_ref().or(self.keys.config.as_ref()) {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        let overrides = FileConfig {
+        Ok(ServerConfig::default()
+            .layered(&file, &self.layer())
+            .layered(later, &FileConfig::default()))
+    }
+
+    /// These flags as a configuration layer.
+    fn layer(&self) -> FileConfig {
+        FileConfig {
             http: self.http,
             media_udp: self.media_udp,
             media_public: self.media_public,
             workers: self.workers.map(usize::from),
-            secret: self.secret.clone(),
-            token_max_lifetime_secs: self.token_max_lifetime,
             dev: self.dev,
             limits: self.limits.clone(),
-        };
-        Ok(ServerConfig::default().layered(&file, &overrides))
+            ..self.keys.layer()
+        }
     }
 }
 
@@ -105,7 +157,7 @@ impl ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve(Box<ConfigArgs>),
     /// Print a signed access token.
     Token(TokenArgs),
 }
@@ -138,6 +190,9 @@ pub struct TokenArgs {
     /// Grant the REST admin API.
     #[arg(long)]
     pub admin: bool,
+    /// The secret to sign with, as the server reads it.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 impl TokenArgs {
@@ -196,11 +251,8 @@ mod tests {
             "alice",
             "--publish",
             "false",
-            "--http",
-            "127.0.0.1:9",
         ])
         .expect("parse");
-        assert_eq!(cli.config.http.map(|a| a.port()), Some(9));
         let Some(Command::Token(t)) = cli.command else {
             panic!("not token")
         };
@@ -209,17 +261,16 @@ mod tests {
         // while this test may run.)
 
         let cli = Cli::try_parse_from(["huddle-server", "serve", "--dev"]).expect("parse");
-        assert_eq!(cli.config.dev, Some(true));
-        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert!(matches!(cli.command, Some(Command::Serve(ref a)) if a.dev == Some(true)));
         let cli = Cli::try_parse_from(["huddle-server", "--dev", "serve"]).expect("parse");
         assert_eq!(
             cli.config.dev,
             Some(true),
             "--dev does not swallow the subcommand"
         );
-        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert!(matches!(cli.command, Some(Command::Serve(_))));
         let cli = Cli::try_parse_from(["huddle-server", "serve", "--dev=false"]).expect("parse");
-        assert_eq!(cli.config.dev, Some(false));
+        assert!(matches!(cli.command, Some(Command::Serve(ref a)) if a.dev == Some(false)));
         let token = t.mint("s").expect("mint");
         let claims = huddle_signaling::auth::verify("s", &token).expect("verify");
         assert_eq!((claims.room.as_str(), claims.sub.as_str()), ("r", "alice"));
@@ -260,12 +311,12 @@ mod tests {
             "0123456789abcdef0123456789abcdef",
         ])
         .expect("parse");
-        assert_eq!(cli.config.token_max_lifetime, Some(600));
         assert!(Cli::try_parse_from(["huddle-server", "--token-max-lifetime", "0"]).is_err());
+        let mut config = cli.resolve().expect("resolve");
         let Some(Command::Token(mut t)) = cli.command else {
             panic!("not token")
         };
-        let mut config = cli.config.resolve().expect("resolve");
+        assert_eq!(t.keys.token_max_lifetime, Some(600));
         assert_eq!(config.token_max_lifetime_secs, 600);
         let e = t.mint_for(&config).expect_err("ttl over the maximum");
         assert!(e.to_string().contains("--ttl 700 exceeds"), "{e}");
@@ -277,6 +328,41 @@ mod tests {
         assert!(
             t.mint_for(&config).is_err(),
             "a secret the server would refuse"
+        );
+    }
+
+    #[test]
+    fn token_takes_only_what_signing_needs() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("token")
+            .expect("token subcommand")
+            .render_long_help()
+            .to_string();
+        for wanted in ["--identity", "--room", "--ttl", "--secret", "--config"] {
+            assert!(help.contains(wanted), "token help lacks {wanted}:\n{help}");
+        }
+        for server_only in ["--http", "--media-udp", "--workers", "--max-connections"] {
+            assert!(
+                !help.contains(server_only),
+                "token help shows the server's {server_only}:\n{help}"
+            );
+        }
+        let e = Cli::try_parse_from([
+            "huddle-server",
+            "token",
+            "--identity",
+            "a",
+            "--http",
+            "127.0.0.1:9",
+        ])
+        .expect_err("a server flag after token");
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        let cli = Cli::try_parse_from(["huddle-server", "serve", "--http", "127.0.0.1:9"])
+            .expect("server flags after serve");
+        assert!(
+            matches!(cli.command, Some(Command::Serve(ref a)) if a.http.map(|h| h.port()) == Some(9))
         );
     }
 
@@ -297,12 +383,15 @@ mod tests {
         std::env::set_var("HUDDLE_SECRET", "env");
         std::env::set_var("HUDDLE_DEV", "0");
         std::env::set_var("HUDDLE_MAX_CONNECTIONS_PER_IP", "11");
+        let cli = Cli::try_parse_from(["huddle-server", "--http", "127.0.0.1:3001", "serve"])
+            .expect("parse");
+        let before_serve = cli.resolve().expect("resolve");
         let cli =
             Cli::try_parse_from(["huddle-server", "serve", "--secret", "flag"]).expect("parse");
-        let c = cli.config.resolve().expect("resolve");
+        let c = cli.resolve().expect("resolve");
         std::env::set_var("HUDDLE_DEV", "1");
         let cli = Cli::try_parse_from(["huddle-server"]).expect("parse");
-        let dev_from_env = cli.config.resolve().expect("resolve").dev;
+        let dev_from_env = cli.resolve().expect("resolve").dev;
         std::env::remove_var("HUDDLE_CONFIG");
         std::env::remove_var("HUDDLE_MEDIA_UDP");
         std::env::remove_var("HUDDLE_SECRET");
@@ -310,6 +399,7 @@ mod tests {
         std::env::remove_var("HUDDLE_MAX_CONNECTIONS_PER_IP");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(c.http.port(), 1001, "file over default");
+        assert_eq!(before_serve.http.port(), 3001, "a flag before `serve`");
         assert_eq!(c.media_udp.port(), 2002, "env over file");
         assert_eq!(c.secret, "flag", "flag over env");
         assert!(c.media_public.is_none());

@@ -85,102 +85,52 @@ impl ServerLimits {
 #[serde(deny_unknown_fields)]
 pub struct LimitsLayer {
     /// Open WebSockets on the server [default: 10000; 0: no limit].
-    #[arg(long, global = true, env = "HUDDLE_MAX_CONNECTIONS", value_name = "N")]
+    #[arg(long, env = "HUDDLE_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Open WebSockets from one client address (IPv6: per /64) [default: 200].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_MAX_CONNECTIONS_PER_IP",
-        value_name = "N"
-    )]
+    #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
     /// WebSockets from one client address not joined yet [default: 20].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_MAX_PENDING_PER_IP",
-        value_name = "N"
-    )]
+    #[arg(long, env = "HUDDLE_MAX_PENDING_PER_IP", value_name = "N")]
     pub max_pending_per_ip: Option<usize>,
     /// Participants on the server, WHIP/WHEP sessions included [default: 10000].
-    #[arg(long, global = true, env = "HUDDLE_MAX_PARTICIPANTS", value_name = "N")]
+    #[arg(long, env = "HUDDLE_MAX_PARTICIPANTS", value_name = "N")]
     pub max_participants: Option<usize>,
     /// Participants in one room [default: 500].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_MAX_PARTICIPANTS_PER_ROOM",
-        value_name = "N"
-    )]
+    #[arg(long, env = "HUDDLE_MAX_PARTICIPANTS_PER_ROOM", value_name = "N")]
     pub max_participants_per_room: Option<usize>,
     /// Sessions (WebSocket, WHIP, WHEP) of one identity in one room [default: 10].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_MAX_SESSIONS_PER_IDENTITY",
-        value_name = "N"
-    )]
+    #[arg(long, env = "HUDDLE_MAX_SESSIONS_PER_IDENTITY", value_name = "N")]
     pub max_sessions_per_identity: Option<usize>,
     /// New WHIP/WHEP sessions per second per client address and per identity [default: 1].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_HTTP_SESSIONS_PER_SEC",
-        value_name = "RATE"
-    )]
+    #[arg(long, env = "HUDDLE_HTTP_SESSIONS_PER_SEC", value_name = "RATE")]
     pub http_sessions_per_sec: Option<f64>,
     /// Burst of new WHIP/WHEP sessions above that rate [default: 10].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_HTTP_SESSIONS_BURST",
-        value_name = "N"
-    )]
+    #[arg(long, env = "HUDDLE_HTTP_SESSIONS_BURST", value_name = "N")]
     pub http_sessions_burst: Option<f64>,
     /// Messages per second one WebSocket may send, sustained [default: 50].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_MESSAGES_PER_SEC",
-        value_name = "RATE"
-    )]
+    #[arg(long, env = "HUDDLE_MESSAGES_PER_SEC", value_name = "RATE")]
     pub messages_per_sec: Option<f64>,
     /// Burst of messages above that rate [default: 100].
-    #[arg(long, global = true, env = "HUDDLE_MESSAGES_BURST", value_name = "N")]
+    #[arg(long, env = "HUDDLE_MESSAGES_BURST", value_name = "N")]
     pub messages_burst: Option<f64>,
     /// Seconds a WebSocket has to join [default: 5].
-    #[arg(long, global = true, env = "HUDDLE_JOIN_TIMEOUT", value_name = "SECS")]
+    #[arg(long, env = "HUDDLE_JOIN_TIMEOUT", value_name = "SECS")]
     pub join_timeout_secs: Option<Secs>,
     /// Seconds a participant allowed to publish has to offer or answer
     /// after joining [default: 30; 0: no limit].
-    #[arg(long, global = true, env = "HUDDLE_MEDIA_TIMEOUT", value_name = "SECS")]
+    #[arg(long, env = "HUDDLE_MEDIA_TIMEOUT", value_name = "SECS")]
     pub media_timeout_secs: Option<Secs>,
     /// Seconds an HTTP connection has to send a complete request header [default: 10].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_HEADER_READ_TIMEOUT",
-        value_name = "SECS"
-    )]
+    #[arg(long, env = "HUDDLE_HEADER_READ_TIMEOUT", value_name = "SECS")]
     pub header_read_timeout_secs: Option<Secs>,
     /// Seconds joins and leaves are gathered into one message [default: 0.1].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_PRESENCE_BATCH",
-        value_name = "SECS"
-    )]
+    #[arg(long, env = "HUDDLE_PRESENCE_BATCH", value_name = "SECS")]
     pub presence_batch_secs: Option<Secs>,
     /// Request header holding the client address, set by a reverse proxy
     /// (e.g. x-forwarded-for; its last address is used) [default: none, the
     /// TCP peer].
-    #[arg(
-        long,
-        global = true,
-        env = "HUDDLE_CLIENT_IP_HEADER",
-        value_name = "NAME"
-    )]
+    #[arg(long, env = "HUDDLE_CLIENT_IP_HEADER", value_name = "NAME")]
     pub client_ip_header: Option<String>,
 }
 

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = cli.config.resolve()?;
+    let config = cli.resolve()?;
     match cli.command {
         Some(Command::Token(args)) => {
             if config.uses_dev_secret() {
@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", args.mint_for(&config)?);
             Ok(())
         }
-        None | Some(Command::Serve) => {
+        None | Some(Command::Serve(_)) => {
             // Listen before `start` logs "started": a SIGTERM sent as soon
             // as that line appears must stop the server cleanly.
             let stop = shutdown_signal();
