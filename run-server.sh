@@ -5,7 +5,7 @@
 #   ./run-server.sh --http 0.0.0.0:7880  # any `huddle-server serve` flag (see docs/operations.md)
 #
 # Installs what the build needs (cmake, pkg-config, libopus-dev) when missing,
-# with sudo unless run as root, then `cargo run --release -p huddle-server -- serve`.
+# with sudo unless run as root, then `cargo run --release -p huddle-rtc-server -- serve`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -32,4 +32,4 @@ if ((${#missing[@]})); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-exec cargo run --release -p huddle-server -- serve "$@"
+exec cargo run --release -p huddle-rtc-server -- serve "$@"

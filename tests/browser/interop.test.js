@@ -1,4 +1,4 @@
-// Interop: two headless Chromium pages (the web client of web/) and one Rust
+// Interop: two headless Chromium pages (the web client of crates/server/web/) and one Rust
 // participant (huddle-call) in one room of a real huddle-server.
 //
 //   HUDDLE_SERVER_BIN=.../huddle-server HUDDLE_CALL_BIN=.../huddle-call \
@@ -161,7 +161,7 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     });
 
     // 5. Simulcast: each page sends its camera as several layers (rids; see
-    //    VIDEO_ENCODINGS in web/app.js), and the other page receives exactly
+    //    VIDEO_ENCODINGS in crates/server/web/app.js), and the other page receives exactly
     //    one of them, the best one that is being sent (each page watches one
     //    video). Checked as sizes: what the receiver decodes is the size the
     //    publisher encodes its best active layer at (Chromium scales layers

@@ -1,6 +1,6 @@
 // Interop: aiortc (an independent WebRTC stack, PyPI) publishes a tone and a
 // test picture into a huddle room through WHIP; headless Chromium plays the
-// room through WHEP with the server's viewer page (web/watch.html), trickling
+// room through WHEP with the server's viewer page (crates/server/web/watch.html), trickling
 // its candidates with PATCH. Both sessions end with DELETE.
 //
 //   HUDDLE_SERVER_BIN=.../huddle-server HUDDLE_PYTHON=.../python3 \

@@ -168,7 +168,7 @@ impl Cli {
             Some(b) => b.clone(),
             None => default_server_bin().context(
                 "no huddle-server next to huddle-bench: build it \
-                 (cargo build --release -p huddle-server) or pass --server-bin",
+                 (cargo build --release -p huddle-rtc-server) or pass --server-bin",
             )?,
         };
         let log = self.server_log.clone().unwrap_or_else(|| {

@@ -1,7 +1,7 @@
 //! The browser client and, in development mode, the token endpoint it uses.
 //!
 //! - `GET /`, `/index.html`, `/app.js`, `/style.css`: the web client of
-//!   `web/`, embedded in the binary at build time (so the server serves it
+//!   `crates/server/web/`, embedded in the binary at build time (so the server serves it
 //!   from any working directory); `/watch.html`, `/watch.js`: its WHEP
 //!   viewer; `/token.js`: how both get a token.
 //! - Pages carry a Content-Security-Policy ([`page_csp`]) that lets them
@@ -24,17 +24,17 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// `web/index.html`.
-const INDEX_HTML: &str = include_str!("../../../web/index.html");
+const INDEX_HTML: &str = include_str!("../web/index.html");
 /// `web/app.js`.
-const APP_JS: &str = include_str!("../../../web/app.js");
+const APP_JS: &str = include_str!("../web/app.js");
 /// `web/style.css`.
-const STYLE_CSS: &str = include_str!("../../../web/style.css");
+const STYLE_CSS: &str = include_str!("../web/style.css");
 /// `web/watch.html`.
-const WATCH_HTML: &str = include_str!("../../../web/watch.html");
+const WATCH_HTML: &str = include_str!("../web/watch.html");
 /// `web/watch.js`.
-const WATCH_JS: &str = include_str!("../../../web/watch.js");
+const WATCH_JS: &str = include_str!("../web/watch.js");
 /// `web/token.js`.
-const TOKEN_JS: &str = include_str!("../../../web/token.js");
+const TOKEN_JS: &str = include_str!("../web/token.js");
 
 /// Longest room name or identity `/dev/token` accepts, in bytes.
 pub const MAX_DEV_NAME_BYTES: usize = 128;
