@@ -9,7 +9,7 @@
 //!
 //! Access is by HS256 JWTs ([`auth`]), less those an administrator banned
 //! ([`bans`]). Every response carries the security headers of [`headers`]. Rooms and participants live in memory
-//! ([`state`]); media goes through the SFU ([`huddle_sfu`]), whose events the
+//! ([`hub`]); media goes through the SFU ([`huddle_sfu`]), whose events the
 //! [`dispatch`] task relays to clients.
 //!
 //! Embedding: either [`serve`] (router + dispatcher + graceful shutdown in one
@@ -21,17 +21,24 @@
 pub mod app;
 pub mod auth;
 pub mod bans;
+pub mod close_code;
 pub mod config;
+mod connections;
 pub mod dispatch;
 pub mod headers;
+pub mod http_sessions;
+pub mod hub;
 pub mod limits;
 mod listener;
+mod lock;
 pub mod offer;
+pub mod outbound;
+pub mod presence;
 pub mod ratelimit;
 pub mod rest;
+mod room;
 pub mod sdpfrag;
 pub mod sfu;
-pub mod state;
 pub mod whip;
 pub mod ws;
 

@@ -9,12 +9,12 @@
 //! identity or token out until the ban ends ([`crate::bans`]).
 
 use crate::app::AppState;
-use crate::auth;
+use crate::auth::{self, bearer};
 use crate::bans::{Ban, BanError, BanRequest};
-use crate::state::RoomSummary;
-use crate::ws::close_code;
+use crate::close_code;
+use crate::hub::RoomSummary;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,13 +28,6 @@ pub async fn healthz() -> &'static str {
 
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Middleware: let the request through only with a valid admin token.

@@ -27,25 +27,27 @@
 //! or ban it; it ends too when its media connection dies.
 
 use crate::app::AppState;
-use crate::auth::{AuthError, Claims};
+use crate::auth::{bearer, AuthError, Claims};
+use crate::close_code;
+use crate::http_sessions::{Kind, Session};
+use crate::hub::AddError;
 use crate::limits::client_ip;
 use crate::offer::media_ways;
+use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::TokenBucket;
-use crate::rest::bearer;
 use crate::sdpfrag;
-use crate::state::{AddError, Conn, Outbound};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use huddle_proto::{PcRole, ServerMessage};
+use huddle_proto::ServerMessage;
 use huddle_sfu::api::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// `Content-Type` of offers and answers.
@@ -53,111 +55,8 @@ pub const SDP: &str = "application/sdp";
 /// `Content-Type` of trickle `PATCH` bodies.
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
-/// Which protocol a session speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// WHIP: the client publishes.
-    Whip,
-    /// WHEP: the client views.
-    Whep,
-}
-
-impl Kind {
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Whip => "/whip",
-            Kind::Whep => "/whep",
-        }
-    }
-
-    /// The client's connection at the SFU.
-    fn pc(self) -> PcRole {
-        match self {
-            Kind::Whip => PcRole::Publisher,
-            Kind::Whep => PcRole::Subscriber,
-        }
-    }
-}
-
 /// Length of a session's resource id, in characters of 62.
 pub const RESOURCE_ID_CHARS: usize = 24;
-
-struct Session {
-    kind: Kind,
-    /// The participant the session is in the room and the SFU.
-    participant: ParticipantId,
-    room: String,
-    identity: String,
-    /// The session's entity tag (quoted), for `ETag` and `If-Match`. Fixed
-    /// for the session's life: it names its ICE session, which never
-    /// restarts.
-    etag: String,
-    /// The client's ICE ufrag from its offer: a PATCH naming another one is
-    /// an ICE restart.
-    ice_ufrag: Option<String>,
-    bucket: TokenBucket,
-    /// Candidates already handed to the SFU.
-    candidates: HashSet<String>,
-    /// The session's connection's kick signal: identifies the session's
-    /// forwarding task.
-    kick: Arc<Notify>,
-}
-
-#[derive(Default)]
-struct Table {
-    /// Sessions by resource id.
-    sessions: HashMap<String, Session>,
-    /// Resource id by participant.
-    resources: HashMap<ParticipantId, String>,
-}
-
-impl Table {
-    fn insert(&mut self, resource: String, session: Session) {
-        self.resources
-            .insert(session.participant.clone(), resource.clone());
-        self.sessions.insert(resource, session);
-    }
-
-    /// Forget the session of `participant`, if `keep` does not object.
-    fn remove_participant(
-        &mut self,
-        participant: &ParticipantId,
-        keep: impl Fn(&Session) -> bool,
-    ) -> bool {
-        let Some(resource) = self.resources.get(participant) else {
-            return false;
-        };
-        if self.sessions.get(resource).is_some_and(keep) {
-            return false;
-        }
-        if let Some(resource) = self.resources.remove(participant) {
-            self.sessions.remove(&resource);
-        }
-        true
-    }
-}
-
-/// The open WHIP/WHEP sessions, by resource id.
-#[derive(Default)]
-pub struct Sessions {
-    inner: Mutex<Table>,
-}
-
-impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Open sessions.
-    pub fn len(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
-    /// Whether none is open.
-    pub fn is_empty(&self) -> bool {
-        self.lock().sessions.is_empty()
-    }
-}
 
 /// A refused request: its status and a plain-text reason.
 #[derive(Debug)]
@@ -338,7 +237,10 @@ async fn create(
     }
     let ice_ufrag = sdpfrag::ice_ufrag(&offer);
     let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
-    if !app.take_session_token(ip, &claims.room, &claims.sub) {
+    if !app
+        .http_sessions()
+        .take_token(ip, &claims.room, &claims.sub)
+    {
         return Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             "too many new sessions; slow down",
@@ -442,7 +344,7 @@ async fn end(app: &AppState, id: &ParticipantId) {
         tracing::debug!(error = %e, participant = %id, "SFU remove");
     }
     if let Some(removed) = removed {
-        removed.conn.close(crate::ws::close_code::NORMAL, "ended");
+        removed.conn.close(close_code::NORMAL, "ended");
     }
 }
 

@@ -9,10 +9,13 @@
 //! client address's limits ([`crate::limits::Limits`]); until it joins it
 //! has small buffers and [`crate::SignalingConfig::join_timeout`] to join.
 
-use crate::app::{AppState, ConnectionGuard, Refused};
+use crate::app::AppState;
+use crate::close_code;
+use crate::connections::{ConnectionGuard, Refused};
+use crate::hub::AddError;
 use crate::limits::client_ip;
+use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::{LimitNotice, TokenBucket};
-use crate::state::{AddError, Conn, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,27 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
-
-/// WebSocket close codes the server uses.
-pub mod close_code {
-    /// After `leave`.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The join was refused or did not come in time.
-    pub const POLICY: u16 = 1008;
-    /// The server failed.
-    pub const INTERNAL: u16 = 1011;
-    /// The room or the server is full (`room_full`, `server_full`): try
-    /// again later.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// An administrator removed the participant.
-    pub const KICKED: u16 = 4001;
-    /// The SFU dropped the participant's media connections.
-    pub const MEDIA_GONE: u16 = 4002;
-    /// The participant negotiated no media within the media timeout.
-    pub const MEDIA_TIMEOUT: u16 = 4003;
-}
 
 /// Frames (and messages) larger than this are refused by the WebSocket layer
 /// itself, which drops the connection. Between [`MAX_MESSAGE_BYTES`] and this,
@@ -92,7 +74,7 @@ pub async fn handler(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
-    let guard = match app.admit(ip) {
+    let guard = match app.open_connection(ip) {
         Ok(g) => g,
         Err(refused) => return refusal(refused, ip),
     };
