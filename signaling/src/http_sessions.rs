@@ -77,6 +77,13 @@ impl Table {
         self.sessions.insert(resource, session);
     }
 
+    /// Forget the session `resource`.
+    pub(crate) fn remove(&mut self, resource: &str) -> Option<Session> {
+        let session = self.sessions.remove(resource)?;
+        self.resources.remove(&session.participant);
+        Some(session)
+    }
+
     /// Forget the session of `participant`, if `keep` does not object.
     /// Returns whether one was forgotten.
     pub(crate) fn remove_participant(

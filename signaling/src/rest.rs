@@ -8,6 +8,7 @@
 //! (`POST /api/bans`, or a kick with `?ban_seconds=N`) also keeps its
 //! identity or token out until the ban ends ([`crate::bans`]).
 
+use crate::admission;
 use crate::app::AppState;
 use crate::auth::{self, bearer};
 use crate::bans::{Ban, BanError, BanRequest};
@@ -114,12 +115,9 @@ pub async fn kick(
 /// Take a participant out of its room and the SFU and close its connection
 /// with code 4001 and `reason`. Returns false if it was not there.
 async fn remove(app: &AppState, id: &ParticipantId, reason: &str) -> bool {
-    let Some(removed) = app.hub().remove(id) else {
+    let Some(removed) = admission::remove(app, id).await else {
         return false;
     };
-    if let Err(e) = app.sfu().remove_participant(id.clone()).await {
-        tracing::debug!(error = %e, participant = %id, "SFU remove failed");
-    }
     removed.conn.close(close_code::KICKED, reason);
     true
 }

@@ -26,6 +26,7 @@
 //! other: the room sees it join and publish, and an administrator can kick
 //! or ban it; it ends too when its media connection dies.
 
+use crate::admission::{self, Media, Via, Wants};
 use crate::app::AppState;
 use crate::auth::{bearer, AuthError, Claims};
 use crate::close_code;
@@ -41,9 +42,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use huddle_proto::ServerMessage;
-use huddle_sfu::api::Rights;
-use huddle_sfu::{ParticipantId, RoomId, SfuError};
+use huddle_sfu::{ParticipantId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -98,6 +97,21 @@ fn limit_refusal(e: AddError) -> Refusal {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.message())
+}
+
+/// The reply to a client that was not admitted.
+fn refused(e: admission::Refused) -> Refusal {
+    use admission::Refused as R;
+    match e {
+        R::Token(e) => auth_error(e),
+        R::NoRoom | R::WrongRoom | R::CannotPublish | R::CannotSubscribe => {
+            error(StatusCode::FORBIDDEN, e.to_string())
+        }
+        R::SessionRate => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        R::Limit(e) => limit_refusal(e),
+        R::Sfu { error, .. } => sfu_status(&error),
+        R::Gone => error(StatusCode::CONFLICT, "the session ended while starting"),
+    }
 }
 
 fn auth_error(e: AuthError) -> Refusal {
@@ -201,23 +215,12 @@ async fn create(
             "the offer must be sent as application/sdp",
         ));
     }
-    let claims = verify(&app, &headers)?;
-    if claims.room.is_empty() {
-        return Err(error(StatusCode::FORBIDDEN, "token grants no room"));
-    }
-    let allowed = match kind {
-        Kind::Whip => claims.publish,
-        Kind::Whep => claims.subscribe,
+    let wants = Wants {
+        room: None,
+        publish: kind == Kind::Whip,
+        subscribe: kind == Kind::Whep,
     };
-    if !allowed {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            match kind {
-                Kind::Whip => "token does not allow publishing",
-                Kind::Whep => "token does not allow subscribing",
-            },
-        ));
-    }
+    let claims = admission::verify(&app, bearer(&headers), wants).map_err(refused)?;
     let offer = body_text(&body)?.to_owned();
     let ways = media_ways(&offer);
     match kind {
@@ -237,85 +240,48 @@ async fn create(
     }
     let ice_ufrag = sdpfrag::ice_ufrag(&offer);
     let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
-    if !app
-        .http_sessions()
-        .take_token(ip, &claims.room, &claims.sub)
-    {
-        return Err(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many new sessions; slow down",
-        ));
-    }
-
-    let hub = app.hub();
-    let (id, kick) = loop {
-        let id = ParticipantId(format!(
-            "PA_{}",
-            Alphanumeric.sample_string(&mut rand::rng(), 12)
-        ));
-        let conn = detached_conn(&app, id.clone());
-        let kick = conn.kick.clone();
-        match hub.add_pending(&claims.room, id.clone(), claims.sub.clone(), conn) {
-            Ok(()) => break (id, kick),
-            Err(AddError::IdTaken) => continue,
-            Err(e) => return Err(limit_refusal(e)),
-        }
-    };
-    hub.set_token_id(&id, claims.jti.clone());
-    let room = RoomId(claims.room.clone());
-    let sfu = app.sfu();
-    let answer = match kind {
-        Kind::Whip => {
-            let rights = Rights {
-                publish: true,
-                subscribe: false,
-            };
-            match sfu.add_participant(room, id.clone(), rights).await {
-                Ok(()) => sfu.publisher_offer(id.clone(), offer).await,
-                Err(e) => Err(e),
-            }
-        }
-        Kind::Whep => sfu.add_viewer(room, id.clone(), offer).await,
-    };
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            end(&app, &id).await;
-            return Err(sfu_status(&e));
-        }
+    let media = match kind {
+        Kind::Whip => Media::Publish { offer },
+        Kind::Whep => Media::View { offer },
     };
     let resource = random_chars(RESOURCE_ID_CHARS);
     let etag = format!("\"{}\"", random_chars(16));
-    app.http_sessions().lock().insert(
-        resource.clone(),
-        Session {
-            kind,
-            participant: id.clone(),
-            etag: etag.clone(),
-            room: claims.room.clone(),
-            identity: claims.sub.clone(),
-            ice_ufrag,
-            bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
-            candidates: HashSet::new(),
-            kick,
-        },
-    );
-    let room_name = claims.room.clone();
-    let live = hub.go_live(&id, |participant, others| ServerMessage::Joined {
-        room: room_name,
-        participant,
-        others,
-        can_publish: kind == Kind::Whip,
-        can_subscribe: kind == Kind::Whep,
-    });
-    if !live {
-        // Kicked or dropped while being set up.
-        end(&app, &id).await;
-        return Err(error(
-            StatusCode::CONFLICT,
-            "the session ended while starting",
-        ));
-    }
+    // The session is in the table before it goes live, so that a kick
+    // right after finds it to forget.
+    let record = |id: &ParticipantId, conn: &Conn| {
+        app.http_sessions().lock().insert(
+            resource.clone(),
+            Session {
+                kind,
+                participant: id.clone(),
+                etag: etag.clone(),
+                room: claims.room.clone(),
+                identity: claims.sub.clone(),
+                ice_ufrag,
+                bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
+                candidates: HashSet::new(),
+                kick: conn.kick.clone(),
+            },
+        );
+    };
+    let admitted = admission::admit(
+        &app,
+        &claims,
+        Via::HttpSession { ip },
+        media,
+        |id| detached_conn(&app, id.clone()),
+        record,
+    )
+    .await;
+    let (id, answer) = match admitted {
+        Ok(a) => (a.id, a.answer.unwrap_or_default()),
+        Err(e) => {
+            if matches!(e, admission::Refused::Gone) {
+                app.http_sessions().lock().remove(&resource);
+            }
+            return Err(refused(e));
+        }
+    };
     tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, ?kind, "WHIP/WHEP session started");
     let location = format!("{}/{}", kind.path(), resource);
     let mut r = (StatusCode::CREATED, answer).into_response();
