@@ -420,6 +420,38 @@ mod tests {
         drop(others.drain(..));
     }
 
+    /// The room's mute state is the hub's: a newcomer and the participant
+    /// list see what the publisher last said, whatever the SFU reported
+    /// when the track appeared.
+    #[test]
+    fn mute_state_is_the_rooms_own() {
+        let hub = Hub::new();
+        let mut arx = live(&hub, "A");
+        let track = |muted| TrackInfo {
+            id: "t1".into(),
+            kind: TrackKind::Audio,
+            mime_type: "audio/opus".into(),
+            muted,
+            source_track_id: None,
+        };
+        assert!(hub.track_published(&pid("A"), track(true)));
+        assert!(!hub.participants("r").expect("room")[0].tracks[0].muted);
+        assert!(!hub.set_muted(&pid("A"), "t2", true), "not a track of A");
+        assert!(hub.set_muted(&pid("A"), "t1", true));
+        let got = drain(&mut arx);
+        assert!(matches!(
+            got.last(),
+            Some(ServerMessage::MuteChanged { track_id, muted: true, .. }) if track_id == "t1"
+        ));
+        assert!(hub.participants("r").expect("room")[0].tracks[0].muted);
+        let mut brx = live(&hub, "B");
+        let got = drain(&mut brx);
+        let Some(ServerMessage::Joined { others, .. }) = got.first() else {
+            panic!("{got:?}")
+        };
+        assert!(others[0].tracks[0].muted, "a newcomer sees the track muted");
+    }
+
     #[test]
     fn limits_refuse_joins() {
         let hub = Hub::with_limits(HubLimits {

@@ -1,6 +1,11 @@
 //! One room's roster: its participants, pending and live, what each
 //! publishes, and telling the live ones about changes.
 //!
+//! The roster owns the mute state of the room's tracks: it is what clients
+//! are told (`joined`, `mute_changed`, the admin API's participant list).
+//! The SFU keeps only a forwarding switch per track, which the `mute`
+//! request sets before the room is told (see the WebSocket endpoint).
+//!
 //! The hub ([`crate::hub::Hub`]) finds the room and holds the lock; a
 //! [`Room`] only changes itself and queues messages.
 
@@ -127,11 +132,14 @@ impl Room {
     }
 
     /// Record a track `id` publishes and tell the room (publisher included).
-    /// Returns false if `id` is not a member.
-    pub(crate) fn track_published(&mut self, id: &ParticipantId, track: TrackInfo) -> bool {
+    /// The track starts unmuted: its mute state is the room's own from then
+    /// on, changed only by [`Room::set_muted`]. Returns false if `id` is not
+    /// a member.
+    pub(crate) fn track_published(&mut self, id: &ParticipantId, mut track: TrackInfo) -> bool {
         let Some(m) = self.members.get_mut(id) else {
             return false;
         };
+        track.muted = false;
         m.tracks.retain(|t| t.id != track.id);
         m.tracks.push(track.clone());
         self.broadcast(

@@ -437,6 +437,9 @@ impl Session {
                 }
             }
             ClientMessage::Mute { track_id, muted } => {
+                // The hub owns the mute state clients see; the SFU only
+                // stops or resumes forwarding. It is switched first, so the
+                // room is never told of a mute that is not in effect.
                 if !self.app.hub().owns_track(&id, &track_id) {
                     self.error(ErrorCode::UnknownTrack, "no such track of yours");
                 } else {
