@@ -21,6 +21,11 @@
 //! neither another participant of the room nor another holder of the same
 //! identity can end or change it without having been given the URL.
 //!
+//! A new session is admitted like a WebSocket join (`admission.rs`): this
+//! module checks the request's form and the offer's direction, turns a
+//! refusal into an HTTP status, and keeps the session table
+//! ([`crate::http_sessions`]).
+//!
 //! The SFU's answer carries its candidate (ICE lite, one host candidate), so
 //! no server-side trickle is needed. A session is a participant like any
 //! other: the room sees it join and publish, and an administrator can kick
@@ -302,7 +307,8 @@ fn random_chars(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), n)
 }
 
-/// Take a participant out of the room, the SFU and the session table.
+/// End a session (`DELETE`): take its participant out of the room, the
+/// session table and the SFU.
 async fn end(app: &AppState, id: &ParticipantId) {
     let removed = app.hub().remove(id);
     app.http_sessions().lock().remove_participant(id, |_| false);

@@ -8,6 +8,9 @@
 //! Before the upgrade the connection is counted against the node's and the
 //! client address's limits ([`crate::limits::Limits`]); until it joins it
 //! has small buffers and [`crate::SignalingConfig::join_timeout`] to join.
+//! A `join` goes through the admission every entry point shares
+//! (`admission.rs`); this module turns a refusal into an `error` and a close
+//! code.
 
 use crate::admission::{self, Media, Refused, Via, Wants};
 use crate::app::AppState;
