@@ -159,6 +159,17 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if the request
+/// has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Sign `claims` with HS256 and `secret`.
 pub fn mint(secret: &str, claims: &Claims) -> Result<String, AuthError> {
     jsonwebtoken::encode(

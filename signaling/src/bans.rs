@@ -10,9 +10,10 @@
 //! accepts (plus the clock-skew leeway): every token that exists when the ban
 //! is made has expired by the time it ends. The list is in memory, bounded by
 //! [`MAX_BANS`], and forgets a ban once it ends.
+//! [`crate::app::AppState::verify_token`] refuses the tokens a ban covers.
 
-use crate::app::AppState;
-use crate::auth::{self, AuthError, Claims};
+use crate::auth::Claims;
+use crate::lock::lock;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, MutexGuard};
@@ -92,7 +93,7 @@ pub struct Bans {
 
 impl Bans {
     fn lock(&self) -> MutexGuard<'_, Vec<Ban>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// Add a ban as `request` asks, ending `default_secs` after `now` unless
@@ -146,27 +147,6 @@ impl Bans {
         self.lock()
             .iter()
             .any(|b| b.until > now && b.covers(&claims.room, &claims.sub, claims.jti.as_deref()))
-    }
-}
-
-impl AppState {
-    /// Verify an access token as the service's configuration says, and
-    /// refuse it if a ban covers it.
-    pub fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
-        let config = self.config();
-        let claims = auth::verify_with(&config.secret, token, &config.token_policy())?;
-        if self.bans().refuses(&claims, auth::now_secs()) {
-            return Err(AuthError::Revoked);
-        }
-        Ok(claims)
-    }
-
-    /// How long a ban lasts unless it says: the longest token lifetime plus
-    /// the leeway, so every token alive when it is made is dead when it ends.
-    pub fn default_ban_secs(&self) -> u64 {
-        let c = self.config();
-        c.token_max_lifetime_secs
-            .saturating_add(c.token_leeway_secs)
     }
 }
 

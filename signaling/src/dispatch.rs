@@ -1,7 +1,7 @@
 //! Relays SFU events to participants and rooms.
 
 use crate::app::AppState;
-use crate::ws::close_code;
+use crate::close_code;
 use huddle_proto::ServerMessage;
 use huddle_sfu::{SfuEvent, SfuEvents};
 

@@ -7,10 +7,34 @@
 //! - `/whip`, `/whep` and their sessions: WHIP (RFC 9725) ingest and WHEP
 //!   egress (see [`whip`]).
 //!
-//! Access is by HS256 JWTs ([`auth`]), less those an administrator banned
-//! ([`bans`]). Every response carries the security headers of [`headers`]. Rooms and participants live in memory
-//! ([`state`]); media goes through the SFU ([`huddle_sfu`]), whose events the
-//! [`dispatch`] task relays to clients.
+//! # Module map
+//!
+//! Entry points, each keeping only what is particular to its transport:
+//! - [`ws`]: the WebSocket endpoint (reader loop, writer task, messages);
+//! - [`whip`]: WHIP/WHEP over HTTP (offers, trickle `PATCH`, `DELETE`);
+//! - [`rest`]: health check and admin API (rooms, kicks, bans);
+//! - [`dispatch`]: relays the SFU's events to participants and rooms.
+//!
+//! Joining, whichever way a client comes in, is `admission.rs`'s: verify
+//! the token (and the bans) and what it grants, enforce the limits, mint the
+//! participant id, add it to the SFU and the hub, go live, or undo all that;
+//! leaving is there too.
+//!
+//! Shared state, in [`AppState`] ([`app`]):
+//! - [`hub`]: rooms and participants in memory, with their limits; a room's
+//!   roster (`room.rs`, which owns the mute state clients are told), batched
+//!   joins and leaves ([`presence`]), and each connection's queue
+//!   ([`outbound`]);
+//! - [`http_sessions`]: open WHIP/WHEP sessions and the rate of new ones;
+//! - `connections.rs`: open WebSockets per node and per client address;
+//! - [`bans`]: bans in force; [`sfu`]: the SFU as the service sees it.
+//!
+//! Leaves the rest build on: [`auth`] (HS256 JWTs, bearer tokens),
+//! [`config`], [`limits`], [`ratelimit`], [`close_code`], [`headers`] (the
+//! security headers every response carries), [`offer`] and [`sdpfrag`]
+//! (SDP inspection), and `listener.rs` (the HTTP/1.1 server loop). Files
+//! import each other without cycles: entry points -> admission -> state ->
+//! leaves.
 //!
 //! Embedding: either [`serve`] (router + dispatcher + graceful shutdown in one
 //! call), or build an [`AppState`], mount [`router`] in a larger axum app and
@@ -18,20 +42,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admission;
 pub mod app;
 pub mod auth;
 pub mod bans;
+pub mod close_code;
 pub mod config;
+mod connections;
 pub mod dispatch;
 pub mod headers;
+pub mod http_sessions;
+pub mod hub;
 pub mod limits;
 mod listener;
+mod lock;
 pub mod offer;
+pub mod outbound;
+pub mod presence;
 pub mod ratelimit;
 pub mod rest;
+mod room;
 pub mod sdpfrag;
 pub mod sfu;
-pub mod state;
 pub mod whip;
 pub mod ws;
 

@@ -8,13 +8,14 @@
 //! (`POST /api/bans`, or a kick with `?ban_seconds=N`) also keeps its
 //! identity or token out until the ban ends ([`crate::bans`]).
 
+use crate::admission;
 use crate::app::AppState;
-use crate::auth;
+use crate::auth::{self, bearer};
 use crate::bans::{Ban, BanError, BanRequest};
-use crate::state::RoomSummary;
-use crate::ws::close_code;
+use crate::close_code;
+use crate::hub::RoomSummary;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,13 +29,6 @@ pub async fn healthz() -> &'static str {
 
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Middleware: let the request through only with a valid admin token.
@@ -121,12 +115,9 @@ pub async fn kick(
 /// Take a participant out of its room and the SFU and close its connection
 /// with code 4001 and `reason`. Returns false if it was not there.
 async fn remove(app: &AppState, id: &ParticipantId, reason: &str) -> bool {
-    let Some(removed) = app.hub().remove(id) else {
+    let Some(removed) = admission::remove(app, id).await else {
         return false;
     };
-    if let Err(e) = app.sfu().remove_participant(id.clone()).await {
-        tracing::debug!(error = %e, participant = %id, "SFU remove failed");
-    }
     removed.conn.close(close_code::KICKED, reason);
     true
 }

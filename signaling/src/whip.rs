@@ -21,31 +21,37 @@
 //! neither another participant of the room nor another holder of the same
 //! identity can end or change it without having been given the URL.
 //!
+//! A new session is admitted like a WebSocket join (`admission.rs`): this
+//! module checks the request's form and the offer's direction, turns a
+//! refusal into an HTTP status, and keeps the session table
+//! ([`crate::http_sessions`]).
+//!
 //! The SFU's answer carries its candidate (ICE lite, one host candidate), so
 //! no server-side trickle is needed. A session is a participant like any
 //! other: the room sees it join and publish, and an administrator can kick
 //! or ban it; it ends too when its media connection dies.
 
+use crate::admission::{self, Media, Via, Wants};
 use crate::app::AppState;
-use crate::auth::{AuthError, Claims};
+use crate::auth::{bearer, AuthError, Claims};
+use crate::close_code;
+use crate::http_sessions::{Kind, Session};
+use crate::hub::AddError;
 use crate::limits::client_ip;
 use crate::offer::media_ways;
+use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::TokenBucket;
-use crate::rest::bearer;
 use crate::sdpfrag;
-use crate::state::{AddError, Conn, Outbound};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use huddle_proto::{PcRole, ServerMessage};
-use huddle_sfu::api::Rights;
-use huddle_sfu::{ParticipantId, RoomId, SfuError};
+use huddle_sfu::{ParticipantId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// `Content-Type` of offers and answers.
@@ -53,111 +59,8 @@ pub const SDP: &str = "application/sdp";
 /// `Content-Type` of trickle `PATCH` bodies.
 pub const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
-/// Which protocol a session speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// WHIP: the client publishes.
-    Whip,
-    /// WHEP: the client views.
-    Whep,
-}
-
-impl Kind {
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Whip => "/whip",
-            Kind::Whep => "/whep",
-        }
-    }
-
-    /// The client's connection at the SFU.
-    fn pc(self) -> PcRole {
-        match self {
-            Kind::Whip => PcRole::Publisher,
-            Kind::Whep => PcRole::Subscriber,
-        }
-    }
-}
-
 /// Length of a session's resource id, in characters of 62.
 pub const RESOURCE_ID_CHARS: usize = 24;
-
-struct Session {
-    kind: Kind,
-    /// The participant the session is in the room and the SFU.
-    participant: ParticipantId,
-    room: String,
-    identity: String,
-    /// The session's entity tag (quoted), for `ETag` and `If-Match`. Fixed
-    /// for the session's life: it names its ICE session, which never
-    /// restarts.
-    etag: String,
-    /// The client's ICE ufrag from its offer: a PATCH naming another one is
-    /// an ICE restart.
-    ice_ufrag: Option<String>,
-    bucket: TokenBucket,
-    /// Candidates already handed to the SFU.
-    candidates: HashSet<String>,
-    /// The session's connection's kick signal: identifies the session's
-    /// forwarding task.
-    kick: Arc<Notify>,
-}
-
-#[derive(Default)]
-struct Table {
-    /// Sessions by resource id.
-    sessions: HashMap<String, Session>,
-    /// Resource id by participant.
-    resources: HashMap<ParticipantId, String>,
-}
-
-impl Table {
-    fn insert(&mut self, resource: String, session: Session) {
-        self.resources
-            .insert(session.participant.clone(), resource.clone());
-        self.sessions.insert(resource, session);
-    }
-
-    /// Forget the session of `participant`, if `keep` does not object.
-    fn remove_participant(
-        &mut self,
-        participant: &ParticipantId,
-        keep: impl Fn(&Session) -> bool,
-    ) -> bool {
-        let Some(resource) = self.resources.get(participant) else {
-            return false;
-        };
-        if self.sessions.get(resource).is_some_and(keep) {
-            return false;
-        }
-        if let Some(resource) = self.resources.remove(participant) {
-            self.sessions.remove(&resource);
-        }
-        true
-    }
-}
-
-/// The open WHIP/WHEP sessions, by resource id.
-#[derive(Default)]
-pub struct Sessions {
-    inner: Mutex<Table>,
-}
-
-impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Open sessions.
-    pub fn len(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
-    /// Whether none is open.
-    pub fn is_empty(&self) -> bool {
-        self.lock().sessions.is_empty()
-    }
-}
 
 /// A refused request: its status and a plain-text reason.
 #[derive(Debug)]
@@ -199,6 +102,21 @@ fn limit_refusal(e: AddError) -> Refusal {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.message())
+}
+
+/// The reply to a client that was not admitted.
+fn refused(e: admission::Refused) -> Refusal {
+    use admission::Refused as R;
+    match e {
+        R::Token(e) => auth_error(e),
+        R::NoRoom | R::WrongRoom | R::CannotPublish | R::CannotSubscribe => {
+            error(StatusCode::FORBIDDEN, e.to_string())
+        }
+        R::SessionRate => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        R::Limit(e) => limit_refusal(e),
+        R::Sfu { error, .. } => sfu_status(&error),
+        R::Gone => error(StatusCode::CONFLICT, "the session ended while starting"),
+    }
 }
 
 fn auth_error(e: AuthError) -> Refusal {
@@ -302,23 +220,12 @@ async fn create(
             "the offer must be sent as application/sdp",
         ));
     }
-    let claims = verify(&app, &headers)?;
-    if claims.room.is_empty() {
-        return Err(error(StatusCode::FORBIDDEN, "token grants no room"));
-    }
-    let allowed = match kind {
-        Kind::Whip => claims.publish,
-        Kind::Whep => claims.subscribe,
+    let wants = Wants {
+        room: None,
+        publish: kind == Kind::Whip,
+        subscribe: kind == Kind::Whep,
     };
-    if !allowed {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            match kind {
-                Kind::Whip => "token does not allow publishing",
-                Kind::Whep => "token does not allow subscribing",
-            },
-        ));
-    }
+    let claims = admission::verify(&app, bearer(&headers), wants).map_err(refused)?;
     let offer = body_text(&body)?.to_owned();
     let ways = media_ways(&offer);
     match kind {
@@ -338,82 +245,48 @@ async fn create(
     }
     let ice_ufrag = sdpfrag::ice_ufrag(&offer);
     let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
-    if !app.take_session_token(ip, &claims.room, &claims.sub) {
-        return Err(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many new sessions; slow down",
-        ));
-    }
-
-    let hub = app.hub();
-    let (id, kick) = loop {
-        let id = ParticipantId(format!(
-            "PA_{}",
-            Alphanumeric.sample_string(&mut rand::rng(), 12)
-        ));
-        let conn = detached_conn(&app, id.clone());
-        let kick = conn.kick.clone();
-        match hub.add_pending(&claims.room, id.clone(), claims.sub.clone(), conn) {
-            Ok(()) => break (id, kick),
-            Err(AddError::IdTaken) => continue,
-            Err(e) => return Err(limit_refusal(e)),
-        }
-    };
-    hub.set_token_id(&id, claims.jti.clone());
-    let room = RoomId(claims.room.clone());
-    let sfu = app.sfu();
-    let answer = match kind {
-        Kind::Whip => {
-            let rights = Rights {
-                publish: true,
-                subscribe: false,
-            };
-            match sfu.add_participant(room, id.clone(), rights).await {
-                Ok(()) => sfu.publisher_offer(id.clone(), offer).await,
-                Err(e) => Err(e),
-            }
-        }
-        Kind::Whep => sfu.add_viewer(room, id.clone(), offer).await,
-    };
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            end(&app, &id).await;
-            return Err(sfu_status(&e));
-        }
+    let media = match kind {
+        Kind::Whip => Media::Publish { offer },
+        Kind::Whep => Media::View { offer },
     };
     let resource = random_chars(RESOURCE_ID_CHARS);
     let etag = format!("\"{}\"", random_chars(16));
-    app.http_sessions().lock().insert(
-        resource.clone(),
-        Session {
-            kind,
-            participant: id.clone(),
-            etag: etag.clone(),
-            room: claims.room.clone(),
-            identity: claims.sub.clone(),
-            ice_ufrag,
-            bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
-            candidates: HashSet::new(),
-            kick,
-        },
-    );
-    let room_name = claims.room.clone();
-    let live = hub.go_live(&id, |participant, others| ServerMessage::Joined {
-        room: room_name,
-        participant,
-        others,
-        can_publish: kind == Kind::Whip,
-        can_subscribe: kind == Kind::Whep,
-    });
-    if !live {
-        // Kicked or dropped while being set up.
-        end(&app, &id).await;
-        return Err(error(
-            StatusCode::CONFLICT,
-            "the session ended while starting",
-        ));
-    }
+    // The session is in the table before it goes live, so that a kick
+    // right after finds it to forget.
+    let record = |id: &ParticipantId, conn: &Conn| {
+        app.http_sessions().lock().insert(
+            resource.clone(),
+            Session {
+                kind,
+                participant: id.clone(),
+                etag: etag.clone(),
+                room: claims.room.clone(),
+                identity: claims.sub.clone(),
+                ice_ufrag,
+                bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
+                candidates: HashSet::new(),
+                kick: conn.kick.clone(),
+            },
+        );
+    };
+    let admitted = admission::admit(
+        &app,
+        &claims,
+        Via::HttpSession { ip },
+        media,
+        |id| detached_conn(&app, id.clone()),
+        record,
+    )
+    .await;
+    let (id, answer) = match admitted {
+        Ok(a) => (a.id, a.answer.unwrap_or_default()),
+        Err(e) => {
+            if matches!(e, admission::Refused::Gone) {
+                app.http_sessions().lock().remove(&resource);
+            }
+            return Err(refused(e));
+        }
+    };
     tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, ?kind, "WHIP/WHEP session started");
     let location = format!("{}/{}", kind.path(), resource);
     let mut r = (StatusCode::CREATED, answer).into_response();
@@ -434,7 +307,8 @@ fn random_chars(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), n)
 }
 
-/// Take a participant out of the room, the SFU and the session table.
+/// End a session (`DELETE`): take its participant out of the room, the
+/// session table and the SFU.
 async fn end(app: &AppState, id: &ParticipantId) {
     let removed = app.hub().remove(id);
     app.http_sessions().lock().remove_participant(id, |_| false);
@@ -442,7 +316,7 @@ async fn end(app: &AppState, id: &ParticipantId) {
         tracing::debug!(error = %e, participant = %id, "SFU remove");
     }
     if let Some(removed) = removed {
-        removed.conn.close(crate::ws::close_code::NORMAL, "ended");
+        removed.conn.close(close_code::NORMAL, "ended");
     }
 }
 

@@ -8,11 +8,17 @@
 //! Before the upgrade the connection is counted against the node's and the
 //! client address's limits ([`crate::limits::Limits`]); until it joins it
 //! has small buffers and [`crate::SignalingConfig::join_timeout`] to join.
+//! A `join` goes through the admission every entry point shares
+//! (`admission.rs`); this module turns a refusal into an `error` and a close
+//! code.
 
-use crate::app::{AppState, ConnectionGuard, Refused};
+use crate::admission::{self, Media, Refused, Via, Wants};
+use crate::app::AppState;
+use crate::close_code;
+use crate::connections::{self, ConnectionGuard};
 use crate::limits::client_ip;
+use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::{LimitNotice, TokenBucket};
-use crate::state::{AddError, Conn, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,34 +30,12 @@ use huddle_proto::{
     decode_client_message, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES,
 };
 use huddle_sfu::api::Rights;
-use huddle_sfu::{ParticipantId, RoomId, SfuError};
-use rand::distr::{Alphanumeric, SampleString};
+use huddle_sfu::{ParticipantId, SfuError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
-
-/// WebSocket close codes the server uses.
-pub mod close_code {
-    /// After `leave`.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The join was refused or did not come in time.
-    pub const POLICY: u16 = 1008;
-    /// The server failed.
-    pub const INTERNAL: u16 = 1011;
-    /// The room or the server is full (`room_full`, `server_full`): try
-    /// again later.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// An administrator removed the participant.
-    pub const KICKED: u16 = 4001;
-    /// The SFU dropped the participant's media connections.
-    pub const MEDIA_GONE: u16 = 4002;
-    /// The participant negotiated no media within the media timeout.
-    pub const MEDIA_TIMEOUT: u16 = 4003;
-}
 
 /// Frames (and messages) larger than this are refused by the WebSocket layer
 /// itself, which drops the connection. Between [`MAX_MESSAGE_BYTES`] and this,
@@ -92,7 +76,7 @@ pub async fn handler(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ip = client_ip(&app.config().limits, &headers, peer.as_deref());
-    let guard = match app.admit(ip) {
+    let guard = match app.open_connection(ip) {
         Ok(g) => g,
         Err(refused) => return refusal(refused, ip),
     };
@@ -104,19 +88,19 @@ pub async fn handler(
         .on_upgrade(move |socket| run(app, guard, socket, query.room))
 }
 
-fn refusal(refused: Refused, ip: Option<std::net::IpAddr>) -> Response {
+fn refusal(refused: connections::Refused, ip: Option<std::net::IpAddr>) -> Response {
     static LOG: huddle_proto::throttle::LogThrottle =
         huddle_proto::throttle::LogThrottle::per_second();
     let (status, message) = match refused {
-        Refused::ServerFull => (
+        connections::Refused::ServerFull => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the server has as many connections as it allows; try again later",
         ),
-        Refused::TooManyFromIp => (
+        connections::Refused::TooManyFromIp => (
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address",
         ),
-        Refused::TooManyPendingFromIp => (
+        connections::Refused::TooManyPendingFromIp => (
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address that have not joined",
         ),
@@ -456,6 +440,9 @@ impl Session {
                 }
             }
             ClientMessage::Mute { track_id, muted } => {
+                // The hub owns the mute state clients see; the SFU only
+                // stops or resumes forwarding. It is switched first, so the
+                // room is never told of a mute that is not in effect.
                 if !self.app.hub().owns_track(&id, &track_id) {
                     self.error(ErrorCode::UnknownTrack, "no such track of yours");
                 } else {
@@ -486,82 +473,59 @@ impl Session {
     }
 
     async fn join(&mut self, token: &str) -> Flow {
-        let claims = match self.app.verify_token(token) {
-            Ok(c) => c,
-            Err(e) => return self.refuse(e.code(), &e.to_string()),
+        let wants = Wants {
+            room: self.want_room.as_deref(),
+            ..Wants::default()
         };
-        if claims.room.is_empty() {
-            return self.refuse(ErrorCode::Forbidden, "token grants no room");
-        }
-        if self.want_room.as_ref().is_some_and(|r| *r != claims.room) {
-            return self.refuse(
-                ErrorCode::WrongRoom,
-                "token does not grant the room requested",
-            );
-        }
+        let claims = match admission::verify(&self.app, Some(token), wants) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_join(e),
+        };
         let rights = Rights {
             publish: claims.publish,
             subscribe: claims.subscribe,
         };
-        let hub = self.app.hub();
-        let id = loop {
-            let id = ParticipantId(format!(
-                "PA_{}",
-                Alphanumeric.sample_string(&mut rand::rng(), 12)
-            ));
-            match hub.add_pending(
-                &claims.room,
-                id.clone(),
-                claims.sub.clone(),
-                self.conn.clone(),
-            ) {
-                Ok(()) => break id,
-                Err(AddError::IdTaken) => continue,
-                Err(e) => return self.refuse(e.code(), e.message()),
-            }
+        let conn = self.conn.clone();
+        let admitted = admission::admit(
+            &self.app,
+            &claims,
+            Via::WebSocket,
+            Media::Negotiated(rights),
+            |_| conn.clone(),
+            |_, _| {},
+        )
+        .await;
+        let id = match admitted {
+            Ok(a) => a.id,
+            Err(e) => return self.refuse_join(e),
         };
-        hub.set_token_id(&id, claims.jti.clone());
-        if let Err(e) = self
-            .app
-            .sfu()
-            .add_participant(RoomId(claims.room.clone()), id.clone(), rights)
-            .await
-        {
-            tracing::warn!(error = %e, participant = %id, "SFU refused participant");
-            hub.remove(&id);
-            self.error(ErrorCode::Internal, "could not join the room");
-            self.close(close_code::INTERNAL, "internal error");
-            return Flow::Stop;
-        }
-        let room = claims.room.clone();
-        let live = hub.go_live(&id, |participant, others| ServerMessage::Joined {
-            room,
-            participant,
-            others,
-            can_publish: rights.publish,
-            can_subscribe: rights.subscribe,
-        });
-        if !live {
-            // Removed while the SFU was setting it up (kick or SFU drop).
-            let _ = self.app.sfu().remove_participant(id).await;
-            return Flow::Stop;
-        }
         tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, "participant joined");
         self.guard.joined();
         self.joined = Some(Joined { id, rights });
         Flow::Continue
     }
 
+    /// Tell the client why it was not admitted and close.
+    fn refuse_join(&self, refused: Refused) -> Flow {
+        match refused {
+            Refused::Sfu { participant, error } => {
+                tracing::warn!(%error, %participant, "SFU refused participant");
+                self.error(ErrorCode::Internal, "could not join the room");
+                self.close(close_code::INTERNAL, "internal error");
+                Flow::Stop
+            }
+            // Removed (kicked, banned, media gone) while joining: whoever
+            // removed it closes the connection.
+            Refused::Gone => Flow::Stop,
+            other => self.refuse(other.code(), &other.to_string()),
+        }
+    }
+
     /// Take the participant out of the room (telling the others) and out of
     /// the SFU, unless someone else already did.
     async fn cleanup(&mut self) {
-        let Some(joined) = self.joined.take() else {
-            return;
-        };
-        if self.app.hub().remove(&joined.id).is_some() {
-            if let Err(e) = self.app.sfu().remove_participant(joined.id.clone()).await {
-                tracing::debug!(error = %e, participant = %joined.id, "SFU remove failed");
-            }
+        if let Some(joined) = self.joined.take() {
+            admission::remove(&self.app, &joined.id).await;
         }
     }
 }

@@ -1,203 +1,26 @@
-//! In-memory rooms and participants.
+//! In-memory rooms and participants: the [`Hub`].
 //!
 //! A room exists while it has participants: it is created by the first join and
 //! removed with its last participant. A participant is first *pending* (its
-//! WebSocket is registered so SFU events addressed to it are kept, in order,
+//! connection is registered so SFU events addressed to it are kept, in order,
 //! but nobody sees it yet) and becomes *live* once the SFU has accepted it: at
 //! that moment, atomically, it gets `joined` followed by whatever was kept, and
 //! everyone else learns that it joined.
 //!
-//! Joins and leaves reach the others through per-connection batches
-//! ([`PresenceBatch`]): a change opens a batch on each connection (one queue
-//! slot), later changes join that batch until anything else is queued to the
-//! connection or its writer takes the batch, and the writer sends a batch as
-//! one message. So when hundreds of participants leave at once each remaining
-//! client gets a few `participants_changed` messages instead of one message
-//! per leave, and no outbound queue fills.
+//! Joins and leaves reach the others in per-connection batches
+//! ([`crate::presence`]); each room's roster is a `room::Room`.
 //!
 //! Every method takes the lock briefly and never awaits while holding it.
 
-use huddle_proto::throttle::LogThrottle;
+use crate::limits::over;
+use crate::lock::lock;
+use crate::outbound::Conn;
+use crate::presence::Change;
+use crate::room::{Member, Room};
 use huddle_proto::{ErrorCode, ParticipantInfo, ServerMessage, TrackInfo};
 use huddle_sfu::ParticipantId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-use tokio::sync::{mpsc, Notify};
-
-/// "outbound queue full" is logged at most once a second.
-static SLOW_CLIENT_LOG: LogThrottle = LogThrottle::per_second();
-
-/// What a connection's writer task sends to its socket.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A protocol message.
-    Msg(ServerMessage),
-    /// Joins and leaves to send as one message (see [`PresenceBatch`]).
-    Presence(PresenceBatch),
-    /// Send a close frame with this code and reason, then stop.
-    Close(u16, String),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; if it ever did, the data is
-    // still consistent enough to keep serving.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Joins and leaves queued for one connection, sent together by its writer.
-/// Cheap to clone (shared).
-#[derive(Debug, Clone)]
-pub struct PresenceBatch {
-    inner: Arc<Mutex<Batch>>,
-}
-
-#[derive(Debug)]
-struct Batch {
-    opened: Instant,
-    /// Taken by the writer: nothing more may be added.
-    closed: bool,
-    /// Joined, in order; `None` for one that left again within the batch.
-    joined: Vec<Option<ParticipantInfo>>,
-    /// Participant id -> its index in `joined`.
-    joined_at: HashMap<String, usize>,
-    left: Vec<String>,
-}
-
-impl PresenceBatch {
-    fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Batch {
-                opened: Instant::now(),
-                closed: false,
-                joined: Vec::new(),
-                joined_at: HashMap::new(),
-                left: Vec::new(),
-            })),
-        }
-    }
-
-    /// When the batch was opened (the writer holds it until this plus the
-    /// batch window).
-    pub fn opened(&self) -> Instant {
-        lock(&self.inner).opened
-    }
-
-    /// Add a change unless the batch was taken; returns whether it was added.
-    fn add(&self, change: &Change) -> bool {
-        let mut b = lock(&self.inner);
-        if b.closed {
-            return false;
-        }
-        match change {
-            Change::Joined(info) => {
-                let at = b.joined.len();
-                b.joined_at.insert(info.id.clone(), at);
-                b.joined.push(Some(info.clone()));
-            }
-            Change::Left(id) => match b.joined_at.remove(id) {
-                // Joined and left within the batch: the client never learns.
-                Some(at) => b.joined[at] = None,
-                None => b.left.push(id.clone()),
-            },
-        }
-        true
-    }
-
-    /// Close the batch and return what to send: nothing, the single
-    /// `participant_joined`/`participant_left` it holds, or one
-    /// `participants_changed`.
-    pub fn take(&self) -> Option<ServerMessage> {
-        let mut b = lock(&self.inner);
-        b.closed = true;
-        let joined: Vec<ParticipantInfo> = std::mem::take(&mut b.joined)
-            .into_iter()
-            .flatten()
-            .collect();
-        let left = std::mem::take(&mut b.left);
-        match (joined.len(), left.len()) {
-            (0, 0) => None,
-            (1, 0) => joined
-                .into_iter()
-                .next()
-                .map(|participant| ServerMessage::ParticipantJoined { participant }),
-            (0, 1) => left
-                .into_iter()
-                .next()
-                .map(|participant_id| ServerMessage::ParticipantLeft { participant_id }),
-            _ => Some(ServerMessage::ParticipantsChanged { joined, left }),
-        }
-    }
-}
-
-/// A join or leave to tell a participant.
-enum Change {
-    Joined(ParticipantInfo),
-    Left(String),
-}
-
-/// The server's side of one participant's WebSocket.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    /// Queue toward the socket writer.
-    pub tx: mpsc::Sender<Outbound>,
-    /// Fired to make the connection stop reading and shut down.
-    pub kick: Arc<Notify>,
-    /// The batch presence changes are added to, while it is open.
-    open_batch: Arc<Mutex<Option<PresenceBatch>>>,
-}
-
-impl Conn {
-    /// A connection whose writer drains `tx`'s receiver and that stops when
-    /// `kick` fires.
-    pub fn new(tx: mpsc::Sender<Outbound>, kick: Arc<Notify>) -> Self {
-        Self {
-            tx,
-            kick,
-            open_batch: Arc::default(),
-        }
-    }
-
-    /// Queue a message; if the client is too slow to drain its queue it is
-    /// kicked rather than allowed to grow memory without bound. Presence
-    /// changes after this message go into a new batch, so they reach the
-    /// client after it.
-    fn send(&self, id: &ParticipantId, msg: Outbound) {
-        lock(&self.open_batch).take();
-        self.push(id, msg);
-    }
-
-    fn push(&self, id: &ParticipantId, msg: Outbound) {
-        if let Err(e) = self.tx.try_send(msg) {
-            if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                if let Some(suppressed) = SLOW_CLIENT_LOG.check() {
-                    tracing::warn!(participant = %id, suppressed, "outbound queue full, disconnecting slow client");
-                }
-            }
-            self.kick.notify_one();
-        }
-    }
-
-    /// Tell the connection about a join or leave: into the open batch, or a
-    /// new one queued behind what is queued already.
-    fn presence(&self, id: &ParticipantId, change: &Change) {
-        let mut open = lock(&self.open_batch);
-        if open.as_ref().is_some_and(|b| b.add(change)) {
-            return;
-        }
-        let batch = PresenceBatch::new();
-        batch.add(change);
-        *open = Some(batch.clone());
-        drop(open);
-        self.push(id, Outbound::Presence(batch));
-    }
-
-    /// Ask the connection to close with `code` and `reason`.
-    pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.tx.try_send(Outbound::Close(code, reason.to_owned()));
-        self.kick.notify_one();
-    }
-}
 
 /// Why [`Hub::add_pending`] refused a participant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,62 +71,6 @@ pub struct HubLimits {
     pub max_per_identity: usize,
 }
 
-#[derive(Debug)]
-struct Member {
-    identity: String,
-    /// The `jti` of the token it joined with, for bans by token.
-    jti: Option<String>,
-    /// Join order, to list participants stably.
-    seq: u64,
-    tracks: Vec<TrackInfo>,
-    conn: Conn,
-    /// `Some(kept messages)` while pending; `None` once live.
-    pending: Option<Vec<ServerMessage>>,
-}
-
-impl Member {
-    fn info(&self, id: &ParticipantId) -> ParticipantInfo {
-        ParticipantInfo {
-            id: id.0.clone(),
-            identity: self.identity.clone(),
-            tracks: self.tracks.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Room {
-    members: HashMap<ParticipantId, Member>,
-}
-
-impl Room {
-    fn live(&self) -> impl Iterator<Item = (&ParticipantId, &Member)> {
-        self.members.iter().filter(|(_, m)| m.pending.is_none())
-    }
-
-    fn sorted_live(&self) -> Vec<(&ParticipantId, &Member)> {
-        let mut v: Vec<_> = self.live().collect();
-        v.sort_by_key(|(_, m)| m.seq);
-        v
-    }
-
-    fn broadcast(&self, msg: &ServerMessage, except: Option<&ParticipantId>) {
-        for (id, m) in self.live() {
-            if Some(id) != except {
-                m.conn.send(id, Outbound::Msg(msg.clone()));
-            }
-        }
-    }
-
-    fn broadcast_presence(&self, change: &Change, except: Option<&ParticipantId>) {
-        for (id, m) in self.live() {
-            if Some(id) != except {
-                m.conn.presence(id, change);
-            }
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     limits: HubLimits,
@@ -339,6 +106,19 @@ pub struct Hub {
     inner: Arc<Mutex<Inner>>,
 }
 
+impl Inner {
+    /// The room `id` is in.
+    fn room_mut(&mut self, id: &ParticipantId) -> Option<&mut Room> {
+        let name = self.index.get(id)?;
+        self.rooms.get_mut(name)
+    }
+
+    /// The member `id`.
+    fn member(&self, id: &ParticipantId) -> Option<&Member> {
+        self.rooms.get(self.index.get(id)?)?.members.get(id)
+    }
+}
+
 impl Hub {
     /// An empty hub without limits.
     pub fn new() -> Self {
@@ -365,7 +145,6 @@ impl Hub {
         identity: String,
         conn: Conn,
     ) -> Result<(), AddError> {
-        use crate::limits::over;
         let mut g = self.lock();
         if g.index.contains_key(&id) {
             return Err(AddError::IdTaken);
@@ -386,17 +165,11 @@ impl Hub {
         let seq = g.next_seq;
         g.next_seq += 1;
         g.index.insert(id.clone(), room.to_owned());
-        g.rooms.entry(room.to_owned()).or_default().members.insert(
-            id,
-            Member {
-                identity,
-                jti: None,
-                seq,
-                tracks: Vec::new(),
-                conn,
-                pending: Some(Vec::new()),
-            },
-        );
+        g.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .members
+            .insert(id, Member::pending(identity, seq, conn));
         Ok(())
     }
 
@@ -408,31 +181,9 @@ impl Hub {
         id: &ParticipantId,
         make_joined: impl FnOnce(ParticipantInfo, Vec<ParticipantInfo>) -> ServerMessage,
     ) -> bool {
-        let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
-            return false;
-        };
-        let Some(room) = g.rooms.get_mut(&room_name) else {
-            return false;
-        };
-        let others: Vec<ParticipantInfo> = room
-            .sorted_live()
-            .into_iter()
-            .filter(|(pid, _)| *pid != id)
-            .map(|(pid, m)| m.info(pid))
-            .collect();
-        let Some(me) = room.members.get_mut(id) else {
-            return false;
-        };
-        let kept = me.pending.take().unwrap_or_default();
-        let info = me.info(id);
-        me.conn
-            .send(id, Outbound::Msg(make_joined(info.clone(), others)));
-        for msg in kept {
-            me.conn.send(id, Outbound::Msg(msg));
-        }
-        room.broadcast_presence(&Change::Joined(info), Some(id));
-        true
+        self.lock()
+            .room_mut(id)
+            .is_some_and(|room| room.go_live(id, make_joined))
     }
 
     /// Remove a participant; if it was live, tell the others. Returns `None`
@@ -442,7 +193,7 @@ impl Hub {
         let room_name = g.index.remove(id)?;
         let room = g.rooms.get_mut(&room_name)?;
         let member = room.members.remove(id)?;
-        let was_live = member.pending.is_none();
+        let was_live = member.is_live();
         if was_live {
             room.broadcast_presence(&Change::Left(id.0.clone()), None);
         }
@@ -460,20 +211,10 @@ impl Hub {
     /// Returns false if it is unknown.
     pub fn send_to(&self, id: &ParticipantId, msg: ServerMessage) -> bool {
         let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
+        let Some(m) = g.room_mut(id).and_then(|r| r.members.get_mut(id)) else {
             return false;
         };
-        let Some(m) = g
-            .rooms
-            .get_mut(&room_name)
-            .and_then(|r| r.members.get_mut(id))
-        else {
-            return false;
-        };
-        match &mut m.pending {
-            Some(kept) => kept.push(msg),
-            None => m.conn.send(id, Outbound::Msg(msg)),
-        }
+        m.send(id, msg);
         true
     }
 
@@ -498,91 +239,30 @@ impl Hub {
     /// Record a published track and tell the room (publisher included).
     /// Returns false if the publisher is unknown.
     pub fn track_published(&self, id: &ParticipantId, track: TrackInfo) -> bool {
-        let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
-            return false;
-        };
-        let Some(room) = g.rooms.get_mut(&room_name) else {
-            return false;
-        };
-        let Some(m) = room.members.get_mut(id) else {
-            return false;
-        };
-        m.tracks.retain(|t| t.id != track.id);
-        m.tracks.push(track.clone());
-        room.broadcast(
-            &ServerMessage::TrackPublished {
-                participant_id: id.0.clone(),
-                track,
-            },
-            None,
-        );
-        true
+        self.lock()
+            .room_mut(id)
+            .is_some_and(|room| room.track_published(id, track))
     }
 
     /// Forget a track and tell the room. Returns false if either is unknown.
     pub fn track_unpublished(&self, id: &ParticipantId, track_id: &str) -> bool {
-        let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
-            return false;
-        };
-        let Some(room) = g.rooms.get_mut(&room_name) else {
-            return false;
-        };
-        let Some(m) = room.members.get_mut(id) else {
-            return false;
-        };
-        let before = m.tracks.len();
-        m.tracks.retain(|t| t.id != track_id);
-        if m.tracks.len() == before {
-            return false;
-        }
-        room.broadcast(
-            &ServerMessage::TrackUnpublished {
-                participant_id: id.0.clone(),
-                track_id: track_id.to_owned(),
-            },
-            None,
-        );
-        true
+        self.lock()
+            .room_mut(id)
+            .is_some_and(|room| room.track_unpublished(id, track_id))
     }
 
     /// Whether `track_id` is one of the participant's tracks.
     pub fn owns_track(&self, id: &ParticipantId, track_id: &str) -> bool {
-        let g = self.lock();
-        g.index
-            .get(id)
-            .and_then(|r| g.rooms.get(r))
-            .and_then(|r| r.members.get(id))
+        self.lock()
+            .member(id)
             .is_some_and(|m| m.tracks.iter().any(|t| t.id == track_id))
     }
 
     /// Record a mute state and tell the room. Returns false if unknown.
     pub fn set_muted(&self, id: &ParticipantId, track_id: &str, muted: bool) -> bool {
-        let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
-            return false;
-        };
-        let Some(room) = g.rooms.get_mut(&room_name) else {
-            return false;
-        };
-        let Some(t) = room
-            .members
-            .get_mut(id)
-            .and_then(|m| m.tracks.iter_mut().find(|t| t.id == track_id))
-        else {
-            return false;
-        };
-        t.muted = muted;
-        room.broadcast(
-            &ServerMessage::MuteChanged {
-                participant_id: id.0.clone(),
-                track_id: track_id.to_owned(),
-                muted,
-            },
-            None,
-        );
-        true
+        self.lock()
+            .room_mut(id)
+            .is_some_and(|room| room.set_muted(id, track_id, muted))
     }
 
     /// Rooms and their live participant counts, by name.
@@ -614,14 +294,7 @@ impl Hub {
     /// false if it is unknown.
     pub fn set_token_id(&self, id: &ParticipantId, jti: Option<String>) -> bool {
         let mut g = self.lock();
-        let Some(room_name) = g.index.get(id).cloned() else {
-            return false;
-        };
-        match g
-            .rooms
-            .get_mut(&room_name)
-            .and_then(|r| r.members.get_mut(id))
-        {
+        match g.room_mut(id).and_then(|r| r.members.get_mut(id)) {
             Some(m) => {
                 m.jti = jti;
                 true
@@ -632,13 +305,7 @@ impl Hub {
 
     /// The identity of a participant.
     pub fn identity_of(&self, id: &ParticipantId) -> Option<String> {
-        let g = self.lock();
-        let room = g.index.get(id)?;
-        g.rooms
-            .get(room)?
-            .members
-            .get(id)
-            .map(|m| m.identity.clone())
+        self.lock().member(id).map(|m| m.identity.clone())
     }
 
     /// Every registered participant (pending ones too) for which
@@ -665,7 +332,9 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::Outbound;
     use huddle_proto::TrackKind;
+    use tokio::sync::{mpsc, Notify};
 
     fn conn() -> (Conn, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(16);
@@ -749,6 +418,38 @@ mod tests {
             matches!(&got[2], ServerMessage::ParticipantLeft { participant_id } if participant_id == "E")
         );
         drop(others.drain(..));
+    }
+
+    /// The room's mute state is the hub's: a newcomer and the participant
+    /// list see what the publisher last said, whatever the SFU reported
+    /// when the track appeared.
+    #[test]
+    fn mute_state_is_the_rooms_own() {
+        let hub = Hub::new();
+        let mut arx = live(&hub, "A");
+        let track = |muted| TrackInfo {
+            id: "t1".into(),
+            kind: TrackKind::Audio,
+            mime_type: "audio/opus".into(),
+            muted,
+            source_track_id: None,
+        };
+        assert!(hub.track_published(&pid("A"), track(true)));
+        assert!(!hub.participants("r").expect("room")[0].tracks[0].muted);
+        assert!(!hub.set_muted(&pid("A"), "t2", true), "not a track of A");
+        assert!(hub.set_muted(&pid("A"), "t1", true));
+        let got = drain(&mut arx);
+        assert!(matches!(
+            got.last(),
+            Some(ServerMessage::MuteChanged { track_id, muted: true, .. }) if track_id == "t1"
+        ));
+        assert!(hub.participants("r").expect("room")[0].tracks[0].muted);
+        let mut brx = live(&hub, "B");
+        let got = drain(&mut brx);
+        let Some(ServerMessage::Joined { others, .. }) = got.first() else {
+            panic!("{got:?}")
+        };
+        assert!(others[0].tracks[0].muted, "a newcomer sees the track muted");
     }
 
     #[test]
