@@ -13,7 +13,7 @@
 //!   later than now), so a leaked token is not good forever.
 //!
 //! Revoking tokens (bans) is the service's job, on top of this
-//! (`crate::bans`).
+//! (the `bans` module, which builds on this one).
 
 use huddle_proto::ErrorCode;
 use jsonwebtoken::errors::ErrorKind;

@@ -10,7 +10,8 @@
 //! accepts (plus the clock-skew leeway): every token that exists when the ban
 //! is made has expired by the time it ends. The list is in memory, bounded by
 //! [`MAX_BANS`], and forgets a ban once it ends.
-//! [`crate::app::AppState::verify_token`] refuses the tokens a ban covers.
+//! `AppState::verify_token` (in `app.rs`, which holds the list) refuses the
+//! tokens a ban covers.
 
 use crate::auth::Claims;
 use crate::lock::lock;

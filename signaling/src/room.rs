@@ -6,7 +6,7 @@
 //! The SFU keeps only a forwarding switch per track, which the `mute`
 //! request sets before the room is told (see the WebSocket endpoint).
 //!
-//! The hub ([`crate::hub::Hub`]) finds the room and holds the lock; a
+//! The hub (`hub.rs`, which uses this module) finds the room and holds the lock; a
 //! [`Room`] only changes itself and queues messages.
 
 use crate::outbound::{Conn, Outbound};
