@@ -40,7 +40,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use huddle_proto::{PcRole, ServerMessage};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::{HashMap, HashSet};

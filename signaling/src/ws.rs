@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use huddle_proto::{
     decode_client_message, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES,
 };
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
 use std::net::SocketAddr;

@@ -5,10 +5,11 @@
 //! produces. Workers share nothing on the per-packet path: each owns whole
 //! rooms (the `placement` module), so forwarding never crosses threads.
 
-use crate::api::{Command, Sfu, SfuEvent, SfuEvents, WorkerHandle};
 use crate::config::SfuConfig;
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
+use crate::events::{SfuEvent, SfuEvents};
+use crate::handle::{Command, Sfu, WorkerHandle};
 use crate::placement::Placement;
 use crate::udp::MediaSocket;
 use std::net::SocketAddr;

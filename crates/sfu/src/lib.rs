@@ -12,7 +12,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod api;
 pub mod config;
 mod connection;
 mod consent;
@@ -20,24 +19,25 @@ pub mod demux;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
+pub mod events;
+pub mod forward;
+pub mod handle;
 pub mod ids;
-pub mod keyframe;
 pub mod log_limit;
 mod out_buf;
-mod padding;
 mod participant;
 mod placement;
-mod resend;
-mod router;
-pub mod rtx;
-mod sender_report;
-pub mod simulcast;
+pub mod rights;
 pub mod speaker;
+pub mod transmit;
 mod transport;
 pub mod udp;
 
-pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
 pub use config::SfuConfig;
 pub use driver::start;
 pub use error::SfuError;
+pub use events::{SfuEvent, SfuEvents, SfuStats, TrackAudioLevel};
+pub use handle::Sfu;
 pub use ids::{ParticipantId, RoomId};
+pub use rights::Rights;
+pub use transmit::Transmit;

@@ -1,9 +1,9 @@
 //! A participant as the SFU holds it: its room, rights and two connections.
 
-use crate::api::Rights;
 use crate::connection::Connection;
+use crate::forward::leg::SentMark;
 use crate::ids::RoomId;
-use crate::router::SentMark;
+use crate::rights::Rights;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use std::collections::HashMap;

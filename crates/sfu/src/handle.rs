@@ -1,132 +1,14 @@
-//! The handle the signaling service uses to drive the SFU, and the events the
-//! SFU reports back.
+//! The handle the signaling service uses to drive the SFU's workers.
 
 use crate::error::SfuError;
+use crate::events::{SfuStats, TrackAudioLevel};
 use crate::ids::{ParticipantId, RoomId};
 use crate::placement::Placement;
-use huddle_proto::{IceCandidate, PcRole, TrackInfo};
+use crate::rights::Rights;
+use huddle_proto::{IceCandidate, PcRole};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
-
-/// Events the SFU reports to the signaling service.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SfuEvent {
-    /// A (re)offer for the participant's subscriber connection; send it to the
-    /// client, which answers with [`Sfu::subscriber_answer`].
-    SubscriberOffer {
-        /// Whose connection.
-        participant: ParticipantId,
-        /// Session description.
-        sdp: String,
-    },
-    /// A server ICE candidate for one of the participant's connections.
-    Candidate {
-        /// Whose connection.
-        participant: ParticipantId,
-        /// Which connection.
-        pc: PcRole,
-        /// The candidate.
-        candidate: IceCandidate,
-    },
-    /// The participant's publisher connection started receiving a track.
-    TrackPublished {
-        /// Room.
-        room: RoomId,
-        /// Publisher.
-        participant: ParticipantId,
-        /// Track as others will see it.
-        track: TrackInfo,
-    },
-    /// A published track went away.
-    TrackUnpublished {
-        /// Room.
-        room: RoomId,
-        /// Publisher.
-        participant: ParticipantId,
-        /// Track id.
-        track_id: String,
-    },
-    /// The room's active speaker changed (see [`crate::speaker`]): `None`
-    /// when the last one left and nobody has spoken since.
-    ActiveSpeaker {
-        /// Room.
-        room: RoomId,
-        /// The participant now speaking.
-        participant: Option<ParticipantId>,
-    },
-    /// The participant's connections failed or stopped answering (ICE consent,
-    /// DTLS close), or never came up; the SFU has already dropped it.
-    ParticipantGone {
-        /// Room.
-        room: RoomId,
-        /// Who.
-        participant: ParticipantId,
-        /// Why, for logs.
-        reason: String,
-    },
-}
-
-/// The receiving end of [`SfuEvent`]s.
-pub type SfuEvents = mpsc::UnboundedReceiver<SfuEvent>;
-
-/// Counts of what the SFU holds, for tests, metrics and the REST API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SfuStats {
-    /// Participants known to the SFU.
-    pub participants: usize,
-    /// Peer connections alive (two per participant at most).
-    pub connections: usize,
-    /// Published tracks being forwarded.
-    pub tracks: usize,
-    /// Entries in the source-address demux table.
-    pub addresses: usize,
-    /// RTP packets received from publishers.
-    pub rtp_in: u64,
-    /// RTP packets sent to subscribers.
-    pub rtp_out: u64,
-    /// Packets resent to subscribers that reported them lost (NACK).
-    pub rtx_sent: u64,
-    /// Datagrams that matched no connection or did not parse.
-    pub dropped_datagrams: u64,
-}
-
-impl SfuStats {
-    /// Add `other`'s counts to these (one worker's to the total).
-    fn add(&mut self, other: &SfuStats) {
-        self.participants += other.participants;
-        self.connections += other.connections;
-        self.tracks += other.tracks;
-        self.addresses += other.addresses;
-        self.rtp_in += other.rtp_in;
-        self.rtp_out += other.rtp_out;
-        self.rtx_sent += other.rtx_sent;
-        self.dropped_datagrams += other.dropped_datagrams;
-    }
-}
-
-/// The audio level a publisher reports for one of its tracks (RFC 6464).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackAudioLevel {
-    /// Publisher.
-    pub participant: ParticipantId,
-    /// Track id.
-    pub track_id: String,
-    /// Loudness of the last packet in -dBov: 0 loudest, 127 silence.
-    pub level: u8,
-    /// The publisher's voice activity flag.
-    pub voice: bool,
-}
-
-/// Rights a participant has in its room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rights {
-    /// May send media.
-    pub publish: bool,
-    /// May receive media.
-    pub subscribe: bool,
-}
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
@@ -192,7 +74,7 @@ pub(crate) struct WorkerHandle {
 }
 
 /// Cheap, cloneable handle to a running SFU: one or more workers (see
-/// [`crate::driver`]), each owning whole rooms.
+/// the `driver` module), each owning whole rooms.
 #[derive(Clone, Debug)]
 pub struct Sfu {
     pub(crate) workers: Arc<[WorkerHandle]>,
@@ -274,7 +156,7 @@ impl Sfu {
     }
 
     /// Register a participant of `room`. Its subscriber offer follows as an
-    /// [`SfuEvent::SubscriberOffer`] when it may subscribe.
+    /// [`crate::events::SfuEvent::SubscriberOffer`] when it may subscribe.
     pub async fn add_participant(
         &self,
         room: RoomId,
@@ -294,7 +176,7 @@ impl Sfu {
     /// WHEP viewer) and return the answer. Its connection is never
     /// renegotiated: each audio or video m-line it offers to receive is fed
     /// by one track of the room at a time (the next one of that kind when the
-    /// current one goes away). No [`SfuEvent::SubscriberOffer`] follows.
+    /// current one goes away). No [`crate::events::SfuEvent::SubscriberOffer`] follows.
     pub async fn add_viewer(
         &self,
         room: RoomId,
