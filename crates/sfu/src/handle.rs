@@ -1,5 +1,12 @@
 //! The handle the signaling service uses to drive the SFU's workers.
+//!
+//! Every operation is a closure run on the endpoint of the worker that owns
+//! the participant (the placement says which), its answer sent back on a
+//! oneshot channel. Adding an operation is an `Endpoint` method and a
+//! one-line [`Sfu`] method that calls it through `on` (an existing
+//! participant) or `join` (a new one).
 
+use crate::endpoint::Endpoint;
 use crate::error::SfuError;
 use crate::events::{SfuStats, TrackAudioLevel};
 use crate::ids::{ParticipantId, RoomId};
@@ -8,59 +15,21 @@ use crate::rights::Rights;
 use huddle_proto::{IceCandidate, PcRole};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+/// Work for a worker: run on its endpoint at the instant given, the
+/// answer (if any) sent back by the closure itself.
+pub(crate) type Job = Box<dyn FnOnce(&mut Endpoint, Instant) + Send>;
 
-/// Commands from the handle to the driver task.
+/// What the handle sends a worker.
 pub(crate) enum Command {
-    Add {
-        room: RoomId,
-        participant: ParticipantId,
-        rights: Rights,
-        reply: Reply<()>,
-    },
-    AddViewer {
-        room: RoomId,
-        participant: ParticipantId,
-        sdp: String,
-        reply: Reply<String>,
-    },
-    PublisherOffer {
-        participant: ParticipantId,
-        sdp: String,
-        reply: Reply<String>,
-    },
-    SubscriberAnswer {
-        participant: ParticipantId,
-        sdp: String,
-        reply: Reply<()>,
-    },
-    Candidate {
-        participant: ParticipantId,
-        pc: PcRole,
-        candidate: IceCandidate,
-        reply: Reply<()>,
-    },
-    SetMuted {
-        participant: ParticipantId,
-        track_id: String,
-        muted: bool,
-        reply: Reply<()>,
-    },
-    Remove {
-        participant: ParticipantId,
-        reply: Reply<()>,
-    },
-    Stats {
-        reply: oneshot::Sender<SfuStats>,
-    },
-    AudioLevels {
-        reply: oneshot::Sender<Vec<TrackAudioLevel>>,
-    },
-    /// Close every connection, send the goodbyes, stop; `done` hears when
-    /// they are sent.
+    /// Run this on the endpoint (every SFU operation but stopping).
+    Run(Job),
+    /// Close every connection and stop; `done` answers once the goodbyes
+    /// are sent.
     Shutdown {
+        /// Told when the worker is done.
         done: Option<oneshot::Sender<()>>,
     },
 }
@@ -83,7 +52,10 @@ pub struct Sfu {
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
+        match self {
+            Command::Run(_) => f.write_str("Command::Run"),
+            Command::Shutdown { .. } => f.write_str("Command::Shutdown"),
+        }
     }
 }
 
@@ -104,53 +76,64 @@ impl Sfu {
         crate::placement::lock(&self.placement)
     }
 
-    /// Ask every worker, in worker order.
-    async fn ask_each<T>(
+    /// Run `f` on worker `worker`'s endpoint and return its answer.
+    async fn run_on<R: Send + 'static>(
         &self,
-        make: impl Fn(oneshot::Sender<T>) -> Command,
-    ) -> Result<Vec<T>, SfuError> {
+        worker: usize,
+        f: impl FnOnce(&mut Endpoint, Instant) -> R + Send + 'static,
+    ) -> Result<R, SfuError> {
+        let w = self.workers.get(worker).ok_or(SfuError::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |endpoint, now| {
+            let _ = reply.send(f(endpoint, now));
+        });
+        w.tx.send(Command::Run(job))
+            .map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// Run `f` on every worker's endpoint, in worker order.
+    async fn run_on_each<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Endpoint, Instant) -> R + Clone + Send + 'static,
+    ) -> Result<Vec<R>, SfuError> {
         let mut answers = Vec::with_capacity(self.workers.len());
-        for w in self.workers.iter() {
-            let (reply, rx) = oneshot::channel();
-            w.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
-            answers.push(rx.await.map_err(|_| SfuError::Stopped)?);
+        for worker in 0..self.workers.len() {
+            answers.push(self.run_on(worker, f.clone()).await?);
         }
         Ok(answers)
     }
 
-    async fn call_worker<T>(
-        &self,
-        worker: usize,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, SfuError> {
-        let (reply, rx) = oneshot::channel();
-        let w = self.workers.get(worker).ok_or(SfuError::Stopped)?;
-        w.tx.send(make(reply)).map_err(|_| SfuError::Stopped)?;
-        rx.await.map_err(|_| SfuError::Stopped)?
-    }
-
-    /// A command about an existing participant, sent to its worker.
-    async fn call<T>(
+    /// Run an operation about an existing participant on the endpoint of
+    /// the worker that owns it (`f` gets the participant's id back).
+    async fn on<T: Send + 'static>(
         &self,
         participant: ParticipantId,
-        make: impl FnOnce(Reply<T>) -> Command,
+        f: impl FnOnce(&mut Endpoint, Instant, &ParticipantId) -> Result<T, SfuError> + Send + 'static,
     ) -> Result<T, SfuError> {
         let worker = self.placement().worker_of(&participant)?;
-        self.call_worker(worker, make).await
+        self.run_on(worker, move |e, now| f(e, now, &participant))
+            .await?
     }
 
-    /// A command adding `participant` to `room`, sent to the room's worker;
-    /// the placement is undone if the worker refuses.
-    async fn join<T>(
+    /// Place `participant` in `room` (on the room's worker) and run `f`,
+    /// which adds it, there; the placement is undone if the worker refuses.
+    async fn join<T: Send + 'static>(
         &self,
         room: RoomId,
         participant: ParticipantId,
-        make: impl FnOnce(Reply<T>) -> Command,
+        f: impl FnOnce(&mut Endpoint, Instant, RoomId, ParticipantId) -> Result<T, SfuError>
+            + Send
+            + 'static,
     ) -> Result<T, SfuError> {
         let worker = self.placement().join(&room, &participant)?;
-        let result = self.call_worker(worker, make).await;
+        let who = participant.clone();
+        let result = self
+            .run_on(worker, move |e, now| f(e, now, room, participant))
+            .await
+            .and_then(|r| r);
         if result.is_err() {
-            self.placement().leave(&participant);
+            self.placement().leave(&who);
         }
         result
     }
@@ -163,11 +146,8 @@ impl Sfu {
         participant: ParticipantId,
         rights: Rights,
     ) -> Result<(), SfuError> {
-        self.join(room.clone(), participant.clone(), |reply| Command::Add {
-            room,
-            participant,
-            rights,
-            reply,
+        self.join(room, participant, move |e, now, room, id| {
+            e.add_participant(now, room, id, rights)
         })
         .await
     }
@@ -183,13 +163,8 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.join(room.clone(), participant.clone(), |reply| {
-            Command::AddViewer {
-                room,
-                participant,
-                sdp,
-                reply,
-            }
+        self.join(room, participant, move |e, now, room, id| {
+            e.add_viewer(now, room, id, sdp)
         })
         .await
     }
@@ -200,10 +175,8 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.call(participant.clone(), |reply| Command::PublisherOffer {
-            participant,
-            sdp,
-            reply,
+        self.on(participant, move |e, now, id| {
+            e.publisher_offer(now, id, sdp)
         })
         .await
     }
@@ -214,10 +187,8 @@ impl Sfu {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<(), SfuError> {
-        self.call(participant.clone(), |reply| Command::SubscriberAnswer {
-            participant,
-            sdp,
-            reply,
+        self.on(participant, move |e, now, id| {
+            e.subscriber_answer(now, id, sdp)
         })
         .await
     }
@@ -229,11 +200,8 @@ impl Sfu {
         pc: PcRole,
         candidate: IceCandidate,
     ) -> Result<(), SfuError> {
-        self.call(participant.clone(), |reply| Command::Candidate {
-            participant,
-            pc,
-            candidate,
-            reply,
+        self.on(participant, move |e, now, id| {
+            e.remote_candidate(now, id, pc, candidate)
         })
         .await
     }
@@ -246,11 +214,8 @@ impl Sfu {
         track_id: String,
         muted: bool,
     ) -> Result<(), SfuError> {
-        self.call(participant.clone(), |reply| Command::SetMuted {
-            participant,
-            track_id,
-            muted,
-            reply,
+        self.on(participant, move |e, _, id| {
+            e.set_muted(id, &track_id, muted)
         })
         .await
     }
@@ -258,10 +223,9 @@ impl Sfu {
     /// Drop a participant: its connections close, its tracks leave every
     /// subscriber (who get new offers), and nothing of it is kept.
     pub async fn remove_participant(&self, participant: ParticipantId) -> Result<(), SfuError> {
-        let worker = self.placement().worker_of(&participant)?;
         let who = participant.clone();
         let result = self
-            .call_worker(worker, |reply| Command::Remove { participant, reply })
+            .on(participant, |e, now, id| e.remove_participant(now, id))
             .await;
         self.placement().leave(&who);
         result
@@ -279,15 +243,13 @@ impl Sfu {
     /// What each worker holds now, in worker order (the same order as
     /// [`Sfu::local_addrs`]): how the rooms spread over the cores.
     pub async fn worker_stats(&self) -> Result<Vec<SfuStats>, SfuError> {
-        self.ask_each(|reply| Command::Stats { reply }).await
+        self.run_on_each(|e, _| e.stats()).await
     }
 
     /// The last audio level of every audio track whose publisher sends the
     /// audio-level header extension (the basis for speaker detection).
     pub async fn audio_levels(&self) -> Result<Vec<TrackAudioLevel>, SfuError> {
-        let each = self
-            .ask_each(|reply| Command::AudioLevels { reply })
-            .await?;
+        let each = self.run_on_each(|e, _| e.audio_levels()).await?;
         Ok(each.into_iter().flatten().collect())
     }
 
