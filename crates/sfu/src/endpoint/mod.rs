@@ -249,6 +249,7 @@ impl Endpoint {
     }
 
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
+    #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
@@ -288,11 +289,13 @@ impl Endpoint {
     }
 
     /// Next datagram to send.
+    #[must_use = "a datagram polled and dropped is never sent"]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// Next event for signaling.
+    #[must_use = "an event polled and dropped is lost"]
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
         self.events.pop_front()
     }

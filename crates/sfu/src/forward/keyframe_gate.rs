@@ -37,6 +37,7 @@ impl KeyframeGate {
     }
 
     /// Time passed: returns true when the merged request should go now.
+    #[must_use = "true means a request must go now"]
     pub fn poll(&mut self, now: Instant, interval: Duration) -> bool {
         match self.deadline(interval) {
             Some(d) if d <= now => {
