@@ -54,6 +54,13 @@ impl Participant {
         }
     }
 
+    pub fn conn(&self, role: PcRole) -> Option<&Connection> {
+        match role {
+            PcRole::Publisher => self.publisher.as_ref(),
+            PcRole::Subscriber => self.subscriber.as_ref(),
+        }
+    }
+
     pub fn conn_mut(&mut self, role: PcRole) -> Option<&mut Connection> {
         match role {
             PcRole::Publisher => self.publisher.as_mut(),

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+mod deadlines;
 mod drain;
 mod keyframes;
 mod lifecycle;
@@ -40,6 +41,7 @@ mod sdp;
 mod tracks;
 mod viewer;
 
+use self::deadlines::{conn_deadline, Deadlines};
 use self::drain::{drain, drain_wire, tagged};
 pub use crate::ids::ConnKey;
 pub use crate::transmit::Transmit;
@@ -76,6 +78,8 @@ pub struct Endpoint {
     dropped: u64,
     /// One "datagram refused" line per connection per second.
     log_limit: LogLimit<ConnKey>,
+    /// Each connection's next deadline, for [`Endpoint::poll_timeout`].
+    deadlines: Deadlines,
 }
 
 impl Endpoint {
@@ -102,6 +106,7 @@ impl Endpoint {
             rtx_sent: 0,
             dropped: 0,
             log_limit: LogLimit::new(Duration::from_secs(1)),
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -118,6 +123,7 @@ impl Endpoint {
             self.dropped += 1;
             return;
         };
+        self.deadlines.touch(&key);
         let local_addr = self.local_addr;
         let Some(conn) = self
             .participants
@@ -196,6 +202,7 @@ impl Endpoint {
                 (PcRole::Subscriber, p.subscriber.as_mut()),
             ] {
                 if let Some(conn) = conn {
+                    self.deadlines.touch(&(id.clone(), role));
                     let (change, check) = conn.run_consent(now);
                     match change {
                         Some(ConsentChange::Down) => {
@@ -251,26 +258,30 @@ impl Endpoint {
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
+        for key in self.deadlines.take_touched() {
+            let deadline = self
+                .participants
+                .get(&key.0)
+                .and_then(|p| p.conn(key.1))
+                .and_then(|c| conn_deadline(c, &self.config));
+            self.deadlines.set(key, deadline);
+        }
+        let mut next = self.deadlines.earliest();
+        debug_assert_eq!(
+            next,
+            self.participants
+                .values()
+                .flat_map(|p| [p.publisher.as_ref(), p.subscriber.as_ref()])
+                .flatten()
+                .filter_map(|c| conn_deadline(c, &self.config))
+                .min(),
+            "a connection's deadline changed without it being touched"
+        );
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        for p in self.participants.values_mut() {
-            for conn in [p.publisher.as_mut(), p.subscriber.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                consider(conn.timer);
-                consider(conn.consent_deadline());
-                consider(match conn.liveness {
-                    Liveness::Connecting { since } => Some(since + self.config.connect_timeout),
-                    Liveness::Down { since } => Some(since + self.config.disconnect_timeout),
-                    _ => None,
-                });
-            }
-        }
         let interval = self.config.keyframe_request_interval;
         let mut simulcast = false;
         for t in self.table.tracks.values() {
@@ -366,6 +377,7 @@ impl Endpoint {
     /// dirty.
     fn drain_dirty(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
+            self.deadlines.touch(&key);
             let Some(conn) = self
                 .participants
                 .get_mut(&key.0)
