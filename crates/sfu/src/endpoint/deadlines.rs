@@ -32,25 +32,15 @@ pub(crate) fn conn_deadline(conn: &Connection, config: &SfuConfig) -> Option<Ins
         .min()
 }
 
-/// A heap entry: a deadline and whose it is (the role as a number:
+/// A heap entry: a deadline and whose it is (the role as an index:
 /// `PcRole` is not ordered).
-type Entry = (Instant, ParticipantId, u8);
+type Entry = (Instant, ParticipantId, usize);
 
-fn entry(t: Instant, key: ConnKey) -> Entry {
-    let role = match key.1 {
+fn role_index(role: PcRole) -> usize {
+    match role {
         PcRole::Publisher => 0,
         PcRole::Subscriber => 1,
-    };
-    (t, key.0, role)
-}
-
-fn key_of(e: &Entry) -> ConnKey {
-    let role = if e.2 == 0 {
-        PcRole::Publisher
-    } else {
-        PcRole::Subscriber
-    };
-    (e.1.clone(), role)
+    }
 }
 
 /// Every connection's deadline, and which connections to look at again.
@@ -58,8 +48,11 @@ fn key_of(e: &Entry) -> ConnKey {
 pub(crate) struct Deadlines {
     /// (deadline, connection), earliest first; stale entries included.
     heap: BinaryHeap<Reverse<Entry>>,
-    /// The current deadline of each connection that has one.
-    current: FxHashMap<ConnKey, Instant>,
+    /// The current deadline of each participant's connections, by role
+    /// index.
+    current: FxHashMap<ParticipantId, [Option<Instant>; 2]>,
+    /// How many deadlines `current` holds.
+    live: usize,
     /// Connections whose deadline may have changed since the last poll.
     touched: Vec<ConnKey>,
 }
@@ -77,23 +70,38 @@ impl Deadlines {
 
     /// `key`'s deadline is now `deadline` (`None`: it has none, or is gone).
     pub fn set(&mut self, key: ConnKey, deadline: Option<Instant>) {
-        match deadline {
-            Some(t) => {
-                if self.current.insert(key.clone(), t) != Some(t) {
-                    self.heap.push(Reverse(entry(t, key)));
-                }
-            }
+        let (id, role) = (key.0, role_index(key.1));
+        let old = match self.current.get_mut(&id) {
+            Some(slots) => std::mem::replace(&mut slots[role], deadline),
+            None if deadline.is_none() => return,
             None => {
-                self.current.remove(&key);
+                let mut slots = [None; 2];
+                slots[role] = deadline;
+                self.current.insert(id.clone(), slots);
+                None
             }
+        };
+        self.live = self.live + usize::from(deadline.is_some()) - usize::from(old.is_some());
+        if let Some(slots) = self.current.get(&id) {
+            if slots == &[None, None] {
+                self.current.remove(&id);
+            }
+        }
+        if let Some(t) = deadline.filter(|&t| old != Some(t)) {
+            self.heap.push(Reverse((t, id, role)));
         }
         // Stale entries surface only as time passes: rebuild when they
         // outnumber the live ones.
-        if self.heap.len() > 2 * self.current.len() + 64 {
+        if self.heap.len() > 2 * self.live + 64 {
             self.heap = self
                 .current
                 .iter()
-                .map(|(k, t)| Reverse(entry(*t, k.clone())))
+                .flat_map(|(id, slots)| {
+                    slots
+                        .iter()
+                        .enumerate()
+                        .filter_map(move |(role, t)| t.map(|t| Reverse((t, id.clone(), role))))
+                })
                 .collect();
         }
     }
@@ -101,9 +109,9 @@ impl Deadlines {
     /// The earliest deadline of any connection.
     #[must_use]
     pub fn earliest(&mut self) -> Option<Instant> {
-        while let Some(Reverse(e)) = self.heap.peek() {
-            if self.current.get(&key_of(e)) == Some(&e.0) {
-                return Some(e.0);
+        while let Some(Reverse((t, id, role))) = self.heap.peek() {
+            if self.current.get(id).and_then(|slots| slots[*role]) == Some(*t) {
+                return Some(*t);
             }
             self.heap.pop();
         }
@@ -139,6 +147,22 @@ mod tests {
         assert_eq!(d.earliest(), Some(t0 + s * 9));
         d.set(key("b"), None);
         assert_eq!(d.earliest(), None);
+    }
+
+    #[test]
+    fn a_participants_two_connections_are_kept_apart() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let publisher = key("a");
+        let subscriber = (publisher.0.clone(), PcRole::Subscriber);
+        let mut d = Deadlines::default();
+        d.set(publisher.clone(), Some(t0 + s));
+        d.set(subscriber.clone(), Some(t0 + s * 2));
+        d.set(publisher, None);
+        assert_eq!(d.earliest(), Some(t0 + s * 2));
+        d.set(subscriber, None);
+        assert_eq!(d.earliest(), None);
+        assert_eq!(d.live, 0);
     }
 
     #[test]
