@@ -59,8 +59,8 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     /// `key`'s deadline may have changed (or it is gone).
-    pub fn touch(&mut self, key: &ConnKey) {
-        self.touched.push(key.clone());
+    pub fn touch(&mut self, key: ConnKey) {
+        self.touched.push(key);
     }
 
     /// The connections touched since the last call.

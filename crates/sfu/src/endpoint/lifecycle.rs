@@ -91,7 +91,7 @@ impl Endpoint {
             (PcRole::Subscriber, p.subscriber.take()),
         ] {
             self.demux.remove(&(id.clone(), role));
-            self.deadlines.touch(&(id.clone(), role));
+            self.deadlines.touch((id.clone(), role));
             let Some(mut conn) = conn else {
                 continue;
             };

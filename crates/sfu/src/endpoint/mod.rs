@@ -123,7 +123,6 @@ impl Endpoint {
             self.dropped += 1;
             return;
         };
-        self.deadlines.touch(&key);
         let local_addr = self.local_addr;
         let Some(conn) = self
             .participants
@@ -183,11 +182,14 @@ impl Endpoint {
                 }
             }
         }
+        // The connection's deadline moved: a drained one is marked so
+        // when drained.
         match wire_events {
             Some(events) => {
                 for ev in events {
                     self.on_wire_event(now, &key.0, ev);
                 }
+                self.deadlines.touch(key);
             }
             None => self.dirty.push(key),
         }
@@ -202,7 +204,7 @@ impl Endpoint {
                 (PcRole::Subscriber, p.subscriber.as_mut()),
             ] {
                 if let Some(conn) = conn {
-                    self.deadlines.touch(&(id.clone(), role));
+                    self.deadlines.touch((id.clone(), role));
                     let (change, check) = conn.run_consent(now);
                     match change {
                         Some(ConsentChange::Down) => {
@@ -377,12 +379,12 @@ impl Endpoint {
     /// dirty.
     fn drain_dirty(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
-            self.deadlines.touch(&key);
             let Some(conn) = self
                 .participants
                 .get_mut(&key.0)
                 .and_then(|p| p.conn_mut(key.1))
             else {
+                self.deadlines.touch(key);
                 continue;
             };
             let drained = drain(now, conn, &key, &mut self.demux, &mut self.transmits);
@@ -397,6 +399,7 @@ impl Endpoint {
             for ev in drained.wire {
                 self.on_wire_event(now, &key.0, ev);
             }
+            self.deadlines.touch(key);
         }
     }
 
