@@ -47,7 +47,7 @@ use huddle_media::sink::AudioSink;
 use huddle_media::source::{AudioSource, Tone};
 use huddle_media::wav::{WavSink, WavSource};
 use huddle_media::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -26,7 +26,7 @@ use crate::auth::{AuthError, Claims};
 use crate::hub::{AddError, Removed};
 use crate::outbound::Conn;
 use huddle_proto::{ErrorCode, ServerMessage};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
 use std::net::IpAddr;

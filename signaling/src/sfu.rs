@@ -5,7 +5,7 @@
 //! handle implements it.
 
 use huddle_proto::{IceCandidate, PcRole};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, Sfu, SfuError};
 use std::future::Future;
 use std::pin::Pin;

@@ -29,7 +29,7 @@ use futures_util::{SinkExt, StreamExt};
 use huddle_proto::{
     decode_client_message, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES,
 };
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, SfuError};
 use std::net::SocketAddr;
 use std::sync::Arc;

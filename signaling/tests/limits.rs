@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use huddle_proto::{ErrorCode, ServerMessage};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
 use huddle_signaling::sfu::SfuFuture;
 use huddle_signaling::{Limits, SfuControl, SignalingConfig};

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use common::*;
 use futures_util::SinkExt;
 use huddle_proto::{ErrorCode, ServerMessage, TrackInfo, TrackKind, MAX_MESSAGE_BYTES};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
 use huddle_signaling::sfu::SfuFuture;
 use huddle_signaling::{auth, Claims, SfuControl, SignalingConfig};

@@ -8,7 +8,7 @@ use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
 use huddle_media::source::{AudioSource, SpeechLike};
 use huddle_media::Channels;
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! stops, so only the SFU's own liveness check (ICE consent) can notice.
 
 use huddle::{Call, CallEvent, CallEvents};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};

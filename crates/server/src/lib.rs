@@ -6,7 +6,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use huddle_server::{start, ServerConfig};
 //! let server = start(ServerConfig::ephemeral("a test secret of at least 32 bytes")).await?;
-//! let token = server.mint_token("room", "alice", huddle_sfu::api::Rights { publish: true, subscribe: true })?;
+//! let token = server.mint_token("room", "alice", huddle_sfu::Rights { publish: true, subscribe: true })?;
 //! println!("ws://{}/ws  token {token}", server.http_addr());
 //! server.shutdown().await?;
 //! # Ok(()) }
@@ -24,7 +24,7 @@ pub use config::{ConfigError, ServerConfig, DEV_SECRET, MIN_SECRET_BYTES};
 pub use shutdown::shutdown_signal;
 
 use anyhow::Context;
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use huddle_sfu::{Sfu, SfuConfig};
 use huddle_signaling::{auth, AppState, Claims, SignalingConfig};
 use std::future::Future;

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use huddle_proto::ServerMessage;
 use huddle_server::{start, ServerConfig};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

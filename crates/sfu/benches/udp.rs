@@ -15,8 +15,8 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use huddle_sfu::endpoint::Transmit;
 use huddle_sfu::udp::MediaSocket;
+use huddle_sfu::Transmit;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 

@@ -101,6 +101,7 @@ impl Consent {
 
     /// Time passed: what is due now, if anything. `jitter` in [0, 1)
     /// randomizes the next interval to 0.8..1.2 of it.
+    #[must_use = "what is due must be done"]
     pub fn poll(&mut self, now: Instant, jitter: f64) -> Option<Due> {
         if now >= self.last_proof + self.timeout {
             return Some(Due::Expired);

@@ -5,10 +5,11 @@
 //! produces. Workers share nothing on the per-packet path: each owns whole
 //! rooms (the `placement` module), so forwarding never crosses threads.
 
-use crate::api::{Command, Sfu, SfuEvent, SfuEvents, WorkerHandle};
 use crate::config::SfuConfig;
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
+use crate::events::{SfuEvent, SfuEvents};
+use crate::handle::{Command, Sfu, WorkerHandle};
 use crate::placement::Placement;
 use crate::udp::MediaSocket;
 use std::net::SocketAddr;
@@ -161,7 +162,7 @@ async fn run(
                         }
                         break;
                     }
-                    Some(cmd) => apply(&mut endpoint, cmd),
+                    Some(Command::Run(job)) => job(&mut endpoint, Instant::now()),
                     // Every handle is gone: stop as if told to.
                     None => {
                         close_all(&mut socket, &mut endpoint).await;
@@ -197,72 +198,4 @@ async fn close_all(socket: &mut MediaSocket, endpoint: &mut Endpoint) {
         socket.queue(t);
     }
     socket.flush().await;
-}
-
-/// Apply one command (all but `Shutdown`, which [`run`] handles).
-fn apply(endpoint: &mut Endpoint, cmd: Command) {
-    let now = Instant::now();
-    match cmd {
-        Command::Add {
-            room,
-            participant,
-            rights,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.add_participant(now, room, participant, rights));
-        }
-        Command::AddViewer {
-            room,
-            participant,
-            sdp,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.add_viewer(now, room, participant, sdp));
-        }
-        Command::PublisherOffer {
-            participant,
-            sdp,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.publisher_offer(now, &participant, sdp));
-        }
-        Command::SubscriberAnswer {
-            participant,
-            sdp,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.subscriber_answer(now, &participant, sdp));
-        }
-        Command::Candidate {
-            participant,
-            pc,
-            candidate,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.remote_candidate(now, &participant, pc, candidate));
-        }
-        Command::SetMuted {
-            participant,
-            track_id,
-            muted,
-            reply,
-        } => {
-            let _ = reply.send(endpoint.set_muted(&participant, &track_id, muted));
-        }
-        Command::Remove { participant, reply } => {
-            let _ = reply.send(endpoint.remove_participant(now, &participant));
-        }
-        Command::Stats { reply } => {
-            let _ = reply.send(endpoint.stats());
-        }
-        Command::AudioLevels { reply } => {
-            let _ = reply.send(endpoint.audio_levels());
-        }
-        Command::Shutdown { done } => {
-            // `run` handles it; a stray one only needs its answer.
-            if let Some(done) = done {
-                let _ = done.send(());
-            }
-        }
-    }
 }

@@ -21,3 +21,6 @@ impl fmt::Display for RoomId {
         f.write_str(&self.0)
     }
 }
+
+/// Key of one connection: whose, and which of the two.
+pub type ConnKey = (ParticipantId, huddle_proto::PcRole);

@@ -1,18 +1,28 @@
 //! huddle-sfu: the selective forwarding unit.
 //!
-//! All participants share ONE UDP port. The [`endpoint::Endpoint`] is the sans-IO
-//! core: it owns every participant's two peer connections (negotiated by the
-//! `rtc` core of webrtc-rs; a subscriber connection's ICE-lite, DTLS-SRTP and
-//! RTCP run on the SFU's own transport, `transport`, built from
-//! `huddle_wire`'s parts), demultiplexes datagrams to
-//! them (STUN username on first contact, then the source address), routes RTP
-//! from publishers to subscribers and RTCP feedback back. The [`driver`] is the only tokio code: it owns the socket and
-//! one timer, and serves commands from the signaling service through an [`Sfu`]
-//! handle; [`udp`] batches the socket's receives and sends.
+//! Each worker's participants share ONE UDP port. The [`endpoint::Endpoint`]
+//! is the sans-IO core: it owns every participant's two peer connections
+//! (negotiated by the `rtc` core of webrtc-rs; a subscriber connection's
+//! ICE-lite, DTLS-SRTP and RTCP run on the SFU's own transport, `transport`,
+//! built from `huddle_wire`'s parts), demultiplexes datagrams to them (STUN
+//! username on first contact, then the source address), and hands RTP from
+//! publishers to the media path and RTCP feedback back. Its `impl` blocks are
+//! split by role under `endpoint/` (lifecycle, negotiation, tracks, media,
+//! keyframes, reports, viewers).
+//!
+//! [`forward`] is the media path, one role per file: the track table, layers
+//! and simulcast layer choice, each subscriber's leg and its sequence and
+//! timestamp rewrite, sending on a leg, keyframe detection and request
+//! merging, the retransmission store, padding and sender reports.
+//!
+//! The [`driver`] is the only tokio code: it owns the socket and one timer per
+//! worker and runs the operations the signaling service asks for through the
+//! [`Sfu`] handle ([`handle`]), each a closure on the owning worker's
+//! endpoint; [`udp`] batches the socket's receives and sends. [`events`],
+//! [`rights`], [`ids`] and [`transmit`] are the leaf types both sides share.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod api;
 pub mod config;
 mod connection;
 mod consent;
@@ -20,24 +30,25 @@ pub mod demux;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
+pub mod events;
+pub mod forward;
+pub mod handle;
 pub mod ids;
-pub mod keyframe;
 pub mod log_limit;
 mod out_buf;
-mod padding;
 mod participant;
 mod placement;
-mod resend;
-mod router;
-pub mod rtx;
-mod sender_report;
-pub mod simulcast;
+pub mod rights;
 pub mod speaker;
+pub mod transmit;
 mod transport;
 pub mod udp;
 
-pub use api::{Rights, Sfu, SfuEvent, SfuEvents, SfuStats};
 pub use config::SfuConfig;
 pub use driver::start;
 pub use error::SfuError;
+pub use events::{SfuEvent, SfuEvents, SfuStats, TrackAudioLevel};
+pub use handle::Sfu;
 pub use ids::{ParticipantId, RoomId};
+pub use rights::Rights;
+pub use transmit::Transmit;

@@ -23,10 +23,11 @@ pub(crate) struct OutBuf {
 }
 
 impl OutBuf {
-    /// The buffer to append the next datagram to, with room for it. Empty
+    /// The buffer to append the next datagram to, with spare capacity for
+    /// it. Empty
     /// apart from a datagram appended and not yet [taken](OutBuf::take)
     /// (there is none unless a caller forgot to take one).
-    pub fn room(&mut self) -> &mut BytesMut {
+    pub fn spare(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < ROOM {
             self.buf.reserve(CHUNK);
         }
@@ -47,12 +48,12 @@ mod tests {
     fn datagrams_are_carved_from_one_buffer_which_is_reused_once_they_are_dropped() {
         let mut out = OutBuf::default();
         let first = {
-            let room = out.room();
-            room.extend_from_slice(&[1; 100]);
+            let spare = out.spare();
+            spare.extend_from_slice(&[1; 100]);
             out.take()
         };
         let second = {
-            out.room().extend_from_slice(&[2; 200]);
+            out.spare().extend_from_slice(&[2; 200]);
             out.take()
         };
         assert_eq!((&first[..], &second[..]), (&[1; 100][..], &[2; 200][..]));
@@ -64,7 +65,7 @@ mod tests {
         // datagram from it dropped) is reused from its start.
         let mut reused = false;
         for _ in 0..CHUNK / 1000 + 2 {
-            out.room().extend_from_slice(&[3; 1000]);
+            out.spare().extend_from_slice(&[3; 1000]);
             let d = out.take();
             reused |= d.as_ptr() == base;
         }
@@ -74,10 +75,10 @@ mod tests {
     #[test]
     fn a_buffer_still_in_use_is_left_alone() {
         let mut out = OutBuf::default();
-        out.room().extend_from_slice(&[1; 10]);
+        out.spare().extend_from_slice(&[1; 10]);
         let kept = out.take();
         for _ in 0..CHUNK / 1000 + 2 {
-            out.room().extend_from_slice(&[3; 1000]);
+            out.spare().extend_from_slice(&[3; 1000]);
             drop(out.take());
         }
         assert_eq!(

@@ -1,9 +1,9 @@
 //! A participant as the SFU holds it: its room, rights and two connections.
 
-use crate::api::Rights;
 use crate::connection::Connection;
+use crate::forward::leg::SentMark;
 use crate::ids::RoomId;
-use crate::router::SentMark;
+use crate::rights::Rights;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use std::collections::HashMap;
@@ -51,6 +51,13 @@ impl Participant {
             needs_offer: false,
             incoming: HashMap::new(),
             slots: None,
+        }
+    }
+
+    pub fn conn(&self, role: PcRole) -> Option<&Connection> {
+        match role {
+            PcRole::Publisher => self.publisher.as_ref(),
+            PcRole::Subscriber => self.subscriber.as_ref(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Which worker owns which room.
 //!
-//! The SFU runs one worker per core (see [`crate::driver`]); each worker is an
-//! [`crate::endpoint::Endpoint`] with its own media socket, and owns whole
+//! The SFU runs one worker per core (see the `driver` module); each worker is
+//! an endpoint with its own media socket, and owns whole
 //! rooms, so that forwarding never crosses threads. A room goes to the worker
 //! with the fewest participants when its first participant arrives and stays
 //! there until its last one leaves. This table is consulted on the control

@@ -118,6 +118,7 @@ impl SpeakerDetector {
     }
 
     /// When [`SpeakerDetector::handle_timeout`] next has work.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_tick
     }
@@ -141,6 +142,7 @@ impl SpeakerDetector {
     }
 
     /// The next change to report.
+    #[must_use = "a change polled and dropped is lost"]
     pub fn poll_change(&mut self) -> Option<SpeakerChange> {
         (!self.changes.is_empty()).then(|| self.changes.remove(0))
     }

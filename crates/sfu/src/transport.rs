@@ -262,6 +262,7 @@ impl Wire {
     }
 
     /// Next datagram to send and its destination.
+    #[must_use = "a datagram polled and dropped is never sent"]
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, BytesMut)> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
@@ -270,11 +271,13 @@ impl Wire {
     }
 
     /// Next event for the endpoint.
+    #[must_use = "an event polled and dropped is lost"]
     pub fn poll_event(&mut self) -> Option<WireEvent> {
         self.events.pop_front()
     }
 
     /// When [`Wire::handle_timeout`] has work (DTLS retransmissions).
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.srtp.is_some() {
             return None;

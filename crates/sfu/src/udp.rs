@@ -21,7 +21,7 @@
 //! `send_to` did); other send errors are logged at debug level and the
 //! datagram is dropped, like any UDP loss.
 
-use crate::endpoint::Transmit;
+use crate::transmit::Transmit;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;

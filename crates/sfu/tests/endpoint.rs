@@ -6,8 +6,8 @@ mod harness;
 
 use harness::{Client, ClientId, Datagram, Net, Role};
 use huddle_proto::TrackKind;
-use huddle_sfu::api::SfuStats;
 use huddle_sfu::SfuEvent;
+use huddle_sfu::SfuStats;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -567,7 +567,7 @@ fn thousands_gone_in_one_tick_are_all_reaped() {
                 now,
                 huddle_sfu::RoomId("elsewhere".into()),
                 id.clone(),
-                huddle_sfu::api::Rights {
+                huddle_sfu::Rights {
                     publish: true,
                     subscribe: true,
                 },

@@ -15,15 +15,16 @@
 //! track of its kind that is arriving, if the room has one, within
 //! [`SOURCE_QUIET`] and a check interval.
 
-use super::{bad_sdp, make_answer, rtc_err, start_wire, Endpoint};
-use crate::api::Rights;
+use super::sdp::{bad_sdp, make_answer, rtc_err, start_wire};
+use super::Endpoint;
 use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
+use crate::forward::leg::Leg;
+use crate::forward::simulcast::LayerChoice;
+use crate::forward::track::PublishedTrack;
 use crate::ids::{ParticipantId, RoomId};
 use crate::participant::{Participant, Slot};
-use crate::router::Leg;
-use crate::router::PublishedTrack;
-use crate::simulcast::LayerChoice;
+use crate::rights::Rights;
 use crate::transport::Wire;
 use huddle_proto::{PcRole, TrackKind};
 use huddle_wire::local_track::default_track;
@@ -129,7 +130,7 @@ impl Endpoint {
         let mut taken: HashSet<&str> = slots.iter().filter_map(|s| s.source.as_deref()).collect();
         let mut watched: Vec<&ParticipantId> = taken
             .iter()
-            .filter_map(|t| self.router.tracks.get(*t))
+            .filter_map(|t| self.table.tracks.get(*t))
             .map(|t| &t.publisher)
             .collect();
         let mut assigned = Vec::new();
@@ -138,7 +139,7 @@ impl Endpoint {
                 continue;
             }
             let best = self
-                .router
+                .table
                 .tracks
                 .values()
                 .filter(|t| {
@@ -163,7 +164,7 @@ impl Endpoint {
             else {
                 return;
             };
-            let Some(track) = self.router.tracks.get_mut(&track_id) else {
+            let Some(track) = self.table.tracks.get_mut(&track_id) else {
                 continue;
             };
             slot.source = Some(track_id.clone());
@@ -198,14 +199,14 @@ impl Endpoint {
                 let Some(track) = slot
                     .source
                     .as_deref()
-                    .and_then(|t| self.router.tracks.get(t))
+                    .and_then(|t| self.table.tracks.get(t))
                 else {
                     continue;
                 };
                 if arriving(track, now) {
                     continue;
                 }
-                let replacement = self.router.tracks.values().any(|t| {
+                let replacement = self.table.tracks.values().any(|t| {
                     t.room == p.room
                         && t.kind == slot.kind
                         && &t.publisher != id
@@ -219,7 +220,7 @@ impl Endpoint {
         }
         for (viewer, track_id) in quiet {
             let Some(leg) = self
-                .router
+                .table
                 .tracks
                 .get_mut(&track_id)
                 .and_then(|t| t.legs.remove(&viewer))

@@ -8,62 +8,15 @@
 //! from a rule ([`wanted_rank`], `pick`): the best layer for a subscriber
 //! watching few videos, lower ones as the grid grows, and never a layer that
 //! stopped arriving. The leg's sequence numbers and timestamps are rewritten
-//! at every switch (`Leg::resync` in the router), so the subscriber sees
+//! at every switch (`Leg::resync` in `leg`), so the subscriber sees
 //! one continuous stream and is never renegotiated.
 
-use crate::padding::PaddingFilter;
-use crate::router::KeyframeGate;
-use crate::rtx::RtxStore;
+use crate::forward::layer::Layer;
+pub use crate::forward::layer::TOP_RANK;
 use std::time::{Duration, Instant};
-
-/// A layer that sent nothing for this long is not chosen (the publisher
-/// stopped it: Chromium drops its top layer when bandwidth or CPU run short).
-pub const LAYER_IDLE: Duration = Duration::from_secs(1);
 
 /// How often the layer choice of every leg is looked at again.
 pub const CHOICE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Rank of the best layer: what a subscriber of few videos asks for.
-pub const TOP_RANK: u8 = 2;
-
-/// One encoding of a published track.
-#[derive(Debug)]
-pub(crate) struct Layer {
-    /// RTP stream id, for a simulcast layer.
-    pub rid: Option<String>,
-    /// SSRC the publisher sends it with.
-    pub ssrc: u32,
-    /// Quality among the track's layers: 0 lowest, [`TOP_RANK`] best.
-    pub rank: u8,
-    /// Merges keyframe requests toward this layer.
-    pub keyframe: KeyframeGate,
-    /// Recent packets, for NACKs of subscribers fed by this layer.
-    pub rtx: RtxStore,
-    /// When its last packet arrived.
-    pub last_rx: Instant,
-    /// Drops its padding-only packets, renumbering what follows.
-    pub padding: PaddingFilter,
-}
-
-impl Layer {
-    /// A layer first seen at `now`, keeping `rtx_slots` packets for NACKs.
-    pub fn new(rid: Option<String>, ssrc: u32, rank: u8, rtx_slots: usize, now: Instant) -> Self {
-        Self {
-            rid,
-            ssrc,
-            rank,
-            keyframe: KeyframeGate::default(),
-            rtx: RtxStore::new(rtx_slots),
-            last_rx: now,
-            padding: PaddingFilter::default(),
-        }
-    }
-
-    /// Whether it sent something within [`LAYER_IDLE`].
-    pub fn active(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_rx) < LAYER_IDLE
-    }
-}
 
 /// The quality rank of a layer from its RID: the names browsers and SFUs
 /// use (`q`/`h`/`f`, `low`/`mid`/`high`, `l`/`m`/`h`...), else a trailing
@@ -151,6 +104,7 @@ impl LayerChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::layer::LAYER_IDLE;
 
     fn layer(rank: u8, last_rx: Instant) -> Layer {
         Layer::new(None, u32::from(rank), rank, 0, last_rx)

@@ -18,9 +18,9 @@ pub const MAX_RESENDS: u8 = 2;
 /// (about a round trip on the networks calls run over).
 pub const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(100);
 /// Packets remembered per leg (recent sequence numbers): as many as the
-/// track's store keeps ([`crate::rtx::VIDEO_SLOTS`]), since older packets
+/// track's store keeps ([`crate::forward::rtx::VIDEO_SLOTS`]), since older packets
 /// cannot be resent anyway.
-const SLOTS: usize = crate::rtx::VIDEO_SLOTS;
+const SLOTS: usize = crate::forward::rtx::VIDEO_SLOTS;
 
 #[derive(Debug, Clone, Copy)]
 struct Resent {

@@ -1,0 +1,205 @@
+//! The media path's entry points: RTP from a publisher fanned out to every
+//! leg (through [`crate::forward`]), NACKs answered from the track's store,
+//! and the simulcast layer of every leg chosen again.
+
+use super::Endpoint;
+use crate::forward::keyframe::starts_keyframe;
+use crate::forward::send::{send_on_leg, Out};
+use crate::forward::simulcast::{self, wanted_rank, Verdict, CHOICE_INTERVAL};
+use crate::forward::track::add_layer;
+use crate::ids::ParticipantId;
+use huddle_proto::TrackKind;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::shared::marshal::Unmarshal;
+use std::collections::HashMap;
+use std::time::Instant;
+use tracing::debug;
+
+impl Endpoint {
+    /// RTP from a publisher: publish the track on its first packet, then
+    /// forward to every leg.
+    pub(super) fn on_rtp(
+        &mut self,
+        now: Instant,
+        publisher: &ParticipantId,
+        remote: String,
+        packet: rtc::rtp::Packet,
+    ) {
+        self.rtp_in += 1;
+        let key = (publisher.clone(), remote);
+        let track_id = match self.table.by_remote.get(&key) {
+            Some(id) => id.clone(),
+            None => match self.publish(now, publisher, &key.1, &packet) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        let Some(track) = self.table.tracks.get_mut(&track_id) else {
+            return;
+        };
+        let (layer, track) = match track
+            .layers
+            .iter()
+            .position(|l| l.ssrc == packet.header.ssrc)
+        {
+            Some(i) => (i, track),
+            None => {
+                // A simulcast layer's first packet (or a new SSRC).
+                let rid = self
+                    .participants
+                    .get_mut(publisher)
+                    .and_then(|p| p.publisher.as_mut())
+                    .and_then(|c| c.pc.rtp_receiver(track.receiver_id))
+                    .and_then(|r| r.track().rid(packet.header.ssrc).cloned());
+                let Some(i) = add_layer(now, track, rid, packet.header.ssrc) else {
+                    return;
+                };
+                self.choose_layers(now);
+                let Some(track) = self.table.tracks.get_mut(&track_id) else {
+                    return;
+                };
+                (i, track)
+            }
+        };
+        // Padding-only packets (bandwidth probes) are not forwarded (see
+        // `padding`), and they keep coming on a layer the browser stopped
+        // encoding: they do not make it active either.
+        let padding_only = packet.payload.is_empty();
+        let Some(seq) = track.layers[layer]
+            .padding
+            .admit(packet.header.sequence_number, padding_only)
+        else {
+            return;
+        };
+        track.layers[layer].last_rx = now;
+        if track.muted {
+            return;
+        }
+        if let Some(id) = track.audio_level_id {
+            if let Some(mut raw) = packet.header.get_extension(id) {
+                if let Ok(al) = AudioLevelExtension::unmarshal(&mut raw) {
+                    track.audio_level = Some((al.level, al.voice));
+                    self.speakers
+                        .observe(now, &track.room, &track.publisher, al.level);
+                }
+            }
+        }
+        // Extension ids are per connection: drop the publisher's. The
+        // padding went with parsing; the P bit must go too.
+        let mut packet = packet;
+        packet.header.sequence_number = seq;
+        packet.header.padding = false;
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extension_profile = 0;
+        track.layers[layer].rtx.insert(&packet);
+        let simulcast = track.layers.len() > 1;
+        let keyframe = simulcast && starts_keyframe(&track.codec.mime_type, &packet.payload);
+        for (sub, leg) in track.legs.iter_mut() {
+            if simulcast {
+                match leg.choice.on_packet(layer, keyframe) {
+                    Verdict::Forward => {}
+                    Verdict::Switch => {
+                        debug!(subscriber = %sub, track = %track_id, layer, "simulcast layer switched");
+                        leg.resync();
+                    }
+                    Verdict::Drop => continue,
+                }
+            }
+            let out = Out {
+                participants: &mut self.participants,
+                transmits: &mut self.transmits,
+                buf: &mut self.out_buf,
+            };
+            if send_on_leg(now, out, &track.codec, sub, leg, &packet) {
+                self.rtp_out += 1;
+            }
+        }
+    }
+
+    /// A subscriber reported packets of a track lost: resend what the track's
+    /// store still has, on that subscriber's leg only, each packet a bounded
+    /// number of times ([`crate::forward::resend`]).
+    pub(super) fn on_nack(
+        &mut self,
+        now: Instant,
+        sub: &ParticipantId,
+        track_id: &str,
+        lost: Vec<(u32, u16)>,
+    ) {
+        let Some(track) = self.table.tracks.get_mut(track_id) else {
+            return;
+        };
+        let Some(leg) = track.legs.get_mut(sub) else {
+            return;
+        };
+        let Some(layer) = leg.choice.current.and_then(|l| track.layers.get(l)) else {
+            return;
+        };
+        for (ssrc, seq) in lost {
+            if ssrc != leg.ssrc {
+                continue;
+            }
+            // Too old, or from before a switch: the subscriber will ask for
+            // a keyframe.
+            let Some(packet) = leg.source_seq(seq).and_then(|s| layer.rtx.get(s)) else {
+                continue;
+            };
+            // Asked again before the last resend could arrive, or too often.
+            if !leg.resent.allow(now, seq) {
+                continue;
+            }
+            let out = Out {
+                participants: &mut self.participants,
+                transmits: &mut self.transmits,
+                buf: &mut self.out_buf,
+            };
+            if send_on_leg(now, out, &track.codec, sub, leg, packet) {
+                self.rtx_sent += 1;
+            }
+        }
+    }
+
+    /// Look again at which layer every leg of a simulcast track should get
+    /// (the layers that still arrive, how many videos each subscriber
+    /// watches), and ask for a keyframe of each newly wanted layer.
+    pub(super) fn choose_layers(&mut self, now: Instant) {
+        self.next_layer_choice = Some(now + CHOICE_INTERVAL);
+        let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
+        for t in self.table.tracks.values() {
+            if t.kind == TrackKind::Video {
+                for sub in t.legs.keys() {
+                    *videos.entry(sub).or_default() += 1;
+                }
+            }
+        }
+        let mut wanted = Vec::new();
+        for t in self.table.tracks.values() {
+            if t.layers.len() < 2 {
+                continue;
+            }
+            for (sub, leg) in &t.legs {
+                let rank = wanted_rank(videos.get(sub).copied().unwrap_or(1));
+                let target = simulcast::pick(&t.layers, now, rank);
+                if target != leg.choice.target {
+                    wanted.push((t.id.clone(), sub.clone(), target));
+                }
+            }
+        }
+        for (track_id, sub, target) in wanted {
+            let Some(leg) = self
+                .table
+                .tracks
+                .get_mut(&track_id)
+                .and_then(|t| t.legs.get_mut(&sub))
+            else {
+                continue;
+            };
+            leg.choice.target = target;
+            if let Some(layer) = target.filter(|&l| leg.choice.current != Some(l)) {
+                debug!(subscriber = %sub, track = %track_id, layer, "simulcast layer wanted");
+                self.request_keyframe(now, &track_id, layer);
+            }
+        }
+    }
+}

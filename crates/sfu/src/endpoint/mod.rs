@@ -1,0 +1,496 @@
+//! The sans-IO SFU core: every participant's connections, the demux of the
+//! shared port and the routing of media between them.
+//!
+//! Inputs: datagrams ([`Endpoint::handle_datagram`]), time
+//! ([`Endpoint::handle_timeout`]) and signaling commands. Outputs: datagrams to
+//! send ([`Endpoint::poll_transmit`]), events for signaling
+//! ([`Endpoint::poll_event`]) and the next deadline ([`Endpoint::poll_timeout`]).
+//! The endpoint never reads the clock: `now` always comes in.
+
+use crate::config::SfuConfig;
+use crate::connection::{ConsentChange, Liveness, Screened};
+use crate::demux::Demux;
+use crate::events::{SfuEvent, SfuStats, TrackAudioLevel};
+use crate::forward::sender_report::{self, WallClock};
+use crate::forward::track::TrackTable;
+use crate::ids::ParticipantId;
+use crate::log_limit::LogLimit;
+use crate::out_buf::OutBuf;
+use crate::participant::Participant;
+use crate::speaker::SpeakerDetector;
+use crate::transport::WireEvent;
+use bytes::BytesMut;
+use huddle_proto::PcRole;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::sansio::Protocol;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+mod deadlines;
+mod drain;
+mod keyframes;
+mod lifecycle;
+mod media;
+mod negotiation;
+mod reports;
+mod sdp;
+mod tracks;
+mod viewer;
+
+use self::deadlines::{conn_deadline, Deadlines};
+use self::drain::{drain, drain_wire, tagged};
+pub use crate::ids::ConnKey;
+pub use crate::transmit::Transmit;
+
+/// The SFU core. See the module docs.
+pub struct Endpoint {
+    config: SfuConfig,
+    local_addr: SocketAddr,
+    /// By id. Looked up once per forwarded copy: a fast hash (the ids are
+    /// the server's own random tokens, not chosen by clients).
+    participants: FxHashMap<ParticipantId, Participant>,
+    demux: Demux<ConnKey>,
+    table: TrackTable,
+    speakers: SpeakerDetector,
+    transmits: VecDeque<Transmit>,
+    /// Forwarded datagrams are written here ([`OutBuf`]).
+    out_buf: OutBuf,
+    events: VecDeque<SfuEvent>,
+    dirty: Vec<ConnKey>,
+    /// When the simulcast layer of every leg is looked at again (set once a
+    /// track has layers).
+    next_layer_choice: Option<Instant>,
+    /// Wall-clock time for sender reports ([`Endpoint::set_wall_clock`]).
+    wall_clock: Option<WallClock>,
+    /// When subscribers get their next sender reports (set once one is
+    /// connected).
+    next_sender_reports: Option<Instant>,
+    /// When the sources of WHEP viewers' slots are looked at again (set
+    /// while there are viewers).
+    next_slot_check: Option<Instant>,
+    rtp_in: u64,
+    rtp_out: u64,
+    rtx_sent: u64,
+    dropped: u64,
+    /// One "datagram refused" line per connection per second.
+    log_limit: LogLimit<ConnKey>,
+    /// Each connection's next deadline, for [`Endpoint::poll_timeout`].
+    deadlines: Deadlines,
+}
+
+impl Endpoint {
+    /// A new endpoint whose media socket is reachable at `local_addr`.
+    pub fn new(config: SfuConfig, local_addr: SocketAddr) -> Self {
+        let local_addr = config.public_addr.unwrap_or(local_addr);
+        Self {
+            config,
+            local_addr,
+            participants: FxHashMap::default(),
+            demux: Demux::default(),
+            table: TrackTable::default(),
+            speakers: SpeakerDetector::default(),
+            transmits: VecDeque::new(),
+            out_buf: OutBuf::default(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            next_layer_choice: None,
+            wall_clock: None,
+            next_sender_reports: None,
+            next_slot_check: None,
+            rtp_in: 0,
+            rtp_out: 0,
+            rtx_sent: 0,
+            dropped: 0,
+            log_limit: LogLimit::new(Duration::from_secs(1)),
+            deadlines: Deadlines::default(),
+        }
+    }
+
+    /// Tell the endpoint what wall-clock time `now` is (`since_unix_epoch`
+    /// after 1970-01-01 UTC), for the NTP times of the sender reports it
+    /// sends subscribers. Without it, it sends none.
+    pub fn set_wall_clock(&mut self, now: Instant, since_unix_epoch: Duration) {
+        self.wall_clock = Some(WallClock::new(now, since_unix_epoch));
+    }
+
+    /// Feed a datagram received on the media socket from `src`.
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        let Some(key) = self.demux.route(src, datagram) else {
+            self.dropped += 1;
+            return;
+        };
+        let local_addr = self.local_addr;
+        let Some(conn) = self
+            .participants
+            .get_mut(&key.0)
+            .and_then(|p| p.conn_mut(key.1))
+        else {
+            self.dropped += 1;
+            return;
+        };
+        // A subscriber connection's datagram touches only its own transport:
+        // drain that here, not the whole connection (asking `rtc` walks its
+        // pipeline, and this is every RTCP report and consent check of the
+        // fan-out side).
+        let (result, wire_events) = match conn.wire.as_mut() {
+            Some(wire) => {
+                let result = wire.handle_datagram(now, src, datagram);
+                let mut events = Vec::new();
+                drain_wire(
+                    wire,
+                    &key,
+                    &mut self.demux,
+                    &mut self.transmits,
+                    &mut events,
+                );
+                conn.timer = wire.poll_timeout();
+                (result.map_err(|e| e.to_string()), Some(events))
+            }
+            None => {
+                let result = match conn.screen(datagram) {
+                    Ok(Screened::Pass(took)) => {
+                        let message = tagged(now, local_addr, src, BytesMut::from(datagram));
+                        conn.pc
+                            .handle_read(message)
+                            .map(|()| took)
+                            .map_err(|e| e.to_string())
+                    }
+                    Ok(Screened::Taken(took)) => Ok(took),
+                    Err(e) => Err(e.to_string()),
+                };
+                (result, None)
+            }
+        };
+        match result {
+            // Only what the connection took (authenticated) is life: a
+            // stranger who learnt the ufrag cannot keep it up.
+            Ok(took) => conn.took(now, Some(src), took),
+            Err(e) => {
+                self.dropped += 1;
+                if let Some(suppressed) = self.log_limit.allow(now, key.clone()) {
+                    warn!(
+                        participant = %key.0,
+                        pc = ?key.1,
+                        %src,
+                        suppressed,
+                        "datagram refused: {e}"
+                    );
+                }
+            }
+        }
+        // The connection's deadline moved: a drained one is marked so
+        // when drained.
+        match wire_events {
+            Some(events) => {
+                for ev in events {
+                    self.on_wire_event(now, &key.0, ev);
+                }
+                self.deadlines.touch(key);
+            }
+            None => self.dirty.push(key),
+        }
+        self.flush(now);
+    }
+
+    /// Time passed: run every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, p) in self.participants.iter_mut() {
+            for (role, conn) in [
+                (PcRole::Publisher, p.publisher.as_mut()),
+                (PcRole::Subscriber, p.subscriber.as_mut()),
+            ] {
+                if let Some(conn) = conn {
+                    self.deadlines.touch((id.clone(), role));
+                    let (change, check) = conn.run_consent(now);
+                    match change {
+                        Some(ConsentChange::Down) => {
+                            info!(participant = %id, pc = ?role, "consent checks unanswered: connection down");
+                        }
+                        Some(ConsentChange::Expired) => {
+                            info!(participant = %id, pc = ?role, "consent expired: connection closed");
+                        }
+                        None => {}
+                    }
+                    if let Some((dst, payload)) = check {
+                        self.transmits.push_back(Transmit { dst, payload });
+                    }
+                    if conn.timer.is_some_and(|t| t <= now) {
+                        match conn.wire.as_mut() {
+                            Some(wire) => wire.handle_timeout(now),
+                            None => {
+                                if let Err(e) = conn.pc.handle_timeout(now) {
+                                    debug!(participant = %id, "timeout: {e}");
+                                }
+                            }
+                        }
+                        self.dirty.push((id.clone(), role));
+                    }
+                }
+            }
+        }
+        let interval = self.config.keyframe_request_interval;
+        let mut due = Vec::new();
+        for t in self.table.tracks.values_mut() {
+            for (i, l) in t.layers.iter_mut().enumerate() {
+                if l.keyframe.poll(now, interval) {
+                    due.push((t.id.clone(), i));
+                }
+            }
+        }
+        for (t, layer) in due {
+            self.send_keyframe_request(now, &t, layer);
+        }
+        if self.next_layer_choice.is_some_and(|t| now >= t) {
+            self.choose_layers(now);
+        }
+        if self.next_sender_reports.is_some_and(|t| now >= t) {
+            self.send_sender_reports(now);
+        }
+        if self.next_slot_check.is_some_and(|t| now >= t) {
+            self.check_slot_sources(now);
+        }
+        self.speakers.handle_timeout(now);
+        self.flush(now);
+    }
+
+    /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        for key in self.deadlines.take_touched() {
+            let deadline = self
+                .participants
+                .get(&key.0)
+                .and_then(|p| p.conn(key.1))
+                .and_then(|c| conn_deadline(c, &self.config));
+            self.deadlines.set(key, deadline);
+        }
+        let mut next = self.deadlines.earliest();
+        debug_assert_eq!(
+            next,
+            self.participants
+                .values()
+                .flat_map(|p| [p.publisher.as_ref(), p.subscriber.as_ref()])
+                .flatten()
+                .filter_map(|c| conn_deadline(c, &self.config))
+                .min(),
+            "a connection's deadline changed without it being touched"
+        );
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        let interval = self.config.keyframe_request_interval;
+        let mut simulcast = false;
+        for t in self.table.tracks.values() {
+            simulcast |= t.layers.len() > 1;
+            for l in &t.layers {
+                consider(l.keyframe.deadline(interval));
+            }
+        }
+        if simulcast {
+            consider(self.next_layer_choice);
+        }
+        consider(self.next_sender_reports);
+        consider(self.next_slot_check);
+        consider(self.speakers.poll_timeout());
+        next
+    }
+
+    /// Next datagram to send.
+    #[must_use = "a datagram polled and dropped is never sent"]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for signaling.
+    #[must_use = "an event polled and dropped is lost"]
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    /// The last reported audio level of every audio track that has one.
+    pub fn audio_levels(&self) -> Vec<TrackAudioLevel> {
+        self.table
+            .tracks
+            .values()
+            .filter_map(|t| {
+                t.audio_level.map(|(level, voice)| TrackAudioLevel {
+                    participant: t.publisher.clone(),
+                    track_id: t.id.clone(),
+                    level,
+                    voice,
+                })
+            })
+            .collect()
+    }
+
+    /// What the endpoint holds now.
+    pub fn stats(&self) -> SfuStats {
+        SfuStats {
+            participants: self.participants.len(),
+            connections: self
+                .participants
+                .values()
+                .map(Participant::connections)
+                .sum(),
+            tracks: self.table.tracks.len(),
+            addresses: self.demux.addresses(),
+            rtp_in: self.rtp_in,
+            rtp_out: self.rtp_out,
+            rtx_sent: self.rtx_sent,
+            dropped_datagrams: self.dropped,
+        }
+    }
+
+    /// Drain every touched connection until nothing moves, then send any
+    /// subscriber offers that are due and drop dead participants.
+    ///
+    /// A loop, not recursion: dropping participants dirties others'
+    /// connections (new offers), and draining those may find more dead.
+    fn flush(&mut self, now: Instant) {
+        loop {
+            loop {
+                self.drain_dirty(now);
+                // Offers queue writes on the connections they touch (marked
+                // dirty): drain those too, with everything they yield.
+                self.send_offers(now);
+                if self.dirty.is_empty() {
+                    break;
+                }
+            }
+            if !self.reap(now) {
+                break;
+            }
+        }
+        while let Some(c) = self.speakers.poll_change() {
+            self.events.push_back(SfuEvent::ActiveSpeaker {
+                room: c.room,
+                participant: c.participant,
+            });
+        }
+    }
+
+    /// Drain every dirty connection and act on what comes out, until none is
+    /// dirty.
+    fn drain_dirty(&mut self, now: Instant) {
+        while let Some(key) = self.dirty.pop() {
+            let Some(conn) = self
+                .participants
+                .get_mut(&key.0)
+                .and_then(|p| p.conn_mut(key.1))
+            else {
+                self.deadlines.touch(key);
+                continue;
+            };
+            let drained = drain(now, conn, &key, &mut self.demux, &mut self.transmits);
+            for ev in drained.events {
+                self.on_pc_event(now, &key, ev);
+            }
+            for (track, packet) in drained.rtp {
+                if key.1 == PcRole::Publisher {
+                    self.on_rtp(now, &key.0, track, packet);
+                }
+            }
+            for ev in drained.wire {
+                self.on_wire_event(now, &key.0, ev);
+            }
+            self.deadlines.touch(key);
+        }
+    }
+
+    /// What a subscriber connection's own transport reported.
+    fn on_wire_event(&mut self, now: Instant, sub: &ParticipantId, ev: WireEvent) {
+        match ev {
+            WireEvent::Connected(profile) => {
+                debug!(participant = %sub, %profile, "subscriber connection up");
+                self.set_subscriber_liveness(sub, Liveness::Up);
+                // Video sent before the subscriber's keys existed was
+                // dropped: it needs a keyframe of every video it gets.
+                self.keyframes_for(now, sub);
+                if self.wall_clock.is_some() {
+                    self.next_sender_reports
+                        .get_or_insert(now + sender_report::INTERVAL);
+                }
+            }
+            WireEvent::Closed | WireEvent::Failed(_) => {
+                debug!(participant = %sub, event = ?ev, "subscriber connection ended");
+                self.set_subscriber_liveness(sub, Liveness::Dead);
+            }
+            WireEvent::KeyframeRequest(ssrc) => {
+                if let Some(track) = self.track_sent_as(sub, ssrc) {
+                    self.subscriber_needs_keyframe(now, &track, sub);
+                }
+            }
+            WireEvent::Nack(mut lost) => {
+                // One track lookup per SSRC, not per lost packet.
+                lost.sort_by_key(|&(ssrc, _)| ssrc);
+                for same in lost.chunk_by(|a, b| a.0 == b.0) {
+                    if let Some(track) = self.track_sent_as(sub, same[0].0) {
+                        self.on_nack(now, sub, &track, same.to_vec());
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_subscriber_liveness(&mut self, sub: &ParticipantId, liveness: Liveness) {
+        if let Some(conn) = self
+            .participants
+            .get_mut(sub)
+            .and_then(|p| p.subscriber.as_mut())
+        {
+            conn.liveness = liveness;
+        }
+    }
+
+    /// The published track `sub` receives with SSRC `ssrc` (its leg's).
+    fn track_sent_as(&self, sub: &ParticipantId, ssrc: u32) -> Option<String> {
+        self.table
+            .tracks
+            .values()
+            .find(|t| t.legs.get(sub).is_some_and(|leg| leg.ssrc == ssrc))
+            .map(|t| t.id.clone())
+    }
+
+    fn on_pc_event(&mut self, now: Instant, key: &ConnKey, ev: RTCPeerConnectionEvent) {
+        let Some(p) = self.participants.get_mut(&key.0) else {
+            return;
+        };
+        match ev {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                debug!(participant = %key.0, pc = ?key.1, %state, "connection state");
+                if let Some(conn) = p.conn_mut(key.1) {
+                    conn.liveness = match state {
+                        RTCPeerConnectionState::Connected => Liveness::Up,
+                        // rtc says disconnected when STUN checks stop, even
+                        // while media and RTCP still arrive; the SFU's own
+                        // silence timer (`Connection::check_silence`)
+                        // decides instead.
+                        RTCPeerConnectionState::Disconnected => conn.liveness,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            Liveness::Dead
+                        }
+                        _ => conn.liveness,
+                    };
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if key.1 == PcRole::Publisher =>
+            {
+                p.incoming
+                    .insert(init.track_id.to_string(), init.receiver_id);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if key.1 == PcRole::Publisher =>
+            {
+                self.end_incoming(now, &key.0, track_id.to_string());
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! SDP and ICE with the clients: publisher offers, subscriber answers,
+//! trickled candidates, and the subscriber offers the SFU sends when what a
+//! subscriber gets changes.
+
+use super::sdp::{answer_offer, bad_sdp, ended_tracks, make_offer, start_wire};
+use super::Endpoint;
+use crate::connection::{ice_token, Connection};
+use crate::error::SfuError;
+use crate::events::SfuEvent;
+use crate::ids::ParticipantId;
+use crate::transport::Wire;
+use huddle_proto::{IceCandidate, PcRole};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use std::time::Instant;
+use tracing::warn;
+
+impl Endpoint {
+    /// Apply a publisher-connection offer; returns the answer SDP.
+    pub fn publisher_offer(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        if !p.rights.publish {
+            return Err(SfuError::PublishForbidden);
+        }
+        let offer = RTCSessionDescription::offer(sdp).map_err(bad_sdp)?;
+        let fresh = p.publisher.is_none();
+        if fresh {
+            let ufrag = ice_token(16);
+            p.publisher = Some(Connection::new(
+                now,
+                &self.config,
+                PcRole::Publisher,
+                ufrag,
+                self.local_addr,
+            )?);
+        }
+        let result = match p.publisher.as_mut() {
+            Some(conn) => answer_offer(now, conn, offer, self.local_addr),
+            None => Err(SfuError::Rtc("publisher connection missing".into())),
+        };
+        match result {
+            Ok(answer) => {
+                if let Some(conn) = p.publisher.as_mut() {
+                    if let Some(offer) = conn.pc.remote_description().map(|d| d.sdp.clone()) {
+                        conn.set_remote_ice(&offer);
+                    }
+                    if fresh {
+                        self.demux
+                            .insert_ufrag(conn.ufrag.clone(), (id.clone(), PcRole::Publisher));
+                    }
+                }
+                for track_id in ended_tracks(p) {
+                    self.end_incoming(now, id, track_id);
+                }
+                self.dirty.push((id.clone(), PcRole::Publisher));
+                self.flush(now);
+                Ok(answer)
+            }
+            Err(e) => {
+                if fresh {
+                    p.publisher = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply the answer to the last subscriber offer.
+    pub fn subscriber_answer(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        let conn = match (&mut p.subscriber, p.offer_pending) {
+            (Some(conn), true) => conn,
+            _ => return Err(SfuError::NoPendingOffer),
+        };
+        Wire::check_remote(&sdp).map_err(bad_sdp)?;
+        let answer = RTCSessionDescription::answer(sdp.clone()).map_err(bad_sdp)?;
+        conn.pc
+            .set_remote_description(now, answer)
+            .map_err(bad_sdp)?;
+        start_wire(now, conn, &sdp)?;
+        p.offer_pending = false;
+        // Payload types may differ per negotiation; look them up again, and
+        // ask publishers of video for a keyframe so the new legs can decode.
+        for t in self.table.tracks.values_mut() {
+            if let Some(leg) = t.legs.get_mut(id) {
+                leg.payload_type = None;
+            }
+        }
+        self.keyframes_for(now, id);
+        self.dirty.push((id.clone(), PcRole::Subscriber));
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Add a client's trickled ICE candidate.
+    pub fn remote_candidate(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        role: PcRole,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
+        let conn = p.conn_mut(role).ok_or_else(|| {
+            SfuError::BadCandidate(format!("no {role:?} connection to add it to"))
+        })?;
+        if candidate.candidate.trim().is_empty() {
+            return Ok(()); // end-of-candidates
+        }
+        conn.pc
+            .add_remote_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment,
+                ..Default::default()
+            })
+            .map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        self.dirty.push((id.clone(), role));
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Send a subscriber offer to everyone whose tracks changed and who has no
+    /// offer outstanding.
+    pub(super) fn send_offers(&mut self, now: Instant) {
+        let local_addr = self.local_addr;
+        for (id, p) in self.participants.iter_mut() {
+            if !p.needs_offer || p.offer_pending {
+                continue;
+            }
+            let Some(conn) = p.subscriber.as_mut() else {
+                continue;
+            };
+            match make_offer(now, conn, local_addr) {
+                Ok(sdp) => {
+                    p.needs_offer = false;
+                    p.offer_pending = true;
+                    self.events.push_back(SfuEvent::SubscriberOffer {
+                        participant: id.clone(),
+                        sdp,
+                    });
+                    self.dirty.push((id.clone(), PcRole::Subscriber));
+                }
+                Err(e) => warn!(participant = %id, "subscriber offer failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! What the SFU reports: events for the signaling service, counts of what
+//! it holds, and publishers' audio levels.
+
+use crate::ids::{ParticipantId, RoomId};
+use huddle_proto::{IceCandidate, PcRole, TrackInfo};
+use tokio::sync::mpsc;
+
+/// Events the SFU reports to the signaling service.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SfuEvent {
+    /// A (re)offer for the participant's subscriber connection; send it to the
+    /// client, which answers with `Sfu::subscriber_answer`.
+    SubscriberOffer {
+        /// Whose connection.
+        participant: ParticipantId,
+        /// Session description.
+        sdp: String,
+    },
+    /// A server ICE candidate for one of the participant's connections.
+    Candidate {
+        /// Whose connection.
+        participant: ParticipantId,
+        /// Which connection.
+        pc: PcRole,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// The participant's publisher connection started receiving a track.
+    TrackPublished {
+        /// Room.
+        room: RoomId,
+        /// Publisher.
+        participant: ParticipantId,
+        /// Track as others will see it.
+        track: TrackInfo,
+    },
+    /// A published track went away.
+    TrackUnpublished {
+        /// Room.
+        room: RoomId,
+        /// Publisher.
+        participant: ParticipantId,
+        /// Track id.
+        track_id: String,
+    },
+    /// The room's active speaker changed (see the `speaker` module): `None`
+    /// when the last one left and nobody has spoken since.
+    ActiveSpeaker {
+        /// Room.
+        room: RoomId,
+        /// The participant now speaking.
+        participant: Option<ParticipantId>,
+    },
+    /// The participant's connections failed or stopped answering (ICE consent,
+    /// DTLS close), or never came up; the SFU has already dropped it.
+    ParticipantGone {
+        /// Room.
+        room: RoomId,
+        /// Who.
+        participant: ParticipantId,
+        /// Why, for logs.
+        reason: String,
+    },
+}
+
+/// The receiving end of [`SfuEvent`]s.
+pub type SfuEvents = mpsc::UnboundedReceiver<SfuEvent>;
+
+/// Counts of what the SFU holds, for tests, metrics and the REST API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    /// Participants known to the SFU.
+    pub participants: usize,
+    /// Peer connections alive (two per participant at most).
+    pub connections: usize,
+    /// Published tracks being forwarded.
+    pub tracks: usize,
+    /// Entries in the source-address demux table.
+    pub addresses: usize,
+    /// RTP packets received from publishers.
+    pub rtp_in: u64,
+    /// RTP packets sent to subscribers.
+    pub rtp_out: u64,
+    /// Packets resent to subscribers that reported them lost (NACK).
+    pub rtx_sent: u64,
+    /// Datagrams that matched no connection or did not parse.
+    pub dropped_datagrams: u64,
+}
+
+impl SfuStats {
+    /// Add `other`'s counts to these (one worker's to the total).
+    pub(crate) fn add(&mut self, other: &SfuStats) {
+        self.participants += other.participants;
+        self.connections += other.connections;
+        self.tracks += other.tracks;
+        self.addresses += other.addresses;
+        self.rtp_in += other.rtp_in;
+        self.rtp_out += other.rtp_out;
+        self.rtx_sent += other.rtx_sent;
+        self.dropped_datagrams += other.dropped_datagrams;
+    }
+}
+
+/// The audio level a publisher reports for one of its tracks (RFC 6464).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackAudioLevel {
+    /// Publisher.
+    pub participant: ParticipantId,
+    /// Track id.
+    pub track_id: String,
+    /// Loudness of the last packet in -dBov: 0 loudest, 127 silence.
+    pub level: u8,
+    /// The publisher's voice activity flag.
+    pub voice: bool,
+}

@@ -1,0 +1,31 @@
+//! The media path: what happens to a publisher's RTP between arriving and
+//! leaving for each subscriber, one role per file.
+//!
+//! - `track`: the table of published tracks and everyone each goes to.
+//! - `layer`: one encoding of a track (a simulcast layer) and what is
+//!   kept of it.
+//! - [`simulcast`]: which layer each subscriber gets, switched at keyframes.
+//! - `leg`: a subscriber's copy of a track, and the rewrite of sequence
+//!   numbers and timestamps that keeps its stream continuous.
+//! - `send`: one packet out on one leg (rewritten, SRTP-protected).
+//! - [`keyframe`] detects keyframes; `keyframe_gate` merges keyframe
+//!   requests toward a publisher.
+//! - [`rtx`] keeps recent packets for NACKs; `resend` bounds how often one
+//!   is resent.
+//! - `padding`: drops padding-only packets and renumbers what follows.
+//! - `sender_report`: the RTCP sender reports of each leg.
+//!
+//! The endpoint decides when each runs; nothing here knows the
+//! endpoint.
+
+pub mod keyframe;
+pub(crate) mod keyframe_gate;
+pub(crate) mod layer;
+pub(crate) mod leg;
+pub(crate) mod padding;
+pub(crate) mod resend;
+pub mod rtx;
+pub(crate) mod send;
+pub(crate) mod sender_report;
+pub mod simulcast;
+pub(crate) mod track;

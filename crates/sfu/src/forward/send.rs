@@ -1,0 +1,87 @@
+//! One packet of a track out on one subscriber leg.
+
+use crate::connection::Liveness;
+use crate::forward::leg::Leg;
+use crate::ids::ParticipantId;
+use crate::out_buf::OutBuf;
+use crate::participant::Participant;
+use crate::transmit::Transmit;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::time::Instant;
+use tracing::debug;
+
+/// Where [`send_on_leg`] writes: through the subscribers' connections into
+/// the transmit queue.
+pub(crate) struct Out<'a> {
+    pub participants: &'a mut FxHashMap<ParticipantId, Participant>,
+    pub transmits: &'a mut VecDeque<Transmit>,
+    pub buf: &'a mut OutBuf,
+}
+
+/// Send one packet of a track on one subscriber leg: SSRC and payload type
+/// rewritten to the leg's, SRTP-protected by the leg's connection straight
+/// into a datagram. False when the leg cannot send yet (not connected,
+/// codec not negotiated) or protection failed.
+pub(crate) fn send_on_leg(
+    now: Instant,
+    out: Out<'_>,
+    codec: &RTCRtpCodec,
+    sub: &ParticipantId,
+    leg: &mut Leg,
+    packet: &rtc::rtp::Packet,
+) -> bool {
+    let Some(conn) = out
+        .participants
+        .get_mut(sub)
+        .and_then(|p| p.subscriber.as_mut())
+    else {
+        return false;
+    };
+    if conn.liveness != Liveness::Up {
+        return false; // no SRTP keys yet, or the subscriber is gone
+    }
+    let pt = match leg.payload_type {
+        Some(pt) => pt,
+        None => {
+            let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
+                return false;
+            };
+            let found = sender
+                .get_parameters()
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
+                .map(|c| c.payload_type);
+            match found {
+                Some(pt) => {
+                    leg.payload_type = Some(pt);
+                    pt
+                }
+                None => return false, // not negotiated yet
+            }
+        }
+    };
+    let Some(wire) = conn.wire.as_mut() else {
+        return false;
+    };
+    let mut header = packet.header.clone();
+    header.ssrc = leg.ssrc;
+    header.payload_type = pt;
+    leg.rewrite(now, codec.clock_rate, &mut header);
+    match wire.protect_rtp(&header, &packet.payload, out.buf.spare()) {
+        Ok(dst) => {
+            let payload = out.buf.take();
+            out.transmits.push_back(Transmit { dst, payload });
+            leg.sent
+                .on_sent(now, header.timestamp, packet.payload.len());
+            true
+        }
+        Err(e) => {
+            debug!(subscriber = %sub, "send on leg failed: {e}");
+            false
+        }
+    }
+}
