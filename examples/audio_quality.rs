@@ -40,7 +40,7 @@ use huddle_media::source::AudioSource;
 use huddle_media::wav::{WavSink, WavSource};
 use huddle_media::{sink::AudioSink, Channels, FRAME_SAMPLES, SAMPLE_RATE};
 use huddle_netem::{GilbertElliott, Impairment, Relay};
-use huddle_sfu::api::Rights;
+use huddle_sfu::Rights;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
