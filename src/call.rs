@@ -586,6 +586,8 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMes
                 Vec::new()
             }
             ServerMessage::Offer { sdp } => match answer_subscriber(&inner, sdp).await {
+                // Left meanwhile: nothing to answer for.
+                Err(CallError::Closed) => Vec::new(),
                 Err(e) => {
                     warn!("cannot answer the subscriber offer: {e}");
                     vec![CallEvent::Error {
