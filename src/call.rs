@@ -246,6 +246,7 @@ impl Call {
     /// (silent) until [`Call::unpublish`]`(sender.track())`.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "devices")]
     /// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
     /// use huddle::Microphone; // feature `devices`
     /// let mic = Microphone::open(None)?; // a clear error on a machine without one

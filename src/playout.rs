@@ -40,6 +40,7 @@ type Stats = HashMap<TrackId, (ParticipantId, JitterStats)>;
 /// Plays every remote audio track added to it, mixed, on one sink.
 ///
 /// ```no_run
+/// # #[cfg(feature = "devices")]
 /// # async fn demo(mut events: huddle::CallEvents) -> Result<(), huddle::CallError> {
 /// use huddle::{CallEvent, Playout, Speaker};
 /// let speaker = Speaker::open(None)?; // feature `devices`
