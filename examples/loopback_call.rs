@@ -40,7 +40,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use huddle::proto::TrackKind;
-use huddle::{Call, CallEvent, CallEvents, LocalTrack};
+use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack};
 use huddle_media::analysis::{normalized_cross_correlation, rms};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::sink::AudioSink;
@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 /// One 20 ms Opus frame advances the RTP clock (48 kHz) by this much.
-const FRAME_TICKS: u32 = 960;
+const FRAME_TIME: Duration = Duration::from_millis(20);
 /// How long alice sends silence waiting for bob to hear her before giving up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait, after alice's last packet, for it to reach bob.
@@ -348,9 +348,13 @@ async fn talk(
             );
         }
         let opus = encoder.encode(&silence)?;
-        mic.write_frame(&[&opus], FRAME_TICKS)
-            .await
-            .context("alice cannot send")?;
+        mic.write_audio_frame(AudioFrame {
+            payload: &opus,
+            duration: FRAME_TIME,
+            level: AudioLevel::SILENCE,
+        })
+        .await
+        .context("alice cannot send")?;
         warmup_packets += 1;
     }
 
@@ -360,10 +364,14 @@ async fn talk(
         let opus = encoder.encode(pcm)?;
         let seq = mic.next_sequence_number().await;
         let at = Instant::now();
-        mic.write_frame(&[&opus], FRAME_TICKS)
-            .await
-            .context("alice cannot send")?;
-        packets.push((seq, at));
+        mic.write_audio_frame(AudioFrame {
+            payload: &opus,
+            duration: FRAME_TIME,
+            level: AudioLevel::of_pcm(pcm),
+        })
+        .await
+        .context("alice cannot send")?;
+        packets.push((seq.0, at));
     }
     Ok(Sent {
         warmup_packets,
@@ -395,7 +403,7 @@ async fn listen(
             packet = track.recv() => {
                 let Some(packet) = packet else { break };
                 let at = Instant::now();
-                let seq = packet.header.sequence_number;
+                let seq = packet.sequence_number.0;
                 heard.packets.insert(seq, Arrival { payload: packet.payload.to_vec(), at });
                 progress.send_modify(|p| {
                     p.first_at.get_or_insert(at);

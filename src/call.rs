@@ -1,23 +1,25 @@
 //! [`Call`]: one participant in one room.
 
+use crate::endpoint;
 use crate::error::CallError;
+use crate::event::{CallEvent, CallEvents};
+use crate::ids::{ParticipantId, TrackId};
+use crate::participant::Participant;
+use crate::pcm_send::PcmSender;
 use crate::peer::{self, Peer};
 use crate::sender::AudioSender;
 use crate::signal::{self, Outbox};
-use crate::track::{as_local, remote_track, LocalTrack, RemoteTrack};
+use crate::track::{as_local, remote_track, LocalTrack};
 use huddle_media::opus_codec::EncoderConfig;
 use huddle_media::source::AudioSource;
-use huddle_proto::{
-    ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcRole, ServerMessage, TrackInfo,
-    TrackKind,
-};
+use huddle_proto::{ClientMessage, ErrorCode, IceCandidate, PcRole, ServerMessage, TrackKind};
 use huddle_wire::codecs;
 use huddle_wire::local_track::single_ssrc_track;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -35,120 +37,104 @@ pub struct CallOptions {
     pub bind: Option<String>,
 }
 
-/// What happens in the room, in order.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum CallEvent {
-    /// Someone joined.
-    ParticipantJoined(ParticipantInfo),
-    /// Someone left, was removed or timed out.
-    ParticipantLeft {
-        /// Who.
-        participant_id: String,
-    },
-    /// A participant (this one included) published a track.
-    TrackPublished {
-        /// Publisher.
-        participant_id: String,
-        /// The track.
-        track: TrackInfo,
-    },
-    /// A track went away.
-    TrackUnpublished {
-        /// Publisher.
-        participant_id: String,
-        /// Track id.
-        track_id: String,
-    },
-    /// A track was muted or unmuted.
-    MuteChanged {
-        /// Publisher.
-        participant_id: String,
-        /// Track id.
-        track_id: String,
-        /// New state.
-        muted: bool,
-    },
-    /// The room's active speaker changed (`None`: the last one left).
-    ActiveSpeaker {
-        /// The participant speaking now.
-        participant_id: Option<String>,
-    },
-    /// Media of another participant's track started arriving.
-    TrackSubscribed(RemoteTrack),
-    /// The server reported an error not tied to a pending request.
-    Error {
-        /// Code.
-        code: ErrorCode,
-        /// Explanation.
-        message: String,
-    },
-    /// The signaling connection closed; the call is over.
-    Disconnected,
+/// One of this call's published tracks.
+struct OwnTrack {
+    /// Its sender on the publisher connection (to unpublish).
+    sender: Arc<dyn RtpSender>,
+    /// The server's id, once it announced the track.
+    server_id: Option<TrackId>,
+    /// A mute state set before the server knew the track, to send then.
+    pending_mute: Option<bool>,
 }
 
-/// The receiving end of a call's events.
-pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
+/// Everything about the call that changes, behind one lock (never held
+/// across an await).
+#[derive(Default)]
+struct State {
+    publisher: Option<Peer>,
+    subscriber: Option<Peer>,
+    /// The answer to the publisher offer in flight.
+    pending_answer: Option<oneshot::Sender<Result<String, CallError>>>,
+    /// Own tracks by local track id.
+    own: HashMap<String, OwnTrack>,
+    /// The other participants, in join order.
+    others: Vec<Participant>,
+    /// Number for the next local track id.
+    next_track: u32,
+}
 
 struct Inner {
     outbox: Outbox,
     bind: String,
     can_publish: bool,
-    publisher: Mutex<Option<Peer>>,
-    subscriber: Mutex<Option<Peer>>,
-    /// The answer to the publisher offer in flight.
-    pending_answer: Mutex<Option<oneshot::Sender<Result<String, CallError>>>>,
-    /// One publisher negotiation at a time.
-    negotiation: Mutex<()>,
-    /// Own tracks: local track id -> server track id.
-    own_tracks: Mutex<HashMap<String, String>>,
-    /// Senders of the published tracks, by local track id (to unpublish).
-    senders: Mutex<HashMap<String, Arc<dyn RtpSender>>>,
+    me: Participant,
+    /// One publisher negotiation at a time (held across its awaits).
+    negotiation: tokio::sync::Mutex<()>,
+    state: std::sync::Mutex<State>,
     events: mpsc::UnboundedSender<CallEvent>,
     remote_tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
 }
 
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; go on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The participant with this id (this one included); an id the call
+    /// has not heard of keeps its id as its name.
+    fn who(&self, id: &ParticipantId) -> Participant {
+        if *id == self.me.id {
+            return self.me.clone();
+        }
+        self.state()
+            .others
+            .iter()
+            .find(|p| p.id == *id)
+            .cloned()
+            .unwrap_or_else(|| Participant::new(id.clone(), id.to_string()))
+    }
+}
+
 /// A participant in a room: publishes local tracks, receives everyone else's.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), huddle::CallError> {
+/// use huddle::{Call, CallEvent};
+/// // The server's address; `http://host:7880` or `ws://host:7880/ws` alike.
+/// let (call, mut events) = Call::join("http://127.0.0.1:7880", "TOKEN").await?;
+/// println!("in {} as {}", call.room(), call.local_participant().name());
+/// for p in call.participants() {
+///     println!("already here: {}", p.name());
+/// }
+/// let mic = call.publish_pcm(Default::default()).await?;
+/// mic.write(&[0i16; 960]).await?; // one 20 ms frame of 48 kHz mono
+/// while let Some(ev) = events.recv().await {
+///     if let CallEvent::Disconnected = ev {
+///         break;
+///     }
+/// }
+/// call.leave().await?;
+/// # Ok(()) }
+/// ```
 pub struct Call {
     inner: Arc<Inner>,
     room: String,
-    me: ParticipantInfo,
-    others: Vec<ParticipantInfo>,
-    next_track: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
             .field("room", &self.room)
-            .field("participant", &self.me.id)
+            .field("participant", &self.inner.me)
             .finish()
     }
 }
 
-fn default_bind(url: &str) -> Result<String, CallError> {
-    let parsed = url::Url::parse(url).map_err(|e| CallError::BadUrl {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    })?;
-    if !matches!(parsed.scheme(), "ws" | "wss") {
-        return Err(CallError::BadUrl {
-            url: url.to_owned(),
-            reason: "the scheme must be ws or wss".into(),
-        });
-    }
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    Ok(if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.to_owned())
-}
-
 impl Call {
-    /// Join the room the token grants, through the signaling WebSocket at
-    /// `url` (e.g. `ws://127.0.0.1:7880/ws`).
+    /// Join the room the token grants on the server at `url`: its base
+    /// address (`http://host:7880`, `https://calls.example.org`) or its
+    /// signaling WebSocket (`ws://host:7880/ws`).
     pub async fn join(url: &str, token: &str) -> Result<(Call, CallEvents), CallError> {
         Self::join_with(url, token, CallOptions::default()).await
     }
@@ -159,11 +145,16 @@ impl Call {
         token: &str,
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
-        let bind = match options.bind {
-            Some(b) => b,
-            None => default_bind(url)?,
-        };
-        let (outbox, mut inbox) = signal::connect(url).await?;
+        let endpoint = endpoint::resolve(url)?;
+        let bind = options.bind.unwrap_or_else(|| {
+            if endpoint.loopback {
+                "127.0.0.1:0"
+            } else {
+                "0.0.0.0:0"
+            }
+            .to_owned()
+        });
+        let (outbox, mut inbox) = signal::connect(&endpoint.ws_url).await?;
         outbox
             .send(ClientMessage::Join {
                 token: token.to_owned(),
@@ -196,27 +187,18 @@ impl Call {
             outbox,
             bind,
             can_publish,
-            publisher: Mutex::new(None),
-            subscriber: Mutex::new(None),
-            pending_answer: Mutex::new(None),
-            negotiation: Mutex::new(()),
-            own_tracks: Mutex::new(HashMap::new()),
-            senders: Mutex::new(HashMap::new()),
+            me: Participant::from(&me),
+            negotiation: tokio::sync::Mutex::new(()),
+            state: std::sync::Mutex::new(State {
+                others: others.iter().map(Participant::from).collect(),
+                ..State::default()
+            }),
             events: events_tx,
             remote_tracks: tracks_tx,
         });
         tokio::spawn(session(inner.clone(), inbox));
-        tokio::spawn(announce_tracks(inner.events.clone(), tracks_rx));
-        Ok((
-            Call {
-                inner,
-                room,
-                me,
-                others,
-                next_track: Default::default(),
-            },
-            events_rx,
-        ))
+        tokio::spawn(announce_tracks(inner.clone(), tracks_rx));
+        Ok((Call { inner, room }, events_rx))
     }
 
     /// The room joined.
@@ -225,20 +207,36 @@ impl Call {
     }
 
     /// This participant's server-assigned id.
-    pub fn participant_id(&self) -> &str {
-        &self.me.id
+    pub fn participant_id(&self) -> &ParticipantId {
+        &self.inner.me.id
     }
 
-    /// Who was in the room at join time.
-    pub fn others_at_join(&self) -> &[ParticipantInfo] {
-        &self.others
+    /// This participant: id and the identity of its token.
+    pub fn local_participant(&self) -> &Participant {
+        &self.inner.me
     }
 
-    /// Publish an Opus audio track. Write 20 ms Opus frames into it with
-    /// `write_frame(&[frame], 960)`.
+    /// Who else is in the room now, in join order. Up to date with the
+    /// events: after a [`CallEvent::ParticipantJoined`] or
+    /// [`CallEvent::ParticipantLeft`] has been received, this list shows it.
+    pub fn participants(&self) -> Vec<Participant> {
+        self.inner.state().others.clone()
+    }
+
+    /// Publish an Opus audio track to write encoded frames into (see
+    /// [`LocalTrack::write_audio_frame`]). [`Call::publish_pcm`] and
+    /// [`Call::send_audio`] encode for you.
     pub async fn publish_audio(&self) -> Result<Arc<LocalTrack>, CallError> {
         self.publish(TrackKind::Audio, codecs::opus(), codecs::OPUS_PT)
             .await
+    }
+
+    /// Publish an audio track fed with PCM frames by the app: each
+    /// [`PcmSender::write`] encodes one 20 ms frame with `config` (in-band
+    /// FEC and DTX on by default) and sends it.
+    pub async fn publish_pcm(&self, config: EncoderConfig) -> Result<PcmSender, CallError> {
+        let track = self.publish_audio().await?;
+        PcmSender::new(track, config)
     }
 
     /// Publish an audio track and send `source` on it (a microphone, a WAV
@@ -248,8 +246,9 @@ impl Call {
     /// (silent) until [`Call::unpublish`]`(sender.track())`.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "devices")]
     /// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
-    /// use huddle_media::device::Microphone;
+    /// use huddle::Microphone; // feature `devices`
     /// let mic = Microphone::open(None)?; // a clear error on a machine without one
     /// let sending = call.send_audio(Box::new(mic), Default::default()).await?;
     /// # Ok(()) }
@@ -264,7 +263,7 @@ impl Call {
     }
 
     /// Publish a VP8 video track. Write each encoded frame as its RTP payloads
-    /// (VP8 payload descriptor included) with `write_frame(&payloads, 90000 / fps)`.
+    /// (VP8 payload descriptor included) with `write_frame(&payloads, 1 s / fps)`.
     pub async fn publish_video(&self) -> Result<Arc<LocalTrack>, CallError> {
         self.publish(TrackKind::Video, codecs::vp8(), codecs::VP8_PT)
             .await
@@ -280,9 +279,11 @@ impl Call {
             return Err(CallError::CannotPublish);
         }
         let _one_at_a_time = self.inner.negotiation.lock().await;
-        let n = self
-            .next_track
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = {
+            let mut st = self.inner.state();
+            st.next_track += 1;
+            st.next_track - 1
+        };
         let label = match kind {
             TrackKind::Audio => "audio",
             TrackKind::Video => "video",
@@ -290,33 +291,30 @@ impl Call {
         let track_id = format!("{label}-{n}");
         let ssrc: u32 = rand::random();
         let rtp = Arc::new(TrackLocalStaticRTP::new(single_ssrc_track(
-            self.me.id.clone(),
+            self.inner.me.id.to_string(),
             track_id.clone(),
             kind,
             codec.clone(),
             ssrc,
         )));
-        let (pc, mut state) = {
-            let mut guard = self.inner.publisher.lock().await;
-            if guard.is_none() {
-                *guard = Some(
-                    peer::build(
-                        PcRole::Publisher,
-                        &self.inner.bind,
-                        self.inner.outbox.clone(),
-                        None,
-                    )
-                    .await?,
-                );
-            }
-            let Some(publisher) = guard.as_ref() else {
-                return Err(CallError::Closed);
-            };
-            (publisher.pc.clone(), publisher.state.clone())
-        };
+        let (pc, mut state) = self.publisher().await?;
         let sender = pc.add_track(as_local(&rtp)).await?;
-        self.offer_publisher(&pc).await?;
-        peer::wait_connected(&mut state, WAIT).await?;
+        self.inner.state().own.insert(
+            track_id.clone(),
+            OwnTrack {
+                sender: sender.clone(),
+                server_id: None,
+                pending_mute: None,
+            },
+        );
+        let negotiated = async {
+            self.offer_publisher(&pc).await?;
+            peer::wait_connected(&mut state, WAIT).await
+        };
+        if let Err(e) = negotiated.await {
+            self.inner.state().own.remove(&track_id);
+            return Err(e);
+        }
         let payload_type = sender
             .get_parameters()
             .await?
@@ -326,11 +324,6 @@ impl Call {
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
             .map(|c| c.payload_type)
             .unwrap_or(default_pt);
-        self.inner
-            .senders
-            .lock()
-            .await
-            .insert(track_id.clone(), sender);
         Ok(Arc::new(LocalTrack::new(
             rtp,
             track_id,
@@ -338,6 +331,32 @@ impl Call {
             ssrc,
             payload_type,
         )))
+    }
+
+    /// The publisher connection (built on first use) and its state watch.
+    /// Call with the negotiation lock held.
+    async fn publisher(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn PeerConnection>,
+            tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
+        ),
+        CallError,
+    > {
+        if let Some(p) = self.inner.state().publisher.as_ref() {
+            return Ok((p.pc.clone(), p.state.clone()));
+        }
+        let built = peer::build(
+            PcRole::Publisher,
+            &self.inner.bind,
+            self.inner.outbox.clone(),
+            None,
+        )
+        .await?;
+        let handles = (built.pc.clone(), built.state.clone());
+        self.inner.state().publisher = Some(built);
+        Ok(handles)
     }
 
     /// Offer the publisher connection's current state and apply the answer.
@@ -351,13 +370,16 @@ impl Call {
             .ok_or_else(|| CallError::WebRtc("no local description".into()))?
             .sdp;
         let (tx, rx) = oneshot::channel();
-        *self.inner.pending_answer.lock().await = Some(tx);
-        self.inner
-            .outbox
-            .send(ClientMessage::Offer { sdp })
-            .map_err(|_| CallError::Closed)?;
-        if let Some(p) = self.inner.publisher.lock().await.as_ref() {
-            p.open_trickle();
+        {
+            let mut st = self.inner.state();
+            st.pending_answer = Some(tx);
+            self.inner
+                .outbox
+                .send(ClientMessage::Offer { sdp })
+                .map_err(|_| CallError::Closed)?;
+            if let Some(p) = st.publisher.as_ref() {
+                p.open_trickle();
+            }
         }
         let answer = tokio::time::timeout(WAIT, rx)
             .await
@@ -375,54 +397,52 @@ impl Call {
     /// this is called).
     pub async fn unpublish(&self, track: &LocalTrack) -> Result<(), CallError> {
         let _one_at_a_time = self.inner.negotiation.lock().await;
-        let sender = self
-            .inner
-            .senders
-            .lock()
-            .await
-            .remove(track.id())
+        let (own, pc) = {
+            let mut st = self.inner.state();
+            let own = st
+                .own
+                .remove(track.local_id())
+                .ok_or_else(|| CallError::Refused {
+                    code: ErrorCode::UnknownTrack,
+                    message: "not a published track of this call".into(),
+                })?;
+            match st.publisher.as_ref() {
+                Some(p) => (own, p.pc.clone()),
+                None => return Err(CallError::Closed),
+            }
+        };
+        pc.remove_track(&own.sender).await?;
+        self.offer_publisher(&pc).await
+    }
+
+    /// Mute or unmute a published track: nothing is sent while muted, and the
+    /// room is told ([`CallEvent::MuteChanged`]). Takes effect at once
+    /// locally; if the server has not announced the track yet (it does so
+    /// on the track's first packet), the room is told when it does.
+    pub async fn set_muted(&self, track: &LocalTrack, muted: bool) -> Result<(), CallError> {
+        let mut st = self.inner.state();
+        let own = st
+            .own
+            .get_mut(track.local_id())
             .ok_or_else(|| CallError::Refused {
                 code: ErrorCode::UnknownTrack,
                 message: "not a published track of this call".into(),
             })?;
-        let pc = match self.inner.publisher.lock().await.as_ref() {
-            Some(p) => p.pc.clone(),
-            None => return Err(CallError::Closed),
-        };
-        pc.remove_track(&sender).await?;
-        self.offer_publisher(&pc).await?;
-        self.inner.own_tracks.lock().await.remove(track.id());
-        Ok(())
-    }
-
-    /// Mute or unmute a published track: nothing is sent while muted, and the
-    /// room is told. Fails with `unknown_track` until the SFU has seen the
-    /// track's first packet.
-    pub async fn set_muted(&self, track: &LocalTrack, muted: bool) -> Result<(), CallError> {
-        let server_id = self
-            .inner
-            .own_tracks
-            .lock()
-            .await
-            .get(track.id())
-            .cloned()
-            .ok_or_else(|| CallError::Refused {
-                code: ErrorCode::UnknownTrack,
-                message: "the server has not announced this track yet".into(),
-            })?;
         track.set_muted(muted);
-        self.inner
-            .outbox
-            .send(ClientMessage::Mute {
-                track_id: server_id,
-                muted,
-            })
-            .map_err(|_| CallError::Closed)
-    }
-
-    /// The server's id of one of this participant's tracks, once announced.
-    pub async fn server_track_id(&self, track: &LocalTrack) -> Option<String> {
-        self.inner.own_tracks.lock().await.get(track.id()).cloned()
+        match &own.server_id {
+            Some(id) => self
+                .inner
+                .outbox
+                .send(ClientMessage::Mute {
+                    track_id: id.to_string(),
+                    muted,
+                })
+                .map_err(|_| CallError::Closed),
+            None => {
+                own.pending_mute = Some(muted);
+                Ok(())
+            }
+        }
     }
 
     /// Leave the room: tell the server, close the media connections.
@@ -442,118 +462,161 @@ impl Drop for Call {
 }
 
 async fn close_all(inner: &Inner) {
-    for slot in [&inner.publisher, &inner.subscriber] {
-        if let Some(p) = slot.lock().await.take() {
-            if let Err(e) = p.pc.close().await {
-                debug!("close: {e}");
-            }
+    let peers = {
+        let mut st = inner.state();
+        [st.publisher.take(), st.subscriber.take()]
+    };
+    for p in peers.into_iter().flatten() {
+        if let Err(e) = p.pc.close().await {
+            debug!("close: {e}");
         }
     }
 }
 
 /// Turn remote tracks from the subscriber connection into events.
 async fn announce_tracks(
-    events: mpsc::UnboundedSender<CallEvent>,
+    inner: Arc<Inner>,
     mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 ) {
     while let Some(t) = tracks.recv().await {
-        let _ = events.send(CallEvent::TrackSubscribed(remote_track(t).await));
+        let track = remote_track(t, |id| inner.who(id)).await;
+        let _ = inner.events.send(CallEvent::TrackSubscribed(track));
+    }
+}
+
+/// Keep the participant list and the own tracks' ids up to date with what
+/// the server says, and turn it into events.
+fn apply(inner: &Inner, msg: ServerMessage) -> Vec<CallEvent> {
+    match msg {
+        ServerMessage::ParticipantJoined { participant } => {
+            vec![joined(inner, Participant::from(&participant))]
+        }
+        ServerMessage::ParticipantLeft { participant_id } => {
+            vec![left(inner, participant_id.into())]
+        }
+        ServerMessage::ParticipantsChanged { joined: j, left: l } => {
+            // A batch: one event per change, joins first.
+            let mut events: Vec<CallEvent> = j
+                .iter()
+                .map(|p| joined(inner, Participant::from(p)))
+                .collect();
+            events.extend(l.into_iter().map(|id| left(inner, id.into())));
+            events
+        }
+        ServerMessage::TrackPublished {
+            participant_id,
+            track,
+        } => {
+            let track_id = TrackId::from(track.id);
+            if let Some(src) = &track.source_track_id {
+                announced(inner, src, &track_id, track.muted);
+            }
+            vec![CallEvent::TrackPublished {
+                participant: inner.who(&participant_id.into()),
+                track_id,
+                kind: track.kind,
+                muted: track.muted,
+            }]
+        }
+        ServerMessage::TrackUnpublished {
+            participant_id,
+            track_id,
+        } => vec![CallEvent::TrackUnpublished {
+            participant: inner.who(&participant_id.into()),
+            track_id: track_id.into(),
+        }],
+        ServerMessage::MuteChanged {
+            participant_id,
+            track_id,
+            muted,
+        } => vec![CallEvent::MuteChanged {
+            participant: inner.who(&participant_id.into()),
+            track_id: track_id.into(),
+            muted,
+        }],
+        ServerMessage::ActiveSpeaker { participant_id } => vec![CallEvent::ActiveSpeaker {
+            speaker: participant_id.map(|id| inner.who(&id.into())),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+fn joined(inner: &Inner, p: Participant) -> CallEvent {
+    let mut st = inner.state();
+    if !st.others.iter().any(|o| o.id == p.id) && p.id != inner.me.id {
+        st.others.push(p.clone());
+    }
+    CallEvent::ParticipantJoined(p)
+}
+
+fn left(inner: &Inner, id: ParticipantId) -> CallEvent {
+    let mut st = inner.state();
+    let gone = match st.others.iter().position(|o| o.id == id) {
+        Some(i) => st.others.remove(i),
+        None => Participant::new(id.clone(), id.to_string()),
+    };
+    CallEvent::ParticipantLeft(gone)
+}
+
+/// The server announced one of this call's tracks: remember its id and send
+/// a mute set before then.
+fn announced(inner: &Inner, local_id: &str, server_id: &TrackId, muted: bool) {
+    let mut st = inner.state();
+    let Some(own) = st.own.get_mut(local_id) else {
+        return;
+    };
+    own.server_id = Some(server_id.clone());
+    if let Some(want) = own.pending_mute.take() {
+        if want != muted {
+            let _ = inner.outbox.send(ClientMessage::Mute {
+                track_id: server_id.to_string(),
+                muted: want,
+            });
+        }
     }
 }
 
 /// Handle what the server sends for the life of the call.
 async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMessage>) {
     while let Some(msg) = inbox.recv().await {
-        let event = match msg {
+        let events = match msg {
             ServerMessage::Answer { sdp } => {
-                if let Some(tx) = inner.pending_answer.lock().await.take() {
+                if let Some(tx) = inner.state().pending_answer.take() {
                     let _ = tx.send(Ok(sdp));
                 }
-                None
+                Vec::new()
             }
-            ServerMessage::Offer { sdp } => {
-                if let Err(e) = answer_subscriber(&inner, sdp).await {
+            ServerMessage::Offer { sdp } => match answer_subscriber(&inner, sdp).await {
+                // Left meanwhile: nothing to answer for.
+                Err(CallError::Closed) => Vec::new(),
+                Err(e) => {
                     warn!("cannot answer the subscriber offer: {e}");
-                    Some(CallEvent::Error {
+                    vec![CallEvent::Error {
                         code: ErrorCode::BadSdp,
                         message: e.to_string(),
-                    })
-                } else {
-                    None
+                    }]
                 }
-            }
+                Ok(()) => Vec::new(),
+            },
             ServerMessage::Candidate { pc, candidate } => {
                 add_candidate(&inner, pc, candidate).await;
-                None
-            }
-            ServerMessage::ParticipantJoined { participant } => {
-                Some(CallEvent::ParticipantJoined(participant))
-            }
-            ServerMessage::ParticipantLeft { participant_id } => {
-                Some(CallEvent::ParticipantLeft { participant_id })
-            }
-            ServerMessage::ParticipantsChanged { joined, left } => {
-                // A batch: one event per change, joins first.
-                for participant in joined {
-                    let _ = inner.events.send(CallEvent::ParticipantJoined(participant));
-                }
-                for participant_id in left {
-                    let _ = inner
-                        .events
-                        .send(CallEvent::ParticipantLeft { participant_id });
-                }
-                None
-            }
-            ServerMessage::TrackPublished {
-                participant_id,
-                track,
-            } => {
-                if let Some(src) = &track.source_track_id {
-                    inner
-                        .own_tracks
-                        .lock()
-                        .await
-                        .insert(src.clone(), track.id.clone());
-                }
-                Some(CallEvent::TrackPublished {
-                    participant_id,
-                    track,
-                })
-            }
-            ServerMessage::TrackUnpublished {
-                participant_id,
-                track_id,
-            } => Some(CallEvent::TrackUnpublished {
-                participant_id,
-                track_id,
-            }),
-            ServerMessage::MuteChanged {
-                participant_id,
-                track_id,
-                muted,
-            } => Some(CallEvent::MuteChanged {
-                participant_id,
-                track_id,
-                muted,
-            }),
-            ServerMessage::ActiveSpeaker { participant_id } => {
-                Some(CallEvent::ActiveSpeaker { participant_id })
+                Vec::new()
             }
             ServerMessage::Error { code, message } => {
                 // A refused offer fails the publish waiting for its answer.
                 if matches!(code, ErrorCode::BadSdp | ErrorCode::Forbidden) {
-                    if let Some(tx) = inner.pending_answer.lock().await.take() {
+                    if let Some(tx) = inner.state().pending_answer.take() {
                         let _ = tx.send(Err(CallError::Refused {
                             code,
                             message: message.clone(),
                         }));
                     }
                 }
-                Some(CallEvent::Error { code, message })
+                vec![CallEvent::Error { code, message }]
             }
-            ServerMessage::Pong | ServerMessage::Joined { .. } => None,
+            other => apply(&inner, other),
         };
-        if let Some(ev) = event {
+        for ev in events {
             let _ = inner.events.send(ev);
         }
     }
@@ -562,28 +625,29 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMes
 }
 
 async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> {
-    let mut guard = inner.subscriber.lock().await;
-    if guard.is_none() {
-        *guard = Some(
-            peer::build(
+    // Only this task touches the subscriber slot after join, so building
+    // outside the lock cannot race.
+    let existing = inner.state().subscriber.as_ref().map(|s| s.pc.clone());
+    let pc = match existing {
+        Some(pc) => pc,
+        None => {
+            let built = peer::build(
                 PcRole::Subscriber,
                 &inner.bind,
                 inner.outbox.clone(),
                 Some(inner.remote_tracks.clone()),
             )
-            .await?,
-        );
-    }
-    let Some(sub) = guard.as_ref() else {
-        return Err(CallError::Closed);
+            .await?;
+            let pc = built.pc.clone();
+            inner.state().subscriber = Some(built);
+            pc
+        }
     };
-    sub.pc
-        .set_remote_description(RTCSessionDescription::offer(sdp)?)
+    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
         .await?;
-    let answer = sub.pc.create_answer(None).await?;
-    sub.pc.set_local_description(answer).await?;
-    let sdp = sub
-        .pc
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await?;
+    let sdp = pc
         .local_description()
         .await
         .ok_or_else(|| CallError::WebRtc("no local description".into()))?
@@ -592,16 +656,22 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
         .outbox
         .send(ClientMessage::Answer { sdp })
         .map_err(|_| CallError::Closed)?;
-    sub.open_trickle();
+    if let Some(sub) = inner.state().subscriber.as_ref() {
+        sub.open_trickle();
+    }
     Ok(())
 }
 
 async fn add_candidate(inner: &Inner, role: PcRole, c: IceCandidate) {
-    let slot = match role {
-        PcRole::Publisher => &inner.publisher,
-        PcRole::Subscriber => &inner.subscriber,
+    let pc = {
+        let st = inner.state();
+        let slot = match role {
+            PcRole::Publisher => &st.publisher,
+            PcRole::Subscriber => &st.subscriber,
+        };
+        slot.as_ref().map(|p| p.pc.clone())
     };
-    if let Some(p) = slot.lock().await.as_ref() {
+    if let Some(pc) = pc {
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,
@@ -609,7 +679,7 @@ async fn add_candidate(inner: &Inner, role: PcRole, c: IceCandidate) {
             username_fragment: c.username_fragment,
             ..Default::default()
         };
-        if let Err(e) = p.pc.add_ice_candidate(init).await {
+        if let Err(e) = pc.add_ice_candidate(init).await {
             debug!("server candidate rejected: {e}");
         }
     }

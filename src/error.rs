@@ -6,7 +6,7 @@ use huddle_proto::ErrorCode;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
-    /// The server URL is not a ws:// or wss:// URL.
+    /// The server URL is not an http(s):// or ws(s):// URL.
     #[error("bad server URL {url:?}: {reason}")]
     BadUrl {
         /// The URL given.
@@ -38,8 +38,13 @@ pub enum CallError {
     #[error("the call has ended")]
     Closed,
     /// A microphone or speaker could not be used.
+    #[cfg(feature = "devices")]
     #[error(transparent)]
     Device(#[from] huddle_media::device::DeviceError),
+    /// The app passed something unusable (a PCM frame of the wrong length,
+    /// a video track where audio is needed, an invalid configuration).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The token does not allow publishing.
     #[error("this participant may not publish")]
     CannotPublish,

@@ -1,18 +1,42 @@
 //! huddle: the calling crate. Join a room on a huddle server, publish audio
 //! and video, receive everyone else's.
 //!
+//! Everything an app needs is reachable from this crate: the call
+//! ([`Call`], [`CallEvent`]), tracks ([`LocalTrack`], [`RemoteTrack`],
+//! [`MediaPacket`]), audio in and out as PCM ([`PcmSender`], [`PcmStream`])
+//! or through sources and sinks ([`AudioSource`], [`Playout`], [`AudioSink`]),
+//! and the sound devices ([`Microphone`], [`Speaker`], feature `devices`).
+//! The whole media toolbox is under [`media`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), huddle::CallError> {
-//! use huddle::{Call, CallEvent};
-//! let (call, mut events) = huddle::Call::join("ws://127.0.0.1:7880/ws", "TOKEN").await?;
-//! let mic = call.publish_audio().await?;
-//! # let opus_frame: Vec<u8> = vec![];
-//! mic.write_frame(&[&opus_frame], 960).await?; // one 20 ms Opus frame
+//! use huddle::{Call, CallEvent, SpeechLike};
+//! // The server's base URL (or its WebSocket, `ws://127.0.0.1:7880/ws`).
+//! let (call, mut events) = Call::join("http://127.0.0.1:7880", "TOKEN").await?;
+//! // Send 10 s of a synthetic voice; a `Microphone` works the same way.
+//! let sending = call
+//!     .send_audio(Box::new(SpeechLike::new(1).with_frames(500)), Default::default())
+//!     .await?;
 //! while let Some(ev) = events.recv().await {
-//!     if let CallEvent::TrackSubscribed(track) = ev {
-//!         while let Some(rtp) = track.recv().await { /* decode rtp.payload */ }
+//!     match ev {
+//!         CallEvent::TrackSubscribed(track) => {
+//!             // One task per track: this loop keeps handling events.
+//!             tokio::spawn(async move {
+//!                 let who = track.participant().name().to_owned();
+//!                 let Ok(mut pcm) = track.into_pcm(Default::default()) else {
+//!                     return; // video
+//!                 };
+//!                 while let Some(frame) = pcm.recv().await {
+//!                     println!("{who}: {} samples", frame.len());
+//!                 }
+//!             });
+//!         }
+//!         CallEvent::ActiveSpeaker { speaker: Some(p) } => println!("{} speaks", p.name()),
+//!         CallEvent::Disconnected => break,
+//!         _ => {}
 //!     }
 //! }
+//! drop(sending);
 //! call.leave().await?;
 //! # Ok(()) }
 //! ```
@@ -20,23 +44,66 @@
 //! Each call holds two WebRTC peer connections to the server's SFU: one to
 //! publish (this side offers) and one to receive (the server offers, again
 //! whenever the set of tracks changes). See `docs/signaling.md`.
+//!
+//! Media is forwarded, not stored: a listener hears a track from its
+//! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
+//! its subscription was being set up) does not reach it.
+//!
+//! # Cargo features and system packages
+//!
+//! - `devices` (default): [`Microphone`] and [`Speaker`] through the
+//!   system's sound API. On Linux it links ALSA: install `libasound2-dev`
+//!   (Debian/Ubuntu) or `alsa-lib-devel` (Fedora) and `pkg-config`. Build
+//!   with `default-features = false` for an app that brings its own audio
+//!   I/O (PCM in and out) and needs no sound library.
+//! - Always: libopus (`libopus-dev`, or built from source with `cmake` and a
+//!   C compiler when `pkg-config` does not find it).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod call;
+mod endpoint;
 mod error;
+mod event;
+mod ids;
+mod level;
+mod packet;
+mod participant;
+mod pcm_recv;
+mod pcm_send;
 mod peer;
 mod playout;
 mod sender;
 mod signal;
 mod track;
 
-pub use call::{Call, CallEvent, CallEvents, CallOptions};
+pub use call::{Call, CallOptions};
 pub use error::CallError;
-pub use huddle_proto as proto;
-pub use huddle_wire::codecs::{OPUS_PT, VP8_PT};
+pub use event::{CallEvent, CallEvents};
+pub use ids::{ParticipantId, SeqNum, Ssrc, TrackId};
+pub use level::AudioLevel;
+pub use packet::{AudioFrame, MediaPacket};
+pub use participant::Participant;
+pub use pcm_recv::PcmStream;
+pub use pcm_send::PcmSender;
 pub use playout::{ChannelSink, Playout};
-/// RTP packet type handed out by [`RemoteTrack::recv`].
-pub use rtc::rtp::Packet as RtpPacket;
 pub use sender::AudioSender;
 pub use track::{LocalTrack, RemoteTrack};
+
+pub use huddle_proto as proto;
+pub use huddle_proto::{ErrorCode, TrackKind};
+pub use huddle_wire::codecs::{OPUS_PT, VP8_PT};
+
+/// The media toolbox (codecs, jitter buffer, mixer, WAV, analysis).
+pub use huddle_media as media;
+#[cfg(feature = "devices")]
+pub use huddle_media::device::{DeviceError, Microphone, Speaker};
+pub use huddle_media::jitter::{JitterConfig, JitterStats};
+pub use huddle_media::opus_codec::EncoderConfig;
+pub use huddle_media::sink::{AudioSink, NullSink};
+pub use huddle_media::source::{AudioSource, Noise, SpeechLike, Tone};
+pub use huddle_media::wav::{WavSink, WavSource};
+pub use huddle_media::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// A byte buffer (the payload of a [`MediaPacket`]).
+pub use bytes::Bytes;

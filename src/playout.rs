@@ -2,6 +2,7 @@
 //! all pulled on one 20 ms clock, mixed, and written to a sink (speakers, a
 //! WAV file, or anything implementing `AudioSink`).
 
+use crate::ids::{ParticipantId, TrackId};
 use crate::track::RemoteTrack;
 use huddle_media::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpAudioPacket};
 use huddle_media::mixer::{Mixer, ParticipantId as MixId};
@@ -18,27 +19,31 @@ use tracing::{debug, warn};
 
 /// What reaches the playout task.
 enum Input {
-    Track(String, String), // track id, participant id
-    Packet(String, RtpAudioPacket, Instant),
-    Ended(String),
-    Volume(String, f32),
-    Mute(String, bool),
+    Track(TrackId, ParticipantId),
+    Packet(TrackId, RtpAudioPacket, Instant),
+    Ended(TrackId),
+    Volume(ParticipantId, f32),
+    Mute(ParticipantId, bool),
 }
 
 /// Per-track state inside the playout task.
 struct Stream {
-    participant: String,
+    participant: ParticipantId,
     mix_id: MixId,
     buffer: JitterBuffer,
     decoder: OpusDecoder,
 }
 
+/// Jitter-buffer statistics per remote track, with its publisher.
+type Stats = HashMap<TrackId, (ParticipantId, JitterStats)>;
+
 /// Plays every remote audio track added to it, mixed, on one sink.
 ///
 /// ```no_run
+/// # #[cfg(feature = "devices")]
 /// # async fn demo(mut events: huddle::CallEvents) -> Result<(), huddle::CallError> {
-/// use huddle::{CallEvent, Playout};
-/// let speaker = huddle_media::device::Speaker::open(None)?;
+/// use huddle::{CallEvent, Playout, Speaker};
+/// let speaker = Speaker::open(None)?; // feature `devices`
 /// let playout = Playout::start(Box::new(speaker));
 /// while let Some(ev) = events.recv().await {
 ///     if let CallEvent::TrackSubscribed(track) = ev {
@@ -48,11 +53,26 @@ struct Stream {
 /// # Ok(()) }
 /// ```
 ///
+/// Without a sound card, mix into a [`ChannelSink`] (or any [`AudioSink`],
+/// such as a [`crate::WavSink`]):
+///
+/// ```no_run
+/// # async fn demo(track: huddle::RemoteTrack) {
+/// use huddle::{ChannelSink, Playout};
+/// let (tx, mut mixed) = tokio::sync::mpsc::channel(50);
+/// let playout = Playout::start(Box::new(ChannelSink(tx)));
+/// playout.add(track);
+/// while let Some(frame) = mixed.recv().await {
+///     let _ = frame; // 20 ms, 960 samples at 48 kHz
+/// }
+/// # }
+/// ```
+///
 /// Dropping it stops playing.
 #[derive(Debug)]
 pub struct Playout {
     tx: mpsc::UnboundedSender<Input>,
-    stats: Arc<Mutex<HashMap<String, (String, JitterStats)>>>,
+    stats: Arc<Mutex<Stats>>,
     task: JoinHandle<()>,
     readers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -82,20 +102,14 @@ impl Playout {
         if track.kind() != TrackKind::Audio {
             return false;
         }
-        let id = track.track_id().to_owned();
+        let id = track.track_id().clone();
         let _ = self
             .tx
-            .send(Input::Track(id.clone(), track.participant_id().to_owned()));
+            .send(Input::Track(id.clone(), track.participant_id().clone()));
         let tx = self.tx.clone();
         let reader = tokio::spawn(async move {
             while let Some(p) = track.recv().await {
-                let packet = RtpAudioPacket {
-                    seq: p.header.sequence_number,
-                    timestamp: p.header.timestamp,
-                    ssrc: p.header.ssrc,
-                    payload: p.payload.to_vec(),
-                    marker: p.header.marker,
-                };
+                let packet = p.to_jitter();
                 if tx
                     .send(Input::Packet(id.clone(), packet, Instant::now()))
                     .is_err()
@@ -112,19 +126,17 @@ impl Playout {
     }
 
     /// Volume of a participant's audio, 0.0 (silent) to 2.0.
-    pub fn set_volume(&self, participant_id: &str, volume: f32) {
-        let _ = self
-            .tx
-            .send(Input::Volume(participant_id.to_owned(), volume));
+    pub fn set_volume(&self, participant: &ParticipantId, volume: f32) {
+        let _ = self.tx.send(Input::Volume(participant.clone(), volume));
     }
 
     /// Mute or unmute a participant locally (the others still hear them).
-    pub fn set_muted(&self, participant_id: &str, muted: bool) {
-        let _ = self.tx.send(Input::Mute(participant_id.to_owned(), muted));
+    pub fn set_muted(&self, participant: &ParticipantId, muted: bool) {
+        let _ = self.tx.send(Input::Mute(participant.clone(), muted));
     }
 
     /// Jitter-buffer statistics per remote track id: (participant id, stats).
-    pub fn stats(&self) -> HashMap<String, (String, JitterStats)> {
+    pub fn stats(&self) -> HashMap<TrackId, (ParticipantId, JitterStats)> {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
@@ -141,11 +153,11 @@ impl Drop for Playout {
 async fn run(
     mut rx: mpsc::UnboundedReceiver<Input>,
     mut sink: Box<dyn AudioSink + Send>,
-    stats: Arc<Mutex<HashMap<String, (String, JitterStats)>>>,
+    stats: Arc<Mutex<Stats>>,
     config: JitterConfig,
 ) {
     let start = Instant::now();
-    let mut streams: HashMap<String, Stream> = HashMap::new();
+    let mut streams: HashMap<TrackId, Stream> = HashMap::new();
     let mut mixer = Mixer::new(Channels::Mono);
     let mut next_mix_id = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));

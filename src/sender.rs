@@ -2,17 +2,29 @@
 //! pace in real time.
 
 use crate::error::CallError;
+use crate::level::AudioLevel;
+use crate::packet::AudioFrame;
 use crate::track::LocalTrack;
 use huddle_media::opus_codec::{EncoderConfig, OpusEncoder};
 use huddle_media::source::AudioSource;
-use huddle_media::FRAME_SAMPLES;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-/// A source being sent. Dropping it stops the sending.
+/// A source being sent (from [`crate::Call::send_audio`]). Dropping it
+/// stops the sending.
+///
+/// ```no_run
+/// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
+/// use huddle::SpeechLike;
+/// let sending = call
+///     .send_audio(Box::new(SpeechLike::new(1).with_frames(250)), Default::default())
+///     .await?;
+/// let frames = sending.finished().await?; // 5 s later: 250
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct AudioSender {
     track: Arc<LocalTrack>,
@@ -39,18 +51,6 @@ impl Drop for AudioSender {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// RFC 6464 level of a frame: its RMS in -dBov (0 = full scale, 127 =
-/// silence), and a voice flag from a plain level threshold (-50 dBov).
-pub(crate) fn audio_level(pcm: &[i16]) -> (u8, bool) {
-    let rms = huddle_media::analysis::rms(pcm);
-    if rms < 1.0 {
-        return (127, false);
-    }
-    let dbov = 20.0 * (rms / 32768.0).log10();
-    let level = (-dbov).round().clamp(0.0, 127.0) as u8;
-    (level, level < 50)
 }
 
 /// Start sending `source` on `track`.
@@ -93,37 +93,16 @@ pub(crate) fn start(
                 warn!("Opus encode failed: {e}");
                 continue;
             }
-            let (level, voice) = audio_level(&frame);
             sending
-                .write_audio_frame(&packet, FRAME_SAMPLES as u32, level, voice)
+                .write_audio_frame(AudioFrame {
+                    payload: &packet,
+                    duration: Duration::from_millis(20),
+                    level: AudioLevel::of_pcm(&frame),
+                })
                 .await?;
             sent += 1;
         }
         Ok(sent)
     });
     Ok(AudioSender { track, task })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::audio_level;
-
-    #[test]
-    fn levels_follow_rfc_6464() {
-        assert_eq!(audio_level(&[0; 960]), (127, false));
-        // A full-scale square wave is 0 dBov.
-        let square: Vec<i16> = (0..960)
-            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
-            .collect();
-        assert_eq!(audio_level(&square), (0, true));
-        // -20 dBov.
-        let quiet: Vec<i16> = (0..960)
-            .map(|i| if i % 2 == 0 { 3277 } else { -3277 })
-            .collect();
-        assert_eq!(audio_level(&quiet), (20, true));
-        let faint: Vec<i16> = (0..960)
-            .map(|i| if i % 2 == 0 { 33 } else { -33 })
-            .collect();
-        assert!(!audio_level(&faint).1, "-60 dBov is not voice");
-    }
 }

@@ -16,9 +16,17 @@ pub(crate) type Outbox = mpsc::UnboundedSender<ClientMessage>;
 pub(crate) async fn connect(
     url: &str,
 ) -> Result<(Outbox, mpsc::UnboundedReceiver<ServerMessage>), CallError> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
     let (ws, _) = tokio_tungstenite::connect_async(url)
         .await
-        .map_err(|e| CallError::Signaling(e.to_string()))?;
+        .map_err(|e| match e {
+            WsError::Http(response) => CallError::Signaling(format!(
+                "{url} answered HTTP {} instead of a WebSocket: is this a huddle \
+                 server's address (its signaling WebSocket is at /ws)?",
+                response.status()
+            )),
+            other => CallError::Signaling(format!("{url}: {other}")),
+        })?;
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel::<ServerMessage>();

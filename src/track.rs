@@ -1,6 +1,9 @@
 //! Local tracks the app writes media into, and remote tracks it reads from.
 
 use crate::error::CallError;
+use crate::ids::{ParticipantId, SeqNum, Ssrc, TrackId};
+use crate::packet::{AudioFrame, MediaPacket};
+use crate::participant::Participant;
 use bytes::Bytes;
 use huddle_proto::TrackKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -8,6 +11,7 @@ use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::extension::HeaderExtension;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -20,6 +24,30 @@ struct Clock {
 }
 
 /// A track this participant publishes. Write encoded frames into it.
+///
+/// The handle is the track's identity for this call: mute it with
+/// [`crate::Call::set_muted`] and remove it with [`crate::Call::unpublish`]
+/// at any time, whether or not the server has announced it yet.
+///
+/// What is written before a listener's subscription is up (see
+/// [`crate::CallEvent::TrackSubscribed`]) does not reach that listener: the
+/// server forwards media, it does not store it.
+///
+/// ```no_run
+/// # async fn demo(call: &huddle::Call) -> Result<(), huddle::CallError> {
+/// use huddle::{AudioFrame, AudioLevel};
+/// use std::time::Duration;
+/// let mic = call.publish_audio().await?;
+/// let opus = [0xF8, 0xFF, 0xFE]; // one 20 ms Opus frame (silence)
+/// mic.write_audio_frame(AudioFrame {
+///     payload: &opus,
+///     duration: Duration::from_millis(20),
+///     level: AudioLevel::SILENCE,
+/// })
+/// .await?;
+/// call.set_muted(&mic, true).await?; // nothing is sent while muted
+/// # Ok(()) }
+/// ```
 pub struct LocalTrack {
     pub(crate) rtp: Arc<TrackLocalStaticRTP>,
     pub(crate) id: String,
@@ -62,8 +90,9 @@ impl LocalTrack {
         }
     }
 
-    /// The track id in this participant's SDP (`TrackInfo::source_track_id`).
-    pub fn id(&self) -> &str {
+    /// The track id in this participant's SDP (the crate maps it to the
+    /// server's id).
+    pub(crate) fn local_id(&self) -> &str {
         &self.id
     }
 
@@ -73,25 +102,29 @@ impl LocalTrack {
     }
 
     /// The SSRC the track is sent with.
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
+    pub fn ssrc(&self) -> Ssrc {
+        Ssrc(self.ssrc)
     }
 
-    /// Send one encoded audio frame carrying its RFC 6464 audio level
-    /// (`level` in -dBov, 0 loudest to 127 silence; `voice` from the sender's
-    /// voice activity detection), so the SFU can tell who is speaking.
-    pub async fn write_audio_frame(
-        &self,
-        payload: &[u8],
-        duration: u32,
-        level: u8,
-        voice: bool,
-    ) -> Result<usize, CallError> {
+    /// Send one encoded audio frame carrying its RFC 6464 audio level, so
+    /// the server can tell who is speaking. Returns the number of packets
+    /// sent (0 while muted).
+    pub async fn write_audio_frame(&self, frame: AudioFrame<'_>) -> Result<usize, CallError> {
         let level = HeaderExtension::AudioLevel(AudioLevelExtension {
-            level: level.min(127),
-            voice,
+            level: frame.level.dbov.min(127),
+            voice: frame.level.voice,
         });
-        self.send(&[payload], duration, false, Some(level)).await
+        let ticks = self.ticks(frame.duration);
+        self.send(&[frame.payload], ticks, false, Some(level)).await
+    }
+
+    /// RTP clock ticks in `d` (48 kHz for audio, 90 kHz for video).
+    fn ticks(&self, d: Duration) -> u32 {
+        let rate: u128 = match self.kind {
+            TrackKind::Audio => 48_000,
+            TrackKind::Video => 90_000,
+        };
+        (d.as_nanos() * rate / 1_000_000_000) as u32
     }
 
     /// The next RTP packet of this track (takes a sequence number).
@@ -127,8 +160,8 @@ impl LocalTrack {
     }
 
     /// The RTP sequence number the next packet will carry.
-    pub async fn next_sequence_number(&self) -> u16 {
-        self.clock.lock().await.seq
+    pub async fn next_sequence_number(&self) -> SeqNum {
+        SeqNum(self.clock.lock().await.seq)
     }
 
     pub(crate) fn set_muted(&self, muted: bool) {
@@ -142,10 +175,17 @@ impl LocalTrack {
 
     /// Send one encoded frame as RTP: each payload is one packet, all with the
     /// frame's timestamp, the marker bit on the last; then the timestamp moves
-    /// on by `duration` clock ticks (960 for a 20 ms Opus frame, 90000/fps for
-    /// video). Returns the number of packets sent (0 while muted).
-    pub async fn write_frame(&self, payloads: &[&[u8]], duration: u32) -> Result<usize, CallError> {
-        self.send(payloads, duration, true, None).await
+    /// on by `duration` (20 ms for an Opus frame, 1/fps for video). Returns
+    /// the number of packets sent (0 while muted). Audio frames should go
+    /// through [`write_audio_frame`](Self::write_audio_frame), which carries
+    /// their level.
+    pub async fn write_frame(
+        &self,
+        payloads: &[&[u8]],
+        duration: Duration,
+    ) -> Result<usize, CallError> {
+        let ticks = self.ticks(duration);
+        self.send(payloads, ticks, true, None).await
     }
 
     /// One frame: one packet per payload, all with the frame's timestamp
@@ -182,19 +222,39 @@ impl LocalTrack {
 
 /// A track received from another participant through the SFU.
 ///
+/// Read its packets with [`recv`](Self::recv), hand it to a
+/// [`crate::Playout`], or turn it into decoded PCM with
+/// [`into_pcm`](Self::into_pcm). Read each track in a task of its own, so
+/// the call's other events keep being handled:
+///
+/// ```no_run
+/// # async fn demo(mut events: huddle::CallEvents) {
+/// use huddle::CallEvent;
+/// while let Some(ev) = events.recv().await {
+///     if let CallEvent::TrackSubscribed(track) = ev {
+///         tokio::spawn(async move {
+///             while let Some(packet) = track.recv().await {
+///                 println!("{}: {} bytes", track.participant().name(), packet.payload.len());
+///             }
+///         });
+///     }
+/// }
+/// # }
+/// ```
+///
 /// Dropping it discards the rest of its packets (an app that only wants
 /// audio can drop the video tracks it gets).
 pub struct RemoteTrack {
     pub(crate) track: Arc<dyn TrackRemote>,
-    pub(crate) participant_id: String,
-    pub(crate) track_id: String,
+    pub(crate) participant: Participant,
+    pub(crate) track_id: TrackId,
     pub(crate) kind: TrackKind,
 }
 
 impl std::fmt::Debug for RemoteTrack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteTrack")
-            .field("participant_id", &self.participant_id)
+            .field("participant", &self.participant)
             .field("track_id", &self.track_id)
             .field("kind", &self.kind)
             .finish()
@@ -214,13 +274,18 @@ impl Drop for RemoteTrack {
 }
 
 impl RemoteTrack {
-    /// Id of the participant who publishes it.
-    pub fn participant_id(&self) -> &str {
-        &self.participant_id
+    /// Who publishes it.
+    pub fn participant(&self) -> &Participant {
+        &self.participant
     }
 
-    /// The room-wide track id (as in `track_published`).
-    pub fn track_id(&self) -> &str {
+    /// Id of the participant who publishes it.
+    pub fn participant_id(&self) -> &ParticipantId {
+        &self.participant.id
+    }
+
+    /// The room-wide track id (as in [`crate::CallEvent::TrackPublished`]).
+    pub fn track_id(&self) -> &TrackId {
         &self.track_id
     }
 
@@ -229,11 +294,11 @@ impl RemoteTrack {
         self.kind
     }
 
-    /// Next RTP packet, or `None` once the track has ended.
-    pub async fn recv(&self) -> Option<rtc::rtp::Packet> {
+    /// Next packet, or `None` once the track has ended.
+    pub async fn recv(&self) -> Option<MediaPacket> {
         loop {
             match self.track.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(p) => return Some(p),
+                TrackRemoteEvent::OnRtpPacket(p) => return Some(p.into()),
                 TrackRemoteEvent::OnEnded => return None,
                 _ => continue,
             }
@@ -253,14 +318,19 @@ impl RemoteTrack {
     }
 }
 
-pub(crate) async fn remote_track(track: Arc<dyn TrackRemote>) -> RemoteTrack {
+/// A remote track, its publisher looked up with `who`.
+pub(crate) async fn remote_track(
+    track: Arc<dyn TrackRemote>,
+    who: impl FnOnce(&ParticipantId) -> Participant,
+) -> RemoteTrack {
     let kind = match track.kind().await {
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video => TrackKind::Video,
         _ => TrackKind::Audio,
     };
+    let participant_id = ParticipantId::from(track.stream_id().await.to_string());
     RemoteTrack {
-        participant_id: track.stream_id().await.to_string(),
-        track_id: track.track_id().await.to_string(),
+        participant: who(&participant_id),
+        track_id: TrackId::from(track.track_id().await.to_string()),
         kind,
         track,
     }

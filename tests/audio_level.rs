@@ -39,7 +39,7 @@ async fn the_sfu_sees_who_is_loud() {
     println!("while loud: {levels:?}");
     let l = levels
         .iter()
-        .find(|l| l.participant.0 == alice_id)
+        .find(|l| alice_id == l.participant.0.as_str())
         .expect("the SFU has alice's audio level");
     assert!(
         (8..=10).contains(&l.level),
@@ -65,7 +65,7 @@ async fn the_sfu_sees_who_is_loud() {
     assert!(
         levels
             .iter()
-            .any(|l| l.participant.0 == alice_id && l.level == 127 && !l.voice),
+            .any(|l| alice_id == l.participant.0.as_str() && l.level == 127 && !l.voice),
         "silence not reported: {levels:?}"
     );
     server.shutdown().await.expect("shutdown");
@@ -110,15 +110,16 @@ async fn everyone_is_told_who_speaks() {
 
     for (who, events) in [("bob", &mut bob_events), ("alice", &mut alice_events)] {
         let speaker = next_event(events, 10, "an active_speaker event", |ev| match ev {
-            CallEvent::ActiveSpeaker { participant_id } => Some(participant_id),
+            CallEvent::ActiveSpeaker { speaker } => Some(speaker),
             _ => None,
         })
-        .await;
+        .await
+        .expect("someone speaks");
         assert_eq!(
-            speaker.as_deref(),
-            Some(alice_id.as_str()),
+            speaker.id, alice_id,
             "{who} is told alice speaks (bob is {bob_id})"
         );
+        assert_eq!(speaker.name(), "alice", "{who} is told the speaker's name");
     }
     within(10, "alice's tone", loud.finished())
         .await
@@ -130,7 +131,7 @@ async fn everyone_is_told_who_speaks() {
     // alice leaves: bob is told there is no active speaker any more.
     alice.leave().await.expect("leave");
     let speaker = next_event(&mut bob_events, 10, "the speaker to leave", |ev| match ev {
-        CallEvent::ActiveSpeaker { participant_id } => Some(participant_id),
+        CallEvent::ActiveSpeaker { speaker } => Some(speaker),
         _ => None,
     })
     .await;

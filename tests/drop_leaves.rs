@@ -30,8 +30,7 @@ async fn dropping_a_call_leaves_the_room() {
     drop(mic);
     within(10, "participant_left", async {
         while let Some(ev) = events.recv().await {
-            if matches!(&ev, CallEvent::ParticipantLeft { participant_id } if *participant_id == gone_id)
-            {
+            if matches!(&ev, CallEvent::ParticipantLeft(p) if p.id == gone_id) {
                 return;
             }
         }

@@ -29,9 +29,9 @@ async fn three_participants_hear_each_other_and_see_video() {
         calls.push(call);
         inboxes.push((inbox, _rest));
     }
-    let ids: Vec<String> = calls
+    let ids: Vec<Option<huddle::ParticipantId>> = calls
         .iter()
-        .map(|c| c.participant_id().to_owned())
+        .map(|c| Some(c.participant_id().clone()))
         .collect();
 
     // Everyone publishes audio; alice also publishes video.

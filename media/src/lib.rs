@@ -18,6 +18,17 @@
 //! - [`mixer`]: mixes remote speakers with per-participant volume and mute and a
 //!   peak limiter.
 //! - [`analysis`]: normalized cross-correlation with lag search, and RMS, for tests.
+//! - `device` (feature `devices`, on by default): microphone and speaker
+//!   through the system's sound API.
+//!
+//! # Cargo features and system packages
+//!
+//! - `devices` (default): the `device` module, built on `cpal`. On Linux it
+//!   links ALSA: install `libasound2-dev` (Debian/Ubuntu) or `alsa-lib-devel`
+//!   (Fedora) and `pkg-config`. Without it (`default-features = false`) the
+//!   crate needs no sound library.
+//! - Always: Opus, built from the bundled libopus source (a C compiler and
+//!   `cmake` are needed when no system `libopus` is found through `pkg-config`).
 //!
 //! Every audio buffer in this crate is interleaved signed 16-bit PCM at
 //! [`SAMPLE_RATE`] (48 kHz); one frame is [`FRAME_SAMPLES`] samples per channel (20 ms).
@@ -53,6 +64,7 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+#[cfg(feature = "devices")]
 pub mod device;
 mod error;
 pub mod jitter;

@@ -1,6 +1,6 @@
 //! Where decoded audio goes: the [`AudioSink`] trait and a [`NullSink`].
 //!
-//! [`crate::wav::WavSink`] writes to a file; a `Vec<i16>` collects samples in
+//! The `wav` module's `WavSink` writes to a file; a `Vec<i16>` collects samples in
 //! memory (handy in tests).
 
 use crate::Result;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use huddle::proto::TrackKind;
-use huddle::{Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
+use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
 use huddle_media::source::{AudioSource, SpeechLike};
@@ -50,10 +50,15 @@ pub async fn send_speech(track: Arc<LocalTrack>, seed: u64, frames: usize, sent:
         };
         let opus = encoder.encode(&pcm).expect("encode");
         let seq = track.next_sequence_number().await;
-        if track.write_frame(&[&opus], 960).await.is_err() {
+        let frame = AudioFrame {
+            payload: &opus,
+            duration: Duration::from_millis(20),
+            level: AudioLevel::of_pcm(&pcm),
+        };
+        if track.write_audio_frame(frame).await.is_err() {
             break;
         }
-        sent.0.lock().expect("lock").insert(seq, pcm);
+        sent.0.lock().expect("lock").insert(seq.0, pcm);
     }
 }
 
@@ -74,7 +79,8 @@ pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
             .packetize(&frame.data, frame.timestamp)
             .expect("packetize");
         let payloads: Vec<&[u8]> = packets.iter().map(|p| p.payload.as_slice()).collect();
-        if track.write_frame(&payloads, 90000 / 15).await.is_err() {
+        let frame_time = Duration::from_secs(1) / 15;
+        if track.write_frame(&payloads, frame_time).await.is_err() {
             break;
         }
     }
@@ -83,14 +89,14 @@ pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
 /// What one participant received from one remote track.
 #[derive(Default, Debug, Clone)]
 pub struct Received {
-    pub publisher: String,
+    pub publisher: Option<huddle::ParticipantId>,
     pub kind: Option<TrackKind>,
     /// Payload per sequence number.
     pub packets: BTreeMap<u16, Vec<u8>>,
     pub keyframes: usize,
 }
 
-pub type Inbox = Arc<Mutex<BTreeMap<String, Received>>>;
+pub type Inbox = Arc<Mutex<BTreeMap<huddle::TrackId, Received>>>;
 
 /// Read every remote track of a call into an [`Inbox`] keyed by track id,
 /// and forward the other events to `rest`.
@@ -114,11 +120,11 @@ pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedRe
 }
 
 async fn read_track(track: RemoteTrack, inbox: Inbox) {
-    let id = track.track_id().to_owned();
+    let id = track.track_id().clone();
     {
         let mut ib = inbox.lock().expect("lock");
         let r = ib.entry(id.clone()).or_default();
-        r.publisher = track.participant_id().to_owned();
+        r.publisher = Some(track.participant_id().clone());
         r.kind = Some(track.kind());
     }
     while let Some(p) = track.recv().await {
@@ -129,8 +135,7 @@ async fn read_track(track: RemoteTrack, inbox: Inbox) {
         if key {
             r.keyframes += 1;
         }
-        r.packets
-            .insert(p.header.sequence_number, p.payload.to_vec());
+        r.packets.insert(p.sequence_number.0, p.payload.to_vec());
     }
 }
 

@@ -4,28 +4,27 @@
 //! first remote audio track to a WAV file (`--record`).
 //!
 //! ```text
-//! huddle-call --url ws://127.0.0.1:7880/ws --token "$(huddle-server token --room demo --identity me)"
+//! huddle-call --url http://127.0.0.1:7880 --token "$(huddle-server token --room demo --identity me)"
 //! ```
 //!
-//! It prints `joined <participant id>` once in the room, then one line per
-//! room event, and runs until `--seconds` pass (0: until Ctrl-C).
+//! It prints `joined <participant id> in room <room> as <identity>` once in
+//! the room, then one line per room event (participants by name), and runs until `--seconds` pass (0: until Ctrl-C).
 
 use anyhow::Context;
 use clap::Parser;
-use huddle::{Call, CallEvent, Playout};
-use huddle_media::device::{Microphone, Speaker};
-use huddle_media::opus_codec::EncoderConfig;
-use huddle_media::source::{AudioSource, SpeechLike};
-use huddle_media::wav::{WavSink, WavSource};
-use huddle_media::Channels;
+use huddle::{
+    AudioSource, Call, CallEvent, Channels, EncoderConfig, Microphone, Playout, Speaker,
+    SpeechLike, TrackKind, WavSink, WavSource,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "huddle-call", version, about)]
 struct Args {
-    /// Signaling WebSocket URL of the server.
-    #[arg(long, default_value = "ws://127.0.0.1:7880/ws")]
+    /// The server's address (`http(s)://host:port`) or its signaling
+    /// WebSocket (`ws(s)://host:port/ws`).
+    #[arg(long, default_value = "http://127.0.0.1:7880")]
     url: String,
     /// Access token (mint one with `huddle-server token`).
     #[arg(long, env = "HUDDLE_TOKEN")]
@@ -67,7 +66,15 @@ async fn main() -> anyhow::Result<()> {
     let (call, mut events) = Call::join(&args.url, &args.token)
         .await
         .with_context(|| format!("cannot join through {}", args.url))?;
-    println!("joined {} in room {}", call.participant_id(), call.room());
+    println!(
+        "joined {} in room {} as {}",
+        call.participant_id(),
+        call.room(),
+        call.local_participant().name()
+    );
+    for p in call.participants() {
+        println!("{} is here", p.name());
+    }
 
     let sender = if args.listen_only {
         None
@@ -107,9 +114,9 @@ async fn main() -> anyhow::Result<()> {
                     println!(
                         "receiving {:?} from {}",
                         track.kind(),
-                        track.participant_id()
+                        track.participant().name()
                     );
-                    if track.kind() != huddle::proto::TrackKind::Audio {
+                    if track.kind() != TrackKind::Audio {
                         continue;
                     }
                     if let Some(p) = &speakers {
@@ -127,6 +134,12 @@ async fn main() -> anyhow::Result<()> {
                     println!("disconnected");
                     break;
                 }
+                CallEvent::ParticipantJoined(p) => println!("{} joined", p.name()),
+                CallEvent::ParticipantLeft(p) => println!("{} left", p.name()),
+                CallEvent::ActiveSpeaker { speaker } => match speaker {
+                    Some(p) => println!("{} is speaking", p.name()),
+                    None => println!("nobody is speaking"),
+                },
                 other => println!("{other:?}"),
             }
         }

@@ -61,7 +61,7 @@ fn spawn_participant(url: &str, token: &str) -> (Child, String) {
 }
 
 fn is_left(ev: &CallEvent, id: &str) -> bool {
-    matches!(ev, CallEvent::ParticipantLeft { participant_id } if participant_id == id)
+    matches!(ev, CallEvent::ParticipantLeft(p) if p.id == id)
 }
 
 fn is_media_from(ev: &CallEvent, id: &str) -> bool {
@@ -82,12 +82,17 @@ async fn leaving_killed_and_frozen_participants_disappear() {
 
     // 1. A participant that leaves properly.
     let (leaver, _leaver_events) = Call::join(&url, &token("leaver")).await.expect("join");
-    let leaver_id = leaver.participant_id().to_owned();
+    let leaver_id = leaver.participant_id().to_string();
     let mic = leaver.publish_audio().await.expect("publish");
     let sending = tokio::spawn(async move {
         let silence = [0xF8u8, 0xFF, 0xFE]; // an Opus packet of silence
         for _ in 0..500 {
-            if mic.write_frame(&[&silence], 960).await.is_err() {
+            let frame = huddle::AudioFrame {
+                payload: &silence,
+                duration: Duration::from_millis(20),
+                level: huddle::AudioLevel::SILENCE,
+            };
+            if mic.write_audio_frame(frame).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

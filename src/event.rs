@@ -1,0 +1,92 @@
+//! [`CallEvent`]: what happens in the room, as the app sees it.
+
+use crate::ids::TrackId;
+use crate::participant::Participant;
+use crate::track::RemoteTrack;
+use huddle_proto::{ErrorCode, TrackKind};
+use tokio::sync::mpsc;
+
+/// What happens in the room, in order. Participants come with their
+/// identity; [`crate::Call::participants`] is already up to date when an
+/// event about them arrives.
+///
+/// ```no_run
+/// # async fn demo(call: huddle::Call, mut events: huddle::CallEvents) {
+/// use huddle::CallEvent;
+/// while let Some(ev) = events.recv().await {
+///     match ev {
+///         CallEvent::ParticipantJoined(p) => println!("{} joined", p.name()),
+///         CallEvent::ParticipantLeft(p) => println!("{} left", p.name()),
+///         CallEvent::ActiveSpeaker { speaker: Some(p) } => println!("{} speaks", p.name()),
+///         CallEvent::TrackSubscribed(track) => {
+///             // Read it in a task of its own; this loop goes on.
+///             tokio::spawn(async move { while track.recv().await.is_some() {} });
+///         }
+///         CallEvent::Disconnected => break,
+///         _ => {}
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// Someone joined.
+    ParticipantJoined(Participant),
+    /// Someone left, was removed or timed out.
+    ParticipantLeft(Participant),
+    /// A participant (this one included) published a track.
+    ///
+    /// For one of this call's own tracks it means the server is receiving
+    /// it. Each other participant hears it from its own
+    /// [`CallEvent::TrackSubscribed`] on: media sent before a listener's
+    /// subscription is up is not delivered to that listener (the server
+    /// forwards, it does not store).
+    TrackPublished {
+        /// Publisher.
+        participant: Participant,
+        /// The track's room-wide id.
+        track_id: TrackId,
+        /// Audio or video.
+        kind: TrackKind,
+        /// Whether it is muted.
+        muted: bool,
+    },
+    /// A track went away.
+    TrackUnpublished {
+        /// Publisher.
+        participant: Participant,
+        /// The track's room-wide id.
+        track_id: TrackId,
+    },
+    /// A track was muted or unmuted.
+    MuteChanged {
+        /// Publisher.
+        participant: Participant,
+        /// The track's room-wide id.
+        track_id: TrackId,
+        /// New state.
+        muted: bool,
+    },
+    /// The room's active speaker changed (`None`: the last one left).
+    ActiveSpeaker {
+        /// Who speaks now (possibly this participant).
+        speaker: Option<Participant>,
+    },
+    /// Media of another participant's track started arriving: this
+    /// participant's subscription to it is up, and from here on it hears
+    /// everything the publisher sends.
+    TrackSubscribed(RemoteTrack),
+    /// The server reported an error not tied to a pending request.
+    Error {
+        /// Code.
+        code: ErrorCode,
+        /// Explanation.
+        message: String,
+    },
+    /// The signaling connection closed; the call is over.
+    Disconnected,
+}
+
+/// The receiving end of a call's events.
+pub type CallEvents = mpsc::UnboundedReceiver<CallEvent>;
