@@ -10,10 +10,10 @@
 //! Each stream lives on its own thread (cpal streams cannot move between
 //! threads on every platform); samples cross over through channels.
 
+use crate::format::{Channels, SAMPLE_RATE};
 use crate::resample::To48k;
 use crate::sink::AudioSink;
 use crate::source::AudioSource;
-use crate::{Channels, SAMPLE_RATE};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::SampleFormat;
 use std::collections::VecDeque;
@@ -380,7 +380,7 @@ impl Speaker {
 impl AudioSink for Speaker {
     /// Queue a 48 kHz mono frame, converted to the device's rate (linear
     /// interpolation) and channel count.
-    fn write_frame(&mut self, pcm: &[i16]) -> crate::Result<()> {
+    fn write_frame(&mut self, pcm: &[i16]) -> crate::error::Result<()> {
         let out_len = pcm.len() * self.rate as usize / SAMPLE_RATE as usize;
         let max = (self.rate as f32 * SPEAKER_QUEUE_SECONDS) as usize * self.channels;
         if let Ok(mut q) = self.queue.lock() {

@@ -67,6 +67,7 @@ pub mod analysis;
 #[cfg(feature = "devices")]
 pub mod device;
 mod error;
+mod format;
 pub mod jitter;
 pub mod mixer;
 pub mod opus_codec;
@@ -78,48 +79,7 @@ pub mod source;
 pub mod wav;
 
 pub use error::{MediaError, Result};
-
-/// Sample rate of every PCM buffer in this crate, in Hz.
-pub const SAMPLE_RATE: u32 = 48_000;
-
-/// Duration of one audio frame, in milliseconds.
-pub const FRAME_MS: u32 = 20;
-
-/// Samples per channel in one 20 ms frame at 48 kHz.
-pub const FRAME_SAMPLES: usize = (SAMPLE_RATE / 1000 * FRAME_MS) as usize;
-
-/// Channel layout of a PCM stream (interleaved when stereo).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channels {
-    /// One channel.
-    Mono,
-    /// Two channels, interleaved left/right.
-    Stereo,
-}
-
-impl Channels {
-    /// Number of channels (1 or 2).
-    pub fn count(self) -> usize {
-        match self {
-            Channels::Mono => 1,
-            Channels::Stereo => 2,
-        }
-    }
-
-    /// Number of interleaved samples in one 20 ms frame with this layout.
-    pub fn frame_len(self) -> usize {
-        FRAME_SAMPLES * self.count()
-    }
-
-    /// The layout with `n` channels, if it is 1 or 2.
-    pub fn from_count(n: usize) -> Option<Self> {
-        match n {
-            1 => Some(Channels::Mono),
-            2 => Some(Channels::Stereo),
-            _ => None,
-        }
-    }
-}
+pub use format::{Channels, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 
 #[cfg(test)]
 mod tests {
@@ -134,14 +94,5 @@ mod tests {
         assert_send::<crate::source::SpeechLike>();
         assert_send::<crate::rtp::Vp8Packetizer>();
         assert_send::<Box<dyn crate::source::AudioSource + Send>>();
-    }
-
-    #[test]
-    fn channels() {
-        use crate::Channels;
-        assert_eq!(Channels::Mono.frame_len(), 960);
-        assert_eq!(Channels::Stereo.frame_len(), 1920);
-        assert_eq!(Channels::from_count(2), Some(Channels::Stereo));
-        assert_eq!(Channels::from_count(3), None);
     }
 }

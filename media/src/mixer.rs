@@ -25,7 +25,8 @@
 //! A mix that stays under the ceiling passes through untouched (gain exactly
 //! 1.0): one speaker at volume 1.0 comes out bit-exact.
 
-use crate::{Channels, MediaError, Result};
+use crate::error::{MediaError, Result};
+use crate::format::Channels;
 use std::collections::BTreeMap;
 
 /// Largest output magnitude the limiter aims for (0.95 of full scale).
@@ -223,8 +224,8 @@ fn saturate(a: i32) -> i16 {
 mod tests {
     use super::*;
     use crate::analysis::normalized_cross_correlation;
+    use crate::format::FRAME_SAMPLES;
     use crate::source::{collect_all, AudioSource, SpeechLike, Tone};
-    use crate::FRAME_SAMPLES;
 
     const A: ParticipantId = ParticipantId(1);
     const B: ParticipantId = ParticipantId(2);

@@ -6,7 +6,8 @@
 //! in-band FEC carried by the *next* packet ([`OpusDecoder::decode_fec`]), or
 //! synthesizes one frame by packet-loss concealment ([`OpusDecoder::conceal`]).
 
-use crate::{Channels, MediaError, Result, SAMPLE_RATE};
+use crate::error::{MediaError, Result};
+use crate::format::{Channels, SAMPLE_RATE};
 
 /// Largest Opus packet we produce. RFC 6716 allows up to 1275 bytes per frame;
 /// 1500 leaves room for any encoder setting.
@@ -263,8 +264,8 @@ impl OpusDecoder {
 mod tests {
     use super::*;
     use crate::analysis::normalized_cross_correlation;
+    use crate::format::FRAME_SAMPLES;
     use crate::source::{AudioSource, SpeechLike, Tone};
-    use crate::FRAME_SAMPLES;
 
     fn encode_all(enc: &mut OpusEncoder, src: &mut dyn AudioSource) -> Vec<(Vec<i16>, Vec<u8>)> {
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! Any input rate to 48 kHz, framed into 20 ms, with rubato's sinc resampler.
 
-use crate::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::format::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
     Async, FixedAsync, Resampler, SincInterpolationParameters, SincInterpolationType,

@@ -3,7 +3,7 @@
 //! The `wav` module's `WavSink` writes to a file; a `Vec<i16>` collects samples in
 //! memory (handy in tests).
 
-use crate::Result;
+use crate::error::Result;
 
 /// Something that consumes interleaved 48 kHz i16 PCM.
 pub trait AudioSink {

@@ -3,8 +3,8 @@
 //! All sources are deterministic: the same parameters (and seed) always give the
 //! same samples, so a test can regenerate what a sender sent.
 
+use crate::format::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::prng::SplitMix64;
-use crate::{Channels, FRAME_SAMPLES, SAMPLE_RATE};
 use std::f64::consts::TAU;
 
 /// Something that yields 20 ms frames of 48 kHz interleaved i16 PCM.
@@ -76,7 +76,7 @@ impl Framing {
 fn frames_for(duration: std::time::Duration) -> u64 {
     // Round up to whole 20 ms frames.
     let ms = duration.as_millis();
-    let frames = ms.div_ceil(u128::from(crate::FRAME_MS));
+    let frames = ms.div_ceil(u128::from(crate::format::FRAME_MS));
     u64::try_from(frames).unwrap_or(u64::MAX)
 }
 

@@ -7,9 +7,10 @@
 //! step), mono and stereo are kept, and more than two channels are averaged to mono.
 //! [`WavSink`] writes 48 kHz i16 mono or stereo.
 
+use crate::error::{MediaError, Result};
+use crate::format::{Channels, SAMPLE_RATE};
 use crate::sink::AudioSink;
 use crate::source::AudioSource;
-use crate::{Channels, MediaError, Result, SAMPLE_RATE};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -285,8 +286,8 @@ impl Drop for WavSink {
 mod tests {
     use super::*;
     use crate::analysis::normalized_cross_correlation;
+    use crate::format::FRAME_SAMPLES;
     use crate::source::{collect_all, SpeechLike, Tone};
-    use crate::FRAME_SAMPLES;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,7 +1,8 @@
 //! The decoder interface the jitter buffer drives.
 
+use crate::error::Result;
+use crate::format::Channels;
 use crate::opus_codec::{is_dtx_packet, OpusDecoder};
-use crate::{Channels, Result};
 
 /// What the jitter buffer needs from a codec: decode a packet, rebuild a lost
 /// frame from the next packet's in-band FEC, and conceal a missing frame.

@@ -96,8 +96,9 @@ pub use decoder::FrameDecoder;
 pub use delay::{DelayConfig, DelayEstimator};
 pub use stats::JitterStats;
 
+use crate::error::{MediaError, Result};
+use crate::format::FRAME_SAMPLES;
 use crate::rtp::RtpView;
-use crate::{MediaError, Result, FRAME_SAMPLES};
 use decision::{band_for, decide, DecisionInput, Head};
 use packet_buffer::{BufferInsert, PacketBuffer, StoredPacket};
 use seq::{SeqUnwrapper, TsUnwrapper};

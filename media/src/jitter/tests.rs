@@ -2,8 +2,8 @@
 //! arrivals and pulls are scheduled in simulated time.
 
 use super::*;
+use crate::format::Channels;
 use crate::prng::SplitMix64;
-use crate::Channels;
 
 const FRAME: Duration = Duration::from_millis(20);
 
@@ -36,7 +36,7 @@ impl FrameDecoder for FakeDecoder {
     fn channels(&self) -> Channels {
         Channels::Mono
     }
-    fn decode(&mut self, payload: &[u8]) -> crate::Result<Vec<i16>> {
+    fn decode(&mut self, payload: &[u8]) -> crate::error::Result<Vec<i16>> {
         match tag(payload) {
             Some(t) => {
                 self.log.push(Call::Decode(t));
@@ -49,16 +49,16 @@ impl FrameDecoder for FakeDecoder {
             }
         }
     }
-    fn decode_fec(&mut self, next_payload: &[u8]) -> crate::Result<Vec<i16>> {
+    fn decode_fec(&mut self, next_payload: &[u8]) -> crate::error::Result<Vec<i16>> {
         let t = tag(next_payload).unwrap_or(0);
         self.log.push(Call::Fec(t));
         Ok(vec![t.wrapping_sub(1) as i16; FRAME_SAMPLES])
     }
-    fn conceal(&mut self) -> crate::Result<Vec<i16>> {
+    fn conceal(&mut self) -> crate::error::Result<Vec<i16>> {
         self.log.push(Call::Conceal);
         Ok(vec![-1; FRAME_SAMPLES])
     }
-    fn reset(&mut self) -> crate::Result<()> {
+    fn reset(&mut self) -> crate::error::Result<()> {
         self.log.push(Call::Reset);
         Ok(())
     }

@@ -11,7 +11,8 @@
 //!   valid VP8 payload descriptor; [`is_vp8_keyframe`] and [`parse_vp8_descriptor`]
 //!   read them back on the receiving side.
 
-use crate::{MediaError, Result, FRAME_SAMPLES};
+use crate::error::{MediaError, Result};
+use crate::format::FRAME_SAMPLES;
 
 mod vp8;
 pub use vp8::{

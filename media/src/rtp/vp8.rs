@@ -1,8 +1,8 @@
 //! Synthetic VP8 video and its RTP packetization (RFC 7741).
 
 use super::{check_payload_type, RtpPacketOut, DEFAULT_MAX_PAYLOAD, VIDEO_CLOCK_RATE};
+use crate::error::{MediaError, Result};
 use crate::prng::SplitMix64;
-use crate::{MediaError, Result};
 
 /// Settings for [`SyntheticVideo`]. `Default`: 640x360, 30 fps, 1500-byte
 /// interframes, 15000-byte keyframes, a keyframe every 60 frames, seed 0.
