@@ -1,6 +1,6 @@
 //! Synthetic VP8 video and its RTP packetization (RFC 7741).
 
-use super::{check_payload_type, RtpPacketOut, DEFAULT_MAX_PAYLOAD, VIDEO_CLOCK_RATE};
+use super::packet::{check_payload_type, RtpPacketOut, DEFAULT_MAX_PAYLOAD, VIDEO_CLOCK_RATE};
 use crate::error::{MediaError, Result};
 use crate::prng::SplitMix64;
 
@@ -307,7 +307,7 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtp::parse_rtp;
+    use crate::rtp::parse::parse_rtp;
 
     #[test]
     fn synthetic_video_keyframes_and_timestamps() {
