@@ -12,7 +12,7 @@
 //!
 //! The *playout lag* is how far the playout timeline runs behind the arrival
 //! line of the best-placed packet of the last 2 s (see
-//! [`DelayEstimator`](super::DelayEstimator)); the target is the 95th
+//! [`DelayEstimator`](super::delay::DelayEstimator)); the target is the 95th
 //! percentile of the packets' relative delays on the same scale, so a lag at
 //! the target has 95% of the packets in time. Playout moves in whole packets
 //! (one accelerate or preemptive expand moves the lag by one packet, 20 ms),

@@ -96,7 +96,7 @@ pub struct DelayEstimator {
 
 impl DelayEstimator {
     /// A fresh estimator. The config is assumed valid (see
-    /// [`JitterConfig::validate`](super::JitterConfig::validate)).
+    /// `JitterConfig::validate`).
     pub fn new(config: DelayConfig) -> Self {
         let max_ms = config.max_delay.as_secs_f64() * 1000.0;
         // Buckets 0 ..= max / w, and one above for everything beyond.

@@ -2,12 +2,12 @@
 //! (`jitterBufferDelay`, `jitterBufferEmittedCount`, `jitterBufferTargetDelay`,
 //! `concealedSamples`, `fecPacketsReceived`, `packetsLost`, ...).
 //!
-//! Counts of frames are 20 ms frames (one per [`pull`](super::JitterBuffer::pull));
+//! Counts of frames are 20 ms frames (one per `JitterBuffer::pull`);
 //! multiply by 960 for samples per channel at 48 kHz.
 
-use super::Operation;
+use super::decision::Operation;
 
-/// Counters and gauges of one [`JitterBuffer`](super::JitterBuffer).
+/// Counters and gauges of one `JitterBuffer`.
 ///
 /// All counters start at zero and only grow; they survive SSRC changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

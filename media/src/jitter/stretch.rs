@@ -1,4 +1,4 @@
-//! Time compression for [`Operation::Accelerate`](super::Operation::Accelerate).
+//! Time compression for [`Operation::Accelerate`](super::decision::Operation::Accelerate).
 //!
 //! Two consecutive decoded frames `a` and `b` become one frame of the same
 //! length as `a` by a raised-cosine cross-fade: the output starts as `a` and
