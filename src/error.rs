@@ -2,7 +2,7 @@
 
 use huddle_proto::ErrorCode;
 
-/// Errors a [`crate::Call`] reports.
+/// Errors a `Call` reports.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {

@@ -7,7 +7,7 @@ use huddle_proto::{ErrorCode, TrackKind};
 use tokio::sync::mpsc;
 
 /// What happens in the room, in order. Participants come with their
-/// identity; [`crate::Call::participants`] is already up to date when an
+/// identity; `Call::participants` is already up to date when an
 /// event about them arrives.
 ///
 /// ```no_run

@@ -20,7 +20,7 @@ pub struct MediaPacket {
     pub marker: bool,
     /// The stream the packet belongs to.
     pub ssrc: Ssrc,
-    /// RTP payload type (see [`crate::OPUS_PT`], [`crate::VP8_PT`]).
+    /// RTP payload type (see [`OPUS_PT`](huddle_wire::codecs::OPUS_PT), [`VP8_PT`](huddle_wire::codecs::VP8_PT)).
     pub payload_type: u8,
 }
 
@@ -50,7 +50,7 @@ impl MediaPacket {
     }
 }
 
-/// One encoded audio frame to send with [`crate::LocalTrack::write_audio_frame`].
+/// One encoded audio frame to send with `LocalTrack::write_audio_frame`.
 ///
 /// ```
 /// use huddle::{AudioFrame, AudioLevel};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// A published audio track fed with PCM by the app (from
-/// [`crate::Call::publish_pcm`]).
+/// `Call::publish_pcm`).
 ///
 /// Each [`write`](Self::write) takes one 20 ms frame: 960 samples per
 /// channel of 48 kHz interleaved `i16`. The app paces it (one frame per

@@ -54,7 +54,7 @@ type Stats = HashMap<TrackId, (ParticipantId, JitterStats)>;
 /// ```
 ///
 /// Without a sound card, mix into a [`ChannelSink`] (or any [`AudioSink`],
-/// such as a [`crate::WavSink`]):
+/// such as a [`WavSink`](huddle_media::WavSink)):
 ///
 /// ```no_run
 /// # async fn demo(track: huddle::RemoteTrack) {

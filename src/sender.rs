@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-/// A source being sent (from [`crate::Call::send_audio`]). Dropping it
+/// A source being sent (from `Call::send_audio`). Dropping it
 /// stops the sending.
 ///
 /// ```no_run

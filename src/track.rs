@@ -26,11 +26,11 @@ struct Clock {
 /// A track this participant publishes. Write encoded frames into it.
 ///
 /// The handle is the track's identity for this call: mute it with
-/// [`crate::Call::set_muted`] and remove it with [`crate::Call::unpublish`]
+/// `Call::set_muted` and remove it with `Call::unpublish`
 /// at any time, whether or not the server has announced it yet.
 ///
 /// What is written before a listener's subscription is up (see
-/// [`crate::CallEvent::TrackSubscribed`]) does not reach that listener: the
+/// `CallEvent::TrackSubscribed`) does not reach that listener: the
 /// server forwards media, it does not store it.
 ///
 /// ```no_run
@@ -223,7 +223,7 @@ impl LocalTrack {
 /// A track received from another participant through the SFU.
 ///
 /// Read its packets with [`recv`](Self::recv), hand it to a
-/// [`crate::Playout`], or turn it into decoded PCM with
+/// `Playout`, or turn it into decoded PCM with
 /// [`into_pcm`](Self::into_pcm). Read each track in a task of its own, so
 /// the call's other events keep being handled:
 ///
@@ -284,7 +284,7 @@ impl RemoteTrack {
         &self.participant.id
     }
 
-    /// The room-wide track id (as in [`crate::CallEvent::TrackPublished`]).
+    /// The room-wide track id (as in `CallEvent::TrackPublished`).
     pub fn track_id(&self) -> &TrackId {
         &self.track_id
     }

@@ -7,6 +7,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// Lifetime of tokens the server mints for tests and the development
+/// token endpoint (`RunningServer::mint_token`, `GET /dev/token`).
+pub const TOKEN_TTL_SECS: u64 = 3600;
+
 /// The secret used when none is configured. Fine on a laptop, never in
 /// production: anyone can mint tokens with it. The server refuses it unless
 /// every listener is on loopback or development mode is on
@@ -120,7 +124,7 @@ impl std::fmt::Debug for ServerConfig {
 
 impl ServerConfig {
     /// A configuration for tests: both ports 0 on 127.0.0.1, the given secret
-    /// (at least [`MIN_SECRET_BYTES`] bytes, or [`crate::start`] refuses it).
+    /// (at least [`MIN_SECRET_BYTES`] bytes, or `start` refuses it).
     pub fn ephemeral(secret: impl Into<String>) -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -20,7 +20,7 @@ pub mod limits;
 mod shutdown;
 pub mod web;
 
-pub use config::{ConfigError, ServerConfig, DEV_SECRET, MIN_SECRET_BYTES};
+pub use config::{ConfigError, ServerConfig, DEV_SECRET, MIN_SECRET_BYTES, TOKEN_TTL_SECS};
 pub use shutdown::shutdown_signal;
 
 use anyhow::Context;
@@ -43,9 +43,6 @@ pub fn default_log_filter() -> String {
 
 /// How long shutdown waits for the SFU workers to send their goodbyes.
 const SFU_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Lifetime of tokens minted by [`RunningServer::mint_token`].
-pub const TOKEN_TTL_SECS: u64 = 3600;
 
 /// A server running in this process. Dropping it stops it too, without
 /// waiting; prefer [`RunningServer::shutdown`].

@@ -11,7 +11,7 @@
 //! - `GET /dev/token?room=R&identity=I` → `{"token": "..."}`: only when
 //!   [`crate::ServerConfig::dev`] is set; otherwise the route does not exist
 //!   (404). The token grants publish and subscribe in room `R` for
-//!   [`crate::TOKEN_TTL_SECS`].
+//!   [`TOKEN_TTL_SECS`](crate::config::TOKEN_TTL_SECS).
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -157,7 +157,7 @@ async fn dev_token(State(secret): State<Arc<str>>, Query(q): Query<DevTokenQuery
         q.room.clone(),
         true,
         true,
-        crate::TOKEN_TTL_SECS,
+        crate::config::TOKEN_TTL_SECS,
     );
     claims.name = Some(q.identity);
     match auth::mint(&secret, &claims) {
