@@ -211,7 +211,7 @@ impl Call {
         &self.inner.me.id
     }
 
-    /// This participant: id and the identity of its token.
+    /// This participant: id, the identity of its token and its display name.
     pub fn local_participant(&self) -> &Participant {
         &self.inner.me
     }

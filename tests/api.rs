@@ -43,9 +43,15 @@ async fn base_url_and_participants_with_names() {
         .expect_err("not a server URL");
     assert!(matches!(err, CallError::BadUrl { .. }), "{err}");
 
-    // bob joins: alice is told his name and her list shows him; bob's list
-    // shows alice from the start.
-    let (bob, _bob_events) = join(&server, "r", "bob", BOTH).await;
+    // bob joins with a display name in his token: alice is told his name
+    // and her list shows him; bob's list shows alice from the start.
+    let bob_token = server
+        .mint_named_token("r", "bob", "Bob Builder", BOTH)
+        .expect("token");
+    let (bob, _bob_events) = within(20, "bob joins", Call::join(&base, &bob_token))
+        .await
+        .expect("bob joins");
+    assert_eq!(bob.local_participant().name(), "Bob Builder");
     assert_eq!(
         bob.participants()
             .iter()
@@ -58,7 +64,8 @@ async fn base_url_and_participants_with_names() {
         _ => None,
     })
     .await;
-    assert_eq!(joined.name(), "bob");
+    assert_eq!(joined.name(), "Bob Builder", "the token's display name");
+    assert_eq!(joined.identity, "bob");
     assert_eq!(joined.id, *bob.participant_id());
     assert_eq!(alice.participants(), vec![joined.clone()]);
 

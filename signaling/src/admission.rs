@@ -204,7 +204,13 @@ pub(crate) async fn admit(
             Alphanumeric.sample_string(&mut rand::rng(), 12)
         ));
         let conn = conn_for(&id);
-        match hub.add_pending(&claims.room, id.clone(), claims.sub.clone(), conn.clone()) {
+        match hub.add_pending(
+            &claims.room,
+            id.clone(),
+            claims.sub.clone(),
+            claims.name.clone(),
+            conn.clone(),
+        ) {
             Ok(()) => break (id, conn),
             Err(AddError::IdTaken) => continue,
             Err(e) => return Err(Refused::Limit(e)),

@@ -143,6 +143,7 @@ impl Hub {
         room: &str,
         id: ParticipantId,
         identity: String,
+        name: Option<String>,
         conn: Conn,
     ) -> Result<(), AddError> {
         let mut g = self.lock();
@@ -169,7 +170,7 @@ impl Hub {
             .entry(room.to_owned())
             .or_default()
             .members
-            .insert(id, Member::pending(identity, seq, conn));
+            .insert(id, Member::pending(identity, name, seq, conn));
         Ok(())
     }
 
@@ -369,7 +370,7 @@ mod tests {
 
     fn live(hub: &Hub, id: &str) -> mpsc::Receiver<Outbound> {
         let (c, rx) = conn();
-        hub.add_pending("r", pid(id), id.to_lowercase(), c)
+        hub.add_pending("r", pid(id), id.to_lowercase(), None, c)
             .expect("add");
         assert!(hub.go_live(&pid(id), joined));
         rx
@@ -459,8 +460,9 @@ mod tests {
             max_per_room: 3,
             max_per_identity: 2,
         });
-        let add =
-            |room: &str, id: &str, who: &str| hub.add_pending(room, pid(id), who.into(), conn().0);
+        let add = |room: &str, id: &str, who: &str| {
+            hub.add_pending(room, pid(id), who.into(), None, conn().0)
+        };
         assert_eq!(add("r", "1", "alice"), Ok(()));
         assert_eq!(add("r", "1", "bob"), Err(AddError::IdTaken));
         assert_eq!(add("r", "2", "alice"), Ok(()));
@@ -482,10 +484,10 @@ mod tests {
         let hub = Hub::new();
         let (a, mut arx) = conn();
         let (b, mut brx) = conn();
-        hub.add_pending("r", pid("A"), "alice".into(), a)
+        hub.add_pending("r", pid("A"), "alice".into(), None, a)
             .expect("add");
         assert!(hub.go_live(&pid("A"), joined));
-        hub.add_pending("r", pid("B"), "bob".into(), b)
+        hub.add_pending("r", pid("B"), "bob".into(), None, b)
             .expect("add");
         assert!(hub.send_to(&pid("B"), ServerMessage::Pong));
         let track = TrackInfo {

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) identity: String,
+    /// The display name of its token, if any.
+    pub(crate) name: Option<String>,
     /// The `jti` of the token it joined with, for bans by token.
     pub(crate) jti: Option<String>,
     /// Join order, to list participants stably.
@@ -32,9 +34,10 @@ pub(crate) struct Member {
 
 impl Member {
     /// A pending member, joining `seq`th.
-    pub(crate) fn pending(identity: String, seq: u64, conn: Conn) -> Self {
+    pub(crate) fn pending(identity: String, name: Option<String>, seq: u64, conn: Conn) -> Self {
         Self {
             identity,
+            name,
             jti: None,
             seq,
             tracks: Vec::new(),
@@ -53,6 +56,7 @@ impl Member {
         ParticipantInfo {
             id: id.0.clone(),
             identity: self.identity.clone(),
+            name: self.name.clone(),
             tracks: self.tracks.clone(),
         }
     }

@@ -94,6 +94,10 @@ pub struct ParticipantInfo {
     pub id: String,
     /// The identity from the participant's token.
     pub identity: String,
+    /// The display name from the participant's token (its `name` claim), if
+    /// it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Tracks the participant publishes.
     #[serde(default)]
     pub tracks: Vec<TrackInfo>,

@@ -164,6 +164,26 @@ impl RunningServer {
         Ok(auth::mint(&self.secret, &claims)?)
     }
 
+    /// [`RunningServer::mint_token`] with a display name (the token's `name`
+    /// claim), which everyone in the room is shown.
+    pub fn mint_named_token(
+        &self,
+        room: &str,
+        identity: &str,
+        name: &str,
+        rights: Rights,
+    ) -> anyhow::Result<String> {
+        let mut claims = Claims::new(
+            identity,
+            room,
+            rights.publish,
+            rights.subscribe,
+            TOKEN_TTL_SECS,
+        );
+        claims.name = Some(name.to_owned());
+        Ok(auth::mint(&self.secret, &claims)?)
+    }
+
     /// A token for the REST admin API, valid [`TOKEN_TTL_SECS`].
     pub fn mint_admin_token(&self) -> anyhow::Result<String> {
         Ok(auth::mint(

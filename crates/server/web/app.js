@@ -84,7 +84,7 @@
   }
 
   /** A tile for one participant: video, name, mute and level indicators. */
-  function createTile(participantId, identity, isLocal) {
+  function createTile(participantId, identity, isLocal, displayName) {
     const tile = document.createElement('div');
     tile.className = 'tile' + (isLocal ? ' local' : '');
     tile.dataset.participantId = participantId;
@@ -106,7 +106,8 @@
     label.className = 'label';
     const nameEl = document.createElement('span');
     nameEl.className = 'name';
-    nameEl.textContent = isLocal ? `${identity} (you)` : identity;
+    const shown = displayName || identity;
+    nameEl.textContent = isLocal ? `${shown} (you)` : shown;
     const micOff = document.createElement('span');
     micOff.className = 'mic-off';
     micOff.textContent = 'muted';
@@ -328,7 +329,7 @@
   function addParticipant(info, isLocal) {
     let p = session.participants.get(info.id);
     if (!p) {
-      p = { id: info.id, identity: info.identity, tracks: new Map(), tile: createTile(info.id, info.identity, isLocal) };
+      p = { id: info.id, identity: info.identity, tracks: new Map(), tile: createTile(info.id, info.identity, isLocal, info.name) };
       session.participants.set(info.id, p);
       p.tile.classList.toggle('active-speaker', info.id === session.activeSpeaker);
     }
