@@ -204,8 +204,24 @@ async fn pcm_goes_in_at_one_end_and_out_at_the_other() {
     let heard = heard.lock().expect("lock").clone();
     println!("bob decoded {} ms", heard.len() / 48);
     assert!(heard.len() > sent.len() / 2, "bob heard too little");
-    let (corr, lag) = normalized_cross_correlation(&sent, &heard, 48_000);
-    println!("correlation {corr:.3} at lag {lag}");
-    assert!(corr > 0.7, "bob's PCM is not alice's: {corr}");
+    // Compared in half-second pieces, each found where it landed: under load
+    // the jitter buffer may stretch or conceal between pieces, which shifts
+    // everything after it, so one lag for the whole call would not fit.
+    let piece = 24_000;
+    let mut scores = Vec::new();
+    for (k, chunk) in sent.chunks_exact(piece).enumerate() {
+        let from = (k * piece).saturating_sub(piece).min(heard.len());
+        let to = (k * piece + 3 * piece).min(heard.len());
+        let (corr, lag) = normalized_cross_correlation(chunk, &heard[from..to], 3 * piece);
+        println!("piece {k}: correlation {corr:.3} at lag {lag}");
+        scores.push(corr);
+    }
+    scores.sort_by(f64::total_cmp);
+    let median = scores[scores.len() / 2];
+    assert!(median > 0.75, "bob's PCM is not alice's: {scores:?}");
+    assert!(
+        scores.iter().filter(|&&c| c > 0.5).count() * 4 >= scores.len() * 3,
+        "too much of bob's PCM is not alice's: {scores:?}"
+    );
     server.shutdown().await.expect("shutdown");
 }
