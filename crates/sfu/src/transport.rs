@@ -532,7 +532,6 @@ mod tests {
         assert_eq!(back.len(), 1, "one check back");
         assert_eq!(back[0].0, client);
         // It is a valid check for the client's ufrag and password.
-        let provider = rtc::crypto::default_provider().expect("crypto provider");
         let answered = ice_lite::answer(
             &back[0].1,
             back[0].0,
