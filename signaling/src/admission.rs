@@ -297,6 +297,7 @@ mod tests {
     use crate::outbound::Outbound;
     use crate::sfu::{SfuControl, SfuFuture};
     use huddle_proto::{IceCandidate, PcRole};
+    use huddle_sfu::TrackView;
     use std::sync::{Arc, Mutex, OnceLock};
     use tokio::sync::{mpsc, Notify};
 
@@ -342,6 +343,9 @@ mod tests {
             Box::pin(async { Ok(()) })
         }
         fn set_muted(&self, _: ParticipantId, _: String, _: bool) -> SfuFuture<'_, ()> {
+            Box::pin(async { Ok(()) })
+        }
+        fn set_track_view(&self, _: ParticipantId, _: String, _: TrackView) -> SfuFuture<'_, ()> {
             Box::pin(async { Ok(()) })
         }
         fn remove_participant(&self, p: ParticipantId) -> SfuFuture<'_, ()> {

@@ -54,6 +54,24 @@ pub fn handle(app: &AppState, event: SfuEvent) {
             tracing::info!(%participant, %room, track = %track_id, "track unpublished");
             hub.track_unpublished(&participant, &track_id);
         }
+        SfuEvent::TrackPaused {
+            participant,
+            track_id,
+            reason,
+            ..
+        } => {
+            hub.send_to(
+                &participant,
+                ServerMessage::TrackPaused { track_id, reason },
+            );
+        }
+        SfuEvent::TrackResumed {
+            participant,
+            track_id,
+            ..
+        } => {
+            hub.send_to(&participant, ServerMessage::TrackResumed { track_id });
+        }
         SfuEvent::ActiveSpeaker { room, participant } => {
             tracing::debug!(%room, ?participant, "active speaker");
             hub.tell_room(

@@ -5,8 +5,8 @@
 //! handle implements it.
 
 use huddle_proto::{IceCandidate, PcRole};
-use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, Sfu, SfuError};
+use huddle_sfu::{Rights, TrackView};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -48,6 +48,13 @@ pub trait SfuControl: Send + Sync + 'static {
         participant: ParticipantId,
         track_id: String,
         muted: bool,
+    ) -> SfuFuture<'_, ()>;
+    /// How a participant shows a video it receives (`track_settings`).
+    fn set_track_view(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        view: TrackView,
     ) -> SfuFuture<'_, ()>;
     /// Drop a participant.
     fn remove_participant(&self, participant: ParticipantId) -> SfuFuture<'_, ()>;
@@ -91,6 +98,14 @@ impl SfuControl for Sfu {
         muted: bool,
     ) -> SfuFuture<'_, ()> {
         Box::pin(Sfu::set_muted(self, participant, track_id, muted))
+    }
+    fn set_track_view(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        view: TrackView,
+    ) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::set_track_view(self, participant, track_id, view))
     }
     fn remove_participant(&self, participant: ParticipantId) -> SfuFuture<'_, ()> {
         Box::pin(Sfu::remove_participant(self, participant))

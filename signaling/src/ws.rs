@@ -454,6 +454,21 @@ impl Session {
                     }
                 }
             }
+            ClientMessage::TrackSettings {
+                track_id,
+                visible,
+                width,
+                height,
+            } => {
+                let view = huddle_sfu::TrackView {
+                    visible,
+                    width,
+                    height,
+                };
+                if let Err(e) = sfu.set_track_view(id, track_id, view).await {
+                    self.sfu_error(&e);
+                }
+            }
             ClientMessage::Ping => self.send(ServerMessage::Pong),
             ClientMessage::Leave => {
                 tracing::info!(participant = %id, "participant left");

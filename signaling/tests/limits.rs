@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use huddle_proto::{ErrorCode, ServerMessage};
-use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
+use huddle_sfu::{Rights, TrackView};
 use huddle_signaling::sfu::SfuFuture;
 use huddle_signaling::{Limits, SfuControl, SignalingConfig};
 use std::collections::BTreeSet;
@@ -68,6 +68,9 @@ impl SfuControl for QuietSfu {
         Box::pin(async { Ok(()) })
     }
     fn set_muted(&self, _: ParticipantId, _: String, _: bool) -> SfuFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn set_track_view(&self, _: ParticipantId, _: String, _: TrackView) -> SfuFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
     fn remove_participant(&self, _: ParticipantId) -> SfuFuture<'_, ()> {

@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 use common::*;
 use futures_util::SinkExt;
 use huddle_proto::{ErrorCode, ServerMessage, TrackInfo, TrackKind, MAX_MESSAGE_BYTES};
-use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
+use huddle_sfu::{Rights, TrackView};
 use huddle_signaling::sfu::SfuFuture;
 use huddle_signaling::{auth, Claims, SfuControl, SignalingConfig};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ struct FakeSfu {
     rooms: Mutex<std::collections::HashMap<ParticipantId, RoomId>>,
     removed: Mutex<Vec<ParticipantId>>,
     muted: Mutex<Vec<(String, bool)>>,
+    views: Mutex<Vec<(ParticipantId, String, TrackView)>>,
 }
 
 impl FakeSfu {
@@ -33,6 +34,7 @@ impl FakeSfu {
                 rooms: Mutex::default(),
                 removed: Mutex::default(),
                 muted: Mutex::default(),
+                views: Mutex::default(),
             }),
             rx,
         )
@@ -124,6 +126,20 @@ impl SfuControl for FakeSfu {
     fn set_muted(&self, _p: ParticipantId, track_id: String, muted: bool) -> SfuFuture<'_, ()> {
         Box::pin(async move {
             self.muted.lock().unwrap().push((track_id, muted));
+            Ok(())
+        })
+    }
+    fn set_track_view(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        view: TrackView,
+    ) -> SfuFuture<'_, ()> {
+        Box::pin(async move {
+            self.views
+                .lock()
+                .unwrap()
+                .push((participant, track_id, view));
             Ok(())
         })
     }
@@ -475,6 +491,53 @@ async fn sfu_events_reach_clients() -> Result<()> {
     assert_eq!(
         sfu.muted.lock().unwrap().as_slice(),
         &[(track_id.clone(), true)]
+    );
+
+    // Bob says how he shows Alice's video; the SFU is told, and what it
+    // pauses and resumes for Bob reaches Bob alone.
+    send_json(
+        &mut b,
+        &format!(r#"{{"type":"track_settings","track_id":"{track_id}","width":320,"height":180}}"#),
+    )
+    .await?;
+    send_json(&mut b, r#"{"type":"ping"}"#).await?;
+    assert_eq!(recv(&mut b).await?, ServerMessage::Pong);
+    let b_pid = ParticipantId(b_id.clone());
+    assert_eq!(
+        sfu.views.lock().unwrap().as_slice(),
+        &[(
+            b_pid.clone(),
+            track_id.clone(),
+            TrackView {
+                visible: true,
+                width: Some(320),
+                height: Some(180)
+            }
+        )]
+    );
+    sfu.emit(SfuEvent::TrackPaused {
+        room: RoomId("r".into()),
+        participant: b_pid.clone(),
+        track_id: track_id.clone(),
+        reason: huddle_proto::PauseReason::Bandwidth,
+    });
+    sfu.emit(SfuEvent::TrackResumed {
+        room: RoomId("r".into()),
+        participant: b_pid,
+        track_id: track_id.clone(),
+    });
+    assert_eq!(
+        recv(&mut b).await?,
+        ServerMessage::TrackPaused {
+            track_id: track_id.clone(),
+            reason: huddle_proto::PauseReason::Bandwidth
+        }
+    );
+    assert_eq!(
+        recv(&mut b).await?,
+        ServerMessage::TrackResumed {
+            track_id: track_id.clone()
+        }
     );
 
     // A late joiner sees the track, muted, in `joined`.

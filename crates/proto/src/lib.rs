@@ -138,6 +138,23 @@ pub enum ClientMessage {
         /// New state.
         muted: bool,
     },
+    /// How this client shows a video it receives: whether at all, and at
+    /// what size (CSS pixels of its tile; the server sends the smallest
+    /// simulcast layer that fills it). A hidden video is not sent; sent
+    /// again (for any track id it receives) whenever that changes.
+    TrackSettings {
+        /// Track id as announced in `track_published`.
+        track_id: String,
+        /// Whether it is shown at all.
+        #[serde(default = "shown")]
+        visible: bool,
+        /// Width of its tile, if known.
+        #[serde(default)]
+        width: Option<u32>,
+        /// Height of its tile, if known.
+        #[serde(default)]
+        height: Option<u32>,
+    },
     /// Keep-alive; the server answers `pong`.
     Ping,
     /// Leave the room; the server closes the connection afterwards.
@@ -230,6 +247,19 @@ pub enum ServerMessage {
         /// The speaker, if any.
         participant_id: Option<String>,
     },
+    /// A video this client receives is no longer sent to it (see
+    /// [`PauseReason`]); audio never is paused.
+    TrackPaused {
+        /// Track id.
+        track_id: String,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// A video paused for this client is sent again.
+    TrackResumed {
+        /// Track id.
+        track_id: String,
+    },
     /// Answer to `ping`.
     Pong,
     /// Something went wrong; see [`ErrorCode`].
@@ -239,6 +269,21 @@ pub enum ServerMessage {
         /// Human-readable explanation.
         message: String,
     },
+}
+
+/// Why a video is paused for a subscriber (`track_paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PauseReason {
+    /// Even its lowest layer does not fit in the subscriber's estimated
+    /// bandwidth, after the videos that go first (a screen share, the
+    /// active speaker).
+    Bandwidth,
+}
+
+fn shown() -> bool {
+    true
 }
 
 /// Stable error codes of the signaling protocol (see `docs/signaling.md`).
@@ -361,6 +406,7 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
         "answer",
         "candidate",
         "mute",
+        "track_settings",
         "ping",
         "leave",
     ];
@@ -406,6 +452,48 @@ fn unknown_field<'a>(value: &'a serde_json::Value, ty: &str) -> Option<&'a str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn track_settings_default_to_shown_at_no_particular_size() {
+        let m = decode_client_message(r#"{"type":"track_settings","track_id":"TR_1"}"#)
+            .expect("decodes");
+        assert_eq!(
+            m,
+            ClientMessage::TrackSettings {
+                track_id: "TR_1".into(),
+                visible: true,
+                width: None,
+                height: None,
+            }
+        );
+        let m = decode_client_message(
+            r#"{"type":"track_settings","track_id":"TR_1","visible":false,"width":320,"height":180}"#,
+        )
+        .expect("decodes");
+        assert!(matches!(
+            m,
+            ClientMessage::TrackSettings {
+                visible: false,
+                height: Some(180),
+                ..
+            }
+        ));
+        let e = decode_client_message(r#"{"type":"track_settings","track_id":"TR_1","size":1}"#)
+            .expect_err("unknown field");
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        let e = decode_client_message(r#"{"type":"track_settings","visible":true}"#)
+            .expect_err("no track");
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        let paused = ServerMessage::TrackPaused {
+            track_id: "TR_1".into(),
+            reason: PauseReason::Bandwidth,
+        };
+        let json = serde_json::to_string(&paused).expect("encodes");
+        assert_eq!(
+            json,
+            r#"{"type":"track_paused","track_id":"TR_1","reason":"bandwidth"}"#
+        );
+    }
 
     #[test]
     fn round_trips_tagged_json() {

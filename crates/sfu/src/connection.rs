@@ -13,6 +13,7 @@ use huddle_proto::PcRole;
 use huddle_wire::classify::{
     classify, is_binding_indication, is_stun_success_response, DatagramKind,
 };
+use huddle_wire::codecs::TRANSPORT_CC_URI;
 use huddle_wire::{ice_lite, WireError};
 use rtc::crypto::{RTCCryptoProvider, SignatureScheme};
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
@@ -25,7 +26,10 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_NACK,
+    TYPE_RTCP_FB_TRANSPORT_CC,
+};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use rtc::stun::message::TransactionId;
@@ -72,7 +76,8 @@ const SRTP_REPLAY_WINDOW: usize = 1024;
 ///   packets, each at most [`MAX_NACKS_PER_PACKET`] times), TWCC feedback,
 ///   receiver reports.
 /// - Subscriber: none. Its datagrams never pass through `rtc` ([`Wire`]);
-///   the feedback registered here only goes into the SDP.
+///   the feedback and the transport-wide sequence number extension
+///   registered here only go into the SDP.
 fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
     for parameter in ["", "pli"] {
         me.register_feedback(
@@ -95,7 +100,28 @@ fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError
             configure_twcc_receiver_only(registry, me)?
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         }
-        PcRole::Subscriber => Registry::new(),
+        PcRole::Subscriber => {
+            // Offered so that the client reports when each packet arrived
+            // (TWCC feedback), which the SFU's estimator reads; the
+            // transport stamps the sequence numbers itself.
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                me.register_feedback(
+                    RTCPFeedback {
+                        typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                        parameter: String::new(),
+                    },
+                    kind,
+                );
+                me.register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: TRANSPORT_CC_URI.to_owned(),
+                    },
+                    kind,
+                    None,
+                )?;
+            }
+            Registry::new()
+        }
     })
 }
 

@@ -2,7 +2,7 @@
 //! it holds, and publishers' audio levels.
 
 use crate::ids::{ParticipantId, RoomId};
-use huddle_proto::{IceCandidate, PcRole, TrackInfo};
+use huddle_proto::{IceCandidate, PauseReason, PcRole, TrackInfo};
 use tokio::sync::mpsc;
 
 /// Events the SFU reports to the signaling service.
@@ -42,6 +42,27 @@ pub enum SfuEvent {
         /// Publisher.
         participant: ParticipantId,
         /// Track id.
+        track_id: String,
+    },
+    /// A video the participant receives stopped being forwarded to it
+    /// (see [`PauseReason`]); its audio never is.
+    TrackPaused {
+        /// Room.
+        room: RoomId,
+        /// The subscriber.
+        participant: ParticipantId,
+        /// The video.
+        track_id: String,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// A video paused for the participant is forwarded again.
+    TrackResumed {
+        /// Room.
+        room: RoomId,
+        /// The subscriber.
+        participant: ParticipantId,
+        /// The video.
         track_id: String,
     },
     /// The room's active speaker changed (see the `speaker` module): `None`
@@ -100,6 +121,28 @@ impl SfuStats {
         self.rtx_sent += other.rtx_sent;
         self.dropped_datagrams += other.dropped_datagrams;
     }
+}
+
+/// What the SFU knows of the path toward one subscriber and what it sends
+/// it (`Sfu::subscriber_bandwidth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberBandwidth {
+    /// Whether the subscriber reports arrivals (transport-wide congestion
+    /// control negotiated on its connection).
+    pub feedback_negotiated: bool,
+    /// Packets sent to it with a transport-wide sequence number.
+    pub packets_stamped: u64,
+    /// TWCC feedback packets it sent.
+    pub feedback_packets: u64,
+    /// The bandwidth estimate toward it, bits per second, once there is one.
+    pub estimate_bps: Option<u64>,
+    /// The video rate the stream allocator gave it, bits per second.
+    pub allocated_video_bps: u64,
+    /// Per video it receives: track id, the layer index it gets (`None`:
+    /// paused, hidden or waiting for a keyframe).
+    pub videos: Vec<(String, Option<usize>)>,
+    /// Video track ids paused for it for want of bandwidth.
+    pub paused: Vec<String>,
 }
 
 /// The audio level a publisher reports for one of its tracks (RFC 6464).

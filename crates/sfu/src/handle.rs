@@ -8,10 +8,11 @@
 
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
-use crate::events::{SfuStats, TrackAudioLevel};
+use crate::events::{SfuStats, SubscriberBandwidth, TrackAudioLevel};
 use crate::ids::{ParticipantId, RoomId};
 use crate::placement::Placement;
 use crate::rights::Rights;
+use crate::view::TrackView;
 use huddle_proto::{IceCandidate, PcRole};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -216,6 +217,35 @@ impl Sfu {
     ) -> Result<(), SfuError> {
         self.on(participant, move |e, _, id| {
             e.set_muted(id, &track_id, muted)
+        })
+        .await
+    }
+
+    /// How `participant` shows a video it receives: whether at all, and
+    /// its tile's size (width, height in CSS pixels) if known. The
+    /// participant gets the smallest layer that fills it, and nothing of a
+    /// hidden video.
+    pub async fn set_track_view(
+        &self,
+        participant: ParticipantId,
+        track_id: String,
+        view: TrackView,
+    ) -> Result<(), SfuError> {
+        self.on(participant, move |e, now, id| {
+            e.set_view(now, id, &track_id, view)
+        })
+        .await
+    }
+
+    /// What the SFU knows of the path toward `participant` (its bandwidth
+    /// estimate) and what it sends it (layers, paused videos).
+    pub async fn subscriber_bandwidth(
+        &self,
+        participant: ParticipantId,
+    ) -> Result<SubscriberBandwidth, SfuError> {
+        self.on(participant, |e, _, id| {
+            e.subscriber_bandwidth(id)
+                .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))
         })
         .await
     }

@@ -42,13 +42,16 @@ pub mod rights;
 pub mod speaker;
 pub mod transmit;
 mod transport;
+mod transport_cc;
 pub mod udp;
+pub mod view;
 
 pub use config::SfuConfig;
 pub use driver::start;
 pub use error::SfuError;
-pub use events::{SfuEvent, SfuEvents, SfuStats, TrackAudioLevel};
+pub use events::{SfuEvent, SfuEvents, SfuStats, SubscriberBandwidth, TrackAudioLevel};
 pub use handle::Sfu;
 pub use ids::{ParticipantId, RoomId};
 pub use rights::Rights;
 pub use transmit::Transmit;
+pub use view::TrackView;

@@ -1,6 +1,7 @@
 //! A participant as the SFU holds it: its room, rights and two connections.
 
 use crate::connection::Connection;
+use crate::forward::allocator::AllocatorState;
 use crate::forward::leg::SentMark;
 use crate::ids::RoomId;
 use crate::rights::Rights;
@@ -26,6 +27,13 @@ pub(crate) struct Participant {
     /// once, from its own offer, and is never renegotiated; each offered
     /// m-line is a slot that one published track at a time feeds.
     pub slots: Option<Vec<Slot>>,
+    /// The stream allocator's memory of this subscriber.
+    pub allocator: AllocatorState,
+    /// The video rate its last allocation gave it, bits per second.
+    pub allocated_bps: u64,
+    /// The video rate it would need for its next step up, when the last
+    /// allocation held one back for want of bandwidth: what to probe.
+    pub probe_bps: Option<u64>,
 }
 
 /// One receive m-line of a WHEP viewer's offer, answered with a sender of
@@ -51,6 +59,9 @@ impl Participant {
             needs_offer: false,
             incoming: HashMap::new(),
             slots: None,
+            allocator: AllocatorState::default(),
+            allocated_bps: 0,
+            probe_bps: None,
         }
     }
 

@@ -16,15 +16,19 @@
 //! live in `huddle_wire`, where the load tool takes them to run the
 //! client's end of a subscriber connection.
 
+use crate::transport_cc::TransportCc;
 use bytes::BytesMut;
 use huddle_wire::classify::{
     classify, is_binding_indication, is_rtcp, is_stun_success_response, DatagramKind,
 };
+use huddle_wire::codecs::TRANSPORT_CC_URI;
 use huddle_wire::dtls::Dtls;
 pub(crate) use huddle_wire::dtls::SrtpKeys;
 use huddle_wire::feedback::{keyframe_ssrcs, nacked};
+use huddle_wire::srtp::OneByteExtension;
 use huddle_wire::{ice_lite, sdp, WireError};
 use rtc::crypto::RTCCryptoProvider;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::stun::message::TransactionId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -144,6 +148,9 @@ pub(crate) struct Wire {
     /// consent checks): only answers to these are taken.
     sent_checks: VecDeque<TransactionId>,
     srtp: Option<SrtpKeys>,
+    /// Transport-wide sequence numbers and what the client's feedback says
+    /// of them, once the client accepted the extension.
+    cc: Option<TransportCc>,
     transmits: VecDeque<(SocketAddr, BytesMut)>,
     events: VecDeque<WireEvent>,
 }
@@ -172,6 +179,7 @@ impl Wire {
             checked_back: false,
             sent_checks: VecDeque::new(),
             srtp: None,
+            cc: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -184,13 +192,15 @@ impl Wire {
     }
 
     /// Both descriptions are known (local and remote SDP): set up DTLS in
-    /// the role they give the SFU. Later negotiations change nothing here.
+    /// the role they give the SFU. Later negotiations change only whether
+    /// (and with which id) packets carry a transport-wide sequence number.
     pub fn start(
         &mut self,
         now: Instant,
         local_sdp: &str,
         remote_sdp: &str,
     ) -> Result<(), WireError> {
+        self.negotiated_cc(now, local_sdp, remote_sdp);
         if self.dtls.is_some() {
             return Ok(());
         }
@@ -216,6 +226,24 @@ impl Wire {
         Ok(())
     }
 
+    /// The transport-wide sequence number extension, if both descriptions
+    /// carry it (the answer echoes the offer's id, RFC 8285 §6).
+    fn negotiated_cc(&mut self, now: Instant, local_sdp: &str, remote_sdp: &str) {
+        let id = sdp::extmap_id(remote_sdp, TRANSPORT_CC_URI)
+            .filter(|_| sdp::extmap_id(local_sdp, TRANSPORT_CC_URI).is_some());
+        match (id, self.cc.as_mut()) {
+            (Some(id), Some(cc)) => cc.set_extension_id(id),
+            (Some(id), None) => self.cc = Some(TransportCc::new(now, id)),
+            (None, _) => self.cc = None,
+        }
+    }
+
+    /// The connection's congestion control, when the client reports
+    /// arrivals (transport-wide congestion control was negotiated).
+    pub fn congestion(&self) -> Option<&TransportCc> {
+        self.cc.as_ref()
+    }
+
     /// A datagram from the client at `src`: what the transport took it
     /// for ([`Took`]), or why it refused it.
     pub fn handle_datagram(
@@ -228,16 +256,18 @@ impl Wire {
             DatagramKind::Stun if is_binding_indication(datagram) => Ok(Took::Nothing),
             DatagramKind::Stun => self.on_stun(now, src, datagram).map(|()| Took::Consent),
             DatagramKind::Dtls => self.on_dtls(now, src, datagram).map(|()| Took::Life),
-            DatagramKind::Rtp => self.on_rtcp(datagram).map(|()| Took::Life),
+            DatagramKind::Rtp => self.on_rtcp(now, datagram).map(|()| Took::Life),
             DatagramKind::Unknown => Err(WireError::NotReady("datagram of no known kind")),
         }
     }
 
     /// Protect one RTP packet for the client, appending the datagram to
-    /// `out` (what `out` held stays; on error nothing is appended). Returns
-    /// where the datagram goes.
+    /// `out` (what `out` held stays; on error nothing is appended), with
+    /// the next transport-wide sequence number when that was negotiated
+    /// (the packet leaves `now`). Returns where the datagram goes.
     pub fn protect_rtp(
         &mut self,
+        now: Instant,
         header: &rtc::rtp::Header,
         payload: &[u8],
         out: &mut BytesMut,
@@ -245,7 +275,19 @@ impl Wire {
         let (Some(keys), Some(peer)) = (self.srtp.as_mut(), self.peer) else {
             return Err(WireError::NotReady("no SRTP keys yet"));
         };
-        keys.rtp.protect(header, payload, out)?;
+        match self.cc.as_mut() {
+            Some(cc) => {
+                let start = out.len();
+                let seq = cc.next_sequence_number().to_be_bytes();
+                let ext = OneByteExtension {
+                    id: cc.extension_id(),
+                    data: &seq,
+                };
+                keys.rtp.protect_with(header, Some(ext), payload, out)?;
+                cc.on_sent(now, out.len() - start);
+            }
+            None => keys.rtp.protect(header, payload, out)?,
+        }
         Ok(peer)
     }
 
@@ -424,7 +466,7 @@ impl Wire {
     /// receiver reports and the rest are read and dropped. Anything that is
     /// not RTCP (RFC 5761 §4: payload types 192-223) is refused: the client
     /// sends no media on this connection.
-    fn on_rtcp(&mut self, datagram: &[u8]) -> Result<(), WireError> {
+    fn on_rtcp(&mut self, now: Instant, datagram: &[u8]) -> Result<(), WireError> {
         if !is_rtcp(datagram) {
             return Err(WireError::NotReady("RTP on a send-only connection"));
         }
@@ -443,6 +485,14 @@ impl Wire {
         let lost = nacked(&packets);
         if !lost.is_empty() {
             self.events.push_back(WireEvent::Nack(lost));
+        }
+        if let Some(cc) = self.cc.as_mut() {
+            for feedback in packets
+                .iter()
+                .filter_map(|p| p.as_any().downcast_ref::<TransportLayerCc>())
+            {
+                cc.on_feedback(now, feedback);
+            }
         }
         Ok(())
     }
@@ -578,7 +628,9 @@ mod tests {
         let mut w = wire();
         let header = rtc::rtp::Header::default();
         let mut out = BytesMut::new();
-        assert!(w.protect_rtp(&header, &[0; 10], &mut out).is_err());
+        assert!(w
+            .protect_rtp(Instant::now(), &header, &[0; 10], &mut out)
+            .is_err());
         assert!(out.is_empty());
         assert!(w.protect_rtcp(&[0x80, 200, 0, 1]).is_err());
         let now = Instant::now();

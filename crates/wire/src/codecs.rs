@@ -50,6 +50,12 @@ fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec 
 /// RFC 6464 client-to-mixer audio level, which the SFU reads to tell who speaks.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
+/// Transport-wide sequence numbers (draft-holmer-rmcat-transport-wide-cc-
+/// extensions-01): the SFU stamps one on every packet it sends a subscriber,
+/// whose TWCC feedback says when each arrived.
+pub const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// The id the header extension `uri` was negotiated with, in a sender's or
 /// receiver's `rtp_parameters`; `None` when it was not negotiated.
 pub fn extension_id(params: &RTCRtpParameters, uri: &str) -> Option<u8> {

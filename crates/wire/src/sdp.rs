@@ -83,9 +83,42 @@ pub fn is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
     }
 }
 
+/// The id of the header extension `uri` in an SDP's `a=extmap` lines
+/// (RFC 8285 §8), when it is one a one-byte header can carry (1 to 14).
+/// BUNDLE gives every m-line the same id; the first line wins.
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().map(str::trim).find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let mut parts = rest.split_whitespace();
+        let id = parts.next()?;
+        // "5" or "5/sendonly".
+        let id = id.split('/').next()?.parse::<u8>().ok()?;
+        (parts.next()? == uri && (1..=14).contains(&id)).then_some(id)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extmap_ids_are_read_from_the_first_line_that_names_the_uri() {
+        let twcc = crate::codecs::TRANSPORT_CC_URI;
+        let sdp = format!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+             a=extmap:3/sendrecv {twcc}\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:3 {twcc}\r\n"
+        );
+        assert_eq!(extmap_id(&sdp, twcc), Some(3));
+        assert_eq!(
+            extmap_id(&sdp, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+            Some(1)
+        );
+        assert_eq!(extmap_id(&sdp, "urn:nope"), None);
+        // Two-byte ids and garbage are not taken.
+        assert_eq!(extmap_id(&format!("a=extmap:15 {twcc}"), twcc), None);
+        assert_eq!(extmap_id(&format!("a=extmap:x {twcc}"), twcc), None);
+        assert_eq!(extmap_id("a=extmap:", twcc), None);
+    }
 
     const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
         a=fingerprint:sha-256 AB:CD:EF\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\

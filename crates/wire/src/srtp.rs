@@ -52,6 +52,46 @@ enum Cipher {
     },
 }
 
+/// One element of a one-byte-header RTP extension block (RFC 8285 §4.2):
+/// an id of 1 to 14 and 1 to 16 octets of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneByteExtension<'a> {
+    /// The id negotiated for the extension (`a=extmap`).
+    pub id: u8,
+    /// Its value.
+    pub data: &'a [u8],
+}
+
+impl OneByteExtension<'_> {
+    fn checked(self) -> Result<Self, WireError> {
+        if !(1..=14).contains(&self.id) || !(1..=16).contains(&self.data.len()) {
+            return Err(WireError::Srtp(format!(
+                "one-byte extension id {} with {} octets",
+                self.id,
+                self.data.len()
+            )));
+        }
+        Ok(self)
+    }
+
+    /// Octets of the whole block: the 0xBEDE profile and length word, the
+    /// element, zero padding to a 32-bit boundary.
+    fn block_len(self) -> usize {
+        4 + (1 + self.data.len()).div_ceil(4) * 4
+    }
+
+    /// Write the block into `into` (exactly [`Self::block_len`] octets).
+    fn write(self, into: &mut [u8]) {
+        let words = (into.len() - 4) / 4;
+        into[0] = 0xBE;
+        into[1] = 0xDE;
+        into[2..4].copy_from_slice(&(words as u16).to_be_bytes());
+        into[4] = (self.id << 4) | (self.data.len() as u8 - 1);
+        into[5..5 + self.data.len()].copy_from_slice(self.data);
+        into[5 + self.data.len()..].fill(0);
+    }
+}
+
 /// Rollover counter of one outgoing SSRC (RFC 3711 §3.3.1).
 #[derive(Clone, Copy)]
 struct Roc {
@@ -168,8 +208,21 @@ impl SrtpSender {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), WireError> {
+        self.protect_with(header, None, payload, out)
+    }
+
+    /// [`SrtpSender::protect`], adding one header extension element
+    /// `extension` (the transport-wide sequence number, written per packet
+    /// without allocating) to a header that carries no extensions.
+    pub fn protect_with(
+        &mut self,
+        header: &rtc::rtp::Header,
+        extension: Option<OneByteExtension<'_>>,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), WireError> {
         let start = out.len();
-        let result = self.protect_at(start, header, payload, out);
+        let result = self.protect_at(start, header, extension, payload, out);
         if result.is_err() {
             out.truncate(start);
         }
@@ -180,13 +233,31 @@ impl SrtpSender {
         &mut self,
         start: usize,
         header: &rtc::rtp::Header,
+        extension: Option<OneByteExtension<'_>>,
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), WireError> {
-        let header_len = header.marshal_size();
+        let base_len = header.marshal_size();
+        let extension = match extension {
+            Some(e) if header.extension => {
+                return Err(WireError::Srtp(format!(
+                    "extension {} on a header that has extensions",
+                    e.id
+                )))
+            }
+            Some(e) => Some(e.checked()?),
+            None => None,
+        };
+        let header_len = base_len + extension.map_or(0, |e| e.block_len());
         out.reserve(header_len + payload.len() + self.overhead());
         out.resize(start + header_len, 0);
-        header.marshal_to(&mut out[start..]).map_err(crypto_err)?;
+        header
+            .marshal_to(&mut out[start..start + base_len])
+            .map_err(crypto_err)?;
+        if let Some(e) = extension {
+            out[start] |= 0x10; // X: a header extension follows the CSRCs
+            e.write(&mut out[start + base_len..start + header_len]);
+        }
         out.extend_from_slice(payload);
         let (ssrc, seq) = (header.ssrc, header.sequence_number);
         let roc = self
@@ -400,6 +471,50 @@ mod tests {
             .expect("protect");
         assert_eq!(&out[..4], b"kept");
         assert_eq!(out.len(), 4 + 12 + 20 + 16);
+    }
+
+    /// The transport-wide sequence number written as a one-byte extension:
+    /// `rtc-srtp` unprotects it and `rtc`'s parser reads it back.
+    #[test]
+    fn an_extension_is_added_and_read_back() {
+        use rtc::shared::marshal::Unmarshal;
+        for profile in PROFILES {
+            let (mut sender, mut receiver) = pair(profile);
+            let mut out = BytesMut::new();
+            let mut h = header(7, 300);
+            h.csrc = vec![11, 12];
+            let seq = 0xABCDu16.to_be_bytes();
+            let ext = OneByteExtension { id: 5, data: &seq };
+            sender
+                .protect_with(&h, Some(ext), &[9u8; 40], &mut out)
+                .expect("protect");
+            let plain = receiver.decrypt_rtp(&out).expect("decrypt");
+            let mut buf = &plain[..];
+            let parsed = rtc::rtp::Packet::unmarshal(&mut buf).expect("parses");
+            assert_eq!(parsed.header.csrc, vec![11, 12]);
+            assert_eq!(parsed.header.extension_profile, 0xBEDE);
+            assert_eq!(
+                parsed.header.get_extension(5).as_deref(),
+                Some(&seq[..]),
+                "{profile:?}"
+            );
+            assert_eq!(&parsed.payload[..], &[9u8; 40]);
+        }
+        // Refused, and nothing appended: a bad id, no data, a header that
+        // has extensions already.
+        let (mut sender, _) = pair(ProtectionProfile::AeadAes128Gcm);
+        let mut out = BytesMut::new();
+        for (id, data) in [(0u8, &[1u8][..]), (15, &[1]), (3, &[])] {
+            let ext = OneByteExtension { id, data };
+            assert!(sender
+                .protect_with(&header(1, 1), Some(ext), &[1], &mut out)
+                .is_err());
+        }
+        let mut h = header(1, 1);
+        h.extension = true;
+        let ext = OneByteExtension { id: 1, data: &[1] };
+        assert!(sender.protect_with(&h, Some(ext), &[1], &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]

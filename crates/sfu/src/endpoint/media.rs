@@ -1,19 +1,22 @@
 //! The media path's entry points: RTP from a publisher fanned out to every
-//! leg (through [`crate::forward`]), NACKs answered from the track's store,
-//! and the simulcast layer of every leg chosen again.
+//! leg (through [`crate::forward`]) and NACKs answered from the track's
+//! store. Which layer each leg gets is `allocation`'s.
 
 use super::Endpoint;
 use crate::forward::keyframe::starts_keyframe;
 use crate::forward::send::{send_on_leg, Out};
-use crate::forward::simulcast::{self, wanted_rank, Verdict, CHOICE_INTERVAL};
+use crate::forward::simulcast::Verdict;
 use crate::forward::track::add_layer;
 use crate::ids::ParticipantId;
 use huddle_proto::TrackKind;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::shared::marshal::Unmarshal;
-use std::collections::HashMap;
 use std::time::Instant;
 use tracing::debug;
+
+/// Octets of an RTP header without CSRCs or extensions: counted with the
+/// payload in a layer's rate, as what a subscriber receives carries it.
+const RTP_HEADER: usize = 12;
 
 impl Endpoint {
     /// RTP from a publisher: publish the track on its first packet, then
@@ -72,6 +75,9 @@ impl Endpoint {
             return;
         };
         track.layers[layer].last_rx = now;
+        track.layers[layer]
+            .rate
+            .on_packet(now, RTP_HEADER + packet.payload.len());
         if track.muted {
             return;
         }
@@ -93,10 +99,16 @@ impl Endpoint {
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
         track.layers[layer].rtx.insert(&packet);
-        let simulcast = track.layers.len() > 1;
-        let keyframe = simulcast && starts_keyframe(&track.codec.mime_type, &packet.payload);
+        // Video legs forward the layer they get, and switch (or resume
+        // after a pause) at a keyframe; audio legs forward everything.
+        let video = track.kind == TrackKind::Video;
+        let mut keyframe = None;
         for (sub, leg) in track.legs.iter_mut() {
-            if simulcast {
+            if video {
+                let keyframe = leg.choice.waits_for(layer)
+                    && *keyframe.get_or_insert_with(|| {
+                        starts_keyframe(&track.codec.mime_type, &packet.payload)
+                    });
                 match leg.choice.on_packet(layer, keyframe) {
                     Verdict::Forward => {}
                     Verdict::Switch => {
@@ -156,49 +168,6 @@ impl Endpoint {
             };
             if send_on_leg(now, out, &track.codec, sub, leg, packet) {
                 self.rtx_sent += 1;
-            }
-        }
-    }
-
-    /// Look again at which layer every leg of a simulcast track should get
-    /// (the layers that still arrive, how many videos each subscriber
-    /// watches), and ask for a keyframe of each newly wanted layer.
-    pub(super) fn choose_layers(&mut self, now: Instant) {
-        self.next_layer_choice = Some(now + CHOICE_INTERVAL);
-        let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
-        for t in self.table.tracks.values() {
-            if t.kind == TrackKind::Video {
-                for sub in t.legs.keys() {
-                    *videos.entry(sub).or_default() += 1;
-                }
-            }
-        }
-        let mut wanted = Vec::new();
-        for t in self.table.tracks.values() {
-            if t.layers.len() < 2 {
-                continue;
-            }
-            for (sub, leg) in &t.legs {
-                let rank = wanted_rank(videos.get(sub).copied().unwrap_or(1));
-                let target = simulcast::pick(&t.layers, now, rank);
-                if target != leg.choice.target {
-                    wanted.push((t.id.clone(), sub.clone(), target));
-                }
-            }
-        }
-        for (track_id, sub, target) in wanted {
-            let Some(leg) = self
-                .table
-                .tracks
-                .get_mut(&track_id)
-                .and_then(|t| t.legs.get_mut(&sub))
-            else {
-                continue;
-            };
-            leg.choice.target = target;
-            if let Some(layer) = target.filter(|&l| leg.choice.current != Some(l)) {
-                debug!(subscriber = %sub, track = %track_id, layer, "simulcast layer wanted");
-                self.request_keyframe(now, &track_id, layer);
             }
         }
     }

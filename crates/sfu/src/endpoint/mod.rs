@@ -20,7 +20,7 @@ use crate::participant::Participant;
 use crate::speaker::SpeakerDetector;
 use crate::transport::WireEvent;
 use bytes::BytesMut;
-use huddle_proto::PcRole;
+use huddle_proto::{PcRole, TrackKind};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+mod allocation;
 mod deadlines;
 mod drain;
 mod keyframes;
@@ -285,14 +286,14 @@ impl Endpoint {
             }
         };
         let interval = self.config.keyframe_request_interval;
-        let mut simulcast = false;
+        let mut video = false;
         for t in self.table.tracks.values() {
-            simulcast |= t.layers.len() > 1;
+            video |= t.kind == TrackKind::Video && !t.legs.is_empty();
             for l in &t.layers {
                 consider(l.keyframe.deadline(interval));
             }
         }
-        if simulcast {
+        if video {
             consider(self.next_layer_choice);
         }
         consider(self.next_sender_reports);

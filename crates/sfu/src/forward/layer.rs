@@ -3,6 +3,7 @@
 
 use crate::forward::keyframe_gate::KeyframeGate;
 use crate::forward::padding::PaddingFilter;
+use crate::forward::rate::RateMeter;
 use crate::forward::rtx::RtxStore;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(crate) struct Layer {
     pub last_rx: Instant,
     /// Drops its padding-only packets, renumbering what follows.
     pub padding: PaddingFilter,
+    /// What it costs a subscriber to receive it.
+    pub rate: RateMeter,
 }
 
 impl Layer {
@@ -43,6 +46,7 @@ impl Layer {
             rtx: RtxStore::new(rtx_slots),
             last_rx: now,
             padding: PaddingFilter::default(),
+            rate: RateMeter::new(now),
         }
     }
 

@@ -4,6 +4,7 @@
 //! timestamps that keeps its stream continuous when its source or layer
 //! changes (the RTP munger and sequence map).
 
+use crate::forward::allocator::Allocation;
 use crate::forward::resend::ResendGuard;
 use crate::forward::sender_report::SentCount;
 use crate::forward::simulcast::LayerChoice;
@@ -36,6 +37,29 @@ pub(crate) struct Leg {
     pub resent: ResendGuard,
     /// What it sent, for sender reports.
     pub sent: SentCount,
+    /// How the subscriber shows it (video), as it said.
+    pub view: View,
+    /// What the stream allocator gave it last (video).
+    pub allocation: Allocation,
+}
+
+/// How a subscriber shows one video it receives (the `track_settings`
+/// message): whether at all, and the best layer worth sending for its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Shown at all; a hidden video gets nothing.
+    pub visible: bool,
+    /// The best layer rank its size is worth; `None`: by the grid rule.
+    pub max_rank: Option<u8>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        Self {
+            visible: true,
+            max_rank: None,
+        }
+    }
 }
 
 /// A renumbering: the leg's source (WHEP slot) or layer (simulcast)
@@ -85,6 +109,8 @@ impl Leg {
             },
             resent: ResendGuard::default(),
             sent: SentCount::default(),
+            view: View::default(),
+            allocation: Allocation::Unavailable,
         }
     }
 

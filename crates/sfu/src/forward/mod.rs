@@ -18,11 +18,13 @@
 //! The endpoint decides when each runs; nothing here knows the
 //! endpoint.
 
+pub mod allocator;
 pub mod keyframe;
 pub(crate) mod keyframe_gate;
 pub(crate) mod layer;
 pub(crate) mod leg;
 pub(crate) mod padding;
+pub(crate) mod rate;
 pub(crate) mod resend;
 pub mod rtx;
 pub(crate) mod send;

@@ -71,7 +71,7 @@ pub(crate) fn send_on_leg(
     header.ssrc = leg.ssrc;
     header.payload_type = pt;
     leg.rewrite(now, codec.clock_rate, &mut header);
-    match wire.protect_rtp(&header, &packet.payload, out.buf.spare()) {
+    match wire.protect_rtp(now, &header, &packet.payload, out.buf.spare()) {
         Ok(dst) => {
             let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });

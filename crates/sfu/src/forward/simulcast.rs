@@ -94,6 +94,19 @@ impl LayerChoice {
         }
     }
 
+    /// Whether a packet of `layer` would switch the leg if it started a
+    /// keyframe (the only case where that is worth finding out).
+    pub fn waits_for(&self, layer: usize) -> bool {
+        self.target == Some(layer) && self.current != Some(layer)
+    }
+
+    /// Stop forwarding (the video is paused or hidden); the leg comes back
+    /// at a keyframe of the next target set.
+    pub fn stop(&mut self) {
+        self.current = None;
+        self.target = None;
+    }
+
     /// The layer whose packets the subscriber has (for NACKs and keyframe
     /// requests), else the one it waits for.
     pub fn layer(&self) -> Option<usize> {

@@ -1,0 +1,296 @@
+//! Which layer of each video every subscriber gets: the stream allocator
+//! ([`crate::forward::allocator`]) run per subscriber on its bandwidth
+//! estimate, every [`CHOICE_INTERVAL`] and when an estimate falls below
+//! what a subscriber was given; the decisions applied to the legs, with a
+//! keyframe asked of each newly wanted layer and the subscriber told of
+//! videos paused and resumed.
+
+use super::Endpoint;
+use crate::error::SfuError;
+use crate::events::{SfuEvent, SubscriberBandwidth};
+use crate::forward::allocator::{allocate, Allocation, Demand, LayerOffer, Priority};
+use crate::forward::leg::View;
+use crate::forward::simulcast::{self, wanted_rank, CHOICE_INTERVAL};
+use crate::ids::ParticipantId;
+use crate::view::TrackView;
+use huddle_proto::{PauseReason, TrackKind};
+use std::collections::HashMap;
+use std::time::Instant;
+use tracing::debug;
+
+/// The least a layer is taken to cost, bits per second: a layer whose rate
+/// is not measured yet (it just started) is not free.
+const MIN_LAYER_BPS: u64 = 30_000;
+
+/// One subscriber's videos: (track id, what the allocator is told).
+type Demands = Vec<(String, Demand)>;
+
+impl Endpoint {
+    /// Run the allocator for every subscriber of a video and apply what it
+    /// decides.
+    pub(super) fn choose_layers(&mut self, now: Instant) {
+        self.next_layer_choice = Some(now + CHOICE_INTERVAL);
+        let subscribers: Vec<ParticipantId> = self.demands(now).into_keys().collect();
+        for sub in subscribers {
+            self.allocate_for(now, &sub);
+        }
+    }
+
+    /// What every subscriber of a video asks of its videos.
+    fn demands(&mut self, now: Instant) -> HashMap<ParticipantId, Demands> {
+        let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
+        for t in self.table.tracks.values() {
+            if t.kind == TrackKind::Video {
+                for (sub, leg) in &t.legs {
+                    if leg.view.visible {
+                        *videos.entry(sub).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let videos: HashMap<ParticipantId, usize> =
+            videos.into_iter().map(|(k, v)| (k.clone(), v)).collect();
+        let mut out: HashMap<ParticipantId, Demands> = HashMap::new();
+        for t in self.table.tracks.values_mut() {
+            if t.kind != TrackKind::Video {
+                continue;
+            }
+            let speaker = self.speakers.current(&t.room) == Some(&t.publisher);
+            let priority = if speaker {
+                Priority::Speaker
+            } else {
+                Priority::Other
+            };
+            let layers = offers(&mut t.layers, now);
+            for (sub, leg) in &t.legs {
+                let grid = wanted_rank(videos.get(sub).copied().unwrap_or(1));
+                out.entry(sub.clone()).or_default().push((
+                    t.id.clone(),
+                    Demand {
+                        priority,
+                        order: t.order,
+                        visible: leg.view.visible,
+                        max_rank: leg.view.max_rank.unwrap_or(grid),
+                        layers: layers.clone(),
+                        current: leg.allocation,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// How `sub` shows a video it receives (the `track_settings`
+    /// message): the allocator runs for it again at once.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        sub: &ParticipantId,
+        track_id: &str,
+        view: TrackView,
+    ) -> Result<(), SfuError> {
+        let leg = self
+            .table
+            .tracks
+            .get_mut(track_id)
+            .filter(|t| t.kind == TrackKind::Video)
+            .and_then(|t| t.legs.get_mut(sub))
+            .ok_or_else(|| SfuError::UnknownTrack(track_id.to_owned()))?;
+        leg.view = View {
+            visible: view.visible,
+            max_rank: rank_for_size(view.width, view.height),
+        };
+        self.allocate_for(now, sub);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// What the SFU knows of the path toward `sub` and what it sends it.
+    pub fn subscriber_bandwidth(&self, sub: &ParticipantId) -> Option<SubscriberBandwidth> {
+        let p = self.participants.get(sub)?;
+        let cc = p
+            .subscriber
+            .as_ref()
+            .and_then(|c| c.wire.as_ref())
+            .and_then(|w| w.congestion());
+        let (stamped, feedback) = cc.map_or((0, 0), |cc| cc.counts());
+        let mut out = SubscriberBandwidth {
+            feedback_negotiated: cc.is_some(),
+            packets_stamped: stamped,
+            feedback_packets: feedback,
+            estimate_bps: cc.and_then(|cc| cc.estimate_bps()),
+            allocated_video_bps: p.allocated_bps,
+            ..SubscriberBandwidth::default()
+        };
+        for t in self.table.tracks.values() {
+            let Some(leg) = t.legs.get(sub).filter(|_| t.kind == TrackKind::Video) else {
+                continue;
+            };
+            out.videos.push((t.id.clone(), leg.choice.current));
+            if leg.allocation == Allocation::Paused {
+                out.paused.push(t.id.clone());
+            }
+        }
+        out.videos.sort();
+        out.paused.sort();
+        Some(out)
+    }
+
+    /// Run the allocator for one subscriber and apply its decision.
+    pub(super) fn allocate_for(&mut self, now: Instant, sub: &ParticipantId) {
+        let mut all = self.demands(now);
+        let Some(demands) = all.remove(sub) else {
+            return;
+        };
+        let budget = self.video_budget(now, sub);
+        let Some(p) = self.participants.get_mut(sub) else {
+            return;
+        };
+        let list: Vec<Demand> = demands.iter().map(|(_, d)| d.clone()).collect();
+        let decision = allocate(now, &mut p.allocator, budget, &list);
+        p.allocated_bps = decision.allocated_bps;
+        p.probe_bps = decision.probe_bps;
+        for ((track_id, demand), allocation) in demands.into_iter().zip(decision.allocations) {
+            self.apply(now, sub, &track_id, &demand, allocation);
+        }
+    }
+
+    /// What `sub` can spend on video: its estimate less what its audio
+    /// costs; `None` while nothing limits it (no estimate).
+    fn video_budget(&mut self, now: Instant, sub: &ParticipantId) -> Option<u64> {
+        let estimate = self
+            .participants
+            .get(sub)?
+            .subscriber
+            .as_ref()?
+            .wire
+            .as_ref()?
+            .congestion()?
+            .estimate_bps()?;
+        let audio: u64 = self
+            .table
+            .tracks
+            .values_mut()
+            .filter(|t| t.kind == TrackKind::Audio && !t.muted && t.legs.contains_key(sub))
+            .flat_map(|t| t.layers.iter_mut())
+            .map(|l| l.rate.bps(now))
+            .sum();
+        Some(estimate.saturating_sub(audio))
+    }
+
+    /// Apply one video's allocation to `sub`'s leg.
+    fn apply(
+        &mut self,
+        now: Instant,
+        sub: &ParticipantId,
+        track_id: &str,
+        demand: &Demand,
+        allocation: Allocation,
+    ) {
+        let Some(t) = self.table.tracks.get_mut(track_id) else {
+            return;
+        };
+        let room = t.room.clone();
+        let Some(leg) = t.legs.get_mut(sub) else {
+            return;
+        };
+        let was_paused = leg.allocation == Allocation::Paused;
+        let mut keyframe = None;
+        match allocation {
+            Allocation::Layer(layer) => {
+                if leg.choice.target != Some(layer) {
+                    leg.choice.target = Some(layer);
+                    if leg.choice.current != Some(layer) {
+                        debug!(subscriber = %sub, track = %track_id, layer, "layer wanted");
+                        keyframe = Some(layer);
+                    }
+                }
+            }
+            Allocation::Paused | Allocation::Hidden => leg.choice.stop(),
+            Allocation::Unavailable => {
+                // No layer to choose from (none measured yet): keep to
+                // the rule of old, the best active layer for the grid.
+                let target = simulcast::pick(&t.layers, now, demand.max_rank);
+                if target.is_some() && leg.choice.target != target {
+                    leg.choice.target = target;
+                    keyframe = target.filter(|&l| leg.choice.current != Some(l));
+                }
+            }
+        }
+        leg.allocation = allocation;
+        if let Some(layer) = keyframe {
+            self.request_keyframe(now, track_id, layer);
+        }
+        let event = match (was_paused, allocation) {
+            (false, Allocation::Paused) => Some(SfuEvent::TrackPaused {
+                room,
+                participant: sub.clone(),
+                track_id: track_id.to_owned(),
+                reason: PauseReason::Bandwidth,
+            }),
+            (true, a) if a != Allocation::Paused => Some(SfuEvent::TrackResumed {
+                room,
+                participant: sub.clone(),
+                track_id: track_id.to_owned(),
+            }),
+            _ => None,
+        };
+        if let Some(e) = event {
+            debug!(subscriber = %sub, track = %track_id, ?allocation, "video paused or resumed");
+            self.events.push_back(e);
+        }
+    }
+}
+
+/// The best layer rank worth sending to a tile of this size (CSS pixels):
+/// the layers browsers send of a 1280x720 camera are 320x180, 640x360 and
+/// 1280x720, so the smallest that fills the tile (a tenth of slack) is
+/// rank 0 up to 200 lines (or 356 columns), 1 up to 400 (711), else 2.
+/// `None` when no size is given.
+pub(crate) fn rank_for_size(width: Option<u32>, height: Option<u32>) -> Option<u8> {
+    let by_height = height.map(|h| match h {
+        0..=200 => 0,
+        201..=400 => 1,
+        _ => 2,
+    });
+    let by_width = width.map(|w| match w {
+        0..=356 => 0,
+        357..=711 => 1,
+        _ => 2,
+    });
+    match (by_width, by_height) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The layers of a track a subscriber can be given now, with what each
+/// costs: those that sent something lately.
+fn offers(layers: &mut [crate::forward::layer::Layer], now: Instant) -> Vec<LayerOffer> {
+    layers
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, l)| l.active(now))
+        .map(|(index, l)| LayerOffer {
+            index,
+            rank: l.rank,
+            bps: l.rate.running_bps(now).max(MIN_LAYER_BPS),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank_for_size;
+
+    #[test]
+    fn a_tile_gets_the_smallest_layer_that_fills_it() {
+        assert_eq!(rank_for_size(None, None), None);
+        assert_eq!(rank_for_size(Some(320), Some(180)), Some(0));
+        assert_eq!(rank_for_size(Some(640), Some(360)), Some(1));
+        assert_eq!(rank_for_size(Some(1280), Some(720)), Some(2));
+        assert_eq!(rank_for_size(None, Some(300)), Some(1));
+        // A wide, short tile: its width decides.
+        assert_eq!(rank_for_size(Some(1000), Some(150)), Some(2));
+    }
+}

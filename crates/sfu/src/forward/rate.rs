@@ -1,0 +1,134 @@
+//! What a stream costs: the bit rate of the packets of one layer, over the
+//! last second or so, and the last rate it had while it ran (what resuming
+//! it would cost).
+
+use std::time::{Duration, Instant};
+
+/// Length of one measuring window; the rate covers the last full window
+/// and the current one.
+pub const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// A bit rate measured from packets as they arrive. One addition per
+/// packet; no allocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateMeter {
+    window_start: Instant,
+    bytes: u64,
+    previous: u64,
+    /// The last rate measured over a window in which something arrived.
+    last_running_bps: u64,
+}
+
+impl RateMeter {
+    /// A meter with nothing measured, from `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            bytes: 0,
+            previous: 0,
+            last_running_bps: 0,
+        }
+    }
+
+    /// `bytes` of payload (and header) arrived at `now`.
+    pub fn on_packet(&mut self, now: Instant, bytes: usize) {
+        self.roll(now);
+        self.bytes += bytes as u64;
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < RATE_WINDOW {
+            return;
+        }
+        if elapsed >= RATE_WINDOW * 2 {
+            // The current window ended a window or more ago: the one after
+            // it, the previous one now, had nothing.
+            self.previous = 0;
+            if self.bytes > 0 {
+                self.last_running_bps = bps(self.bytes, RATE_WINDOW);
+            }
+            self.bytes = 0;
+            self.window_start = now;
+            return;
+        }
+        if self.bytes > 0 {
+            self.last_running_bps =
+                bps(self.bytes + self.previous, RATE_WINDOW * 2).max(bps(self.bytes, RATE_WINDOW));
+        }
+        self.previous = self.bytes;
+        self.bytes = 0;
+        self.window_start += RATE_WINDOW;
+    }
+
+    /// Bits per second over the last window and the current one, at `now`.
+    pub fn bps(&mut self, now: Instant) -> u64 {
+        self.roll(now);
+        let elapsed = now.saturating_duration_since(self.window_start);
+        bps(self.previous + self.bytes, RATE_WINDOW + elapsed)
+    }
+
+    /// The rate while it last ran: what it would cost if it ran again.
+    pub fn running_bps(&mut self, now: Instant) -> u64 {
+        let current = self.bps(now);
+        if current > 0 {
+            current.max(self.last_running_bps / 2)
+        } else {
+            self.last_running_bps
+        }
+    }
+}
+
+fn bps(bytes: u64, over: Duration) -> u64 {
+    let micros = over.as_micros().max(1) as u64;
+    bytes.saturating_mul(8_000_000) / micros
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bps` bits per second in 1,000-byte packets for `secs` from `from`.
+    fn feed(m: &mut RateMeter, from: Instant, bps: u64, secs: u64) -> Instant {
+        let per_second = bps / 8 / 1000;
+        let gap = Duration::from_secs(1) / per_second as u32;
+        let mut t = from;
+        for _ in 0..per_second * secs {
+            m.on_packet(t, 1000);
+            t += gap;
+        }
+        t
+    }
+
+    #[test]
+    fn a_steady_stream_measures_its_rate() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(t0);
+        let t = feed(&mut m, t0, 800_000, 3);
+        let r = m.bps(t);
+        assert!((720_000..=880_000).contains(&r), "{r}");
+        assert!((720_000..=880_000).contains(&m.running_bps(t)));
+    }
+
+    #[test]
+    fn a_stopped_stream_reads_zero_but_remembers_what_it_cost() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(t0);
+        let t = feed(&mut m, t0, 1_600_000, 2);
+        let later = t + Duration::from_secs(5);
+        assert_eq!(m.bps(later), 0);
+        let r = m.running_bps(later);
+        assert!((1_400_000..=1_800_000).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn the_rate_follows_a_change_within_a_second() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(t0);
+        let t = feed(&mut m, t0, 1_600_000, 3);
+        let t = feed(&mut m, t, 400_000, 1);
+        let r = m.bps(t);
+        assert!((300_000..=600_000).contains(&r), "{r}");
+        assert_eq!(RateMeter::new(t0).bps(t0), 0, "nothing measured");
+    }
+}
