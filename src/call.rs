@@ -445,6 +445,28 @@ impl Call {
         }
     }
 
+    /// Say how this app shows another participant's video: whether at all
+    /// (`visible`), and its size on screen in pixels, if known. The
+    /// server sends the smallest simulcast layer that fills it, and
+    /// nothing of a hidden video. By default a video is shown, its layer
+    /// chosen by how many videos this participant receives.
+    pub fn set_track_view(
+        &self,
+        track_id: &TrackId,
+        visible: bool,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), CallError> {
+        self.inner
+            .outbox
+            .send(ClientMessage::TrackSettings {
+                track_id: track_id.to_string(),
+                visible,
+                width: size.map(|(w, _)| w),
+                height: size.map(|(_, h)| h),
+            })
+            .map_err(|_| CallError::Closed)
+    }
+
     /// Leave the room: tell the server, close the media connections.
     pub async fn leave(self) -> Result<(), CallError> {
         let _ = self.inner.outbox.send(ClientMessage::Leave);
@@ -536,6 +558,13 @@ fn apply(inner: &Inner, msg: ServerMessage) -> Vec<CallEvent> {
         }],
         ServerMessage::ActiveSpeaker { participant_id } => vec![CallEvent::ActiveSpeaker {
             speaker: participant_id.map(|id| inner.who(&id.into())),
+        }],
+        ServerMessage::TrackPaused { track_id, reason } => vec![CallEvent::TrackPaused {
+            track_id: track_id.into(),
+            reason,
+        }],
+        ServerMessage::TrackResumed { track_id } => vec![CallEvent::TrackResumed {
+            track_id: track_id.into(),
         }],
         _ => Vec::new(),
     }

@@ -3,7 +3,7 @@
 use crate::ids::TrackId;
 use crate::participant::Participant;
 use crate::track::RemoteTrack;
-use huddle_proto::{ErrorCode, TrackKind};
+use huddle_proto::{ErrorCode, PauseReason, TrackKind};
 use tokio::sync::mpsc;
 
 /// What happens in the room, in order. Participants come with their
@@ -77,6 +77,21 @@ pub enum CallEvent {
     /// participant's subscription to it is up, and from here on it hears
     /// everything the publisher sends.
     TrackSubscribed(RemoteTrack),
+    /// A video this participant receives is no longer sent to it: even its
+    /// lowest layer does not fit the bandwidth the server estimates toward
+    /// this participant, after the videos that go first. Audio is never
+    /// paused. Show the tile as paused (its last frame, or the avatar).
+    TrackPaused {
+        /// The video's room-wide id.
+        track_id: TrackId,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// A video paused for this participant is sent again (from a keyframe).
+    TrackResumed {
+        /// The video's room-wide id.
+        track_id: TrackId,
+    },
     /// The server reported an error not tied to a pending request.
     Error {
         /// Code.

@@ -91,7 +91,7 @@ pub use sender::AudioSender;
 pub use track::{LocalTrack, RemoteTrack};
 
 pub use huddle_proto as proto;
-pub use huddle_proto::{ErrorCode, TrackKind};
+pub use huddle_proto::{ErrorCode, PauseReason, TrackKind};
 pub use huddle_wire::codecs::{OPUS_PT, VP8_PT};
 
 /// The media toolbox (codecs, jitter buffer, mixer, WAV, analysis).

@@ -277,6 +277,10 @@
       remote: new Map(),
       /** our local MediaStreamTrack id -> the server's room track id */
       ownTrackIds: new Map(),
+      /** room track ids of videos the server paused for us (bandwidth) */
+      paused: new Set(),
+      /** room track id -> the last track_settings sent for it (JSON) */
+      views: new Map(),
       leaving: false,
       timers: [],
     };
@@ -436,6 +440,18 @@
           p.tile.classList.toggle('active-speaker', id === msg.participant_id);
         }
         break;
+      case 'track_paused':
+      case 'track_resumed': {
+        // The server stopped (or restarted) sending us a video because of
+        // the bandwidth it estimates toward us; audio is never paused.
+        const paused = msg.type === 'track_paused';
+        if (paused) session.paused.add(msg.track_id);
+        else session.paused.delete(msg.track_id);
+        const r = session.remote.get(msg.track_id);
+        const p = r && session.participants.get(r.participantId);
+        if (p) p.tile.classList.toggle('video-paused', paused);
+        break;
+      }
       case 'error':
         console.warn('huddle: server error', msg.code, msg.message);
         showError(`server: ${msg.code}: ${msg.message}`);
@@ -538,6 +554,8 @@
       element = p.tile.querySelector('video');
       element.srcObject = new MediaStream([track]);
       p.tile.classList.add('has-video');
+      p.tile.classList.toggle('video-paused', session.paused.has(trackId));
+      watchView(trackId, element);
     } else {
       // One <audio> per remote audio track. It must not be muted: a muted
       // element also makes getStats' inbound audioLevel read 0.
@@ -551,10 +569,63 @@
     session.remote.set(trackId, { mid, kind: track.kind, track, participantId: p.id, element });
   }
 
+  /**
+   * Tell the server how a remote video is shown (track_settings): whether
+   * it is on screen at all and its size, so that it sends the smallest
+   * simulcast layer that fills the tile and nothing of a hidden one. Sent
+   * when that changes (sizes rounded, to not chatter while resizing).
+   */
+  function watchView(trackId, element) {
+    const state = { visible: true, width: 0, height: 0 };
+    const report = () => {
+      if (!session || !session.remote.has(trackId)) return;
+      const view = {
+        type: 'track_settings',
+        track_id: trackId,
+        visible: state.visible && !document.hidden,
+        width: Math.round(state.width / 16) * 16,
+        height: Math.round(state.height / 16) * 16,
+      };
+      if (!view.width || !view.height) {
+        delete view.width;
+        delete view.height;
+      }
+      const json = JSON.stringify(view);
+      if (session.views.get(trackId) === json) return;
+      session.views.set(trackId, json);
+      send(view);
+    };
+    const resized = new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1].contentRect;
+      state.width = box.width * (window.devicePixelRatio || 1);
+      state.height = box.height * (window.devicePixelRatio || 1);
+      report();
+    });
+    const seen = new IntersectionObserver((entries) => {
+      state.visible = entries[entries.length - 1].isIntersecting;
+      report();
+    });
+    resized.observe(element);
+    seen.observe(element);
+    const onVisibility = () => report();
+    document.addEventListener('visibilitychange', onVisibility);
+    (session.viewWatchers ||= new Map()).set(trackId, () => {
+      resized.disconnect();
+      seen.disconnect();
+      document.removeEventListener('visibilitychange', onVisibility);
+    });
+  }
+
   function detachRemote(trackId) {
     const r = session.remote.get(trackId);
     if (!r) return;
     session.remote.delete(trackId);
+    const unwatch = session.viewWatchers && session.viewWatchers.get(trackId);
+    if (unwatch) {
+      unwatch();
+      session.viewWatchers.delete(trackId);
+      session.views.delete(trackId);
+    }
     if (r.kind === 'video') {
       r.element.srcObject = null;
       const p = session.participants.get(r.participantId);
@@ -670,6 +741,7 @@
           kind: r.kind,
           participantId: r.participantId,
         })),
+        paused: [...session.paused],
         publisher: session.pub ? session.pub.pc.connectionState : null,
         subscriber: session.sub ? session.sub.pc.connectionState : null,
       };

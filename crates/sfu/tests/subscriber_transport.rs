@@ -84,3 +84,33 @@ fn a_client_whose_certificate_does_not_match_its_answer_gets_nothing() {
     });
     assert!(gone, "B is removed: {:?}", net.events);
 }
+
+/// Transport-wide congestion control is negotiated with an `rtc` client
+/// (its default interceptors include the TWCC receiver): every packet the
+/// SFU sends it carries a transport-wide sequence number, and the client's
+/// feedback on them comes back and is read.
+#[test]
+fn a_subscriber_reports_arrivals_of_the_packets_the_sfu_numbers() {
+    let mut net = Net::new();
+    let a = net.join("a", true, true);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+    net.send_audio(a, 100); // 2 s
+    let b_id = net.clients[b].id.clone();
+    let bw = net
+        .endpoint
+        .subscriber_bandwidth(&b_id)
+        .expect("b is known");
+    assert!(bw.feedback_negotiated, "{bw:?}");
+    let sent = net.received(b, a, TrackKind::Audio);
+    assert!(bw.packets_stamped >= sent, "{bw:?}, {sent} received");
+    assert!(bw.feedback_packets >= 5, "{bw:?}");
+    // a itself subscribes to nothing: no subscriber connection to estimate.
+    let a_id = net.clients[a].id.clone();
+    let bw = net
+        .endpoint
+        .subscriber_bandwidth(&a_id)
+        .expect("a is known");
+    assert!(!bw.feedback_negotiated);
+}
