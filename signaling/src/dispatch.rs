@@ -72,6 +72,21 @@ pub fn handle(app: &AppState, event: SfuEvent) {
         } => {
             hub.send_to(&participant, ServerMessage::TrackResumed { track_id });
         }
+        SfuEvent::PublisherLayers {
+            participant,
+            track_id,
+            layers,
+            ..
+        } => {
+            let layers = layers
+                .into_iter()
+                .map(|(rid, active)| huddle_proto::LayerActivity { rid, active })
+                .collect();
+            hub.send_to(
+                &participant,
+                ServerMessage::PublishLayers { track_id, layers },
+            );
+        }
         SfuEvent::ActiveSpeaker { room, participant } => {
             tracing::debug!(%room, ?participant, "active speaker");
             hub.tell_room(

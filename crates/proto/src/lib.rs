@@ -260,6 +260,16 @@ pub enum ServerMessage {
         /// Track id.
         track_id: String,
     },
+    /// Dynacast: which simulcast layers of one of this client's own video
+    /// tracks someone receives. Send those marked active; the others may
+    /// be turned off (nobody receives them) until a later `publish_layers`
+    /// turns them on again.
+    PublishLayers {
+        /// The client's track, by its room-wide id.
+        track_id: String,
+        /// Every layer of the track.
+        layers: Vec<LayerActivity>,
+    },
     /// Answer to `ping`.
     Pong,
     /// Something went wrong; see [`ErrorCode`].
@@ -269,6 +279,15 @@ pub enum ServerMessage {
         /// Human-readable explanation.
         message: String,
     },
+}
+
+/// One simulcast layer in `publish_layers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerActivity {
+    /// Its RTP stream id (`q`, `h`, `f`...).
+    pub rid: String,
+    /// Whether anyone receives it (send it) or not (it may stop).
+    pub active: bool,
 }
 
 /// Why a video is paused for a subscriber (`track_paused`).

@@ -452,6 +452,9 @@
         if (p) p.tile.classList.toggle('video-paused', paused);
         break;
       }
+      case 'publish_layers':
+        await setPublishedLayers(msg.track_id, msg.layers);
+        break;
       case 'error':
         console.warn('huddle: server error', msg.code, msg.message);
         showError(`server: ${msg.code}: ${msg.message}`);
@@ -488,6 +491,27 @@
    * id from our SDP (our MediaStreamTrack's id): remember the server's id for
    * `mute`, and apply a mute the person chose before the server knew it.
    */
+  /**
+   * Dynacast: turn off the simulcast layers of our camera that nobody
+   * receives, and back on when someone does (the server says which).
+   */
+  async function setPublishedLayers(trackId, layers) {
+    const localId = [...session.ownTrackIds].find(([, id]) => id === trackId)?.[0];
+    const sender = session.pub && session.pub.pc.getSenders().find((s) => s.track && s.track.id === localId);
+    if (!sender) return;
+    const params = sender.getParameters();
+    let changed = false;
+    for (const e of params.encodings || []) {
+      const layer = layers.find((l) => l.rid === e.rid);
+      if (layer && e.active !== layer.active) {
+        e.active = layer.active;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(params);
+    session.layers = Object.fromEntries(layers.map((l) => [l.rid, l.active]));
+  }
+
   function onOwnTrackPublished(track) {
     const local = [session.audioTrack, session.videoTrack].find((t) => t && t.id === track.source_track_id);
     if (!local) return;
@@ -742,6 +766,8 @@
           participantId: r.participantId,
         })),
         paused: [...session.paused],
+        /** rid -> sent, as the server last asked (dynacast) */
+        publishedLayers: session.layers || null,
         publisher: session.pub ? session.pub.pc.connectionState : null,
         subscriber: session.sub ? session.sub.pc.connectionState : null,
       };

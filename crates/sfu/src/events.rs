@@ -65,6 +65,20 @@ pub enum SfuEvent {
         /// The video.
         track_id: String,
     },
+    /// Dynacast: which simulcast layers of one of the participant's tracks
+    /// someone receives. The participant should send those marked `true`
+    /// and may stop the others (the web client turns their encodings off);
+    /// a layer is asked for again as soon as a subscriber needs it.
+    PublisherLayers {
+        /// Room.
+        room: RoomId,
+        /// The publisher.
+        participant: ParticipantId,
+        /// Its track.
+        track_id: String,
+        /// Every layer of the track: its RID and whether to send it.
+        layers: Vec<(String, bool)>,
+    },
     /// The room's active speaker changed (see the `speaker` module): `None`
     /// when the last one left and nobody has spoken since.
     ActiveSpeaker {

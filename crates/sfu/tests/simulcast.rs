@@ -173,3 +173,103 @@ fn a_whep_viewer_gets_one_layer() {
     );
     assert_eq!(net.clients[viewer].discontinuities.get(&slot), None);
 }
+
+/// The `PublisherLayers` events (dynacast) for `publisher`'s video so far:
+/// each as the list of RIDs to send.
+fn dynacast(net: &Net, publisher: ClientId) -> Vec<Vec<String>> {
+    let who = net.clients[publisher].id.clone();
+    net.events
+        .iter()
+        .filter_map(|e| match e {
+            huddle_sfu::SfuEvent::PublisherLayers {
+                participant,
+                layers,
+                ..
+            } if *participant == who => Some(
+                layers
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(rid, _)| rid.clone())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn view(
+    net: &mut Net,
+    sub: ClientId,
+    publisher: ClientId,
+    visible: bool,
+    size: Option<(u32, u32)>,
+) {
+    let track = net.track_id(publisher, TrackKind::Video).expect("video");
+    let id = net.clients[sub].id.clone();
+    let now = net.now;
+    net.endpoint
+        .set_view(
+            now,
+            &id,
+            &track,
+            huddle_sfu::TrackView {
+                visible,
+                width: size.map(|s| s.0),
+                height: size.map(|s| s.1),
+            },
+        )
+        .expect("a video bob receives");
+    net.pump();
+}
+
+/// A small tile gets the small layer, a big one the big layer; a hidden
+/// video gets nothing. Dynacast: the layers nobody receives are switched
+/// off at the publisher (after a hold) and on again as soon as someone
+/// wants them; the lowest layer always stays on.
+#[test]
+fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
+    let mut net = Net::new();
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    let mut frame = 0;
+    start(&mut net, &[alice], &[bob], &mut frame);
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+
+    // A 320x180 tile: q, switched at q's next keyframe.
+    view(&mut net, bob, alice, true, Some((320, 180)));
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(Q as u8));
+    // Nobody receives h and f: after the hold, alice is told to send q only.
+    send(&mut net, &[alice], &[Q, H, F], 120, &mut frame);
+    assert_eq!(dynacast(&net, alice).last(), Some(&vec!["q".to_owned()]));
+    // Alice stops h and f as told; bob still gets q.
+    let before = received(&net, bob, alice);
+    send(&mut net, &[alice], &[Q], 60, &mut frame);
+    assert_eq!(received(&net, bob, alice) - before, 60);
+
+    // Bob makes the tile big: f is asked for at once, and bob switches to
+    // it at its first keyframe once alice sends it again.
+    let events = dynacast(&net, alice).len();
+    view(&mut net, bob, alice, true, Some((1280, 720)));
+    let asked = dynacast(&net, alice);
+    assert_eq!(asked.len(), events + 1, "asked for at once: {asked:?}");
+    assert!(asked.last().expect("event").contains(&"f".to_owned()));
+    send(&mut net, &[alice], &[Q, F], 30, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+
+    // Hidden: nothing at all.
+    view(&mut net, bob, alice, false, None);
+    let before = received(&net, bob, alice);
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(
+        received(&net, bob, alice),
+        before,
+        "a hidden video is not sent"
+    );
+    // Shown again at no particular size: the best layer, from a keyframe.
+    view(&mut net, bob, alice, true, None);
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+    assert_eq!(discontinuities(&net, bob, alice), 0);
+}

@@ -34,6 +34,45 @@ impl Endpoint {
         for sub in subscribers {
             self.allocate_for(now, &sub);
         }
+        self.update_dynacast(now);
+    }
+
+    /// Tell publishers which simulcast layers to send: stop those nobody
+    /// has wanted for a while, start again those someone wants
+    /// ([`crate::forward::dynacast`]).
+    pub(super) fn update_dynacast(&mut self, now: Instant) {
+        for t in self.table.tracks.values_mut() {
+            if t.layers.len() < 2 || t.layers.iter().any(|l| l.rid.is_none()) {
+                continue;
+            }
+            let lowest = t.layers.iter().map(|l| l.rank).min();
+            let mut changed = false;
+            for (i, layer) in t.layers.iter_mut().enumerate() {
+                let wanted = t
+                    .legs
+                    .values()
+                    .any(|leg| leg.choice.current == Some(i) || leg.choice.target == Some(i));
+                let change = layer
+                    .dynacast
+                    .update(now, wanted, Some(layer.rank) == lowest);
+                changed |= change.is_some();
+                if let Some(change) = change {
+                    debug!(track = %t.id, rid = ?layer.rid, ?change, "dynacast");
+                }
+            }
+            if changed {
+                self.events.push_back(SfuEvent::PublisherLayers {
+                    room: t.room.clone(),
+                    participant: t.publisher.clone(),
+                    track_id: t.id.clone(),
+                    layers: t
+                        .layers
+                        .iter()
+                        .filter_map(|l| Some((l.rid.clone()?, !l.dynacast.stopped)))
+                        .collect(),
+                });
+            }
+        }
     }
 
     /// What every subscriber of a video asks of its videos.
@@ -153,6 +192,8 @@ impl Endpoint {
         for ((track_id, demand), allocation) in demands.into_iter().zip(decision.allocations) {
             self.apply(now, sub, &track_id, &demand, allocation);
         }
+        // A layer this subscriber now wants may be one dynacast stopped.
+        self.update_dynacast(now);
     }
 
     /// What `sub` can spend on video: its estimate less what its audio
@@ -265,12 +306,13 @@ pub(crate) fn rank_for_size(width: Option<u32>, height: Option<u32>) -> Option<u
 }
 
 /// The layers of a track a subscriber can be given now, with what each
-/// costs: those that sent something lately.
+/// costs: those that sent something lately, and those dynacast stopped
+/// (at what they cost while they ran).
 fn offers(layers: &mut [crate::forward::layer::Layer], now: Instant) -> Vec<LayerOffer> {
     layers
         .iter_mut()
         .enumerate()
-        .filter(|(_, l)| l.active(now))
+        .filter(|(_, l)| l.available(now))
         .map(|(index, l)| LayerOffer {
             index,
             rank: l.rank,

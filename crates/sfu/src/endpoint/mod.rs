@@ -288,7 +288,8 @@ impl Endpoint {
         let interval = self.config.keyframe_request_interval;
         let mut video = false;
         for t in self.table.tracks.values() {
-            video |= t.kind == TrackKind::Video && !t.legs.is_empty();
+            // Video to allocate, or simulcast layers dynacast may stop.
+            video |= t.kind == TrackKind::Video && (!t.legs.is_empty() || t.layers.len() > 1);
             for l in &t.layers {
                 consider(l.keyframe.deadline(interval));
             }

@@ -1,6 +1,7 @@
 //! One encoding of a published track (one per simulcast layer, one for a
 //! track without simulcast): what arrives on it and what is kept of it.
 
+use crate::forward::dynacast::DynacastState;
 use crate::forward::keyframe_gate::KeyframeGate;
 use crate::forward::padding::PaddingFilter;
 use crate::forward::rate::RateMeter;
@@ -33,6 +34,8 @@ pub(crate) struct Layer {
     pub padding: PaddingFilter,
     /// What it costs a subscriber to receive it.
     pub rate: RateMeter,
+    /// Whether the publisher was told to stop it (nobody receives it).
+    pub dynacast: DynacastState,
 }
 
 impl Layer {
@@ -47,11 +50,18 @@ impl Layer {
             last_rx: now,
             padding: PaddingFilter::default(),
             rate: RateMeter::new(now),
+            dynacast: DynacastState::default(),
         }
     }
 
     /// Whether it sent something within [`LAYER_IDLE`].
     pub fn active(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_rx) < LAYER_IDLE
+    }
+
+    /// Whether a subscriber can be given it: it arrives, or it was stopped
+    /// only because nobody received it (asking for it starts it again).
+    pub fn available(&self, now: Instant) -> bool {
+        self.active(now) || self.dynacast.stopped
     }
 }

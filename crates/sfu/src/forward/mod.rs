@@ -19,6 +19,7 @@
 //! endpoint.
 
 pub mod allocator;
+pub mod dynacast;
 pub mod keyframe;
 pub(crate) mod keyframe_gate;
 pub(crate) mod layer;
