@@ -204,6 +204,10 @@ impl RateControl {
                 next = self.bps;
             }
         }
+        if self.link.lower_bps().is_some_and(|lower| delivered < lower) {
+            // Far below the old capacity: the path changed.
+            self.link = LinkCapacity::default();
+        }
         self.link.on_overuse(delivered);
         self.bps = next.clamp(self.min_bps, self.max_bps);
         self.state = State::Hold;

@@ -3,18 +3,31 @@
 //!
 //! A cluster is every packet sent while it was open (media, padding and
 //! retransmissions alike: the pacer sends all of them at the probe rate).
-//! Its *send* rate is the bytes sent, less the last packet's, over the
-//! span from its first to its last send; its *receive* rate the bytes
-//! received, less the first packet's, over the span of arrivals. The path
-//! carried at least the smaller of the two. When the receive rate is well
-//! below the send rate (under 90 %), the probe filled the bottleneck: the
-//! receive rate is then what the path can carry, and the probe says so
-//! (`saturated`) instead of claiming its target.
+//! Its *send span* runs from its first to its last send, its *receive
+//! span* from its first to its last arrival.
+//!
+//! If the path had room, arrivals mirror sends and the spans match; if the
+//! probe filled the bottleneck, a queue grows through the cluster and the
+//! receive span is longer. So the cluster is *saturated* when the receive
+//! span exceeds the send span / 0.9 plus [`BURST_SLACK_US`] (what one
+//! burst of the pacer can queue, whatever the cluster's length). This
+//! compares spans, not rates: libwebrtc's rates (sent bytes less the
+//! last packet's, received bytes less the first's) are biased by the size
+//! difference of the first and last packets, which with a 1200-byte media
+//! packet first and 50-300-byte padding last reads a path with room as
+//! full.
+//!
+//! What the path is known to carry: unsaturated, the cluster's bytes
+//! (less the last packet's) over the longer span; saturated, the received
+//! bytes (less the first packet's, which arrived at the span's start) over
+//! the receive span: the bottleneck's rate.
 
 /// Fewer received packets than this measure nothing.
 pub(crate) const MIN_PACKETS: u32 = 5;
-/// Receive rate below this share of the send rate: the link was full.
+/// Send span below this share of the receive span: the link was full.
 const SATURATED_RATIO: f64 = 0.9;
+/// Receive span slack for the pacer's bursts (microseconds).
+pub(crate) const BURST_SLACK_US: f64 = 3_000.0;
 /// A receive rate above twice the send rate is a measuring artefact.
 const MAX_RATIO: f64 = 2.0;
 
@@ -27,16 +40,17 @@ pub struct ProbeResult {
     pub target_bps: u64,
     /// The rate it did send at (bits/s).
     pub sent_bps: u64,
-    /// The rate the receiver got it at (bits/s).
+    /// The rate the receiver got it at (bits/s): bytes less the first
+    /// packet's over the receive span.
     pub received_bps: u64,
     /// Packets of the cluster reported received.
     pub received_packets: u32,
     /// Packets of the cluster reported lost.
     pub lost_packets: u32,
-    /// The receive rate fell short of the send rate: the path is full.
+    /// The receive span outgrew the send span: the path is full.
     pub saturated: bool,
-    /// What the path is known to carry from this probe: the smaller of
-    /// send and receive rates (bits/s); 0 when too few packets came back.
+    /// What the path is known to carry from this probe (bits/s; see the
+    /// module doc); 0 when too few packets came back.
     pub measured_bps: u64,
 }
 
@@ -159,17 +173,24 @@ impl Cluster {
         if self.received < MIN_PACKETS || send_span == 0 || receive_span <= 0 {
             return result;
         }
-        let sent = (self.send_bytes - self.last_send_size) as f64 * 8.0 * 1e6 / send_span as f64;
+        let send_span = send_span as f64;
+        let receive_span = receive_span as f64;
+        let sent = (self.send_bytes - self.last_send_size) as f64 * 8.0 * 1e6 / send_span;
         let received =
             self.receive_bytes.saturating_sub(self.first_arrival_size) as f64 * 8.0 * 1e6
-                / receive_span as f64;
+                / receive_span;
         result.sent_bps = sent as u64;
         result.received_bps = received as u64;
         if received > MAX_RATIO * sent {
             return result;
         }
-        result.saturated = received < SATURATED_RATIO * sent;
-        result.measured_bps = sent.min(received) as u64;
+        result.saturated = receive_span > send_span / SATURATED_RATIO + BURST_SLACK_US;
+        result.measured_bps = if result.saturated {
+            received as u64
+        } else {
+            ((self.send_bytes - self.last_send_size) as f64 * 8.0 * 1e6
+                / send_span.max(receive_span)) as u64
+        };
         result
     }
 }

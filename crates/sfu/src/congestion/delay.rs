@@ -146,6 +146,9 @@ struct Trendline {
     time_over_ms: Option<f64>,
     overuse_count: u32,
     usage: Usage,
+    /// Times overuse was (re)detected: the trend above the threshold for
+    /// long enough *and still rising*.
+    triggers: u64,
 }
 
 impl Default for Trendline {
@@ -165,6 +168,7 @@ impl Default for Trendline {
             time_over_ms: None,
             overuse_count: 0,
             usage: Usage::Normal,
+            triggers: 0,
         }
     }
 }
@@ -218,6 +222,7 @@ impl Trendline {
                 self.time_over_ms = Some(0.0);
                 self.overuse_count = 0;
                 self.usage = Usage::Over;
+                self.triggers += 1;
             }
         } else if modified < -self.threshold {
             self.time_over_ms = None;
@@ -267,10 +272,19 @@ impl DelayDetector {
             Grouped::Pending => None,
             Grouped::Delta(delta) => Some(self.trend.update(delta)),
             Grouped::Reset => {
+                let triggers = self.trend.triggers;
                 *self = Self::default();
+                self.trend.triggers = triggers;
                 None
             }
         }
+    }
+
+    /// How many times overuse was (re)detected so far. The detector stays
+    /// [`Usage::Over`] while the trend is above the threshold, also once
+    /// the queue stopped growing; a new trigger means it still grows.
+    pub fn overuse_triggers(&self) -> u64 {
+        self.trend.triggers
     }
 
     /// The latest conclusion.

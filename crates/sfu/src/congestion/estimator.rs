@@ -44,6 +44,9 @@ use crate::congestion::rate::RateWindow;
 const DELIVERED_WINDOW_US: i64 = 300_000;
 /// Window of the send rate.
 const SEND_WINDOW_US: i64 = 500_000;
+/// Share of a saturated probe's measured (bottleneck) rate the estimate
+/// may rise to.
+const SATURATED_PROBE_SHARE: f64 = 0.95;
 /// Backoff per feedback timeout.
 const TIMEOUT_BACKOFF: f64 = 0.8;
 
@@ -135,6 +138,9 @@ pub struct SendSideBwe {
     awaiting_since_us: Option<u64>,
     last_backoff_us: Option<u64>,
     cluster: Option<Cluster>,
+    /// Send times (microseconds) whose packets' overuse is the probe's own
+    /// doing: from a cluster's start to its end plus its length.
+    probe_window: Option<(u64, Option<u64>)>,
     last_probe: Option<ProbeResult>,
     estimate: f64,
     feedbacks: u64,
@@ -162,6 +168,7 @@ impl SendSideBwe {
             awaiting_since_us: None,
             last_backoff_us: None,
             cluster: None,
+            probe_window: None,
             last_probe: None,
             estimate: initial,
             feedbacks: 0,
@@ -200,13 +207,11 @@ impl SendSideBwe {
     pub fn on_twcc(&mut self, now: Instant, feedback: &TransportLayerCc) {
         let now_us = self.micros(now);
         self.feedbacks += 1;
-        let reference_us = self
-            .reference
-            .unwrap(feedback.reference_time)
-            .saturating_mul(REFERENCE_TICK_US);
+        let reference = self.reference.peek(feedback.reference_time);
+        let reference_us = reference.saturating_mul(REFERENCE_TICK_US);
         let mut statuses = Statuses::new(feedback, reference_us);
         let (mut lost, mut received) = (0u32, 0u32);
-        let mut overuse = false;
+        let mut triggers = 0u64;
         let mut newest_send_us: Option<u64> = None;
         for (wire_seq, status) in &mut statuses {
             let Some(seq) = self.history.unwrap(wire_seq) else {
@@ -248,8 +253,10 @@ impl SendSideBwe {
                     newest_send_us = Some(newest_send_us.map_or(send_us, |n| n.max(send_us)));
                     if let Some(arrival) = arrival {
                         self.delivered.add(arrival, size as usize);
-                        if self.delay.on_packet(send_us, arrival) == Some(Usage::Over) {
-                            overuse = true;
+                        let before = self.delay.overuse_triggers();
+                        self.delay.on_packet(send_us, arrival);
+                        if self.delay.overuse_triggers() > before && !self.probing_at(send_us) {
+                            triggers += 1;
                         }
                     }
                     if previous == Fate::Unreported {
@@ -266,6 +273,7 @@ impl SendSideBwe {
         if lost == 0 && received == 0 {
             return;
         }
+        self.reference.commit(feedback.reference_time, reference);
         self.awaiting_since_us = None;
         self.last_backoff_us = None;
         if let Some(send_us) = newest_send_us {
@@ -277,10 +285,16 @@ impl SendSideBwe {
         }
         let rtt_us = self.rtt_us.unwrap_or(100_000);
         let delivered = self.delivered.bps();
-        let usage = if overuse {
-            Usage::Over
-        } else {
-            self.delay.usage()
+        // Back off when overuse was (re)detected in this feedback (outside
+        // a probe's own packets). Still
+        // above the threshold without a new trigger (the queue stopped
+        // growing, the trend lags) holds: libwebrtc backs off again every
+        // round trip in that state, which after a short overshoot (a
+        // failed probe) cascades the rate far below the capacity.
+        let usage = match (triggers > 0, self.delay.usage()) {
+            (true, _) => Usage::Over,
+            (false, Usage::Over) => Usage::Under,
+            (false, usage) => usage,
         };
         if received > 0 {
             self.rate.update(now_us, usage, delivered, rtt_us);
@@ -289,6 +303,17 @@ impl SendSideBwe {
             .update(now_us, lost, received, delivered, self.rate.bps(), rtt_us);
         self.finish_probe(now_us, usage);
         self.refresh();
+    }
+
+    /// Whether a packet sent at `send_us` went out during a probe or
+    /// right after it: overuse it shows is the probe's own queue (a probe
+    /// on a full path fails; the estimate does not pay for it).
+    fn probing_at(&self, send_us: u64) -> bool {
+        match self.probe_window {
+            Some((start, None)) => send_us >= start,
+            Some((start, Some(end))) => (start..=end).contains(&send_us),
+            None => false,
+        }
     }
 
     /// Counts a fed-back packet into the send rates.
@@ -307,16 +332,19 @@ impl SendSideBwe {
         self.cluster = None;
         let result = cluster.result();
         self.last_probe = Some(result);
+        // An unsaturated probe proves its rate. A saturated one measured
+        // the bottleneck (the rate it drained at while the probe's queue
+        // grew): as libwebrtc does, the estimate may rise to 95 % of that,
+        // never above the path's capacity; the probe still failed.
         let measured = result.measured_bps as f64;
-        // Only an unsaturated probe proves its rate; a saturated one
-        // filled the queue, which the delay detector answers for.
-        if result.measured_bps > 0
-            && !result.saturated
-            && usage != Usage::Over
-            && measured > self.rate.bps()
-        {
-            self.rate.set(measured, now_us);
-            self.loss.raise_to(measured);
+        let candidate = if result.saturated {
+            SATURATED_PROBE_SHARE * measured
+        } else {
+            measured
+        };
+        if result.measured_bps > 0 && usage != Usage::Over && candidate > self.rate.bps() {
+            self.rate.set(candidate, now_us);
+            self.loss.raise_to(candidate);
         }
     }
 
@@ -384,13 +412,20 @@ impl SendSideBwe {
     /// Opens probe cluster `id` aimed at `target_bps`: every packet sent
     /// from now until [`SendSideBwe::end_probe`] belongs to it. An earlier
     /// cluster still awaiting feedback is abandoned.
-    pub fn start_probe(&mut self, id: u32, target_bps: u64) {
+    pub fn start_probe(&mut self, now: Instant, id: u32, target_bps: u64) {
         self.cluster = Some(Cluster::new(id, target_bps));
+        self.probe_window = Some((self.micros(now), None));
     }
 
     /// Closes the open probe cluster; its result comes with the feedback
     /// on its last packet.
-    pub fn end_probe(&mut self) {
+    pub fn end_probe(&mut self, now: Instant) {
+        let now_us = self.micros(now);
+        if let Some((start, end)) = self.probe_window.as_mut() {
+            if end.is_none() {
+                *end = Some(now_us + now_us.saturating_sub(*start));
+            }
+        }
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.open = false;
             if cluster.last_seq.is_none() {
@@ -404,6 +439,7 @@ impl SendSideBwe {
     /// Forgets the probe cluster in progress (its feedback is not coming).
     pub fn cancel_probe(&mut self) {
         self.cluster = None;
+        self.probe_window = None;
     }
 
     /// The result of probe cluster `id`, once feedback covered it.

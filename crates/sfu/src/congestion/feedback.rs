@@ -132,10 +132,12 @@ pub(crate) struct ReferenceUnwrapper {
 
 impl ReferenceUnwrapper {
     /// The unwrapped tick count of `reference` (24 bits), taken as the
-    /// nearest to the previous one.
-    pub fn unwrap(&mut self, reference: u32) -> i64 {
+    /// nearest to the last committed one. Does not commit it: a feedback
+    /// that turns out to say nothing usable (garbage, a replay) must not
+    /// move the reference.
+    pub fn peek(&self, reference: u32) -> i64 {
         let reference = reference & 0x00FF_FFFF;
-        let unwrapped = match self.last {
+        match self.last {
             None => i64::from(reference),
             Some((raw, unwrapped)) => {
                 let mut diff = i64::from(reference) - i64::from(raw);
@@ -146,9 +148,12 @@ impl ReferenceUnwrapper {
                 }
                 unwrapped + diff
             }
-        };
-        self.last = Some((reference, unwrapped));
-        unwrapped
+        }
+    }
+
+    /// Makes `reference`, unwrapped to `unwrapped`, the one to compare with.
+    pub fn commit(&mut self, reference: u32, unwrapped: i64) {
+        self.last = Some((reference & 0x00FF_FFFF, unwrapped));
     }
 }
 
@@ -230,8 +235,13 @@ mod tests {
     #[test]
     fn reference_time_unwraps_both_ways() {
         let mut unwrapper = ReferenceUnwrapper::default();
-        assert_eq!(unwrapper.unwrap(0xFF_FFFE), 0xFF_FFFE);
-        assert_eq!(unwrapper.unwrap(1), 0x100_0001);
-        assert_eq!(unwrapper.unwrap(0xFF_FFFF), 0xFF_FFFF);
+        let mut step = |reference: u32| {
+            let unwrapped = unwrapper.peek(reference);
+            unwrapper.commit(reference, unwrapped);
+            unwrapped
+        };
+        assert_eq!(step(0xFF_FFFE), 0xFF_FFFE);
+        assert_eq!(step(1), 0x100_0001);
+        assert_eq!(step(0xFF_FFFF), 0xFF_FFFF);
     }
 }

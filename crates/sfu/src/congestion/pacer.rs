@@ -55,6 +55,9 @@ pub struct PacerConfig {
     pub max_queue_bytes: usize,
     /// Packets pre-allocated per class queue.
     pub initial_capacity: usize,
+    /// Padding is asked for once at least this many bytes are due (not
+    /// less than [`MIN_PADDING_BYTES`]): fewer, larger padding packets.
+    pub padding_chunk: usize,
 }
 
 impl Default for PacerConfig {
@@ -64,6 +67,7 @@ impl Default for PacerConfig {
             max_burst: Duration::from_millis(5),
             max_queue_bytes: 256 * 1024,
             initial_capacity: 256,
+            padding_chunk: 250,
         }
     }
 }
@@ -156,8 +160,10 @@ impl<T> Pacer<T> {
         let media = self.media_rate();
         let plain = self.rate_bps as f64 / 8.0;
         self.budget = (self.budget + elapsed * media).min(self.burst(media));
-        let cap = self.burst(plain).max(MIN_PADDING_BYTES as f64);
-        self.padding_budget = (self.padding_budget + elapsed * plain).clamp(-cap, cap);
+        // Debt is remembered for up to a second's worth: media sent above
+        // the rate (the pacing factor) is not followed by padding.
+        let cap = self.burst(plain).max(self.padding_chunk() as f64);
+        self.padding_budget = (self.padding_budget + elapsed * plain).clamp(-plain, cap);
     }
 
     /// Sets the rate (bits/s): the estimate, or a probe's target.
@@ -176,8 +182,8 @@ impl<T> Pacer<T> {
     pub fn set_padding(&mut self, now: Instant, enabled: bool) {
         self.refill(now);
         if enabled && !self.padding {
-            // Start from an empty bucket: no burst of padding.
-            self.padding_budget = self.padding_budget.min(0.0);
+            // Start from an empty bucket: no burst of padding, no old debt.
+            self.padding_budget = 0.0;
         }
         self.padding = enabled;
     }
@@ -263,18 +269,23 @@ impl<T> Pacer<T> {
     }
 
     /// Bytes of padding to generate now (0 unless padding is enabled,
-    /// nothing else waits, and at least [`MIN_PADDING_BYTES`] are due).
+    /// nothing else waits, and at least [`PacerConfig::padding_chunk`] are
+    /// due).
     pub fn padding_due(&mut self, now: Instant) -> usize {
         self.refill(now);
         if !self.padding || self.queued_bytes > 0 || self.budget < 0.0 {
             return 0;
         }
         let due = self.padding_budget.max(0.0) as usize;
-        if due < MIN_PADDING_BYTES {
+        if due < self.padding_chunk() {
             0
         } else {
             due
         }
+    }
+
+    fn padding_chunk(&self) -> usize {
+        self.config.padding_chunk.max(MIN_PADDING_BYTES)
     }
 
     /// When [`Pacer::pop`] (or [`Pacer::padding_due`]) next has something.
@@ -295,7 +306,7 @@ impl<T> Pacer<T> {
         }
         if self.padding && self.rate_bps > 0 {
             let plain = self.rate_bps as f64 / 8.0;
-            let wait_padding = (MIN_PADDING_BYTES as f64 - self.padding_budget).max(0.0) / plain;
+            let wait_padding = (self.padding_chunk() as f64 - self.padding_budget).max(0.0) / plain;
             let wait_media = if media > 0.0 {
                 (-self.budget).max(0.0) / media
             } else {
@@ -348,5 +359,179 @@ impl<T> Pacer<T> {
     /// Packets dropped by the queue bound so far.
     pub fn dropped_packets(&self) -> u64 {
         self.dropped_packets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PacerConfig {
+        PacerConfig {
+            max_queue_bytes: 60_000,
+            ..PacerConfig::default()
+        }
+    }
+
+    /// Drives `pacer` in 100 us steps for `duration`, popping everything
+    /// allowed; returns (time, size, class) of each release.
+    fn drain(
+        pacer: &mut Pacer<(PacketClass, usize)>,
+        start: Instant,
+        duration: Duration,
+    ) -> Vec<(Instant, usize, PacketClass)> {
+        let mut out = Vec::new();
+        let mut now = start;
+        while now < start + duration {
+            while let Some((class, size)) = pacer.pop(now) {
+                out.push((now, size, class));
+            }
+            now += Duration::from_micros(100);
+        }
+        out
+    }
+
+    #[test]
+    fn packets_leave_no_faster_than_the_rate() {
+        let start = Instant::now();
+        let rate = 1_000_000;
+        let mut pacer = Pacer::new(rate, config());
+        for _ in 0..40 {
+            pacer.push(start, PacketClass::Video, 1200, (PacketClass::Video, 1200));
+        }
+        let out = drain(&mut pacer, start, Duration::from_secs(1));
+        assert_eq!(out.len(), 40);
+        // Any window W: at most rate x factor x W + burst + one packet.
+        let bytes_per_s = rate as f64 * config().pacing_factor / 8.0;
+        let allowance = bytes_per_s * config().max_burst.as_secs_f64() + 1200.0;
+        for (i, &(from, _, _)) in out.iter().enumerate() {
+            for window_ms in [5u64, 20, 100, 300] {
+                let window = Duration::from_millis(window_ms);
+                let bytes: usize = out[i..]
+                    .iter()
+                    .take_while(|(t, _, _)| *t < from + window)
+                    .map(|(_, s, _)| s)
+                    .sum();
+                let limit = bytes_per_s * window.as_secs_f64() + allowance;
+                assert!(bytes as f64 <= limit, "{bytes} in {window_ms} ms > {limit}");
+            }
+        }
+        // And the queue drained at about the paced rate: 48 kB at 156 kB/s.
+        let last = out.last().map(|(t, _, _)| *t - start).unwrap_or_default();
+        assert!(last > Duration::from_millis(290) && last < Duration::from_millis(320));
+    }
+
+    #[test]
+    fn audio_is_never_held_behind_video() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(500_000, config());
+        for _ in 0..30 {
+            pacer.push(start, PacketClass::Video, 1200, (PacketClass::Video, 1200));
+        }
+        // Spend the budget.
+        while pacer.pop(start).is_some() {}
+        assert!(pacer.queued_bytes() > 0);
+        let at = start + Duration::from_millis(1);
+        pacer.push(at, PacketClass::Audio, 100, (PacketClass::Audio, 100));
+        assert_eq!(pacer.poll_timeout(), Some(at));
+        assert_eq!(pacer.pop(at), Some((PacketClass::Audio, 100)));
+        // Video still waits for its budget.
+        assert_eq!(pacer.pop(at), None);
+    }
+
+    #[test]
+    fn the_queue_bound_holds_and_only_the_stated_packets_drop() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(200_000, config());
+        let (mut pushed, mut dropped) = (0usize, Vec::new());
+        let mut now = start;
+        let mut released = Vec::new();
+        for i in 0..2000usize {
+            now += Duration::from_millis(1);
+            // Retransmissions (20 kB/s) fit the rate (25 kB/s); video does
+            // not.
+            let class = match (i % 10, i % 50) {
+                (0, _) => PacketClass::Audio,
+                (_, 1) => PacketClass::Retransmission,
+                (2, _) => PacketClass::Padding,
+                _ => PacketClass::Video,
+            };
+            pacer.push(now, class, 1000, (class, i));
+            pushed += 1;
+            while let Some(item) = pacer.pop_dropped() {
+                dropped.push(item);
+            }
+            assert!(pacer.queued_bytes() <= config().max_queue_bytes);
+            while let Some(item) = pacer.pop(now) {
+                released.push(item);
+            }
+        }
+        // Nothing lost: every packet was released, dropped, or still waits.
+        assert_eq!(
+            pushed,
+            released.len() + dropped.len() + pacer.queued_packets()
+        );
+        assert_eq!(pacer.dropped_packets() as usize, dropped.len());
+        assert!(!dropped.is_empty(), "200 kb/s cannot carry 8 Mb/s");
+        assert!(dropped
+            .iter()
+            .all(|(class, _)| *class != PacketClass::Audio));
+        assert_eq!(
+            released
+                .iter()
+                .filter(|(c, _)| *c == PacketClass::Audio)
+                .count(),
+            200
+        );
+        // Video drops take the oldest video: what is still queued is newer
+        // than any dropped video packet.
+        let newest_dropped_video = dropped
+            .iter()
+            .filter(|(c, _)| *c == PacketClass::Video)
+            .map(|(_, (_, i))| *i)
+            .max()
+            .unwrap_or(0);
+        assert!(pacer.queues[index(PacketClass::Video)]
+            .iter()
+            .all(|q| q.item.1 > newest_dropped_video));
+        // Retransmissions were not evicted: they fit, and video or padding
+        // never evicts them.
+        assert!(dropped
+            .iter()
+            .all(|(c, _)| *c != PacketClass::Retransmission));
+    }
+
+    #[test]
+    fn padding_only_when_asked_and_at_the_rate() {
+        let start = Instant::now();
+        let mut pacer: Pacer<usize> = Pacer::new(1_000_000, config());
+        assert_eq!(pacer.padding_due(start + Duration::from_secs(1)), 0);
+        pacer.set_padding(start + Duration::from_secs(1), true);
+        let mut now = start + Duration::from_secs(1);
+        let mut padded = 0;
+        for _ in 0..1000 {
+            now += Duration::from_micros(100);
+            let due = pacer.padding_due(now);
+            if due > 0 {
+                pacer.push(now, PacketClass::Padding, due, due);
+            }
+            while let Some(size) = pacer.pop(now) {
+                padded += size;
+            }
+        }
+        // 100 ms at 1 Mb/s: 12.5 kB, within a padding chunk.
+        assert!((12_000..=12_800).contains(&padded), "{padded}");
+        pacer.set_padding(now, false);
+        assert_eq!(pacer.padding_due(now + Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn an_oversized_packet_is_refused_alone() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(1_000_000, config());
+        pacer.push(start, PacketClass::Video, 1000, 1);
+        assert_eq!(pacer.push(start, PacketClass::Video, 100_000, 2), 1);
+        assert_eq!(pacer.pop_dropped(), Some((PacketClass::Video, 2)));
+        assert_eq!(pacer.queued_packets(), 1);
     }
 }

@@ -10,15 +10,16 @@
 //! measures from the feedback ([`crate::congestion::cluster`]). If the
 //! path carried the cluster at (nearly) its rate, the estimate jumps there
 //! and the probe succeeded: the allocator commits. If the receive rate fell
-//! short (the bottleneck filled), the estimate does not move up, the probe
-//! failed, and further probes wait [`ProbeConfig::backoff`] (doubling after
+//! short (the bottleneck filled), the probe failed: the estimate moves at
+//! most to 95 % of the rate the bottleneck drained at (never above the
+//! path's capacity), and further probes wait [`ProbeConfig::backoff`] (doubling after
 //! each consecutive failure, up to [`ProbeConfig::max_backoff`]): the
 //! allocator's hysteresis.
 //!
 //! A probe costs at most `duration x (target - capacity)` bits of extra
-//! queue at the bottleneck when it fails: with the defaults (100 ms) a
-//! probe at twice the capacity delays what follows, audio included, by at
-//! most about 100 ms, once.
+//! queue at the bottleneck when it fails: with the defaults (50 ms) a
+//! probe at twice the capacity delays what follows, audio included, by
+//! about 50 ms more, once.
 
 use std::time::{Duration, Instant};
 
@@ -43,11 +44,11 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
-            duration: Duration::from_millis(100),
+            duration: Duration::from_millis(50),
             result_timeout: Duration::from_secs(1),
             success_ratio: 0.9,
-            backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(30),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -172,7 +173,7 @@ impl ProbeController {
             ends: now + self.config.duration,
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        bwe.start_probe(cluster.id, target_bps);
+        bwe.start_probe(now, cluster.id, target_bps);
         self.state = State::Sending(cluster);
         Ok(cluster)
     }
@@ -217,7 +218,7 @@ impl ProbeController {
             if now < cluster.ends {
                 return None;
             }
-            bwe.end_probe();
+            bwe.end_probe(now);
             self.state = State::Awaiting(cluster, now + self.config.result_timeout);
         }
         let State::Awaiting(cluster, deadline) = self.state else {
