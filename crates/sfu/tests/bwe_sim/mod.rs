@@ -338,6 +338,9 @@ const AUDIO_BYTES: usize = 100;
 const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
 const VIDEO_PACKET: usize = 1200;
 
+/// Runs on each feedback before the estimator sees it.
+pub type FeedbackHook = Box<dyn FnMut(&mut SendSideBwe, Instant, &TransportLayerCc)>;
+
 /// The whole loop on simulated time.
 pub struct Sim {
     pub config: SimConfig,
@@ -371,7 +374,7 @@ pub struct Sim {
     pub sent_packets: u64,
     /// A hook run on each feedback before the estimator sees it (tests
     /// corrupt or duplicate feedback with it).
-    pub feedback_hook: Option<Box<dyn FnMut(&mut SendSideBwe, Instant, &TransportLayerCc)>>,
+    pub feedback_hook: Option<FeedbackHook>,
 }
 
 impl Sim {
