@@ -478,6 +478,14 @@ mod tests {
     }
 
     #[test]
+    fn state_beside_the_history_stays_small() {
+        // The module doc promises this much per subscriber.
+        let size = std::mem::size_of::<SendSideBwe>();
+        println!("SendSideBwe: {size} bytes + the history ring");
+        assert!(size <= 3 * 1024, "{size}");
+    }
+
+    #[test]
     fn empty_feedback_changes_nothing() {
         let now = Instant::now();
         let mut bwe = SendSideBwe::new(now, BweConfig::default());

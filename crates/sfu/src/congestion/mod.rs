@@ -33,8 +33,9 @@
 //! The send history is a ring of [`BweConfig::history_len`] slots of 16
 //! bytes (default 2048: 32 KiB), enough for 2 s of feedback delay at 1000
 //! packets/s (~10 Mb/s of 1200-byte packets); feedback about older packets
-//! is ignored. The rest of [`SendSideBwe`] is under 1.5 KiB (two rate
-//! windows of 64 x 8 bytes, the trendline's 20 points). A [`Pacer`]
+//! is ignored. The rest of [`SendSideBwe`] is 2.7 KiB (three rate windows
+//! of 64 x 8 bytes, the trendline's 20 points), so about 35 KiB per
+//! subscriber with the default history. A [`Pacer`]
 //! pre-allocates [`PacerConfig::initial_capacity`] entries per class (4
 //! queues plus the dropped queue) and holds at most
 //! [`PacerConfig::max_queue_bytes`] of non-audio packets.
