@@ -24,8 +24,13 @@
 //! # Cost
 //!
 //! [`SendSideBwe::on_sent`] is one store into a ring slot, a few integer
-//! operations and two branches: no allocation, no hashing (measured in
-//! `examples/bwe_step.rs`). Feedback (every 50-100 ms) walks the feedback
+//! operations and two branches: no allocation, no hashing. Measured by
+//! `examples/bwe_step.rs` (release, the shared 2-vCPU dev VM): 12 ns per
+//! `on_sent`, 52 ns per [`Pacer`] push + pop. Against the 250-370 ns the
+//! SFU spends per forwarded copy today (docs/benchmarks.md), `on_sent` is
+//! about 5 %; the pacer's queue round trip would be about 20 % more, so a
+//! packet that finds the queue empty and the budget positive should skip
+//! the queue (not done yet). Feedback (every 50-100 ms) walks the feedback
 //! packet in place, without allocating.
 //!
 //! # Memory per subscriber
