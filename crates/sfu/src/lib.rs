@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod congestion;
 mod connection;
 mod consent;
 pub mod demux;
