@@ -119,6 +119,8 @@ pub struct SfuStats {
     pub rtp_out: u64,
     /// Packets resent to subscribers that reported them lost (NACK).
     pub rtx_sent: u64,
+    /// Padding-only packets sent to subscribers (bandwidth probes).
+    pub padding_sent: u64,
     /// Datagrams that matched no connection or did not parse.
     pub dropped_datagrams: u64,
 }
@@ -133,6 +135,7 @@ impl SfuStats {
         self.rtp_in += other.rtp_in;
         self.rtp_out += other.rtp_out;
         self.rtx_sent += other.rtx_sent;
+        self.padding_sent += other.padding_sent;
         self.dropped_datagrams += other.dropped_datagrams;
     }
 }
@@ -150,6 +153,8 @@ pub struct SubscriberBandwidth {
     pub feedback_packets: u64,
     /// The bandwidth estimate toward it, bits per second, once there is one.
     pub estimate_bps: Option<u64>,
+    /// The round trip time its feedback implies, once known.
+    pub rtt: Option<std::time::Duration>,
     /// The video rate the stream allocator gave it, bits per second.
     pub allocated_video_bps: u64,
     /// Per video it receives: track id, the layer index it gets (`None`:

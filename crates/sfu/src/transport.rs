@@ -16,6 +16,7 @@
 //! live in `huddle_wire`, where the load tool takes them to run the
 //! client's end of a subscriber connection.
 
+use crate::congestion::PacketKind;
 use crate::transport_cc::TransportCc;
 use bytes::BytesMut;
 use huddle_wire::classify::{
@@ -244,6 +245,11 @@ impl Wire {
         self.cc.as_ref()
     }
 
+    /// [`Wire::congestion`], to change.
+    pub fn congestion_mut(&mut self) -> Option<&mut TransportCc> {
+        self.cc.as_mut()
+    }
+
     /// A datagram from the client at `src`: what the transport took it
     /// for ([`Took`]), or why it refused it.
     pub fn handle_datagram(
@@ -268,6 +274,7 @@ impl Wire {
     pub fn protect_rtp(
         &mut self,
         now: Instant,
+        kind: PacketKind,
         header: &rtc::rtp::Header,
         payload: &[u8],
         out: &mut BytesMut,
@@ -284,7 +291,7 @@ impl Wire {
                     data: &seq,
                 };
                 keys.rtp.protect_with(header, Some(ext), payload, out)?;
-                cc.on_sent(now, out.len() - start);
+                cc.on_sent(now, out.len() - start, kind);
             }
             None => keys.rtp.protect(header, payload, out)?,
         }
@@ -318,18 +325,22 @@ impl Wire {
         self.events.pop_front()
     }
 
-    /// When [`Wire::handle_timeout`] has work (DTLS retransmissions).
+    /// When [`Wire::handle_timeout`] has work (DTLS retransmissions
+    /// during the handshake; then congestion control's timers).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.srtp.is_some() {
-            return None;
+            return self.cc.as_ref().and_then(TransportCc::poll_timeout);
         }
         self.dtls.as_ref().and_then(Dtls::poll_timeout)
     }
 
-    /// Run the DTLS retransmission timer.
+    /// Run the DTLS retransmission timer, or congestion control's.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.srtp.is_some() {
+            if let Some(cc) = self.cc.as_mut() {
+                cc.handle_timeout(now);
+            }
             return;
         }
         if let Some(dtls) = self.dtls.as_mut() {
@@ -629,7 +640,13 @@ mod tests {
         let header = rtc::rtp::Header::default();
         let mut out = BytesMut::new();
         assert!(w
-            .protect_rtp(Instant::now(), &header, &[0; 10], &mut out)
+            .protect_rtp(
+                Instant::now(),
+                PacketKind::Media,
+                &header,
+                &[0; 10],
+                &mut out
+            )
             .is_err());
         assert!(out.is_empty());
         assert!(w.protect_rtcp(&[0x80, 200, 0, 1]).is_err());

@@ -1,19 +1,52 @@
 //! Transport-wide congestion control on one subscriber connection: the
 //! sequence number every packet the SFU sends carries
-//! (draft-holmer-rmcat-transport-wide-cc-extensions-01), and what the
-//! client's TWCC feedback says of them.
+//! (draft-holmer-rmcat-transport-wide-cc-extensions-01), the estimator the
+//! client's TWCC feedback drives ([`crate::congestion::SendSideBwe`]), and
+//! the probes the stream allocator asks for before it moves the subscriber
+//! up ([`crate::congestion::ProbeController`]): while one runs, the
+//! endpoint pads the connection up to the probe's rate
+//! ([`TransportCc::padding_due`]).
 
+use crate::congestion::{
+    BweConfig, BweStats, PacketKind, ProbeConfig, ProbeController, SendSideBwe,
+};
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tracing::debug;
 
-/// One subscriber connection's transport-wide sequence numbers and the
-/// feedback on them.
-#[derive(Debug)]
+/// How long the estimate is trusted without any feedback from the client
+/// (it negotiated TWCC but may never send it): after that, until feedback
+/// comes, nothing limits what it is sent.
+pub(crate) const FIRST_FEEDBACK_WITHIN: Duration = Duration::from_secs(3);
+
+/// How long after the first feedback a connection's estimate counts as
+/// still being found, unless a probe settles it sooner.
+pub(crate) const SETTLING: Duration = Duration::from_secs(2);
+
+/// How often padding goes out while a probe runs: its packets spread over
+/// the cluster instead of leaving in one burst.
+pub(crate) const PADDING_TICK: Duration = Duration::from_millis(5);
+
+/// One subscriber connection's congestion control.
 pub(crate) struct TransportCc {
     /// The extension's id on this connection (`a=extmap`).
     id: u8,
-    /// The sequence number the next packet gets.
-    next: u16,
+    bwe: SendSideBwe,
+    probe: ProbeController,
+    /// When the first packet left.
+    first_sent: Option<Instant>,
+    /// Octets sent in all.
+    sent_bytes: u64,
+    /// The probe being sent: when it started and `sent_bytes` then.
+    cluster: Option<(Instant, u64)>,
+    /// When padding is next due while a probe runs.
+    next_padding: Option<Instant>,
+    /// When the first feedback came.
+    first_feedback: Option<Instant>,
+    /// A probe finished: the estimate has been tried against the path.
+    probed: bool,
+    /// The estimate the allocator last saw.
+    allocated_at_bps: Option<u64>,
     /// Packets stamped so far.
     sent: u64,
     /// Feedback packets read so far.
@@ -22,10 +55,18 @@ pub(crate) struct TransportCc {
 
 impl TransportCc {
     /// Stamping with extension id `id` from `now` on.
-    pub fn new(_now: Instant, id: u8) -> Self {
+    pub fn new(now: Instant, id: u8) -> Self {
         Self {
             id,
-            next: 0,
+            bwe: SendSideBwe::new(now, BweConfig::default()),
+            probe: ProbeController::new(ProbeConfig::default()),
+            first_sent: None,
+            sent_bytes: 0,
+            cluster: None,
+            next_padding: None,
+            first_feedback: None,
+            probed: false,
+            allocated_at_bps: None,
             sent: 0,
             feedback: 0,
         }
@@ -44,25 +85,140 @@ impl TransportCc {
     /// The sequence number for the packet about to be sent; the call that
     /// follows ([`TransportCc::on_sent`]) records it.
     pub fn next_sequence_number(&self) -> u16 {
-        self.next
+        self.bwe.next_sequence()
     }
 
     /// The packet stamped with [`TransportCc::next_sequence_number`] left
     /// at `now`, `size` octets on the wire.
-    pub fn on_sent(&mut self, _now: Instant, _size: usize) {
-        self.next = self.next.wrapping_add(1);
+    pub fn on_sent(&mut self, now: Instant, size: usize, kind: PacketKind) {
+        self.bwe.on_sent(now, size, kind);
+        self.first_sent.get_or_insert(now);
+        self.sent_bytes += size as u64;
         self.sent += 1;
     }
 
     /// TWCC feedback from the client.
-    pub fn on_feedback(&mut self, _now: Instant, _feedback: &TransportLayerCc) {
+    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
+        self.bwe.on_twcc(now, feedback);
         self.feedback += 1;
+        self.first_feedback.get_or_insert(now);
+        self.poll_probe(now);
     }
 
-    /// The bandwidth estimate toward the client, bits per second, once
-    /// there is one.
+    /// The bandwidth estimate toward the client, bits per second: `None`
+    /// when the client sent no feedback within [`FIRST_FEEDBACK_WITHIN`]
+    /// of the first packet (nothing to estimate from).
     pub fn estimate_bps(&self) -> Option<u64> {
-        None
+        let trusted = self.feedback > 0 || self.first_sent.is_none();
+        trusted.then(|| self.bwe.estimate_bps())
+    }
+
+    /// [`TransportCc::estimate_bps`] at `now`, for the allocator: the
+    /// initial estimate stands while the first feedback may still come.
+    pub fn budget_bps(&self, now: Instant) -> Option<u64> {
+        let waiting = self
+            .first_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < FIRST_FEEDBACK_WITHIN);
+        match self.estimate_bps() {
+            Some(bps) => Some(bps),
+            None if waiting => Some(self.bwe.estimate_bps()),
+            None => None,
+        }
+    }
+
+    /// Whether the estimate is still being found: no feedback yet, or
+    /// neither a probe nor [`SETTLING`] since the first.
+    pub fn settling(&self, now: Instant) -> bool {
+        !self.probed
+            && self
+                .first_feedback
+                .is_none_or(|t| now.saturating_duration_since(t) < SETTLING)
+    }
+
+    /// Whether the estimate moved enough since the allocator last looked
+    /// (a tenth, or a probe finished) that it should look again now rather
+    /// than at its next round; looking is what this records.
+    pub fn take_reallocate(&mut self) -> bool {
+        let now = self.bwe.estimate_bps();
+        let moved = match self.allocated_at_bps {
+            None => self.feedback > 0,
+            Some(then) => now.abs_diff(then) * 10 > then,
+        };
+        if moved {
+            self.allocated_at_bps = Some(now);
+        }
+        moved
+    }
+
+    /// The allocator looked at the estimate.
+    pub fn allocated(&mut self) {
+        self.allocated_at_bps = Some(self.bwe.estimate_bps());
+    }
+
+    /// What the estimator knows.
+    pub fn stats(&self) -> BweStats {
+        self.bwe.stats()
+    }
+
+    /// The allocator would move the subscriber up if the path carried
+    /// `target_bps` in all: probe it, unless a probe runs, is not needed
+    /// or waits after a failure.
+    pub fn want_probe(&mut self, now: Instant, target_bps: u64) {
+        if self.feedback == 0 {
+            return; // nothing would judge it
+        }
+        if let Ok(cluster) = self.probe.start(now, target_bps, &mut self.bwe) {
+            debug!(target_bps, id = cluster.id, "probe");
+            self.cluster = Some((now, self.sent_bytes));
+            self.next_padding = Some(now);
+        }
+    }
+
+    /// Octets of padding to send now to keep a running probe at its rate
+    /// (what media left of it); zero when no probe runs.
+    pub fn padding_due(&mut self, now: Instant) -> usize {
+        let (Some((start, bytes_then)), Some(cluster)) = (self.cluster, self.probe.current())
+        else {
+            return 0;
+        };
+        if !self.probe.is_probing() || now >= cluster.ends {
+            return 0;
+        }
+        self.next_padding = Some(now + PADDING_TICK);
+        // What the probe should have sent by the end of this tick.
+        let until = (now + PADDING_TICK).min(cluster.ends);
+        let due = cluster.target_bps as u128 * until.saturating_duration_since(start).as_micros()
+            / 8_000_000;
+        let sent = u128::from(self.sent_bytes - bytes_then);
+        usize::try_from(due.saturating_sub(sent)).unwrap_or(usize::MAX)
+    }
+
+    /// When [`TransportCc::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let padding = self.next_padding.filter(|_| self.probe.is_probing());
+        [self.bwe.poll_timeout(), self.probe.poll_timeout(), padding]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Run the estimator's and the probe's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.bwe.poll_timeout().is_some_and(|t| t <= now) {
+            self.bwe.handle_timeout(now);
+        }
+        self.poll_probe(now);
+    }
+
+    fn poll_probe(&mut self, now: Instant) {
+        if let Some(outcome) = self.probe.poll(now, &mut self.bwe) {
+            debug!(?outcome, "probe done");
+            self.probed = true;
+        }
+        if !self.probe.is_probing() {
+            self.cluster = None;
+            self.next_padding = None;
+        }
     }
 
     /// Packets stamped and feedback packets read so far.

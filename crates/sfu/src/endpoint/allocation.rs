@@ -6,14 +6,21 @@
 //! videos paused and resumed.
 
 use super::Endpoint;
+use crate::congestion::{padding_sizes, PacketKind};
+use crate::connection::Liveness;
 use crate::error::SfuError;
 use crate::events::{SfuEvent, SubscriberBandwidth};
-use crate::forward::allocator::{allocate, Allocation, Demand, LayerOffer, Priority};
+use crate::forward::allocator::{
+    allocate, with_headroom, Allocation, Demand, LayerOffer, Priority,
+};
 use crate::forward::leg::View;
+use crate::forward::pad_log::padding_payload;
+use crate::forward::send::payload_type;
 use crate::forward::simulcast::{self, wanted_rank, CHOICE_INTERVAL};
 use crate::ids::ParticipantId;
+use crate::transmit::Transmit;
 use crate::view::TrackView;
-use huddle_proto::{PauseReason, TrackKind};
+use huddle_proto::{PauseReason, PcRole, TrackKind};
 use std::collections::HashMap;
 use std::time::Instant;
 use tracing::debug;
@@ -21,6 +28,9 @@ use tracing::debug;
 /// The least a layer is taken to cost, bits per second: a layer whose rate
 /// is not measured yet (it just started) is not free.
 const MIN_LAYER_BPS: u64 = 30_000;
+
+/// Most padding packets sent on one connection at one timer tick.
+const MAX_PADDING_PER_TICK: usize = 32;
 
 /// One subscriber's videos: (track id, what the allocator is told).
 type Demands = Vec<(String, Demand)>;
@@ -30,7 +40,7 @@ impl Endpoint {
     /// decides.
     pub(super) fn choose_layers(&mut self, now: Instant) {
         self.next_layer_choice = Some(now + CHOICE_INTERVAL);
-        let subscribers: Vec<ParticipantId> = self.demands(now).into_keys().collect();
+        let subscribers: Vec<ParticipantId> = self.demands(now, None).into_keys().collect();
         for sub in subscribers {
             self.allocate_for(now, &sub);
         }
@@ -75,8 +85,13 @@ impl Endpoint {
         }
     }
 
-    /// What every subscriber of a video asks of its videos.
-    fn demands(&mut self, now: Instant) -> HashMap<ParticipantId, Demands> {
+    /// What every subscriber of a video (or `only` that one) asks of its
+    /// videos.
+    fn demands(
+        &mut self,
+        now: Instant,
+        only: Option<&ParticipantId>,
+    ) -> HashMap<ParticipantId, Demands> {
         let mut videos: HashMap<&ParticipantId, usize> = HashMap::new();
         for t in self.table.tracks.values() {
             if t.kind == TrackKind::Video {
@@ -100,8 +115,14 @@ impl Endpoint {
             } else {
                 Priority::Other
             };
+            if only.is_some_and(|o| !t.legs.contains_key(o)) {
+                continue;
+            }
             let layers = offers(&mut t.layers, now);
             for (sub, leg) in &t.legs {
+                if only.is_some_and(|o| o != sub) {
+                    continue;
+                }
                 let grid = wanted_rank(videos.get(sub).copied().unwrap_or(1));
                 out.entry(sub.clone()).or_default().push((
                     t.id.clone(),
@@ -158,6 +179,7 @@ impl Endpoint {
             packets_stamped: stamped,
             feedback_packets: feedback,
             estimate_bps: cc.and_then(|cc| cc.estimate_bps()),
+            rtt: cc.and_then(|cc| cc.stats().rtt),
             allocated_video_bps: p.allocated_bps,
             ..SubscriberBandwidth::default()
         };
@@ -177,18 +199,47 @@ impl Endpoint {
 
     /// Run the allocator for one subscriber and apply its decision.
     pub(super) fn allocate_for(&mut self, now: Instant, sub: &ParticipantId) {
-        let mut all = self.demands(now);
+        let mut all = self.demands(now, Some(sub));
         let Some(demands) = all.remove(sub) else {
             return;
         };
-        let budget = self.video_budget(now, sub);
+        let (budget, audio) = self.video_budget(now, sub).unzip();
         let Some(p) = self.participants.get_mut(sub) else {
             return;
         };
         let list: Vec<Demand> = demands.iter().map(|(_, d)| d.clone()).collect();
-        let decision = allocate(now, &mut p.allocator, budget, &list);
+        let settling = p
+            .subscriber
+            .as_ref()
+            .and_then(|c| c.wire.as_ref())
+            .and_then(|w| w.congestion())
+            .is_some_and(|cc| cc.settling(now));
+        let decision = allocate(now, &mut p.allocator, budget, settling, &list);
         p.allocated_bps = decision.allocated_bps;
         p.probe_bps = decision.probe_bps;
+        let cc = p
+            .subscriber
+            .as_mut()
+            .and_then(|c| c.wire.as_mut())
+            .and_then(|w| w.congestion_mut());
+        if let Some(cc) = cc {
+            cc.allocated();
+            let audio = audio.unwrap_or(0);
+            if cc.settling(now) {
+                // A new connection starts low; find the path's capacity
+                // at once, up to what the subscriber wants in all, and do
+                // not count the start as a move down.
+                p.allocator.forget_down();
+                cc.want_probe(now, with_headroom(decision.wanted_bps) + audio);
+            } else if let Some(video) = decision.probe_bps {
+                // Find out whether the path has room before moving up.
+                cc.want_probe(now, video + audio);
+            }
+            if let Some(conn) = p.subscriber.as_mut() {
+                conn.timer = conn.wire.as_ref().and_then(|w| w.poll_timeout());
+            }
+            self.deadlines.touch((sub.clone(), PcRole::Subscriber));
+        }
         for ((track_id, demand), allocation) in demands.into_iter().zip(decision.allocations) {
             self.apply(now, sub, &track_id, &demand, allocation);
         }
@@ -196,9 +247,10 @@ impl Endpoint {
         self.update_dynacast(now);
     }
 
-    /// What `sub` can spend on video: its estimate less what its audio
-    /// costs; `None` while nothing limits it (no estimate).
-    fn video_budget(&mut self, now: Instant, sub: &ParticipantId) -> Option<u64> {
+    /// What `sub` can spend on video (its estimate less what its audio
+    /// costs) and what its audio costs; `None` while nothing limits it (no
+    /// estimate).
+    fn video_budget(&mut self, now: Instant, sub: &ParticipantId) -> Option<(u64, u64)> {
         let estimate = self
             .participants
             .get(sub)?
@@ -207,7 +259,7 @@ impl Endpoint {
             .wire
             .as_ref()?
             .congestion()?
-            .estimate_bps()?;
+            .budget_bps(now)?;
         let audio: u64 = self
             .table
             .tracks
@@ -216,7 +268,73 @@ impl Endpoint {
             .flat_map(|t| t.layers.iter_mut())
             .map(|l| l.rate.bps(now))
             .sum();
-        Some(estimate.saturating_sub(audio))
+        Some((estimate.saturating_sub(audio), audio))
+    }
+
+    /// Pad `sub`'s connection with `bytes` of padding-only packets (a
+    /// probe runs), on a video leg that is sending; nothing when it has
+    /// none (padding on audio would be heard as loss).
+    pub(super) fn send_padding(&mut self, now: Instant, sub: &ParticipantId, bytes: usize) {
+        let Some(p) = self.participants.get_mut(sub) else {
+            return;
+        };
+        let Some(conn) = p.subscriber.as_mut().filter(|c| c.liveness == Liveness::Up) else {
+            return;
+        };
+        // A video leg (paused ones too: padding carries no picture),
+        // preferably one that is sending.
+        let mut legs: Vec<_> = self
+            .table
+            .tracks
+            .values_mut()
+            .filter(|t| t.kind == TrackKind::Video)
+            .filter_map(|t| Some((t.legs.get_mut(sub)?, &t.codec)))
+            .collect();
+        legs.sort_by_key(|(l, _)| l.choice.current.is_none());
+        let Some((leg, codec)) = legs.into_iter().next() else {
+            return;
+        };
+        let Some(pt) = payload_type(conn, leg, codec) else {
+            return;
+        };
+        let Some(wire) = conn.wire.as_mut() else {
+            return;
+        };
+        // At most a burst's worth per call: the rest at the next tick.
+        let sizes = padding_sizes(bytes, 255, 50).take(MAX_PADDING_PER_TICK);
+        let mut buf = [0u8; 255];
+        for len in sizes {
+            let Some((seq, ts)) = leg.pad(now) else {
+                return;
+            };
+            let header = rtc::rtp::Header {
+                version: 2,
+                padding: true,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: leg.ssrc,
+                ..Default::default()
+            };
+            let payload = padding_payload(&mut buf, len as u8);
+            match wire.protect_rtp(
+                now,
+                PacketKind::Padding,
+                &header,
+                payload,
+                self.out_buf.spare(),
+            ) {
+                Ok(dst) => {
+                    let payload = self.out_buf.take();
+                    self.transmits.push_back(Transmit { dst, payload });
+                    self.padding_sent += 1;
+                }
+                Err(e) => {
+                    debug!(subscriber = %sub, "padding: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     /// Apply one video's allocation to `sub`'s leg.

@@ -123,7 +123,7 @@ impl Endpoint {
                 transmits: &mut self.transmits,
                 buf: &mut self.out_buf,
             };
-            if send_on_leg(now, out, &track.codec, sub, leg, &packet) {
+            if send_on_leg(now, out, &track.codec, sub, leg, &packet, None) {
                 self.rtp_out += 1;
             }
         }
@@ -166,7 +166,7 @@ impl Endpoint {
                 transmits: &mut self.transmits,
                 buf: &mut self.out_buf,
             };
-            if send_on_leg(now, out, &track.codec, sub, leg, packet) {
+            if send_on_leg(now, out, &track.codec, sub, leg, packet, Some(seq)) {
                 self.rtx_sent += 1;
             }
         }

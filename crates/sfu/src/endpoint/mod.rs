@@ -76,6 +76,7 @@ pub struct Endpoint {
     rtp_in: u64,
     rtp_out: u64,
     rtx_sent: u64,
+    padding_sent: u64,
     dropped: u64,
     /// One "datagram refused" line per connection per second.
     log_limit: LogLimit<ConnKey>,
@@ -105,6 +106,7 @@ impl Endpoint {
             rtp_in: 0,
             rtp_out: 0,
             rtx_sent: 0,
+            padding_sent: 0,
             dropped: 0,
             log_limit: LogLimit::new(Duration::from_secs(1)),
             deadlines: Deadlines::default(),
@@ -137,9 +139,11 @@ impl Endpoint {
         // drain that here, not the whole connection (asking `rtc` walks its
         // pipeline, and this is every RTCP report and consent check of the
         // fan-out side).
+        let mut reallocate = false;
         let (result, wire_events) = match conn.wire.as_mut() {
             Some(wire) => {
                 let result = wire.handle_datagram(now, src, datagram);
+                reallocate = wire.congestion_mut().is_some_and(|cc| cc.take_reallocate());
                 let mut events = Vec::new();
                 drain_wire(
                     wire,
@@ -190,6 +194,9 @@ impl Endpoint {
                 for ev in events {
                     self.on_wire_event(now, &key.0, ev);
                 }
+                if reallocate {
+                    self.allocate_for(now, &key.0);
+                }
                 self.deadlines.touch(key);
             }
             None => self.dirty.push(key),
@@ -199,6 +206,7 @@ impl Endpoint {
 
     /// Time passed: run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut padding = Vec::new();
         for (id, p) in self.participants.iter_mut() {
             for (role, conn) in [
                 (PcRole::Publisher, p.publisher.as_mut()),
@@ -221,7 +229,13 @@ impl Endpoint {
                     }
                     if conn.timer.is_some_and(|t| t <= now) {
                         match conn.wire.as_mut() {
-                            Some(wire) => wire.handle_timeout(now),
+                            Some(wire) => {
+                                wire.handle_timeout(now);
+                                let due = wire.congestion_mut().map_or(0, |cc| cc.padding_due(now));
+                                if due > 0 {
+                                    padding.push((id.clone(), due));
+                                }
+                            }
                             None => {
                                 if let Err(e) = conn.pc.handle_timeout(now) {
                                     debug!(participant = %id, "timeout: {e}");
@@ -232,6 +246,9 @@ impl Endpoint {
                     }
                 }
             }
+        }
+        for (sub, bytes) in padding {
+            self.send_padding(now, &sub, bytes);
         }
         let interval = self.config.keyframe_request_interval;
         let mut due = Vec::new();
@@ -345,6 +362,7 @@ impl Endpoint {
             rtp_in: self.rtp_in,
             rtp_out: self.rtp_out,
             rtx_sent: self.rtx_sent,
+            padding_sent: self.padding_sent,
             dropped_datagrams: self.dropped,
         }
     }

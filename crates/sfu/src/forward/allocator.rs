@@ -93,10 +93,12 @@ pub struct Decision {
     pub allocations: Vec<Allocation>,
     /// What the videos allocated cost, bits per second.
     pub allocated_bps: u64,
-    /// When a video was held back for want of bandwidth: the video rate
-    /// the subscriber would need for the next step up (probe at that rate
-    /// before moving).
+    /// When a video was held back for want of bandwidth: the video budget
+    /// the subscriber would need for the next step up, headroom included
+    /// (probe at that rate before moving).
     pub probe_bps: Option<u64>,
+    /// What every visible video at the best layer it wants would cost.
+    pub wanted_bps: u64,
 }
 
 /// What the allocator remembers of one subscriber between allocations.
@@ -106,12 +108,30 @@ pub struct AllocatorState {
     last_down: Option<Instant>,
 }
 
+impl AllocatorState {
+    /// Forget the last move down: while the estimate is still being found
+    /// (a new connection), starting low is no reason to hold back.
+    pub fn forget_down(&mut self) {
+        self.last_down = None;
+    }
+}
+
+/// The budget in which `bps` fits within [`UP_HEADROOM`]: what a probe
+/// must show for a move to `bps` to happen.
+pub fn with_headroom(bps: u64) -> u64 {
+    (bps as f64 / UP_HEADROOM).ceil() as u64
+}
+
 /// Split `budget_bps` (the estimate less audio; `None` when nothing limits
 /// the subscriber: no estimate yet) over `demands`. See the module docs.
+/// While `settling` (a new connection whose estimate is still being
+/// found by probing), nothing is paused: every visible video gets at least
+/// its lowest layer, and moves up only within the budget.
 pub fn allocate(
     now: Instant,
     state: &mut AllocatorState,
     budget_bps: Option<u64>,
+    settling: bool,
     demands: &[Demand],
 ) -> Decision {
     let mut order: Vec<usize> = (0..demands.len()).collect();
@@ -147,7 +167,9 @@ pub fn allocate(
         // A video that runs keeps running while it fits the estimate; one
         // that is paused (or new) comes in only within the headroom.
         let running = current_of(d).is_some();
-        let limit = if running || budget_bps.is_none() {
+        let limit = if settling {
+            u64::MAX
+        } else if running || budget_bps.is_none() {
             keep_budget
         } else if may_go_up || d.current == Allocation::Unavailable {
             up_budget
@@ -158,7 +180,7 @@ pub fn allocate(
             blocked = true;
             allocations[i] = Allocation::Paused;
             if probe.is_none() {
-                probe = Some(total.saturating_add(lowest.bps));
+                probe = Some(with_headroom(total.saturating_add(lowest.bps)));
             }
             continue;
         }
@@ -200,7 +222,7 @@ pub fn allocate(
             }
             if up && probe.is_none() && current.is_none_or(|c| l.rank == c.rank + 1) {
                 // The next step up of this video: what probing must show.
-                probe = Some(total.saturating_add(extra));
+                probe = Some(with_headroom(total.saturating_add(extra)));
             }
         }
     }
@@ -223,10 +245,23 @@ pub fn allocate(
     if went_down {
         state.last_down = Some(now);
     }
+    let wanted_bps = demands
+        .iter()
+        .filter(|d| d.visible)
+        .filter_map(|d| {
+            d.layers
+                .iter()
+                .filter(|l| l.rank <= d.max_rank)
+                .max_by_key(|l| (l.rank, l.bps))
+                .or_else(|| d.layers.iter().min_by_key(|l| (l.rank, l.bps)))
+                .map(|l| l.bps)
+        })
+        .sum();
     Decision {
         allocations,
         allocated_bps: total,
         probe_bps: probe.filter(|_| budget_bps.is_some()),
+        wanted_bps,
     }
 }
 
@@ -272,7 +307,7 @@ mod tests {
         budget: Option<u64>,
         demands: &mut [Demand],
     ) -> Decision {
-        let d = allocate(now, state, budget, demands);
+        let d = allocate(now, state, budget, false, demands);
         for (demand, a) in demands.iter_mut().zip(&d.allocations) {
             demand.current = *a;
         }
@@ -318,6 +353,7 @@ mod tests {
         );
         assert_eq!(d.allocated_bps, 150_000 + 500_000 + 1_500_000);
         assert!(d.probe_bps.is_some(), "the speaker wants more");
+        assert_eq!(d.wanted_bps, 3 * 1_500_000);
     }
 
     #[test]
@@ -344,7 +380,7 @@ mod tests {
                 Allocation::Layer(0)
             ]
         );
-        assert_eq!(d.probe_bps, Some(450_000));
+        assert_eq!(d.probe_bps, Some(with_headroom(450_000)));
         // Less still: only the speaker.
         let later = t + Duration::from_millis(500);
         let d = run(
@@ -356,6 +392,28 @@ mod tests {
         assert_eq!(
             d.allocations,
             vec![Allocation::Paused, Allocation::Paused, Allocation::Layer(0)]
+        );
+    }
+
+    #[test]
+    fn while_settling_nothing_is_paused_and_nothing_moves_up_past_the_budget() {
+        let t = Instant::now();
+        let mut demands = vec![video(Priority::Other, 0), video(Priority::Other, 1)];
+        let mut state = AllocatorState::default();
+        let d = allocate(t, &mut state, Some(100_000), true, &demands);
+        assert_eq!(
+            d.allocations,
+            vec![Allocation::Layer(0), Allocation::Layer(0)]
+        );
+        assert_eq!(d.wanted_bps, 3_000_000);
+        for (demand, a) in demands.iter_mut().zip(&d.allocations) {
+            demand.current = *a;
+        }
+        // Settled at the same estimate: the second video no longer fits.
+        let d = allocate(t, &mut state, Some(200_000), false, &demands);
+        assert_eq!(
+            d.allocations,
+            vec![Allocation::Layer(0), Allocation::Paused]
         );
     }
 
@@ -400,7 +458,7 @@ mod tests {
         // 1.7 M: 1.5 M fits in 85 % (1.445 M)? No: middle layer.
         let d = run(t, &mut state, Some(1_700_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Layer(1)]);
-        assert_eq!(d.probe_bps, Some(1_500_000));
+        assert_eq!(d.probe_bps, Some(with_headroom(1_500_000)));
         // 1.8 M: 85 % is 1.53 M, the top layer fits.
         let d = run(t, &mut state, Some(1_800_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Layer(2)]);
@@ -435,7 +493,7 @@ mod tests {
         let later = t + UP_HOLD * 2;
         let d = run(later, &mut state, Some(170_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Paused]);
-        assert_eq!(d.probe_bps, Some(150_000));
+        assert_eq!(d.probe_bps, Some(with_headroom(150_000)));
         let d = run(later, &mut state, Some(180_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Layer(0)]);
     }

@@ -5,6 +5,7 @@
 //! changes (the RTP munger and sequence map).
 
 use crate::forward::allocator::Allocation;
+use crate::forward::pad_log::{PadLog, Sent};
 use crate::forward::resend::ResendGuard;
 use crate::forward::sender_report::SentCount;
 use crate::forward::simulcast::LayerChoice;
@@ -41,6 +42,8 @@ pub(crate) struct Leg {
     pub view: View,
     /// What the stream allocator gave it last (video).
     pub allocation: Allocation,
+    /// The padding (probes) sent on it, once there was any.
+    pads: Option<Box<PadLog>>,
 }
 
 /// How a subscriber shows one video it receives (the `track_settings`
@@ -111,6 +114,7 @@ impl Leg {
             sent: SentCount::default(),
             view: View::default(),
             allocation: Allocation::Unavailable,
+            pads: None,
         }
     }
 
@@ -183,21 +187,58 @@ impl Leg {
         }
     }
 
+    /// The sequence number and timestamp of a padding packet (a bandwidth
+    /// probe) sent next on this leg at `now`: one after the last packet,
+    /// whose timestamp it repeats; what follows is numbered one further.
+    /// Works on a paused leg and on one that sent nothing yet (its media
+    /// will continue after the padding). `None` on a leg that cannot
+    /// renumber (audio).
+    pub fn pad(&mut self, now: Instant) -> Option<(u16, u32)> {
+        let c = self.continuity.as_mut()?;
+        let base = c.continue_from.or(c.last_sent).unwrap_or(SentMark {
+            seq: (self.ssrc >> 16) as u16, // any start will do
+            ts: self.ssrc,
+            at: now,
+        });
+        let seq = base.seq.wrapping_add(1);
+        let mark = SentMark { seq, ..base };
+        if c.continue_from.is_some() || c.last_sent.is_none() {
+            // The next media packet starts a source: it continues after
+            // this one.
+            c.continue_from = Some(mark);
+        } else {
+            c.seq_offset = c.seq_offset.wrapping_add(1);
+        }
+        c.last_sent = Some(mark);
+        self.pads.get_or_insert_with(Box::default).record(seq);
+        Some((seq, base.ts))
+    }
+
     /// The current source's sequence number of a sequence number this leg
     /// sent; `None` when that packet came from an earlier source (its
-    /// store is not the current one's: the subscriber needs a keyframe).
+    /// store is not the current one's: the subscriber needs a keyframe),
+    /// was padding, or is older than the padding the leg remembers.
     pub fn source_seq(&self, sent: u16) -> Option<u16> {
         let Some(c) = self.continuity else {
             return Some(sent);
         };
+        let mut offset = c.seq_offset;
         if let (Some(first), Some(last)) = (c.started, c.last_sent) {
             // Counted back from the newest packet: older than the source's
             // first packet (or not sent yet) is not the current source's.
             if last.seq.wrapping_sub(sent) > last.seq.wrapping_sub(first) {
                 return None;
             }
+            if let Some(pads) = &self.pads {
+                match pads.classify(sent, last.seq) {
+                    Sent::Media { later_padding } => {
+                        offset = offset.wrapping_sub(later_padding);
+                    }
+                    Sent::Padding | Sent::Unknown => return None,
+                }
+            }
         }
-        Some(sent.wrapping_sub(c.seq_offset))
+        Some(sent.wrapping_sub(offset))
     }
 }
 
@@ -306,6 +347,69 @@ mod tests {
         assert_eq!(leg.source_seq(102), Some(7000));
         assert_eq!(leg.source_seq(101), None, "the old layer's packet");
         assert_eq!(leg.source_seq(103), None, "not sent yet");
+    }
+
+    #[test]
+    fn padding_takes_numbers_and_nacks_still_map_to_the_source() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+
+        let send = |leg: &mut Leg, seq: u16| {
+            let mut h = Header {
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ..Default::default()
+            };
+            leg.rewrite(t0, 90_000, &mut h);
+            h.sequence_number
+        };
+        assert_eq!(send(&mut leg, 65534), 65534);
+        assert_eq!(leg.pad(t0), Some((65535, 65534 * 3000)));
+        assert_eq!(leg.pad(t0), Some((0, 65534 * 3000)));
+        assert_eq!(send(&mut leg, 65535), 1, "media moved on by two");
+        assert_eq!(send(&mut leg, 0), 2);
+        assert_eq!(leg.pad(t0), Some((3, 0)));
+        assert_eq!(send(&mut leg, 1), 4);
+        // NACKs: media maps back to its source number, padding to nothing.
+        assert_eq!(leg.source_seq(65534), Some(65534));
+        assert_eq!(leg.source_seq(65535), None);
+        assert_eq!(leg.source_seq(0), None);
+        assert_eq!(leg.source_seq(1), Some(65535));
+        assert_eq!(leg.source_seq(2), Some(0));
+        assert_eq!(leg.source_seq(3), None);
+        assert_eq!(leg.source_seq(4), Some(1));
+        // A retransmission is rewritten with the offset of now: the
+        // sender puts back the number the subscriber asked for
+        // (`send_on_leg`'s `resend_as`).
+        let mut h = Header {
+            sequence_number: 0,
+            timestamp: 0,
+            ..Default::default()
+        };
+        leg.rewrite(t0, 90_000, &mut h);
+        assert_eq!(h.sequence_number, 3);
+        // An audio leg is never padded.
+        assert_eq!(Leg::new(RTCRtpSenderId::from(1), 8).pad(t0), None);
+    }
+
+    #[test]
+    fn padding_before_any_media_is_followed_by_media_in_sequence() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 0x0102_0304);
+        let (p1, _) = leg.pad(t0).expect("pads");
+        let (p2, _) = leg.pad(t0).expect("pads");
+        assert_eq!(p2, p1.wrapping_add(1));
+        let mut h = Header {
+            sequence_number: 40_000,
+            timestamp: 7,
+            ..Default::default()
+        };
+        leg.rewrite(t0 + std::time::Duration::from_millis(20), 90_000, &mut h);
+        assert_eq!(h.sequence_number, p2.wrapping_add(1));
+        assert_eq!(leg.source_seq(h.sequence_number), Some(40_000));
+        assert_eq!(leg.source_seq(p2), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One packet of a track out on one subscriber leg.
 
-use crate::connection::Liveness;
+use crate::congestion::PacketKind;
+use crate::connection::{Connection, Liveness};
 use crate::forward::leg::Leg;
 use crate::ids::ParticipantId;
 use crate::out_buf::OutBuf;
@@ -20,7 +21,28 @@ pub(crate) struct Out<'a> {
     pub buf: &'a mut OutBuf,
 }
 
-/// Send one packet of a track on one subscriber leg: SSRC and payload type
+/// The payload type `codec` was negotiated with on the leg's connection
+/// (looked up once, then cached on the leg); `None` before it is.
+pub(crate) fn payload_type(
+    conn: &mut Connection,
+    leg: &mut Leg,
+    codec: &RTCRtpCodec,
+) -> Option<u8> {
+    if leg.payload_type.is_none() {
+        let mut sender = conn.pc.rtp_sender(leg.sender_id)?;
+        leg.payload_type = sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
+            .map(|c| c.payload_type);
+    }
+    leg.payload_type
+}
+
+/// Send one packet of a track on one subscriber leg (a resend of the
+/// leg's packet `resend_as`, when given): SSRC and payload type
 /// rewritten to the leg's, SRTP-protected by the leg's connection straight
 /// into a datagram. False when the leg cannot send yet (not connected,
 /// codec not negotiated) or protection failed.
@@ -31,6 +53,7 @@ pub(crate) fn send_on_leg(
     sub: &ParticipantId,
     leg: &mut Leg,
     packet: &rtc::rtp::Packet,
+    resend_as: Option<u16>,
 ) -> bool {
     let Some(conn) = out
         .participants
@@ -42,27 +65,8 @@ pub(crate) fn send_on_leg(
     if conn.liveness != Liveness::Up {
         return false; // no SRTP keys yet, or the subscriber is gone
     }
-    let pt = match leg.payload_type {
-        Some(pt) => pt,
-        None => {
-            let Some(mut sender) = conn.pc.rtp_sender(leg.sender_id) else {
-                return false;
-            };
-            let found = sender
-                .get_parameters()
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
-                .map(|c| c.payload_type);
-            match found {
-                Some(pt) => {
-                    leg.payload_type = Some(pt);
-                    pt
-                }
-                None => return false, // not negotiated yet
-            }
-        }
+    let Some(pt) = payload_type(conn, leg, codec) else {
+        return false; // not negotiated yet
     };
     let Some(wire) = conn.wire.as_mut() else {
         return false;
@@ -71,7 +75,16 @@ pub(crate) fn send_on_leg(
     header.ssrc = leg.ssrc;
     header.payload_type = pt;
     leg.rewrite(now, codec.clock_rate, &mut header);
-    match wire.protect_rtp(now, &header, &packet.payload, out.buf.spare()) {
+    // A resend goes out as the number the subscriber asked for: padding
+    // sent since may have moved the leg's numbering on.
+    let kind = match resend_as {
+        Some(seq) => {
+            header.sequence_number = seq;
+            PacketKind::Retransmission
+        }
+        None => PacketKind::Media,
+    };
+    match wire.protect_rtp(now, kind, &header, &packet.payload, out.buf.spare()) {
         Ok(dst) => {
             let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });

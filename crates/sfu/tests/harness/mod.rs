@@ -148,6 +148,8 @@ pub struct Client {
     /// Per track id: packets whose sequence number did not follow the last
     /// one's, or whose timestamp went backwards.
     pub discontinuities: HashMap<String, u64>,
+    /// Per track id: padding-only packets received (bandwidth probes).
+    pub padding: HashMap<String, u64>,
     /// Per track id: the payload of the last RTP packet received.
     pub last_payload: HashMap<String, Bytes>,
     /// The simulcast video track, when the client publishes one.
@@ -170,6 +172,7 @@ impl Client {
             subscriber: None,
             tracks: HashMap::new(),
             received: HashMap::new(),
+            padding: HashMap::new(),
             last_rtp: HashMap::new(),
             discontinuities: HashMap::new(),
             last_payload: HashMap::new(),
@@ -256,6 +259,10 @@ pub struct Net {
     /// Client timer errors (a failed DTLS handshake) are expected: ignore
     /// them instead of panicking.
     pub client_errors_expected: bool,
+    /// The next viewer's offer leaves out transport-wide congestion
+    /// control: the SFU estimates nothing toward it and never pauses its
+    /// videos for bandwidth.
+    pub viewer_without_twcc: bool,
 }
 
 /// Media engine matching the SFU's: the shared codec table.
@@ -391,6 +398,7 @@ impl Net {
             client_errors_expected: false,
             rtcp_to: HashMap::new(),
             dtls_alerts_to: HashMap::new(),
+            viewer_without_twcc: false,
         }
     }
 
@@ -550,7 +558,14 @@ impl Net {
         sub.pc
             .set_local_description(self.now, offer)
             .expect("set local offer");
-        let sdp = sub.pc.local_description().expect("local description").sdp;
+        let mut sdp = sub.pc.local_description().expect("local description").sdp;
+        if self.viewer_without_twcc {
+            sdp = sdp
+                .split("\r\n")
+                .filter(|l| !l.contains("transport-wide-cc") && !l.contains("transport-cc"))
+                .collect::<Vec<_>>()
+                .join("\r\n");
+        }
         let answer = self
             .endpoint
             .add_viewer(self.now, RoomId(ROOM.to_owned()), id.clone(), sdp)
@@ -876,6 +891,7 @@ impl Net {
             }
             for c in self.clients.iter_mut().filter(|c| c.online) {
                 let received = &mut c.received;
+                let padding = &mut c.padding;
                 let last_rtp = &mut c.last_rtp;
                 let discontinuities = &mut c.discontinuities;
                 let last_payload = &mut c.last_payload;
@@ -908,6 +924,12 @@ impl Net {
                                 {
                                     *discontinuities.entry(track.clone()).or_default() += 1;
                                 }
+                            }
+                            // Padding (the SFU's bandwidth probes) keeps the
+                            // numbering but is not media.
+                            if packet.payload.is_empty() {
+                                *padding.entry(track).or_default() += 1;
+                                continue;
                             }
                             last_payload.insert(track.clone(), packet.payload.clone());
                             *received.entry(track).or_default() += 1;
