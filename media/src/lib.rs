@@ -78,7 +78,7 @@ pub mod sink;
 pub mod source;
 pub mod wav;
 
-pub use error::{MediaError, Result};
+pub use error::{MediaError, RedError, Result};
 pub use format::{Channels, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 
 #[cfg(test)]
