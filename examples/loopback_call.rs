@@ -26,7 +26,7 @@
 //! 5. bob keeps every packet, and once alice is done decodes them in sequence
 //!    order (so the figures describe the network, not a playout clock; a real
 //!    app plays them live with `huddle::Playout`, the jitter buffer, as
-//!    `huddle-call --play` and `examples/audio_quality.rs` do), concealing the missing ones
+//!    `huddle-call --play` and `examples/audio_quality/` do), concealing the missing ones
 //!    with Opus packet-loss concealment, and writes the result to `--output`
 //!    (48 kHz mono WAV): listen to it.
 //! 6. It prints what got through: packets sent and received, loss, how long

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarise several scored runs of examples/audio_quality.rs as one table.
+"""Summarise several scored runs of examples/audio_quality/ as one table.
 
 usage: python3 scripts/aggregate_runs.py RUN1.json RUN2.json ...
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the speech inputs for examples/audio_quality.rs.
+"""Make the speech inputs for examples/audio_quality/.
 
 usage: python3 scripts/make_speech.py [OUT.wav]            (default: speech.wav)
        python3 scripts/make_speech.py --natural [OUT.wav]  (default: natural.wav)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Score the outputs of examples/audio_quality.rs with PESQ wideband (ITU-T P.862.2).
+"""Score the outputs of examples/audio_quality/ with PESQ wideband (ITU-T P.862.2).
 
 usage: python3 scripts/score_pesq.py RESULTS.json [--ref REF.wav] [--write]
        python3 scripts/score_pesq.py --ref REF.wav DEGRADED.wav [DEGRADED.wav ...]
@@ -63,8 +63,8 @@ def score(ref, deg_path):
 def table(conditions):
     lines = [
         "| condition | MOS-LQO (PESQ-WB) | network lost / sent | p95 jitter (ms) "
-        "| JB mean delay (ms) | delay - p95 (ms) | FEC-recovered | concealed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| JB mean delay (ms) | delay - p95 (ms) | RED-recovered | FEC-recovered | concealed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in conditions:
         jb = c["jb"]
@@ -72,6 +72,7 @@ def table(conditions):
             f"| {c['name']} | {c.get('mos_lqo', float('nan')):.2f} "
             f"| {c['relay_lost']} / {c['relay_offered']} | {c['jitter_p95_ms']:.1f} "
             f"| {c['jb_mean_delay_ms']:.1f} | {c['delay_over_p95_ms']:+.1f} "
+            f"| {jb.get('red_recovered_frames', 0)} "
             f"| {jb['fec_recovered_frames']} | {jb['concealed_frames']} |"
         )
     return "\n".join(lines)

@@ -4,9 +4,13 @@ use crate::endpoint;
 use crate::error::CallError;
 use crate::event::{CallEvent, CallEvents};
 use crate::ids::{ParticipantId, TrackId};
+use crate::loss_reports::follow_loss_reports;
 use crate::participant::Participant;
 use crate::pcm_send::PcmSender;
 use crate::peer::{self, Peer};
+use crate::red::negotiated_red;
+use crate::red_recv::remote_red;
+use crate::red_send::RedSender;
 use crate::sender::AudioSender;
 use crate::signal::{self, Outbox};
 use crate::track::{as_local, remote_track, LocalTrack};
@@ -315,22 +319,39 @@ impl Call {
             self.inner.state().own.remove(&track_id);
             return Err(e);
         }
-        let payload_type = sender
-            .get_parameters()
-            .await?
-            .rtp_parameters
-            .codecs
+        let codecs = sender.get_parameters().await?.rtp_parameters.codecs;
+        let mut payload_type = codecs
             .iter()
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
             .map(|c| c.payload_type)
             .unwrap_or(default_pt);
-        Ok(Arc::new(LocalTrack::new(
+        // The answer took RED: send the Opus frames wrapped in it.
+        let red = match negotiated_red(&codecs).filter(|_| kind == TrackKind::Audio) {
+            Some(format) => {
+                debug!(track = %track_id, red_pt = format.red_pt, "sending RED");
+                payload_type = format.red_pt;
+                Some(RedSender::new(format)?)
+            }
+            None => None,
+        };
+        let uses_red = red.is_some();
+        let track = Arc::new(LocalTrack::new(
             rtp,
             track_id,
             kind,
             ssrc,
             payload_type,
-        )))
+            red,
+        ));
+        if uses_red {
+            if let Some(p) = self.inner.state().publisher.as_ref() {
+                if let Ok(mut watched) = p.loss_reports.lock() {
+                    watched.insert(ssrc);
+                }
+            }
+            follow_loss_reports(&track);
+        }
+        Ok(track)
     }
 
     /// The publisher connection (built on first use) and its state watch.
@@ -501,7 +522,12 @@ async fn announce_tracks(
     mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 ) {
     while let Some(t) = tracks.recv().await {
-        let track = remote_track(t, |id| inner.who(id)).await;
+        let subscriber = inner.state().subscriber.as_ref().map(|s| s.pc.clone());
+        let red = match subscriber {
+            Some(pc) => remote_red(&pc, &t).await,
+            None => None,
+        };
+        let track = remote_track(t, |id| inner.who(id), red).await;
         let _ = inner.events.send(CallEvent::TrackSubscribed(track));
     }
 }

@@ -45,6 +45,13 @@
 //! publish (this side offers) and one to receive (the server offers, again
 //! whenever the set of tracks changes). See `docs/signaling.md`.
 //!
+//! Audio goes out as Opus (in-band FEC, DTX). The connections also offer
+//! RED (RFC 2198, `audio/red`, listed after Opus): when the peer's answer
+//! takes it, each Opus frame goes out with copies of the frames before it
+//! (1 to 3, from the loss the peer reports), and a received RED track is
+//! split before its jitter buffer, whose copies stand in for lost packets.
+//! A peer without RED (the SFU, for now) gets plain Opus.
+//!
 //! Media is forwarded, not stored: a listener hears a track from its
 //! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
 //! its subscription was being set up) does not reach it.
@@ -67,12 +74,16 @@ mod error;
 mod event;
 mod ids;
 mod level;
+mod loss_reports;
 mod packet;
 mod participant;
 mod pcm_recv;
 mod pcm_send;
 mod peer;
 mod playout;
+mod red;
+mod red_recv;
+mod red_send;
 mod sender;
 mod signal;
 mod track;

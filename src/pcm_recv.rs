@@ -119,14 +119,16 @@ async fn run(
         return;
     };
     let start = Instant::now();
-    buffer.insert(first.to_jitter(), Duration::ZERO);
+    track
+        .audio_packet(&first)
+        .insert_into(&mut buffer, Duration::ZERO);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     loop {
         tokio::select! {
             packet = track.recv() => {
                 let Some(p) = packet else { return };
-                buffer.insert(p.to_jitter(), start.elapsed());
+                track.audio_packet(&p).insert_into(&mut buffer, start.elapsed());
             }
             _ = tick.tick() => {
                 let frame = buffer.pull(start.elapsed(), &mut decoder);

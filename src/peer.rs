@@ -2,10 +2,12 @@
 //! their callbacks into channel messages.
 
 use crate::error::CallError;
+use crate::loss_reports::{self, LossReportsToApp, WatchedSsrcs};
 use huddle_proto::{ClientMessage, IceCandidate, PcRole};
 use huddle_wire::feedback::{KeyframeRequestsToApp, SLOT};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -73,6 +75,8 @@ impl PeerConnectionEventHandler for PcHandler {
 pub(crate) struct Peer {
     pub pc: Arc<dyn PeerConnection>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    /// SSRCs of sent tracks whose loss reports reach the app (RED tracks).
+    pub loss_reports: WatchedSsrcs,
     trickle: Arc<std::sync::Mutex<Trickle>>,
     outbox: crate::signal::Outbox,
 }
@@ -90,6 +94,15 @@ impl Peer {
     }
 }
 
+/// The codecs of the calling crate: huddle's table, then RED after Opus
+/// (offered on publish, accepted on receive; a peer without it, the SFU
+/// for now, answers Opus alone).
+pub(crate) fn media_engine() -> Result<MediaEngine, CallError> {
+    let mut me = huddle_wire::codecs::media_engine()?;
+    huddle_wire::codecs::register_red(&mut me)?;
+    Ok(me)
+}
+
 /// Build a peer connection bound to `bind` (e.g. `127.0.0.1:0`).
 pub(crate) async fn build(
     role: PcRole,
@@ -97,10 +110,15 @@ pub(crate) async fn build(
     outbox: crate::signal::Outbox,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 ) -> Result<Peer, CallError> {
-    let mut me = huddle_wire::codecs::media_engine()?;
+    let mut me = media_engine()?;
     // Keyframe requests must reach the app so a publisher can answer them.
+    let loss_reports = WatchedSsrcs::default();
     let registry = register_default_interceptors(Registry::new(), &mut me)?
-        .with(SLOT.into(), KeyframeRequestsToApp::default());
+        .with(SLOT.into(), KeyframeRequestsToApp::default())
+        .with(
+            loss_reports::SLOT.into(),
+            LossReportsToApp::new(loss_reports.clone()),
+        );
     let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
     let trickle = Arc::new(std::sync::Mutex::new(Trickle::default()));
     let handler = Arc::new(PcHandler {
@@ -121,6 +139,7 @@ pub(crate) async fn build(
     Ok(Peer {
         pc: Arc::new(pc),
         state: state_rx,
+        loss_reports,
         trickle,
         outbox,
     })
@@ -148,4 +167,114 @@ pub(crate) async fn wait_connected(
     tokio::time::timeout(timeout, wait)
         .await
         .map_err(|_| CallError::Timeout("the media connection"))?
+}
+
+/// The offer and answer themselves: the calling crate's engine offers RED
+/// after Opus, and what the answer takes decides.
+#[cfg(test)]
+mod negotiation_tests {
+    use super::media_engine;
+    use crate::red::{negotiated_red, RedFormat};
+    use huddle_proto::TrackKind;
+    use huddle_wire::codecs;
+    use huddle_wire::local_track::single_ssrc_track;
+    use rtc::peer_connection::configuration::media_engine::MediaEngine;
+    use std::sync::Arc;
+    use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+    use webrtc::media_stream::track_local::TrackLocal;
+    use webrtc::peer_connection::{
+        PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+        RTCSessionDescription,
+    };
+
+    /// A peer connection's events, ignored.
+    struct Quiet;
+
+    #[async_trait::async_trait]
+    impl PeerConnectionEventHandler for Quiet {}
+
+    async fn pc(me: MediaEngine) -> Arc<dyn PeerConnection> {
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(me)
+            .with_handler(Arc::new(Quiet))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .expect("peer connection");
+        Arc::new(pc)
+    }
+
+    /// Publish an Opus track from the calling crate's engine to a peer with
+    /// `answerer`'s; the offer's SDP and what the sender negotiated.
+    async fn publish_to(answerer: MediaEngine) -> (String, Option<RedFormat>) {
+        let offerer = pc(media_engine().expect("engine")).await;
+        let track: Arc<dyn TrackLocal> = Arc::new(TrackLocalStaticRTP::new(single_ssrc_track(
+            "alice".into(),
+            "audio-0".into(),
+            TrackKind::Audio,
+            codecs::opus(),
+            1234,
+        )));
+        let sender = offerer.add_track(track).await.expect("add track");
+        let offer = offerer.create_offer(None).await.expect("offer");
+        offerer
+            .set_local_description(offer.clone())
+            .await
+            .expect("local offer");
+        let answerer = pc(answerer).await;
+        answerer
+            .set_remote_description(RTCSessionDescription::offer(offer.sdp.clone()).expect("sdp"))
+            .await
+            .expect("remote offer");
+        let answer = answerer.create_answer(None).await.expect("answer");
+        answerer
+            .set_local_description(answer.clone())
+            .await
+            .expect("local answer");
+        offerer
+            .set_remote_description(RTCSessionDescription::answer(answer.sdp).expect("sdp"))
+            .await
+            .expect("remote answer");
+        let codecs = sender
+            .get_parameters()
+            .await
+            .expect("parameters")
+            .rtp_parameters
+            .codecs;
+        let _ = offerer.close().await;
+        let _ = answerer.close().await;
+        (offer.sdp, negotiated_red(&codecs))
+    }
+
+    #[tokio::test]
+    async fn red_is_offered_after_opus_and_taken_when_the_answer_has_it() {
+        let (offer, red) = publish_to(media_engine().expect("engine")).await;
+        let m_audio = offer
+            .lines()
+            .find(|l| l.starts_with("m=audio"))
+            .expect("an audio section");
+        let pts: Vec<&str> = m_audio.split_whitespace().skip(3).collect();
+        let (opus_at, red_at) = (
+            pts.iter().position(|p| *p == "111").expect("Opus offered"),
+            pts.iter().position(|p| *p == "63").expect("RED offered"),
+        );
+        assert!(opus_at < red_at, "Opus first: {m_audio}");
+        assert!(offer.contains("a=rtpmap:63 red/48000/2"), "{offer}");
+        assert!(offer.contains("a=fmtp:63 111/111"), "{offer}");
+        assert_eq!(
+            red,
+            Some(RedFormat {
+                red_pt: 63,
+                primary_pt: 111
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_red_gets_opus() {
+        // The SFU's engine today.
+        let (_, red) = publish_to(codecs::media_engine().expect("engine")).await;
+        assert_eq!(red, None);
+    }
 }

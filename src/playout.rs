@@ -3,8 +3,9 @@
 //! WAV file, or anything implementing `AudioSink`).
 
 use crate::ids::{ParticipantId, TrackId};
+use crate::red_recv::AudioPacket;
 use crate::track::RemoteTrack;
-use huddle_media::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpAudioPacket};
+use huddle_media::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use huddle_media::mixer::{Mixer, ParticipantId as MixId};
 use huddle_media::opus_codec::OpusDecoder;
 use huddle_media::sink::AudioSink;
@@ -20,7 +21,7 @@ use tracing::{debug, warn};
 /// What reaches the playout task.
 enum Input {
     Track(TrackId, ParticipantId),
-    Packet(TrackId, RtpAudioPacket, Instant),
+    Packet(TrackId, AudioPacket, Instant),
     Ended(TrackId),
     Volume(ParticipantId, f32),
     Mute(ParticipantId, bool),
@@ -109,7 +110,7 @@ impl Playout {
         let tx = self.tx.clone();
         let reader = tokio::spawn(async move {
             while let Some(p) = track.recv().await {
-                let packet = p.to_jitter();
+                let packet = track.audio_packet(&p);
                 if tx
                     .send(Input::Packet(id.clone(), packet, Instant::now()))
                     .is_err()
@@ -185,7 +186,7 @@ async fn run(
                     }
                     Input::Packet(id, packet, arrival) => {
                         if let Some(s) = streams.get_mut(&id) {
-                            s.buffer.insert(packet, arrival.saturating_duration_since(start));
+                            packet.insert_into(&mut s.buffer, arrival.saturating_duration_since(start));
                         }
                     }
                     Input::Ended(id) => {

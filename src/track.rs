@@ -4,6 +4,9 @@ use crate::error::CallError;
 use crate::ids::{ParticipantId, SeqNum, Ssrc, TrackId};
 use crate::packet::{AudioFrame, MediaPacket};
 use crate::participant::Participant;
+use crate::red::RedFormat;
+use crate::red_recv::AudioPacket;
+use crate::red_send::RedSender;
 use bytes::Bytes;
 use huddle_proto::TrackKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -17,10 +20,12 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-/// RTP sequence and timestamp state of a local track.
+/// RTP sequence and timestamp state of a local track, and its RED state
+/// when RED was negotiated for it.
 struct Clock {
     seq: u16,
     ts: u32,
+    red: Option<RedSender>,
 }
 
 /// A track this participant publishes. Write encoded frames into it.
@@ -75,6 +80,7 @@ impl LocalTrack {
         kind: TrackKind,
         ssrc: u32,
         payload_type: u8,
+        red: Option<RedSender>,
     ) -> Self {
         Self {
             rtp,
@@ -85,6 +91,7 @@ impl LocalTrack {
             clock: Mutex::new(Clock {
                 seq: rand::random(),
                 ts: rand::random(),
+                red,
             }),
             muted: AtomicBool::new(false),
         }
@@ -109,13 +116,49 @@ impl LocalTrack {
     /// Send one encoded audio frame carrying its RFC 6464 audio level, so
     /// the server can tell who is speaking. Returns the number of packets
     /// sent (0 while muted).
+    ///
+    /// When the peer took RED (RFC 2198) for this track, the frame goes out
+    /// wrapped in a RED packet with copies of the frames before it (see
+    /// [`uses_red`](Self::uses_red)); write one frame per 20 ms as always.
     pub async fn write_audio_frame(&self, frame: AudioFrame<'_>) -> Result<usize, CallError> {
         let level = HeaderExtension::AudioLevel(AudioLevelExtension {
             level: frame.level.dbov.min(127),
             voice: frame.level.voice,
         });
         let ticks = self.ticks(frame.duration);
-        self.send(&[frame.payload], ticks, false, Some(level)).await
+        let mut clock = self.clock.lock().await;
+        let ts = clock.ts;
+        let red = match clock.red.as_mut() {
+            // Not sent: the next packet must not repeat frames across it.
+            Some(red) if self.is_muted() => {
+                red.skip();
+                None
+            }
+            Some(red) => Some(red.wrap(ts, frame.payload)?),
+            None => None,
+        };
+        let payload = red.as_deref().unwrap_or(frame.payload);
+        self.send_locked(&mut clock, &[payload], ticks, false, Some(level))
+            .await
+    }
+
+    /// Whether the frames go out as RED (the peer's answer took
+    /// `audio/red`), and at which redundancy distance now.
+    pub async fn uses_red(&self) -> Option<u8> {
+        self.clock
+            .lock()
+            .await
+            .red
+            .as_ref()
+            .map(RedSender::distance)
+    }
+
+    /// The peer reported `fraction_lost` (RTCP, lost / 256) for this track.
+    pub(crate) async fn on_fraction_lost(&self, fraction_lost: u8) {
+        if let Some(red) = self.clock.lock().await.red.as_mut() {
+            let distance = red.on_fraction_lost(fraction_lost);
+            tracing::trace!(ssrc = self.ssrc, fraction_lost, distance, "loss report");
+        }
     }
 
     /// RTP clock ticks in `d` (48 kHz for audio, 90 kHz for video).
@@ -199,6 +242,19 @@ impl LocalTrack {
         extension: Option<HeaderExtension>,
     ) -> Result<usize, CallError> {
         let mut clock = self.clock.lock().await;
+        self.send_locked(&mut clock, payloads, duration, marker, extension)
+            .await
+    }
+
+    /// [`send`](Self::send) with the clock already locked.
+    async fn send_locked(
+        &self,
+        clock: &mut Clock,
+        payloads: &[&[u8]],
+        duration: u32,
+        marker: bool,
+        extension: Option<HeaderExtension>,
+    ) -> Result<usize, CallError> {
         let ts = clock.ts;
         clock.ts = clock.ts.wrapping_add(duration);
         if self.is_muted() {
@@ -206,7 +262,7 @@ impl LocalTrack {
         }
         let last = payloads.len().saturating_sub(1);
         for (i, payload) in payloads.iter().enumerate() {
-            let packet = self.packet(&mut clock, ts, marker && i == last, payload);
+            let packet = self.packet(clock, ts, marker && i == last, payload);
             match &extension {
                 Some(ext) => {
                     self.rtp
@@ -249,6 +305,8 @@ pub struct RemoteTrack {
     pub(crate) participant: Participant,
     pub(crate) track_id: TrackId,
     pub(crate) kind: TrackKind,
+    /// RED as negotiated for it (audio), if at all.
+    pub(crate) red: Option<RedFormat>,
 }
 
 impl std::fmt::Debug for RemoteTrack {
@@ -305,6 +363,12 @@ impl RemoteTrack {
         }
     }
 
+    /// The packet as the jitter buffer takes it (RED split before it, when
+    /// RED was negotiated and the packet is RED).
+    pub(crate) fn audio_packet(&self, p: &MediaPacket) -> AudioPacket {
+        AudioPacket::new(p, self.red)
+    }
+
     /// Ask the publisher for a keyframe (video); the SFU merges requests.
     pub async fn request_keyframe(&self) -> Result<(), CallError> {
         let ssrc = self.track.ssrcs().await.first().copied().unwrap_or(0);
@@ -318,10 +382,12 @@ impl RemoteTrack {
     }
 }
 
-/// A remote track, its publisher looked up with `who`.
+/// A remote track, its publisher looked up with `who`, with RED as
+/// negotiated for it (`red`).
 pub(crate) async fn remote_track(
     track: Arc<dyn TrackRemote>,
     who: impl FnOnce(&ParticipantId) -> Participant,
+    red: Option<RedFormat>,
 ) -> RemoteTrack {
     let kind = match track.kind().await {
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video => TrackKind::Video,
@@ -331,6 +397,7 @@ pub(crate) async fn remote_track(
     RemoteTrack {
         participant: who(&participant_id),
         track_id: TrackId::from(track.track_id().await.to_string()),
+        red: red.filter(|_| kind == TrackKind::Audio),
         kind,
         track,
     }

@@ -10,11 +10,13 @@
 //! - [`sink`]: the [`sink::AudioSink`] trait and a [`sink::NullSink`].
 //! - [`wav`]: [`wav::WavSource`] (any WAV file, framed into 20 ms at 48 kHz) and
 //!   [`wav::WavSink`].
-//! - [`rtp`]: RTP packetization of Opus frames, a strict RTP parser, and synthetic
-//!   VP8 video with an RFC 7741 packetizer.
+//! - [`rtp`]: RTP packetization of Opus frames, a strict RTP parser, RED
+//!   (RFC 2198) payloads and a [`rtp::RedEncoder`], and synthetic VP8 video
+//!   with an RFC 7741 packetizer.
 //! - [`jitter`]: the receive-side adaptive jitter buffer (sans-IO, NetEQ-style:
 //!   reorder, dedupe, loss detection, FEC/PLC concealment, time stretching,
-//!   statistics), driving any [`jitter::FrameDecoder`].
+//!   statistics, RED copies standing in for lost packets), driving any
+//!   [`jitter::FrameDecoder`].
 //! - [`mixer`]: mixes remote speakers with per-participant volume and mute and a
 //!   peak limiter.
 //! - [`analysis`]: normalized cross-correlation with lag search, and RMS, for tests.
@@ -78,7 +80,7 @@ pub mod sink;
 pub mod source;
 pub mod wav;
 
-pub use error::{MediaError, Result};
+pub use error::{MediaError, RedError, Result};
 pub use format::{Channels, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 
 #[cfg(test)]

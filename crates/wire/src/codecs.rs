@@ -16,10 +16,35 @@ pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
 /// Payload type of H.264 (constrained baseline, packetization mode 1).
 pub const H264_PT: u8 = 102;
+/// Payload type of RED audio (RFC 2198), as Chromium offers it.
+pub const RED_PT: u8 = 63;
+/// MIME type of RED audio.
+pub const MIME_TYPE_RED: &str = "audio/red";
 
 /// Opus, 48 kHz, in-band FEC.
 pub fn opus() -> RTCRtpCodec {
     codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1")
+}
+
+/// RED (RFC 2198) carrying Opus, 48 kHz: `a=fmtp:63 111/111` as Chromium
+/// (each block an Opus frame of payload type [`OPUS_PT`]; Chromium's
+/// default distance 1).
+pub fn red() -> RTCRtpCodec {
+    codec(MIME_TYPE_RED, 48000, 2, "111/111")
+}
+
+/// Register [`red`] for audio at [`RED_PT`]. Call it after
+/// [`media_engine`]: RED is then listed after Opus, so a peer that does not
+/// know RED still picks Opus. Used by the calling crate; the SFU's engine
+/// ([`media_engine`]) does not have it yet.
+pub fn register_red(me: &mut MediaEngine) -> Result<(), RtcError> {
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: red(),
+            payload_type: RED_PT,
+        },
+        RtpCodecKind::Audio,
+    )
 }
 
 /// VP8.

@@ -8,7 +8,8 @@
 //!   not go backwards (a backwards step is treated as no time passing). The
 //!   buffer never reads a clock, so tests drive it with a fake one.
 //! - **Packets in:** [`JitterBuffer::insert`] for every RTP audio packet, with
-//!   its arrival time.
+//!   its arrival time; [`JitterBuffer::insert_red`] for a RED (RFC 2198)
+//!   packet, whose redundant copies stand in for packets that went missing.
 //! - **Audio out:** [`JitterBuffer::pull`] once every 20 ms of playout. Each
 //!   pull returns exactly one 20 ms frame (`decoder.channels().frame_len()`
 //!   interleaved samples at 48 kHz). The pulls *are* the playout clock: the
@@ -87,6 +88,7 @@ mod decision;
 mod decoder;
 mod delay;
 mod packet_buffer;
+mod red;
 mod seq;
 mod stats;
 mod stretch;
@@ -160,6 +162,9 @@ pub enum InsertOutcome {
     Late,
     /// Dropped: it belongs to the SSRC this stream replaced.
     StaleSsrc,
+    /// Dropped: a RED packet whose primary block is not the codec's
+    /// payload type (comfort noise, DTMF, ...).
+    OtherPayloadType,
 }
 
 /// Settings of a [`JitterBuffer`].
@@ -185,6 +190,12 @@ pub struct JitterConfig {
     /// can rebuild it (default 500, 10 s; 0: never, FEC is then used only
     /// when jitter already keeps the next packet waiting).
     pub fec_hold_packets: u32,
+    /// While the FEC hold is on and the sender's RED packets repeat frames
+    /// up to k packets back, the hold keeps min(k, this) packets instead of
+    /// one, so that a burst of up to k lost packets is rebuilt from the
+    /// copies in the packet after it (default 3; 1: never more than the
+    /// FEC hold; 0 counts as 1). See [`JitterBuffer::insert_red`].
+    pub red_hold_packets: u32,
 }
 
 impl Default for JitterConfig {
@@ -195,6 +206,7 @@ impl Default for JitterConfig {
             max_expands: 10,
             level_smoothing: 0.9,
             fec_hold_packets: 500,
+            red_hold_packets: 3,
         }
     }
 }
@@ -287,6 +299,11 @@ pub struct JitterBuffer {
     held_ticks: i64,
     last_op: Operation,
     decoder_reset_pending: bool,
+    /// How many frames back the sender's RED packets reach (the largest
+    /// distance of a placed redundant block lately; 0 without RED).
+    red_depth: u16,
+    /// `stats.packets_received` when `red_depth` was last reached.
+    red_depth_seen_at: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -318,6 +335,8 @@ impl JitterBuffer {
             held_ticks: 0,
             last_op: Operation::Silence,
             decoder_reset_pending: false,
+            red_depth: 0,
+            red_depth_seen_at: 0,
         })
     }
 
@@ -344,12 +363,17 @@ impl JitterBuffer {
     /// The target playout lag in ms: the delay estimator's target; while
     /// packets are being lost (see [`JitterConfig::fec_hold_packets`]) at
     /// least one packet plus the median relative delay, so that the packet
-    /// after a missing one has usually arrived when the missing one is due.
+    /// after a missing one has usually arrived when the missing one is due
+    /// (k packets when the sender's RED reaches k back, up to
+    /// [`JitterConfig::red_hold_packets`]).
     fn target_ms(&self) -> f64 {
         let base = self.delay.target_ms();
         if self.since_loss < self.config.fec_hold_packets {
-            let fec =
-                (self.packet_ms() + self.delay.median_ms()).min(ms(self.config.delay.max_delay));
+            let held = u32::from(self.red_depth)
+                .min(self.config.red_hold_packets)
+                .max(1);
+            let fec = (f64::from(held) * self.packet_ms() + self.delay.median_ms())
+                .min(ms(self.config.delay.max_delay));
             base.max(fec)
         } else {
             base
@@ -384,6 +408,36 @@ impl JitterBuffer {
     /// duplicate or stale packets, or a stream restart.
     pub fn insert(&mut self, packet: RtpAudioPacket, arrival: Duration) -> InsertOutcome {
         self.stats.packets_received += 1;
+        self.insert_packet(packet, arrival, false)
+    }
+
+    /// Hand over a redundant copy of an earlier packet (a RED block placed
+    /// on the timeline: `seq` and `timestamp` are the packet's it stands
+    /// for), carried by a packet that arrived at `arrival`.
+    ///
+    /// It is stored only if that packet is missing and its turn has not
+    /// passed; it never replaces a packet that arrived, and the packet
+    /// replaces it if it still arrives in time. It is played as the packet
+    /// itself (counted in [`JitterStats::red_recovered_frames`]). It does not
+    /// feed the delay estimate (its arrival says nothing about the delay of
+    /// the packet it stands for), and a copy from another SSRC than the
+    /// current stream's, or from far outside the current sequence range, is
+    /// dropped rather than restarting the stream. [`insert_red`](Self::insert_red)
+    /// splits a RED packet and calls this for each redundant block.
+    pub fn insert_redundant(&mut self, packet: RtpAudioPacket, arrival: Duration) -> InsertOutcome {
+        self.stats.red_received += 1;
+        if self.ssrc != Some(packet.ssrc) {
+            return InsertOutcome::StaleSsrc;
+        }
+        self.insert_packet(packet, arrival, true)
+    }
+
+    fn insert_packet(
+        &mut self,
+        packet: RtpAudioPacket,
+        arrival: Duration,
+        redundant: bool,
+    ) -> InsertOutcome {
         match self.ssrc {
             None => self.ssrc = Some(packet.ssrc),
             Some(current) if current != packet.ssrc => {
@@ -406,6 +460,9 @@ impl JitterBuffer {
             .map(|p| p.next_seq)
             .or_else(|| self.buffer.first().map(|(s, _)| s));
         if reference.is_some_and(|r| (seq - r).abs() > MAX_SEQ_JUMP) {
+            if redundant {
+                return InsertOutcome::Late;
+            }
             self.restart_stream();
             self.stats.stream_resets += 1;
             seq = self.seq_unwrap.unwrap(u32::from(packet.seq));
@@ -415,11 +472,23 @@ impl JitterBuffer {
             ts,
             payload: packet.payload,
             arrival,
+            redundant,
         };
-        match self
+        let outcome = self
             .buffer
-            .insert(seq, stored, self.playout.map(|p| p.next_seq))
-        {
+            .insert(seq, stored, self.playout.map(|p| p.next_seq));
+        if redundant {
+            // Counted apart; a copy's arrival is not its packet's.
+            return match outcome {
+                BufferInsert::Stored { flushed } => {
+                    self.stats.flushed += flushed as u64;
+                    InsertOutcome::Accepted
+                }
+                BufferInsert::Duplicate => InsertOutcome::Duplicate,
+                BufferInsert::Late => InsertOutcome::Late,
+            };
+        }
+        match outcome {
             BufferInsert::Stored { flushed } => {
                 self.stats.flushed += flushed as u64;
                 self.delay.update(ts, arrival);
@@ -790,6 +859,11 @@ impl JitterBuffer {
         self.buffer.mark_played(seq);
         self.held_ticks = 0;
         self.since_loss = self.since_loss.saturating_add(1);
+        if pkt.redundant {
+            // Its own packet was lost: a loss like one FEC rebuilds.
+            self.stats.red_recovered_frames += 1;
+            self.note_loss();
+        }
         let waited = ms(now.saturating_sub(pkt.arrival));
         self.stats.current_delay_ms = waited;
         self.stats.total_delay_ms += waited;

@@ -17,6 +17,10 @@ pub(crate) struct StoredPacket {
     pub payload: Vec<u8>,
     /// When it arrived (caller's clock).
     pub arrival: Duration,
+    /// A redundant (RED) copy carried by a later packet, standing in for a
+    /// packet that has not arrived; the packet itself replaces it if it
+    /// comes before its turn.
+    pub redundant: bool,
 }
 
 /// What [`PacketBuffer::insert`] did with a packet.
@@ -51,13 +55,19 @@ impl PacketBuffer {
 
     /// Store `packet` under `seq` unless it is a duplicate or older than
     /// `next_seq` (the next sequence number to play, once playout has started).
+    /// A packet replaces a redundant copy of itself; a redundant copy never
+    /// replaces anything.
     pub(crate) fn insert(
         &mut self,
         seq: i64,
         packet: StoredPacket,
         next_seq: Option<i64>,
     ) -> BufferInsert {
-        if self.packets.contains_key(&seq) {
+        if let Some(stored) = self.packets.get_mut(&seq) {
+            if stored.redundant && !packet.redundant {
+                *stored = packet;
+                return BufferInsert::Stored { flushed: 0 };
+            }
             return BufferInsert::Duplicate;
         }
         if next_seq.is_some_and(|next| seq < next) {
@@ -120,7 +130,40 @@ mod tests {
             ts,
             payload: vec![1],
             arrival: Duration::ZERO,
+            redundant: false,
         }
+    }
+
+    fn copy(ts: i64) -> StoredPacket {
+        StoredPacket {
+            payload: vec![2],
+            redundant: true,
+            ..pkt(ts)
+        }
+    }
+
+    #[test]
+    fn a_packet_replaces_its_redundant_copy_never_the_reverse() {
+        let mut b = PacketBuffer::new(10);
+        assert_eq!(
+            b.insert(1, pkt(1), None),
+            BufferInsert::Stored { flushed: 0 }
+        );
+        assert_eq!(b.insert(1, copy(1), None), BufferInsert::Duplicate);
+        assert_eq!(b.get(1).map(|p| p.payload[0]), Some(1));
+        assert_eq!(
+            b.insert(2, copy(2), None),
+            BufferInsert::Stored { flushed: 0 }
+        );
+        assert_eq!(b.insert(2, copy(2), None), BufferInsert::Duplicate);
+        assert_eq!(
+            b.insert(2, pkt(2), None),
+            BufferInsert::Stored { flushed: 0 }
+        );
+        let stored = b.get(2).expect("stored");
+        assert_eq!((stored.payload[0], stored.redundant), (1, false));
+        assert_eq!(b.insert(2, pkt(2), None), BufferInsert::Duplicate);
+        assert_eq!(b.len(), 2);
     }
 
     #[test]

@@ -20,9 +20,10 @@ pub struct JitterStats {
     /// Packets that arrived after their turn (already concealed, recovered or
     /// skipped), and stragglers of a replaced SSRC. Dropped.
     pub late: u64,
-    /// Sequence numbers missing when their turn came (recovered by FEC or
-    /// concealed). DTX gaps (timestamp jumps with contiguous sequence numbers)
-    /// and SSRC changes are not loss.
+    /// Sequence numbers whose own packet was missing when their turn came
+    /// (played from a RED copy, rebuilt from FEC, or concealed). DTX gaps
+    /// (timestamp jumps with contiguous sequence numbers) and SSRC changes
+    /// are not loss.
     pub lost: u64,
     /// Packets dropped because the buffer was full.
     pub flushed: u64,
@@ -34,6 +35,17 @@ pub struct JitterStats {
     pub concealed_frames: u64,
     /// Frames rebuilt from the in-band FEC of the next packet.
     pub fec_recovered_frames: u64,
+    /// Frames whose packet was lost, played from a redundant (RED) copy
+    /// carried by a later packet. They decode as the packet itself, so they
+    /// are also counted in `normal_frames` (or `accelerated_frames`); with
+    /// `fec_recovered_frames` and `concealed_frames` this tells how the lost
+    /// packets were made up for.
+    pub red_recovered_frames: u64,
+    /// Redundant (RED) blocks handed to the buffer (placed on the timeline,
+    /// of the codec's payload type), whether or not they were needed.
+    pub red_received: u64,
+    /// RED packets that could not be parsed (dropped whole).
+    pub red_malformed: u64,
     /// Accelerate operations (each dropped one frame of delay).
     pub accelerated_frames: u64,
     /// Preemptive-expand operations (each added one frame of delay).

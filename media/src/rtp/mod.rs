@@ -1,5 +1,5 @@
-//! RTP packetization and parsing (RFC 3550), Opus payloads (RFC 7587) and
-//! synthetic VP8 video (RFC 7741).
+//! RTP packetization and parsing (RFC 3550), Opus payloads (RFC 7587),
+//! redundant audio (RED, RFC 2198) and synthetic VP8 video (RFC 7741).
 //!
 //! - [`OpusPacketizer`] wraps each encoded 20 ms Opus frame in one RTP packet,
 //!   advancing the 48 kHz timestamp by 960 and the sequence number by 1 (wrapping).
@@ -10,6 +10,10 @@
 //!   [`Vp8Packetizer`] splits them into RTP payloads of at most 1200 bytes with a
 //!   valid VP8 payload descriptor; [`is_vp8_keyframe`] and [`parse_vp8_descriptor`]
 //!   read them back on the receiving side.
+//! - [`write_red`] and [`parse_red`] write and read RED payloads;
+//!   [`RedEncoder`] wraps each Opus frame with copies of the frames before
+//!   it, at a redundancy distance set from the reported loss by a
+//!   [`RedDistancePolicy`].
 
 use crate::error::Result;
 use crate::format::FRAME_SAMPLES;
@@ -17,9 +21,19 @@ use packet::check_payload_type;
 
 mod packet;
 mod parse;
+mod red;
+mod red_distance;
+mod red_encoder;
 mod vp8;
+pub use crate::error::RedError;
 pub use packet::{RtpPacketOut, DEFAULT_MAX_PAYLOAD, RTP_HEADER_LEN, VIDEO_CLOCK_RATE};
 pub use parse::{parse_rtp, RtpExtension, RtpView};
+pub use red::{
+    parse_red, red_len, write_red, RedBlock, RedFrame, RedPayload, MAX_BLOCKS as MAX_RED_BLOCKS,
+    MAX_BLOCK_LEN as MAX_RED_BLOCK_LEN, MAX_TIMESTAMP_OFFSET as MAX_RED_TIMESTAMP_OFFSET, RED_PT,
+};
+pub use red_distance::{RedDistance, RedDistancePolicy, MAX_RED_DISTANCE};
+pub use red_encoder::{RedEncoded, RedEncoder, RedEncoderConfig, DEFAULT_MAX_RED_PAYLOAD};
 pub use vp8::{
     is_vp8_keyframe, parse_vp8_descriptor, SyntheticVideo, SyntheticVideoConfig, VideoFrame,
     Vp8Descriptor, Vp8Packetizer,

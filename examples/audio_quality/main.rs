@@ -7,11 +7,14 @@
 //! cargo run --release --example audio_quality -- --input speech.wav --json aq.json --out-dir aq
 //! python3 scripts/score_pesq.py aq.json                                            # PESQ-WB per condition
 //! cargo run --release --example audio_quality -- --simulated --input speech.wav    # simulated clock
+//! cargo run --release --example audio_quality -- --simulated --red auto --input speech.wav
 //! ```
 //!
 //! `--simulated` runs the same encoder, impairment model and receiver (jitter
 //! buffer, Opus decoder) on a simulated clock instead of a real call: no
 //! server, no sockets, deterministic and independent of the machine's load.
+//! Only there can the sender use RED (`--red`, RFC 2198): through the SFU a
+//! publisher's RED is not negotiated yet.
 //!
 //! For each condition a fresh in-process huddle server starts on 127.0.0.1
 //! with a huddle-netem relay in front of its media port (the address the SFU
@@ -34,7 +37,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use huddle::{Call, CallEvent, ChannelSink, Playout};
-use huddle_media::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpAudioPacket};
+use huddle_media::jitter::{JitterConfig, JitterStats};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle_media::source::AudioSource;
 use huddle_media::wav::{WavSink, WavSource};
@@ -42,10 +45,13 @@ use huddle_media::{sink::AudioSink, Channels, FRAME_SAMPLES, SAMPLE_RATE};
 use huddle_netem::{GilbertElliott, Impairment, Relay};
 use huddle_sfu::Rights;
 use serde_json::json;
+use simulate::{simulate_condition, RedMode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod simulate;
 
 /// Seed of every impairment (same seed, same packet fates).
 const SEED: u64 = 2026;
@@ -65,6 +71,8 @@ const CONDITIONS: &[&str] = &[
     "jitter20",
     "jitter50",
     "loss5_jitter30",
+    "loss20_jitter30",
+    "burst40",
 ];
 
 /// Send a WAV file through an impaired call and write what the receiver played.
@@ -96,6 +104,18 @@ struct Args {
     /// the figures do not depend on how busy the machine is.
     #[arg(long)]
     simulated: bool,
+    /// RED (RFC 2198) on the sender, `--simulated` only: `off`, a fixed
+    /// redundancy distance 0..=3, or `auto` (the distance follows a loss
+    /// report every second, `RedDistancePolicy::default()`).
+    #[arg(long, default_value = "off", value_name = "off|auto|0..3", value_parser = RedMode::parse)]
+    red: RedMode,
+    /// The Opus encoder's expected loss (percent), which sets how much it
+    /// spends on in-band FEC (default: `EncoderConfig::default()`'s, 10).
+    #[arg(long, value_name = "PERCENT")]
+    fec_loss_percent: Option<i32>,
+    /// The receiver's `JitterConfig::red_hold_packets`.
+    #[arg(long, value_name = "N")]
+    red_hold_packets: Option<u32>,
 }
 
 /// One network condition: the impairment toward the receiver.
@@ -119,10 +139,25 @@ fn condition(name: &'static str) -> Condition {
                 ..base
             },
         ),
+        "burst40" => (
+            "40% bursty loss (Gilbert-Elliott, mean burst 3 packets)".to_owned(),
+            Impairment {
+                burst: Some(GilbertElliott::with_rate(0.40, 3.0)),
+                ..base
+            },
+        ),
         "loss5_jitter30" => (
             "5% random loss + 0..30 ms uniform jitter".to_owned(),
             Impairment {
                 loss: 0.05,
+                jitter: ms(30),
+                ..base
+            },
+        ),
+        "loss20_jitter30" => (
+            "20% random loss + 0..30 ms uniform jitter".to_owned(),
+            Impairment {
+                loss: 0.20,
                 jitter: ms(30),
                 ..base
             },
@@ -190,6 +225,10 @@ struct Measured {
     jb: JitterStats,
     relay_offered: u64,
     relay_lost: u64,
+    /// Mean payload bitrate sent (simulated path only).
+    payload_kbps: Option<f64>,
+    /// Packets sent at each RED distance 0..=3 (simulated path with RED).
+    red_distances: Option<[u64; 4]>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +241,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.red != RedMode::Off && !args.simulated {
+        bail!("--red needs --simulated: through the SFU a publisher's RED is not negotiated yet");
+    }
     let names: Vec<&'static str> = if args.conditions.is_empty() {
         CONDITIONS.to_vec()
     } else {
@@ -228,15 +270,21 @@ async fn main() -> anyhow::Result<()> {
     // Baseline: the codec alone (same encoder settings, no network, no jitter
     // buffer), to tell what Opus costs from what the path adds.
     let codec_only = args.out_dir.join("codec_only.wav");
-    let encoder = EncoderConfig {
+    let mut encoder = EncoderConfig {
         bitrate_bps: args.bitrate_bps,
         ..EncoderConfig::default()
     };
+    if let Some(pct) = args.fec_loss_percent {
+        encoder.expected_loss_percent = pct;
+    }
     write_wav(&codec_only, &codec_round_trip(&speech, &encoder)?)?;
 
     let mut jitter = JitterConfig::default();
     if let Some(n) = args.fec_hold_packets {
         jitter.fec_hold_packets = n;
+    }
+    if let Some(n) = args.red_hold_packets {
+        jitter.red_hold_packets = n;
     }
     let mut rows = Vec::new();
     for name in names {
@@ -248,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
         let mut attempt = 0;
         let m = loop {
             if args.simulated {
-                break simulate_condition(&cond, &speech, &encoder, &jitter)?;
+                break simulate_condition(&cond, &speech, &encoder, &jitter, args.red)?;
             }
             match run_condition(&cond, speech.clone(), &encoder, &jitter).await {
                 Ok(m) => break m,
@@ -290,12 +338,16 @@ async fn main() -> anyhow::Result<()> {
             "jb_playout_lag_ms": m.jb.playout_lag_ms,
             "delay_over_p95_ms": mean - p95,
             "delay_goal_met": mean <= p95 + 20.0,
+            "payload_kbps": m.payload_kbps,
+            "red_distances": m.red_distances,
             "jb": {
                 "packets_received": m.jb.packets_received,
                 "lost": m.jb.lost,
                 "late": m.jb.late,
                 "duplicates": m.jb.duplicates,
                 "fec_recovered_frames": m.jb.fec_recovered_frames,
+                "red_recovered_frames": m.jb.red_recovered_frames,
+                "red_received": m.jb.red_received,
                 "concealed_frames": m.jb.concealed_frames,
                 "accelerated_frames": m.jb.accelerated_frames,
                 "preemptive_expanded_frames": m.jb.preemptive_expanded_frames,
@@ -314,6 +366,9 @@ async fn main() -> anyhow::Result<()> {
             "sample_rate": SAMPLE_RATE,
             "opus_bitrate_bps": args.bitrate_bps,
             "fec_hold_packets": jitter.fec_hold_packets,
+            "red_hold_packets": jitter.red_hold_packets,
+            "red": args.red.label(),
+            "fec_expected_loss_percent": encoder.expected_loss_percent,
             "simulated": args.simulated,
             "conditions": rows,
         });
@@ -356,67 +411,6 @@ fn codec_round_trip(speech: &[Vec<i16>], config: &EncoderConfig) -> anyhow::Resu
         out.extend(decoder.decode(&encoder.encode(frame)?)?);
     }
     Ok(out)
-}
-
-/// Network delay of the simulated path besides the impairment (loopback).
-const SIMULATED_BASE_DELAY: Duration = Duration::from_millis(1);
-/// Phase of the simulated 20 ms playout clock against the sender's: the
-/// middle of the range, so the wait for the next pull is the average one.
-const SIMULATED_PULL_PHASE: Duration = Duration::from_millis(10);
-
-/// The path of one condition on a simulated clock: alice's frames (1 s of
-/// silence, the file, 0.5 s of silence) are Opus-encoded every 20 ms, given
-/// their fates by the impairment model, and pulled from bob's jitter buffer
-/// every 20 ms into the Opus decoder, as `huddle::Playout` does.
-fn simulate_condition(
-    cond: &Condition,
-    speech: &[Vec<i16>],
-    encoder: &EncoderConfig,
-    jitter: &JitterConfig,
-) -> anyhow::Result<Measured> {
-    let silence = vec![0i16; FRAME_SAMPLES];
-    let frames: Vec<&[i16]> = std::iter::repeat_n(silence.as_slice(), SETTLE_FRAMES)
-        .chain(speech.iter().map(Vec::as_slice))
-        .chain(std::iter::repeat_n(silence.as_slice(), TAIL_FRAMES))
-        .collect();
-    let mut enc = OpusEncoder::new(encoder.clone())?;
-    let mut model = huddle_netem::Model::new(cond.impairment.clone());
-    let mut arrivals = Vec::new();
-    for (i, frame) in frames.iter().enumerate() {
-        let payload = enc.encode(frame)?;
-        let sent = Duration::from_millis(20 * i as u64);
-        for at in model.fate(sent) {
-            let packet = RtpAudioPacket {
-                seq: i as u16,
-                timestamp: (i as u32).wrapping_mul(FRAME_SAMPLES as u32),
-                ssrc: 1,
-                payload: payload.clone(),
-                marker: i == 0,
-            };
-            arrivals.push((at + SIMULATED_BASE_DELAY, packet));
-        }
-    }
-    arrivals.sort_by_key(|(at, _)| *at);
-    let mut jb = JitterBuffer::new(jitter.clone())?;
-    let mut dec = OpusDecoder::new(Channels::Mono)?;
-    let mut heard = Vec::with_capacity((frames.len() + 20) * FRAME_SAMPLES);
-    let mut next = 0;
-    for k in 0..frames.len() as u64 + 20 {
-        let now = Duration::from_millis(20 * k) + SIMULATED_PULL_PHASE;
-        while next < arrivals.len() && arrivals[next].0 <= now {
-            let (at, packet) = arrivals[next].clone();
-            jb.insert(packet, at);
-            next += 1;
-        }
-        heard.extend(jb.pull(now, &mut dec));
-    }
-    let counters = model.counters();
-    Ok(Measured {
-        heard,
-        jb: jb.stats(),
-        relay_offered: counters.offered,
-        relay_lost: counters.lost,
-    })
 }
 
 /// One call through a fresh server and relay with `cond` toward bob.
@@ -511,6 +505,8 @@ async fn run_condition(
             jb,
             relay_offered: relay_stats.to_client.offered,
             relay_lost: relay_stats.to_client.lost,
+            payload_kbps: None,
+            red_distances: None,
         })
     }
     .await;
@@ -546,13 +542,13 @@ fn write_wav(path: &Path, pcm: &[i16]) -> anyhow::Result<()> {
 fn markdown(rows: &[serde_json::Value]) -> String {
     let mut s = String::from(
         "| condition | network lost / sent | p95 jitter (ms) | JB mean delay (ms) | JB target (ms) | \
-         delay - p95 (ms) | JB lost | FEC-recovered | concealed | late |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         delay - p95 (ms) | JB lost | RED-recovered | FEC-recovered | concealed | late |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let jb = &r["jb"];
         s += &format!(
-            "| {} | {} / {} | {:.1} | {:.1} | {:.1} | {:+.1} | {} | {} | {} | {} |\n",
+            "| {} | {} / {} | {:.1} | {:.1} | {:.1} | {:+.1} | {} | {} | {} | {} | {} |\n",
             r["name"].as_str().unwrap_or("?"),
             r["relay_lost"],
             r["relay_offered"],
@@ -561,6 +557,7 @@ fn markdown(rows: &[serde_json::Value]) -> String {
             r["jb_target_delay_ms"].as_f64().unwrap_or(0.0),
             r["delay_over_p95_ms"].as_f64().unwrap_or(0.0),
             jb["lost"],
+            jb["red_recovered_frames"],
             jb["fec_recovered_frames"],
             jb["concealed_frames"],
             jb["late"],
