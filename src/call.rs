@@ -37,7 +37,9 @@ const WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     /// Local UDP address the peer connections bind. `None` picks `127.0.0.1:0`
-    /// when the server is on a loopback address, else `0.0.0.0:0`.
+    /// when the server is on a loopback address, else the local address
+    /// the system routes the server through (port 0), and `0.0.0.0:0` when
+    /// it cannot say.
     pub bind: Option<String>,
 }
 
@@ -150,14 +152,13 @@ impl Call {
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
         let endpoint = endpoint::resolve(url)?;
-        let bind = options.bind.unwrap_or_else(|| {
-            if endpoint.loopback {
-                "127.0.0.1:0"
-            } else {
-                "0.0.0.0:0"
-            }
-            .to_owned()
-        });
+        let bind = match options.bind {
+            Some(bind) => bind,
+            None if endpoint.loopback => "127.0.0.1:0".to_owned(),
+            None => endpoint::local_bind_for(&endpoint)
+                .await
+                .unwrap_or_else(|| "0.0.0.0:0".to_owned()),
+        };
         let (outbox, mut inbox) = signal::connect(&endpoint.ws_url).await?;
         outbox
             .send(ClientMessage::Join {

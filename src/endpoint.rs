@@ -11,6 +11,10 @@ pub(crate) struct Endpoint {
     pub ws_url: String,
     /// Whether the server is on a loopback address.
     pub loopback: bool,
+    /// The server's host name or address, and port.
+    pub host: String,
+    /// The server's port (the scheme's default when the URL has none).
+    pub port: u16,
 }
 
 fn bad(url: &str, reason: impl Into<String>) -> CallError {
@@ -53,10 +57,41 @@ pub(crate) fn resolve(url: &str) -> Result<Endpoint, CallError> {
         Some(url::Host::Domain(d)) => d == "localhost",
         None => return Err(bad(url, "no host")),
     };
+    let host = match parsed.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(bad(url, "no host")),
+    };
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| bad(url, "no port"))?;
     Ok(Endpoint {
         ws_url: parsed.to_string(),
         loopback,
+        host,
+        port,
     })
+}
+
+/// The local address that reaches `endpoint`'s server, port 0: what the
+/// peer connections bind, so that they gather on the interface the server
+/// is reached through and no other. `None` when the system cannot say
+/// (no route yet, a name that does not resolve).
+pub(crate) async fn local_bind_for(endpoint: &Endpoint) -> Option<String> {
+    let server = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+        .await
+        .ok()?
+        .next()?;
+    let unspecified: std::net::SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    // Connecting a UDP socket sends nothing: it only picks the route.
+    let probe = std::net::UdpSocket::bind(unspecified).ok()?;
+    probe.connect(server).ok()?;
+    let local = probe.local_addr().ok()?;
+    Some(std::net::SocketAddr::new(local.ip(), 0).to_string())
 }
 
 #[cfg(test)]
@@ -81,6 +116,23 @@ mod tests {
             "wss://example.org/huddle/ws"
         );
         assert_eq!(ws("https://example.org/ws/"), "wss://example.org/ws");
+    }
+
+    #[test]
+    fn host_and_port_are_kept() {
+        let e = resolve("https://example.org/huddle").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("example.org", 443));
+        let e = resolve("ws://[::1]:7880").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 7880));
+    }
+
+    #[tokio::test]
+    async fn the_local_address_is_the_one_that_reaches_the_server() {
+        let e = resolve("http://127.0.0.1:7880").expect("valid");
+        assert_eq!(
+            super::local_bind_for(&e).await.as_deref(),
+            Some("127.0.0.1:0")
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@ use crate::error::CallError;
 use crate::loss_reports::{self, LossReportsToApp, WatchedSsrcs};
 use huddle_proto::{ClientMessage, IceCandidate, PcRole};
 use huddle_wire::feedback::{KeyframeRequestsToApp, SLOT};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -128,8 +130,15 @@ pub(crate) async fn build(
         state: state_tx,
         tracks,
     });
+    // No mDNS: a huddle server's candidates are addresses, never `.local`
+    // names, and joining the mDNS multicast group fails (ENODEV) where there
+    // is no route for it, e.g. a host with no default route.
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .with_handler(handler)

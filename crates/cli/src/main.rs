@@ -9,6 +9,11 @@
 //!
 //! It prints `joined <participant id> in room <room> as <identity>` once in
 //! the room, then one line per room event (participants by name), and runs until `--seconds` pass (0: until Ctrl-C).
+//! With `--stats` it also prints, once a second, a `stats {...}` JSON line:
+//! per remote video its rate, keyframe size and paused state, and the audio
+//! packets received and lost (see `stats.rs`).
+
+mod stats;
 
 use anyhow::Context;
 use clap::Parser;
@@ -49,6 +54,17 @@ struct Args {
     /// through a jitter buffer, losses concealed).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Print a `stats {...}` JSON line every second: each remote video's
+    /// rate (kbit/s), the picture size of its last keyframe and whether the
+    /// server paused it, and the remote audio packets received and lost.
+    /// Audio that is not played or recorded is counted too.
+    #[arg(long)]
+    stats: bool,
+    /// Tell the server every remote video is shown at this size
+    /// (`WIDTHxHEIGHT`, pixels): it sends the smallest simulcast layer that
+    /// fills it (by default, the server picks by how many videos there are).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    video_size: Option<(u32, u32)>,
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
@@ -102,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
 
     let record = args.record.clone();
     let play = args.play;
-    let listener = tokio::spawn(async move {
+    let stats = args.stats.then(stats::Stats::default);
+    let reporter = stats.clone().map(|s| tokio::spawn(s.report_every_second()));
+    let video_size = args.video_size;
+    let call_ref = &call;
+    let listener = async move {
         let mut recorder: Option<Playout> = None;
         let speakers = match play {
             true => Some(Playout::start(Box::new(Speaker::open(None)?))),
@@ -117,6 +137,12 @@ async fn main() -> anyhow::Result<()> {
                         track.participant().name()
                     );
                     if track.kind() != TrackKind::Audio {
+                        if let Some(size) = video_size {
+                            call_ref.set_track_view(track.track_id(), true, Some(size))?;
+                        }
+                        if let Some(stats) = &stats {
+                            stats.watch(track);
+                        }
                         continue;
                     }
                     if let Some(p) = &speakers {
@@ -128,6 +154,20 @@ async fn main() -> anyhow::Result<()> {
                         let playout = Playout::start(Box::new(sink));
                         playout.add(track);
                         recorder = Some(playout);
+                    } else if let Some(stats) = &stats {
+                        stats.watch(track);
+                    }
+                }
+                CallEvent::TrackPaused { track_id, reason } => {
+                    println!("{track_id} paused: {reason:?}");
+                    if let Some(stats) = &stats {
+                        stats.set_paused(&track_id, true);
+                    }
+                }
+                CallEvent::TrackResumed { track_id } => {
+                    println!("{track_id} resumed");
+                    if let Some(stats) = &stats {
+                        stats.set_paused(&track_id, false);
                     }
                 }
                 CallEvent::Disconnected => {
@@ -144,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         anyhow::Ok(())
-    });
+    };
 
     let run = async {
         if args.seconds == 0 {
@@ -155,10 +195,27 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = run => {}
-        res = listener => { res??; }
+        res = listener => { res?; }
     }
     drop(sender);
+    if let Some(r) = reporter {
+        r.abort();
+    }
     call.leave().await?;
     println!("left");
     Ok(())
+}
+
+/// `WIDTHxHEIGHT` in pixels.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let parse = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT (positive whole numbers)"))
+    };
+    Ok((parse(w)?, parse(h)?))
 }

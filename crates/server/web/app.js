@@ -10,7 +10,10 @@
 // URL parameters: room, name (prefill the form), autojoin=1
 // (join at once), aec=0 (turn echo cancellation, gain control and noise
 // suppression off, e.g. to compare audio in tests), simulcast=0 (send the
-// camera as one encoding instead of three simulcast layers). An access token
+// camera as one encoding instead of three simulcast layers), camera=0 (join
+// with the microphone only) or camera=WIDTHxHEIGHT (the capture size to ask
+// for instead of 1280x720), layers=Q,H,F (the simulcast layers' highest
+// rates in kb/s, lowest layer first, instead of 150,500,1500). An access token
 // goes in the fragment, #token=... (see token.js), not in the query.
 'use strict';
 
@@ -33,7 +36,7 @@
    */
   const INBOUND_NUMBERS = [
     'packetsReceived', 'bytesReceived', 'totalAudioEnergy', 'audioLevel',
-    'framesDecoded', 'frameWidth', 'frameHeight',
+    'framesDecoded', 'frameWidth', 'frameHeight', 'freezeCount', 'totalFreezesDuration',
     'packetsLost', 'jitterBufferDelay', 'jitterBufferTargetDelay', 'jitterBufferEmittedCount',
     'totalSamplesReceived', 'concealedSamples', 'concealmentEvents',
     'insertedSamplesForDeceleration', 'removedSamplesForAcceleration', 'fecPacketsReceived',
@@ -81,6 +84,7 @@
     $('join-form').hidden = inCall;
     $('call').hidden = !inCall;
     $('join').disabled = false;
+    if (inCall) layoutTiles();
   }
 
   /** A tile for one participant: video, name, mute and level indicators. */
@@ -120,8 +124,38 @@
     tile.appendChild(level);
 
     $('tiles').appendChild(tile);
+    layoutTiles();
     return tile;
   }
+
+  /**
+   * Size the grid to the window and the number of people: the number of
+   * columns that makes the (4:3) tiles largest while every tile fits in
+   * the space below the controls. Big tiles get the better simulcast
+   * layers (the server is told each video's size, see watchView).
+   */
+  function layoutTiles() {
+    const grid = $('tiles');
+    const n = grid.children.length;
+    if (!n) return;
+    const style = getComputedStyle(grid);
+    const gap = parseFloat(style.columnGap) || 0;
+    const padX = (parseFloat(style.paddingLeft) || 0) + (parseFloat(style.paddingRight) || 0);
+    const width = grid.clientWidth - padX;
+    const height = window.innerHeight - grid.getBoundingClientRect().top - (parseFloat(style.paddingBottom) || 0);
+    let best = { cols: 1, tile: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const byWidth = (width - gap * (cols - 1)) / cols;
+      const byHeight = ((height - gap * (rows - 1)) / rows) * (4 / 3);
+      const tile = Math.min(byWidth, byHeight);
+      if (tile > best.tile) best = { cols, tile };
+    }
+    // Never below the size a name and the indicators need.
+    const tile = Math.max(160, Math.floor(best.tile));
+    grid.style.gridTemplateColumns = `repeat(${best.cols}, ${tile}px)`;
+  }
+  window.addEventListener('resize', () => layoutTiles());
 
   /** Show `level` (0..1) on a participant's tile; highlight it while speaking. */
   function showLevel(p, level, now) {
@@ -318,7 +352,18 @@
     const raw = params.get('aec') === '0';
     const audio = { echoCancellation: !raw, autoGainControl: !raw, noiseSuppression: !raw };
     // 720p: enough for Chromium to send all three simulcast layers.
-    const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+    // camera=WIDTHxHEIGHT asks for another size, camera=0 for none.
+    const camera = params.get('camera');
+    if (camera === '0') {
+      try {
+        return await navigator.mediaDevices.getUserMedia({ audio });
+      } catch (e) {
+        throw new Error(`cannot use the microphone: ${e.message || e.name}`);
+      }
+    }
+    const size = /^(\d+)x(\d+)$/.exec(camera || '');
+    const [width, height] = size ? [Number(size[1]), Number(size[2])] : [1280, 720];
+    const video = { width: { ideal: width }, height: { ideal: height } };
     try {
       return await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (first) {
@@ -350,6 +395,7 @@
       if (r.participantId === id) detachRemote(trackId);
     }
     p.tile.remove();
+    layoutTiles();
     session.participants.delete(id);
     updateStatus();
   }
@@ -476,7 +522,12 @@
       // sendonly: the publisher connection never receives.
       const init = { direction: 'sendonly', streams: [session.stream] };
       if (track.kind === 'video' && params.get('simulcast') !== '0') {
-        init.sendEncodings = VIDEO_ENCODINGS.map((e) => ({ ...e }));
+        // layers=Q,H,F: each layer's most kb/s instead of the defaults.
+        const kbps = (params.get('layers') || '').split(',').map(Number);
+        init.sendEncodings = VIDEO_ENCODINGS.map((e, i) => ({
+          ...e,
+          ...(kbps[i] > 0 ? { maxBitrate: kbps[i] * 1000 } : {}),
+        }));
       }
       session.pub.pc.addTransceiver(track, init);
     }

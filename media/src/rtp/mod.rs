@@ -35,8 +35,8 @@ pub use red::{
 pub use red_distance::{RedDistance, RedDistancePolicy, MAX_RED_DISTANCE};
 pub use red_encoder::{RedEncoded, RedEncoder, RedEncoderConfig, DEFAULT_MAX_RED_PAYLOAD};
 pub use vp8::{
-    is_vp8_keyframe, parse_vp8_descriptor, SyntheticVideo, SyntheticVideoConfig, VideoFrame,
-    Vp8Descriptor, Vp8Packetizer,
+    is_vp8_keyframe, parse_vp8_descriptor, vp8_keyframe_size, SyntheticVideo, SyntheticVideoConfig,
+    VideoFrame, Vp8Descriptor, Vp8Packetizer,
 };
 
 /// Wraps Opus frames in RTP packets (RFC 7587): one frame per packet, 48 kHz

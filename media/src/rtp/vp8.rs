@@ -304,10 +304,51 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
     }
 }
 
+/// The picture size (width, height) a VP8 keyframe declares, from the RTP
+/// payload that starts it (RFC 6386 section 9.1: after the 3-byte frame tag,
+/// the start code 9d 01 2a and two 14-bit little-endian dimensions; the top
+/// two bits of each are the scaling mode). `None` for anything that does
+/// not start a keyframe, or is too short to say.
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    if !is_vp8_keyframe(payload) {
+        return None;
+    }
+    let d = parse_vp8_descriptor(payload).ok()?;
+    let frame = payload.get(d.len..d.len + 10)?;
+    if frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((width, height))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rtp::parse::parse_rtp;
+
+    #[test]
+    fn keyframe_sizes_are_read_from_the_frame_header() {
+        // Descriptor X=0 S=1 PID=0, frame tag (key, shown), start code, 640x360.
+        let key = [
+            0x10, 0x50, 0x2d, 0x01, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0x00,
+        ];
+        assert_eq!(vp8_keyframe_size(&key), Some((640, 360)));
+        // With the scaling bits set, the size is the low 14 bits.
+        let mut scaled = key;
+        scaled[8] |= 0xc0;
+        assert_eq!(vp8_keyframe_size(&scaled), Some((640, 360)));
+        // An inter frame, a bad start code, a truncated header: no size.
+        let mut inter = key;
+        inter[1] |= 0x01;
+        assert_eq!(vp8_keyframe_size(&inter), None);
+        let mut bad = key;
+        bad[4] = 0;
+        assert_eq!(vp8_keyframe_size(&bad), None);
+        assert_eq!(vp8_keyframe_size(&key[..9]), None);
+        assert_eq!(vp8_keyframe_size(&[]), None);
+    }
 
     #[test]
     fn synthetic_video_keyframes_and_timestamps() {

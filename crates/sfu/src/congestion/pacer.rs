@@ -29,6 +29,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// `seconds` as a wait, rounded up to whole microseconds: a wait computed
+/// to the last bit can fall a hair short of paying the debt back, and a
+/// timer that fires with nothing to do would fire again at once.
+fn wait(seconds: f64) -> Duration {
+    Duration::from_micros((seconds.max(0.0) * 1e6).ceil() as u64 + 1)
+}
+
 /// A queued packet's class, in priority order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketClass {
@@ -188,6 +195,34 @@ impl<T> Pacer<T> {
         self.padding = enabled;
     }
 
+    /// Whether a packet of `class` may leave at once instead of being
+    /// queued: audio always may; anything else when nothing waits and the
+    /// budget is not negative. Charges nothing: the caller reports what
+    /// leaves with [`Pacer::charge`]. The fast path of a connection that
+    /// is not congested: no queueing, a few arithmetic operations.
+    pub fn admits(&mut self, now: Instant, class: PacketClass) -> bool {
+        if class == PacketClass::Audio {
+            return true;
+        }
+        self.refill(now);
+        self.budget >= 0.0 && self.queues.iter().all(VecDeque::is_empty)
+    }
+
+    /// `size` bytes left outside the queue (admitted, or padding): charge
+    /// them to the budgets.
+    pub fn charge(&mut self, now: Instant, size: usize) {
+        self.refill(now);
+        self.budget -= size as f64;
+        self.padding_budget -= size as f64;
+        self.sent_bytes += size as u64;
+    }
+
+    /// Bounds the non-audio bytes that may wait (packets already queued
+    /// stay; the bound applies to the next push).
+    pub fn set_max_queue_bytes(&mut self, bytes: usize) {
+        self.config.max_queue_bytes = bytes;
+    }
+
     /// Queues `item`, `size` bytes on the wire, of `class`. Returns how
     /// many packets were dropped to make room (see the module doc); take
     /// them with [`Pacer::pop_dropped`].
@@ -302,7 +337,7 @@ impl<T> Pacer<T> {
             if media <= 0.0 {
                 return None;
             }
-            return Some(updated + Duration::from_secs_f64(-self.budget / media));
+            return Some(updated + wait(-self.budget / media));
         }
         if self.padding && self.rate_bps > 0 {
             let plain = self.rate_bps as f64 / 8.0;
@@ -312,7 +347,7 @@ impl<T> Pacer<T> {
             } else {
                 0.0
             };
-            return Some(updated + Duration::from_secs_f64(wait_padding.max(wait_media)));
+            return Some(updated + wait(wait_padding.max(wait_media)));
         }
         None
     }
@@ -389,6 +424,32 @@ mod tests {
             now += Duration::from_micros(100);
         }
         out
+    }
+
+    #[test]
+    fn the_fast_path_admits_until_the_budget_runs_out_and_never_overtakes_the_queue() {
+        let start = Instant::now();
+        let mut pacer: Pacer<(PacketClass, usize)> = Pacer::new(1_000_000, config());
+        // Idle: a packet may leave at once; once it is charged the budget
+        // is negative and the next waits.
+        assert!(pacer.admits(start, PacketClass::Video));
+        pacer.charge(start, 1200);
+        assert!(!pacer.admits(start, PacketClass::Video));
+        // Audio is never held.
+        assert!(pacer.admits(start, PacketClass::Audio));
+        // 1200 bytes at 1 Mb/s x 1.25 take 7.68 ms to pay back.
+        assert!(!pacer.admits(start + Duration::from_millis(7), PacketClass::Video));
+        let later = start + Duration::from_millis(8);
+        assert!(pacer.admits(later, PacketClass::Video));
+        // Something queued: nothing overtakes it, whatever the budget.
+        pacer.push(later, PacketClass::Video, 100, (PacketClass::Video, 100));
+        assert!(!pacer.admits(later + Duration::from_secs(1), PacketClass::Retransmission));
+        assert_eq!(
+            pacer.pop(later + Duration::from_secs(1)),
+            Some((PacketClass::Video, 100))
+        );
+        assert!(pacer.admits(later + Duration::from_secs(1), PacketClass::Video));
+        assert_eq!(pacer.sent_bytes(), 1300);
     }
 
     #[test]

@@ -29,8 +29,15 @@ use crate::congestion::estimator::SendSideBwe;
 /// Configuration of a [`ProbeController`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
-    /// How long a cluster is sent.
+    /// How long a cluster is sent, at least: longer at low rates, until
+    /// it carries [`ProbeConfig::min_bytes`] (so that a bottleneck's burst
+    /// allowance, a few packets, does not read as capacity), up to
+    /// [`ProbeConfig::max_duration`].
     pub duration: Duration,
+    /// What a cluster carries at least, bytes (see `duration`).
+    pub min_bytes: u64,
+    /// The longest cluster.
+    pub max_duration: Duration,
     /// How long after the cluster ends its feedback may take.
     pub result_timeout: Duration,
     /// Share of the target the probe must carry (and the estimate reach).
@@ -45,6 +52,8 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
             duration: Duration::from_millis(50),
+            min_bytes: 12_000,
+            max_duration: Duration::from_millis(400),
             result_timeout: Duration::from_secs(1),
             success_ratio: 0.9,
             backoff: Duration::from_secs(1),
@@ -151,6 +160,14 @@ impl ProbeController {
         }
     }
 
+    /// How long a cluster at `target_bps` is sent (see [`ProbeConfig::duration`]).
+    fn cluster_duration(&self, target_bps: u64) -> Duration {
+        let c = &self.config;
+        let for_bytes =
+            Duration::from_secs_f64(c.min_bytes as f64 * 8.0 / target_bps.max(1) as f64);
+        for_bytes.clamp(c.duration, c.max_duration.max(c.duration))
+    }
+
     /// Starts a probe at `target_bps` now.
     pub fn start(
         &mut self,
@@ -170,7 +187,7 @@ impl ProbeController {
         let cluster = ProbeCluster {
             id: self.next_id,
             target_bps,
-            ends: now + self.config.duration,
+            ends: now + self.cluster_duration(target_bps),
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         bwe.start_probe(now, cluster.id, target_bps);

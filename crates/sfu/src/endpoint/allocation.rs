@@ -160,6 +160,7 @@ impl Endpoint {
             visible: view.visible,
             max_rank: rank_for_size(view.width, view.height),
         };
+        debug!(subscriber = %sub, track = %track_id, ?view, max_rank = ?leg.view.max_rank, "track view");
         self.allocate_for(now, sub);
         self.flush(now);
         Ok(())
@@ -215,6 +216,18 @@ impl Endpoint {
             .and_then(|w| w.congestion())
             .is_some_and(|cc| cc.settling(now));
         let decision = allocate(now, &mut p.allocator, budget, settling, &list);
+        debug!(
+            subscriber = %sub,
+            ?budget,
+            ?audio,
+            settling,
+            allocated = decision.allocated_bps,
+            probe = ?decision.probe_bps,
+            wanted = decision.wanted_bps,
+            allocations = ?decision.allocations,
+            layers = ?list.iter().map(|d| d.layers.iter().map(|l| l.bps).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "allocation"
+        );
         p.allocated_bps = decision.allocated_bps;
         p.probe_bps = decision.probe_bps;
         let cc = p
