@@ -6,6 +6,19 @@
 // at 2.5 Mb/s, and down again within 2 s when the cap drops to 500 kb/s,
 // with the audio intact and the videos not frozen.
 //
+// Not part of `node --test tests/browser/` (CI) yet: run it by hand as
+// root, after `cargo build --workspace` and `npm ci --prefix tests/browser`:
+//
+//   HUDDLE_SERVER_BIN=$CARGO_TARGET_DIR/debug/huddle-server \
+//   HUDDLE_CALL_BIN=$CARGO_TARGET_DIR/debug/huddle-call \
+//     node --test --test-reporter=spec tests/browser/thin_link_run.js
+//
+// It passes only some of the time on the 2-core machine it was written on
+// (issue 16's note has the runs): the estimate toward a viewer still
+// collapses after a probe on the thinnest caps, and without pacing the
+// drop to 500 kb/s costs audio. Each run writes its per-second timeline to
+// artifacts/bandwidth-*-timeline.json.
+//
 // The server and the publishers share one namespace (unshaped); the viewer
 // has its own, reached over a veth pair with 198.18.0.0/15 addresses. The
 // same scenario runs with a Rust viewer (huddle-call --stats).
