@@ -11,7 +11,7 @@ pub(crate) struct Endpoint {
     pub ws_url: String,
     /// Whether the server is on a loopback address.
     pub loopback: bool,
-    /// The server's host name or address, and port.
+    /// The server's host name or address.
     pub host: String,
     /// The server's port (the scheme's default when the URL has none).
     pub port: u16,
@@ -51,15 +51,11 @@ pub(crate) fn resolve(url: &str) -> Result<Endpoint, CallError> {
     } else {
         parsed.set_path(&format!("{path}/ws"));
     }
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => return Err(bad(url, "no host")),
-    };
-    let host = match parsed.host() {
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        Some(h) => h.to_string(),
+    let (loopback, host) = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => (ip.is_loopback(), ip.to_string()),
+        // Without the URL's brackets: a name to look up.
+        Some(url::Host::Ipv6(ip)) => (ip.is_loopback(), ip.to_string()),
+        Some(url::Host::Domain(d)) => (d == "localhost", d.to_owned()),
         None => return Err(bad(url, "no host")),
     };
     let port = parsed
