@@ -162,6 +162,15 @@ pub struct SubscriberBandwidth {
     pub videos: Vec<(String, Option<usize>)>,
     /// Video track ids paused for it for want of bandwidth.
     pub paused: Vec<String>,
+    /// The rate its packets are paced at (the estimate, or a running
+    /// probe's rate; the pacer lets out up to 1.25 times it): `None` while
+    /// nothing is paced (no feedback, or the estimate still settling).
+    pub pacing_bps: Option<u64>,
+    /// Packets waiting in its pacer now.
+    pub paced_queued: usize,
+    /// Video packets its pacer dropped so far (more waited than leaves in
+    /// half a second at the estimate).
+    pub paced_dropped: u64,
 }
 
 /// The audio level a publisher reports for one of its tracks (RFC 6464).

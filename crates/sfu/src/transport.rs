@@ -16,9 +16,9 @@
 //! live in `huddle_wire`, where the load tool takes them to run the
 //! client's end of a subscriber connection.
 
-use crate::congestion::PacketKind;
-use crate::transport_cc::TransportCc;
-use bytes::BytesMut;
+use crate::congestion::{PacketClass, PacketKind};
+use crate::transport_cc::{Paced, TransportCc};
+use bytes::{Bytes, BytesMut};
 use huddle_wire::classify::{
     classify, is_binding_indication, is_rtcp, is_stun_success_response, DatagramKind,
 };
@@ -127,6 +127,19 @@ pub(crate) fn take_answer(
 /// is still on its way through signaling); the client would resend them,
 /// but only after a second.
 const EARLY_DTLS: usize = 8;
+
+/// What [`Wire::send_rtp`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Protected into the caller's buffer: send it there.
+    Now(SocketAddr),
+    /// Waiting in the pacer; `first` when nothing waited before it (the
+    /// connection's timer must be looked at again).
+    Queued {
+        /// The queue was empty.
+        first: bool,
+    },
+}
 
 /// One subscriber connection's transport. See the module docs.
 pub(crate) struct Wire {
@@ -270,7 +283,8 @@ impl Wire {
     /// Protect one RTP packet for the client, appending the datagram to
     /// `out` (what `out` held stays; on error nothing is appended), with
     /// the next transport-wide sequence number when that was negotiated
-    /// (the packet leaves `now`). Returns where the datagram goes.
+    /// (the packet leaves `now`, outside the pacer: padding). Returns
+    /// where the datagram goes.
     pub fn protect_rtp(
         &mut self,
         now: Instant,
@@ -278,6 +292,18 @@ impl Wire {
         header: &rtc::rtp::Header,
         payload: &[u8],
         out: &mut BytesMut,
+    ) -> Result<SocketAddr, WireError> {
+        self.protect_stamped(now, kind, header, payload, out, false)
+    }
+
+    fn protect_stamped(
+        &mut self,
+        now: Instant,
+        kind: PacketKind,
+        header: &rtc::rtp::Header,
+        payload: &[u8],
+        out: &mut BytesMut,
+        paced: bool,
     ) -> Result<SocketAddr, WireError> {
         let (Some(keys), Some(peer)) = (self.srtp.as_mut(), self.peer) else {
             return Err(WireError::NotReady("no SRTP keys yet"));
@@ -291,11 +317,74 @@ impl Wire {
                     data: &seq,
                 };
                 keys.rtp.protect_with(header, Some(ext), payload, out)?;
-                cc.on_sent(now, out.len() - start, kind);
+                let size = out.len() - start;
+                if paced {
+                    cc.on_paced_sent(now, size, kind);
+                } else {
+                    cc.on_sent(now, size, kind);
+                }
             }
             None => keys.rtp.protect(header, payload, out)?,
         }
         Ok(peer)
+    }
+
+    /// Send one RTP packet of `class` to the client through the pacer
+    /// (when congestion control runs): protected into `out` at once
+    /// ([`Sent::Now`]) when the pacer lets it leave, else queued
+    /// ([`Sent::Queued`]) to leave from [`Wire::handle_timeout`] into
+    /// [`Wire::poll_transmit`].
+    pub fn send_rtp(
+        &mut self,
+        now: Instant,
+        class: PacketClass,
+        kind: PacketKind,
+        header: rtc::rtp::Header,
+        payload: &Bytes,
+        out: &mut BytesMut,
+    ) -> Result<Sent, WireError> {
+        if self.srtp.is_none() || self.peer.is_none() {
+            return Err(WireError::NotReady("no SRTP keys yet"));
+        }
+        let held = self.cc.as_mut().is_some_and(|cc| !cc.admits(now, class));
+        match self.cc.as_mut() {
+            Some(cc) if held => {
+                // Payload, header with its extensions and the SRTP tag,
+                // roughly (the exact size is charged when it leaves).
+                let size = payload.len() + 48;
+                let first = cc.queue(
+                    now,
+                    class,
+                    size,
+                    Paced {
+                        kind,
+                        header,
+                        payload: payload.clone(),
+                    },
+                );
+                Ok(Sent::Queued { first })
+            }
+            _ => self
+                .protect_rtp(now, kind, &header, payload, out)
+                .map(Sent::Now),
+        }
+    }
+
+    /// Let out what the pacer allows at `now`, into the transmit queue.
+    fn release_paced(&mut self, now: Instant) {
+        loop {
+            let Some(p) = self.cc.as_mut().and_then(|cc| cc.pop_paced(now)) else {
+                return;
+            };
+            let mut out = BytesMut::with_capacity(p.payload.len() + 128);
+            match self.protect_stamped(now, p.kind, &p.header, &p.payload, &mut out, true) {
+                Ok(dst) => self.transmits.push_back((dst, out)),
+                Err(e) => {
+                    tracing::debug!("paced packet not sent: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     /// Protect a (compound) RTCP packet for the client.
@@ -341,6 +430,7 @@ impl Wire {
             if let Some(cc) = self.cc.as_mut() {
                 cc.handle_timeout(now);
             }
+            self.release_paced(now);
             return;
         }
         if let Some(dtls) = self.dtls.as_mut() {

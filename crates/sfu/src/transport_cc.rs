@@ -5,11 +5,18 @@
 //! the probes the stream allocator asks for before it moves the subscriber
 //! up ([`crate::congestion::ProbeController`]): while one runs, the
 //! endpoint pads the connection up to the probe's rate
-//! ([`TransportCc::padding_due`]).
+//! ([`TransportCc::padding_due`]). And the pacer
+//! ([`crate::congestion::Pacer`]): packets leave at the estimated rate
+//! (times its pacing factor), not in the bursts publishers send (a
+//! keyframe), so the queue builds in the SFU, where video can wait or be
+//! dropped and audio overtakes it, rather than at the subscriber's
+//! bottleneck, where everything waits alike.
 
 use crate::congestion::{
-    BweConfig, BweStats, PacketKind, ProbeConfig, ProbeController, SendSideBwe,
+    BweConfig, BweStats, Pacer, PacerConfig, PacketClass, PacketKind, ProbeConfig, ProbeController,
+    SendSideBwe,
 };
+use bytes::Bytes;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -26,6 +33,28 @@ pub(crate) const SETTLING: Duration = Duration::from_secs(2);
 /// How often padding goes out while a probe runs: its packets spread over
 /// the cluster instead of leaving in one burst.
 pub(crate) const PADDING_TICK: Duration = Duration::from_millis(5);
+
+/// The pacing rate while nothing limits the subscriber (no feedback).
+const UNLIMITED_BPS: u64 = 1_000_000_000;
+
+/// The most video a subscriber's pacer holds: this long at its rate
+/// (older video is dropped, oldest first: a subscriber whose estimate fell
+/// is about to get a lower layer from its keyframe on, and video that
+/// waited longer is late anyway; audio is never held)...
+const MAX_QUEUE_TIME: Duration = Duration::from_millis(500);
+/// ...but never less than this (a small layer's keyframe), bytes.
+const MIN_QUEUE_BYTES: usize = 30_000;
+
+/// A packet waiting in the pacer: not yet stamped or protected (its
+/// transport-wide sequence number is the one current when it leaves).
+pub(crate) struct Paced {
+    /// Media or retransmission.
+    pub kind: PacketKind,
+    /// Its header, rewritten for the subscriber.
+    pub header: rtc::rtp::Header,
+    /// Its payload (shared with the publisher's packet).
+    pub payload: Bytes,
+}
 
 /// One subscriber connection's congestion control.
 pub(crate) struct TransportCc {
@@ -51,6 +80,8 @@ pub(crate) struct TransportCc {
     sent: u64,
     /// Feedback packets read so far.
     feedback: u64,
+    /// What waits to leave at the estimated rate.
+    pacer: Pacer<Paced>,
 }
 
 impl TransportCc {
@@ -69,6 +100,61 @@ impl TransportCc {
             allocated_at_bps: None,
             sent: 0,
             feedback: 0,
+            pacer: Pacer::new(UNLIMITED_BPS, PacerConfig::default()),
+        }
+    }
+
+    /// Whether a packet of `class` may leave now rather than wait in the
+    /// pacer (see [`Pacer::admits`]).
+    pub fn admits(&mut self, now: Instant, class: PacketClass) -> bool {
+        self.pacer.admits(now, class)
+    }
+
+    /// Queue a packet of `class`, about `size` octets on the wire. True
+    /// when the queue was empty (the caller's timer must now include
+    /// [`TransportCc::poll_timeout`]). Packets the bound drops are counted.
+    pub fn queue(&mut self, now: Instant, class: PacketClass, size: usize, packet: Paced) -> bool {
+        let was_empty = self.pacer.queued_packets() == 0;
+        self.pacer.push(now, class, size, packet);
+        while self.pacer.pop_dropped().is_some() {}
+        was_empty
+    }
+
+    /// The next queued packet allowed to leave at `now`.
+    pub fn pop_paced(&mut self, now: Instant) -> Option<Paced> {
+        self.pacer.pop(now)
+    }
+
+    /// The rate packets are paced at; `None` while unlimited.
+    pub fn pacing_bps(&self) -> Option<u64> {
+        Some(self.pacer.rate_bps()).filter(|&r| r != UNLIMITED_BPS)
+    }
+
+    /// Packets waiting in the pacer, and packets it dropped (its queue
+    /// was full) so far.
+    pub fn paced_counts(&self) -> (usize, u64) {
+        (self.pacer.queued_packets(), self.pacer.dropped_packets())
+    }
+
+    /// Follow the estimate (or the running probe's rate, when higher).
+    fn update_pacing(&mut self, now: Instant) {
+        let probe = self
+            .probe
+            .current()
+            .filter(|_| self.probe.is_probing())
+            .map(|c| c.target_bps);
+        // Only a found estimate paces: while it settles (the initial guess,
+        // before the first probe) it would hold back, and drop, what a
+        // fast link carries.
+        let found = !self.settling(now);
+        let rate = match self.estimate_bps().filter(|_| found) {
+            Some(bps) => bps.max(probe.unwrap_or(0)),
+            None => UNLIMITED_BPS,
+        };
+        if rate != self.pacer.rate_bps() {
+            self.pacer.set_rate(now, rate);
+            let queue = (rate as f64 / 8.0 * MAX_QUEUE_TIME.as_secs_f64()) as usize;
+            self.pacer.set_max_queue_bytes(queue.max(MIN_QUEUE_BYTES));
         }
     }
 
@@ -91,6 +177,17 @@ impl TransportCc {
     /// The packet stamped with [`TransportCc::next_sequence_number`] left
     /// at `now`, `size` octets on the wire.
     pub fn on_sent(&mut self, now: Instant, size: usize, kind: PacketKind) {
+        self.stamped(now, size, kind);
+        self.pacer.charge(now, size);
+    }
+
+    /// [`TransportCc::on_sent`] for a packet the pacer let out (and
+    /// charged already).
+    pub fn on_paced_sent(&mut self, now: Instant, size: usize, kind: PacketKind) {
+        self.stamped(now, size, kind);
+    }
+
+    fn stamped(&mut self, now: Instant, size: usize, kind: PacketKind) {
         self.bwe.on_sent(now, size, kind);
         self.first_sent.get_or_insert(now);
         self.sent_bytes += size as u64;
@@ -103,6 +200,7 @@ impl TransportCc {
         self.feedback += 1;
         self.first_feedback.get_or_insert(now);
         self.poll_probe(now);
+        self.update_pacing(now);
     }
 
     /// The bandwidth estimate toward the client, bits per second: `None`
@@ -171,6 +269,7 @@ impl TransportCc {
             debug!(target_bps, id = cluster.id, "probe");
             self.cluster = Some((now, self.sent_bytes));
             self.next_padding = Some(now);
+            self.update_pacing(now);
         }
     }
 
@@ -182,6 +281,11 @@ impl TransportCc {
             return 0;
         };
         if !self.probe.is_probing() || now >= cluster.ends {
+            return 0;
+        }
+        if self.pacer.queued_packets() > 0 {
+            // Media waits: it fills the probe; padding would only delay it.
+            self.next_padding = Some(now + PADDING_TICK);
             return 0;
         }
         self.next_padding = Some(now + PADDING_TICK);
@@ -196,10 +300,19 @@ impl TransportCc {
     /// When [`TransportCc::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let padding = self.next_padding.filter(|_| self.probe.is_probing());
-        [self.bwe.poll_timeout(), self.probe.poll_timeout(), padding]
-            .into_iter()
-            .flatten()
-            .min()
+        let paced = self
+            .pacer
+            .poll_timeout()
+            .filter(|_| self.pacer.queued_packets() > 0);
+        [
+            self.bwe.poll_timeout(),
+            self.probe.poll_timeout(),
+            padding,
+            paced,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run the estimator's and the probe's timers.
@@ -208,6 +321,7 @@ impl TransportCc {
             self.bwe.handle_timeout(now);
         }
         self.poll_probe(now);
+        self.update_pacing(now);
     }
 
     fn poll_probe(&mut self, now: Instant) {

@@ -217,6 +217,12 @@ impl<T> Pacer<T> {
         self.sent_bytes += size as u64;
     }
 
+    /// Bounds the non-audio bytes that may wait (packets already queued
+    /// stay; the bound applies to the next push).
+    pub fn set_max_queue_bytes(&mut self, bytes: usize) {
+        self.config.max_queue_bytes = bytes;
+    }
+
     /// Queues `item`, `size` bytes on the wire, of `class`. Returns how
     /// many packets were dropped to make room (see the module doc); take
     /// them with [`Pacer::pop_dropped`].

@@ -175,6 +175,7 @@ impl Endpoint {
             .and_then(|c| c.wire.as_ref())
             .and_then(|w| w.congestion());
         let (stamped, feedback) = cc.map_or((0, 0), |cc| cc.counts());
+        let (paced_queued, paced_dropped) = cc.map_or((0, 0), |cc| cc.paced_counts());
         let mut out = SubscriberBandwidth {
             feedback_negotiated: cc.is_some(),
             packets_stamped: stamped,
@@ -182,6 +183,9 @@ impl Endpoint {
             estimate_bps: cc.and_then(|cc| cc.estimate_bps()),
             rtt: cc.and_then(|cc| cc.stats().rtt),
             allocated_video_bps: p.allocated_bps,
+            pacing_bps: cc.and_then(|cc| cc.pacing_bps()),
+            paced_queued,
+            paced_dropped,
             ..SubscriberBandwidth::default()
         };
         for t in self.table.tracks.values() {

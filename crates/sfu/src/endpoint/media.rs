@@ -8,7 +8,7 @@ use crate::forward::send::{send_on_leg, Out};
 use crate::forward::simulcast::Verdict;
 use crate::forward::track::add_layer;
 use crate::ids::ParticipantId;
-use huddle_proto::TrackKind;
+use huddle_proto::{PcRole, TrackKind};
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::shared::marshal::Unmarshal;
 use std::time::Instant;
@@ -122,10 +122,20 @@ impl Endpoint {
                 participants: &mut self.participants,
                 transmits: &mut self.transmits,
                 buf: &mut self.out_buf,
+                paced: &mut self.paced,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, &packet, None) {
                 self.rtp_out += 1;
             }
+        }
+        self.reschedule_paced();
+    }
+
+    /// Subscribers whose pacer started holding packets: their connection
+    /// deadlines moved.
+    fn reschedule_paced(&mut self) {
+        for sub in self.paced.drain(..) {
+            self.deadlines.touch((sub, PcRole::Subscriber));
         }
     }
 
@@ -165,10 +175,12 @@ impl Endpoint {
                 participants: &mut self.participants,
                 transmits: &mut self.transmits,
                 buf: &mut self.out_buf,
+                paced: &mut self.paced,
             };
             if send_on_leg(now, out, &track.codec, sub, leg, packet, Some(seq)) {
                 self.rtx_sent += 1;
             }
         }
+        self.reschedule_paced();
     }
 }

@@ -60,6 +60,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     /// Forwarded datagrams are written here ([`OutBuf`]).
     out_buf: OutBuf,
+    /// Subscribers whose pacer started queueing since the last look (their
+    /// deadlines are recomputed).
+    paced: Vec<ParticipantId>,
     events: VecDeque<SfuEvent>,
     dirty: Vec<ConnKey>,
     /// When the simulcast layer of every leg is looked at again (set once a
@@ -97,6 +100,7 @@ impl Endpoint {
             speakers: SpeakerDetector::default(),
             transmits: VecDeque::new(),
             out_buf: OutBuf::default(),
+            paced: Vec::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             next_layer_choice: None,

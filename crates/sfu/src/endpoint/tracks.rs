@@ -8,7 +8,7 @@ use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
 use crate::events::SfuEvent;
 use crate::forward::leg::Leg;
-use crate::forward::simulcast::LayerChoice;
+use crate::forward::simulcast::{LayerChoice, CHOICE_INTERVAL};
 use crate::forward::track::{add_layer, PublishedTrack};
 use crate::ids::ParticipantId;
 use huddle_proto::{PcRole, TrackKind};
@@ -176,6 +176,11 @@ impl Endpoint {
                     // Start at a keyframe of the layer the next choice picks.
                     leg.choice = LayerChoice::default();
                     self.next_layer_choice = Some(now);
+                } else if track.kind == TrackKind::Video {
+                    // A single layer is allocated too (it may not fit, or
+                    // need a probe once its rate is known): the allocator's
+                    // rounds start.
+                    self.next_layer_choice.get_or_insert(now + CHOICE_INTERVAL);
                 }
                 track.legs.insert(sub.clone(), leg);
                 p.needs_offer = true;

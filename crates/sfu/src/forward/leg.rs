@@ -144,15 +144,19 @@ impl Leg {
     }
 
     /// Rewrite a source packet's sequence number and timestamp for this leg
-    /// (`clock_rate` in Hz; nothing to do on an ordinary leg).
+    /// (`clock_rate` in Hz; nothing to do on an ordinary leg). False when
+    /// the packet has no place in the leg's stream: it arrived after
+    /// padding sent later than it that the leg no longer remembers, or it
+    /// belongs before the current source (don't send it).
+    #[must_use]
     pub fn rewrite(
         &mut self,
         now: Instant,
         clock_rate: u32,
         header: &mut rtc::rtp::header::Header,
-    ) {
+    ) -> bool {
         let Some(c) = self.continuity.as_mut() else {
-            return;
+            return true;
         };
         let first = c.continue_from.is_some() || c.started.is_none();
         if let Some(mark) = c.continue_from.take() {
@@ -173,6 +177,19 @@ impl Leg {
         let newer = c
             .last_sent
             .is_none_or(|m| (header.sequence_number.wrapping_sub(m.seq) as i16) > 0);
+        if let (false, Some(last)) = (newer, c.last_sent) {
+            // Late: the offset grew by the padding sent since its turn.
+            if let Some(pads) = &self.pads {
+                match pads.place(header.sequence_number, last.seq) {
+                    Some(seq) => header.sequence_number = seq,
+                    None => return false,
+                }
+            }
+            let before_source = c.started.is_some_and(|first| {
+                last.seq.wrapping_sub(header.sequence_number) > last.seq.wrapping_sub(first)
+            });
+            return !before_source;
+        }
         if newer {
             c.last_sent = Some(SentMark {
                 seq: header.sequence_number,
@@ -185,6 +202,7 @@ impl Leg {
                 }
             }
         }
+        true
     }
 
     /// The sequence number and timestamp of a padding packet (a bandwidth
@@ -258,7 +276,7 @@ mod tests {
             timestamp: 1000,
             ..Default::default()
         };
-        leg.rewrite(t0, 48_000, &mut h);
+        assert!(leg.rewrite(t0, 48_000, &mut h));
         assert_eq!(
             (h.sequence_number, h.timestamp),
             (65535, 1000),
@@ -271,7 +289,7 @@ mod tests {
             timestamp: 99,
             ..Default::default()
         };
-        ordinary.rewrite(t0, 48_000, &mut h);
+        assert!(ordinary.rewrite(t0, 48_000, &mut h));
         assert_eq!((h.sequence_number, h.timestamp), (9, 99));
         assert!(
             ordinary.continuity.is_none(),
@@ -286,7 +304,7 @@ mod tests {
             timestamp: 90_000,
             ..Default::default()
         };
-        next.rewrite(t0 + Duration::from_millis(100), 48_000, &mut h);
+        assert!(next.rewrite(t0 + Duration::from_millis(100), 48_000, &mut h));
         assert_eq!(h.sequence_number, 0, "one after the last sent (wrapped)");
         assert_eq!(h.timestamp, 1000 + 4800, "100 ms later at 48 kHz");
         let mut h = Header {
@@ -294,7 +312,7 @@ mod tests {
             timestamp: 90_960,
             ..Default::default()
         };
-        next.rewrite(t0 + Duration::from_millis(120), 48_000, &mut h);
+        assert!(next.rewrite(t0 + Duration::from_millis(120), 48_000, &mut h));
         assert_eq!((h.sequence_number, h.timestamp), (1, 1000 + 4800 + 960));
         assert_eq!(
             next.source_seq(1),
@@ -313,11 +331,60 @@ mod tests {
             timestamp: 90_000,
             ..Default::default()
         };
-        next.rewrite(t0 + Duration::from_millis(130), 48_000, &mut old);
+        assert!(next.rewrite(t0 + Duration::from_millis(130), 48_000, &mut old));
         assert_eq!(
             next.continuity.and_then(|c| c.mark()).map(|m| m.seq),
             Some(1)
         );
+    }
+
+    /// Source packets through `leg` at `t0`: their output numbers, `None`
+    /// for one not sent.
+    fn through(leg: &mut Leg, t0: Instant, seqs: &[u16]) -> Vec<Option<u16>> {
+        seqs.iter()
+            .map(|&seq| {
+                let mut h = rtc::rtp::header::Header {
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ..Default::default()
+                };
+                leg.rewrite(t0, 90_000, &mut h).then_some(h.sequence_number)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_late_packet_keeps_its_place_across_padding_sent_after_it() {
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        // 102 is late: 100, 101, 103, then a probe's padding (104 on the
+        // output), then 104 (105 out), then 102 at last.
+        assert_eq!(
+            through(&mut leg, t0, &[100, 101, 103]),
+            [Some(100), Some(101), Some(103)]
+        );
+        assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(104));
+        assert_eq!(through(&mut leg, t0, &[104, 102]), [Some(105), Some(102)]);
+        assert_eq!(leg.source_seq(102), Some(102), "a NACK for it maps back");
+        // A packet from before the leg's first is not sent.
+        assert_eq!(through(&mut leg, t0, &[90]), [None]);
+    }
+
+    #[test]
+    fn a_late_packet_older_than_the_remembered_padding_is_not_sent() {
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        let mut seq = 1000u16;
+        assert_eq!(through(&mut leg, t0, &[seq]), [Some(seq)]);
+        for _ in 0..100 {
+            seq += 1;
+            assert!(leg.pad(t0).is_some());
+            assert!(through(&mut leg, t0, &[seq])[0].is_some());
+        }
+        // 1000's padding-era neighbours are forgotten: no safe number.
+        assert_eq!(through(&mut leg, t0, &[1001]), [None]);
+        // A recent one still has its number (two back: one padding between).
+        assert_eq!(through(&mut leg, t0, &[seq - 1]), [Some(seq + 100 - 2)]);
     }
 
     #[test]
@@ -331,7 +398,7 @@ mod tests {
                 timestamp: ts,
                 ..Default::default()
             };
-            leg.rewrite(t0, 90_000, &mut h);
+            assert!(leg.rewrite(t0, 90_000, &mut h));
             assert_eq!((h.sequence_number, h.timestamp), (seq, ts));
         }
         // Another layer, with its own numbers, 40 ms later.
@@ -341,7 +408,7 @@ mod tests {
             timestamp: 555,
             ..Default::default()
         };
-        leg.rewrite(t0 + Duration::from_millis(40), 90_000, &mut h);
+        assert!(leg.rewrite(t0 + Duration::from_millis(40), 90_000, &mut h));
         assert_eq!(h.sequence_number, 102);
         assert_eq!(h.timestamp, 12_000 + 3600);
         assert_eq!(leg.source_seq(102), Some(7000));
@@ -361,7 +428,7 @@ mod tests {
                 timestamp: u32::from(seq) * 3000,
                 ..Default::default()
             };
-            leg.rewrite(t0, 90_000, &mut h);
+            assert!(leg.rewrite(t0, 90_000, &mut h));
             h.sequence_number
         };
         assert_eq!(send(&mut leg, 65534), 65534);
@@ -379,16 +446,16 @@ mod tests {
         assert_eq!(leg.source_seq(2), Some(0));
         assert_eq!(leg.source_seq(3), None);
         assert_eq!(leg.source_seq(4), Some(1));
-        // A retransmission is rewritten with the offset of now: the
-        // sender puts back the number the subscriber asked for
-        // (`send_on_leg`'s `resend_as`).
+        // A packet of the source sent again (late, or resent) gets the
+        // number it went out with, not the offset of now (which counts the
+        // padding sent after it).
         let mut h = Header {
             sequence_number: 0,
             timestamp: 0,
             ..Default::default()
         };
-        leg.rewrite(t0, 90_000, &mut h);
-        assert_eq!(h.sequence_number, 3);
+        assert!(leg.rewrite(t0, 90_000, &mut h));
+        assert_eq!(h.sequence_number, 2);
         // An audio leg is never padded.
         assert_eq!(Leg::new(RTCRtpSenderId::from(1), 8).pad(t0), None);
     }
@@ -406,7 +473,7 @@ mod tests {
             timestamp: 7,
             ..Default::default()
         };
-        leg.rewrite(t0 + std::time::Duration::from_millis(20), 90_000, &mut h);
+        assert!(leg.rewrite(t0 + std::time::Duration::from_millis(20), 90_000, &mut h));
         assert_eq!(h.sequence_number, p2.wrapping_add(1));
         assert_eq!(leg.source_seq(h.sequence_number), Some(40_000));
         assert_eq!(leg.source_seq(p2), None);
@@ -424,7 +491,7 @@ mod tests {
                 timestamp: i * 3000,
                 ..Default::default()
             };
-            leg.rewrite(t0, 90_000, &mut h);
+            assert!(leg.rewrite(t0, 90_000, &mut h));
         }
         let last = (99_999 % 65_536) as u16;
         for back in [0u16, 1, 100, 511] {

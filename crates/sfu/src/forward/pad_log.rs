@@ -71,6 +71,28 @@ impl PadLog {
     }
 }
 
+impl PadLog {
+    /// Where a packet sent late belongs: `candidate` is its number at the
+    /// leg's current offset, which counts every padding packet sent so
+    /// far; a packet older than some of them (a publisher's resend, or
+    /// reordering) takes its number from before them, one less for each
+    /// padding packet at or after it (`newest` as in
+    /// [`PadLog::classify`]). `None` when the log no longer reaches back
+    /// that far.
+    pub fn place(&self, candidate: u16, newest: u16) -> Option<u16> {
+        let kept = self.written.min(REMEMBERED);
+        let mut seq = candidate;
+        for i in 0..kept {
+            let pad = self.seqs[(self.written - 1 - i) % REMEMBERED];
+            if newest.wrapping_sub(pad) > newest.wrapping_sub(seq) {
+                return Some(seq); // this padding and all before it are older
+            }
+            seq = seq.wrapping_sub(1);
+        }
+        (self.written <= REMEMBERED).then_some(seq)
+    }
+}
+
 /// A padding-only RTP payload of `len` octets (1 to 255; RFC 3550 §5.1:
 /// the last octet counts the padding, itself included), in `buf`.
 pub(crate) fn padding_payload(buf: &mut [u8; 255], len: u8) -> &[u8] {
@@ -114,6 +136,34 @@ mod tests {
             log.classify(newest - 1, newest),
             Sent::Media { later_padding: 1 }
         );
+    }
+
+    #[test]
+    fn a_late_packet_is_placed_before_the_padding_sent_after_it() {
+        let mut log = PadLog::default();
+        // Media 8, padding 9, media 10, padding 11 and 12, media 13: the
+        // offset grew by three since media 8 was numbered.
+        for pad in [9, 11, 12] {
+            log.record(pad);
+        }
+        let newest = 13;
+        // Numbered at today's offset, media 10 would read 12 and media 8
+        // would read 11.
+        assert_eq!(log.place(12, newest), Some(10));
+        assert_eq!(log.place(11, newest), Some(8));
+        // Media 13 itself (the newest) is not moved.
+        assert_eq!(log.place(13, newest), Some(13));
+    }
+
+    #[test]
+    fn a_late_packet_older_than_the_log_is_not_placed() {
+        let mut log = PadLog::default();
+        for i in 0..(REMEMBERED as u16 + 10) {
+            log.record(1000 + 2 * i);
+        }
+        let newest = 1000 + 2 * (REMEMBERED as u16 + 9) + 1;
+        assert_eq!(log.place(newest - 2, newest), Some(newest - 4));
+        assert_eq!(log.place(1001 + 74, newest), None, "forgotten padding");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! One packet of a track out on one subscriber leg.
 
-use crate::congestion::PacketKind;
+use crate::congestion::{PacketClass, PacketKind};
 use crate::connection::{Connection, Liveness};
 use crate::forward::leg::Leg;
 use crate::ids::ParticipantId;
 use crate::out_buf::OutBuf;
 use crate::participant::Participant;
 use crate::transmit::Transmit;
+use crate::transport::Sent;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -19,6 +20,9 @@ pub(crate) struct Out<'a> {
     pub participants: &'a mut FxHashMap<ParticipantId, Participant>,
     pub transmits: &'a mut VecDeque<Transmit>,
     pub buf: &'a mut OutBuf,
+    /// Subscribers whose pacer started queueing: their connection's timer
+    /// changed (the endpoint reschedules them).
+    pub paced: &'a mut Vec<ParticipantId>,
 }
 
 /// The payload type `codec` was negotiated with on the leg's connection
@@ -74,7 +78,10 @@ pub(crate) fn send_on_leg(
     let mut header = packet.header.clone();
     header.ssrc = leg.ssrc;
     header.payload_type = pt;
-    leg.rewrite(now, codec.clock_rate, &mut header);
+    let placed = leg.rewrite(now, codec.clock_rate, &mut header);
+    if !placed && resend_as.is_none() {
+        return false; // a late packet with no place in the leg's stream
+    }
     // A resend goes out as the number the subscriber asked for: padding
     // sent since may have moved the leg's numbering on.
     let kind = match resend_as {
@@ -84,12 +91,33 @@ pub(crate) fn send_on_leg(
         }
         None => PacketKind::Media,
     };
-    match wire.protect_rtp(now, kind, &header, &packet.payload, out.buf.spare()) {
-        Ok(dst) => {
+    let class = match kind {
+        PacketKind::Retransmission => PacketClass::Retransmission,
+        _ if codec
+            .mime_type
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'a')) =>
+        {
+            PacketClass::Audio
+        }
+        _ => PacketClass::Video,
+    };
+    let timestamp = header.timestamp;
+    match wire.send_rtp(now, class, kind, header, &packet.payload, out.buf.spare()) {
+        Ok(Sent::Now(dst)) => {
             let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });
-            leg.sent
-                .on_sent(now, header.timestamp, packet.payload.len());
+            leg.sent.on_sent(now, timestamp, packet.payload.len());
+            true
+        }
+        Ok(Sent::Queued { first }) => {
+            if first {
+                // The pacer's timer is the connection's now.
+                conn.timer = wire.poll_timeout();
+                out.paced.push(sub.clone());
+            }
+            leg.sent.on_sent(now, timestamp, packet.payload.len());
             true
         }
         Err(e) => {
