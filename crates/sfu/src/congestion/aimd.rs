@@ -10,6 +10,17 @@
 //! is approached rather than hammered. The rate never climbs above 1.5 x
 //! the delivered rate + 10 kb/s: an estimate that was never exercised is
 //! not evidence.
+//!
+//! An SFU is often *application-limited*, as libwebrtc's encoder rarely
+//! is: a subscriber whose videos are paused gets only audio, far below its
+//! estimate. Overuse then says little about the path's capacity (the
+//! delivered rate is what was sent, not what the path could carry), and
+//! 0.85 x delivered would drop the estimate to a fraction of the audio
+//! rate plus padding, from which only probes climb back. So while the send
+//! rate is under half the rate, overuse backs off from the rate itself
+//! (0.85 x, each round trip that overuse is seen again), never below
+//! 0.85 x delivered: a path that really filled still comes down within a
+//! second or so, and the loss-based bound acts on heavy loss meanwhile.
 
 use crate::congestion::delay::Usage;
 
@@ -26,6 +37,8 @@ const RESPONSE_EXTRA_US: u64 = 100_000;
 const MIN_ADDITIVE_BPS_PER_S: f64 = 4_000.0;
 /// Packet size the additive increase counts in (bytes).
 const PACKET_BYTES: f64 = 1200.0;
+/// Below this share of the rate, the send rate is application-limited.
+const APP_LIMITED_SHARE: f64 = 0.5;
 
 /// What the controller is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +135,14 @@ impl RateControl {
     }
 
     /// One step: the detector says `usage`, the receiver gets `delivered`
-    /// bits/s (if known), the round trip is `rtt_us`.
+    /// bits/s (if known) of the `sent` bits/s sent (if known), the round
+    /// trip is `rtt_us`.
     pub fn update(
         &mut self,
         now_us: u64,
         usage: Usage,
         delivered: Option<f64>,
+        sent: Option<f64>,
         rtt_us: u64,
     ) -> f64 {
         self.state = match (usage, self.state) {
@@ -141,7 +156,7 @@ impl RateControl {
                 self.last_change_us = Some(now_us);
             }
             State::Increase => self.increase(now_us, delivered, rtt_us),
-            State::Decrease => self.decrease(now_us, delivered, rtt_us),
+            State::Decrease => self.decrease(now_us, delivered, sent, rtt_us),
         }
         self.bps
     }
@@ -177,7 +192,7 @@ impl RateControl {
         self.bps = next.clamp(self.min_bps, self.max_bps);
     }
 
-    fn decrease(&mut self, now_us: u64, delivered: Option<f64>, rtt_us: u64) {
+    fn decrease(&mut self, now_us: u64, delivered: Option<f64>, sent: Option<f64>, rtt_us: u64) {
         let Some(delivered) = delivered else {
             // Nothing to back off from: hold rather than guess.
             self.state = State::Hold;
@@ -186,15 +201,24 @@ impl RateControl {
         // At most one decrease per round trip (10..=200 ms), unless the
         // path delivers less than half the rate: the earlier decrease has
         // not shown in the feedback yet.
+        // Sending little, delivering little says nothing of that.
+        let app_limited = sent.is_some_and(|sent| sent < APP_LIMITED_SHARE * self.bps);
         let spacing = rtt_us.clamp(10_000, 200_000);
         let too_soon = self
             .last_decrease_us
             .is_some_and(|last| now_us.saturating_sub(last) < spacing);
-        if too_soon && delivered >= self.bps / 2.0 {
+        if too_soon && (app_limited || delivered >= self.bps / 2.0) {
             self.state = State::Hold;
             return;
         }
-        let mut next = BETA * delivered;
+        let mut next = if app_limited {
+            // What was sent is no measure of the path: back off from the
+            // rate (see the module doc), and the link capacity keeps what
+            // loaded moments taught it.
+            BETA * self.bps.max(delivered)
+        } else {
+            BETA * delivered
+        };
         if next > self.bps {
             // Delivered more than aimed for (a burst): use the capacity
             // estimate if below, never increase on overuse.
@@ -204,11 +228,21 @@ impl RateControl {
                 next = self.bps;
             }
         }
-        if self.link.lower_bps().is_some_and(|lower| delivered < lower) {
-            // Far below the old capacity: the path changed.
-            self.link = LinkCapacity::default();
+        if !app_limited {
+            if self.link.lower_bps().is_some_and(|lower| delivered < lower) {
+                // Far below the old capacity: the path changed.
+                self.link = LinkCapacity::default();
+            }
+            self.link.on_overuse(delivered);
         }
-        self.link.on_overuse(delivered);
+        tracing::debug!(
+            from = self.bps as u64,
+            to = next as u64,
+            delivered = delivered as u64,
+            sent = sent.map(|s| s as u64),
+            app_limited,
+            "delay-based backoff"
+        );
         self.bps = next.clamp(self.min_bps, self.max_bps);
         self.state = State::Hold;
         self.last_decrease_us = Some(now_us);
@@ -223,21 +257,63 @@ mod tests {
     #[test]
     fn overuse_backs_off_from_the_delivered_rate() {
         let mut control = RateControl::new(2_000_000.0, 100_000.0, 10_000_000.0);
-        let bps = control.update(0, Usage::Over, Some(1_000_000.0), 50_000);
+        let bps = control.update(0, Usage::Over, Some(1_000_000.0), Some(1_200_000.0), 50_000);
         assert!((bps - 850_000.0).abs() < 1.0, "{bps}");
         // Again right away: too soon, held.
-        let again = control.update(10_000, Usage::Over, Some(900_000.0), 50_000);
+        let again = control.update(
+            10_000,
+            Usage::Over,
+            Some(900_000.0),
+            Some(1_200_000.0),
+            50_000,
+        );
         assert_eq!(again, bps);
+    }
+
+    #[test]
+    fn overuse_while_sending_little_backs_off_from_the_rate() {
+        // 1 Mb/s estimate, only 100 kb/s of audio sent and delivered (the
+        // videos are paused): overuse takes 15 % off the rate, not the
+        // rate down to 85 kb/s.
+        let mut control = RateControl::new(1_000_000.0, 30_000.0, 10_000_000.0);
+        let bps = control.update(0, Usage::Over, Some(100_000.0), Some(100_000.0), 50_000);
+        assert!((bps - 850_000.0).abs() < 1.0, "{bps}");
+        assert_eq!(
+            control.link_capacity_bps(),
+            None,
+            "nothing learnt of the link"
+        );
+        // Not again within the round trip.
+        let again = control.update(
+            20_000,
+            Usage::Over,
+            Some(100_000.0),
+            Some(100_000.0),
+            50_000,
+        );
+        assert_eq!(again, bps);
+        // Overuse that goes on keeps taking 15 % a round trip.
+        let mut now = 20_000;
+        for _ in 0..10 {
+            now += 60_000;
+            control.update(now, Usage::Over, Some(100_000.0), Some(100_000.0), 50_000);
+        }
+        let bps = control.bps();
+        assert!(bps < 200_000.0, "{bps}");
+        // Sending at the rate, overuse backs off from what was delivered.
+        let mut control = RateControl::new(1_000_000.0, 30_000.0, 10_000_000.0);
+        let bps = control.update(0, Usage::Over, Some(600_000.0), Some(900_000.0), 50_000);
+        assert!((bps - 510_000.0).abs() < 1.0, "{bps}");
     }
 
     #[test]
     fn normal_climbs_multiplicatively_without_a_known_ceiling() {
         let mut control = RateControl::new(1_000_000.0, 100_000.0, 10_000_000.0);
         let mut now = 0;
-        control.update(now, Usage::Normal, Some(1_000_000.0), 50_000);
+        control.update(now, Usage::Normal, Some(1_000_000.0), None, 50_000);
         for _ in 0..10 {
             now += 100_000;
-            control.update(now, Usage::Normal, Some(1_000_000.0), 50_000);
+            control.update(now, Usage::Normal, Some(1_000_000.0), None, 50_000);
         }
         let bps = control.bps();
         assert!((1_070_000.0..1_090_000.0).contains(&bps), "{bps}");
@@ -249,7 +325,7 @@ mod tests {
         let mut now = 0;
         for _ in 0..1000 {
             now += 100_000;
-            control.update(now, Usage::Normal, Some(500_000.0), 50_000);
+            control.update(now, Usage::Normal, Some(500_000.0), None, 50_000);
         }
         assert!(control.bps() <= 1_000_000.0 + 1.0);
     }
@@ -258,7 +334,7 @@ mod tests {
     fn stays_within_bounds() {
         let mut control = RateControl::new(50_000.0, 100_000.0, 1_000_000.0);
         assert_eq!(control.bps(), 100_000.0);
-        control.update(0, Usage::Over, Some(10.0), 50_000);
+        control.update(0, Usage::Over, Some(10.0), None, 50_000);
         assert_eq!(control.bps(), 100_000.0);
         control.set(5_000_000.0, 1);
         assert_eq!(control.bps(), 1_000_000.0);

@@ -297,7 +297,8 @@ impl SendSideBwe {
             (false, usage) => usage,
         };
         if received > 0 {
-            self.rate.update(now_us, usage, delivered, rtt_us);
+            let sent = self.sent.bps();
+            self.rate.update(now_us, usage, delivered, sent, rtt_us);
         }
         self.loss
             .update(now_us, lost, received, delivered, self.rate.bps(), rtt_us);

@@ -164,9 +164,11 @@ pub fn allocate(
         let Some(lowest) = d.layers.iter().min_by_key(|l| (l.rank, l.bps)).copied() else {
             continue; // Unavailable
         };
-        // A video that runs keeps running while it fits the estimate; one
-        // that is paused (or new) comes in only within the headroom.
-        let running = current_of(d).is_some();
+        // A video that runs keeps running while it fits the estimate (also
+        // when the layer it had stopped arriving: it falls back to what
+        // there is); one that is paused (or new) comes in only within the
+        // headroom.
+        let running = matches!(d.current, Allocation::Layer(_));
         let limit = if settling {
             u64::MAX
         } else if running || budget_bps.is_none() {
@@ -496,6 +498,35 @@ mod tests {
         assert_eq!(d.probe_bps, Some(with_headroom(150_000)));
         let d = run(later, &mut state, Some(180_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Layer(0)]);
+    }
+
+    #[test]
+    fn a_video_whose_layer_stops_arriving_keeps_running_and_so_do_the_rest() {
+        let t = Instant::now();
+        let mut state = AllocatorState::default();
+        let mut demands = vec![video(Priority::Speaker, 0), video(Priority::Other, 1)];
+        // 85 % of 1.3 M: both middle layers (1 M).
+        let d = run(t, &mut state, Some(1_300_000), &mut demands);
+        assert_eq!(
+            d.allocations,
+            vec![Allocation::Layer(1), Allocation::Layer(1)]
+        );
+        // Less: a move down, which starts the hold on moves up.
+        let d = run(t, &mut state, Some(700_000), &mut demands);
+        assert_eq!(
+            d.allocations,
+            vec![Allocation::Layer(1), Allocation::Layer(0)]
+        );
+        // Within the hold, the speaker's publisher stops sending the layer
+        // it gets (its own uplink, or CPU): with plenty of room, it falls
+        // back to its lowest layer, and the other video is not paused.
+        demands[0].layers.retain(|l| l.index != 1);
+        let soon = t + UP_HOLD / 4;
+        let d = run(soon, &mut state, Some(3_000_000), &mut demands);
+        assert_eq!(
+            d.allocations,
+            vec![Allocation::Layer(0), Allocation::Layer(0)]
+        );
     }
 
     #[test]
