@@ -14,10 +14,12 @@
 //     node --test --test-reporter=spec tests/browser/thin_link_run.js
 //
 // It passes only some of the time on the 2-core machine it was written on
-// (issue 16's note has the runs): the estimate toward a viewer still
-// collapses after a probe on the thinnest caps, and without pacing the
-// drop to 500 kb/s costs audio. Each run writes its per-second timeline to
-// artifacts/bandwidth-*-timeline.json.
+// (issue 16's note has the runs; with pacing, the Rust viewer 3 runs of 4,
+// Chromium 1 of 4): Chromium's videos freeze for seconds around the drop
+// to 500 kb/s, and layers move more than they should. Each run writes its
+// per-second timeline to artifacts/bandwidth-*-timeline.json (with
+// RUST_LOG=info,huddle_sfu::endpoint::allocation=debug,huddle_sfu::congestion=debug,huddle_sfu::transport_cc=debug
+// the server log there shows every allocation, probe and backoff).
 //
 // The server and the publishers share one namespace (unshaped); the viewer
 // has its own, reached over a veth pair with 198.18.0.0/15 addresses. The
