@@ -109,8 +109,12 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
 
     // 1. Both browsers join through the page's form.
     const t0 = Date.now();
-    clients.push(await openClient(baseUrl, ROOM, 'alice', profiles));
-    clients.push(await openClient(baseUrl, ROOM, 'bob', profiles));
+    // A window large enough that the other's tile wants the best layer
+    // (the SFU sends no layer above what a tile shows; at 1280x800 the
+    // tiles of three people get the middle one).
+    const big = { width: 2560, height: 1600 };
+    clients.push(await openClient(baseUrl, ROOM, 'alice', profiles, [], big));
+    clients.push(await openClient(baseUrl, ROOM, 'bob', profiles, [], big));
     const [alice, bob] = clients;
 
     // 2. The Rust participant, with a token from the development endpoint.

@@ -163,9 +163,12 @@ async function devToken(baseUrl, room, identity) {
 /**
  * Open the web client in a fresh Chromium and join `room` through its form.
  * `extraArgs` are added to CHROMIUM_ARGS; the temporary profile directory is
- * pushed onto `profiles` (remove those at the end).
+ * pushed onto `profiles` (remove those at the end). `viewport` is the
+ * window's size in CSS pixels: the tiles follow it, and so does the best
+ * simulcast layer the SFU sends (a tile under 712x401 gets at most the
+ * middle one).
  */
-async function openClient(baseUrl, room, name, profiles, extraArgs = []) {
+async function openClient(baseUrl, room, name, profiles, extraArgs = [], viewport = { width: 1280, height: 800 }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
   profiles.push(dir);
   const context = await chromium.launchPersistentContext(dir, {
@@ -174,7 +177,7 @@ async function openClient(baseUrl, room, name, profiles, extraArgs = []) {
     args: [...CHROMIUM_ARGS, ...extraArgs],
     // Playwright mutes audio by default; inbound audio must be played.
     ignoreDefaultArgs: ['--mute-audio'],
-    viewport: { width: 1280, height: 800 },
+    viewport,
   });
   const client = { name, context, page: null, logs: [] };
   try {
