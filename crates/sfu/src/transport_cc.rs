@@ -44,6 +44,10 @@ const UNLIMITED_BPS: u64 = 1_000_000_000;
 const MAX_QUEUE_TIME: Duration = Duration::from_millis(500);
 /// ...but never less than this (a small layer's keyframe), bytes.
 const MIN_QUEUE_BYTES: usize = 30_000;
+/// No probe for this long after the estimate fell: the bottleneck is
+/// draining the queue that made it fall, and a probe would fill it again
+/// (on a thin link, with the audio behind it).
+const NO_PROBE_AFTER_DECREASE: Duration = Duration::from_secs(2);
 
 /// A packet waiting in the pacer: not yet stamped or protected (its
 /// transport-wide sequence number is the one current when it leaves).
@@ -259,11 +263,15 @@ impl TransportCc {
     }
 
     /// The allocator would move the subscriber up if the path carried
-    /// `target_bps` in all: probe it, unless a probe runs, is not needed
-    /// or waits after a failure.
+    /// `target_bps` in all: probe it, unless a probe runs, is not needed,
+    /// waits after a failure, or the estimate fell within
+    /// [`NO_PROBE_AFTER_DECREASE`].
     pub fn want_probe(&mut self, now: Instant, target_bps: u64) {
         if self.feedback == 0 {
             return; // nothing would judge it
+        }
+        if self.bwe.decreased_within(now, NO_PROBE_AFTER_DECREASE) {
+            return;
         }
         if let Ok(cluster) = self.probe.start(now, target_bps, &mut self.bwe) {
             debug!(target_bps, id = cluster.id, "probe");

@@ -404,3 +404,62 @@ fn padding_packets_fit_padding_only_rtp() {
     assert!(!padding.is_empty());
     assert!(padding.iter().all(|&s| s <= MAX_PADDING_ONLY_PACKET));
 }
+
+/// A burst of heavy loss leaves a loss-based bound well below what the
+/// path carries once the loss is gone; a probe the path carries lifts it
+/// at once (before, only the delay-based half moved, and the bound kept
+/// the estimate down, climbing 8 % a second).
+#[test]
+fn a_probe_the_path_carries_lifts_a_loss_based_bound() {
+    let mut sim = Sim::new(SimConfig {
+        capacity_bps: 2_000_000,
+        loss: 0.3,
+        bwe: BweConfig {
+            initial_bps: 1_000_000,
+            min_bps: 50_000,
+            max_bps: 5_000_000,
+            ..BweConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    sim.run_until(secs(4.0));
+    sim.link.loss = 0.0;
+    sim.run_until(secs(5.0));
+    let stats = sim.bwe.stats();
+    let bound = stats.loss_based_bps.expect("heavy loss left a bound");
+    // The delay-based half saw no queue: it stays well above the bound,
+    // and the probe aims between the two.
+    let delay_based = stats.delay_based_bps;
+    assert!(
+        bound * 3 / 2 < delay_based,
+        "bound {bound}, delay-based {delay_based}"
+    );
+    let target = (bound + delay_based) / 2;
+    let now = sim.now;
+    sim.probe
+        .start(now, target, &mut sim.bwe)
+        .expect("probe starts");
+    assert!(sim.run_until_or(secs(7.0), |sim| !sim.outcomes.is_empty()));
+    let (_, outcome) = sim.outcomes[0];
+    println!("loss bound {bound}, delay-based {delay_based}: probe to {target} -> {outcome:?}");
+    assert!(
+        matches!(outcome, ProbeOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    assert!(sim.bwe.estimate_bps() as f64 >= 0.9 * target as f64);
+}
+
+/// The estimate's fall is noted (probes wait after it, see
+/// `TransportCc::want_probe`): right after the capacity halves, and not
+/// before anything happened.
+#[test]
+fn a_fall_of_the_estimate_is_noted() {
+    let mut sim = step_sim(Some(2_500_000));
+    let start = sim.now;
+    assert!(!sim.bwe.decreased_within(start, secs(2.0)));
+    sim.run_until(secs(10.0));
+    let noted = sim.run_until_or(secs(14.0), |sim| sim.bwe.estimate_bps() < 1_000_000);
+    assert!(noted, "went below 1 Mb/s");
+    let now = sim.now;
+    assert!(sim.bwe.decreased_within(now, secs(0.2)));
+}

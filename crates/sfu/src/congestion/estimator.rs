@@ -49,6 +49,9 @@ const SEND_WINDOW_US: i64 = 500_000;
 const SATURATED_PROBE_SHARE: f64 = 0.95;
 /// Backoff per feedback timeout.
 const TIMEOUT_BACKOFF: f64 = 0.8;
+/// A fall of the estimate below this share of what it was is noted
+/// ([`SendSideBwe::decreased_within`]).
+const DECREASE_NOTED: f64 = 0.95;
 
 /// Configuration of a [`SendSideBwe`].
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +145,8 @@ pub struct SendSideBwe {
     /// doing: from a cluster's start to its end plus its length.
     probe_window: Option<(u64, Option<u64>)>,
     last_probe: Option<ProbeResult>,
+    /// When the estimate last fell (µs since the epoch).
+    decreased_us: Option<u64>,
     estimate: f64,
     feedbacks: u64,
     unknown: u64,
@@ -170,6 +175,7 @@ impl SendSideBwe {
             cluster: None,
             probe_window: None,
             last_probe: None,
+            decreased_us: None,
             estimate: initial,
             feedbacks: 0,
             unknown: 0,
@@ -303,7 +309,7 @@ impl SendSideBwe {
         self.loss
             .update(now_us, lost, received, delivered, self.rate.bps(), rtt_us);
         self.finish_probe(now_us, usage);
-        self.refresh();
+        self.refresh(now_us);
     }
 
     /// Whether a packet sent at `send_us` went out during a probe or
@@ -343,13 +349,19 @@ impl SendSideBwe {
         } else {
             measured
         };
-        if result.measured_bps > 0 && usage != Usage::Over && candidate > self.rate.bps() {
-            self.rate.set(candidate, now_us);
+        if result.measured_bps > 0 && usage != Usage::Over {
+            // The path carried it: neither half of the estimate stays
+            // below (a loss-based bound left from a burst of loss, say,
+            // while the delay-based rate is already higher).
+            if candidate > self.rate.bps() {
+                self.rate.set(candidate, now_us);
+            }
             self.loss.raise_to(candidate);
         }
     }
 
-    fn refresh(&mut self) {
+    fn refresh(&mut self, now_us: u64) {
+        let before = self.estimate;
         let mut estimate = self.rate.bps();
         if let Some(bound) = self.loss.bound() {
             estimate = estimate.min(bound);
@@ -358,6 +370,18 @@ impl SendSideBwe {
             self.config.min_bps as f64,
             self.config.max_bps.max(self.config.min_bps) as f64,
         );
+        if self.estimate < before * DECREASE_NOTED {
+            self.decreased_us = Some(now_us);
+        }
+    }
+
+    /// Whether the estimate fell (overuse, heavy loss, feedback lost)
+    /// within `within` of `now`: the path is draining a queue, and a probe
+    /// now would fill it again.
+    pub fn decreased_within(&self, now: Instant, within: Duration) -> bool {
+        let now_us = self.micros(now);
+        self.decreased_us
+            .is_some_and(|at| now_us.saturating_sub(at) < within.as_micros() as u64)
     }
 
     /// The estimate (bits/s): what the allocator may spend on this
@@ -406,7 +430,7 @@ impl SendSideBwe {
         if now_us.saturating_sub(anchor) >= self.config.feedback_timeout.as_micros() as u64 {
             self.rate.scale(TIMEOUT_BACKOFF, now_us);
             self.last_backoff_us = Some(now_us);
-            self.refresh();
+            self.refresh(now_us);
         }
     }
 

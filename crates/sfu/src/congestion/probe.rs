@@ -13,8 +13,11 @@
 //! short (the bottleneck filled), the probe failed: the estimate moves at
 //! most to 95 % of the rate the bottleneck drained at (never above the
 //! path's capacity), and further probes wait [`ProbeConfig::backoff`] (doubling after
-//! each consecutive failure, up to [`ProbeConfig::max_backoff`]): the
-//! allocator's hysteresis.
+//! each consecutive probe that filled the path, up to
+//! [`ProbeConfig::max_backoff`]): the allocator's hysteresis. A probe that
+//! failed otherwise (too few packets measured, a rate a little short)
+//! says little of the path: the wait after it does not grow, so that a
+//! path that opened up again is found within seconds.
 //!
 //! A probe costs at most `duration x (target - capacity)` bits of extra
 //! queue at the bottleneck when it fails: with the defaults (50 ms) a
@@ -57,7 +60,7 @@ impl Default for ProbeConfig {
             result_timeout: Duration::from_secs(1),
             success_ratio: 0.9,
             backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(3),
         }
     }
 }
@@ -261,14 +264,12 @@ impl ProbeController {
                 self.failures = 0;
                 self.backoff_until = None;
             }
-            ProbeOutcome::Failed { .. } => {
-                let backoff = self
-                    .config
-                    .backoff
-                    .saturating_mul(1 << self.failures.min(16))
-                    .min(self.config.max_backoff);
-                self.failures += 1;
-                self.backoff_until = Some(now + backoff);
+            ProbeOutcome::Failed { reason, .. } => {
+                let saturated = reason == ProbeFailure::Saturated;
+                self.backoff_until = Some(now + backoff(&self.config, self.failures, saturated));
+                if saturated {
+                    self.failures += 1;
+                }
             }
         }
         Some(outcome)
@@ -300,5 +301,31 @@ impl ProbeController {
                 reason,
             },
         }
+    }
+}
+
+/// The wait after a failed probe, the `failures`-th probe in a row to fill
+/// the path (`saturated`) or any other failure (the base wait).
+fn backoff(config: &ProbeConfig, failures: u32, saturated: bool) -> Duration {
+    if !saturated {
+        return config.backoff;
+    }
+    config
+        .backoff
+        .saturating_mul(1 << failures.min(16))
+        .min(config.max_backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_grows_only_after_probes_that_filled_the_path() {
+        let c = ProbeConfig::default();
+        assert_eq!(backoff(&c, 0, true), Duration::from_secs(1));
+        assert_eq!(backoff(&c, 1, true), Duration::from_secs(2));
+        assert_eq!(backoff(&c, 5, true), c.max_backoff);
+        assert_eq!(backoff(&c, 5, false), c.backoff);
     }
 }
