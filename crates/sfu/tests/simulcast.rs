@@ -8,6 +8,7 @@ mod harness;
 
 use harness::*;
 use huddle_proto::TrackKind;
+use huddle_sfu::forward::dynacast::STOP_AFTER;
 use std::time::Duration;
 
 const Q: usize = 0;
@@ -241,7 +242,8 @@ fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
     send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
     assert_eq!(layer_seen(&net, bob, alice), Some(Q as u8));
     // Nobody receives h and f: after the hold, alice is told to send q only.
-    send(&mut net, &[alice], &[Q, H, F], 120, &mut frame);
+    let hold = (STOP_AFTER.as_millis() / FRAME.as_millis()) as u64 + 10;
+    send(&mut net, &[alice], &[Q, H, F], hold, &mut frame);
     assert_eq!(dynacast(&net, alice).last(), Some(&vec!["q".to_owned()]));
     // Alice stops h and f as told; bob still gets q.
     let before = received(&net, bob, alice);

@@ -220,7 +220,14 @@ impl Endpoint {
             .and_then(|w| w.congestion())
             .is_some_and(|cc| cc.settling(now));
         let decision = allocate(now, &mut p.allocator, budget, settling, &list);
+        let paced = p
+            .subscriber
+            .as_ref()
+            .and_then(|c| c.wire.as_ref())
+            .and_then(|w| w.congestion())
+            .map(|cc| cc.paced_counts());
         debug!(
+            ?paced,
             subscriber = %sub,
             ?budget,
             ?audio,
@@ -248,17 +255,32 @@ impl Endpoint {
                 // not count the start as a move down.
                 p.allocator.forget_down();
                 cc.want_probe(now, with_headroom(decision.wanted_bps) + audio);
-            } else if let Some(video) = decision.probe_bps {
-                // Find out whether the path has room before moving up.
-                cc.want_probe(now, video + audio);
+            } else if let Some(step) = decision.probe_bps {
+                // Find out whether the path has room before moving up: for
+                // the next step, or for up to twice the budget toward all
+                // the subscriber wants (a path that opened up again is
+                // found in a few probes, not one per layer).
+                let all = with_headroom(decision.wanted_bps);
+                let reach = budget.unwrap_or(0).saturating_mul(2);
+                cc.want_probe(now, step.max(all.min(reach)) + audio);
             }
             if let Some(conn) = p.subscriber.as_mut() {
                 conn.timer = conn.wire.as_ref().and_then(|w| w.poll_timeout());
             }
             self.deadlines.touch((sub.clone(), PcRole::Subscriber));
         }
+        // What the videos had cost more than the budget: the path cannot
+        // carry them, and a video moved down stops its old layer at once.
+        let had: u64 = list
+            .iter()
+            .filter_map(|d| match d.current {
+                Allocation::Layer(i) => d.layers.iter().find(|l| l.index == i).map(|l| l.bps),
+                _ => None,
+            })
+            .sum();
+        let over = budget.is_some_and(|b| had > b);
         for ((track_id, demand), allocation) in demands.into_iter().zip(decision.allocations) {
-            self.apply(now, sub, &track_id, &demand, allocation);
+            self.apply(now, sub, &track_id, &demand, allocation, over);
         }
         // A layer this subscriber now wants may be one dynacast stopped.
         self.update_dynacast(now);
@@ -362,6 +384,7 @@ impl Endpoint {
         track_id: &str,
         demand: &Demand,
         allocation: Allocation,
+        over: bool,
     ) {
         let Some(t) = self.table.tracks.get_mut(track_id) else {
             return;
@@ -379,6 +402,11 @@ impl Endpoint {
                     if leg.choice.current != Some(layer) {
                         debug!(subscriber = %sub, track = %track_id, layer, "layer wanted");
                         keyframe = Some(layer);
+                    }
+                    let rank = |i: usize| t.layers.get(i).map(|l| l.rank);
+                    let down = leg.choice.current.is_some_and(|c| rank(c) > rank(layer));
+                    if over && down {
+                        leg.choice.drain();
                     }
                 }
             }
@@ -451,7 +479,7 @@ fn offers(layers: &mut [crate::forward::layer::Layer], now: Instant) -> Vec<Laye
         .map(|(index, l)| LayerOffer {
             index,
             rank: l.rank,
-            bps: l.rate.running_bps(now).max(MIN_LAYER_BPS),
+            bps: l.cost_bps(now).max(MIN_LAYER_BPS),
         })
         .collect()
 }

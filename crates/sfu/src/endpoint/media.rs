@@ -74,10 +74,20 @@ impl Endpoint {
         else {
             return;
         };
-        track.layers[layer].last_rx = now;
-        track.layers[layer]
-            .rate
-            .on_packet(now, RTP_HEADER + packet.payload.len());
+        let video = track.kind == TrackKind::Video;
+        let l = &mut track.layers[layer];
+        l.last_rx = now;
+        let codec = &track.codec.mime_type;
+        let in_keyframe = video
+            && l.keyframes.in_keyframe(packet.header.timestamp, || {
+                starts_keyframe(codec, &packet.payload)
+            });
+        let bytes = RTP_HEADER + packet.payload.len();
+        if in_keyframe {
+            l.keyframe_rate.on_packet(now, bytes);
+        } else {
+            l.rate.on_packet(now, bytes);
+        }
         if track.muted {
             return;
         }
@@ -101,7 +111,6 @@ impl Endpoint {
         track.layers[layer].rtx.insert(&packet);
         // Video legs forward the layer they get, and switch (or resume
         // after a pause) at a keyframe; audio legs forward everything.
-        let video = track.kind == TrackKind::Video;
         let mut keyframe = None;
         for (sub, leg) in track.legs.iter_mut() {
             if video {
@@ -116,6 +125,9 @@ impl Endpoint {
                         leg.resync();
                     }
                     Verdict::Drop => continue,
+                }
+                if packet.header.marker {
+                    leg.choice.frame_ended(layer);
                 }
             }
             let out = Out {

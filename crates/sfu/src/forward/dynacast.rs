@@ -12,7 +12,12 @@
 use std::time::{Duration, Instant};
 
 /// How long a layer goes unwanted before the publisher is told to stop it.
-pub const STOP_AFTER: Duration = Duration::from_secs(3);
+/// Long: turning a layer on or off makes Chromium reconfigure its VP8
+/// encoder, which sends a keyframe on every layer, and a layer turned on
+/// again may send few frames for a second or two (seen on a thin link,
+/// where the allocator moves layers more: the restarted layer decoded
+/// nothing for 2 s). A layer nobody wanted for 10 s is not coming back soon.
+pub const STOP_AFTER: Duration = Duration::from_secs(10);
 
 /// Dynacast's memory of one layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,6 +6,36 @@
 //! H.264), never the media; every read is bounds-checked, and anything that
 //! does not parse is "not a keyframe".
 
+/// Which of a layer's packets carry a keyframe: those with the RTP
+/// timestamp of a frame whose first packet started one. A layer's cost
+/// counts them apart (`Layer::cost_bps`): keyframes come when asked for
+/// (every layer switch asks), so counted with the rest over a second they
+/// made a layer's measured rate swing to twice its steady one, and the
+/// allocator moved layers on the swing, asking for more keyframes. Spread
+/// over a few seconds they still count: a layer asked for keyframe after
+/// keyframe costs what they weigh.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KeyframeBytes {
+    /// Timestamp of the frame seen last, and whether it is a keyframe.
+    frame: Option<(u32, bool)>,
+}
+
+impl KeyframeBytes {
+    /// Whether a packet with RTP timestamp `timestamp` belongs to a
+    /// keyframe; `starts` tells whether it starts one, and is asked only
+    /// for the first packet seen of a frame.
+    pub fn in_keyframe(&mut self, timestamp: u32, starts: impl FnOnce() -> bool) -> bool {
+        match self.frame {
+            Some((ts, key)) if ts == timestamp => key,
+            _ => {
+                let key = starts();
+                self.frame = Some((timestamp, key));
+                key
+            }
+        }
+    }
+}
+
 /// Whether `payload` (of a codec with MIME type `mime`) is the first packet
 /// of a keyframe. False for codecs this does not know.
 pub fn starts_keyframe(mime: &str, payload: &[u8]) -> bool {
@@ -91,6 +121,16 @@ fn h264(p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyframes_packets_are_told_apart_by_its_timestamp() {
+        let mut k = KeyframeBytes::default();
+        assert!(!k.in_keyframe(100, || false), "a delta frame");
+        assert!(k.in_keyframe(200, || true), "a keyframe's first packet");
+        assert!(k.in_keyframe(200, || unreachable!()), "and the rest of it");
+        assert!(!k.in_keyframe(300, || false), "the next frame");
+        assert!(!k.in_keyframe(300, || unreachable!()));
+    }
 
     #[test]
     fn vp8_keyframes_and_others() {

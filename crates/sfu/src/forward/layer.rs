@@ -2,9 +2,10 @@
 //! track without simulcast): what arrives on it and what is kept of it.
 
 use crate::forward::dynacast::DynacastState;
+use crate::forward::keyframe::KeyframeBytes;
 use crate::forward::keyframe_gate::KeyframeGate;
 use crate::forward::padding::PaddingFilter;
-use crate::forward::rate::RateMeter;
+use crate::forward::rate::{RateMeter, KEYFRAME_WINDOW};
 use crate::forward::rtx::RtxStore;
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,12 @@ pub(crate) struct Layer {
     pub last_rx: Instant,
     /// Drops its padding-only packets, renumbering what follows.
     pub padding: PaddingFilter,
-    /// What it costs a subscriber to receive it.
+    /// What it costs a subscriber to receive it, keyframes not counted.
     pub rate: RateMeter,
+    /// Tells its keyframes' packets apart.
+    pub keyframes: KeyframeBytes,
+    /// What its keyframes cost, over wider windows.
+    pub keyframe_rate: RateMeter,
     /// Whether the publisher was told to stop it (nobody receives it).
     pub dynacast: DynacastState,
 }
@@ -50,8 +55,18 @@ impl Layer {
             last_rx: now,
             padding: PaddingFilter::default(),
             rate: RateMeter::new(now),
+            keyframes: KeyframeBytes::default(),
+            keyframe_rate: RateMeter::with_window(now, KEYFRAME_WINDOW),
             dynacast: DynacastState::default(),
         }
+    }
+
+    /// What receiving it costs, bits per second: its rate while it last
+    /// ran, its keyframes spread over a few seconds.
+    pub fn cost_bps(&mut self, now: Instant) -> u64 {
+        self.rate
+            .running_bps(now)
+            .saturating_add(self.keyframe_rate.bps(now))
     }
 
     /// Whether it sent something within [`LAYER_IDLE`].

@@ -109,6 +109,7 @@ impl Leg {
             choice: LayerChoice {
                 current: Some(0),
                 target: Some(0),
+                draining: false,
             },
             resent: ResendGuard::default(),
             sent: SentCount::default(),

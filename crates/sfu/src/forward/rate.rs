@@ -4,14 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-/// Length of one measuring window; the rate covers the last full window
-/// and the current one.
+/// Length of one measuring window of a stream's rate; the rate covers the
+/// last full window and the current one.
 pub const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// Length of one measuring window of a stream's keyframes: they come
+/// seldom and in bursts, so their share of the cost is spread wider.
+pub const KEYFRAME_WINDOW: Duration = Duration::from_secs(2);
 
 /// A bit rate measured from packets as they arrive. One addition per
 /// packet; no allocation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RateMeter {
+    window: Duration,
     window_start: Instant,
     bytes: u64,
     previous: u64,
@@ -20,9 +25,15 @@ pub(crate) struct RateMeter {
 }
 
 impl RateMeter {
-    /// A meter with nothing measured, from `now`.
+    /// A meter with nothing measured, from `now`, over [`RATE_WINDOW`]s.
     pub fn new(now: Instant) -> Self {
+        Self::with_window(now, RATE_WINDOW)
+    }
+
+    /// A meter over windows of `window` (not zero).
+    pub fn with_window(now: Instant, window: Duration) -> Self {
         Self {
+            window: window.max(Duration::from_millis(1)),
             window_start: now,
             bytes: 0,
             previous: 0,
@@ -38,15 +49,15 @@ impl RateMeter {
 
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed < RATE_WINDOW {
+        if elapsed < self.window {
             return;
         }
-        if elapsed >= RATE_WINDOW * 2 {
+        if elapsed >= self.window * 2 {
             // The current window ended a window or more ago: the one after
             // it, the previous one now, had nothing.
             self.previous = 0;
             if self.bytes > 0 {
-                self.last_running_bps = bps(self.bytes, RATE_WINDOW);
+                self.last_running_bps = bps(self.bytes, self.window);
             }
             self.bytes = 0;
             self.window_start = now;
@@ -54,18 +65,18 @@ impl RateMeter {
         }
         if self.bytes > 0 {
             self.last_running_bps =
-                bps(self.bytes + self.previous, RATE_WINDOW * 2).max(bps(self.bytes, RATE_WINDOW));
+                bps(self.bytes + self.previous, self.window * 2).max(bps(self.bytes, self.window));
         }
         self.previous = self.bytes;
         self.bytes = 0;
-        self.window_start += RATE_WINDOW;
+        self.window_start += self.window;
     }
 
     /// Bits per second over the last window and the current one, at `now`.
     pub fn bps(&mut self, now: Instant) -> u64 {
         self.roll(now);
         let elapsed = now.saturating_duration_since(self.window_start);
-        bps(self.previous + self.bytes, RATE_WINDOW + elapsed)
+        bps(self.previous + self.bytes, self.window + elapsed)
     }
 
     /// The rate while it last ran: what it would cost if it ran again.
@@ -119,6 +130,17 @@ mod tests {
         assert_eq!(m.bps(later), 0);
         let r = m.running_bps(later);
         assert!((1_400_000..=1_800_000).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn a_wider_window_spreads_a_burst() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::with_window(t0, KEYFRAME_WINDOW);
+        // 40 kB at once (a keyframe), nothing more for a second.
+        m.on_packet(t0, 40_000);
+        let r = m.bps(t0 + Duration::from_secs(1));
+        assert_eq!(r, 40_000 * 8 / 3, "over the 3 s the windows cover");
+        assert_eq!(m.bps(t0 + Duration::from_secs(5)), 0, "gone 4 s later");
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct LayerChoice {
     pub current: Option<usize>,
     /// Layer wanted; the leg moves to it at its next keyframe.
     pub target: Option<usize>,
+    /// Stop forwarding `current` at the end of the frame being sent,
+    /// without waiting for the target's keyframe ([`LayerChoice::drain`]).
+    pub draining: bool,
 }
 
 impl LayerChoice {
@@ -85,6 +88,7 @@ impl LayerChoice {
     pub fn on_packet(&mut self, layer: usize, keyframe: bool) -> Verdict {
         if self.target == Some(layer) && self.current != Some(layer) && keyframe {
             self.current = Some(layer);
+            self.draining = false;
             return Verdict::Switch;
         }
         if self.current == Some(layer) {
@@ -105,6 +109,27 @@ impl LayerChoice {
     pub fn stop(&mut self) {
         self.current = None;
         self.target = None;
+        self.draining = false;
+    }
+
+    /// The path cannot carry the current layer: stop it at the end of the
+    /// frame being sent, and send nothing until the target's keyframe.
+    /// The picture holds a moment (the keyframe's round trip) where it
+    /// would otherwise lose packets to the bottleneck (and audio with it)
+    /// until that keyframe came.
+    pub fn drain(&mut self) {
+        if self.current.is_some() && self.current != self.target {
+            self.draining = true;
+        }
+    }
+
+    /// A packet of `layer` that ends a frame (RTP marker) was forwarded:
+    /// a draining leg stops there.
+    pub fn frame_ended(&mut self, layer: usize) {
+        if self.draining && self.current == Some(layer) {
+            self.current = None;
+            self.draining = false;
+        }
     }
 
     /// The layer whose packets the subscriber has (for NACKs and keyframe
@@ -167,6 +192,7 @@ mod tests {
         let mut c = LayerChoice {
             current: Some(0),
             target: Some(0),
+            draining: false,
         };
         assert_eq!(c.on_packet(0, false), Verdict::Forward);
         assert_eq!(c.on_packet(1, true), Verdict::Drop, "not wanted");
@@ -185,9 +211,42 @@ mod tests {
         let mut fresh = LayerChoice {
             current: None,
             target: Some(2),
+            draining: false,
         };
         assert_eq!(fresh.layer(), Some(2));
         assert_eq!(fresh.on_packet(2, false), Verdict::Drop);
         assert_eq!(fresh.on_packet(2, true), Verdict::Switch);
+    }
+
+    #[test]
+    fn a_draining_leg_stops_at_the_frame_end_and_waits_for_the_keyframe() {
+        let mut c = LayerChoice {
+            current: Some(2),
+            target: Some(2),
+            draining: false,
+        };
+        c.drain();
+        assert!(!c.draining, "nothing to move to: nothing to drain");
+        c.target = Some(0);
+        c.drain();
+        assert_eq!(c.on_packet(2, false), Verdict::Forward, "the frame goes on");
+        c.frame_ended(0);
+        assert_eq!(
+            c.on_packet(2, false),
+            Verdict::Forward,
+            "another layer's end"
+        );
+        c.frame_ended(2);
+        assert_eq!(c.on_packet(2, false), Verdict::Drop, "stopped at its end");
+        assert_eq!(c.layer(), Some(0), "NACKs and PLIs go to the target");
+        assert_eq!(c.on_packet(0, false), Verdict::Drop);
+        assert_eq!(c.on_packet(0, true), Verdict::Switch);
+        assert!(!c.draining);
+        c.frame_ended(0);
+        assert_eq!(
+            c.on_packet(0, false),
+            Verdict::Forward,
+            "no drain left over"
+        );
     }
 }
