@@ -5,6 +5,7 @@ use crate::forward::dynacast::DynacastState;
 use crate::forward::keyframe_gate::KeyframeGate;
 use crate::forward::padding::PaddingFilter;
 use crate::forward::rate::RateMeter;
+use crate::forward::red::Strip;
 use crate::forward::rtx::RtxStore;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ pub(crate) struct Layer {
     pub rate: RateMeter,
     /// Whether the publisher was told to stop it (nobody receives it).
     pub dynacast: DynacastState,
+    /// The plain Opus stream made of it for legs without RED (a track
+    /// with RED).
+    pub red_strip: Strip,
 }
 
 impl Layer {
@@ -51,6 +55,7 @@ impl Layer {
             padding: PaddingFilter::default(),
             rate: RateMeter::new(now),
             dynacast: DynacastState::default(),
+            red_strip: Strip::default(),
         }
     }
 
