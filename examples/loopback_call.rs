@@ -15,7 +15,8 @@
 //!    server mints, exactly as a real app would (WebSocket signaling, then
 //!    WebRTC: ICE, DTLS, SRTP).
 //! 3. alice publishes an audio track. Her audio goes through the SFU to bob,
-//!    who receives the RTP packets.
+//!    who receives the RTP packets (RED, RFC 2198: each carries a copy of
+//!    the frame before it, as both ends negotiated).
 //! 4. alice sends Opus-encoded silence until bob hears her, then the test
 //!    signal (a tone, or `--input FILE.wav`), one 20 ms Opus frame every 20 ms
 //!    as a microphone would. Why the silence first: the SFU announces a track
@@ -43,6 +44,7 @@ use huddle::proto::TrackKind;
 use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack};
 use huddle_media::analysis::{normalized_cross_correlation, rms};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle_media::rtp::{parse_red, RED_PT};
 use huddle_media::sink::AudioSink;
 use huddle_media::source::{AudioSource, Tone};
 use huddle_media::wav::{WavSink, WavSource};
@@ -380,6 +382,19 @@ async fn talk(
     })
 }
 
+/// The Opus frame a packet carries: its payload, or, when it is RED (RFC
+/// 2198: the SFU forwards alice's RED as it is to bob, whose connection
+/// took RED too), its primary block. Decoding in sequence order needs only
+/// that; `huddle::Playout` also uses the redundant blocks to fill gaps.
+fn opus_frame(packet: &huddle::MediaPacket) -> Vec<u8> {
+    if packet.payload_type == RED_PT {
+        if let Ok(red) = parse_red(&packet.payload) {
+            return red.primary.payload.to_vec();
+        }
+    }
+    packet.payload.to_vec()
+}
+
 /// bob: wait for alice's audio track, then keep every packet until told to stop.
 async fn listen(
     mut events: CallEvents,
@@ -404,7 +419,7 @@ async fn listen(
                 let Some(packet) = packet else { break };
                 let at = Instant::now();
                 let seq = packet.sequence_number.0;
-                heard.packets.insert(seq, Arrival { payload: packet.payload.to_vec(), at });
+                heard.packets.insert(seq, Arrival { payload: opus_frame(&packet), at });
                 progress.send_modify(|p| {
                     p.first_at.get_or_insert(at);
                     p.last_seq = Some(seq);

@@ -50,7 +50,12 @@
 //! takes it, each Opus frame goes out with copies of the frames before it
 //! (1 to 3, from the loss the peer reports), and a received RED track is
 //! split before its jitter buffer, whose copies stand in for lost packets.
-//! A peer without RED (the SFU, for now) gets plain Opus.
+//! The SFU takes RED and forwards it as it is to subscribers that took it
+//! (this crate always does) and as plain Opus to the others. So an app that
+//! reads packets itself ([`RemoteTrack::recv`]) gets RED audio packets
+//! (payload type [`RED_PT`]) whose primary block is the Opus frame
+//! (`huddle::media::rtp::parse_red`); [`Playout`] and [`PcmStream`] handle
+//! that for it. A peer without RED gets plain Opus.
 //!
 //! Media is forwarded, not stored: a listener hears a track from its
 //! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
@@ -103,7 +108,7 @@ pub use track::{LocalTrack, RemoteTrack};
 
 pub use huddle_proto as proto;
 pub use huddle_proto::{ErrorCode, PauseReason, TrackKind};
-pub use huddle_wire::codecs::{OPUS_PT, VP8_PT};
+pub use huddle_wire::codecs::{OPUS_PT, RED_PT, VP8_PT};
 
 /// The media toolbox (codecs, jitter buffer, mixer, WAV, analysis).
 pub use huddle_media as media;

@@ -20,7 +20,9 @@ pub struct MediaPacket {
     pub marker: bool,
     /// The stream the packet belongs to.
     pub ssrc: Ssrc,
-    /// RTP payload type (see [`OPUS_PT`](huddle_wire::codecs::OPUS_PT), [`VP8_PT`](huddle_wire::codecs::VP8_PT)).
+    /// RTP payload type (see [`OPUS_PT`](huddle_wire::codecs::OPUS_PT), [`VP8_PT`](huddle_wire::codecs::VP8_PT);
+    /// audio is [`RED_PT`](huddle_wire::codecs::RED_PT) when RED was
+    /// negotiated: RFC 2198 blocks of Opus frames).
     pub payload_type: u8,
 }
 

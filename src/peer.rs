@@ -97,8 +97,8 @@ impl Peer {
 }
 
 /// The codecs of the calling crate: huddle's table, then RED after Opus
-/// (offered on publish, accepted on receive; a peer without it, the SFU
-/// for now, answers Opus alone).
+/// (offered on publish, accepted on receive; a peer without it answers
+/// Opus alone).
 pub(crate) fn media_engine() -> Result<MediaEngine, CallError> {
     let mut me = huddle_wire::codecs::media_engine()?;
     huddle_wire::codecs::register_red(&mut me)?;
@@ -282,7 +282,7 @@ mod negotiation_tests {
 
     #[tokio::test]
     async fn a_peer_without_red_gets_opus() {
-        // The SFU's engine today.
+        // A peer whose table has no RED (the SFU's before it knew RED).
         let (_, red) = publish_to(codecs::media_engine().expect("engine")).await;
         assert_eq!(red, None);
     }

@@ -352,7 +352,12 @@ impl RemoteTrack {
         self.kind
     }
 
-    /// Next packet, or `None` once the track has ended.
+    /// Next packet, as it arrived, or `None` once the track has ended.
+    /// Audio comes as RED (RFC 2198, payload type
+    /// [`RED_PT`](huddle_wire::codecs::RED_PT)) when the connection
+    /// negotiated it, as it does with the SFU when the publisher sends RED;
+    /// its primary block (`huddle::media::rtp::parse_red`) is the Opus
+    /// frame.
     pub async fn recv(&self) -> Option<MediaPacket> {
         loop {
             match self.track.poll().await? {

@@ -13,8 +13,10 @@
 //! `--simulated` runs the same encoder, impairment model and receiver (jitter
 //! buffer, Opus decoder) on a simulated clock instead of a real call: no
 //! server, no sockets, deterministic and independent of the machine's load.
-//! Only there can the sender use RED (`--red`, RFC 2198): through the SFU a
-//! publisher's RED is not negotiated yet.
+//! Only there does `--red` (RFC 2198) set the sender's RED: through the SFU
+//! the calling crate sends RED whenever the SFU's answer takes it (it does),
+//! at the distance the SFU's loss reports give, and those are about
+//! alice's link to the SFU, which is not impaired: distance 1.
 //!
 //! For each condition a fresh in-process huddle server starts on 127.0.0.1
 //! with a huddle-netem relay in front of its media port (the address the SFU
@@ -242,7 +244,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if args.red != RedMode::Off && !args.simulated {
-        bail!("--red needs --simulated: through the SFU a publisher's RED is not negotiated yet");
+        bail!(
+            "--red needs --simulated: through the SFU the sender always uses RED at the distance the SFU's reports give"
+        );
     }
     let names: Vec<&'static str> = if args.conditions.is_empty() {
         CONDITIONS.to_vec()

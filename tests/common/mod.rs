@@ -5,7 +5,7 @@
 use huddle::proto::TrackKind;
 use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
-use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
+use huddle_media::rtp::{parse_red, SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer, RED_PT};
 use huddle_media::source::{AudioSource, SpeechLike};
 use huddle_media::Channels;
 use huddle_sfu::Rights;
@@ -91,7 +91,8 @@ pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
 pub struct Received {
     pub publisher: Option<huddle::ParticipantId>,
     pub kind: Option<TrackKind>,
-    /// Payload per sequence number.
+    /// Payload per sequence number; of a RED audio packet, its primary
+    /// block (the packet's own Opus frame).
     pub packets: BTreeMap<u16, Vec<u8>>,
     pub keyframes: usize,
 }
@@ -130,12 +131,21 @@ async fn read_track(track: RemoteTrack, inbox: Inbox) {
     while let Some(p) = track.recv().await {
         let key =
             huddle_media::rtp::is_vp8_keyframe(&p.payload) && track.kind() == TrackKind::Video;
+        // RED (the SFU forwards it as it is; the calling crate takes it):
+        // the primary block is this packet's own Opus frame.
+        let red = (track.kind() == TrackKind::Audio && p.payload_type == RED_PT)
+            .then(|| parse_red(&p.payload).ok())
+            .flatten();
+        let payload = match red {
+            Some(red) => red.primary.payload.to_vec(),
+            None => p.payload.to_vec(),
+        };
         let mut ib = inbox.lock().expect("lock");
         let r = ib.entry(id.clone()).or_default();
         if key {
             r.keyframes += 1;
         }
-        r.packets.insert(p.sequence_number.0, p.payload.to_vec());
+        r.packets.insert(p.sequence_number.0, payload);
     }
 }
 

@@ -204,6 +204,11 @@ impl Connection {
     ) -> Result<Self, SfuError> {
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
         let mut me = huddle_wire::codecs::media_engine().map_err(rtc_err)?;
+        // RED after Opus: a publisher that offers it gets it in the answer;
+        // a subscriber offer lists it after Opus (rtc adds it to every
+        // audio m-line as a redundancy codec), so a client without RED
+        // picks Opus.
+        huddle_wire::codecs::register_red(&mut me).map_err(rtc_err)?;
         let registry = interceptors(&mut me, role).map_err(rtc_err)?;
         let pwd = ice_token(32);
         let mut configuration = RTCConfigurationBuilder::new();

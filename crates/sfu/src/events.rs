@@ -121,6 +121,13 @@ pub struct SfuStats {
     pub rtx_sent: u64,
     /// Padding-only packets sent to subscribers (bandwidth probes).
     pub padding_sent: u64,
+    /// Packets a RED publisher's link lost that the SFU rebuilt from the
+    /// redundancy of the packets after them and sent, as plain Opus, to
+    /// subscribers without RED (each counted once, however many got it).
+    pub red_recovered: u64,
+    /// RED packets dropped as malformed (a header cut short, a block past
+    /// the end, too many blocks, blocks that are not the track's Opus).
+    pub red_malformed: u64,
     /// Datagrams that matched no connection or did not parse.
     pub dropped_datagrams: u64,
 }
@@ -136,6 +143,8 @@ impl SfuStats {
         self.rtp_out += other.rtp_out;
         self.rtx_sent += other.rtx_sent;
         self.padding_sent += other.padding_sent;
+        self.red_recovered += other.red_recovered;
+        self.red_malformed += other.red_malformed;
         self.dropped_datagrams += other.dropped_datagrams;
     }
 }

@@ -35,8 +35,8 @@ pub fn red() -> RTCRtpCodec {
 
 /// Register [`red`] for audio at [`RED_PT`]. Call it after
 /// [`media_engine`]: RED is then listed after Opus, so a peer that does not
-/// know RED still picks Opus. Used by the calling crate; the SFU's engine
-/// ([`media_engine`]) does not have it yet.
+/// know RED still picks Opus. The calling crate and the SFU both do;
+/// [`media_engine`] alone (the load tool's clients) has no RED.
 pub fn register_red(me: &mut MediaEngine) -> Result<(), RtcError> {
     me.register_codec(
         RTCRtpCodecParameters {

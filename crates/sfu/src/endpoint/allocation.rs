@@ -15,7 +15,7 @@ use crate::forward::allocator::{
 };
 use crate::forward::leg::View;
 use crate::forward::pad_log::padding_payload;
-use crate::forward::send::payload_type;
+use crate::forward::send::payload_types;
 use crate::forward::simulcast::{self, wanted_rank, CHOICE_INTERVAL};
 use crate::ids::ParticipantId;
 use crate::transmit::Transmit;
@@ -333,7 +333,7 @@ impl Endpoint {
         let Some((leg, codec)) = legs.into_iter().next() else {
             return;
         };
-        let Some(pt) = payload_type(conn, leg, codec) else {
+        let Some(pt) = payload_types(conn, leg, codec).map(|p| p.primary) else {
             return;
         };
         let Some(wire) = conn.wire.as_mut() else {

@@ -4,7 +4,9 @@
 
 use super::Endpoint;
 use crate::forward::keyframe::starts_keyframe;
-use crate::forward::send::{send_on_leg, Out};
+use crate::forward::red::arrive;
+use crate::forward::red_send::{resend_red_on_leg, send_red_on_leg};
+use crate::forward::send::{send_on_leg, Body, Out};
 use crate::forward::simulcast::Verdict;
 use crate::forward::track::add_layer;
 use crate::ids::ParticipantId;
@@ -89,6 +91,11 @@ impl Endpoint {
             l.rate.on_packet(now, bytes);
         }
         if track.muted {
+            if track.red.is_some() {
+                // Not forwarded: not to be recovered after the unmute either.
+                let ts = packet.header.timestamp;
+                track.layers[layer].red_strip.skip(seq, ts);
+            }
             return;
         }
         if let Some(id) = track.audio_level_id {
@@ -108,10 +115,35 @@ impl Endpoint {
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extension_profile = 0;
+        // RED: read once here, for every leg; malformed, it goes nowhere.
+        let red = match track.red {
+            Some(format) => {
+                let h = &packet.header;
+                let strip = &mut track.layers[layer].red_strip;
+                match arrive(
+                    format,
+                    strip,
+                    h.payload_type,
+                    seq,
+                    h.timestamp,
+                    &packet.payload,
+                ) {
+                    Ok(arrival) => Some((format, arrival)),
+                    Err(e) => {
+                        self.red_malformed += 1;
+                        debug!(track = %track_id, seq, "RED packet dropped: {e}");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         track.layers[layer].rtx.insert(&packet);
         // Video legs forward the layer they get, and switch (or resume
         // after a pause) at a keyframe; audio legs forward everything.
         let mut keyframe = None;
+        // Bit i: piece i of the RED plan went to some leg.
+        let mut pieces_sent = 0u32;
         for (sub, leg) in track.legs.iter_mut() {
             if video {
                 let keyframe = leg.choice.waits_for(layer)
@@ -136,9 +168,38 @@ impl Endpoint {
                 buf: &mut self.out_buf,
                 paced: &mut self.paced,
             };
-            if send_on_leg(now, out, &track.codec, sub, leg, &packet, None) {
-                self.rtp_out += 1;
+            match &red {
+                None => {
+                    let body = Body::of(&packet);
+                    if send_on_leg(now, out, &track.codec, sub, leg, body, None) {
+                        self.rtp_out += 1;
+                    }
+                }
+                Some((format, arrival)) => {
+                    let sent = send_red_on_leg(
+                        now,
+                        out,
+                        &track.codec,
+                        sub,
+                        leg,
+                        &packet,
+                        *format,
+                        arrival,
+                    );
+                    self.rtp_out += sent.copies;
+                    pieces_sent |= sent.pieces;
+                }
             }
+        }
+        if let Some((_, arrival)) = &red {
+            // Recovered frames that reached at least one subscriber.
+            self.red_recovered += arrival
+                .plan
+                .pieces()
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| p.recovered && pieces_sent & (1 << i) != 0)
+                .count() as u64;
         }
         self.reschedule_paced();
     }
@@ -189,7 +250,22 @@ impl Endpoint {
                 buf: &mut self.out_buf,
                 paced: &mut self.paced,
             };
-            if send_on_leg(now, out, &track.codec, sub, leg, packet, Some(seq)) {
+            let sent = match track.red {
+                // In the leg's form: RED as it is, or plain Opus.
+                Some(format) => {
+                    resend_red_on_leg(now, out, &track.codec, sub, leg, packet, format, seq)
+                }
+                None => send_on_leg(
+                    now,
+                    out,
+                    &track.codec,
+                    sub,
+                    leg,
+                    Body::of(packet),
+                    Some(seq),
+                ),
+            };
+            if sent {
                 self.rtx_sent += 1;
             }
         }

@@ -80,6 +80,11 @@ pub struct Endpoint {
     rtp_out: u64,
     rtx_sent: u64,
     padding_sent: u64,
+    /// Lost packets of RED tracks rebuilt from later packets' redundancy
+    /// and sent to legs without RED.
+    red_recovered: u64,
+    /// Malformed RED packets dropped.
+    red_malformed: u64,
     dropped: u64,
     /// One "datagram refused" line per connection per second.
     log_limit: LogLimit<ConnKey>,
@@ -111,6 +116,8 @@ impl Endpoint {
             rtp_out: 0,
             rtx_sent: 0,
             padding_sent: 0,
+            red_recovered: 0,
+            red_malformed: 0,
             dropped: 0,
             log_limit: LogLimit::new(Duration::from_secs(1)),
             deadlines: Deadlines::default(),
@@ -367,6 +374,8 @@ impl Endpoint {
             rtp_out: self.rtp_out,
             rtx_sent: self.rtx_sent,
             padding_sent: self.padding_sent,
+            red_recovered: self.red_recovered,
+            red_malformed: self.red_malformed,
             dropped_datagrams: self.dropped,
         }
     }

@@ -95,11 +95,12 @@ impl Endpoint {
             .map_err(bad_sdp)?;
         start_wire(now, conn, &sdp)?;
         p.offer_pending = false;
-        // Payload types may differ per negotiation; look them up again, and
+        // Payload types (and whether RED was taken) may differ per
+        // negotiation; look them up again, and
         // ask publishers of video for a keyframe so the new legs can decode.
         for t in self.table.tracks.values_mut() {
             if let Some(leg) = t.legs.get_mut(id) {
-                leg.payload_type = None;
+                leg.payload_types = None;
             }
         }
         self.keyframes_for(now, id);

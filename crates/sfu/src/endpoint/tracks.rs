@@ -8,6 +8,7 @@ use crate::connection::{ice_token, Connection};
 use crate::error::SfuError;
 use crate::events::SfuEvent;
 use crate::forward::leg::Leg;
+use crate::forward::red::negotiated_red;
 use crate::forward::simulcast::{LayerChoice, CHOICE_INTERVAL};
 use crate::forward::track::{add_layer, PublishedTrack};
 use crate::ids::ParticipantId;
@@ -70,18 +71,25 @@ impl Endpoint {
         let room = p.room.clone();
         let conn = p.publisher.as_mut()?;
         let mut receiver = conn.pc.rtp_receiver(receiver_id)?;
-        let codec = receiver
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|c| c.payload_type == packet.header.payload_type)?
-            .rtp_codec
-            .clone();
         let kind = match receiver.track().kind() {
             RtpCodecKind::Video => TrackKind::Video,
             _ => TrackKind::Audio,
         };
+        let codecs = &receiver.get_parameters().rtp_parameters.codecs;
+        let red = match kind {
+            TrackKind::Audio => negotiated_red(codecs),
+            TrackKind::Video => None,
+        };
+        // A RED packet's codec is that of its blocks.
+        let pt = match red {
+            Some(f) if f.red_pt == packet.header.payload_type => f.primary_pt,
+            _ => packet.header.payload_type,
+        };
+        let codec = codecs
+            .iter()
+            .find(|c| c.payload_type == pt)?
+            .rtp_codec
+            .clone();
         let audio_level_id =
             extension_id(&receiver.get_parameters().rtp_parameters, AUDIO_LEVEL_URI);
         let rid = receiver.track().rid(packet.header.ssrc).cloned();
@@ -94,6 +102,7 @@ impl Endpoint {
             receiver_id,
             kind,
             codec,
+            red,
             muted: false,
             legs: HashMap::new(),
             layers: Vec::new(),
@@ -105,7 +114,7 @@ impl Endpoint {
         add_layer(now, &mut track, rid, packet.header.ssrc)?;
         let info = track.info();
         self.table.insert(track);
-        info!(participant = %publisher, track = %id, mime = %info.mime_type, "track published");
+        info!(participant = %publisher, track = %id, mime = %info.mime_type, red = red.is_some(), "track published");
         self.events.push_back(SfuEvent::TrackPublished {
             room: room.clone(),
             participant: publisher.clone(),

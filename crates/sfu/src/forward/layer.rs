@@ -6,6 +6,7 @@ use crate::forward::keyframe::KeyframeBytes;
 use crate::forward::keyframe_gate::KeyframeGate;
 use crate::forward::padding::PaddingFilter;
 use crate::forward::rate::{RateMeter, KEYFRAME_WINDOW};
+use crate::forward::red::Strip;
 use crate::forward::rtx::RtxStore;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub(crate) struct Layer {
     pub keyframe_rate: RateMeter,
     /// Whether the publisher was told to stop it (nobody receives it).
     pub dynacast: DynacastState,
+    /// The plain Opus stream made of it for legs without RED (a track
+    /// with RED).
+    pub red_strip: Strip,
 }
 
 impl Layer {
@@ -58,6 +62,7 @@ impl Layer {
             keyframes: KeyframeBytes::default(),
             keyframe_rate: RateMeter::with_window(now, KEYFRAME_WINDOW),
             dynacast: DynacastState::default(),
+            red_strip: Strip::default(),
         }
     }
 

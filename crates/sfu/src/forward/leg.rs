@@ -24,8 +24,9 @@ pub(crate) struct SentMark {
 pub(crate) struct Leg {
     pub sender_id: RTCRtpSenderId,
     pub ssrc: u32,
-    /// Payload type negotiated on the subscriber's connection (cached).
-    pub payload_type: Option<u8>,
+    /// Payload types negotiated on the subscriber's connection (cached;
+    /// looked up again after each negotiation).
+    pub payload_types: Option<PayloadTypes>,
     /// On a WHEP slot's leg and a video leg: how it keeps its stream
     /// continuous when its source (slot) or layer (simulcast) changes. An
     /// audio leg passes sequence numbers and timestamps through.
@@ -44,6 +45,16 @@ pub(crate) struct Leg {
     pub allocation: Allocation,
     /// The padding (probes) sent on it, once there was any.
     pads: Option<Box<PadLog>>,
+}
+
+/// The payload types a leg's connection negotiated for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PayloadTypes {
+    /// The track's codec (Opus, VP8, ...).
+    pub primary: u8,
+    /// `audio/red` (RFC 2198), when the subscriber took it: its blocks
+    /// then carry `primary`.
+    pub red: Option<u8>,
 }
 
 /// How a subscriber shows one video it receives (the `track_settings`
@@ -104,7 +115,7 @@ impl Leg {
         Self {
             sender_id,
             ssrc,
-            payload_type: None,
+            payload_types: None,
             continuity: None,
             choice: LayerChoice {
                 current: Some(0),

@@ -13,6 +13,10 @@
 //! - [`rtx`] keeps recent packets for NACKs; `resend` bounds how often one
 //!   is resent.
 //! - `padding`: drops padding-only packets and renumbers what follows.
+//! - `red`: RED (RFC 2198) audio as it is to legs that took it, plain
+//!   Opus (recovering lost packets from the redundancy) to legs that did
+//!   not; `red_payload` reads a RED payload's blocks; `red_send` sends a
+//!   RED track's packet on one leg.
 //! - `sender_report`: the RTCP sender reports of each leg.
 //!
 //! The endpoint decides when each runs; nothing here knows the
@@ -27,6 +31,9 @@ pub(crate) mod leg;
 pub(crate) mod pad_log;
 pub(crate) mod padding;
 pub(crate) mod rate;
+pub(crate) mod red;
+pub(crate) mod red_payload;
+pub(crate) mod red_send;
 pub(crate) mod resend;
 pub mod rtx;
 pub(crate) mod send;

@@ -2,12 +2,14 @@
 
 use crate::congestion::{PacketClass, PacketKind};
 use crate::connection::{Connection, Liveness};
-use crate::forward::leg::Leg;
+use crate::forward::leg::{Leg, PayloadTypes};
 use crate::ids::ParticipantId;
 use crate::out_buf::OutBuf;
 use crate::participant::Participant;
 use crate::transmit::Transmit;
 use crate::transport::Sent;
+use bytes::Bytes;
+use huddle_wire::codecs::MIME_TYPE_RED;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -25,24 +27,66 @@ pub(crate) struct Out<'a> {
     pub paced: &'a mut Vec<ParticipantId>,
 }
 
-/// The payload type `codec` was negotiated with on the leg's connection
-/// (looked up once, then cached on the leg); `None` before it is.
-pub(crate) fn payload_type(
+impl Out<'_> {
+    /// The same destinations, for one more send.
+    pub fn reborrow(&mut self) -> Out<'_> {
+        Out {
+            participants: self.participants,
+            transmits: self.transmits,
+            buf: self.buf,
+            paced: self.paced,
+        }
+    }
+}
+
+/// The payload types the leg's connection negotiated for `codec` (and
+/// RED, for audio), looked up once and then cached on the leg; `None`
+/// before the codec is negotiated.
+pub(crate) fn payload_types(
     conn: &mut Connection,
     leg: &mut Leg,
     codec: &RTCRtpCodec,
-) -> Option<u8> {
-    if leg.payload_type.is_none() {
+) -> Option<PayloadTypes> {
+    if leg.payload_types.is_none() {
         let mut sender = conn.pc.rtp_sender(leg.sender_id)?;
-        leg.payload_type = sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))
-            .map(|c| c.payload_type);
+        // After an answer, the codecs the subscriber took (in the SFU's
+        // numbering); before one, those offered.
+        let codecs = &sender.get_parameters().rtp_parameters.codecs;
+        let pt = |mime: &str| {
+            codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+                .map(|c| c.payload_type)
+        };
+        leg.payload_types = pt(&codec.mime_type).map(|primary| PayloadTypes {
+            primary,
+            red: pt(MIME_TYPE_RED),
+        });
     }
-    leg.payload_type
+    leg.payload_types
+}
+
+/// One packet to send on a leg: the source's header (its sequence number
+/// and timestamp, before the leg's rewrite) and payload, and which of the
+/// leg's payload types it goes out with.
+#[derive(Clone, Copy)]
+pub(crate) struct Body<'a> {
+    pub header: &'a rtc::rtp::Header,
+    pub payload: &'a Bytes,
+    /// `Some`: this payload type (one of the leg's, which the caller looked
+    /// up); `None`: the leg's type for the track's codec.
+    pub payload_type: Option<u8>,
+}
+
+impl<'a> Body<'a> {
+    /// `packet` as it is, with the leg's payload type for the track's codec.
+    pub fn of(packet: &'a rtc::rtp::Packet) -> Self {
+        Self {
+            header: &packet.header,
+            payload: &packet.payload,
+            payload_type: None,
+        }
+    }
 }
 
 /// Send one packet of a track on one subscriber leg (a resend of the
@@ -56,7 +100,7 @@ pub(crate) fn send_on_leg(
     codec: &RTCRtpCodec,
     sub: &ParticipantId,
     leg: &mut Leg,
-    packet: &rtc::rtp::Packet,
+    body: Body<'_>,
     resend_as: Option<u16>,
 ) -> bool {
     let Some(conn) = out
@@ -69,13 +113,16 @@ pub(crate) fn send_on_leg(
     if conn.liveness != Liveness::Up {
         return false; // no SRTP keys yet, or the subscriber is gone
     }
-    let Some(pt) = payload_type(conn, leg, codec) else {
+    let Some(pt) = body
+        .payload_type
+        .or_else(|| payload_types(conn, leg, codec).map(|p| p.primary))
+    else {
         return false; // not negotiated yet
     };
     let Some(wire) = conn.wire.as_mut() else {
         return false;
     };
-    let mut header = packet.header.clone();
+    let mut header = body.header.clone();
     header.ssrc = leg.ssrc;
     header.payload_type = pt;
     let placed = leg.rewrite(now, codec.clock_rate, &mut header);
@@ -104,11 +151,11 @@ pub(crate) fn send_on_leg(
         _ => PacketClass::Video,
     };
     let timestamp = header.timestamp;
-    match wire.send_rtp(now, class, kind, header, &packet.payload, out.buf.spare()) {
+    match wire.send_rtp(now, class, kind, header, body.payload, out.buf.spare()) {
         Ok(Sent::Now(dst)) => {
             let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });
-            leg.sent.on_sent(now, timestamp, packet.payload.len());
+            leg.sent.on_sent(now, timestamp, body.payload.len());
             true
         }
         Ok(Sent::Queued { first }) => {
@@ -117,7 +164,7 @@ pub(crate) fn send_on_leg(
                 conn.timer = wire.poll_timeout();
                 out.paced.push(sub.clone());
             }
-            leg.sent.on_sent(now, timestamp, packet.payload.len());
+            leg.sent.on_sent(now, timestamp, body.payload.len());
             true
         }
         Err(e) => {

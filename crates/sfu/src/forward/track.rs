@@ -4,6 +4,7 @@
 use crate::forward::layer::Layer;
 use crate::forward::leg::Leg;
 use crate::forward::padding::PaddingFilter;
+use crate::forward::red::{RedFormat, Strip};
 use crate::forward::simulcast::{rank_of, TOP_RANK};
 use crate::ids::{ParticipantId, RoomId};
 use huddle_proto::{TrackInfo, TrackKind};
@@ -21,7 +22,11 @@ pub(crate) struct PublishedTrack {
     pub remote_track_id: String,
     pub receiver_id: RTCRtpReceiverId,
     pub kind: TrackKind,
+    /// Its codec (Opus for audio sent as RED: what its blocks carry).
     pub codec: RTCRtpCodec,
+    /// RED, when the publisher negotiated it for this track (it may send
+    /// RED or plain Opus, packet by packet).
+    pub red: Option<RedFormat>,
     pub muted: bool,
     pub legs: HashMap<ParticipantId, Leg>,
     /// Its encodings: one, or one per simulcast layer seen so far.
@@ -100,6 +105,7 @@ pub(crate) fn add_layer(
         if let Some(i) = track.layers.iter().position(|l| l.rid.is_none()) {
             track.layers[i].ssrc = ssrc;
             track.layers[i].padding = PaddingFilter::default(); // a new sequence
+            track.layers[i].red_strip = Strip::default();
             return Some(i);
         }
     }

@@ -128,6 +128,21 @@ pub struct SimulcastTrack {
     pub layers: Vec<(String, LocalTrack)>,
 }
 
+/// One RTP packet a client received ([`Client::rtp_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRtp {
+    /// Sequence number.
+    pub seq: u16,
+    /// RTP timestamp.
+    pub ts: u32,
+    /// Payload type.
+    pub pt: u8,
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload.
+    pub payload: Bytes,
+}
+
 /// A client: a participant with a publisher and/or subscriber connection.
 pub struct Client {
     /// Display name, also the participant id.
@@ -152,6 +167,11 @@ pub struct Client {
     pub padding: HashMap<String, u64>,
     /// Per track id: the payload of the last RTP packet received.
     pub last_payload: HashMap<String, Bytes>,
+    /// Per track id: every media packet received, in order, while
+    /// [`Net::log_rtp`] is set.
+    pub rtp_log: HashMap<String, Vec<ReceivedRtp>>,
+    /// Its connections register `audio/red` after Opus ([`Net::red_clients`]).
+    pub red: bool,
     /// The simulcast video track, when the client publishes one.
     pub simulcast: Option<SimulcastTrack>,
     /// Subscriber offers received from the SFU (SDP), oldest first.
@@ -176,6 +196,8 @@ impl Client {
             last_rtp: HashMap::new(),
             discontinuities: HashMap::new(),
             last_payload: HashMap::new(),
+            rtp_log: HashMap::new(),
+            red: false,
             simulcast: None,
             offers: Vec::new(),
             online: true,
@@ -263,17 +285,34 @@ pub struct Net {
     /// control: the SFU estimates nothing toward it and never pauses its
     /// videos for bandwidth.
     pub viewer_without_twcc: bool,
+    /// Clients that join while this is set register `audio/red` after Opus
+    /// (as Chromium and the calling crate do): their publisher connection
+    /// offers it, their subscriber connection takes it when offered.
+    pub red_clients: bool,
+    /// Record every media packet clients receive ([`Client::rtp_log`]).
+    pub log_rtp: bool,
 }
 
-/// Media engine matching the SFU's: the shared codec table.
-fn media_engine() -> MediaEngine {
-    huddle_wire::codecs::media_engine().expect("codec table")
+/// The shared codec table (the SFU's, without RED), and RED after Opus
+/// when `red`.
+fn media_engine(red: bool) -> MediaEngine {
+    let mut me = huddle_wire::codecs::media_engine().expect("codec table");
+    if red {
+        huddle_wire::codecs::register_red(&mut me).expect("RED");
+    }
+    me
 }
 
 /// A client peer connection with its host candidate at `addr`, offering
-/// `srtp` as its SRTP profiles (`rtc`'s defaults when empty).
-fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> ClientPc {
-    let mut me = media_engine();
+/// `srtp` as its SRTP profiles (`rtc`'s defaults when empty), with RED
+/// after Opus when `red`.
+fn client_pc(
+    now: Instant,
+    addr: SocketAddr,
+    srtp: &[SrtpProtectionProfile],
+    red: bool,
+) -> ClientPc {
+    let mut me = media_engine(red);
     let registry =
         register_default_interceptors(Registry::new(), &mut me).expect("default interceptors");
     // Browsers (libwebrtc) keep a 1024-packet SRTP replay window, not
@@ -299,17 +338,19 @@ fn client_pc(now: Instant, addr: SocketAddr, srtp: &[SrtpProtectionProfile]) -> 
     }
 }
 
-/// The header bits of a packet [`write_next`] writes, and how far its
-/// timestamp moves the track's on.
+/// The header bits of a packet [`write_next`] writes, its payload type
+/// (`None`: the first negotiated), and how far its timestamp moves the
+/// track's on.
 #[derive(Clone, Copy)]
 struct Shape {
     marker: bool,
     padding: bool,
     ts_step: u32,
+    payload_type: Option<u8>,
 }
 
 /// Write `track`'s next RTP packet (its sequence number and timestamp, the
-/// first negotiated payload type, the header extensions given by URI) on
+/// shape's payload type, the header extensions given by URI) on
 /// `pc`, then move the track's numbering on by one packet and `ts_step`.
 fn write_next(
     now: Instant,
@@ -323,13 +364,12 @@ fn write_next(
         marker,
         padding,
         ts_step,
+        payload_type,
     } = shape;
     let mut sender = pc.rtp_sender(track.sender).expect("rtp sender");
     let params = &sender.get_parameters().rtp_parameters;
-    let payload_type = params
-        .codecs
-        .first()
-        .map(|c| c.payload_type)
+    let payload_type = payload_type
+        .or_else(|| params.codecs.first().map(|c| c.payload_type))
         .expect("negotiated codec");
     let extensions: Vec<(u8, Bytes)> = extensions
         .into_iter()
@@ -399,6 +439,8 @@ impl Net {
             rtcp_to: HashMap::new(),
             dtls_alerts_to: HashMap::new(),
             viewer_without_twcc: false,
+            red_clients: false,
+            log_rtp: false,
         }
     }
 
@@ -411,8 +453,14 @@ impl Net {
         let publish = publish_audio || publish_video;
         self.add_to_room(&id, publish);
         let mut client = Client::new(name);
+        client.red = self.red_clients;
         if publish {
-            let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[]);
+            let mut pub_pc = client_pc(
+                self.now,
+                Client::addr(index, Role::Publisher),
+                &[],
+                client.red,
+            );
             for (wanted, kind) in [
                 (publish_audio, TrackKind::Audio),
                 (publish_video, TrackKind::Video),
@@ -443,7 +491,7 @@ impl Net {
     /// connect (its connection is not kept): for participants that negotiate
     /// and then vanish.
     pub fn dead_publisher_offer(&self) -> String {
-        let mut pc = client_pc(self.now, SocketAddr::from(([127, 0, 0, 1], 9)), &[]);
+        let mut pc = client_pc(self.now, SocketAddr::from(([127, 0, 0, 1], 9)), &[], false);
         let track = default_track("ghost".into(), "ghost-audio".into(), TrackKind::Audio, 1);
         pc.pc.add_track(track).expect("add track");
         let offer = pc.pc.create_offer(None).expect("create offer");
@@ -460,7 +508,7 @@ impl Net {
         let id = ParticipantId(name.to_owned());
         self.add_to_room(&id, true);
         let mut client = Client::new(name);
-        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[]);
+        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[], false);
         let layers: Vec<(&str, u32)> = rids
             .iter()
             .enumerate()
@@ -540,6 +588,7 @@ impl Net {
             self.now,
             Client::addr(index, Role::Subscriber),
             &self.subscriber_srtp,
+            self.red_clients,
         );
         for (n, kind) in [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)] {
             for _ in 0..n {
@@ -630,9 +679,50 @@ impl Net {
                 marker: kind == TrackKind::Video,
                 padding: false,
                 ts_step,
+                payload_type: None,
             },
             Vec::new(),
         );
+    }
+
+    /// The payload type `audio/red` was negotiated with on the client's
+    /// publisher connection for its audio track, if it was.
+    pub fn red_payload_type(&mut self, client: ClientId) -> Option<u8> {
+        let c = &mut self.clients[client];
+        let track = c.tracks.get(&TrackKind::Audio)?;
+        let pc = c.publisher.as_mut()?;
+        let mut sender = pc.pc.rtp_sender(track.sender)?;
+        sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| {
+                c.rtp_codec
+                    .mime_type
+                    .eq_ignore_ascii_case(huddle_wire::codecs::MIME_TYPE_RED)
+            })
+            .map(|c| c.payload_type)
+    }
+
+    /// Write one audio packet with the RED payload `payload` (RFC 2198, as
+    /// the test built it) and the negotiated RED payload type on the
+    /// client's publisher connection; its timestamp moves on by 20 ms.
+    pub fn send_red(&mut self, client: ClientId, payload: &[u8]) {
+        let now = self.now;
+        let pt = self
+            .red_payload_type(client)
+            .expect("RED negotiated on the publisher connection");
+        let c = &mut self.clients[client];
+        let track = c.tracks.get_mut(&TrackKind::Audio).expect("audio track");
+        let pc = c.publisher.as_mut().expect("publisher connection");
+        let shape = Shape {
+            marker: false,
+            padding: false,
+            ts_step: 960,
+            payload_type: Some(pt),
+        };
+        write_next(now, &mut pc.pc, track, payload, shape, Vec::new());
     }
 
     /// Write one RTP packet of `kind` like [`Net::send_rtp`] with the P bit
@@ -648,6 +738,7 @@ impl Net {
             marker: false,
             padding: true,
             ts_step,
+            payload_type: None,
         };
         write_next(now, &mut pc.pc, track, payload, shape, Vec::new());
     }
@@ -681,6 +772,7 @@ impl Net {
             marker: true,
             padding: false,
             ts_step: 3000,
+            payload_type: None,
         };
         write_next(now, &mut pc.pc, l, payload, shape, extensions);
     }
@@ -690,6 +782,18 @@ impl Net {
     /// The bench pre-generates SRTP-protected input with this.
     pub fn capture_rtp(&mut self, client: ClientId, kind: TrackKind, payload: &[u8]) -> Vec<u8> {
         self.send_rtp(client, kind, payload);
+        self.take_written_rtp(client)
+    }
+
+    /// [`Net::capture_rtp`] for a RED packet ([`Net::send_red`]).
+    pub fn capture_red(&mut self, client: ClientId, payload: &[u8]) -> Vec<u8> {
+        self.send_red(client, payload);
+        self.take_written_rtp(client)
+    }
+
+    /// The SRTP packet the client's publisher connection just wrote (what
+    /// else it wrote is dropped).
+    fn take_written_rtp(&mut self, client: ClientId) -> Vec<u8> {
         let pc = self.clients[client]
             .publisher
             .as_mut()
@@ -895,6 +999,8 @@ impl Net {
                 let last_rtp = &mut c.last_rtp;
                 let discontinuities = &mut c.discontinuities;
                 let last_payload = &mut c.last_payload;
+                let rtp_log = &mut c.rtp_log;
+                let log_rtp = self.log_rtp;
                 for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
                     .into_iter()
                     .flatten()
@@ -932,6 +1038,15 @@ impl Net {
                                 continue;
                             }
                             last_payload.insert(track.clone(), packet.payload.clone());
+                            if log_rtp {
+                                rtp_log.entry(track.clone()).or_default().push(ReceivedRtp {
+                                    seq: packet.header.sequence_number,
+                                    ts: packet.header.timestamp,
+                                    pt: packet.header.payload_type,
+                                    marker: packet.header.marker,
+                                    payload: packet.payload.clone(),
+                                });
+                            }
                             *received.entry(track).or_default() += 1;
                         }
                         moved = true;
@@ -959,9 +1074,10 @@ impl Net {
             return; // the signaling channel is gone too
         }
         let srtp = &self.subscriber_srtp;
-        let sub = c
-            .subscriber
-            .get_or_insert_with(|| client_pc(now, Client::addr(index, Role::Subscriber), srtp));
+        let red = c.red;
+        let sub = c.subscriber.get_or_insert_with(|| {
+            client_pc(now, Client::addr(index, Role::Subscriber), srtp, red)
+        });
         sub.pc
             .set_remote_description(
                 now,
@@ -1139,6 +1255,24 @@ impl Quiet {
             _ => true,
         }
     }
+}
+
+/// A RED payload (RFC 2198) as a sender writes it: the `redundant` blocks
+/// (payload type, timestamp offset, data), oldest first, then the primary
+/// block (`primary_pt`, `primary`).
+pub fn red_payload(redundant: &[(u8, u32, &[u8])], primary_pt: u8, primary: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(pt, offset, data) in redundant {
+        let bits = (offset << 10) | data.len() as u32;
+        let [_, a, b, c] = bits.to_be_bytes();
+        out.extend_from_slice(&[0x80 | pt, a, b, c]);
+    }
+    out.push(primary_pt);
+    for &(_, _, data) in redundant {
+        out.extend_from_slice(data);
+    }
+    out.extend_from_slice(primary);
+    out
 }
 
 /// Whether the RTP datagram `payload` carries the lost packet's sequence
