@@ -113,8 +113,8 @@ test('two Chromium pages and huddle-call in one room', { timeout: 180_000 }, asy
     // (the SFU sends no layer above what a tile shows; at 1280x800 the
     // tiles of three people get the middle one).
     const big = { width: 2560, height: 1600 };
-    clients.push(await openClient(baseUrl, ROOM, 'alice', profiles, [], big));
-    clients.push(await openClient(baseUrl, ROOM, 'bob', profiles, [], big));
+    clients.push(await openClient(baseUrl, ROOM, 'alice', profiles, { viewport: big }));
+    clients.push(await openClient(baseUrl, ROOM, 'bob', profiles, { viewport: big }));
     const [alice, bob] = clients;
 
     // 2. The Rust participant, with a token from the development endpoint.

@@ -162,19 +162,19 @@ async function devToken(baseUrl, room, identity) {
 
 /**
  * Open the web client in a fresh Chromium and join `room` through its form.
- * `extraArgs` are added to CHROMIUM_ARGS; the temporary profile directory is
- * pushed onto `profiles` (remove those at the end). `viewport` is the
- * window's size in CSS pixels: the tiles follow it, and so does the best
- * simulcast layer the SFU sends (a tile under 712x401 gets at most the
- * middle one).
+ * The temporary profile directory is pushed onto `profiles` (remove those at
+ * the end). Options: `args`, added to CHROMIUM_ARGS; `viewport`, the
+ * window's size in CSS pixels (the tiles follow it, and so does the best
+ * simulcast layer the SFU sends: a tile under 712x401 gets at most the
+ * middle one); `query`, more of the page's URL parameters (`red=0`...).
  */
-async function openClient(baseUrl, room, name, profiles, extraArgs = [], viewport = { width: 1280, height: 800 }) {
+async function openClient(baseUrl, room, name, profiles, { args = [], viewport = { width: 1280, height: 800 }, query = '' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
   profiles.push(dir);
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [...CHROMIUM_ARGS, ...extraArgs],
+    args: [...CHROMIUM_ARGS, ...args],
     // Playwright mutes audio by default; inbound audio must be played.
     ignoreDefaultArgs: ['--mute-audio'],
     viewport,
@@ -187,7 +187,7 @@ async function openClient(baseUrl, room, name, profiles, extraArgs = [], viewpor
     page.on('pageerror', (e) => client.logs.push(`[${name}] page error: ${e.message}`));
     await page.addInitScript(loopbackOnlyCandidates);
     // aec=0: no echo cancellation, gain control or noise suppression.
-    await page.goto(`${baseUrl}/?aec=0`);
+    await page.goto(`${baseUrl}/?aec=0${query ? `&${query}` : ''}`);
     await page.fill('#room', room);
     await page.fill('#name', name);
     await page.click('#join');

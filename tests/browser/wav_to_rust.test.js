@@ -245,9 +245,9 @@ test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }
 
     // 2. The page, its microphone the file (played once, then silence),
     //    joins with aec=0: no echo cancellation, gain control, noise suppression.
-    client = await openClient(baseUrl, ROOM, 'wavplayer', profiles, [
-      `--use-file-for-fake-audio-capture=${sourceWav}%noloop`,
-    ]);
+    client = await openClient(baseUrl, ROOM, 'wavplayer', profiles, {
+      args: [`--use-file-for-fake-audio-capture=${sourceWav}%noloop`],
+    });
     const joinedAt = Date.now();
     // huddle-call publishes nothing: the page has no subscriber connection.
     await waitConnected(client, 15000, ['publisher']);

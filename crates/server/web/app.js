@@ -514,6 +514,27 @@
   }
 
   /**
+   * Send the microphone as RED (RFC 2198, audio/red: each packet carries the
+   * previous frame again, so a packet lost on the way is heard anyway):
+   * Chromium sends RED only when it comes before Opus in the negotiated
+   * codecs, so it goes first. The SFU forwards RED to viewers that take it
+   * and plain Opus, with lost packets rebuilt from the copies, to the
+   * others. `red=0` in the page's URL sends plain Opus.
+   */
+  function preferRed(transceiver) {
+    const caps = window.RTCRtpSender && RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('audio');
+    if (!caps || typeof transceiver.setCodecPreferences !== 'function') return;
+    const red = caps.codecs.filter((c) => c.mimeType.toLowerCase() === 'audio/red');
+    if (red.length === 0) return;
+    const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== 'audio/red');
+    try {
+      transceiver.setCodecPreferences([...red, ...rest]);
+    } catch (e) {
+      console.warn(`RED not preferred: ${e.message}`);
+    }
+  }
+
+  /**
    * Publisher connection: add microphone and camera (the camera as simulcast
    * layers, see VIDEO_ENCODINGS), offer.
    */
@@ -530,7 +551,8 @@
           ...(kbps[i] > 0 ? { maxBitrate: kbps[i] * 1000 } : {}),
         }));
       }
-      session.pub.pc.addTransceiver(track, init);
+      const transceiver = session.pub.pc.addTransceiver(track, init);
+      if (track.kind === 'audio' && params.get('red') !== '0') preferRed(transceiver);
     }
     const offer = await session.pub.pc.createOffer();
     await session.pub.pc.setLocalDescription(offer);
