@@ -16,6 +16,9 @@ pub const KEYFRAME_WINDOW: Duration = Duration::from_secs(2);
 /// packet; no allocation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RateMeter {
+    /// When it started measuring: until a window and more have passed,
+    /// the rate is over the time since.
+    since: Instant,
     window: Duration,
     window_start: Instant,
     bytes: u64,
@@ -33,6 +36,7 @@ impl RateMeter {
     /// A meter over windows of `window` (not zero).
     pub fn with_window(now: Instant, window: Duration) -> Self {
         Self {
+            since: now,
             window: window.max(Duration::from_millis(1)),
             window_start: now,
             bytes: 0,
@@ -72,11 +76,16 @@ impl RateMeter {
         self.window_start += self.window;
     }
 
-    /// Bits per second over the last window and the current one, at `now`.
+    /// Bits per second over the last window and the current one, at `now`
+    /// (over the time since it started, when that is shorter, but at
+    /// least a quarter window: a stream's first second is not diluted over
+    /// time it did not exist).
     pub fn bps(&mut self, now: Instant) -> u64 {
         self.roll(now);
         let elapsed = now.saturating_duration_since(self.window_start);
-        bps(self.previous + self.bytes, self.window + elapsed)
+        let existed = now.saturating_duration_since(self.since);
+        let over = (self.window + elapsed).min(existed.max(self.window / 4));
+        bps(self.previous + self.bytes, over)
     }
 
     /// The rate while it last ran: what it would cost if it ran again.
@@ -137,10 +146,21 @@ mod tests {
         let t0 = Instant::now();
         let mut m = RateMeter::with_window(t0, KEYFRAME_WINDOW);
         // 40 kB at once (a keyframe), nothing more for a second.
-        m.on_packet(t0, 40_000);
-        let r = m.bps(t0 + Duration::from_secs(1));
+        let t = t0 + Duration::from_secs(5);
+        m.on_packet(t, 40_000);
+        let r = m.bps(t + Duration::from_secs(1));
         assert_eq!(r, 40_000 * 8 / 3, "over the 3 s the windows cover");
-        assert_eq!(m.bps(t0 + Duration::from_secs(5)), 0, "gone 4 s later");
+        assert_eq!(m.bps(t + Duration::from_secs(5)), 0, "gone 4 s later");
+    }
+
+    #[test]
+    fn a_new_stream_is_measured_over_the_time_it_has_existed() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::with_window(t0, KEYFRAME_WINDOW);
+        // 400 kb/s for its first second: not a third of it.
+        let t = feed(&mut m, t0, 400_000, 1);
+        let r = m.bps(t);
+        assert!((360_000..=440_000).contains(&r), "{r}");
     }
 
     #[test]
