@@ -13,13 +13,16 @@ use crate::red_recv::remote_red;
 use crate::red_send::RedSender;
 use crate::sender::AudioSender;
 use crate::signal::{self, Outbox};
+use crate::simulcast::{LayerExtensions, LayerSwitches, SimulcastTrack};
 use crate::track::{as_local, remote_track, LocalTrack};
+use bytes::Bytes;
 use huddle_media::opus_codec::EncoderConfig;
 use huddle_media::source::AudioSource;
 use huddle_proto::{ClientMessage, ErrorCode, IceCandidate, PcRole, ServerMessage, TrackKind};
 use huddle_wire::codecs;
-use huddle_wire::local_track::single_ssrc_track;
+use huddle_wire::local_track::{simulcast_track, single_ssrc_track};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use rtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -51,6 +54,8 @@ struct OwnTrack {
     server_id: Option<TrackId>,
     /// A mute state set before the server knew the track, to send then.
     pending_mute: Option<bool>,
+    /// A simulcast track's layers, switched by the server (dynacast).
+    layers: Option<Arc<LayerSwitches>>,
 }
 
 /// Everything about the call that changes, behind one lock (never held
@@ -302,24 +307,7 @@ impl Call {
             codec.clone(),
             ssrc,
         )));
-        let (pc, mut state) = self.publisher().await?;
-        let sender = pc.add_track(as_local(&rtp)).await?;
-        self.inner.state().own.insert(
-            track_id.clone(),
-            OwnTrack {
-                sender: sender.clone(),
-                server_id: None,
-                pending_mute: None,
-            },
-        );
-        let negotiated = async {
-            self.offer_publisher(&pc).await?;
-            peer::wait_connected(&mut state, WAIT).await
-        };
-        if let Err(e) = negotiated.await {
-            self.inner.state().own.remove(&track_id);
-            return Err(e);
-        }
+        let sender = self.add_and_negotiate(&track_id, &rtp, None).await?;
         let codecs = sender.get_parameters().await?.rtp_parameters.codecs;
         let mut payload_type = codecs
             .iter()
@@ -353,6 +341,119 @@ impl Call {
             follow_loss_reports(&track);
         }
         Ok(track)
+    }
+
+    /// Publish a VP8 video track as simulcast layers, one per RID in
+    /// `rids`, lowest first (`["q", "h", "f"]`, the names browsers use).
+    /// The SFU sends each subscriber the layer that fits its tile and its
+    /// bandwidth, and tells this participant which layers nobody receives
+    /// (dynacast): see [`SimulcastTrack::is_active`].
+    pub async fn publish_simulcast_video(
+        &self,
+        rids: &[&str],
+    ) -> Result<Arc<SimulcastTrack>, CallError> {
+        if !self.inner.can_publish {
+            return Err(CallError::CannotPublish);
+        }
+        let valid = |r: &&str| {
+            !r.is_empty() && r.len() <= 16 && r.bytes().all(|b| b.is_ascii_alphanumeric())
+        };
+        if rids.is_empty() || rids.len() > 4 || !rids.iter().all(valid) {
+            return Err(CallError::InvalidInput(format!(
+                "simulcast layers must be 1 to 4 RIDs of 1 to 16 letters or digits, not {rids:?}"
+            )));
+        }
+        let _one_at_a_time = self.inner.negotiation.lock().await;
+        let track_id = {
+            let mut st = self.inner.state();
+            st.next_track += 1;
+            format!("video-{}", st.next_track - 1)
+        };
+        let layers: Vec<(&str, u32)> = rids.iter().map(|&r| (r, rand::random())).collect();
+        let rtp = Arc::new(TrackLocalStaticRTP::new(simulcast_track(
+            self.inner.me.id.to_string(),
+            track_id.clone(),
+            codecs::vp8(),
+            &layers,
+        )));
+        let switches = Arc::new(LayerSwitches::new(rids));
+        let sender = self
+            .add_and_negotiate(&track_id, &rtp, Some(switches.clone()))
+            .await?;
+        let params = sender.get_parameters().await?.rtp_parameters;
+        let vp8 = codecs::vp8();
+        let payload_type = params
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&vp8.mime_type))
+            .map_or(codecs::VP8_PT, |c| c.payload_type);
+        let ext_id = |uri| codecs::extension_id(&params, uri);
+        let mid = self.mid_of(&sender).await?;
+        let extensions = match (ext_id(SDES_MID_URI), ext_id(SDES_RTP_STREAM_ID_URI), mid) {
+            (Some(mid_id), Some(rid_id), Some(mid)) => LayerExtensions {
+                mid_id,
+                mid: Bytes::from(mid.into_bytes()),
+                rid_id,
+            },
+            _ => {
+                return Err(CallError::Protocol(
+                    "the server's answer has no MID and RID header extensions for simulcast".into(),
+                ))
+            }
+        };
+        Ok(Arc::new(SimulcastTrack::new(
+            rtp,
+            track_id,
+            payload_type,
+            extensions,
+            &layers,
+            switches,
+        )))
+    }
+
+    /// The MID of `sender`'s transceiver on the publisher connection.
+    async fn mid_of(&self, sender: &Arc<dyn RtpSender>) -> Result<Option<String>, CallError> {
+        let Some(pc) = self.inner.state().publisher.as_ref().map(|p| p.pc.clone()) else {
+            return Err(CallError::Closed);
+        };
+        for t in pc.get_transceivers().await {
+            if let Some(s) = t.sender().await? {
+                if s.id() == sender.id() {
+                    return Ok(t.mid().await?);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Add `rtp` as track `track_id` to the publisher connection, offer,
+    /// and wait until it is connected. Call with the negotiation lock held.
+    async fn add_and_negotiate(
+        &self,
+        track_id: &str,
+        rtp: &Arc<TrackLocalStaticRTP>,
+        layers: Option<Arc<LayerSwitches>>,
+    ) -> Result<Arc<dyn RtpSender>, CallError> {
+        let (pc, mut state) = self.publisher().await?;
+        let sender = pc.add_track(as_local(rtp)).await?;
+        self.inner.state().own.insert(
+            track_id.to_owned(),
+            OwnTrack {
+                sender: sender.clone(),
+                server_id: None,
+                pending_mute: None,
+                layers,
+            },
+        );
+        let negotiated = async {
+            self.offer_publisher(&pc).await?;
+            peer::wait_connected(&mut state, WAIT).await
+        };
+        if let Err(e) = negotiated.await {
+            self.inner.state().own.remove(track_id);
+            return Err(e);
+        }
+        Ok(sender)
     }
 
     /// The publisher connection (built on first use) and its state watch.
@@ -593,6 +694,28 @@ fn apply(inner: &Inner, msg: ServerMessage) -> Vec<CallEvent> {
         ServerMessage::TrackResumed { track_id } => vec![CallEvent::TrackResumed {
             track_id: track_id.into(),
         }],
+        ServerMessage::PublishLayers { track_id, layers } => {
+            let track_id = TrackId::from(track_id);
+            let switches = inner
+                .state()
+                .own
+                .values()
+                .find(|o| o.server_id.as_ref() == Some(&track_id))
+                .and_then(|o| o.layers.clone());
+            let layers: Vec<(String, bool)> =
+                layers.into_iter().map(|l| (l.rid, l.active)).collect();
+            match switches {
+                Some(s) if s.apply(&layers) => vec![CallEvent::LayersChanged {
+                    track_id,
+                    active: layers
+                        .into_iter()
+                        .filter(|(_, a)| *a)
+                        .map(|(r, _)| r)
+                        .collect(),
+                }],
+                _ => Vec::new(),
+            }
+        }
         _ => Vec::new(),
     }
 }

@@ -92,6 +92,16 @@ pub enum CallEvent {
         /// The video's room-wide id.
         track_id: TrackId,
     },
+    /// The server changed which layers of one of this participant's
+    /// simulcast videos somebody receives (dynacast): encode and send
+    /// those in `active`, the others may stop
+    /// (`SimulcastTrack::is_active` says the same).
+    LayersChanged {
+        /// The video's room-wide id.
+        track_id: TrackId,
+        /// RIDs of the layers wanted now.
+        active: Vec<String>,
+    },
     /// The server reported an error not tied to a pending request.
     Error {
         /// Code.

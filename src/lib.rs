@@ -91,6 +91,7 @@ mod red_recv;
 mod red_send;
 mod sender;
 mod signal;
+mod simulcast;
 mod track;
 
 pub use call::{Call, CallOptions};
@@ -104,6 +105,7 @@ pub use pcm_recv::PcmStream;
 pub use pcm_send::PcmSender;
 pub use playout::{ChannelSink, Playout};
 pub use sender::AudioSender;
+pub use simulcast::SimulcastTrack;
 pub use track::{LocalTrack, RemoteTrack};
 
 pub use huddle_proto as proto;
