@@ -55,7 +55,7 @@ type Stats = HashMap<TrackId, (ParticipantId, JitterStats)>;
 /// ```
 ///
 /// Without a sound card, mix into a [`ChannelSink`] (or any [`AudioSink`],
-/// such as a [`WavSink`](huddle_media::WavSink)):
+/// such as a [`WavSink`](huddle_media::wav::WavSink)):
 ///
 /// ```no_run
 /// # async fn demo(track: huddle::RemoteTrack) {
