@@ -121,6 +121,9 @@ pub struct SfuStats {
     pub rtx_sent: u64,
     /// Padding-only packets sent to subscribers (bandwidth probes).
     pub padding_sent: u64,
+    /// Keyframe requests (PLI) sent to publishers, merged per layer and
+    /// spaced per track.
+    pub keyframe_requests: u64,
     /// Packets a RED publisher's link lost that the SFU rebuilt from the
     /// redundancy of the packets after them and sent, as plain Opus, to
     /// subscribers without RED (each counted once, however many got it).
@@ -143,6 +146,7 @@ impl SfuStats {
         self.rtp_out += other.rtp_out;
         self.rtx_sent += other.rtx_sent;
         self.padding_sent += other.padding_sent;
+        self.keyframe_requests += other.keyframe_requests;
         self.red_recovered += other.red_recovered;
         self.red_malformed += other.red_malformed;
         self.dropped_datagrams += other.dropped_datagrams;

@@ -275,3 +275,48 @@ fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
     assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
     assert_eq!(discontinuities(&net, bob, alice), 0);
 }
+
+/// Keyframe requests toward one publisher's track are at least 350 ms
+/// apart, whatever the layer (Chromium's encoder ignores a request sooner
+/// after the last one for any of its layers), and a leg that still waits
+/// for its new layer's keyframe asks again.
+#[test]
+fn keyframe_requests_to_a_track_are_spaced_and_repeated_while_a_leg_waits() {
+    let mut net = Net::new();
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    let mut frame = 0;
+    start(&mut net, &[alice], &[bob], &mut frame);
+    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+
+    // Bob's tile shrinks twice within a frame: q is wanted, then h. From
+    // here alice sends no keyframe at all (every frame a delta); the
+    // requests are seen go out frame by frame.
+    let requests = |net: &Net| net.endpoint.stats().keyframe_requests;
+    let mut last = requests(&net);
+    view(&mut net, bob, alice, true, Some((320, 180)));
+    view(&mut net, bob, alice, true, Some((640, 360)));
+    let mut sent_at = Vec::new();
+    for _ in 0..75 {
+        // 2.5 s
+        let now = requests(&net);
+        assert!(now <= last + 1, "two requests within one frame");
+        if now > last {
+            sent_at.push(net.now);
+        }
+        last = now;
+        for l in [Q, H, F] {
+            net.send_layer(alice, l, &vp8(l, 1));
+        }
+        net.drive_for(FRAME);
+    }
+    for pair in sent_at.windows(2) {
+        let gap = pair[1].saturating_duration_since(pair[0]);
+        // Seen at frame times (33 ms apart): 350 ms less one frame.
+        assert!(gap >= Duration::from_millis(317), "requests {gap:?} apart");
+    }
+    // One for q, then h's, repeated while bob waits (no keyframe comes).
+    assert!(sent_at.len() >= 4, "{} requests in 2.5 s", sent_at.len());
+    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8), "still waiting");
+}

@@ -397,7 +397,12 @@ impl Endpoint {
         let mut keyframe = None;
         match allocation {
             Allocation::Layer(layer) => {
-                if leg.choice.target != Some(layer) {
+                if leg.choice.target == Some(layer) && leg.choice.current != Some(layer) {
+                    // Still waiting for its keyframe: ask again (merged per
+                    // interval); a request can be lost, or ignored by the
+                    // encoder.
+                    keyframe = Some(layer);
+                } else if leg.choice.target != Some(layer) {
                     leg.choice.target = Some(layer);
                     if leg.choice.current != Some(layer) {
                         debug!(subscriber = %sub, track = %track_id, layer, "layer wanted");

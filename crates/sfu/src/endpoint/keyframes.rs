@@ -1,7 +1,9 @@
 //! Keyframe requests toward publishers: what a subscriber needs, merged per
-//! layer ([`crate::forward::keyframe_gate`]) and sent as PLI.
+//! layer ([`crate::forward::keyframe_gate`]), spaced per track
+//! ([`KEYFRAME_REQUEST_SPACING`]) and sent as PLI.
 
 use super::Endpoint;
+use crate::forward::track::KEYFRAME_REQUEST_SPACING;
 use crate::ids::ParticipantId;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -50,16 +52,35 @@ impl Endpoint {
         let Some(t) = self.table.tracks.get_mut(track_id) else {
             return;
         };
-        let video = t.kind == TrackKind::Video;
-        if let Some(l) = t.layers.get_mut(layer) {
-            if video && l.keyframe.request(now, interval) {
-                self.send_keyframe_request(now, track_id, layer);
-            }
+        if t.kind != TrackKind::Video || layer >= t.layers.len() {
+            return;
+        }
+        if let Some(next) = spaced_until(t.last_keyframe_request, now) {
+            t.layers[layer].keyframe.defer(next);
+            return;
+        }
+        if t.layers[layer].keyframe.request(now, interval) {
+            self.send_keyframe_request(now, track_id, layer);
         }
     }
 
+    /// A merged request of `layer` is due: send it, unless another layer of
+    /// the track was asked for a keyframe too recently (then it waits).
+    pub(super) fn keyframe_request_due(&mut self, now: Instant, track_id: &str, layer: usize) {
+        let Some(t) = self.table.tracks.get_mut(track_id) else {
+            return;
+        };
+        if let Some(next) = spaced_until(t.last_keyframe_request, now) {
+            if let Some(l) = t.layers.get_mut(layer) {
+                l.keyframe.defer(next);
+            }
+            return;
+        }
+        self.send_keyframe_request(now, track_id, layer);
+    }
+
     pub(super) fn send_keyframe_request(&mut self, now: Instant, track_id: &str, layer: usize) {
-        let Some(t) = self.table.tracks.get(track_id) else {
+        let Some(t) = self.table.tracks.get_mut(track_id) else {
             return;
         };
         let Some(media_ssrc) = t.layers.get(layer).map(|l| l.ssrc) else {
@@ -79,6 +100,8 @@ impl Endpoint {
             };
             match receiver.write_rtcp(now, vec![Box::new(pli)]) {
                 Ok(()) => {
+                    t.last_keyframe_request = Some(now);
+                    self.keyframe_requests += 1;
                     debug!(track = %track_id, layer, "keyframe requested");
                     self.dirty.push((t.publisher.clone(), PcRole::Publisher));
                 }
@@ -86,4 +109,11 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// When a keyframe request may go to a track whose last went at `last`:
+/// `None` now, else the instant ([`KEYFRAME_REQUEST_SPACING`]).
+fn spaced_until(last: Option<Instant>, now: Instant) -> Option<Instant> {
+    last.map(|t| t + KEYFRAME_REQUEST_SPACING)
+        .filter(|&next| now < next)
 }

@@ -80,6 +80,7 @@ pub struct Endpoint {
     rtp_out: u64,
     rtx_sent: u64,
     padding_sent: u64,
+    keyframe_requests: u64,
     /// Lost packets of RED tracks rebuilt from later packets' redundancy
     /// and sent to legs without RED.
     red_recovered: u64,
@@ -116,6 +117,7 @@ impl Endpoint {
             rtp_out: 0,
             rtx_sent: 0,
             padding_sent: 0,
+            keyframe_requests: 0,
             red_recovered: 0,
             red_malformed: 0,
             dropped: 0,
@@ -271,7 +273,7 @@ impl Endpoint {
             }
         }
         for (t, layer) in due {
-            self.send_keyframe_request(now, &t, layer);
+            self.keyframe_request_due(now, &t, layer);
         }
         if self.next_layer_choice.is_some_and(|t| now >= t) {
             self.choose_layers(now);
@@ -374,6 +376,7 @@ impl Endpoint {
             rtp_out: self.rtp_out,
             rtx_sent: self.rtx_sent,
             padding_sent: self.padding_sent,
+            keyframe_requests: self.keyframe_requests,
             red_recovered: self.red_recovered,
             red_malformed: self.red_malformed,
             dropped_datagrams: self.dropped,

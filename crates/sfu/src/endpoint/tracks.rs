@@ -109,6 +109,7 @@ impl Endpoint {
             audio_level_id,
             audio_level: None,
             order: self.table.next_order,
+            last_keyframe_request: None,
         };
         self.table.next_order += 1;
         add_layer(now, &mut track, rid, packet.header.ssrc)?;

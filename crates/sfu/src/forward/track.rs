@@ -11,7 +11,7 @@ use huddle_proto::{TrackInfo, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::info;
 
 /// A track a publisher sends, and everyone it goes to.
@@ -37,7 +37,17 @@ pub(crate) struct PublishedTrack {
     pub audio_level: Option<(u8, bool)>,
     /// Publication order in the SFU (lower = earlier).
     pub order: u64,
+    /// When a keyframe request last went to the publisher for any of its
+    /// layers (see [`KEYFRAME_REQUEST_SPACING`]).
+    pub last_keyframe_request: Option<Instant>,
 }
+
+/// Keyframe requests toward one published track, whatever the layer, are
+/// at least this far apart: Chromium's encoder ignores a request that comes
+/// within 300 ms of the last one for any of its simulcast layers, so a
+/// request for `q` right after one for `f` was lost, and a subscriber
+/// moving from `f` to `q` waited seconds for a keyframe that never came.
+pub const KEYFRAME_REQUEST_SPACING: Duration = Duration::from_millis(350);
 
 impl PublishedTrack {
     pub fn info(&self) -> TrackInfo {
