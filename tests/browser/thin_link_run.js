@@ -145,6 +145,18 @@ async function layerHeights(publishers) {
   return out;
 }
 
+/** What each publisher encodes, per layer (for the timeline). */
+async function publisherStats(publishers) {
+  const out = {};
+  for (const p of publishers) {
+    const stats = await p.page.evaluate(() => window.huddle.outboundStats());
+    out[p.name] = stats
+      .filter((s) => s.kind === 'video' && s.rid)
+      .map((s) => ({ rid: s.rid, active: s.active, frames: s.framesEncoded, height: s.frameHeight, limit: s.qualityLimitationReason }));
+  }
+  return out;
+}
+
 /**
  * A Chromium viewer: the web client with the microphone only, in a large
  * window (every tile is big enough for the high layer, so the link alone
@@ -168,7 +180,7 @@ async function chromiumViewer(env) {
         const inb = inbound.find((s) => s.kind === 'video' && s.participantId === p.id);
         if (!inb) return { publisher: p.name, rid: null, bytes: 0, kbps: 0, paused: false, freezes: 0, freezeSecs: 0 };
         // For the timeline (what went wrong when a run fails).
-        const counters = { lost: inb.packetsLost, nacks: inb.nackCount, plis: inb.pliCount, keyframes: inb.keyFramesDecoded, frames: inb.framesDecoded };
+        const counters = { lost: inb.packetsLost, nacks: inb.nackCount, plis: inb.pliCount, keyframes: inb.keyFramesDecoded, frames: inb.framesDecoded, assembled: inb.framesReceived, dropped: inb.framesDropped };
         const prev = before && before.videos.find((v) => v.publisher === p.name);
         return {
           publisher: p.name,
@@ -335,7 +347,7 @@ async function thinLinkCall(t, makeViewer, tag) {
     await sleep(1000);
     const l = await viewer.look(publishers, last);
     last = l;
-    timeline.push({ phase, ...l });
+    timeline.push({ phase, ...l, publishers: await publisherStats(publishers) });
     return l;
   };
   /** Sample until `ok(look)`, for at most `ms`. */

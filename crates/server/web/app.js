@@ -40,7 +40,7 @@
     'packetsLost', 'jitterBufferDelay', 'jitterBufferTargetDelay', 'jitterBufferEmittedCount',
     'totalSamplesReceived', 'concealedSamples', 'concealmentEvents',
     'insertedSamplesForDeceleration', 'removedSamplesForAcceleration', 'fecPacketsReceived',
-    'keyFramesDecoded', 'pliCount', 'nackCount',
+    'keyFramesDecoded', 'pliCount', 'nackCount', 'framesReceived', 'framesDropped',
   ];
   /**
    * The camera is sent as three simulcast layers (RFC 8853), lowest first:
