@@ -19,7 +19,8 @@
 // to 500 kb/s, and layers move more than they should. Each run writes its
 // per-second timeline to artifacts/bandwidth-*-timeline.json (with
 // RUST_LOG=info,huddle_sfu::endpoint::allocation=debug,huddle_sfu::congestion=debug,huddle_sfu::transport_cc=debug
-// the server log there shows every allocation, probe and backoff).
+// the server log there shows every allocation, probe and backoff; with
+// HUDDLE_PCAP=1, tcpdump records the headers of what reaches the viewer).
 //
 // The server and the publishers share one namespace (unshaped); the viewer
 // has its own, reached over a veth pair with 198.18.0.0/15 addresses. The
@@ -307,6 +308,15 @@ async function thinLinkCall(t, makeViewer, tag) {
     return getInNamespace(link, `${env.origin}/healthz`);
   });
 
+  if (process.env.HUDDLE_PCAP) {
+    // Headers of what reaches the viewer (SRTP leaves the RTP header in
+    // clear): artifacts/bandwidth-<tag>.pcap, for finding where a stream
+    // broke. Needs tcpdump.
+    const pcap = path.join(ARTIFACTS, `bandwidth-${tag}.pcap`);
+    const [cmd, args] = link.viewer('tcpdump', ['-i', link.viewerIf, '-s', '96', '-B', '16384', '-w', pcap, 'udp']);
+    const dump = spawn(cmd, args, { stdio: 'ignore' });
+    t.after(() => dump.kill('SIGINT'));
+  }
   link.cap(2500);
   // Publishers: one browser, three pages, on the server's side. They do not
   // watch one another (their remote tiles are hidden, so the server sends
