@@ -38,6 +38,7 @@ pub mod ids;
 pub mod log_limit;
 mod out_buf;
 mod participant;
+mod payload_head;
 mod placement;
 pub mod rights;
 pub mod speaker;

@@ -17,6 +17,7 @@
 //! client's end of a subscriber connection.
 
 use crate::congestion::{PacketClass, PacketKind};
+use crate::payload_head::PayloadHead;
 use crate::transport_cc::{Paced, TransportCc};
 use bytes::{Bytes, BytesMut};
 use huddle_wire::classify::{
@@ -293,18 +294,24 @@ impl Wire {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<SocketAddr, WireError> {
-        self.protect_stamped(now, kind, header, payload, out, false)
+        self.protect_stamped(now, kind, header, payload, None, out, false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn protect_stamped(
         &mut self,
         now: Instant,
         kind: PacketKind,
         header: &rtc::rtp::Header,
         payload: &[u8],
+        head: Option<&PayloadHead>,
         out: &mut BytesMut,
         paced: bool,
     ) -> Result<SocketAddr, WireError> {
+        let (head, rest) = match head {
+            Some(h) => h.split(payload),
+            None => (&[][..], payload),
+        };
         let (Some(keys), Some(peer)) = (self.srtp.as_mut(), self.peer) else {
             return Err(WireError::NotReady("no SRTP keys yet"));
         };
@@ -316,7 +323,7 @@ impl Wire {
                     id: cc.extension_id(),
                     data: &seq,
                 };
-                keys.rtp.protect_with(header, Some(ext), payload, out)?;
+                keys.rtp.protect_split(header, Some(ext), head, rest, out)?;
                 let size = out.len() - start;
                 if paced {
                     cc.on_paced_sent(now, size, kind);
@@ -324,7 +331,7 @@ impl Wire {
                     cc.on_sent(now, size, kind);
                 }
             }
-            None => keys.rtp.protect(header, payload, out)?,
+            None => keys.rtp.protect_split(header, None, head, rest, out)?,
         }
         Ok(peer)
     }
@@ -334,6 +341,9 @@ impl Wire {
     /// ([`Sent::Now`]) when the pacer lets it leave, else queued
     /// ([`Sent::Queued`]) to leave from [`Wire::handle_timeout`] into
     /// [`Wire::poll_transmit`].
+    /// `head`, when given, replaces the payload's first bytes (see
+    /// [`PayloadHead`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn send_rtp(
         &mut self,
         now: Instant,
@@ -341,6 +351,7 @@ impl Wire {
         kind: PacketKind,
         header: rtc::rtp::Header,
         payload: &Bytes,
+        head: Option<PayloadHead>,
         out: &mut BytesMut,
     ) -> Result<Sent, WireError> {
         if self.srtp.is_none() || self.peer.is_none() {
@@ -360,12 +371,13 @@ impl Wire {
                         kind,
                         header,
                         payload: payload.clone(),
+                        head,
                     },
                 );
                 Ok(Sent::Queued { first })
             }
             _ => self
-                .protect_rtp(now, kind, &header, payload, out)
+                .protect_stamped(now, kind, &header, payload, head.as_ref(), out, false)
                 .map(Sent::Now),
         }
     }
@@ -377,7 +389,8 @@ impl Wire {
                 return;
             };
             let mut out = BytesMut::with_capacity(p.payload.len() + 128);
-            match self.protect_stamped(now, p.kind, &p.header, &p.payload, &mut out, true) {
+            let head = p.head.as_ref();
+            match self.protect_stamped(now, p.kind, &p.header, &p.payload, head, &mut out, true) {
                 Ok(dst) => self.transmits.push_back((dst, out)),
                 Err(e) => {
                     tracing::debug!("paced packet not sent: {e}");

@@ -16,6 +16,7 @@ use crate::congestion::{
     BweConfig, BweStats, Pacer, PacerConfig, PacketClass, PacketKind, ProbeConfig, ProbeController,
     SendSideBwe,
 };
+use crate::payload_head::PayloadHead;
 use bytes::Bytes;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use std::time::{Duration, Instant};
@@ -58,6 +59,9 @@ pub(crate) struct Paced {
     pub header: rtc::rtp::Header,
     /// Its payload (shared with the publisher's packet).
     pub payload: Bytes,
+    /// The payload's first bytes as this subscriber gets them, if they
+    /// differ (a rewritten VP8 descriptor).
+    pub head: Option<PayloadHead>,
 }
 
 /// One subscriber connection's congestion control.

@@ -320,3 +320,84 @@ fn keyframe_requests_to_a_track_are_spaced_and_repeated_while_a_leg_waits() {
     assert!(sent_at.len() >= 4, "{} requests in 2.5 s", sent_at.len());
     assert_eq!(layer_seen(&net, bob, alice), Some(F as u8), "still waiting");
 }
+
+/// A VP8 packet with X, I (15-bit PictureID), L (TL0PICIDX) and T set, as
+/// Chromium sends simulcast; its ninth byte says which layer it is.
+fn vp8_full(layer: usize, frame: u64) -> Vec<u8> {
+    // Each layer's counters start elsewhere, as each encoder's do.
+    let pid = ([20_000u64, 300, 9_000][layer] + frame) as u16 & 0x7fff;
+    let tl0 = ([200u64, 7, 90][layer] + frame) as u8;
+    let key = frame.is_multiple_of(GOP);
+    vec![
+        0x90,
+        0xe0,
+        0x80 | (pid >> 8) as u8,
+        pid as u8,
+        tl0,
+        0x20,
+        if key { 0x00 } else { 0x01 },
+        0x77,
+        layer as u8,
+        0x77,
+    ]
+}
+
+/// A subscriber moved between layers sees one VP8 stream: PictureID and
+/// TL0PICIDX go on by one per frame across every switch (each layer's
+/// encoder has counters of its own; Chromium holds frames after a jump).
+#[test]
+fn vp8_picture_ids_continue_across_switches() {
+    let mut net = Net::new();
+    net.log_rtp = true;
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    let mut frame = 0u64;
+    let send_full = |net: &mut Net, frames: u64, frame: &mut u64| {
+        for _ in 0..frames {
+            for l in [Q, H, F] {
+                net.send_layer(alice, l, &vp8_full(l, *frame));
+            }
+            *frame += 1;
+            net.drive_for(FRAME);
+        }
+    };
+    send_full(&mut net, 60, &mut frame);
+    view(&mut net, bob, alice, true, Some((320, 180)));
+    send_full(&mut net, 30, &mut frame);
+    view(&mut net, bob, alice, true, Some((1280, 720)));
+    send_full(&mut net, 30, &mut frame);
+    view(&mut net, bob, alice, true, Some((640, 360)));
+    send_full(&mut net, 30, &mut frame);
+
+    let track = net.track_id(alice, TrackKind::Video).expect("video");
+    let log = &net.clients[bob].rtp_log[&track];
+    let layers: Vec<u8> = log.iter().map(|p| p.payload[8]).collect();
+    let switches = layers.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        switches >= 3,
+        "bob went f -> q -> f -> h: {switches} switches"
+    );
+    let mut last: Option<(u16, u8)> = None;
+    for p in log {
+        let pid = (u16::from(p.payload[2] & 0x7f) << 8) | u16::from(p.payload[3]);
+        let tl0 = p.payload[4];
+        if let Some((lp, lt)) = last {
+            assert_eq!(pid, (lp + 1) & 0x7fff, "PictureID after {lp}");
+            assert_eq!(tl0, lt.wrapping_add(1), "TL0PICIDX after {lt}");
+        }
+        assert_eq!(p.payload[2] & 0x80, 0x80, "still a 15-bit PictureID");
+        assert_eq!(p.payload.len(), 10);
+        assert_eq!(
+            (
+                p.payload[0],
+                p.payload[1],
+                p.payload[5],
+                p.payload[7],
+                p.payload[9]
+            ),
+            (0x90, 0xe0, 0x20, 0x77, 0x77),
+            "the rest as sent"
+        );
+        last = Some((pid, tl0));
+    }
+}

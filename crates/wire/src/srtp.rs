@@ -221,8 +221,22 @@ impl SrtpSender {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), WireError> {
+        self.protect_split(header, extension, &[], payload, out)
+    }
+
+    /// [`SrtpSender::protect_with`] of a payload given in two parts, `head`
+    /// then `rest` (a forwarder that rewrites a payload's first bytes per
+    /// subscriber, without copying the rest).
+    pub fn protect_split(
+        &mut self,
+        header: &rtc::rtp::Header,
+        extension: Option<OneByteExtension<'_>>,
+        head: &[u8],
+        rest: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), WireError> {
         let start = out.len();
-        let result = self.protect_at(start, header, extension, payload, out);
+        let result = self.protect_at(start, header, extension, head, rest, out);
         if result.is_err() {
             out.truncate(start);
         }
@@ -234,7 +248,8 @@ impl SrtpSender {
         start: usize,
         header: &rtc::rtp::Header,
         extension: Option<OneByteExtension<'_>>,
-        payload: &[u8],
+        head: &[u8],
+        rest: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), WireError> {
         let base_len = header.marshal_size();
@@ -249,7 +264,7 @@ impl SrtpSender {
             None => None,
         };
         let header_len = base_len + extension.map_or(0, |e| e.block_len());
-        out.reserve(header_len + payload.len() + self.overhead());
+        out.reserve(header_len + head.len() + rest.len() + self.overhead());
         out.resize(start + header_len, 0);
         header
             .marshal_to(&mut out[start..start + base_len])
@@ -258,7 +273,8 @@ impl SrtpSender {
             out[start] |= 0x10; // X: a header extension follows the CSRCs
             e.write(&mut out[start + base_len..start + header_len]);
         }
-        out.extend_from_slice(payload);
+        out.extend_from_slice(head);
+        out.extend_from_slice(rest);
         let (ssrc, seq) = (header.ssrc, header.sequence_number);
         let roc = self
             .rocs

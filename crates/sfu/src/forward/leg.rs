@@ -9,6 +9,7 @@ use crate::forward::pad_log::{PadLog, Sent};
 use crate::forward::resend::ResendGuard;
 use crate::forward::sender_report::SentCount;
 use crate::forward::simulcast::LayerChoice;
+use crate::forward::vp8::Vp8Munger;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::time::Instant;
 
@@ -45,6 +46,8 @@ pub(crate) struct Leg {
     pub allocation: Allocation,
     /// The padding (probes) sent on it, once there was any.
     pads: Option<Box<PadLog>>,
+    /// Its VP8 PictureID and TL0PICIDX, continuous across switches.
+    pub vp8: Vp8Munger,
 }
 
 /// The payload types a leg's connection negotiated for it.
@@ -127,6 +130,7 @@ impl Leg {
             view: View::default(),
             allocation: Allocation::Unavailable,
             pads: None,
+            vp8: Vp8Munger::default(),
         }
     }
 
@@ -135,12 +139,19 @@ impl Leg {
         Self::slot(sender_id, ssrc, None)
     }
 
+    /// Whether it renumbers its stream (video, WHEP slots): it may switch
+    /// sources.
+    pub fn switches(&self) -> bool {
+        self.continuity.is_some()
+    }
+
     /// The next packet comes from another layer: continue this leg's
     /// stream after what it sent last.
     pub fn resync(&mut self) {
         if let Some(c) = self.continuity.as_mut() {
             c.continue_from = c.last_sent;
         }
+        self.vp8.resync();
     }
 
     /// A WHEP slot's leg, continuing the slot's stream after `from` (what the

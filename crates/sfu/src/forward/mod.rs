@@ -40,3 +40,4 @@ pub(crate) mod send;
 pub(crate) mod sender_report;
 pub mod simulcast;
 pub(crate) mod track;
+pub(crate) mod vp8;

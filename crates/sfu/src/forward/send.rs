@@ -10,6 +10,7 @@ use crate::transmit::Transmit;
 use crate::transport::Sent;
 use bytes::Bytes;
 use huddle_wire::codecs::MIME_TYPE_RED;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -150,8 +151,21 @@ pub(crate) fn send_on_leg(
         }
         _ => PacketClass::Video,
     };
+    // VP8 on a leg that switches layers: its descriptor's counters
+    // continue across switches (`forward::vp8`).
+    let head = (leg.switches() && codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8))
+        .then(|| leg.vp8.rewrite(body.payload))
+        .flatten();
     let timestamp = header.timestamp;
-    match wire.send_rtp(now, class, kind, header, body.payload, out.buf.spare()) {
+    match wire.send_rtp(
+        now,
+        class,
+        kind,
+        header,
+        body.payload,
+        head,
+        out.buf.spare(),
+    ) {
         Ok(Sent::Now(dst)) => {
             let payload = out.buf.take();
             out.transmits.push_back(Transmit { dst, payload });
