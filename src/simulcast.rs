@@ -7,8 +7,7 @@
 use crate::error::CallError;
 use crate::ids::Ssrc;
 use bytes::Bytes;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use huddle_wire::feedback::keyframe_ssrcs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,17 +232,9 @@ impl SimulcastTrack {
             let TrackLocalEvent::OnRtcpPacket(packets) = ev else {
                 continue;
             };
-            for p in &packets {
-                let any = p.as_any();
-                let ssrc = if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
-                    Some(pli.media_ssrc)
-                } else {
-                    any.downcast_ref::<FullIntraRequest>()
-                        .and_then(|fir| fir.fir.first().map(|e| e.ssrc))
-                };
-                if let Some(layer) = ssrc.and_then(|s| self.layers.iter().find(|l| l.ssrc == s)) {
-                    return Some(layer.rid.clone());
-                }
+            let asked = keyframe_ssrcs(&packets);
+            if let Some(layer) = self.layers.iter().find(|l| asked.contains(&l.ssrc)) {
+                return Some(layer.rid.clone());
             }
         }
         None
