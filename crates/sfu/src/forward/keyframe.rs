@@ -6,6 +6,8 @@
 //! H.264), never the media; every read is bounds-checked, and anything that
 //! does not parse is "not a keyframe".
 
+use crate::forward::vp8::layout;
+
 /// Which of a layer's packets carry a keyframe: those with the RTP
 /// timestamp of a frame whose first packet started one. A layer's cost
 /// counts them apart (`Layer::cost_bps`): keyframes come when asked for
@@ -59,28 +61,9 @@ fn vp8(p: &[u8]) -> bool {
     if !start || partition != 0 {
         return false;
     }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        // X: an extension byte says which optional fields follow.
-        let Some(&x) = p.get(1) else {
-            return false;
-        };
-        i = 2;
-        if x & 0x80 != 0 {
-            // I: PictureID, 15 bits when its first bit (M) is set, else 7.
-            let Some(&pid) = p.get(i) else {
-                return false;
-            };
-            i += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // L: TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            i += 1; // T or K: TID/Y/KEYIDX
-        }
-    }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
+    layout(p)
+        .and_then(|l| p.get(l.header))
+        .is_some_and(|h| h & 0x01 == 0)
 }
 
 /// H.264 (RFC 6184): an IDR slice (NAL type 5) or a sequence parameter set

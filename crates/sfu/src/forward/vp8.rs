@@ -17,49 +17,58 @@
 
 use crate::payload_head::PayloadHead;
 
-/// Where the counters sit in a VP8 payload descriptor.
+/// Where a VP8 payload descriptor's fields sit (RFC 7741 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fields {
+pub(crate) struct Layout {
     /// Offset of the PictureID and whether it is 15 bits (M set) or 7.
-    picture_id: Option<(usize, bool)>,
+    pub picture_id: Option<(usize, bool)>,
     /// Offset of TL0PICIDX.
-    tl0: Option<usize>,
-    /// Bytes of the descriptor up to the last field rewritten.
-    len: usize,
+    pub tl0: Option<usize>,
+    /// Offset of the VP8 payload header, after the descriptor.
+    pub header: usize,
 }
 
-/// Reads the descriptor's layout; `None` when it carries neither counter
-/// (or does not parse: such a packet goes out as it is).
-fn fields(p: &[u8]) -> Option<Fields> {
+impl Layout {
+    /// Bytes of the descriptor up to the last counter, if it has one.
+    fn counters_end(&self) -> Option<usize> {
+        self.tl0.map(|at| at + 1).or(self
+            .picture_id
+            .map(|(at, long)| at + if long { 2 } else { 1 }))
+    }
+}
+
+/// Reads the descriptor's layout; `None` when it is cut short.
+pub(crate) fn layout(p: &[u8]) -> Option<Layout> {
     let b0 = *p.first()?;
+    let mut out = Layout {
+        picture_id: None,
+        tl0: None,
+        header: 1,
+    };
     if b0 & 0x80 == 0 {
-        return None; // no X: no optional fields
+        return Some(out); // no X: no optional fields
     }
     let x = *p.get(1)?;
     let mut i = 2;
-    let mut picture_id = None;
     if x & 0x80 != 0 {
-        let first = *p.get(i)?;
-        let long = first & 0x80 != 0;
+        // I: PictureID, 15 bits when its first bit (M) is set, else 7.
+        let long = *p.get(i)? & 0x80 != 0;
         let width = if long { 2 } else { 1 };
         p.get(i + width - 1)?;
-        picture_id = Some((i, long));
+        out.picture_id = Some((i, long));
         i += width;
     }
-    let mut tl0 = None;
     if x & 0x40 != 0 {
+        // L: TL0PICIDX
         p.get(i)?;
-        tl0 = Some(i);
+        out.tl0 = Some(i);
         i += 1;
     }
-    if picture_id.is_none() && tl0.is_none() {
-        return None;
+    if x & 0x30 != 0 {
+        i += 1; // T or K: TID/Y/KEYIDX
     }
-    Some(Fields {
-        picture_id,
-        tl0,
-        len: i,
-    })
+    out.header = i;
+    Some(out)
 }
 
 fn read_picture_id(p: &[u8], at: usize, long: bool) -> u16 {
@@ -100,9 +109,10 @@ impl Vp8Munger {
     /// The descriptor of `payload` as the subscriber gets it: `None` when
     /// nothing changes (no counters, or offsets of zero).
     pub fn rewrite(&mut self, payload: &[u8]) -> Option<PayloadHead> {
-        let f = fields(payload)?;
+        let f = layout(payload)?;
+        let len = f.counters_end()?;
         let resync = std::mem::take(&mut self.resync);
-        let mut head = PayloadHead::copy_of(&payload[..f.len])?;
+        let mut head = PayloadHead::copy_of(payload.get(..len)?)?;
         if let Some((at, long)) = f.picture_id {
             let modulus: u16 = if long { 1 << 15 } else { 1 << 7 };
             let source = read_picture_id(payload, at, long);
