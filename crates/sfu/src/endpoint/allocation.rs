@@ -273,10 +273,7 @@ impl Endpoint {
         // carry them, and a video moved down stops its old layer at once.
         let had: u64 = list
             .iter()
-            .filter_map(|d| match d.current {
-                Allocation::Layer(i) => d.layers.iter().find(|l| l.index == i).map(|l| l.bps),
-                _ => None,
-            })
+            .filter_map(|d| d.current_layer().map(|l| l.bps))
             .sum();
         let over = budget.is_some_and(|b| had > b);
         for ((track_id, demand), allocation) in demands.into_iter().zip(decision.allocations) {

@@ -73,6 +73,16 @@ pub struct Demand {
     pub current: Allocation,
 }
 
+impl Demand {
+    /// The layer it has now and what that costs, if it still has one.
+    pub fn current_layer(&self) -> Option<LayerOffer> {
+        match self.current {
+            Allocation::Layer(index) => self.layers.iter().find(|l| l.index == index).copied(),
+            _ => None,
+        }
+    }
+}
+
 /// What one video gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocation {
@@ -148,12 +158,6 @@ pub fn allocate(
     let mut probe: Option<u64> = None;
     let mut blocked = false;
 
-    // The cost of a video's current layer, if it still has it.
-    let current_of = |d: &Demand| match d.current {
-        Allocation::Layer(index) => d.layers.iter().find(|l| l.index == index).copied(),
-        _ => None,
-    };
-
     // 1. The lowest layer of each visible video, in priority order.
     for &i in &order {
         let d = &demands[i];
@@ -197,7 +201,7 @@ pub fn allocate(
             continue;
         };
         let d = &demands[i];
-        let current = current_of(d);
+        let current = d.current_layer();
         let mut candidates: Vec<LayerOffer> = d
             .layers
             .iter()
@@ -231,7 +235,7 @@ pub fn allocate(
 
     // A move down (or a pause) starts the hold on moves up.
     let went_down = demands.iter().zip(&allocations).any(|(d, a)| {
-        let Some(before) = current_of(d) else {
+        let Some(before) = d.current_layer() else {
             return false;
         };
         match a {
