@@ -136,16 +136,6 @@ function getInNamespace(link, url) {
 }
 
 
-/** The publishers' encoded heights: height -> rid, per publisher name. */
-async function layerHeights(publishers) {
-  const out = new Map();
-  for (const p of publishers) {
-    const stats = await p.page.evaluate(() => window.huddle.outboundStats());
-    out.set(p.name, new Map(stats.filter((s) => s.kind === 'video' && s.rid && s.frameHeight).map((s) => [s.frameHeight, s.rid])));
-  }
-  return out;
-}
-
 /** What each publisher encodes, per layer (for the timeline). */
 async function publisherStats(publishers) {
   const out = {};
@@ -156,6 +146,12 @@ async function publisherStats(publishers) {
       .map((s) => ({ rid: s.rid, active: s.active, frames: s.framesEncoded, height: s.frameHeight, limit: s.qualityLimitationReason }));
   }
   return out;
+}
+
+/** The publishers' encoded heights: height -> rid, per publisher name. */
+async function layerHeights(publishers) {
+  const stats = await publisherStats(publishers);
+  return new Map(Object.entries(stats).map(([name, layers]) => [name, new Map(layers.filter((l) => l.height).map((l) => [l.height, l.rid]))]));
 }
 
 /**
