@@ -1,9 +1,8 @@
 //! Keyframe requests toward publishers: what a subscriber needs, merged per
 //! layer ([`crate::forward::keyframe_gate`]), spaced per track
-//! ([`KEYFRAME_REQUEST_SPACING`]) and sent as PLI.
+//! ([`crate::forward::track::KEYFRAME_REQUEST_SPACING`]) and sent as PLI.
 
 use super::Endpoint;
-use crate::forward::track::KEYFRAME_REQUEST_SPACING;
 use crate::ids::ParticipantId;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -55,8 +54,7 @@ impl Endpoint {
         if t.kind != TrackKind::Video || layer >= t.layers.len() {
             return;
         }
-        if let Some(next) = spaced_until(t.last_keyframe_request, now) {
-            t.layers[layer].keyframe.defer(next);
+        if t.defer_keyframe_request(now, layer) {
             return;
         }
         if t.layers[layer].keyframe.request(now, interval) {
@@ -70,10 +68,7 @@ impl Endpoint {
         let Some(t) = self.table.tracks.get_mut(track_id) else {
             return;
         };
-        if let Some(next) = spaced_until(t.last_keyframe_request, now) {
-            if let Some(l) = t.layers.get_mut(layer) {
-                l.keyframe.defer(next);
-            }
+        if t.defer_keyframe_request(now, layer) {
             return;
         }
         self.send_keyframe_request(now, track_id, layer);
@@ -109,11 +104,4 @@ impl Endpoint {
             }
         }
     }
-}
-
-/// When a keyframe request may go to a track whose last went at `last`:
-/// `None` now, else the instant ([`KEYFRAME_REQUEST_SPACING`]).
-fn spaced_until(last: Option<Instant>, now: Instant) -> Option<Instant> {
-    last.map(|t| t + KEYFRAME_REQUEST_SPACING)
-        .filter(|&next| now < next)
 }

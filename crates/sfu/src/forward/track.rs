@@ -50,6 +50,23 @@ pub(crate) struct PublishedTrack {
 pub const KEYFRAME_REQUEST_SPACING: Duration = Duration::from_millis(350);
 
 impl PublishedTrack {
+    /// A keyframe request for `layer` at `now` came too soon after the last
+    /// one to the track ([`KEYFRAME_REQUEST_SPACING`]): it waits, merged in
+    /// the layer's gate, and this returns true; false when it may go now.
+    pub fn defer_keyframe_request(&mut self, now: Instant, layer: usize) -> bool {
+        let Some(next) = self
+            .last_keyframe_request
+            .map(|t| t + KEYFRAME_REQUEST_SPACING)
+            .filter(|&next| now < next)
+        else {
+            return false;
+        };
+        if let Some(l) = self.layers.get_mut(layer) {
+            l.keyframe.defer(next);
+        }
+        true
+    }
+
     pub fn info(&self) -> TrackInfo {
         TrackInfo {
             id: self.id.clone(),
