@@ -237,9 +237,19 @@ impl TokenArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// `precedence` sets HUDDLE_* variables, which every parse reads (clap's
+    /// `env`): the tests of this module take turns.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    fn env_lock() -> MutexGuard<'static, ()> {
+        ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
     #[test]
     fn parses_defaults_and_subcommands() {
+        let _env = env_lock();
         let cli = Cli::try_parse_from(["huddle-server"]).expect("parse");
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from([
@@ -294,6 +304,7 @@ mod tests {
 
     #[test]
     fn token_lifetime_and_id() {
+        let _env = env_lock();
         let cli = Cli::try_parse_from([
             "huddle-server",
             "token",
@@ -333,6 +344,7 @@ mod tests {
 
     #[test]
     fn token_takes_only_what_signing_needs() {
+        let _env = env_lock();
         use clap::CommandFactory;
         let mut cmd = Cli::command();
         let help = cmd
@@ -366,9 +378,10 @@ mod tests {
         );
     }
 
-    /// The only test touching the environment (flags > env > file > defaults).
+    /// The only test setting the environment (flags > env > file > defaults).
     #[test]
     fn precedence() {
+        let _env = env_lock();
         let dir = std::env::temp_dir().join(format!("huddle-cli-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("huddle.toml");
