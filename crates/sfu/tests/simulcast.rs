@@ -401,3 +401,60 @@ fn vp8_picture_ids_continue_across_switches() {
         last = Some((pid, tl0));
     }
 }
+
+/// The SFU's bandwidth probes (padding on a video leg) go between frames,
+/// never between the packets of one: a receiver cannot assemble a frame
+/// whose sequence numbers padding interrupts (libwebrtc's packet buffer
+/// drops it, and every later frame that refers to it waits for a
+/// keyframe: the Chromium viewer of the thin-link run froze for seconds).
+#[test]
+fn probes_never_split_a_frame() {
+    let mut net = Net::new();
+    net.log_rtp = true;
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    // Frames of several packets, spread over the frame time as a paced
+    // publisher sends them: q 150 kb/s, h 400 kb/s, f 1.2 Mb/s, more than
+    // a new subscriber's first estimate, so the SFU probes toward f.
+    let packets = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
+    let mut frame = 0u64;
+    for _ in 0..300 {
+        for i in 0..4 {
+            for &(layer, n, size) in &packets {
+                if i < n {
+                    let mut p = vec![0x77u8; size];
+                    p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
+                    p[0] |= if i == 0 { 0x10 } else { 0 }; // S: frame start
+                    net.send_layer_packet(alice, layer, &p, i + 1 == n);
+                }
+            }
+            net.drive_for(FRAME / 4);
+        }
+        frame += 1;
+    }
+
+    let track = net.track_id(alice, TrackKind::Video).expect("video");
+    let client = &net.clients[bob];
+    let media = &client.rtp_log[&track];
+    let padding = client.padding_log.get(&track).cloned().unwrap_or_default();
+    assert!(!padding.is_empty(), "the SFU probed toward bob");
+    // Each padding packet's nearest media neighbour before it (by sequence
+    // number) ended its frame.
+    let base = media[0].seq;
+    let at = |seq: u16| seq.wrapping_sub(base);
+    let mut split = 0;
+    for &pad in &padding {
+        let before = media
+            .iter()
+            .filter(|m| at(m.seq) < at(pad))
+            .max_by_key(|m| at(m.seq));
+        if before.is_some_and(|m| !m.marker) {
+            split += 1;
+        }
+    }
+    assert_eq!(split, 0, "of {} padding packets", padding.len());
+    assert!(
+        media.iter().any(|m| m.payload[2] == F as u8),
+        "bob got f in the end"
+    );
+}

@@ -318,13 +318,15 @@ impl Endpoint {
             return;
         };
         // A video leg (paused ones too: padding carries no picture),
-        // preferably one that is sending.
+        // preferably one that is sending, and not in the middle of a frame
+        // (`Leg::can_pad`; the others can take padding after their frame).
         let mut legs: Vec<_> = self
             .table
             .tracks
             .values_mut()
             .filter(|t| t.kind == TrackKind::Video)
             .filter_map(|t| Some((t.legs.get_mut(sub)?, &t.codec)))
+            .filter(|(l, _)| l.can_pad())
             .collect();
         legs.sort_by_key(|(l, _)| l.choice.current.is_none());
         let Some((leg, codec)) = legs.into_iter().next() else {

@@ -91,6 +91,12 @@ pub(crate) struct Continuity {
     continue_from: Option<SentMark>,
     /// The newest packet sent (retransmissions do not move it).
     last_sent: Option<SentMark>,
+    /// The newest media packet sent did not end its frame (no marker bit):
+    /// the frame's next packets follow it, so no padding may come between
+    /// (a receiver cannot assemble a frame whose sequence numbers padding
+    /// interrupts: libwebrtc's packet buffer drops it, and every frame
+    /// that refers to it waits for a keyframe).
+    frame_open: bool,
     /// Output sequence number of the current source's first packet: what
     /// was sent before it came from another source. Once the source has
     /// sent more than [`SOURCE_SPAN`] packets it trails the newest by that
@@ -214,6 +220,7 @@ impl Leg {
             return !before_source;
         }
         if newer {
+            c.frame_open = !header.marker;
             c.last_sent = Some(SentMark {
                 seq: header.sequence_number,
                 ts: header.timestamp,
@@ -228,13 +235,24 @@ impl Leg {
         true
     }
 
+    /// Whether a padding packet may go out on this leg now: it renumbers
+    /// (video), and it is not in the middle of a frame (padding goes
+    /// between frames, or before the next source's first packet).
+    pub fn can_pad(&self) -> bool {
+        self.continuity
+            .is_some_and(|c| c.continue_from.is_some() || !c.frame_open)
+    }
+
     /// The sequence number and timestamp of a padding packet (a bandwidth
     /// probe) sent next on this leg at `now`: one after the last packet,
     /// whose timestamp it repeats; what follows is numbered one further.
     /// Works on a paused leg and on one that sent nothing yet (its media
-    /// will continue after the padding). `None` on a leg that cannot
-    /// renumber (audio).
+    /// will continue after the padding). `None` when it [cannot
+    /// pad](Self::can_pad): an audio leg, or one in the middle of a frame.
     pub fn pad(&mut self, now: Instant) -> Option<(u16, u32)> {
+        if !self.can_pad() {
+            return None;
+        }
         let c = self.continuity.as_mut()?;
         let base = c.continue_from.or(c.last_sent).unwrap_or(SentMark {
             seq: (self.ssrc >> 16) as u16, // any start will do
@@ -369,6 +387,7 @@ mod tests {
                 let mut h = rtc::rtp::header::Header {
                     sequence_number: seq,
                     timestamp: u32::from(seq) * 3000,
+                    marker: true, // a frame in one packet
                     ..Default::default()
                 };
                 leg.rewrite(t0, 90_000, &mut h).then_some(h.sequence_number)
@@ -449,6 +468,7 @@ mod tests {
             let mut h = Header {
                 sequence_number: seq,
                 timestamp: u32::from(seq) * 3000,
+                marker: true,
                 ..Default::default()
             };
             assert!(leg.rewrite(t0, 90_000, &mut h));
@@ -481,6 +501,40 @@ mod tests {
         assert_eq!(h.sequence_number, 2);
         // An audio leg is never padded.
         assert_eq!(Leg::new(RTCRtpSenderId::from(1), 8).pad(t0), None);
+    }
+
+    #[test]
+    fn no_padding_goes_between_the_packets_of_a_frame() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        let send = |leg: &mut Leg, seq: u16, ts: u32, marker: bool| {
+            let mut h = Header {
+                sequence_number: seq,
+                timestamp: ts,
+                marker,
+                ..Default::default()
+            };
+            assert!(leg.rewrite(t0, 90_000, &mut h));
+            h.sequence_number
+        };
+        // A frame's first two packets: its last one is still to come.
+        assert_eq!(send(&mut leg, 10, 3000, false), 10);
+        assert_eq!(send(&mut leg, 11, 3000, false), 11);
+        assert!(!leg.can_pad());
+        assert_eq!(leg.pad(t0), None, "mid-frame");
+        // The frame ends: padding may follow it.
+        assert_eq!(send(&mut leg, 12, 3000, true), 12);
+        assert!(leg.can_pad());
+        assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(13));
+        // The leg moves to another layer mid-frame: the next source starts
+        // a new frame, so padding may go before it.
+        assert_eq!(send(&mut leg, 13, 6000, false), 14);
+        assert!(!leg.can_pad());
+        leg.resync();
+        assert!(leg.can_pad());
+        assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(15));
+        assert_eq!(send(&mut leg, 9000, 1, false), 16);
     }
 
     #[test]

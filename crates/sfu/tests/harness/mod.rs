@@ -170,6 +170,9 @@ pub struct Client {
     /// Per track id: every media packet received, in order, while
     /// [`Net::log_rtp`] is set.
     pub rtp_log: HashMap<String, Vec<ReceivedRtp>>,
+    /// Per track id: the sequence numbers of the padding-only packets it
+    /// received, when [`Net::log_rtp`] is set.
+    pub padding_log: HashMap<String, Vec<u16>>,
     /// Its connections register `audio/red` after Opus ([`Net::red_clients`]).
     pub red: bool,
     /// The simulcast video track, when the client publishes one.
@@ -197,6 +200,7 @@ impl Client {
             discontinuities: HashMap::new(),
             last_payload: HashMap::new(),
             rtp_log: HashMap::new(),
+            padding_log: HashMap::new(),
             red: false,
             simulcast: None,
             offers: Vec::new(),
@@ -748,6 +752,19 @@ impl Net {
     /// RID header extensions, and a 90 kHz timestamp step of one 30 fps
     /// frame.
     pub fn send_layer(&mut self, client: ClientId, layer: usize, payload: &[u8]) {
+        self.send_layer_packet(client, layer, payload, true);
+    }
+
+    /// One packet of a frame on a simulcast layer, like
+    /// [`Net::send_layer`]: the frame's packets share its timestamp, and
+    /// only its last one (`last`) carries the marker bit.
+    pub fn send_layer_packet(
+        &mut self,
+        client: ClientId,
+        layer: usize,
+        payload: &[u8],
+        last: bool,
+    ) {
         let now = self.now;
         let c = &mut self.clients[client];
         let track = c.simulcast.as_mut().expect("client publishes simulcast");
@@ -769,9 +786,9 @@ impl Net {
             ),
         ];
         let shape = Shape {
-            marker: true,
+            marker: last,
             padding: false,
-            ts_step: 3000,
+            ts_step: if last { 3000 } else { 0 },
             payload_type: None,
         };
         write_next(now, &mut pc.pc, l, payload, shape, extensions);
@@ -1000,6 +1017,7 @@ impl Net {
                 let discontinuities = &mut c.discontinuities;
                 let last_payload = &mut c.last_payload;
                 let rtp_log = &mut c.rtp_log;
+                let padding_log = &mut c.padding_log;
                 let log_rtp = self.log_rtp;
                 for pc in [c.publisher.as_mut(), c.subscriber.as_mut()]
                     .into_iter()
@@ -1034,6 +1052,12 @@ impl Net {
                             // Padding (the SFU's bandwidth probes) keeps the
                             // numbering but is not media.
                             if packet.payload.is_empty() {
+                                if log_rtp {
+                                    padding_log
+                                        .entry(track.clone())
+                                        .or_default()
+                                        .push(packet.header.sequence_number);
+                                }
                                 *padding.entry(track).or_default() += 1;
                                 continue;
                             }
