@@ -38,7 +38,7 @@ const MIN_ADDITIVE_BPS_PER_S: f64 = 4_000.0;
 /// Packet size the additive increase counts in (bytes).
 const PACKET_BYTES: f64 = 1200.0;
 /// Below this share of the rate, the send rate is application-limited.
-const APP_LIMITED_SHARE: f64 = 0.5;
+pub(crate) const APP_LIMITED_SHARE: f64 = 0.5;
 
 /// What the controller is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -302,12 +302,19 @@ impl SendSideBwe {
             (false, Usage::Over) => Usage::Under,
             (false, usage) => usage,
         };
+        let sent = self.sent.bps();
         if received > 0 {
-            let sent = self.sent.bps();
             self.rate.update(now_us, usage, delivered, sent, rtt_us);
         }
-        self.loss
-            .update(now_us, lost, received, delivered, self.rate.bps(), rtt_us);
+        self.loss.update(
+            now_us,
+            lost,
+            received,
+            delivered,
+            sent,
+            self.rate.bps(),
+            rtt_us,
+        );
         self.finish_probe(now_us, usage);
         self.refresh(now_us);
     }

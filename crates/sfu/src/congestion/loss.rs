@@ -8,7 +8,10 @@
 //!
 //! - loss above 10 % over a window: the bound drops to (1 - loss / 2) x the
 //!   smaller of itself and the delivered rate, at most once per
-//!   300 ms + round trip;
+//!   300 ms + round trip. While the sender is app-limited (it sent less
+//!   than half the bound: its videos paused, say) what was delivered is no
+//!   measure of the path, and the bound drops from itself: else audio
+//!   alone, delivered after a pause, dragged it far below the link;
 //! - between 2 % and 10 %: the bound (if any) holds;
 //! - below 2 %: the bound climbs 8 % a second and goes away once it is
 //!   above the delay-based rate.
@@ -23,6 +26,8 @@
 //! random loss, a 200-packet window reads above 10 % with a probability
 //! near 2 x 10^-4 (3.6 standard deviations), so random loss does not
 //! trigger backoffs by chance as short windows would.
+
+use crate::congestion::aimd::APP_LIMITED_SHARE;
 
 /// Loss above which the bound drops.
 const HIGH: f64 = 0.10;
@@ -70,13 +75,15 @@ impl LossControl {
 
     /// Feedback said `lost` of `lost + received` packets vanished. Updates
     /// the bound when a window closes; `delivered` is the rate the receiver
-    /// gets, `delay_based` the other half's rate.
+    /// gets, `sent` the rate sent, `delay_based` the other half's rate.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         now_us: u64,
         lost: u32,
         received: u32,
         delivered: Option<f64>,
+        sent: Option<f64>,
         delay_based: f64,
         rtt_us: u64,
     ) {
@@ -105,11 +112,11 @@ impl LossControl {
             {
                 return;
             }
-            let from = match (self.bound, delivered) {
-                (Some(b), Some(d)) => b.min(d),
-                (Some(b), None) => b,
-                (None, Some(d)) => d.min(delay_based),
-                (None, None) => delay_based,
+            let base = self.bound.unwrap_or(delay_based);
+            let app_limited = sent.is_some_and(|sent| sent < APP_LIMITED_SHARE * base);
+            let from = match delivered {
+                Some(d) if !app_limited => base.min(d),
+                _ => base,
             };
             self.bound = Some(from * (1.0 - 0.5 * self.fraction));
             self.last_decrease_us = Some(now_us);
@@ -130,7 +137,7 @@ mod tests {
     fn moderate_loss_sets_no_bound() {
         let mut control = LossControl::default();
         for i in 0..100u64 {
-            control.update(i * 100_000, 5, 95, Some(1e6), 1e6, 50_000);
+            control.update(i * 100_000, 5, 95, Some(1e6), Some(1e6), 1e6, 50_000);
         }
         assert_eq!(control.bound(), None);
         assert!((control.fraction() - 0.05).abs() < 1e-9);
@@ -142,21 +149,37 @@ mod tests {
         let mut now = 0;
         for _ in 0..10 {
             now += 100_000;
-            control.update(now, 30, 70, Some(1e6), 2e6, 50_000);
+            control.update(now, 30, 70, Some(1e6), Some(1.4e6), 2e6, 50_000);
         }
         let bound = control.bound().expect("bounded");
         assert!(bound < 1e6 * 0.9, "{bound}");
         for _ in 0..400 {
             now += 100_000;
-            control.update(now, 0, 100, Some(1e6), 2e6, 50_000);
+            control.update(now, 0, 100, Some(1e6), Some(1e6), 2e6, 50_000);
         }
         assert_eq!(control.bound(), None);
     }
 
     #[test]
+    fn an_app_limited_sender_backs_off_from_the_bound_not_from_what_it_sent() {
+        let mut control = LossControl::default();
+        // Heavy loss while sending at the link: bound from the delivered
+        // rate.
+        control.update(0, 60, 140, Some(250e3), Some(800e3), 800e3, 50_000);
+        let bound = control.bound().expect("bounded");
+        assert!((bound - 250e3 * 0.85).abs() < 1.0, "{bound}");
+        // The videos paused: audio alone goes out (60 kb/s) while the loss
+        // of the queue left behind is still fed back. The bound falls from
+        // itself, not to a fraction of the audio.
+        control.update(400_000, 40, 160, Some(55e3), Some(60e3), 800e3, 50_000);
+        let next = control.bound().expect("bounded");
+        assert!((next - bound * 0.9).abs() < 1.0, "{next}");
+    }
+
+    #[test]
     fn small_windows_wait() {
         let mut control = LossControl::default();
-        control.update(0, 10, 0, None, 1e6, 0);
+        control.update(0, 10, 0, None, None, 1e6, 0);
         assert_eq!(control.fraction(), 0.0);
         assert_eq!(control.bound(), None);
     }
