@@ -417,8 +417,7 @@ fn probes_never_split_a_frame() {
     // publisher sends them: q 150 kb/s, h 400 kb/s, f 1.2 Mb/s, more than
     // a new subscriber's first estimate, so the SFU probes toward f.
     let packets = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
-    let mut frame = 0u64;
-    for _ in 0..300 {
+    for frame in 0..300u64 {
         for i in 0..4 {
             for &(layer, n, size) in &packets {
                 if i < n {
@@ -430,7 +429,6 @@ fn probes_never_split_a_frame() {
             }
             net.drive_for(FRAME / 4);
         }
-        frame += 1;
     }
 
     let track = net.track_id(alice, TrackKind::Video).expect("video");
