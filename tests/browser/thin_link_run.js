@@ -161,7 +161,14 @@ async function layerHeights(publishers) {
  */
 async function chromiumViewer(env) {
   const { link, origin, room, profiles, contexts, logs } = env;
-  const browser = await launchIn(link, link.viewerNs, 'viewer', origin, profiles, { width: 1920, height: 1080 });
+  // HUDDLE_CHROMIUM_LOG=1: the viewer logs WebRTC's receive side (packet
+  // buffer, reference finder, frame buffer, keyframe requests) to its
+  // stderr; run with DEBUG=pw:browser to see it.
+  const logArgs = process.env.HUDDLE_CHROMIUM_LOG
+    ? ['--enable-logging=stderr', '--v=0',
+      '--vmodule=*/webrtc/modules/video_coding/*=3,*/webrtc/video/*=3']
+    : [];
+  const browser = await launchIn(link, link.viewerNs, 'viewer', origin, profiles, { width: 1920, height: 1080 }, logArgs);
   contexts.push(browser);
   const page = browser.pages()[0] || (await browser.newPage());
   await join(page, `${origin}/?aec=0&camera=0`, room, 'viewer', logs);

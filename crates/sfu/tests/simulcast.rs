@@ -456,3 +456,41 @@ fn probes_never_split_a_frame() {
         "bob got f in the end"
     );
 }
+
+/// A new subscriber starts with the layer that fits the initial estimate
+/// (here the lowest) and moves up once probing shows room, rather than
+/// asking for the best layer's big keyframe before its path is known.
+#[test]
+fn a_new_subscriber_starts_low_and_moves_up() {
+    let mut net = Net::new();
+    net.log_rtp = true;
+    let alice = net.join_simulcast("alice", &RIDS);
+    // q 150 kb/s, h 400 kb/s, f 1.2 Mb/s (as in probes_never_split_a_frame),
+    // for two seconds before bob comes: what each layer costs is known.
+    let packets = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
+    let mut bob = None;
+    for frame in 0..360u64 {
+        if frame == 60 {
+            bob = Some(net.join("bob", false, false));
+        }
+        for i in 0..4 {
+            for &(layer, n, size) in &packets {
+                if i < n {
+                    let mut p = vec![0x77u8; size];
+                    p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
+                    net.send_layer_packet(alice, layer, &p, i + 1 == n);
+                }
+            }
+            net.drive_for(FRAME / 4);
+        }
+    }
+
+    let bob = bob.expect("bob joined");
+    let track = net.track_id(alice, TrackKind::Video).expect("video");
+    let layers: Vec<u8> = net.clients[bob].rtp_log[&track]
+        .iter()
+        .map(|p| p.payload[2])
+        .collect();
+    assert_eq!(layers.first(), Some(&(Q as u8)), "starts at q: {layers:?}");
+    assert_eq!(layers.last(), Some(&(F as u8)), "then f: {layers:?}");
+}
