@@ -3,7 +3,8 @@
 //! publisher sends at once (a keyframe) leaves at the subscriber's
 //! estimated rate rather than all at once; audio is never held behind it;
 //! a burst larger than the pacer may hold loses its oldest video, counted,
-//! and the audio still flows.
+//! and the audio still flows; and a fast path is not capped: a subscriber
+//! gets a video faster than 10 Mb/s whole.
 
 mod harness;
 
@@ -147,4 +148,41 @@ fn a_burst_beyond_the_queue_bound_drops_old_video_and_keeps_audio() {
         "{burst} kB at once at {rate} b/s: the oldest video is dropped"
     );
     assert_eq!(bw.paced_queued, 0, "the queue drained within a second");
+}
+
+/// The estimate has no low ceiling: on a path with room, a subscriber gets
+/// 12 Mb/s of video whole (the estimate probes its way up to it), where a
+/// 10 Mb/s cap paused the video for good (the load tool's 12-person meeting
+/// of 800 kb/s cameras lost one or two videos per subscriber).
+#[test]
+fn a_fast_path_carries_more_than_ten_megabits() {
+    let mut net = Net::new();
+    let a = net.join("a", false, true);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Video, &[b]);
+    net.connect();
+    // 30 frames/s of 50 packets of 1000 bytes: 12 Mb/s.
+    let mut last_two_seconds = 0;
+    let mut before = 0;
+    for frame in 0..300u32 {
+        if frame == 240 {
+            before = net.received(b, a, TrackKind::Video);
+        }
+        for _ in 0..50 {
+            net.send_rtp(a, TrackKind::Video, &[0x22; 1000]);
+        }
+        if frame >= 240 {
+            last_two_seconds += 50;
+        }
+        net.drive_for(Duration::from_micros(33_333));
+    }
+    net.drive_for(Duration::from_millis(200));
+    let got = net.received(b, a, TrackKind::Video) - before;
+    assert_eq!(
+        got, last_two_seconds,
+        "every packet of the last 2 s arrived"
+    );
+    let estimate = estimate_bps(&net, b);
+    assert!(estimate > 12_000_000, "estimate {estimate}");
 }
