@@ -69,9 +69,17 @@ impl Layer {
     /// What receiving it costs, bits per second: its rate while it last
     /// ran, its keyframes spread over a few seconds.
     pub fn cost_bps(&mut self, now: Instant) -> u64 {
-        self.rate
-            .running_bps(now)
-            .saturating_add(self.keyframe_rate.bps(now))
+        // A layer that stopped (dynacast, or its publisher) restarts with
+        // a keyframe and goes on with them as before: it costs its
+        // keyframes as they were, not the nothing its meter now reads
+        // (else a stopped layer looked cheap, and a subscriber whose
+        // estimate could not carry it had it started again).
+        let keyframes = if self.active(now) {
+            self.keyframe_rate.bps(now)
+        } else {
+            self.keyframe_rate.running_bps(now)
+        };
+        self.rate.running_bps(now).saturating_add(keyframes)
     }
 
     /// Whether it sent something within [`LAYER_IDLE`].
@@ -83,5 +91,42 @@ impl Layer {
     /// only because nobody received it (asking for it starts it again).
     pub fn available(&self, now: Instant) -> bool {
         self.active(now) || self.dynacast.stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_layer_costs_what_it_cost_while_it_ran_keyframes_included() {
+        let t0 = Instant::now();
+        let mut layer = Layer::new(Some("h".into()), 1, 1, 64, t0);
+        // 6 s: 30 delta frames of 1000 bytes a second (240 kb/s), and a
+        // 12 kB keyframe every second (96 kb/s).
+        let mut t = t0;
+        for i in 0..180u32 {
+            t = t0 + Duration::from_millis(33) * i;
+            if i % 30 == 0 {
+                layer.keyframe_rate.on_packet(t, 12_000);
+            } else {
+                layer.rate.on_packet(t, 1000);
+            }
+            layer.last_rx = t;
+        }
+        let running = layer.cost_bps(t);
+        assert!(running > 300_000, "{running}");
+        // Stopped: 10 s without a packet.
+        let later = t + Duration::from_secs(10);
+        assert!(!layer.active(later));
+        let stopped = layer.cost_bps(later);
+        let delta_frames = layer.rate.running_bps(later);
+        // Its keyframes still count: at least one 12 kB keyframe per 2 s
+        // window (48 kb/s) on top of its delta frames.
+        assert!(
+            stopped >= delta_frames + 48_000,
+            "stopped {stopped}: delta frames {delta_frames}, {running} while it ran"
+        );
+        assert!(stopped <= running, "{stopped} > {running}");
     }
 }
