@@ -402,6 +402,30 @@ fn vp8_picture_ids_continue_across_switches() {
     }
 }
 
+/// Per layer: packets per frame and their size. At 30 frames/s: q 150
+/// kb/s, h 400 kb/s, f 1.2 Mb/s.
+const SPLIT_FRAMES: [(usize, usize, usize); 3] = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
+
+/// One frame of every layer of `publisher`'s video in several packets
+/// ([`SPLIT_FRAMES`]; only the first has the VP8 start bit, only the last
+/// the marker), spread over the frame time as a paced publisher sends
+/// them.
+fn send_split_frame(net: &mut Net, publisher: ClientId, frame: u64) {
+    for i in 0..4 {
+        for &(layer, n, size) in &SPLIT_FRAMES {
+            if i < n {
+                let mut p = vec![0x77u8; size];
+                p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
+                if i > 0 {
+                    p[0] &= !0x10; // S: only the frame's first packet
+                }
+                net.send_layer_packet(publisher, layer, &p, i + 1 == n);
+            }
+        }
+        net.drive_for(FRAME / 4);
+    }
+}
+
 /// The SFU's bandwidth probes (padding on a video leg) go between frames,
 /// never between the packets of one: a receiver cannot assemble a frame
 /// whose sequence numbers padding interrupts (libwebrtc's packet buffer
@@ -413,22 +437,10 @@ fn probes_never_split_a_frame() {
     net.log_rtp = true;
     let alice = net.join_simulcast("alice", &RIDS);
     let bob = net.join("bob", false, false);
-    // Frames of several packets, spread over the frame time as a paced
-    // publisher sends them: q 150 kb/s, h 400 kb/s, f 1.2 Mb/s, more than
-    // a new subscriber's first estimate, so the SFU probes toward f.
-    let packets = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
+    // Frames of several packets, more than a new subscriber's first
+    // estimate, so the SFU probes toward f.
     for frame in 0..300u64 {
-        for i in 0..4 {
-            for &(layer, n, size) in &packets {
-                if i < n {
-                    let mut p = vec![0x77u8; size];
-                    p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
-                    p[0] |= if i == 0 { 0x10 } else { 0 }; // S: frame start
-                    net.send_layer_packet(alice, layer, &p, i + 1 == n);
-                }
-            }
-            net.drive_for(FRAME / 4);
-        }
+        send_split_frame(&mut net, alice, frame);
     }
 
     let track = net.track_id(alice, TrackKind::Video).expect("video");
@@ -465,24 +477,14 @@ fn a_new_subscriber_starts_low_and_moves_up() {
     let mut net = Net::new();
     net.log_rtp = true;
     let alice = net.join_simulcast("alice", &RIDS);
-    // q 150 kb/s, h 400 kb/s, f 1.2 Mb/s (as in probes_never_split_a_frame),
-    // for two seconds before bob comes: what each layer costs is known.
-    let packets = [(Q, 1, 600), (H, 2, 800), (F, 4, 1150)];
+    // Frames of several packets for two seconds before bob comes: what
+    // each layer costs is known.
     let mut bob = None;
     for frame in 0..360u64 {
         if frame == 60 {
             bob = Some(net.join("bob", false, false));
         }
-        for i in 0..4 {
-            for &(layer, n, size) in &packets {
-                if i < n {
-                    let mut p = vec![0x77u8; size];
-                    p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
-                    net.send_layer_packet(alice, layer, &p, i + 1 == n);
-                }
-            }
-            net.drive_for(FRAME / 4);
-        }
+        send_split_frame(&mut net, alice, frame);
     }
 
     let bob = bob.expect("bob joined");
