@@ -37,7 +37,7 @@ use crate::congestion::cluster::{Cluster, ProbeResult};
 use crate::congestion::delay::{DelayDetector, Usage};
 use crate::congestion::feedback::{ReferenceUnwrapper, Status, Statuses, REFERENCE_TICK_US};
 use crate::congestion::history::{Fate, PacketKind, SendHistory};
-use crate::congestion::loss::LossControl;
+use crate::congestion::loss::{LossControl, Rates};
 use crate::congestion::rate::RateWindow;
 
 /// Window of the delivered (acknowledged) rate.
@@ -310,15 +310,12 @@ impl SendSideBwe {
         if received > 0 {
             self.rate.update(now_us, usage, delivered, sent, rtt_us);
         }
-        self.loss.update(
-            now_us,
-            lost,
-            received,
+        let rates = Rates {
             delivered,
             sent,
-            self.rate.bps(),
-            rtt_us,
-        );
+            delay_based: self.rate.bps(),
+        };
+        self.loss.update(now_us, lost, received, rates, rtt_us);
         self.finish_probe(now_us, usage);
         self.refresh(now_us);
     }

@@ -43,6 +43,17 @@ const DECREASE_SPACING_US: u64 = 300_000;
 /// Increase of the bound per second under low loss.
 const INCREASE_PER_SECOND: f64 = 1.08;
 
+/// The rates a loss update weighs (bits/s).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rates {
+    /// What the receiver gets, once measured.
+    pub delivered: Option<f64>,
+    /// What was sent, once measured.
+    pub sent: Option<f64>,
+    /// The delay-based half of the estimate.
+    pub delay_based: f64,
+}
+
 /// The loss-based bound and the loss fraction behind it.
 #[derive(Debug, Default)]
 pub(crate) struct LossControl {
@@ -74,19 +85,13 @@ impl LossControl {
     }
 
     /// Feedback said `lost` of `lost + received` packets vanished. Updates
-    /// the bound when a window closes; `delivered` is the rate the receiver
-    /// gets, `sent` the rate sent, `delay_based` the other half's rate.
-    #[allow(clippy::too_many_arguments)]
-    pub fn update(
-        &mut self,
-        now_us: u64,
-        lost: u32,
-        received: u32,
-        delivered: Option<f64>,
-        sent: Option<f64>,
-        delay_based: f64,
-        rtt_us: u64,
-    ) {
+    /// the bound when a window closes, from `rates`.
+    pub fn update(&mut self, now_us: u64, lost: u32, received: u32, rates: Rates, rtt_us: u64) {
+        let Rates {
+            delivered,
+            sent,
+            delay_based,
+        } = rates;
         let start = *self.window_start_us.get_or_insert(now_us);
         self.lost = self.lost.saturating_add(lost);
         self.total = self.total.saturating_add(lost.saturating_add(received));
@@ -133,11 +138,19 @@ impl LossControl {
 mod tests {
     use super::*;
 
+    fn rates(delivered: Option<f64>, sent: Option<f64>, delay_based: f64) -> Rates {
+        Rates {
+            delivered,
+            sent,
+            delay_based,
+        }
+    }
+
     #[test]
     fn moderate_loss_sets_no_bound() {
         let mut control = LossControl::default();
         for i in 0..100u64 {
-            control.update(i * 100_000, 5, 95, Some(1e6), Some(1e6), 1e6, 50_000);
+            control.update(i * 100_000, 5, 95, rates(Some(1e6), Some(1e6), 1e6), 50_000);
         }
         assert_eq!(control.bound(), None);
         assert!((control.fraction() - 0.05).abs() < 1e-9);
@@ -149,13 +162,13 @@ mod tests {
         let mut now = 0;
         for _ in 0..10 {
             now += 100_000;
-            control.update(now, 30, 70, Some(1e6), Some(1.4e6), 2e6, 50_000);
+            control.update(now, 30, 70, rates(Some(1e6), Some(1.4e6), 2e6), 50_000);
         }
         let bound = control.bound().expect("bounded");
         assert!(bound < 1e6 * 0.9, "{bound}");
         for _ in 0..400 {
             now += 100_000;
-            control.update(now, 0, 100, Some(1e6), Some(1e6), 2e6, 50_000);
+            control.update(now, 0, 100, rates(Some(1e6), Some(1e6), 2e6), 50_000);
         }
         assert_eq!(control.bound(), None);
     }
@@ -165,13 +178,19 @@ mod tests {
         let mut control = LossControl::default();
         // Heavy loss while sending at the link: bound from the delivered
         // rate.
-        control.update(0, 60, 140, Some(250e3), Some(800e3), 800e3, 50_000);
+        control.update(0, 60, 140, rates(Some(250e3), Some(800e3), 800e3), 50_000);
         let bound = control.bound().expect("bounded");
         assert!((bound - 250e3 * 0.85).abs() < 1.0, "{bound}");
         // The videos paused: audio alone goes out (60 kb/s) while the loss
         // of the queue left behind is still fed back. The bound falls from
         // itself, not to a fraction of the audio.
-        control.update(400_000, 40, 160, Some(55e3), Some(60e3), 800e3, 50_000);
+        control.update(
+            400_000,
+            40,
+            160,
+            rates(Some(55e3), Some(60e3), 800e3),
+            50_000,
+        );
         let next = control.bound().expect("bounded");
         assert!((next - bound * 0.9).abs() < 1.0, "{next}");
     }
@@ -179,7 +198,7 @@ mod tests {
     #[test]
     fn small_windows_wait() {
         let mut control = LossControl::default();
-        control.update(0, 10, 0, None, None, 1e6, 0);
+        control.update(0, 10, 0, rates(None, None, 1e6), 0);
         assert_eq!(control.fraction(), 0.0);
         assert_eq!(control.bound(), None);
     }
