@@ -89,6 +89,7 @@ mod playout;
 mod red;
 mod red_recv;
 mod red_send;
+mod rtp_clock;
 mod sender;
 mod signal;
 mod simulcast;

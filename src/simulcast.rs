@@ -6,7 +6,9 @@
 
 use crate::error::CallError;
 use crate::ids::Ssrc;
+use crate::rtp_clock::{self, RtpClock};
 use bytes::Bytes;
+use huddle_proto::TrackKind;
 use huddle_wire::feedback::keyframe_ssrcs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,18 +69,11 @@ impl LayerSwitches {
     }
 }
 
-/// Sequence number and timestamp of one layer.
-#[derive(Debug)]
-struct LayerClock {
-    seq: u16,
-    ts: u32,
-}
-
 #[derive(Debug)]
 struct Layer {
     rid: String,
     ssrc: u32,
-    clock: Mutex<LayerClock>,
+    clock: Mutex<RtpClock>,
 }
 
 /// A video track published as simulcast layers
@@ -138,10 +133,7 @@ impl SimulcastTrack {
                 .map(|&(rid, ssrc)| Layer {
                     rid: rid.to_owned(),
                     ssrc,
-                    clock: Mutex::new(LayerClock {
-                        seq: rand::random(),
-                        ts: rand::random(),
-                    }),
+                    clock: Mutex::new(RtpClock::random()),
                 })
                 .collect(),
             switches,
@@ -188,10 +180,7 @@ impl SimulcastTrack {
             .layer(rid)
             .ok_or_else(|| CallError::InvalidInput(format!("no simulcast layer {rid:?}")))?;
         let mut clock = layer.clock.lock().await;
-        let ts = clock.ts;
-        clock.ts = clock
-            .ts
-            .wrapping_add((duration.as_nanos() * 90_000 / 1_000_000_000) as u32);
+        let ts = clock.start_frame(rtp_clock::ticks(TrackKind::Video, duration));
         if !self.is_active(rid) {
             return Ok(0);
         }
@@ -202,7 +191,7 @@ impl SimulcastTrack {
                 version: 2,
                 marker: i == last,
                 payload_type: self.payload_type,
-                sequence_number: clock.seq,
+                sequence_number: clock.seq(),
                 timestamp: ts,
                 ssrc: layer.ssrc,
                 ..Default::default()
@@ -214,7 +203,7 @@ impl SimulcastTrack {
             header
                 .set_extension(self.extensions.rid_id, rid_bytes.clone())
                 .map_err(|e| CallError::WebRtc(e.to_string()))?;
-            clock.seq = clock.seq.wrapping_add(1);
+            clock.next_seq(); // taken once the header is whole
             let packet = rtc::rtp::Packet {
                 header,
                 payload: Bytes::copy_from_slice(payload),

@@ -7,6 +7,7 @@ use crate::participant::Participant;
 use crate::red::RedFormat;
 use crate::red_recv::AudioPacket;
 use crate::red_send::RedSender;
+use crate::rtp_clock::{self, RtpClock};
 use bytes::Bytes;
 use huddle_proto::TrackKind;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -23,8 +24,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 /// RTP sequence and timestamp state of a local track, and its RED state
 /// when RED was negotiated for it.
 struct Clock {
-    seq: u16,
-    ts: u32,
+    rtp: RtpClock,
     red: Option<RedSender>,
 }
 
@@ -89,8 +89,7 @@ impl LocalTrack {
             ssrc,
             payload_type,
             clock: Mutex::new(Clock {
-                seq: rand::random(),
-                ts: rand::random(),
+                rtp: RtpClock::random(),
                 red,
             }),
             muted: AtomicBool::new(false),
@@ -125,9 +124,9 @@ impl LocalTrack {
             level: frame.level.dbov.min(127),
             voice: frame.level.voice,
         });
-        let ticks = self.ticks(frame.duration);
+        let ticks = rtp_clock::ticks(self.kind, frame.duration);
         let mut clock = self.clock.lock().await;
-        let ts = clock.ts;
+        let ts = clock.rtp.ts();
         let red = match clock.red.as_mut() {
             // Not sent: the next packet must not repeat frames across it.
             Some(red) if self.is_muted() => {
@@ -161,31 +160,20 @@ impl LocalTrack {
         }
     }
 
-    /// RTP clock ticks in `d` (48 kHz for audio, 90 kHz for video).
-    fn ticks(&self, d: Duration) -> u32 {
-        let rate: u128 = match self.kind {
-            TrackKind::Audio => 48_000,
-            TrackKind::Video => 90_000,
-        };
-        (d.as_nanos() * rate / 1_000_000_000) as u32
-    }
-
     /// The next RTP packet of this track (takes a sequence number).
     fn packet(&self, clock: &mut Clock, ts: u32, marker: bool, payload: &[u8]) -> rtc::rtp::Packet {
-        let packet = rtc::rtp::Packet {
+        rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 marker,
                 payload_type: self.payload_type,
-                sequence_number: clock.seq,
+                sequence_number: clock.rtp.next_seq(),
                 timestamp: ts,
                 ssrc: self.ssrc,
                 ..Default::default()
             },
             payload: Bytes::copy_from_slice(payload),
-        };
-        clock.seq = clock.seq.wrapping_add(1);
-        packet
+        }
     }
 
     /// Wait for the next keyframe request (PLI or FIR) for this track, which the
@@ -204,7 +192,7 @@ impl LocalTrack {
 
     /// The RTP sequence number the next packet will carry.
     pub async fn next_sequence_number(&self) -> SeqNum {
-        SeqNum(self.clock.lock().await.seq)
+        SeqNum(self.clock.lock().await.rtp.seq())
     }
 
     pub(crate) fn set_muted(&self, muted: bool) {
@@ -227,7 +215,7 @@ impl LocalTrack {
         payloads: &[&[u8]],
         duration: Duration,
     ) -> Result<usize, CallError> {
-        let ticks = self.ticks(duration);
+        let ticks = rtp_clock::ticks(self.kind, duration);
         self.send(payloads, ticks, true, None).await
     }
 
@@ -255,8 +243,7 @@ impl LocalTrack {
         marker: bool,
         extension: Option<HeaderExtension>,
     ) -> Result<usize, CallError> {
-        let ts = clock.ts;
-        clock.ts = clock.ts.wrapping_add(duration);
+        let ts = clock.rtp.start_frame(duration);
         if self.is_muted() {
             return Ok(0);
         }
