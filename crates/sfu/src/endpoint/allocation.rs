@@ -213,19 +213,14 @@ impl Endpoint {
             return;
         };
         let list: Vec<Demand> = demands.iter().map(|(_, d)| d.clone()).collect();
-        let settling = p
+        let cc = p
             .subscriber
             .as_ref()
             .and_then(|c| c.wire.as_ref())
-            .and_then(|w| w.congestion())
-            .is_some_and(|cc| cc.settling(now));
+            .and_then(|w| w.congestion());
+        let settling = cc.is_some_and(|cc| cc.settling(now));
+        let paced = cc.map(|cc| cc.paced_counts());
         let decision = allocate(now, &mut p.allocator, budget, settling, &list);
-        let paced = p
-            .subscriber
-            .as_ref()
-            .and_then(|c| c.wire.as_ref())
-            .and_then(|w| w.congestion())
-            .map(|cc| cc.paced_counts());
         debug!(
             ?paced,
             subscriber = %sub,
