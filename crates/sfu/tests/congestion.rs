@@ -21,6 +21,16 @@ use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, RunLengthChunk, SymbolTypeTcc, TransportLayerCc,
 };
 
+/// An estimator starting at `initial_bps`, between 50 kb/s and `max_bps`.
+fn bwe(initial_bps: u64, max_bps: u64) -> BweConfig {
+    BweConfig {
+        initial_bps,
+        min_bps: 50_000,
+        max_bps,
+        ..BweConfig::default()
+    }
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -80,12 +90,7 @@ fn without_probing_the_delay_based_estimate_follows_the_steps_down() {
     // AIMD alone, started at the capacity: the step down still shows
     // within 2 s (recovery upwards without probing is 8 % a second).
     let mut sim = Sim::new(SimConfig {
-        bwe: BweConfig {
-            initial_bps: 2_000_000,
-            min_bps: 50_000,
-            max_bps: 2_500_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(2_000_000, 2_500_000),
         sample_every: Duration::from_millis(10),
         ..SimConfig::default()
     });
@@ -113,12 +118,7 @@ fn lossy_sim(loss: f64, goal: Option<u64>, seed: u64) -> Sim {
         loss,
         seed,
         goal_bps: goal,
-        bwe: BweConfig {
-            initial_bps: 300_000,
-            min_bps: 50_000,
-            max_bps: 2_000_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(300_000, 2_000_000),
         ..SimConfig::default()
     })
 }
@@ -169,12 +169,7 @@ fn ramp_up_from_the_initial_estimate() {
     let config = |goal| SimConfig {
         capacity_bps: 2_500_000,
         goal_bps: goal,
-        bwe: BweConfig {
-            initial_bps: 300_000,
-            min_bps: 50_000,
-            max_bps: 3_000_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(300_000, 3_000_000),
         sample_every: Duration::from_millis(10),
         ..SimConfig::default()
     };
@@ -295,12 +290,7 @@ fn wraparound_and_garbage_feedback_change_nothing() {
 fn probe_with_room_succeeds_and_moves_the_estimate() {
     let mut sim = Sim::new(SimConfig {
         capacity_bps: 3_000_000,
-        bwe: BweConfig {
-            initial_bps: 1_000_000,
-            min_bps: 50_000,
-            max_bps: 5_000_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(1_000_000, 5_000_000),
         ..SimConfig::default()
     });
     sim.run_until(secs(2.0));
@@ -324,12 +314,7 @@ fn probe_with_room_succeeds_and_moves_the_estimate() {
 fn probe_without_room_fails_keeps_the_estimate_and_audio_flowing() {
     let mut sim = Sim::new(SimConfig {
         capacity_bps: 1_000_000,
-        bwe: BweConfig {
-            initial_bps: 800_000,
-            min_bps: 50_000,
-            max_bps: 5_000_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(800_000, 5_000_000),
         ..SimConfig::default()
     });
     sim.run_until(secs(10.0));
@@ -414,12 +399,7 @@ fn a_probe_the_path_carries_lifts_a_loss_based_bound() {
     let mut sim = Sim::new(SimConfig {
         capacity_bps: 2_000_000,
         loss: 0.3,
-        bwe: BweConfig {
-            initial_bps: 1_000_000,
-            min_bps: 50_000,
-            max_bps: 5_000_000,
-            ..BweConfig::default()
-        },
+        bwe: bwe(1_000_000, 5_000_000),
         ..SimConfig::default()
     });
     sim.run_until(secs(4.0));

@@ -156,12 +156,7 @@ fn a_burst_beyond_the_queue_bound_drops_old_video_and_keeps_audio() {
 /// of 800 kb/s cameras lost one or two videos per subscriber).
 #[test]
 fn a_fast_path_carries_more_than_ten_megabits() {
-    let mut net = Net::new();
-    let a = net.join("a", false, true);
-    let b = net.join("b", false, false);
-    net.connect();
-    net.start_media(a, TrackKind::Video, &[b]);
-    net.connect();
+    let (mut net, a, b) = Net::one_to_one(TrackKind::Video);
     // 30 frames/s of 50 packets of 1000 bytes: 12 Mb/s.
     let mut last_two_seconds = 0;
     let mut before = 0;

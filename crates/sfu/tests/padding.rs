@@ -47,12 +47,7 @@ fn seen(net: &Net, subscriber: ClientId, track: &str) -> (u64, u64, Vec<u8>) {
 }
 
 fn one_to_one(kind: TrackKind) -> (Net, ClientId, ClientId, String) {
-    let mut net = Net::new();
-    let a = net.join("a", kind == TrackKind::Audio, kind == TrackKind::Video);
-    let b = net.join("b", false, false);
-    net.connect();
-    net.start_media(a, kind, &[b]);
-    net.connect();
+    let (net, a, b) = Net::one_to_one(kind);
     let track = net.track_id(a, kind).expect("a's track");
     (net, a, b, track)
 }

@@ -223,12 +223,9 @@ fn view(
     net.pump();
 }
 
-/// A small tile gets the small layer, a big one the big layer; a hidden
-/// video gets nothing. Dynacast: the layers nobody receives are switched
-/// off at the publisher (after a hold) and on again as soon as someone
-/// wants them; the lowest layer always stays on.
-#[test]
-fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
+/// Alice publishes q, h and f; bob receives her video on f, the best
+/// layer. Returns the next frame number.
+fn bob_on_f() -> (Net, ClientId, ClientId, u64) {
     let mut net = Net::new();
     let alice = net.join_simulcast("alice", &RIDS);
     let bob = net.join("bob", false, false);
@@ -236,6 +233,16 @@ fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
     start(&mut net, &[alice], &[bob], &mut frame);
     send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
     assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+    (net, alice, bob, frame)
+}
+
+/// A small tile gets the small layer, a big one the big layer; a hidden
+/// video gets nothing. Dynacast: the layers nobody receives are switched
+/// off at the publisher (after a hold) and on again as soon as someone
+/// wants them; the lowest layer always stays on.
+#[test]
+fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
+    let (mut net, alice, bob, mut frame) = bob_on_f();
 
     // A 320x180 tile: q, switched at q's next keyframe.
     view(&mut net, bob, alice, true, Some((320, 180)));
@@ -282,13 +289,7 @@ fn tile_size_and_visibility_choose_the_layer_and_dynacast_follows() {
 /// for its new layer's keyframe asks again.
 #[test]
 fn keyframe_requests_to_a_track_are_spaced_and_repeated_while_a_leg_waits() {
-    let mut net = Net::new();
-    let alice = net.join_simulcast("alice", &RIDS);
-    let bob = net.join("bob", false, false);
-    let mut frame = 0;
-    start(&mut net, &[alice], &[bob], &mut frame);
-    send(&mut net, &[alice], &[Q, H, F], 30, &mut frame);
-    assert_eq!(layer_seen(&net, bob, alice), Some(F as u8));
+    let (mut net, alice, bob, _) = bob_on_f();
 
     // Bob's tile shrinks twice within a frame: q is wanted, then h. From
     // here alice sends no keyframe at all (every frame a delta); the

@@ -451,6 +451,18 @@ impl Net {
     /// Add a participant named `name` to the room; when it publishes, its
     /// publisher connection offers at once (the answer is applied before this
     /// returns). Call [`Net::drive`] to let the connections come up.
+    /// A call of two: "a" publishes one track of `kind`, "b" receives it,
+    /// media flowing.
+    pub fn one_to_one(kind: TrackKind) -> (Net, ClientId, ClientId) {
+        let mut net = Net::new();
+        let a = net.join("a", kind == TrackKind::Audio, kind == TrackKind::Video);
+        let b = net.join("b", false, false);
+        net.connect();
+        net.start_media(a, kind, &[b]);
+        net.connect();
+        (net, a, b)
+    }
+
     pub fn join(&mut self, name: &str, publish_audio: bool, publish_video: bool) -> ClientId {
         let index = self.clients.len();
         let id = ParticipantId(name.to_owned());
