@@ -97,9 +97,105 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     })
 }
 
+/// The attribute that offers or accepts RFC 8888 congestion control
+/// feedback for every payload type of an m-line (RFC 8888 §6).
+pub const CCFB_ATTRIBUTE: &str = "a=rtcp-fb:* ack ccfb";
+
+/// Whether an audio or video m-line of an SDP offers or accepts RFC 8888
+/// congestion control feedback (`a=rtcp-fb:<pt or *> ack ccfb`).
+pub fn has_ccfb(sdp: &str) -> bool {
+    let mut media = false;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            media = m.starts_with("audio ") || m.starts_with("video ");
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("a=rtcp-fb:").filter(|_| media) else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let _payload_type = parts.next();
+        if parts.next() == Some("ack") && parts.next() == Some("ccfb") {
+            return true;
+        }
+    }
+    false
+}
+
+/// `sdp` with [`CCFB_ATTRIBUTE`] at the end of every audio and video m-line
+/// that does not carry it yet (line endings as the SDP's own).
+pub fn with_ccfb(sdp: &str) -> String {
+    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(sdp.len() + 128);
+    let mut pending = false;
+    let close = |out: &mut String, pending: &mut bool| {
+        if std::mem::take(pending) {
+            out.push_str(CCFB_ATTRIBUTE);
+            out.push_str(eol);
+        }
+    };
+    for line in sdp.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if let Some(m) = trimmed.strip_prefix("m=") {
+            close(&mut out, &mut pending);
+            pending = m.starts_with("audio ") || m.starts_with("video ");
+        } else if trimmed == CCFB_ATTRIBUTE {
+            pending = false;
+        }
+        out.push_str(line);
+        if !line.ends_with('\n') && !line.is_empty() {
+            out.push_str(eol);
+        }
+    }
+    close(&mut out, &mut pending);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ccfb_is_added_to_every_audio_and_video_section_once() {
+        let sdp = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n";
+        assert!(!has_ccfb(sdp));
+        let with = with_ccfb(sdp);
+        assert_eq!(
+            with,
+            "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtcp-fb:* ack ccfb\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=rtcp-fb:* ack ccfb\r\n"
+        );
+        assert!(has_ccfb(&with));
+        assert_eq!(with_ccfb(&with), with, "not added twice");
+        // A last line without its line ending gets one before the attribute.
+        assert_eq!(
+            with_ccfb("m=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0"),
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\na=rtcp-fb:* ack ccfb\n"
+        );
+    }
+
+    #[test]
+    fn ccfb_is_read_per_payload_type_or_wildcard_in_media_sections_only() {
+        assert!(has_ccfb(
+            "m=video 9 RTP/SAVPF 96\r\na=rtcp-fb:96 ack ccfb\r\n"
+        ));
+        assert!(has_ccfb("m=audio 9 RTP/SAVPF 111\na=rtcp-fb:* ack ccfb\n"));
+        assert!(!has_ccfb(
+            "a=rtcp-fb:* ack ccfb\r\nm=video 9 RTP/SAVPF 96\r\n"
+        ));
+        assert!(!has_ccfb(
+            "m=video 9 RTP/SAVPF 96\r\na=rtcp-fb:96 ack rpsi\r\n"
+        ));
+        assert!(!has_ccfb(
+            "m=video 9 RTP/SAVPF 96\r\na=rtcp-fb:96 transport-cc\r\n"
+        ));
+        assert!(!has_ccfb(
+            "m=application 9 UDP/DTLS/SCTP x\r\na=rtcp-fb:* ack ccfb\r\n"
+        ));
+    }
 
     #[test]
     fn extmap_ids_are_read_from_the_first_line_that_names_the_uri() {
