@@ -35,11 +35,16 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// The step scenario: 2 Mb/s, 1 Mb/s from 10 s, 2 Mb/s from 20 s.
-fn step_sim(goal: Option<u64>) -> Sim {
+/// How the simulated receiver reports arrivals, and the name to print.
+const FEEDBACK: [(bool, &str); 2] = [(false, "TWCC"), (true, "RFC 8888")];
+
+/// The step scenario: 2 Mb/s, 1 Mb/s from 10 s, 2 Mb/s from 20 s; the
+/// receiver reports with RFC 8888 feedback if `ccfb`, else TWCC.
+fn step_sim(goal: Option<u64>, ccfb: bool) -> Sim {
     let mut sim = Sim::new(SimConfig {
         goal_bps: goal,
         sample_every: Duration::from_millis(10),
+        ccfb,
         ..SimConfig::default()
     });
     sim.schedule_capacity(secs(10.0), 1_000_000);
@@ -55,34 +60,47 @@ fn first_time(sim: &Sim, from: f64, f: impl Fn(u64) -> bool) -> Option<f64> {
 
 #[test]
 fn capacity_halved_estimate_below_it_within_2_s() {
-    let mut sim = step_sim(Some(2_500_000));
-    sim.run_until(secs(10.0));
-    let before = sim.bwe.estimate_bps();
-    assert!(before > 1_200_000, "converged near 2 Mb/s first: {before}");
-    sim.run_until(secs(14.0));
-    let took = first_time(&sim, 10.0, |e| e < 1_000_000).expect("went below 1 Mb/s");
-    println!("step down 2 -> 1 Mb/s: estimate {before} -> below 1 Mb/s after {took:.2} s");
-    assert!(took <= 2.0, "took {took} s");
+    for (ccfb, name) in FEEDBACK {
+        let mut sim = step_sim(Some(2_500_000), ccfb);
+        sim.run_until(secs(10.0));
+        let before = sim.bwe.estimate_bps();
+        assert!(
+            before > 1_200_000,
+            "{name}: converged near 2 Mb/s first: {before}"
+        );
+        sim.run_until(secs(14.0));
+        let took = first_time(&sim, 10.0, |e| e < 1_000_000).expect("went below 1 Mb/s");
+        println!(
+            "{name}: step down 2 -> 1 Mb/s: estimate {before} -> below 1 Mb/s after {took:.2} s"
+        );
+        assert!(took <= 2.0, "{name}: took {took} s");
+        assert_eq!(sim.bwe.stats().unknown_statuses, 0, "{name}");
+    }
 }
 
 #[test]
 fn capacity_restored_estimate_at_90_percent_within_8_s() {
-    let mut sim = step_sim(Some(2_500_000));
-    sim.run_until(secs(30.0));
-    let took = first_time(&sim, 20.0, |e| e >= 1_800_000).expect("reached 1.8 Mb/s");
-    println!("step up 1 -> 2 Mb/s: estimate >= 1.8 Mb/s after {took:.2} s");
-    assert!(took <= 8.0, "took {took} s");
-    // And it does not sit above the capacity: the average over the last
-    // 5 s is within [70 %, 105 %] of it.
-    let tail: Vec<u64> = sim
-        .samples
-        .iter()
-        .filter(|s| s.t >= 25.0)
-        .map(|s| s.estimate_bps)
-        .collect();
-    let mean = tail.iter().sum::<u64>() as f64 / tail.len() as f64;
-    println!("step up: mean estimate 25-30 s {mean:.0}");
-    assert!((1_400_000.0..=2_100_000.0).contains(&mean), "{mean}");
+    for (ccfb, name) in FEEDBACK {
+        let mut sim = step_sim(Some(2_500_000), ccfb);
+        sim.run_until(secs(30.0));
+        let took = first_time(&sim, 20.0, |e| e >= 1_800_000).expect("reached 1.8 Mb/s");
+        println!("{name}: step up 1 -> 2 Mb/s: estimate >= 1.8 Mb/s after {took:.2} s");
+        assert!(took <= 8.0, "{name}: took {took} s");
+        // And it does not sit above the capacity: the average over the last
+        // 5 s is within [70 %, 105 %] of it.
+        let tail: Vec<u64> = sim
+            .samples
+            .iter()
+            .filter(|s| s.t >= 25.0)
+            .map(|s| s.estimate_bps)
+            .collect();
+        let mean = tail.iter().sum::<u64>() as f64 / tail.len() as f64;
+        println!("{name}: step up: mean estimate 25-30 s {mean:.0}");
+        assert!(
+            (1_400_000.0..=2_100_000.0).contains(&mean),
+            "{name}: {mean}"
+        );
+    }
 }
 
 #[test]
@@ -112,13 +130,14 @@ fn mean_estimate(sim: &Sim, from: f64, to: f64) -> f64 {
     values.iter().sum::<u64>() as f64 / values.len().max(1) as f64
 }
 
-fn lossy_sim(loss: f64, goal: Option<u64>, seed: u64) -> Sim {
+fn lossy_sim(loss: f64, goal: Option<u64>, seed: u64, ccfb: bool) -> Sim {
     Sim::new(SimConfig {
         capacity_bps: 5_000_000,
         loss,
         seed,
         goal_bps: goal,
         bwe: bwe(300_000, 2_000_000),
+        ccfb,
         ..SimConfig::default()
     })
 }
@@ -132,33 +151,35 @@ fn lossy_sim(loss: f64, goal: Option<u64>, seed: u64) -> Sim {
 /// The brief asked for 70 %; 90 % is what the design allows to promise.
 #[test]
 fn random_loss_without_congestion_does_not_collapse_the_estimate() {
-    for goal in [None, Some(2_000_000)] {
-        for seed in [1, 2, 3] {
-            let mut clean = lossy_sim(0.0, goal, seed);
-            let mut lossy = lossy_sim(0.05, goal, seed);
-            let end = if goal.is_some() { 20.0 } else { 40.0 };
-            clean.run_until(secs(end));
-            lossy.run_until(secs(end));
-            let mut worst: f64 = 1.0;
-            let mut second = 1.0;
-            while second < end {
-                let ratio = mean_estimate(&lossy, second - 1.0, second)
-                    / mean_estimate(&clean, second - 1.0, second);
-                worst = worst.min(ratio);
-                second += 1.0;
+    for (ccfb, name) in FEEDBACK {
+        for goal in [None, Some(2_000_000)] {
+            for seed in [1, 2, 3] {
+                let mut clean = lossy_sim(0.0, goal, seed, ccfb);
+                let mut lossy = lossy_sim(0.05, goal, seed, ccfb);
+                let end = if goal.is_some() { 20.0 } else { 40.0 };
+                clean.run_until(secs(end));
+                lossy.run_until(secs(end));
+                let mut worst: f64 = 1.0;
+                let mut second = 1.0;
+                while second < end {
+                    let ratio = mean_estimate(&lossy, second - 1.0, second)
+                        / mean_estimate(&clean, second - 1.0, second);
+                    worst = worst.min(ratio);
+                    second += 1.0;
+                }
+                let stats = lossy.bwe.stats();
+                println!(
+                    "{name}: 5 % loss, probing {}, seed {seed}: estimate {} vs {} lossless; worst 1 s ratio {worst:.3}; \
+                     measured loss {:.3}; loss-based bound {:?}",
+                    goal.is_some(),
+                    lossy.bwe.estimate_bps(),
+                    clean.bwe.estimate_bps(),
+                    stats.loss_fraction,
+                    stats.loss_based_bps,
+                );
+                assert!(worst >= 0.9, "{name}: worst ratio {worst}");
+                assert!((0.03..0.08).contains(&stats.loss_fraction), "{name}");
             }
-            let stats = lossy.bwe.stats();
-            println!(
-                "5 % loss, probing {}, seed {seed}: estimate {} vs {} lossless; worst 1 s ratio {worst:.3}; \
-                 measured loss {:.3}; loss-based bound {:?}",
-                goal.is_some(),
-                lossy.bwe.estimate_bps(),
-                clean.bwe.estimate_bps(),
-                stats.loss_fraction,
-                stats.loss_based_bps,
-            );
-            assert!(worst >= 0.9, "worst ratio {worst}");
-            assert!((0.03..0.08).contains(&stats.loss_fraction));
         }
     }
 }
@@ -434,7 +455,7 @@ fn a_probe_the_path_carries_lifts_a_loss_based_bound() {
 /// before anything happened.
 #[test]
 fn a_fall_of_the_estimate_is_noted() {
-    let mut sim = step_sim(Some(2_500_000));
+    let mut sim = step_sim(Some(2_500_000), false);
     let start = sim.now;
     assert!(!sim.bwe.decreased_within(start, secs(2.0)));
     sim.run_until(secs(10.0));

@@ -30,12 +30,14 @@
 
 use std::time::{Duration, Instant};
 
+use rtc::rtcp::transport_feedbacks::cc_feedback_report::CcFeedbackReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 
 use crate::congestion::aimd::RateControl;
+use crate::congestion::ccfb::{self, RtpSeqMap};
 use crate::congestion::cluster::{Cluster, ProbeResult};
 use crate::congestion::delay::{DelayDetector, Usage};
-use crate::congestion::feedback::{ReferenceUnwrapper, Status, Statuses, REFERENCE_TICK_US};
+use crate::congestion::feedback::{Status, Statuses, Unwrapper, REFERENCE_TICK_US};
 use crate::congestion::history::{Fate, PacketKind, SendHistory};
 use crate::congestion::loss::{LossControl, Rates};
 use crate::congestion::rate::RateWindow;
@@ -52,6 +54,23 @@ const TIMEOUT_BACKOFF: f64 = 0.8;
 /// A fall of the estimate below this share of what it was is noted
 /// ([`SendSideBwe::decreased_within`]).
 const DECREASE_NOTED: f64 = 0.95;
+
+/// Capacity of the RFC 8888 scratch list kept between feedbacks (entries
+/// of 16 bytes); a larger feedback's is given back.
+const CCFB_SCRATCH_KEPT: usize = 1024;
+
+/// What one feedback said, packet by packet, summed up.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Packets newly reported lost.
+    lost: u32,
+    /// Packets newly reported received.
+    received: u32,
+    /// Overuse detections among them (outside probes).
+    triggers: u64,
+    /// Send time of the newest packet reported received.
+    newest_send_us: Option<u64>,
+}
 
 /// Configuration of a [`SendSideBwe`].
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +152,16 @@ pub struct SendSideBwe {
     epoch: Instant,
     config: BweConfig,
     history: SendHistory,
-    reference: ReferenceUnwrapper,
+    reference: Unwrapper,
+    /// RFC 8888's report timestamps, unwrapped.
+    report_clock: Unwrapper,
+    /// Which packet carried which RTP sequence number: only for a peer
+    /// that sends RFC 8888 feedback.
+    rtp: Option<Box<RtpSeqMap>>,
+    /// Reused by each RFC 8888 feedback: its statuses in send order.
+    ccfb_scratch: Vec<(u64, Status)>,
+    /// History packets before this one were swept for RFC 8888 losses.
+    ccfb_swept: u64,
     delay: DelayDetector,
     rate: RateControl,
     loss: LossControl,
@@ -166,7 +194,11 @@ impl SendSideBwe {
         Self {
             epoch: now,
             history: SendHistory::new(config.history_len, config.first_sequence),
-            reference: ReferenceUnwrapper::default(),
+            reference: Unwrapper::twcc_reference(),
+            report_clock: Unwrapper::new(32),
+            rtp: None,
+            ccfb_scratch: Vec::new(),
+            ccfb_swept: 0,
             delay: DelayDetector::default(),
             rate: RateControl::new(initial, min, max),
             loss: LossControl::default(),
@@ -211,79 +243,186 @@ impl SendSideBwe {
         seq as u16
     }
 
+    /// [`SendSideBwe::on_sent`] for a peer that reports arrivals with RFC
+    /// 8888 feedback: also remembers that the packet was RTP packet
+    /// `rtp_seq` of stream `ssrc` ([`SendSideBwe::on_ccfb`]).
+    pub fn on_sent_rtp(
+        &mut self,
+        now: Instant,
+        size: usize,
+        kind: PacketKind,
+        ssrc: u32,
+        rtp_seq: u16,
+    ) -> u16 {
+        let wire = self.on_sent(now, size, kind);
+        let seq = self.history.next_sequence() - 1;
+        let horizon = self.history.capacity() as u64;
+        self.rtp
+            .get_or_insert_with(Box::default)
+            .record(ssrc, rtp_seq, seq, horizon);
+        wire
+    }
+
     /// TWCC feedback from the subscriber. Statuses for packets this side
     /// does not remember, repeated statuses and malformed feedback are
     /// ignored; a feedback with nothing usable changes nothing.
     pub fn on_twcc(&mut self, now: Instant, feedback: &TransportLayerCc) {
-        let now_us = self.micros(now);
         self.feedbacks += 1;
         let reference = self.reference.peek(feedback.reference_time);
         let reference_us = reference.saturating_mul(REFERENCE_TICK_US);
         let mut statuses = Statuses::new(feedback, reference_us);
-        let (mut lost, mut received) = (0u32, 0u32);
-        let mut triggers = 0u64;
-        let mut newest_send_us: Option<u64> = None;
+        let mut batch = Batch::default();
         for (wire_seq, status) in &mut statuses {
-            let Some(seq) = self.history.unwrap(wire_seq) else {
-                self.unknown += 1;
-                continue;
-            };
-            let Some(slot) = self.history.get_mut(seq) else {
-                self.unknown += 1;
-                continue;
-            };
-            let previous = slot.fate;
-            let (send_us, size) = (slot.sent_us, u64::from(slot.size));
-            let padding = slot.kind == PacketKind::Padding;
-            match status {
-                Status::Lost => {
-                    if previous != Fate::Unreported {
-                        continue;
-                    }
-                    slot.fate = Fate::Lost;
-                    lost += 1;
-                    self.count_sent(send_us, size, padding);
-                    if let Some(cluster) = self.cluster.as_mut().filter(|c| c.contains(seq)) {
-                        cluster.on_feedback(seq, send_us, size, None, true);
-                    }
-                }
-                Status::Received(arrival) => {
-                    if previous == Fate::Received {
-                        continue;
-                    }
-                    slot.fate = Fate::Received;
-                    if previous == Fate::Unreported {
-                        received += 1;
-                        self.count_sent(send_us, size, padding);
-                    } else {
-                        // Reported lost before, received after all.
-                        lost = lost.saturating_sub(1);
-                        received += 1;
-                    }
-                    newest_send_us = Some(newest_send_us.map_or(send_us, |n| n.max(send_us)));
-                    if let Some(arrival) = arrival {
-                        self.delivered.add(arrival, size as usize);
-                        let before = self.delay.overuse_triggers();
-                        self.delay.on_packet(send_us, arrival);
-                        if self.delay.overuse_triggers() > before && !self.probing_at(send_us) {
-                            triggers += 1;
-                        }
-                    }
-                    if previous == Fate::Unreported {
-                        if let Some(cluster) = self.cluster.as_mut().filter(|c| c.contains(seq)) {
-                            cluster.on_feedback(seq, send_us, size, arrival, false);
-                        }
-                    }
-                }
-            }
+            let seq = self.history.unwrap(wire_seq);
+            self.absorb(seq, status, &mut batch);
         }
         if statuses.malformed() {
             self.malformed += 1;
         }
-        if lost == 0 && received == 0 {
+        if batch.lost == 0 && batch.received == 0 {
             return;
         }
         self.reference.commit(feedback.reference_time, reference);
+        self.conclude(now, batch);
+    }
+
+    /// RFC 8888 congestion control feedback from the subscriber, about the
+    /// packets recorded with [`SendSideBwe::on_sent_rtp`]: the same
+    /// estimate as from TWCC (arrival times at 1/1024 s rather than
+    /// 1/4000 s). Statuses of streams and packets this side does not
+    /// remember and repeated statuses are ignored; a feedback with
+    /// nothing usable changes nothing.
+    pub fn on_ccfb(&mut self, now: Instant, feedback: &CcFeedbackReport) {
+        self.feedbacks += 1;
+        let units = self.report_clock.peek(feedback.report_timestamp);
+        let report_us = ccfb::report_us(units);
+        let next = self.history.next_sequence();
+        // In send order, as TWCC gives them: the delay detector groups
+        // packets by when they were sent.
+        let mut found = std::mem::take(&mut self.ccfb_scratch);
+        found.clear();
+        for block in &feedback.report_blocks {
+            for (i, metric) in block.metric_blocks.iter().enumerate() {
+                let rtp_seq = block.begin_sequence.wrapping_add(i as u16);
+                let seq = self
+                    .rtp
+                    .as_ref()
+                    .and_then(|map| map.lookup(block.media_ssrc, rtp_seq, next));
+                match seq {
+                    Some(seq) => found.push((seq, ccfb::status(metric, report_us))),
+                    None => self.unknown += 1,
+                }
+            }
+        }
+        found.sort_unstable_by_key(|&(seq, _)| seq);
+        let mut batch = Batch::default();
+        let mut newest_received = None;
+        for &(seq, status) in &found {
+            self.absorb(Some(seq), status, &mut batch);
+            if matches!(status, Status::Received(_)) {
+                newest_received = Some(seq);
+            }
+        }
+        if let Some(newest) = newest_received {
+            self.sweep_lost(newest, &mut batch);
+        }
+        found.truncate(0);
+        found.shrink_to(CCFB_SCRATCH_KEPT);
+        self.ccfb_scratch = found;
+        if batch.lost == 0 && batch.received == 0 {
+            return;
+        }
+        self.report_clock.commit(feedback.report_timestamp, units);
+        self.conclude(now, batch);
+    }
+
+    /// RFC 8888 feedback names each RTP stream only up to its last packet
+    /// received, so a stream's lost last packets (a probe's padding, a
+    /// frame's end) are not named until that stream sends again, if ever.
+    /// But the path keeps order: a packet sent before `newest`, which was
+    /// reported received, and not reported itself, was lost. Each packet
+    /// is swept once.
+    fn sweep_lost(&mut self, newest: u64, batch: &mut Batch) {
+        let oldest = self
+            .history
+            .next_sequence()
+            .saturating_sub(self.history.capacity() as u64);
+        let from = self.ccfb_swept.max(oldest);
+        for seq in from..newest {
+            let unreported = self
+                .history
+                .get_mut(seq)
+                .is_some_and(|slot| slot.fate == Fate::Unreported);
+            if unreported {
+                self.absorb(Some(seq), Status::Lost, batch);
+            }
+        }
+        self.ccfb_swept = self.ccfb_swept.max(newest);
+    }
+
+    /// Takes what one status says about history packet `seq` (`None`: a
+    /// packet this side does not know) into `batch`.
+    fn absorb(&mut self, seq: Option<u64>, status: Status, batch: &mut Batch) {
+        let Some((seq, slot)) = seq.and_then(|seq| Some((seq, self.history.get_mut(seq)?))) else {
+            self.unknown += 1;
+            return;
+        };
+        let previous = slot.fate;
+        let (send_us, size) = (slot.sent_us, u64::from(slot.size));
+        let padding = slot.kind == PacketKind::Padding;
+        match status {
+            Status::Lost => {
+                if previous != Fate::Unreported {
+                    return;
+                }
+                slot.fate = Fate::Lost;
+                batch.lost += 1;
+                self.count_sent(send_us, size, padding);
+                if let Some(cluster) = self.cluster.as_mut().filter(|c| c.contains(seq)) {
+                    cluster.on_feedback(seq, send_us, size, None, true);
+                }
+            }
+            Status::Received(arrival) => {
+                if previous == Fate::Received {
+                    return;
+                }
+                slot.fate = Fate::Received;
+                if previous == Fate::Unreported {
+                    batch.received += 1;
+                    self.count_sent(send_us, size, padding);
+                } else {
+                    // Reported lost before, received after all.
+                    batch.lost = batch.lost.saturating_sub(1);
+                    batch.received += 1;
+                }
+                batch.newest_send_us =
+                    Some(batch.newest_send_us.map_or(send_us, |n| n.max(send_us)));
+                if let Some(arrival) = arrival {
+                    self.delivered.add(arrival, size as usize);
+                    let before = self.delay.overuse_triggers();
+                    self.delay.on_packet(send_us, arrival);
+                    if self.delay.overuse_triggers() > before && !self.probing_at(send_us) {
+                        batch.triggers += 1;
+                    }
+                }
+                if previous == Fate::Unreported {
+                    if let Some(cluster) = self.cluster.as_mut().filter(|c| c.contains(seq)) {
+                        cluster.on_feedback(seq, send_us, size, arrival, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Updates the estimate from a feedback's `batch` (which said something).
+    fn conclude(&mut self, now: Instant, batch: Batch) {
+        let now_us = self.micros(now);
+        let Batch {
+            lost,
+            received,
+            triggers,
+            newest_send_us,
+        } = batch;
         self.awaiting_since_us = None;
         self.last_backoff_us = None;
         if let Some(send_us) = newest_send_us {
@@ -508,6 +647,88 @@ mod tests {
         assert_eq!(bwe.on_sent(now, 100, PacketKind::Media), 65_535);
         assert_eq!(bwe.on_sent(now, 100, PacketKind::Media), 0);
         assert_eq!(bwe.next_sequence(), 1);
+    }
+
+    fn ccfb(timestamp: u32, blocks: &[(u32, u16, &[Option<u16>])]) -> CcFeedbackReport {
+        use rtc::rtcp::transport_feedbacks::cc_feedback_report::{
+            CcFeedbackMetricBlock, CcFeedbackReportBlock, Ecn,
+        };
+        CcFeedbackReport {
+            sender_ssrc: 1,
+            report_timestamp: timestamp,
+            report_blocks: blocks
+                .iter()
+                .map(|&(ssrc, begin, metrics)| CcFeedbackReportBlock {
+                    media_ssrc: ssrc,
+                    begin_sequence: begin,
+                    metric_blocks: metrics
+                        .iter()
+                        .map(|ato| CcFeedbackMetricBlock {
+                            received: ato.is_some(),
+                            ecn: Ecn::NotEct,
+                            arrival_time_offset: ato.unwrap_or(0),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rfc8888_feedback_names_packets_by_stream_and_garbage_changes_nothing() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut bwe = SendSideBwe::new(start, BweConfig::default());
+        // Before anything was sent, and about streams never sent: ignored.
+        bwe.on_ccfb(start, &ccfb(0xFFFF_FF00, &[(7, 0, &[Some(1), None])]));
+        assert_eq!(bwe.stats().unknown_statuses, 2);
+        assert_eq!(bwe.stats().rtt, None);
+        // Two streams, their sequence numbers wrapping.
+        for i in 0..4u16 {
+            bwe.on_sent_rtp(
+                ms(u64::from(i) * 10),
+                1000,
+                PacketKind::Media,
+                7,
+                65_534u16.wrapping_add(i),
+            );
+            bwe.on_sent_rtp(ms(u64::from(i) * 10 + 5), 100, PacketKind::Media, 9, 10 + i);
+        }
+        let estimate = bwe.estimate_bps();
+        // Garbage: an unknown stream, numbers never sent, a block far ahead.
+        bwe.on_ccfb(
+            ms(50),
+            &ccfb(0x10, &[(8, 65_534, &[Some(3); 4]), (7, 40_000, &[None; 3])]),
+        );
+        assert_eq!(bwe.stats().unknown_statuses, 2 + 7);
+        assert_eq!(bwe.stats().rtt, None, "nothing usable: nothing learnt");
+        assert_eq!(bwe.estimate_bps(), estimate);
+        // Stream 7 all received (the report timestamp wrapped since), 9 up
+        // to its second packet: its third, sent before stream 7's last, was
+        // lost though no report names it; its fourth, sent after, may be
+        // on its way.
+        bwe.on_ccfb(
+            ms(80),
+            &ccfb(
+                0x20,
+                &[
+                    (7, 65_534, &[Some(60), Some(50), Some(40), Some(30)]),
+                    (9, 10, &[Some(55), Some(45)]),
+                ],
+            ),
+        );
+        let stats = bwe.stats();
+        assert_eq!(stats.unknown_statuses, 9);
+        assert!(stats.rtt.is_some());
+        let fate = |bwe: &mut SendSideBwe, seq: u64| bwe.history.get_mut(seq).map(|s| s.fate);
+        assert_eq!(fate(&mut bwe, 0), Some(Fate::Received));
+        assert_eq!(fate(&mut bwe, 3), Some(Fate::Received));
+        assert_eq!(fate(&mut bwe, 5), Some(Fate::Lost));
+        assert_eq!(fate(&mut bwe, 7), Some(Fate::Unreported));
+        // Reported after all (reordered): received.
+        bwe.on_ccfb(ms(90), &ccfb(0x30, &[(9, 12, &[Some(500), Some(400)])]));
+        assert_eq!(fate(&mut bwe, 5), Some(Fate::Received));
+        assert_eq!(fate(&mut bwe, 7), Some(Fate::Received));
     }
 
     #[test]

@@ -123,37 +123,54 @@ impl Iterator for Statuses<'_> {
     }
 }
 
-/// Unwraps TWCC's 24-bit reference time (64 ms ticks) into a continuous
-/// count of ticks.
-#[derive(Debug, Default)]
-pub(crate) struct ReferenceUnwrapper {
+/// Unwraps a wrapping counter of `bits` bits (TWCC's 24-bit reference
+/// time in 64 ms ticks; RFC 8888's 32-bit report timestamp in 1/65536 s)
+/// into a continuous count.
+#[derive(Debug)]
+pub(crate) struct Unwrapper {
+    bits: u32,
     last: Option<(u32, i64)>,
 }
 
-impl ReferenceUnwrapper {
-    /// The unwrapped tick count of `reference` (24 bits), taken as the
+impl Unwrapper {
+    /// TWCC's reference time: 24 bits.
+    pub const fn twcc_reference() -> Self {
+        Self::new(24)
+    }
+
+    /// A counter of `bits` bits (1..=32).
+    pub const fn new(bits: u32) -> Self {
+        Self { bits, last: None }
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX >> (32 - self.bits)
+    }
+
+    /// The unwrapped count of `raw` (the low `bits` bits), taken as the
     /// nearest to the last committed one. Does not commit it: a feedback
     /// that turns out to say nothing usable (garbage, a replay) must not
     /// move the reference.
-    pub fn peek(&self, reference: u32) -> i64 {
-        let reference = reference & 0x00FF_FFFF;
+    pub fn peek(&self, raw: u32) -> i64 {
+        let raw = raw & self.mask();
+        let span = i64::from(self.mask()) + 1;
         match self.last {
-            None => i64::from(reference),
-            Some((raw, unwrapped)) => {
-                let mut diff = i64::from(reference) - i64::from(raw);
-                if diff > 0x80_0000 {
-                    diff -= 0x100_0000;
-                } else if diff < -0x80_0000 {
-                    diff += 0x100_0000;
+            None => i64::from(raw),
+            Some((last, unwrapped)) => {
+                let mut diff = i64::from(raw) - i64::from(last);
+                if diff > span / 2 {
+                    diff -= span;
+                } else if diff < -span / 2 {
+                    diff += span;
                 }
                 unwrapped + diff
             }
         }
     }
 
-    /// Makes `reference`, unwrapped to `unwrapped`, the one to compare with.
-    pub fn commit(&mut self, reference: u32, unwrapped: i64) {
-        self.last = Some((reference & 0x00FF_FFFF, unwrapped));
+    /// Makes `raw`, unwrapped to `unwrapped`, the one to compare with.
+    pub fn commit(&mut self, raw: u32, unwrapped: i64) {
+        self.last = Some((raw & self.mask(), unwrapped));
     }
 }
 
@@ -234,7 +251,7 @@ mod tests {
 
     #[test]
     fn reference_time_unwraps_both_ways() {
-        let mut unwrapper = ReferenceUnwrapper::default();
+        let mut unwrapper = Unwrapper::twcc_reference();
         let mut step = |reference: u32| {
             let unwrapped = unwrapper.peek(reference);
             unwrapper.commit(reference, unwrapped);
@@ -243,5 +260,18 @@ mod tests {
         assert_eq!(step(0xFF_FFFE), 0xFF_FFFE);
         assert_eq!(step(1), 0x100_0001);
         assert_eq!(step(0xFF_FFFF), 0xFF_FFFF);
+    }
+
+    #[test]
+    fn a_32_bit_timestamp_unwraps_both_ways() {
+        let mut unwrapper = Unwrapper::new(32);
+        let mut step = |raw: u32| {
+            let unwrapped = unwrapper.peek(raw);
+            unwrapper.commit(raw, unwrapped);
+            unwrapped
+        };
+        assert_eq!(step(0xFFFF_FFF0), 0xFFFF_FFF0);
+        assert_eq!(step(0x10), 0x1_0000_0010);
+        assert_eq!(step(0xFFFF_FFFF), 0xFFFF_FFFF);
     }
 }

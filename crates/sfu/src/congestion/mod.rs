@@ -4,12 +4,14 @@
 //! - [`SendSideBwe`] (`estimator.rs`): per subscriber connection. The
 //!   transport calls [`SendSideBwe::on_sent`] for every packet it sends
 //!   (it returns the transport-wide sequence number to stamp) and
-//!   [`SendSideBwe::on_twcc`] with the subscriber's TWCC feedback; the
-//!   allocator reads [`SendSideBwe::estimate_bps`]. GoogCC: a trendline
-//!   delay detector (`delay.rs`), AIMD with a link capacity estimate
-//!   (`aimd.rs`), a loss-based bound (`loss.rs`), the delivered rate
-//!   (`rate.rs`), feedback walking (`feedback.rs`), probe measurement
-//!   (`cluster.rs`).
+//!   [`SendSideBwe::on_twcc`] with the subscriber's TWCC feedback (or
+//!   [`SendSideBwe::on_sent_rtp`] and [`SendSideBwe::on_ccfb`] for a peer
+//!   that sends RFC 8888 feedback); the allocator reads
+//!   [`SendSideBwe::estimate_bps`]. GoogCC: a trendline delay detector
+//!   (`delay.rs`), AIMD with a link capacity estimate (`aimd.rs`), a
+//!   loss-based bound (`loss.rs`), the delivered rate (`rate.rs`),
+//!   feedback walking (`feedback.rs`, RFC 8888's in `ccfb.rs`), probe
+//!   measurement (`cluster.rs`).
 //! - [`Pacer`] (`pacer.rs`): a leaky bucket per subscriber; audio first
 //!   and never held, bounded queue with a stated drop rule, padding only
 //!   when asked.
@@ -46,6 +48,7 @@
 //! [`PacerConfig::max_queue_bytes`] of non-audio packets.
 
 mod aimd;
+mod ccfb;
 mod cluster;
 mod delay;
 mod estimator;

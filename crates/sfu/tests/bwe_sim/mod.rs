@@ -12,7 +12,10 @@
 //! and every `feedback_interval` builds a real TWCC feedback packet
 //! ([`TransportLayerCc`]), marshals it, and after the propagation delay the
 //! sender unmarshals it and hands it to [`SendSideBwe::on_twcc`]: the same
-//! bytes the SFU will read off the wire.
+//! bytes the SFU will read off the wire. With `SimConfig::ccfb` the
+//! receiver reports RFC 8888 feedback instead ([`CcFeedbackReport`], per
+//! RTP stream: audio, video and padding each have their own SSRC and
+//! sequence numbers), which goes to [`SendSideBwe::on_ccfb`].
 //!
 //! Optionally an allocator with a goal probes ([`ProbeController`]) while
 //! the estimate is below the goal: at `min(goal, 2 x estimate)`.
@@ -29,6 +32,9 @@ use bytes::Bytes;
 use huddle_sfu::congestion::{
     padding_sizes, BweConfig, Pacer, PacerConfig, PacketClass, PacketKind, ProbeConfig,
     ProbeController, ProbeOutcome, SendSideBwe, MAX_PADDING_ONLY_PACKET, MIN_PADDING_BYTES,
+};
+use rtc::rtcp::transport_feedbacks::cc_feedback_report::{
+    CcFeedbackMetricBlock, CcFeedbackReport, CcFeedbackReportBlock, Ecn,
 };
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, RecvDelta, StatusVectorChunk, SymbolSizeTypeTcc, SymbolTypeTcc,
@@ -63,7 +69,11 @@ impl Rng {
 /// A packet on its way.
 #[derive(Debug, Clone, Copy)]
 pub struct Packet {
+    /// Transport-wide sequence number.
     pub seq: u16,
+    /// RTP stream and sequence number (what RFC 8888 feedback names).
+    pub ssrc: u32,
+    pub rtp_seq: u16,
     pub size: usize,
     pub class: PacketClass,
     pub sent: Instant,
@@ -271,6 +281,85 @@ impl Receiver {
     }
 }
 
+/// The subscriber when it reports with RFC 8888 feedback: arrivals per
+/// RTP stream, reported by sequence number with arrival time offsets
+/// before the report's timestamp.
+#[derive(Debug)]
+pub struct CcfbReceiver {
+    clock_offset: Duration,
+    start: Instant,
+    /// Per SSRC: arrivals by unwrapped RTP sequence number, the highest
+    /// seen and the first not reported yet.
+    streams: BTreeMap<u32, (BTreeMap<u64, Instant>, u64, u64)>,
+}
+
+impl CcfbReceiver {
+    pub fn new(start: Instant, clock_offset: Duration) -> Self {
+        Self {
+            clock_offset,
+            start,
+            streams: BTreeMap::new(),
+        }
+    }
+
+    pub fn on_packet(&mut self, at: Instant, ssrc: u32, rtp_seq: u16) {
+        let first = u64::from(rtp_seq) + (1 << 20);
+        let (arrivals, highest, _) = self
+            .streams
+            .entry(ssrc)
+            .or_insert_with(|| (BTreeMap::new(), first, first));
+        let diff = rtp_seq.wrapping_sub(*highest as u16) as i16 as i64;
+        let unwrapped = (*highest as i64 + diff) as u64;
+        arrivals.entry(unwrapped).or_insert(at);
+        *highest = (*highest).max(unwrapped);
+    }
+
+    fn clock_us(&self, at: Instant) -> i64 {
+        ((at - self.start) + self.clock_offset).as_micros() as i64
+    }
+
+    /// A report on every stream from its first unreported packet to its
+    /// highest received, timestamped `now`; `None` if nothing new arrived.
+    pub fn feedback(&mut self, now: Instant) -> Option<CcFeedbackReport> {
+        let units = self.clock_us(now) * 65_536 / 1_000_000;
+        let report_us = units * 1_000_000 / 65_536;
+        let mut blocks = Vec::new();
+        for (&ssrc, (arrivals, highest, next)) in &mut self.streams {
+            if *highest < *next {
+                continue;
+            }
+            let end = (*highest + 1).min(*next + 16_384);
+            let metric_blocks = (*next..end)
+                .map(|seq| match arrivals.get(&seq) {
+                    None => CcFeedbackMetricBlock::default(),
+                    Some(at) => {
+                        let arrival_us =
+                            ((*at - self.start) + self.clock_offset).as_micros() as i64;
+                        let ato = ((report_us - arrival_us).max(0) * 1024 + 500_000) / 1_000_000;
+                        CcFeedbackMetricBlock {
+                            received: true,
+                            ecn: Ecn::NotEct,
+                            arrival_time_offset: ato.min(0x1FFE) as u16,
+                        }
+                    }
+                })
+                .collect();
+            blocks.push(CcFeedbackReportBlock {
+                media_ssrc: ssrc,
+                begin_sequence: *next as u16,
+                metric_blocks,
+            });
+            *arrivals = arrivals.split_off(&end);
+            *next = end;
+        }
+        (!blocks.is_empty()).then_some(CcFeedbackReport {
+            sender_ssrc: 1,
+            report_blocks: blocks,
+            report_timestamp: units as u32,
+        })
+    }
+}
+
 /// What the sender and the link looked like at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
@@ -307,6 +396,8 @@ pub struct SimConfig {
     /// Send audio (50 x 100 bytes a second).
     pub audio: bool,
     pub sample_every: Duration,
+    /// The receiver reports with RFC 8888 feedback instead of TWCC.
+    pub ccfb: bool,
 }
 
 impl Default for SimConfig {
@@ -329,6 +420,7 @@ impl Default for SimConfig {
             goal_bps: None,
             audio: true,
             sample_every: Duration::from_millis(100),
+            ccfb: false,
         }
     }
 }
@@ -348,6 +440,9 @@ pub struct Sim {
     pub now: Instant,
     pub link: Link,
     pub receiver: Receiver,
+    pub ccfb_receiver: CcfbReceiver,
+    /// The next RTP sequence number of each stream (audio, video, padding).
+    rtp_seqs: [u16; 3],
     pub bwe: SendSideBwe,
     pub pacer: Pacer<Packet>,
     pub probe: ProbeController,
@@ -391,6 +486,8 @@ impl Sim {
                 config.seed,
             ),
             receiver: Receiver::new(start, Duration::from_secs(4242)),
+            ccfb_receiver: CcfbReceiver::new(start, Duration::from_secs(65_530)),
+            rtp_seqs: [65_000, 100, 30_000],
             bwe,
             pacer,
             probe: ProbeController::new(config.probe.clone()),
@@ -489,7 +586,19 @@ impl Sim {
                 PacketClass::Retransmission => PacketKind::Retransmission,
                 _ => PacketKind::Media,
             };
-            let seq = self.bwe.on_sent(now, packet.size, kind);
+            let stream = match packet.class {
+                PacketClass::Audio => 0,
+                PacketClass::Padding => 2,
+                _ => 1,
+            };
+            let ssrc = 0x5000 + stream as u32;
+            let rtp_seq = self.rtp_seqs[stream];
+            self.rtp_seqs[stream] = rtp_seq.wrapping_add(1);
+            let seq = if self.config.ccfb {
+                self.bwe.on_sent_rtp(now, packet.size, kind, ssrc, rtp_seq)
+            } else {
+                self.bwe.on_sent(now, packet.size, kind)
+            };
             self.sent_packets += 1;
             if self.record_releases {
                 self.releases.push((now, packet.size, packet.class));
@@ -499,6 +608,8 @@ impl Sim {
                 now,
                 Packet {
                     seq,
+                    ssrc,
+                    rtp_seq,
                     sent: now,
                     ..packet
                 },
@@ -506,7 +617,12 @@ impl Sim {
         }
         // Arrivals.
         while let Some((at, packet)) = self.link.pop_arrival(now) {
-            self.receiver.on_packet(at, packet.seq);
+            if self.config.ccfb {
+                self.ccfb_receiver
+                    .on_packet(at, packet.ssrc, packet.rtp_seq);
+            } else {
+                self.receiver.on_packet(at, packet.seq);
+            }
             self.recv_window.push_back((at, packet.size));
             if packet.class == PacketClass::Audio {
                 let sent = (packet.sent - self.start).as_secs_f64();
@@ -515,8 +631,16 @@ impl Sim {
         }
         // Feedback.
         if now >= self.next_feedback {
-            if let Some(feedback) = self.receiver.feedback() {
-                let bytes = feedback.marshal().expect("feedback marshals");
+            let bytes = if self.config.ccfb {
+                self.ccfb_receiver
+                    .feedback(now)
+                    .map(|f| f.marshal().expect("feedback marshals"))
+            } else {
+                self.receiver
+                    .feedback()
+                    .map(|f| f.marshal().expect("feedback marshals"))
+            };
+            if let Some(bytes) = bytes {
                 self.returning
                     .push_back((now + self.config.delay, bytes.freeze()));
             }
@@ -526,12 +650,19 @@ impl Sim {
             let Some((_, mut bytes)) = self.returning.pop_front() else {
                 break;
             };
-            let feedback = TransportLayerCc::unmarshal(&mut bytes).expect("feedback unmarshals");
             self.feedbacks += 1;
-            if let Some(hook) = self.feedback_hook.as_mut() {
-                hook(&mut self.bwe, now, &feedback);
+            if self.config.ccfb {
+                let feedback =
+                    CcFeedbackReport::unmarshal(&mut bytes).expect("feedback unmarshals");
+                self.bwe.on_ccfb(now, &feedback);
+            } else {
+                let feedback =
+                    TransportLayerCc::unmarshal(&mut bytes).expect("feedback unmarshals");
+                if let Some(hook) = self.feedback_hook.as_mut() {
+                    hook(&mut self.bwe, now, &feedback);
+                }
+                self.bwe.on_twcc(now, &feedback);
             }
-            self.bwe.on_twcc(now, &feedback);
             if let Some(outcome) = self.probe.poll(now, &mut self.bwe) {
                 self.outcomes.push((self.t(), outcome));
             }
@@ -556,6 +687,8 @@ impl Sim {
             size,
             Packet {
                 seq: 0,
+                ssrc: 0,
+                rtp_seq: 0,
                 size,
                 class,
                 sent: now,
