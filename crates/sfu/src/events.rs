@@ -160,9 +160,13 @@ pub struct SubscriberBandwidth {
     /// Whether the subscriber reports arrivals (transport-wide congestion
     /// control negotiated on its connection).
     pub feedback_negotiated: bool,
-    /// Packets sent to it with a transport-wide sequence number.
+    /// Whether it reports with RFC 8888 congestion control feedback (it
+    /// answered the SFU's `a=rtcp-fb:* ack ccfb`, or offered it).
+    pub rfc8888: bool,
+    /// Packets sent to it under congestion control (each with a
+    /// transport-wide sequence number, when TWCC was negotiated).
     pub packets_stamped: u64,
-    /// TWCC feedback packets it sent.
+    /// Feedback packets (TWCC or RFC 8888) it sent.
     pub feedback_packets: u64,
     /// The bandwidth estimate toward it, bits per second, once there is one.
     pub estimate_bps: Option<u64>,

@@ -18,7 +18,7 @@
 
 use crate::congestion::{PacketClass, PacketKind};
 use crate::payload_head::PayloadHead;
-use crate::transport_cc::{Paced, TransportCc};
+use crate::transport_cc::{Feedback, Paced, Reports, SentRtp, TransportCc};
 use bytes::{Bytes, BytesMut};
 use huddle_wire::classify::{
     classify, is_binding_indication, is_rtcp, is_stun_success_response, DatagramKind,
@@ -30,6 +30,7 @@ use huddle_wire::feedback::{keyframe_ssrcs, nacked};
 use huddle_wire::srtp::OneByteExtension;
 use huddle_wire::{ice_lite, sdp, WireError};
 use rtc::crypto::RTCCryptoProvider;
+use rtc::rtcp::transport_feedbacks::cc_feedback_report::CcFeedbackReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::stun::message::TransactionId;
 use std::collections::VecDeque;
@@ -241,15 +242,22 @@ impl Wire {
         Ok(())
     }
 
-    /// The transport-wide sequence number extension, if both descriptions
-    /// carry it (the answer echoes the offer's id, RFC 8285 §6).
+    /// How the client reports arrivals: the transport-wide sequence number
+    /// extension, if both descriptions carry it (the answer echoes the
+    /// offer's id, RFC 8285 §6), and RFC 8888 feedback, if the client's
+    /// description has it (the SFU offers it in every subscriber offer and
+    /// accepts it in every answer to an offer that has it).
     fn negotiated_cc(&mut self, now: Instant, local_sdp: &str, remote_sdp: &str) {
         let id = sdp::extmap_id(remote_sdp, TRANSPORT_CC_URI)
             .filter(|_| sdp::extmap_id(local_sdp, TRANSPORT_CC_URI).is_some());
-        match (id, self.cc.as_mut()) {
-            (Some(id), Some(cc)) => cc.set_extension_id(id),
-            (Some(id), None) => self.cc = Some(TransportCc::new(now, id)),
-            (None, _) => self.cc = None,
+        let reports = Reports {
+            twcc: id,
+            ccfb: sdp::has_ccfb(remote_sdp),
+        };
+        match self.cc.as_mut() {
+            _ if reports.none() => self.cc = None,
+            Some(cc) => cc.set_reports(reports),
+            None => self.cc = Some(TransportCc::new(now, reports)),
         }
     }
 
@@ -319,16 +327,21 @@ impl Wire {
             Some(cc) => {
                 let start = out.len();
                 let seq = cc.next_sequence_number().to_be_bytes();
-                let ext = OneByteExtension {
-                    id: cc.extension_id(),
-                    data: &seq,
-                };
-                keys.rtp.protect_split(header, Some(ext), head, rest, out)?;
+                let ext = cc
+                    .extension_id()
+                    .map(|id| OneByteExtension { id, data: &seq });
+                keys.rtp.protect_split(header, ext, head, rest, out)?;
                 let size = out.len() - start;
+                let sent = SentRtp {
+                    size,
+                    kind,
+                    ssrc: header.ssrc,
+                    seq: header.sequence_number,
+                };
                 if paced {
-                    cc.on_paced_sent(now, size, kind);
+                    cc.on_paced_sent(now, sent);
                 } else {
-                    cc.on_sent(now, size, kind);
+                    cc.on_sent(now, sent);
                 }
             }
             None => keys.rtp.protect_split(header, None, head, rest, out)?,
@@ -601,11 +614,12 @@ impl Wire {
             self.events.push_back(WireEvent::Nack(lost));
         }
         if let Some(cc) = self.cc.as_mut() {
-            for feedback in packets
-                .iter()
-                .filter_map(|p| p.as_any().downcast_ref::<TransportLayerCc>())
-            {
-                cc.on_feedback(now, feedback);
+            for packet in &packets {
+                if let Some(twcc) = packet.as_any().downcast_ref::<TransportLayerCc>() {
+                    cc.on_feedback(now, Feedback::Twcc(twcc));
+                } else if let Some(ccfb) = packet.as_any().downcast_ref::<CcFeedbackReport>() {
+                    cc.on_feedback(now, Feedback::Ccfb(ccfb));
+                }
             }
         }
         Ok(())

@@ -1,8 +1,10 @@
 //! Transport-wide congestion control on one subscriber connection: the
 //! sequence number every packet the SFU sends carries
-//! (draft-holmer-rmcat-transport-wide-cc-extensions-01), the estimator the
-//! client's TWCC feedback drives ([`crate::congestion::SendSideBwe`]), and
-//! the probes the stream allocator asks for before it moves the subscriber
+//! (draft-holmer-rmcat-transport-wide-cc-extensions-01) or, for a client
+//! that reports with RFC 8888 feedback, the RTP stream and sequence number
+//! of each, the estimator the client's feedback drives
+//! ([`crate::congestion::SendSideBwe`]), and the probes the stream
+//! allocator asks for before it moves the subscriber
 //! up ([`crate::congestion::ProbeController`]): while one runs, the
 //! endpoint pads the connection up to the probe's rate
 //! ([`TransportCc::padding_due`]). And the pacer
@@ -18,6 +20,7 @@ use crate::congestion::{
 };
 use crate::payload_head::PayloadHead;
 use bytes::Bytes;
+use rtc::rtcp::transport_feedbacks::cc_feedback_report::CcFeedbackReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -64,10 +67,49 @@ pub(crate) struct Paced {
     pub head: Option<PayloadHead>,
 }
 
+/// How a subscriber reports what arrived, as negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Reports {
+    /// TWCC feedback: the id of the transport-wide sequence number
+    /// extension every packet carries (`a=extmap`).
+    pub twcc: Option<u8>,
+    /// RFC 8888 feedback (`a=rtcp-fb:* ack ccfb`): by RTP stream and
+    /// sequence number, so nothing is stamped.
+    pub ccfb: bool,
+}
+
+impl Reports {
+    /// Neither: nothing to estimate from.
+    pub fn none(&self) -> bool {
+        self.twcc.is_none() && !self.ccfb
+    }
+}
+
+/// A feedback packet from the subscriber.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Feedback<'a> {
+    /// TWCC (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+    Twcc(&'a TransportLayerCc),
+    /// RFC 8888 congestion control feedback.
+    Ccfb(&'a CcFeedbackReport),
+}
+
+/// One RTP packet as it left for the subscriber.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentRtp {
+    /// Octets on the wire (after SRTP).
+    pub size: usize,
+    /// What it carried.
+    pub kind: PacketKind,
+    /// Its RTP stream and sequence number, as the subscriber sees them.
+    pub ssrc: u32,
+    pub seq: u16,
+}
+
 /// One subscriber connection's congestion control.
 pub(crate) struct TransportCc {
-    /// The extension's id on this connection (`a=extmap`).
-    id: u8,
+    /// How the subscriber reports arrivals.
+    reports: Reports,
     bwe: SendSideBwe,
     probe: ProbeController,
     /// When the first packet left.
@@ -93,10 +135,10 @@ pub(crate) struct TransportCc {
 }
 
 impl TransportCc {
-    /// Stamping with extension id `id` from `now` on.
-    pub fn new(now: Instant, id: u8) -> Self {
+    /// Estimating from `reports` from `now` on.
+    pub fn new(now: Instant, reports: Reports) -> Self {
         Self {
-            id,
+            reports,
             bwe: SendSideBwe::new(now, BweConfig::default()),
             probe: ProbeController::new(ProbeConfig::default()),
             first_sent: None,
@@ -166,14 +208,21 @@ impl TransportCc {
         }
     }
 
-    /// The id the extension has on this connection.
-    pub fn extension_id(&self) -> u8 {
-        self.id
+    /// The id of the transport-wide sequence number extension each packet
+    /// carries; `None` when only RFC 8888 feedback was negotiated.
+    pub fn extension_id(&self) -> Option<u8> {
+        self.reports.twcc
     }
 
-    /// A renegotiation gave the extension another id (numbering goes on).
-    pub fn set_extension_id(&mut self, id: u8) {
-        self.id = id;
+    /// How the subscriber reports arrivals.
+    pub fn reports(&self) -> Reports {
+        self.reports
+    }
+
+    /// A renegotiation changed how arrivals are reported (numbering and
+    /// the estimate go on).
+    pub fn set_reports(&mut self, reports: Reports) {
+        self.reports = reports;
     }
 
     /// The sequence number for the packet about to be sent; the call that
@@ -183,28 +232,37 @@ impl TransportCc {
     }
 
     /// The packet stamped with [`TransportCc::next_sequence_number`] left
-    /// at `now`, `size` octets on the wire.
-    pub fn on_sent(&mut self, now: Instant, size: usize, kind: PacketKind) {
-        self.stamped(now, size, kind);
-        self.pacer.charge(now, size);
+    /// at `now`.
+    pub fn on_sent(&mut self, now: Instant, sent: SentRtp) {
+        self.stamped(now, sent);
+        self.pacer.charge(now, sent.size);
     }
 
     /// [`TransportCc::on_sent`] for a packet the pacer let out (and
     /// charged already).
-    pub fn on_paced_sent(&mut self, now: Instant, size: usize, kind: PacketKind) {
-        self.stamped(now, size, kind);
+    pub fn on_paced_sent(&mut self, now: Instant, sent: SentRtp) {
+        self.stamped(now, sent);
     }
 
-    fn stamped(&mut self, now: Instant, size: usize, kind: PacketKind) {
-        self.bwe.on_sent(now, size, kind);
+    fn stamped(&mut self, now: Instant, sent: SentRtp) {
+        if self.reports.ccfb {
+            self.bwe
+                .on_sent_rtp(now, sent.size, sent.kind, sent.ssrc, sent.seq);
+        } else {
+            self.bwe.on_sent(now, sent.size, sent.kind);
+        }
         self.first_sent.get_or_insert(now);
-        self.sent_bytes += size as u64;
+        self.sent_bytes += sent.size as u64;
         self.sent += 1;
     }
 
-    /// TWCC feedback from the client.
-    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
-        self.bwe.on_twcc(now, feedback);
+    /// Feedback from the client (of a kind it negotiated).
+    pub fn on_feedback(&mut self, now: Instant, feedback: Feedback<'_>) {
+        match feedback {
+            Feedback::Twcc(twcc) if self.reports.twcc.is_some() => self.bwe.on_twcc(now, twcc),
+            Feedback::Ccfb(ccfb) if self.reports.ccfb => self.bwe.on_ccfb(now, ccfb),
+            _ => return,
+        }
         self.feedback += 1;
         self.first_feedback.get_or_insert(now);
         self.poll_probe(now);

@@ -114,3 +114,52 @@ fn a_subscriber_reports_arrivals_of_the_packets_the_sfu_numbers() {
         .expect("a is known");
     assert!(!bw.feedback_negotiated);
 }
+
+/// A subscriber that reports with RFC 8888 congestion control feedback
+/// (`rtc`'s recorder, as Chromium does with its field trial) answers the
+/// SFU's `a=rtcp-fb:* ack ccfb` and drops TWCC: nothing is stamped with a
+/// transport-wide sequence number, its RFC 8888 reports drive the
+/// estimate, and the probes the allocator asks for are measured from them
+/// (the estimate climbs from its start toward a 2.4 Mb/s video).
+#[test]
+fn a_subscriber_reporting_with_rfc8888_feedback_gets_an_estimate_from_it() {
+    let mut net = Net::new();
+    net.ccfb_clients = true;
+    let a = net.join("a", true, true);
+    let b = net.join("b", false, false);
+    net.connect();
+    net.start_media(a, TrackKind::Audio, &[b]);
+    net.start_media(a, TrackKind::Video, &[b]);
+    let offer = net.clients[b].offers.last().expect("an offer").clone();
+    assert!(offer.contains("a=rtcp-fb:* ack ccfb"), "{offer}");
+    let answer = net.clients[b]
+        .subscriber
+        .as_ref()
+        .and_then(|s| s.pc.local_description())
+        .expect("b answered")
+        .sdp;
+    assert!(answer.contains(" ack ccfb"), "{answer}");
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+    // 5 s of audio and 2.4 Mb/s of video (30 frames/s of 10 packets).
+    for i in 0..250 {
+        net.send_rtp(a, TrackKind::Audio, &[0x11; 80]);
+        if i % 2 == 0 {
+            for _ in 0..10 {
+                net.send_rtp(a, TrackKind::Video, &[0x22; 1000]);
+            }
+        }
+        net.drive_for(Duration::from_millis(20));
+    }
+    let bw = net
+        .endpoint
+        .subscriber_bandwidth(&net.clients[b].id)
+        .expect("b is known");
+    assert!(bw.feedback_negotiated && bw.rfc8888, "{bw:?}");
+    assert!(bw.feedback_packets >= 20, "{bw:?}");
+    let estimate = bw.estimate_bps.expect("an estimate");
+    assert!(
+        estimate > 1_500_000,
+        "the estimate climbed from 300 kb/s: {bw:?}"
+    );
+    assert!(bw.rtt.is_some(), "{bw:?}");
+}

@@ -287,3 +287,35 @@ fn a_slot_moves_on_when_its_publisher_goes_quiet() {
     );
     assert!(v.offers.is_empty());
 }
+
+/// A WHEP viewer whose offer asks for RFC 8888 congestion control
+/// feedback gets it in the answer and its reports drive the estimate.
+#[test]
+fn a_viewer_offering_rfc8888_feedback_is_answered_with_it() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, true);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 3);
+    net.ccfb_clients = true;
+    let viewer = net.join_viewer("viewer", 1, 1);
+    net.connect();
+    send_rounds(&mut net, &[alice], true, 150);
+    let answer = net.clients[viewer]
+        .subscriber
+        .as_ref()
+        .and_then(|s| s.pc.remote_description())
+        .map(|d| d.sdp.clone())
+        .expect("the SFU answered");
+    assert_eq!(
+        answer.matches("a=rtcp-fb:* ack ccfb").count(),
+        2,
+        "{answer}"
+    );
+    let bw = net
+        .endpoint
+        .subscriber_bandwidth(&net.clients[viewer].id)
+        .expect("the viewer is known");
+    assert!(bw.rfc8888, "{bw:?}");
+    assert!(bw.feedback_packets >= 10, "{bw:?}");
+    assert!(bw.estimate_bps.is_some() && bw.rtt.is_some(), "{bw:?}");
+}

@@ -178,6 +178,7 @@ impl Endpoint {
         let (paced_queued, paced_dropped) = cc.map_or((0, 0), |cc| cc.paced_counts());
         let mut out = SubscriberBandwidth {
             feedback_negotiated: cc.is_some(),
+            rfc8888: cc.is_some_and(|cc| cc.reports().ccfb),
             packets_stamped: stamped,
             feedback_packets: feedback,
             estimate_bps: cc.and_then(|cc| cc.estimate_bps()),

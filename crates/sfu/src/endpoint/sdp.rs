@@ -5,6 +5,7 @@
 use crate::connection::Connection;
 use crate::error::SfuError;
 use crate::participant::Participant;
+use huddle_wire::sdp::{has_ccfb, with_ccfb};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::RTCRtpTransceiverId;
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ pub(super) fn answer_offer(
 }
 
 /// Answer the offer already applied to `conn`, with the SFU's candidate in it.
+/// A subscriber connection accepts RFC 8888 feedback if the offer has it.
 pub(super) fn make_answer(
     now: Instant,
     conn: &mut Connection,
@@ -79,12 +81,27 @@ pub(super) fn make_answer(
     conn.pc
         .set_local_description(now, answer)
         .map_err(rtc_err)?;
-    conn.pc
+    let sdp = conn
+        .pc
         .local_description()
         .map(|d| d.sdp)
-        .ok_or_else(|| SfuError::Rtc("no local description".into()))
+        .ok_or_else(|| SfuError::Rtc("no local description".into()))?;
+    let ccfb_offered = conn
+        .pc
+        .remote_description()
+        .is_some_and(|d| has_ccfb(&d.sdp));
+    Ok(if conn.wire.is_some() && ccfb_offered {
+        with_ccfb(&sdp)
+    } else {
+        sdp
+    })
 }
 
+/// An offer for `conn`, with the SFU's candidate in it. A subscriber
+/// connection offers RFC 8888 feedback beside TWCC (`rtc` 0.21 knows
+/// nothing of it, and need not: the SFU's own transport reads the
+/// feedback), so a client that prefers it (Chromium with its field trial)
+/// can answer with it.
 pub(super) fn make_offer(
     now: Instant,
     conn: &mut Connection,
@@ -93,8 +110,14 @@ pub(super) fn make_offer(
     let offer = conn.pc.create_offer(None).map_err(rtc_err)?;
     conn.pc.set_local_description(now, offer).map_err(rtc_err)?;
     conn.add_host_candidate(local_addr)?;
-    conn.pc
+    let sdp = conn
+        .pc
         .local_description()
         .map(|d| d.sdp)
-        .ok_or_else(|| SfuError::Rtc("no local description".into()))
+        .ok_or_else(|| SfuError::Rtc("no local description".into()))?;
+    Ok(if conn.wire.is_some() {
+        with_ccfb(&sdp)
+    } else {
+        sdp
+    })
 }

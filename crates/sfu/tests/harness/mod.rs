@@ -24,7 +24,11 @@ use huddle_sfu::{ParticipantId, Rights, RoomId, SfuConfig, SfuEvent};
 use huddle_wire::local_track::default_track;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{Rfc8888Builder, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    register_default_interceptors,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -34,7 +38,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_ACK};
 use rtc::rtp_transceiver::{
     RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit,
 };
@@ -175,6 +179,9 @@ pub struct Client {
     pub padding_log: HashMap<String, Vec<u16>>,
     /// Its connections register `audio/red` after Opus ([`Net::red_clients`]).
     pub red: bool,
+    /// Its subscriber connection reports arrivals with RFC 8888 feedback
+    /// ([`Net::ccfb_clients`]).
+    pub ccfb: bool,
     /// The simulcast video track, when the client publishes one.
     pub simulcast: Option<SimulcastTrack>,
     /// Subscriber offers received from the SFU (SDP), oldest first.
@@ -202,6 +209,7 @@ impl Client {
             rtp_log: HashMap::new(),
             padding_log: HashMap::new(),
             red: false,
+            ccfb: false,
             simulcast: None,
             offers: Vec::new(),
             online: true,
@@ -295,6 +303,11 @@ pub struct Net {
     pub red_clients: bool,
     /// Record every media packet clients receive ([`Client::rtp_log`]).
     pub log_rtp: bool,
+    /// Clients that join while this is set report what their subscriber
+    /// connection receives with RFC 8888 congestion control feedback
+    /// (`rtc`'s recorder, `a=rtcp-fb:<pt> ack ccfb` in their answers), not
+    /// TWCC, as Chromium does with its field trial.
+    pub ccfb_clients: bool,
 }
 
 /// The shared codec table (the SFU's, without RED), and RED after Opus
@@ -309,16 +322,32 @@ fn media_engine(red: bool) -> MediaEngine {
 
 /// A client peer connection with its host candidate at `addr`, offering
 /// `srtp` as its SRTP profiles (`rtc`'s defaults when empty), with RED
-/// after Opus when `red`.
+/// after Opus when `red`, reporting arrivals with RFC 8888 feedback
+/// instead of TWCC when `ccfb`.
 fn client_pc(
     now: Instant,
     addr: SocketAddr,
     srtp: &[SrtpProtectionProfile],
     red: bool,
+    ccfb: bool,
 ) -> ClientPc {
     let mut me = media_engine(red);
-    let registry =
-        register_default_interceptors(Registry::new(), &mut me).expect("default interceptors");
+    let registry = if ccfb {
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            me.register_feedback(
+                RTCPFeedback {
+                    typ: TYPE_RTCP_FB_ACK.to_owned(),
+                    parameter: "ccfb".to_owned(),
+                },
+                kind,
+            );
+        }
+        let registry = configure_nack(Registry::new(), &mut me);
+        configure_simulcast_extension_headers(&mut me).expect("simulcast extensions");
+        configure_rtcp_reports(registry).with(Slot::Rfc8888, Rfc8888Builder::new().build())
+    } else {
+        register_default_interceptors(Registry::new(), &mut me).expect("default interceptors")
+    };
     // Browsers (libwebrtc) keep a 1024-packet SRTP replay window, not
     // rtc's 64: a late packet the SFU forwards is taken.
     let mut settings = SettingEngineBuilder::new().with_srtp_replay_protection_window(1024);
@@ -340,6 +369,27 @@ fn client_pc(
         connected: false,
         state: RTCPeerConnectionState::New,
     }
+}
+
+/// `sdp` with each `a=rtcp-fb:* ack ccfb` spelled out for every payload
+/// type of its m-line.
+fn per_payload_type_ccfb(sdp: &str) -> String {
+    let mut types: Vec<String> = Vec::new();
+    let mut out = String::new();
+    for line in sdp.split("\r\n") {
+        if let Some(m) = line.strip_prefix("m=") {
+            types = m.split(' ').skip(3).map(str::to_owned).collect();
+        }
+        if line == "a=rtcp-fb:* ack ccfb" {
+            for pt in &types {
+                out.push_str(&format!("a=rtcp-fb:{pt} ack ccfb\r\n"));
+            }
+        } else if !line.is_empty() {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out
 }
 
 /// The header bits of a packet [`write_next`] writes, its payload type
@@ -445,6 +495,7 @@ impl Net {
             viewer_without_twcc: false,
             red_clients: false,
             log_rtp: false,
+            ccfb_clients: false,
         }
     }
 
@@ -470,12 +521,14 @@ impl Net {
         self.add_to_room(&id, publish);
         let mut client = Client::new(name);
         client.red = self.red_clients;
+        client.ccfb = self.ccfb_clients;
         if publish {
             let mut pub_pc = client_pc(
                 self.now,
                 Client::addr(index, Role::Publisher),
                 &[],
                 client.red,
+                false,
             );
             for (wanted, kind) in [
                 (publish_audio, TrackKind::Audio),
@@ -507,7 +560,13 @@ impl Net {
     /// connect (its connection is not kept): for participants that negotiate
     /// and then vanish.
     pub fn dead_publisher_offer(&self) -> String {
-        let mut pc = client_pc(self.now, SocketAddr::from(([127, 0, 0, 1], 9)), &[], false);
+        let mut pc = client_pc(
+            self.now,
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            &[],
+            false,
+            false,
+        );
         let track = default_track("ghost".into(), "ghost-audio".into(), TrackKind::Audio, 1);
         pc.pc.add_track(track).expect("add track");
         let offer = pc.pc.create_offer(None).expect("create offer");
@@ -524,7 +583,13 @@ impl Net {
         let id = ParticipantId(name.to_owned());
         self.add_to_room(&id, true);
         let mut client = Client::new(name);
-        let mut pub_pc = client_pc(self.now, Client::addr(index, Role::Publisher), &[], false);
+        let mut pub_pc = client_pc(
+            self.now,
+            Client::addr(index, Role::Publisher),
+            &[],
+            false,
+            false,
+        );
         let layers: Vec<(&str, u32)> = rids
             .iter()
             .enumerate()
@@ -605,6 +670,7 @@ impl Net {
             Client::addr(index, Role::Subscriber),
             &self.subscriber_srtp,
             self.red_clients,
+            self.ccfb_clients,
         );
         for (n, kind) in [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)] {
             for _ in 0..n {
@@ -1110,15 +1176,19 @@ impl Net {
             return; // the signaling channel is gone too
         }
         let srtp = &self.subscriber_srtp;
-        let red = c.red;
+        let (red, ccfb) = (c.red, c.ccfb);
         let sub = c.subscriber.get_or_insert_with(|| {
-            client_pc(now, Client::addr(index, Role::Subscriber), srtp, red)
+            client_pc(now, Client::addr(index, Role::Subscriber), srtp, red, ccfb)
         });
+        // `rtc` 0.21 reads `a=rtcp-fb` only per payload type; the SFU
+        // offers RFC 8888 feedback with the wildcard, as libwebrtc does.
+        let sdp = if ccfb {
+            per_payload_type_ccfb(sdp)
+        } else {
+            sdp.clone()
+        };
         sub.pc
-            .set_remote_description(
-                now,
-                RTCSessionDescription::offer(sdp.clone()).expect("offer sdp"),
-            )
+            .set_remote_description(now, RTCSessionDescription::offer(sdp).expect("offer sdp"))
             .expect("set remote offer");
         let answer = sub.pc.create_answer(None).expect("create answer");
         sub.pc
