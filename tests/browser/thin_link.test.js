@@ -4,7 +4,9 @@
 // SFU's bandwidth estimation and stream allocator must fit the videos to the
 // cap: a low layer at best at 250 kb/s, a middle one at 800 kb/s, a high one
 // at 2.5 Mb/s, and down again within 2 s when the cap drops to 500 kb/s,
-// with the audio intact and the videos not frozen.
+// with the audio intact and the videos not frozen. A second Chromium
+// viewer reports with RFC 8888 feedback (its field trial) instead of TWCC,
+// through the first three caps.
 //
 // Part of `node --test tests/browser/` (CI, `.ci/run`). It needs root, or
 // sudo without a password, for `ip netns`, `tc` and `nft` (Debian
@@ -98,8 +100,11 @@ function cameraVideo(file) {
   }
 }
 
-/** Chromium in namespace `ns` (through a wrapper script); `extraArgs` added to the flags. */
-async function launchIn(link, ns, name, origin, profiles, viewport, extraArgs = []) {
+/**
+ * Chromium in namespace `ns` (through a wrapper script); `extraArgs` added
+ * to the flags, `trials` to its field trials.
+ */
+async function launchIn(link, ns, name, origin, profiles, viewport, extraArgs = [], trials = '') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
   profiles.push(dir);
   return chromium.launchPersistentContext(dir, {
@@ -110,7 +115,7 @@ async function launchIn(link, ns, name, origin, profiles, viewport, extraArgs = 
       // getUserMedia needs a secure context; the namespace's address is not one.
       `--unsafely-treat-insecure-origin-as-secure=${origin}`,
       // Three simulcast layers from a 640x360 camera (Chromium would send two).
-      '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/',
+      `--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/${trials}`,
       ...extraArgs,
     ],
     ignoreDefaultArgs: ['--mute-audio'],
@@ -159,9 +164,11 @@ async function layerHeights(publishers) {
 /**
  * A Chromium viewer: the web client with the microphone only, in a large
  * window (every tile is big enough for the high layer, so the link alone
- * decides).
+ * decides). With `rfc8888`, Chromium's field trial for RFC 8888 congestion
+ * control feedback is on: it answers the SFU's `a=rtcp-fb:* ack ccfb` and
+ * reports arrivals that way instead of TWCC.
  */
-async function chromiumViewer(env) {
+async function chromiumViewer(env, { rfc8888 = false } = {}) {
   const { link, origin, room, profiles, contexts, logs } = env;
   // HUDDLE_CHROMIUM_LOG=1: the viewer logs WebRTC's receive side (packet
   // buffer, reference finder, frame buffer, keyframe requests) to its
@@ -170,12 +177,28 @@ async function chromiumViewer(env) {
     ? ['--enable-logging=stderr', '--v=0',
       '--vmodule=*/webrtc/modules/video_coding/*=3,*/webrtc/video/*=3']
     : [];
-  const browser = await launchIn(link, link.viewerNs, 'viewer', origin, profiles, { width: 1920, height: 1080 }, logArgs);
+  const trials = rfc8888 ? 'WebRTC-RFC8888CongestionControlFeedback/Enabled/' : '';
+  const browser = await launchIn(link, link.viewerNs, 'viewer', origin, profiles, { width: 1920, height: 1080 }, logArgs, trials);
   contexts.push(browser);
   const page = browser.pages()[0] || (await browser.newPage());
   await join(page, `${origin}/?aec=0&camera=0`, room, 'viewer', logs);
   return {
-    name: 'Chromium',
+    name: rfc8888 ? 'Chromium (RFC 8888 feedback)' : 'Chromium',
+    /** What the viewer's subscriber connection negotiated. */
+    async check() {
+      const sdp = await page.evaluate(() => window.huddle.subscriberSdp());
+      assert.ok(sdp && sdp.local && sdp.remote, 'the subscriber connection is negotiated');
+      // (Chromium writes the SFU's `a=rtcp-fb:* ack ccfb` out per payload type.)
+      const ccfb = /a=rtcp-fb:(\*|\d+) ack ccfb/;
+      assert.match(sdp.remote, ccfb, 'the SFU offers RFC 8888 feedback');
+      if (rfc8888) {
+        assert.match(sdp.local, ccfb, 'Chromium answers with RFC 8888 feedback');
+        assert.doesNotMatch(sdp.local, /transport-wide-cc/, 'and without TWCC: the estimate rests on RFC 8888 alone');
+      } else {
+        assert.match(sdp.local, /transport-wide-cc/, 'Chromium answers with TWCC');
+        assert.doesNotMatch(sdp.local, /ack ccfb/, 'and without RFC 8888 feedback (no field trial)');
+      }
+    },
     /** Per publisher: the layer received, its rate, paused, freezes; audio counters. */
     async look(publishers, before) {
       const inbound = await page.evaluate(() => window.huddle.inboundStats());
@@ -275,9 +298,9 @@ const showing = (v) => !v.paused && v.rid in RANK;
 /**
  * The scenario: three publishers, one viewer (`makeViewer`) behind a link
  * capped at 2.5 Mb/s, then 800 kb/s, then 250 kb/s, 2.5 Mb/s again, then
- * dropped to 500 kb/s.
+ * dropped to 500 kb/s. `short`: up to the 250 kb/s cap only.
  */
-async function thinLinkCall(t, makeViewer, tag) {
+async function thinLinkCall(t, makeViewer, tag, { short = false } = {}) {
   requireNetworkTools();
   const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -352,6 +375,7 @@ async function thinLinkCall(t, makeViewer, tag) {
       const l = await viewer.look(publishers, null);
       return l.videos.every((v) => v.rid !== null);
     });
+    if (viewer.check) await viewer.check();
   } catch (e) {
     dump();
     throw e;
@@ -395,6 +419,7 @@ async function thinLinkCall(t, makeViewer, tag) {
   await settled('800k', 1);
   link.cap(250);
   await settled('250k', 0);
+  if (short) return;
   link.cap(2500);
   await settled('2500k-again', 2);
   const steady = await sample('2500k-steady');
@@ -436,5 +461,10 @@ async function thinLinkCall(t, makeViewer, tag) {
 }
 
 test('a Chromium viewer on a capped link gets the simulcast layers that fit', { timeout: 300_000 }, (t) => thinLinkCall(t, chromiumViewer, 'bwc'));
+
+// RFC 8888 feedback instead of TWCC (Chromium's field trial): without it
+// the SFU would have no estimate and send the best layers at every cap.
+test('a Chromium viewer reporting with RFC 8888 feedback gets the layers that fit', { timeout: 300_000 }, (t) =>
+  thinLinkCall(t, (env) => chromiumViewer(env, { rfc8888: true }), 'bwc8888', { short: true }));
 
 test('a Rust viewer (huddle-call) on a capped link gets the simulcast layers that fit', { timeout: 300_000 }, (t) => thinLinkCall(t, rustViewer, 'bwr'));

@@ -846,6 +846,12 @@
         subscriber: session.sub ? session.sub.pc.connectionState : null,
       };
     },
+    /** The subscriber connection's descriptions (what was negotiated). */
+    subscriberSdp() {
+      if (!session || !session.sub) return null;
+      const { localDescription: local, remoteDescription: remote } = session.sub.pc;
+      return { local: local && local.sdp, remote: remote && remote.sdp };
+    },
     /** inbound-rtp stats of the subscriber connection, by room track id. */
     async inboundStats() {
       if (!session || !session.sub) return [];
