@@ -159,6 +159,18 @@ pub enum ClientMessage {
     Ping,
     /// Leave the room; the server closes the connection afterwards.
     Leave,
+    /// First message on a new connection after the previous one dropped
+    /// without a `leave`: take the session back (same participant, same
+    /// tracks and subscriptions; the room sees nothing). Answered by
+    /// `resumed` and then every server message the client missed, or by
+    /// the error `resume_failed` (join again).
+    Resume {
+        /// The token from `joined`'s `resume`.
+        token: String,
+        /// Server messages (text frames) this client has received in the
+        /// session, on every connection of it, `resumed` not counted.
+        received: u64,
+    },
 }
 
 /// Messages the server sends to a client.
@@ -177,6 +189,19 @@ pub enum ServerMessage {
         can_publish: bool,
         /// Whether the token allows subscribing.
         can_subscribe: bool,
+        /// How to take the session back if this connection drops; absent
+        /// when the server does not keep sessions through a drop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeInfo>,
+    },
+    /// The session was taken back (answer to `resume`). The messages the
+    /// client missed follow, then the session goes on as before.
+    Resumed {
+        /// The participant, as before.
+        participant_id: String,
+        /// Client messages (text frames) the server has received in the
+        /// session, `resume` not counted: send again those after these.
+        received: u64,
     },
     /// SDP answer for the client's publisher-connection offer.
     Answer {
@@ -281,6 +306,18 @@ pub enum ServerMessage {
     },
 }
 
+/// How a session outlives its connection (in `joined`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeInfo {
+    /// Secret that takes the session back in a `resume` message. Anyone
+    /// holding it can act as this participant: keep it like the access
+    /// token.
+    pub token: String,
+    /// How long after a drop the server keeps the session, in
+    /// milliseconds; after that the participant has left.
+    pub grace_ms: u64,
+}
+
 /// One simulcast layer in `publish_layers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerActivity {
@@ -349,6 +386,9 @@ pub enum ErrorCode {
     TooManySessions,
     /// The participant did not negotiate media in time after joining.
     MediaTimeout,
+    /// A `resume` could not take the session back: unknown or expired
+    /// token, or messages the server no longer holds. Join again.
+    ResumeFailed,
     /// The server failed; the message was not applied.
     Internal,
 }
@@ -376,6 +416,7 @@ impl ErrorCode {
             ErrorCode::ServerFull => "server_full",
             ErrorCode::TooManySessions => "too_many_sessions",
             ErrorCode::MediaTimeout => "media_timeout",
+            ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -428,6 +469,7 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
         "track_settings",
         "ping",
         "leave",
+        "resume",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(DecodeError {
@@ -575,6 +617,7 @@ mod tests {
             r#"{"type":"mute","track_id":"t","muted":true,"x":1}"#,
             r#"{"type":"ping","x":1}"#,
             r#"{"type":"leave","x":null}"#,
+            r#"{"type":"resume","token":"t","received":3,"x":1}"#,
         ];
         for text in extra {
             let e = decode_client_message(text).expect_err(text);
@@ -606,6 +649,7 @@ mod tests {
             ErrorCode::ServerFull,
             ErrorCode::TooManySessions,
             ErrorCode::MediaTimeout,
+            ErrorCode::ResumeFailed,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),
