@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{AuthError, Claims};
 use crate::hub::{AddError, Removed};
 use crate::outbound::Conn;
-use huddle_proto::{ErrorCode, ServerMessage};
+use huddle_proto::{ErrorCode, ResumeInfo, ServerMessage};
 use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
@@ -121,10 +121,11 @@ pub(crate) fn verify(
 }
 
 /// Which way the client comes in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Via {
-    /// A WebSocket: counted against the connection limits when it opened.
-    WebSocket,
+    /// A WebSocket: counted against the connection limits when it opened;
+    /// `joined` tells it how to resume, when it can.
+    WebSocket(Option<ResumeInfo>),
     /// A new WHIP/WHEP session from this client address (when known):
     /// counted against the session rate.
     HttpSession {
@@ -189,14 +190,18 @@ pub(crate) async fn admit(
     mut conn_for: impl FnMut(&ParticipantId) -> Conn,
     before_live: impl FnOnce(&ParticipantId, &Conn),
 ) -> Result<Admitted, Refused> {
-    if let Via::HttpSession { ip } = via {
-        if !app
-            .http_sessions()
-            .take_token(ip, &claims.room, &claims.sub)
-        {
-            return Err(Refused::SessionRate);
+    let resume = match via {
+        Via::WebSocket(resume) => resume,
+        Via::HttpSession { ip } => {
+            if !app
+                .http_sessions()
+                .take_token(ip, &claims.room, &claims.sub)
+            {
+                return Err(Refused::SessionRate);
+            }
+            None
         }
-    }
+    };
     let hub = app.hub();
     let (id, conn) = loop {
         let id = ParticipantId(format!(
@@ -237,6 +242,7 @@ pub(crate) async fn admit(
         others,
         can_publish: rights.publish,
         can_subscribe: rights.subscribe,
+        resume,
     });
     if !live {
         // Removed while the SFU was setting it up; whoever removed it may
@@ -436,6 +442,7 @@ mod tests {
             participant,
             can_publish: true,
             can_subscribe: false,
+            resume: None,
             ..
         })) = rx.try_recv()
         else {
@@ -453,7 +460,7 @@ mod tests {
         let refused = admit(
             &app,
             &claims,
-            Via::WebSocket,
+            Via::WebSocket(None),
             Media::Publish {
                 offer: "not sdp".into(),
             },
@@ -485,7 +492,7 @@ mod tests {
         let refused = admit(
             &app,
             &claims,
-            Via::WebSocket,
+            Via::WebSocket(None),
             Media::Negotiated(rights),
             |_| c.clone(),
             |_, _| {},
@@ -511,7 +518,7 @@ mod tests {
             ip: Some([192, 0, 2, 1].into()),
         };
         let (c, _rx) = conn();
-        let first = admit(&app, &claims, via, view(), |_| c.clone(), |_, _| {}).await;
+        let first = admit(&app, &claims, via.clone(), view(), |_| c.clone(), |_, _| {}).await;
         assert!(first.is_ok(), "{first:?}");
         let second = admit(&app, &claims, via, view(), |_| c.clone(), |_, _| {}).await;
         assert!(matches!(second, Err(Refused::SessionRate)), "{second:?}");

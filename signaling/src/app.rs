@@ -9,6 +9,7 @@ use crate::config::SignalingConfig;
 use crate::connections::{ConnectionGuard, Connections, Refused};
 use crate::http_sessions::Sessions;
 use crate::hub::{Hub, HubLimits};
+use crate::resume::Resumable;
 use crate::sfu::SfuControl;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ struct Inner {
     connections: Connections,
     http_sessions: Sessions,
     bans: Bans,
+    resumable: Resumable,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
                 connections: Connections::default(),
                 http_sessions,
                 bans: Bans::default(),
+                resumable: Resumable::default(),
             }),
         }
     }
@@ -74,6 +77,11 @@ impl AppState {
     /// The open WHIP/WHEP sessions.
     pub fn http_sessions(&self) -> &Sessions {
         &self.inner.http_sessions
+    }
+
+    /// Sessions that can be resumed after their WebSocket dropped.
+    pub fn resumable(&self) -> &Resumable {
+        &self.inner.resumable
     }
 
     /// The bans in force.

@@ -17,3 +17,6 @@ pub const KICKED: u16 = 4001;
 pub const MEDIA_GONE: u16 = 4002;
 /// The participant negotiated no media within the media timeout.
 pub const MEDIA_TIMEOUT: u16 = 4003;
+/// A `resume` could not take the session back (unknown token, grace
+/// period over, messages no longer held): join again.
+pub const RESUME_FAILED: u16 = 4004;

@@ -26,6 +26,10 @@ pub struct SignalingConfig {
     pub outbound_queue: usize,
     /// How long shutdown waits for open WebSockets to close.
     pub shutdown_grace: Duration,
+    /// How long a participant whose WebSocket dropped without `leave`
+    /// stays in its room, media flowing, for a new connection to `resume`
+    /// its session. Zero: a dropped connection leaves at once.
+    pub resume_grace: Duration,
     /// Connection, participant and session limits and the other timeouts.
     pub limits: crate::limits::Limits,
 }
@@ -34,7 +38,8 @@ impl SignalingConfig {
     /// Defaults: leeway [`crate::auth::DEFAULT_LEEWAY_SECS`], token lifetime
     /// at most [`crate::auth::DEFAULT_MAX_LIFETIME_SECS`], join timeout 5 s,
     /// 50 messages/s with bursts of 100, 256 queued messages, 5 s shutdown
-    /// grace, [`crate::limits::Limits::default`].
+    /// grace, 20 s to resume a dropped session,
+    /// [`crate::limits::Limits::default`].
     pub fn new(secret: impl Into<String>) -> Self {
         Self {
             secret: secret.into(),
@@ -45,6 +50,7 @@ impl SignalingConfig {
             rate_burst: 100.0,
             outbound_queue: 256,
             shutdown_grace: Duration::from_secs(5),
+            resume_grace: Duration::from_secs(20),
             limits: crate::limits::Limits::default(),
         }
     }
@@ -61,6 +67,7 @@ impl std::fmt::Debug for SignalingConfig {
             .field("rate_burst", &self.rate_burst)
             .field("outbound_queue", &self.outbound_queue)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("resume_grace", &self.resume_grace)
             .field("limits", &self.limits)
             .finish()
     }

@@ -349,6 +349,7 @@ mod tests {
             others,
             can_publish: true,
             can_subscribe: true,
+            resume: None,
         }
     }
 

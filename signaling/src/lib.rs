@@ -26,6 +26,7 @@
 //!   joins and leaves ([`presence`]), and each connection's queue
 //!   ([`outbound`]);
 //! - [`http_sessions`]: open WHIP/WHEP sessions and the rate of new ones;
+//! - [`resume`]: WebSocket sessions kept through a dropped connection;
 //! - `connections.rs`: open WebSockets per node and per client address;
 //! - [`bans`]: bans in force; [`sfu`]: the SFU as the service sees it.
 //!
@@ -61,11 +62,13 @@ pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
 pub mod rest;
+pub mod resume;
 mod room;
 pub mod sdpfrag;
 pub mod sfu;
 pub mod whip;
 pub mod ws;
+mod ws_writer;
 
 pub use app::AppState;
 pub use auth::{AuthError, Claims};

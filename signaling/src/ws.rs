@@ -19,15 +19,16 @@ use crate::connections::{self, ConnectionGuard};
 use crate::limits::client_ip;
 use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::{LimitNotice, TokenBucket};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use crate::resume::{self, Outlet, Take, Taken};
+use crate::ws_writer::{self, Writer};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use huddle_proto::{
-    decode_client_message, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES,
+    decode_client_message, ClientMessage, ErrorCode, ResumeInfo, ServerMessage, MAX_MESSAGE_BYTES,
 };
 use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, SfuError};
@@ -127,27 +128,52 @@ enum Flow {
     Stop,
 }
 
+/// How a connection's loop ended.
+enum End {
+    /// The participant leaves (it said so, was refused, kicked, timed out,
+    /// or the server shuts down).
+    Leave,
+    /// The socket dropped, or another connection takes the session: keep
+    /// the session for resuming if it can be.
+    Drop,
+}
+
+/// How long a `resume` waits for the session's old connection to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// How long an ended session stays known, so that a late `resume` is told
+/// why it ended (kicked, say) rather than that it never was.
+const ENDED_KEPT: Duration = Duration::from_secs(60);
+
 struct Session {
     app: AppState,
     guard: ConnectionGuard,
     conn: Conn,
+    writer: Option<Writer>,
     want_room: Option<String>,
     joined: Option<Joined>,
     bucket: TokenBucket,
     notice: LimitNotice,
     /// Whether the participant sent an `offer` or answered one.
     negotiated: bool,
+    /// Client text frames received in the session (on every connection of
+    /// it), for `resumed`.
+    received: u64,
+    /// The session's resume token, once joined, when sessions are kept.
+    resume_token: Option<String>,
+    /// Notified when another connection takes the session.
+    takeover: Arc<Notify>,
 }
 
 async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room: Option<String>) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(app.config().outbound_queue.max(8));
-    let mut writer = tokio::spawn(write_loop(
+    let writer = Writer::spawn(
         sink,
-        rx,
+        Outlet::new(rx),
+        Vec::new(),
         app.config().limits.presence_batch_window,
-    ));
-    let kick = Arc::new(Notify::new());
+    );
     let mut shutdown = app.shutdown_signal();
     let join_deadline = tokio::time::sleep(app.config().join_timeout);
     tokio::pin!(join_deadline);
@@ -160,26 +186,36 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
         notice: LimitNotice::new(RATE_LIMIT_NOTICE_WINDOW),
         app: app.clone(),
         guard,
-        conn: Conn::new(tx.clone(), kick.clone()),
+        conn: Conn::new(tx, Arc::new(Notify::new())),
+        writer: Some(writer),
         want_room,
         joined: None,
         negotiated: false,
+        received: 0,
+        resume_token: None,
+        takeover: Arc::new(Notify::new()),
     };
 
-    if *shutdown.borrow_and_update() {
+    let end = if *shutdown.borrow_and_update() {
         session.close(close_code::GOING_AWAY, "server shutting down");
+        End::Leave
     } else {
         loop {
+            // A resumed session's kicks come through the session's own
+            // connection handle, so look it up each time round.
+            let kick = session.conn.kick.clone();
+            let takeover = session.takeover.clone();
             tokio::select! {
-                _ = kick.notified() => break,
+                _ = kick.notified() => break End::Leave,
+                _ = takeover.notified(), if session.joined.is_some() => break End::Drop,
                 _ = shutdown.changed() => {
                     session.close(close_code::GOING_AWAY, "server shutting down");
-                    break;
+                    break End::Leave;
                 }
                 _ = &mut join_deadline, if session.joined.is_none() => {
                     session.error(ErrorCode::NotJoined, "no join in time");
                     session.close(close_code::POLICY, "join timeout");
-                    break;
+                    break End::Leave;
                 }
                 _ = &mut media_deadline, if media_armed && !session.negotiated => {
                     tracing::info!(participant = ?session.joined.as_ref().map(|j| &j.id), "no media negotiated in time");
@@ -188,13 +224,13 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
                         "no offer or answer in time after joining",
                     );
                     session.close(close_code::MEDIA_TIMEOUT, "media timeout");
-                    break;
+                    break End::Leave;
                 }
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
                         let was_joined = session.joined.is_some();
                         if let Flow::Stop = session.on_frame(frame).await {
-                            break;
+                            break End::Leave;
                         }
                         let timeout = app.config().limits.media_timeout;
                         if !was_joined
@@ -207,70 +243,60 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
                     }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
-                        break;
+                        break End::Drop;
                     }
-                    None => break,
+                    None => break End::Drop,
                 },
             }
         }
-    }
+    };
 
-    session.cleanup().await;
-    drop(session);
-    // Let the writer flush what is queued (ending with a close frame when one
-    // was queued); it stops once every sender is gone.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(500),
-        tx.send(Outbound::Close(close_code::NORMAL, String::new())),
-    )
-    .await;
-    drop(tx);
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+    match end {
+        End::Drop if session.can_park() => session.park().await,
+        _ => session.finish().await,
     }
 }
 
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    batch_window: Duration,
-) {
-    while let Some(out) = rx.recv().await {
-        let msg = match out {
-            Outbound::Msg(msg) => msg,
-            Outbound::Presence(batch) => {
-                // Let more joins and leaves gather in the batch.
-                tokio::time::sleep_until(Instant::from_std(batch.opened() + batch_window)).await;
-                match batch.take() {
-                    Some(msg) => msg,
-                    None => continue,
-                }
-            }
-            Outbound::Close(code, reason) => {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })))
-                    .await;
-                return;
-            }
-        };
-        let text = match serde_json::to_string(&msg) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "could not serialize server message");
-                continue;
-            }
-        };
-        if sink.send(Message::Text(text.into())).await.is_err() {
-            return;
+/// Wait out a parked session's grace period; end it then unless it was
+/// taken back, or sooner if the room removes it (kick, ban, media gone:
+/// its queue's kick fires) or the server shuts down.
+async fn expire_later(app: AppState, token: String, epoch: u64, conn: Conn) {
+    let mut shutdown = app.shutdown_signal();
+    let kicked = tokio::select! {
+        _ = tokio::time::sleep(app.config().resume_grace) => false,
+        _ = conn.kick.notified() => true,
+        _ = shutdown.wait_for(|down| *down) => false,
+    };
+    let ended = app
+        .resumable()
+        .expire(&token, epoch, |s| closing(&mut s.outlet));
+    let Some(session) = ended else {
+        if kicked {
+            // Taken back meanwhile: the new connection acts on the kick.
+            conn.kick.notify_one();
+        }
+        return;
+    };
+    if admission::remove(&app, &session.id).await.is_some() {
+        tracing::info!(participant = %session.id, "session not resumed in time: left");
+    }
+    drop(session);
+    tokio::time::sleep(ENDED_KEPT).await;
+    app.resumable().forget(&token);
+}
+
+/// The close code and reason a parked session ended with: the close its
+/// queue holds (a kick), or the grace period's.
+fn closing(outlet: &mut Outlet) -> (u16, String) {
+    while let Ok(out) = outlet.rx.try_recv() {
+        if let Outbound::Close(code, reason) = out {
+            return (code, reason);
         }
     }
-    let _ = sink.close().await;
+    (
+        close_code::RESUME_FAILED,
+        "not resumed within the grace period".to_owned(),
+    )
 }
 
 fn sfu_error_code(e: &SfuError) -> ErrorCode {
@@ -361,6 +387,7 @@ impl Session {
                 return Flow::Stop;
             }
         };
+        self.received += 1;
         if self.rate_limited() {
             return Flow::Continue;
         }
@@ -395,6 +422,7 @@ impl Session {
         let Some(joined) = &self.joined else {
             return match msg {
                 ClientMessage::Join { token } => self.join(&token).await,
+                ClientMessage::Resume { token, received } => self.resume(&token, received).await,
                 ClientMessage::Ping => {
                     self.send(ServerMessage::Pong);
                     Flow::Continue
@@ -413,7 +441,7 @@ impl Session {
         let rights = joined.rights;
         let sfu = self.app.sfu();
         match msg {
-            ClientMessage::Join { .. } => self.error(
+            ClientMessage::Join { .. } | ClientMessage::Resume { .. } => self.error(
                 ErrorCode::AlreadyJoined,
                 "already joined on this connection",
             ),
@@ -501,10 +529,20 @@ impl Session {
             subscribe: claims.subscribe,
         };
         let conn = self.conn.clone();
+        let grace = self.app.config().resume_grace;
+        let resume = (!grace.is_zero()).then(|| ResumeInfo {
+            token: resume::new_token(),
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        });
+        let token = resume.as_ref().map(|r| r.token.clone());
+        if let Some(token) = &token {
+            // Before anyone can see the token (in `joined`).
+            self.app.resumable().attach(token, self.takeover.clone());
+        }
         let admitted = admission::admit(
             &self.app,
             &claims,
-            Via::WebSocket,
+            Via::WebSocket(resume),
             Media::Negotiated(rights),
             |_| conn.clone(),
             |_, _| {},
@@ -512,12 +550,107 @@ impl Session {
         .await;
         let id = match admitted {
             Ok(a) => a.id,
-            Err(e) => return self.refuse_join(e),
+            Err(e) => {
+                if let Some(token) = &token {
+                    self.app.resumable().forget(token);
+                }
+                return self.refuse_join(e);
+            }
         };
         tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, "participant joined");
         self.guard.joined();
         self.joined = Some(Joined { id, rights });
+        self.resume_token = token;
         Flow::Continue
+    }
+
+    /// Take back a session whose connection dropped (`resume`): wait for
+    /// its old connection to let go if it has not noticed yet, move the
+    /// session's queue to this connection's socket behind `resumed` and
+    /// what the client missed.
+    async fn resume(&mut self, token: &str, received: u64) -> Flow {
+        let waited_until = Instant::now() + TAKEOVER_WAIT;
+        let taken = loop {
+            match self.app.resumable().take(token) {
+                Take::Parked(taken) => break *taken,
+                Take::Attached(takeover) if Instant::now() < waited_until => {
+                    takeover.notify_one();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Take::Attached(_) => {
+                    return self.resume_failed(
+                        close_code::RESUME_FAILED,
+                        "the session's connection did not let go",
+                    )
+                }
+                Take::Ended(code, reason) => {
+                    let why = format!("the session has ended: {reason}");
+                    return self.resume_failed(code, &why);
+                }
+                Take::Unknown => {
+                    return self.resume_failed(
+                        close_code::RESUME_FAILED,
+                        "no such session: unknown token, or not resumed in time",
+                    )
+                }
+            }
+        };
+        let Some(missed) = taken.outlet.replay.after(received) else {
+            // The client cannot be made whole: end the session so that it
+            // joins again from a clean state.
+            tracing::info!(participant = %taken.id, received, "resume refused: missed messages no longer held");
+            self.app.resumable().forget(token);
+            admission::remove(&self.app, &taken.id).await;
+            return self.resume_failed(
+                close_code::RESUME_FAILED,
+                "the messages this client missed are no longer held",
+            );
+        };
+        let resumed = ServerMessage::Resumed {
+            participant_id: taken.id.0.clone(),
+            received: taken.received,
+        };
+        let stopped = match self.writer.take() {
+            Some(writer) => writer.stop().await,
+            None => None,
+        };
+        let (Some((sink, _fresh)), Some(first)) = (stopped, ws_writer::encode(&resumed)) else {
+            // Cannot happen short of a panic in the writer; the session
+            // stays parked for another try.
+            tracing::error!(participant = %taken.id, "resume: this connection's writer is gone");
+            let epoch = self.app.resumable().park(token, taken);
+            tracing::debug!(epoch, "session parked again");
+            return Flow::Stop;
+        };
+        let mut frames = vec![first];
+        let replayed = missed.len();
+        frames.extend(missed);
+        self.writer = Some(Writer::spawn(
+            sink,
+            taken.outlet,
+            frames,
+            self.app.config().limits.presence_batch_window,
+        ));
+        tracing::info!(participant = %taken.id, replayed, "session resumed");
+        self.app.resumable().attach(token, self.takeover.clone());
+        self.conn = taken.conn;
+        self.received = taken.received;
+        self.negotiated = taken.negotiated;
+        self.joined = Some(Joined {
+            id: taken.id,
+            rights: taken.rights,
+        });
+        self.resume_token = Some(token.to_owned());
+        self.guard.joined();
+        Flow::Continue
+    }
+
+    /// Tell the client its `resume` failed and close with `code`.
+    fn resume_failed(&self, code: u16, message: &str) -> Flow {
+        tracing::debug!(message, "resume failed");
+        self.error(ErrorCode::ResumeFailed, message);
+        self.close(code, ErrorCode::ResumeFailed.as_str());
+        Flow::Stop
     }
 
     /// Tell the client why it was not admitted and close.
@@ -536,11 +669,65 @@ impl Session {
         }
     }
 
-    /// Take the participant out of the room (telling the others) and out of
-    /// the SFU, unless someone else already did.
-    async fn cleanup(&mut self) {
+    /// Whether the session can be kept for resuming now that its socket
+    /// dropped.
+    fn can_park(&self) -> bool {
+        self.joined.is_some()
+            && self.resume_token.is_some()
+            && !*self.app.shutdown_signal().borrow()
+    }
+
+    /// Keep the session, without its socket, for a `resume` within the
+    /// grace period.
+    async fn park(mut self) {
+        let (Some(token), Some(joined)) = (self.resume_token.take(), self.joined.take()) else {
+            return self.finish().await;
+        };
+        let Some((sink, outlet)) = (match self.writer.take() {
+            Some(writer) => writer.stop().await,
+            None => None,
+        }) else {
+            self.joined = Some(joined);
+            self.resume_token = Some(token);
+            return self.finish().await;
+        };
+        drop(sink);
+        tracing::info!(participant = %joined.id, "connection dropped: session kept for resuming");
+        let conn = self.conn.clone();
+        let epoch = self.app.resumable().park(
+            &token,
+            Taken {
+                id: joined.id,
+                rights: joined.rights,
+                conn: conn.clone(),
+                outlet,
+                received: self.received,
+                negotiated: self.negotiated,
+            },
+        );
+        tokio::spawn(expire_later(self.app.clone(), token, epoch, conn));
+    }
+
+    /// End the session: take the participant out of the room (telling the
+    /// others) and out of the SFU, unless someone else already did; let the
+    /// writer flush what is queued, ending with a close frame.
+    async fn finish(mut self) {
+        if let Some(token) = self.resume_token.take() {
+            self.app.resumable().forget(&token);
+        }
         if let Some(joined) = self.joined.take() {
             admission::remove(&self.app, &joined.id).await;
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            self.conn
+                .tx
+                .send(Outbound::Close(close_code::NORMAL, String::new())),
+        )
+        .await;
+        if let Some(writer) = self.writer.take() {
+            drop(self);
+            writer.finish(Duration::from_secs(2)).await;
         }
     }
 }

@@ -510,13 +510,16 @@ async fn follow_until(
 async fn mass_leave_is_batched() -> Result<()> {
     const TOTAL: usize = 350;
     const LEAVING: usize = 300;
-    let server = start(config(Limits {
+    let mut c = config(Limits {
         max_connections_per_ip: 0,
         max_pending_per_ip: 0,
         presence_batch_window: Duration::from_millis(250),
         ..Limits::default()
-    }))
-    .await?;
+    });
+    // The dropped sessions leave once not resumed in time, all about
+    // together.
+    c.resume_grace = Duration::from_millis(200);
+    let server = start(c).await?;
     let mut clients = Vec::new();
     for i in 0..TOTAL {
         let (ws, joined) = server.join("big", &format!("p{i}"), false, true).await?;

@@ -229,6 +229,7 @@ async fn before_and_after_join() -> Result<()> {
         ServerMessage::Joined {
             can_publish: true,
             can_subscribe: false,
+            resume: Some(_),
             ..
         }
     ));
@@ -277,7 +278,9 @@ async fn bad_input_keeps_connection_open() -> Result<()> {
 /// A frame beyond the WebSocket limit drops that connection only.
 #[tokio::test]
 async fn huge_frame_drops_only_that_connection() -> Result<()> {
-    let (server, _sfu) = start().await?;
+    let mut config = SignalingConfig::new(SECRET);
+    config.resume_grace = std::time::Duration::from_millis(300);
+    let (server, _sfu) = start_with(config).await?;
     let (mut a, _) = server.join("r", "alice", false, false).await?;
     let (mut b, _) = server.join("r", "bob", false, false).await?;
     assert!(matches!(
@@ -289,7 +292,8 @@ async fn huge_frame_drops_only_that_connection() -> Result<()> {
         "a".repeat(4 * MAX_MESSAGE_BYTES)
     );
     let _ = b.send(Message::text(huge)).await;
-    // Bob is gone (closed or reset), Alice hears about it.
+    // Bob is gone (closed or reset), Alice hears about it once Bob's
+    // session is not resumed in time.
     loop {
         match next(&mut b).await? {
             Got::Closed(_) => break,
@@ -347,10 +351,13 @@ async fn sfu_errors_map_to_codes() -> Result<()> {
     server.stop().await
 }
 
-/// joined/participant_joined/participant_left, by leave and by dropping the socket.
+/// joined/participant_joined/participant_left, by leave and by dropping
+/// the socket (once the session's resume grace period is over).
 #[tokio::test]
 async fn join_and_leave_are_announced() -> Result<()> {
-    let (server, sfu) = start().await?;
+    let mut config = SignalingConfig::new(SECRET);
+    config.resume_grace = std::time::Duration::from_millis(300);
+    let (server, sfu) = start_with(config).await?;
     let (mut a, ja) = server.join("r", "alice", true, false).await?;
     let a_id = joined_id(&ja);
     let (mut b, jb) = server.join("r", "bob", true, false).await?;
@@ -389,7 +396,7 @@ async fn join_and_leave_are_announced() -> Result<()> {
         recv(&mut a).await?,
         ServerMessage::ParticipantJoined { .. }
     ));
-    drop(c); // no leave, just gone
+    drop(c); // no leave, just gone, and not resumed
     assert_eq!(
         recv(&mut a).await?,
         ServerMessage::ParticipantLeft {
@@ -791,4 +798,237 @@ async fn shutdown_closes_sockets() -> Result<()> {
         .unwrap()
         .contains(&ParticipantId(joined_id(&ja))));
     Ok(())
+}
+
+/// The token and grace period `joined` gives for resuming.
+fn resume_of(joined: &ServerMessage) -> huddle_proto::ResumeInfo {
+    match joined {
+        ServerMessage::Joined {
+            resume: Some(r), ..
+        } => r.clone(),
+        other => panic!("no resume in {other:?}"),
+    }
+}
+
+fn resume_msg(token: &str, received: u64) -> String {
+    serde_json::json!({"type": "resume", "token": token, "received": received}).to_string()
+}
+
+/// Wait until the hub has parked `n` sessions.
+async fn parked(server: &Server, n: usize) -> Result<()> {
+    tokio::time::timeout(WAIT, async {
+        while server.app.resumable().parked() != n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// A socket that drops without `leave` parks the session: the room sees
+/// nothing; a new connection resumes it with the token from `joined`, is
+/// told how many client messages arrived, and gets every server message
+/// after the count it gives, those queued while it was away included.
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_and_nothing_is_missed() -> Result<()> {
+    let (server, sfu) = start().await?;
+    let (mut alice, ja) = server.join("r", "alice", true, true).await?;
+    let alice_id = joined_id(&ja);
+    let resume = resume_of(&ja);
+    assert_eq!(resume.grace_ms, 20_000, "the default grace period");
+    assert!(resume.token.len() >= 32);
+    assert_eq!(
+        recv(&mut alice).await?,
+        ServerMessage::Offer {
+            sdp: "fake-subscriber-offer".into()
+        }
+    );
+    let (mut bob, _) = server.join("r", "bob", true, false).await?;
+    assert!(matches!(
+        recv(&mut alice).await?,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    // alice has had 3 messages; she sent 1 (join).
+    drop(alice);
+    parked(&server, 1).await?;
+    let (_carol, jc) = server.join("r", "carol", true, false).await?;
+    let carol_id = joined_id(&jc);
+    assert!(
+        matches!(recv(&mut bob).await?, ServerMessage::ParticipantJoined { participant } if participant.id == carol_id),
+        "bob hears of carol, and of no leave"
+    );
+
+    // Say only `joined` arrived: the offer and bob's join come again.
+    let mut alice = server.connect(None).await?;
+    send_json(&mut alice, &resume_msg(&resume.token, 1)).await?;
+    assert_eq!(
+        recv(&mut alice).await?,
+        ServerMessage::Resumed {
+            participant_id: alice_id.clone(),
+            received: 1
+        }
+    );
+    assert!(matches!(
+        recv(&mut alice).await?,
+        ServerMessage::Offer { .. }
+    ));
+    assert!(
+        matches!(recv(&mut alice).await?, ServerMessage::ParticipantJoined { participant } if participant.identity == "bob")
+    );
+    assert!(
+        matches!(recv(&mut alice).await?, ServerMessage::ParticipantJoined { participant } if participant.id == carol_id),
+        "what was queued while away"
+    );
+    ping_pong(&mut alice).await?;
+    assert_eq!(server.app.resumable().parked(), 0);
+    assert!(!sfu
+        .removed
+        .lock()
+        .unwrap()
+        .contains(&ParticipantId(alice_id.clone())));
+    assert_eq!(server.app.hub().participants("r").map(|p| p.len()), Some(3));
+    ping_pong(&mut bob).await?; // bob heard nothing else: no leave, no join
+
+    // The session goes on: resumed again, the count carries on (join,
+    // resume not counted, ping).
+    drop(alice);
+    parked(&server, 1).await?;
+    let mut alice = server.connect(None).await?;
+    // joined, offer, bob, carol, pong.
+    send_json(&mut alice, &resume_msg(&resume.token, 5)).await?;
+    assert!(
+        matches!(
+            recv(&mut alice).await?,
+            ServerMessage::Resumed { received: 2, .. }
+        ),
+        "join and ping counted"
+    );
+    send_json(&mut alice, r#"{"type":"leave"}"#).await?;
+    assert_eq!(expect_closed(&mut alice).await?, Some(1000));
+    assert!(
+        matches!(recv(&mut bob).await?, ServerMessage::ParticipantLeft { participant_id } if participant_id == alice_id)
+    );
+    assert_eq!(
+        server.app.resumable().len(),
+        2,
+        "bob's and carol's sessions"
+    );
+    server.stop().await
+}
+
+/// A new connection takes the session even from a connection the server
+/// still thinks alive (a half-open TCP connection): the old one is let go.
+#[tokio::test]
+async fn a_resume_takes_the_session_from_a_connection_still_open() -> Result<()> {
+    let (server, _sfu) = start().await?;
+    let (mut old, ja) = server.join("r", "alice", true, false).await?;
+    let alice_id = joined_id(&ja);
+    let resume = resume_of(&ja);
+    let (mut bob, _) = server.join("r", "bob", true, false).await?;
+    assert!(matches!(
+        recv(&mut old).await?,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    // Say bob's join was lost with the old connection.
+    let mut new = server.connect(None).await?;
+    send_json(&mut new, &resume_msg(&resume.token, 1)).await?;
+    assert!(
+        matches!(recv(&mut new).await?, ServerMessage::Resumed { participant_id, received: 1 } if participant_id == alice_id)
+    );
+    assert!(
+        matches!(recv(&mut new).await?, ServerMessage::ParticipantJoined { participant } if participant.identity == "bob"),
+        "bob's join, sent to the old connection, comes again"
+    );
+    loop {
+        match next(&mut old).await? {
+            Got::Closed(_) => break,
+            Got::Msg(_) => continue,
+        }
+    }
+    ping_pong(&mut new).await?;
+    ping_pong(&mut bob).await?;
+    server.stop().await
+}
+
+/// What cannot be resumed is refused with `resume_failed` and a close:
+/// an unknown token, a session whose grace period is over (the room saw
+/// it leave), a count of more messages than were sent (the session ends:
+/// the client must join again), a session kicked while away (its close
+/// code), and a resume on a joined connection.
+#[tokio::test]
+async fn resume_refusals() -> Result<()> {
+    let mut config = SignalingConfig::new(SECRET);
+    config.resume_grace = std::time::Duration::from_millis(300);
+    let (server, _sfu) = start_with(config).await?;
+    let (mut bob, jb) = server.join("r", "bob", true, false).await?;
+    assert_eq!(resume_of(&jb).grace_ms, 300);
+
+    let mut ws = server.connect(None).await?;
+    send_json(&mut ws, &resume_msg("not-a-token", 0)).await?;
+    expect_error(&mut ws, ErrorCode::ResumeFailed).await?;
+    assert_eq!(expect_closed(&mut ws).await?, Some(4004));
+
+    send_json(&mut bob, &resume_msg(&resume_of(&jb).token, 1)).await?;
+    expect_error(&mut bob, ErrorCode::AlreadyJoined).await?;
+
+    // Not back in time.
+    let (alice, ja) = server.join("r", "alice", true, false).await?;
+    let alice_id = joined_id(&ja);
+    assert!(matches!(
+        recv(&mut bob).await?,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    drop(alice);
+    assert!(
+        matches!(recv(&mut bob).await?, ServerMessage::ParticipantLeft { participant_id } if participant_id == alice_id)
+    );
+    let mut ws = server.connect(None).await?;
+    send_json(&mut ws, &resume_msg(&resume_of(&ja).token, 1)).await?;
+    expect_error(&mut ws, ErrorCode::ResumeFailed).await?;
+    assert_eq!(expect_closed(&mut ws).await?, Some(4004));
+
+    // Claims more than was sent: the session cannot be made whole.
+    let (carol, jc) = server.join("r", "carol", true, false).await?;
+    let carol_id = joined_id(&jc);
+    assert!(matches!(
+        recv(&mut bob).await?,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    drop(carol);
+    parked(&server, 1).await?;
+    let mut ws = server.connect(None).await?;
+    send_json(&mut ws, &resume_msg(&resume_of(&jc).token, 99)).await?;
+    expect_error(&mut ws, ErrorCode::ResumeFailed).await?;
+    assert_eq!(expect_closed(&mut ws).await?, Some(4004));
+    assert!(
+        matches!(recv(&mut bob).await?, ServerMessage::ParticipantLeft { participant_id } if participant_id == carol_id)
+    );
+
+    // Kicked while away: the resume learns it was kicked.
+    let (dave, jd) = server.join("r", "dave", true, false).await?;
+    let dave_id = joined_id(&jd);
+    assert!(matches!(
+        recv(&mut bob).await?,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    drop(dave);
+    parked(&server, 1).await?;
+    let (status, _) = server
+        .http(
+            "DELETE",
+            &format!("/api/rooms/r/participants/{dave_id}"),
+            Some(&admin_token()),
+        )
+        .await?;
+    assert_eq!(status, 204);
+    assert!(
+        matches!(recv(&mut bob).await?, ServerMessage::ParticipantLeft { participant_id } if participant_id == dave_id)
+    );
+    parked(&server, 0).await?;
+    let mut ws = server.connect(None).await?;
+    send_json(&mut ws, &resume_msg(&resume_of(&jd).token, 1)).await?;
+    expect_error(&mut ws, ErrorCode::ResumeFailed).await?;
+    assert_eq!(expect_closed(&mut ws).await?, Some(4001));
+    ping_pong(&mut bob).await?;
+    server.stop().await
 }

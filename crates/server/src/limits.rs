@@ -43,6 +43,9 @@ pub struct ServerLimits {
     pub signaling: Limits,
     /// Time a WebSocket has to `join` after opening.
     pub join_timeout: Duration,
+    /// Time a participant whose WebSocket dropped stays in its room for a
+    /// new connection to resume its session (0: it leaves at once).
+    pub resume_grace: Duration,
     /// Sustained client messages per second on one WebSocket.
     pub messages_per_sec: f64,
     /// Burst of client messages above the sustained rate.
@@ -55,6 +58,7 @@ impl Default for ServerLimits {
         Self {
             signaling: c.limits,
             join_timeout: c.join_timeout,
+            resume_grace: c.resume_grace,
             messages_per_sec: c.rate_per_sec,
             messages_burst: c.rate_burst,
         }
@@ -66,6 +70,7 @@ impl ServerLimits {
     pub fn apply_to(&self, c: &mut SignalingConfig) {
         c.limits = self.signaling.clone();
         c.join_timeout = self.join_timeout;
+        c.resume_grace = self.resume_grace;
         c.rate_per_sec = self.messages_per_sec;
         c.rate_burst = self.messages_burst;
     }
@@ -121,6 +126,11 @@ pub struct LimitsLayer {
     /// after joining [default: 30; 0: no limit].
     #[arg(long, env = "HUDDLE_MEDIA_TIMEOUT", value_name = "SECS")]
     pub media_timeout_secs: Option<Secs>,
+    /// Seconds a participant whose WebSocket dropped without leaving stays
+    /// in its room, for its client to resume the session [default: 20; 0:
+    /// it leaves at once].
+    #[arg(long, env = "HUDDLE_RESUME_GRACE", value_name = "SECS")]
+    pub resume_grace_secs: Option<Secs>,
     /// Seconds an HTTP connection has to send a complete request header [default: 10].
     #[arg(long, env = "HUDDLE_HEADER_READ_TIMEOUT", value_name = "SECS")]
     pub header_read_timeout_secs: Option<Secs>,
@@ -170,6 +180,7 @@ impl LimitsLayer {
         }
         let durations = [
             (self.join_timeout_secs, &mut to.join_timeout),
+            (self.resume_grace_secs, &mut to.resume_grace),
             (self.media_timeout_secs, &mut l.media_timeout),
             (self.header_read_timeout_secs, &mut l.header_read_timeout),
             (self.presence_batch_secs, &mut l.presence_batch_window),
@@ -193,6 +204,7 @@ mod tests {
     fn toml_table_over_defaults() {
         let layer: LimitsLayer = toml::from_str(
             "max_connections_per_ip = 0\nmedia_timeout_secs = 2.5\njoin_timeout_secs = 3\n\
+             resume_grace_secs = 7\n\
              client_ip_header = \"X-Forwarded-For\"\nmessages_burst = 20\n",
         )
         .expect("parse");
@@ -202,6 +214,7 @@ mod tests {
         assert_eq!(l.signaling.max_connections_per_ip, 0);
         assert_eq!(l.signaling.media_timeout, Duration::from_millis(2500));
         assert_eq!(l.join_timeout, Duration::from_secs(3));
+        assert_eq!(l.resume_grace, Duration::from_secs(7));
         assert_eq!(l.messages_burst, 20.0);
         assert_eq!(
             l.signaling.client_ip_header.as_deref(),
