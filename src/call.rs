@@ -12,7 +12,7 @@ use crate::red::negotiated_red;
 use crate::red_recv::remote_red;
 use crate::red_send::RedSender;
 use crate::sender::AudioSender;
-use crate::signal::{self, Outbox};
+use crate::signal::{self, Inbound, Outbox};
 use crate::simulcast::{LayerExtensions, LayerSwitches, SimulcastTrack};
 use crate::track::{as_local, remote_track, LocalTrack};
 use bytes::Bytes;
@@ -174,6 +174,9 @@ impl Call {
             .await
             .map_err(|_| CallError::Timeout("the join answer"))?
             .ok_or(CallError::Closed)?;
+        let Inbound::Msg(first) = first else {
+            return Err(CallError::Closed);
+        };
         let (room, me, others, can_publish) = match first {
             ServerMessage::Joined {
                 room,
@@ -756,8 +759,19 @@ fn announced(inner: &Inner, local_id: &str, server_id: &TrackId, muted: bool) {
 }
 
 /// Handle what the server sends for the life of the call.
-async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<ServerMessage>) {
-    while let Some(msg) = inbox.recv().await {
+async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>) {
+    while let Some(inbound) = inbox.recv().await {
+        let msg = match inbound {
+            Inbound::Msg(msg) => msg,
+            Inbound::Reconnecting => {
+                let _ = inner.events.send(CallEvent::Reconnecting);
+                continue;
+            }
+            Inbound::Resumed => {
+                let _ = inner.events.send(CallEvent::Reconnected);
+                continue;
+            }
+        };
         let events = match msg {
             ServerMessage::Answer { sdp } => {
                 if let Some(tx) = inner.state().pending_answer.take() {

@@ -109,7 +109,16 @@ pub enum CallEvent {
         /// Explanation.
         message: String,
     },
-    /// The signaling connection closed; the call is over.
+    /// The signaling connection dropped (a network change, a proxy timing
+    /// out); the call is trying to take its session back on a new one.
+    /// Media keeps flowing meanwhile; requests wait.
+    Reconnecting,
+    /// The session was taken back on a new signaling connection: the same
+    /// participant, tracks and subscriptions, and nothing missed. Nobody
+    /// else in the room noticed.
+    Reconnected,
+    /// The signaling connection closed (and could not be resumed); the
+    /// call is over.
     Disconnected,
 }
 

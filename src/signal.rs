@@ -1,21 +1,84 @@
-//! The WebSocket to the signaling service: one writer task fed by a channel,
-//! and a reader stream of parsed [`ServerMessage`]s.
+//! The WebSocket to the signaling service, kept up for the call: one task
+//! owns the socket, writes what the outbox queues and hands what the
+//! server sends to a channel of [`Inbound`]s.
+//!
+//! When the socket drops without a close (a network change, a proxy timing
+//! out, or nothing heard for [`SILENCE_LIMIT`]), the task reconnects with
+//! backoff and resumes the session with the token from `joined` (see
+//! `docs/signaling.md`, "Resuming a session"): same participant, same
+//! tracks, nobody else notices. Each side counts the messages it received
+//! and the other sends again what came after, so nothing is lost in either
+//! direction. If the session cannot be resumed within its grace period the
+//! channel closes, as it does when the server closes the socket.
 
 use crate::error::CallError;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use huddle_proto::{ClientMessage, ServerMessage};
+use huddle_proto::{ClientMessage, ErrorCode, ResumeInfo, ServerMessage};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::debug;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
 
 /// Sending half: cheap to clone, messages are written in order.
 pub(crate) type Outbox = mpsc::UnboundedSender<ClientMessage>;
 
-/// Open the WebSocket; returns the outbox and a channel of server messages
-/// that closes when the socket does.
+/// What the signaling link hands on.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A message from the server.
+    Msg(ServerMessage),
+    /// The connection dropped; the session is being resumed.
+    Reconnecting,
+    /// The session was resumed on a new connection.
+    Resumed,
+}
+
+/// A `ping` goes out this often, so a dead connection is noticed.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// A connection that brought nothing (not even a `pong`) for this long is
+/// taken for dead.
+pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+
+/// Messages kept for sending again after a resume.
+const RESEND_KEPT: usize = 256;
+
+/// One attempt to connect or resume may take this long.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
+
+/// First wait between attempts to resume; it doubles up to
+/// [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Open the WebSocket; returns the outbox and the channel of what the
+/// server sends, which closes when the session ends.
 pub(crate) async fn connect(
     url: &str,
-) -> Result<(Outbox, mpsc::UnboundedReceiver<ServerMessage>), CallError> {
+) -> Result<(Outbox, mpsc::UnboundedReceiver<Inbound>), CallError> {
+    let socket = open(url).await?;
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<ClientMessage>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<Inbound>();
+    let link = Link {
+        url: url.to_owned(),
+        outbox: out_rx,
+        inbound: in_tx,
+        received: 0,
+        sent: Sent::default(),
+        resume: None,
+    };
+    tokio::spawn(link.run(socket));
+    Ok((out_tx, in_rx))
+}
+
+async fn open(url: &str) -> Result<Socket, CallError> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let (ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -27,44 +90,276 @@ pub(crate) async fn connect(
             )),
             other => CallError::Signaling(format!("{url}: {other}")),
         })?;
-    let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
-    let (in_tx, in_rx) = mpsc::unbounded_channel::<ServerMessage>();
-    tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            let text = match serde_json::to_string(&msg) {
-                Ok(t) => t,
-                Err(e) => {
-                    debug!("cannot encode {msg:?}: {e}");
-                    continue;
-                }
-            };
-            let leaving = matches!(msg, ClientMessage::Leave);
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-            if leaving {
-                let _ = sink.close().await;
-                break;
-            }
+    Ok(ws)
+}
+
+/// The client messages written in the session, counted, the last kept.
+#[derive(Debug, Default)]
+struct Sent {
+    count: u64,
+    kept: VecDeque<String>,
+}
+
+impl Sent {
+    fn record(&mut self, text: &str) {
+        self.count += 1;
+        self.kept.push_back(text.to_owned());
+        if self.kept.len() > RESEND_KEPT {
+            self.kept.pop_front();
         }
-    });
-    tokio::spawn(async move {
-        while let Some(frame) = stream.next().await {
-            let text = match frame {
-                Ok(Message::Text(t)) => t,
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => continue,
-            };
-            match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(m) => {
-                    if in_tx.send(m).is_err() {
-                        break;
+    }
+
+    /// What the server missed when it received the first `received`.
+    fn after(&self, received: u64) -> impl Iterator<Item = &String> {
+        let missed = usize::try_from(self.count.saturating_sub(received)).unwrap_or(usize::MAX);
+        if missed > self.kept.len() {
+            warn!(
+                missed,
+                kept = self.kept.len(),
+                "the server missed more messages than are kept"
+            );
+        }
+        let skip = self.kept.len().saturating_sub(missed);
+        self.kept.iter().skip(skip)
+    }
+}
+
+/// How one connection ended.
+enum Ended {
+    /// This side left (`leave`, or the call was dropped).
+    Left,
+    /// The server closed it, or nobody reads the inbound channel.
+    Closed,
+    /// It dropped: resume if possible.
+    Dropped,
+}
+
+struct Link {
+    url: String,
+    outbox: mpsc::UnboundedReceiver<ClientMessage>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    /// Server messages received in the session (`resumed` not counted).
+    received: u64,
+    sent: Sent,
+    /// From `joined`: how to resume.
+    resume: Option<ResumeInfo>,
+}
+
+impl Link {
+    async fn run(mut self, first: Socket) {
+        let mut socket = first;
+        loop {
+            match self.serve(socket).await {
+                Ended::Dropped if self.resume.is_some() => {
+                    info!("signaling connection dropped; resuming the session");
+                    if self.inbound.send(Inbound::Reconnecting).is_err() {
+                        return;
+                    }
+                    match self.reconnect().await {
+                        Some(again) => {
+                            info!("session resumed");
+                            if self.inbound.send(Inbound::Resumed).is_err() {
+                                return;
+                            }
+                            socket = again;
+                        }
+                        None => return,
                     }
                 }
-                Err(e) => debug!("unparseable server message: {e}"),
+                _ => return,
             }
         }
-    });
-    Ok((out_tx, in_rx))
+    }
+
+    /// Carry messages both ways on `socket` until it ends.
+    async fn serve(&mut self, socket: Socket) -> Ended {
+        let (mut sink, mut stream) = socket.split();
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                msg = self.outbox.recv() => {
+                    let Some(msg) = msg else {
+                        // The call is gone without a word: end cleanly.
+                        let _ = sink.close().await;
+                        return Ended::Left;
+                    };
+                    let leaving = matches!(msg, ClientMessage::Leave);
+                    if self.write(&mut sink, &msg).await.is_err() {
+                        return Ended::Dropped;
+                    }
+                    if leaving {
+                        let _ = sink.close().await;
+                        return Ended::Left;
+                    }
+                }
+                frame = stream.next() => {
+                    heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if !self.deliver(text.as_str()) {
+                                return Ended::Closed;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => return Ended::Closed,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            debug!("signaling read failed: {e}");
+                            return Ended::Dropped;
+                        }
+                        None => return Ended::Dropped,
+                    }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() >= SILENCE_LIMIT {
+                        debug!("nothing from the server for {:?}", heard.elapsed());
+                        return Ended::Dropped;
+                    }
+                    if self.write(&mut sink, &ClientMessage::Ping).await.is_err() {
+                        return Ended::Dropped;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write and count a message.
+    async fn write(
+        &mut self,
+        sink: &mut SplitSink<Socket, Message>,
+        msg: &ClientMessage,
+    ) -> Result<(), ()> {
+        let text = match serde_json::to_string(msg) {
+            Ok(t) => t,
+            Err(e) => {
+                debug!("cannot encode {msg:?}: {e}");
+                return Ok(());
+            }
+        };
+        self.sent.record(&text);
+        sink.send(Message::Text(text.into())).await.map_err(|_| ())
+    }
+
+    /// Count and hand on a server message; false when nobody listens.
+    fn deliver(&mut self, text: &str) -> bool {
+        self.received += 1;
+        match serde_json::from_str::<ServerMessage>(text) {
+            Ok(msg) => {
+                if let ServerMessage::Joined {
+                    resume: Some(resume),
+                    ..
+                } = &msg
+                {
+                    self.resume = Some(resume.clone());
+                }
+                self.inbound.send(Inbound::Msg(msg)).is_ok()
+            }
+            Err(e) => {
+                debug!("unparseable server message: {e}");
+                true
+            }
+        }
+    }
+
+    /// Connect again and resume, with backoff, until the grace period
+    /// ends; `None` if the session cannot be resumed.
+    async fn reconnect(&mut self) -> Option<Socket> {
+        let resume = self.resume.clone()?;
+        let give_up = Instant::now() + Duration::from_millis(resume.grace_ms);
+        let mut backoff = BACKOFF_FIRST;
+        while Instant::now() < give_up && !self.inbound.is_closed() {
+            match tokio::time::timeout(ATTEMPT_LIMIT, self.try_resume(&resume)).await {
+                Ok(Attempt::Resumed(socket)) => return Some(*socket),
+                Ok(Attempt::Refused(why)) => {
+                    warn!("the session cannot be resumed: {why}");
+                    return None;
+                }
+                Ok(Attempt::Failed(why)) => debug!("resume attempt failed: {why}"),
+                Err(_) => debug!("resume attempt timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        warn!("the session was not resumed within its grace period");
+        None
+    }
+
+    async fn try_resume(&mut self, resume: &ResumeInfo) -> Attempt {
+        let mut socket = match open(&self.url).await {
+            Ok(s) => s,
+            Err(e) => return Attempt::Failed(e.to_string()),
+        };
+        let hello = ClientMessage::Resume {
+            token: resume.token.clone(),
+            received: self.received,
+        };
+        let text = match serde_json::to_string(&hello) {
+            Ok(t) => t,
+            Err(e) => return Attempt::Refused(e.to_string()),
+        };
+        if let Err(e) = socket.send(Message::Text(text.into())).await {
+            return Attempt::Failed(e.to_string());
+        }
+        match first_text(&mut socket).await {
+            Some(ServerMessage::Resumed { received, .. }) => {
+                let (mut sink, stream) = socket.split();
+                for text in self.sent.after(received) {
+                    if let Err(e) = sink.send(Message::Text(text.clone().into())).await {
+                        return Attempt::Failed(e.to_string());
+                    }
+                }
+                match sink.reunite(stream) {
+                    Ok(socket) => Attempt::Resumed(Box::new(socket)),
+                    Err(e) => Attempt::Failed(e.to_string()),
+                }
+            }
+            Some(ServerMessage::Error {
+                code: ErrorCode::ResumeFailed,
+                message,
+            }) => Attempt::Refused(message),
+            Some(other) => Attempt::Failed(format!("expected resumed, got {other:?}")),
+            None => Attempt::Failed("the connection closed".into()),
+        }
+    }
+}
+
+enum Attempt {
+    Resumed(Box<Socket>),
+    /// The server will not resume the session.
+    Refused(String),
+    /// Try again.
+    Failed(String),
+}
+
+/// The first server message on a socket, if one comes before it closes.
+async fn first_text(socket: &mut Socket) -> Option<ServerMessage> {
+    while let Some(frame) = socket.next().await {
+        match frame {
+            Ok(Message::Text(text)) => return serde_json::from_str(text.as_str()).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_sends_again_what_the_server_missed() {
+        let mut sent = Sent::default();
+        for i in 0..5 {
+            sent.record(&format!("m{i}"));
+        }
+        let again: Vec<&str> = sent.after(3).map(String::as_str).collect();
+        assert_eq!(again, ["m3", "m4"]);
+        assert_eq!(sent.after(5).count(), 0);
+        assert_eq!(sent.after(9).count(), 0, "more than sent: nothing");
+        for i in 5..(RESEND_KEPT + 10) {
+            sent.record(&format!("m{i}"));
+        }
+        assert_eq!(sent.after(0).count(), RESEND_KEPT, "only what is kept");
+    }
 }

@@ -170,6 +170,8 @@ async fn main() -> anyhow::Result<()> {
                         stats.set_paused(&track_id, false);
                     }
                 }
+                CallEvent::Reconnecting => println!("signaling connection lost: reconnecting"),
+                CallEvent::Reconnected => println!("reconnected: session resumed"),
                 CallEvent::Disconnected => {
                     println!("disconnected");
                     break;
