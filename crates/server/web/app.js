@@ -27,8 +27,14 @@
   const SPEAKING_HOLD_MS = 400;
   /** How often the audio levels are read from getStats. */
   const LEVEL_INTERVAL_MS = 200;
-  /** Keep-alive on the WebSocket. */
-  const PING_INTERVAL_MS = 20000;
+  /** Keep-alive on the WebSocket: a ping this often... */
+  const PING_INTERVAL_MS = 5000;
+  /** ...and a connection silent this long is taken for dead and resumed. */
+  const SILENCE_LIMIT_MS = 15000;
+  /** Our messages kept for sending again after a resume. */
+  const RESEND_KEPT = 256;
+  /** Waits between attempts to resume: the first, and the longest. */
+  const RESUME_BACKOFF_MS = [100, 2000];
   /**
    * The inbound-rtp numbers window.huddle.inboundStats() passes on (0 where
    * the browser reports none). The jitter-buffer ones (NetEQ for audio), from
@@ -64,6 +70,7 @@
     1011: 'the server failed while you joined',
     4001: 'an administrator removed you from the call',
     4002: 'the media connection to the server failed or timed out',
+    4004: 'the connection to the server was lost and could not be resumed',
   };
 
   /** The call in progress, or null. */
@@ -214,10 +221,118 @@
 
   // -------------------------------------------------------------- the session
 
+  /**
+   * Send a message. Every message is counted and the last ones kept: if the
+   * connection drops, the session is resumed on a new one (docs/signaling.md,
+   * "Resuming a session") and what the server missed goes again, what is
+   * sent meanwhile included.
+   */
   function send(msg) {
-    if (session && session.ws.readyState === WebSocket.OPEN) {
-      session.ws.send(JSON.stringify(msg));
-    }
+    if (!session) return;
+    const text = JSON.stringify(msg);
+    session.sent.push(text);
+    session.sentCount += 1;
+    if (session.sent.length > RESEND_KEPT) session.sent.shift();
+    if (session.ws.readyState === WebSocket.OPEN && !session.reconnecting) session.ws.send(text);
+  }
+
+  /** Hand what `ws` brings to `current` (the session it belongs to). */
+  function attach(current, ws) {
+    current.heard = Date.now();
+    ws.onmessage = (e) => {
+      if (session !== current || current.ws !== ws) return;
+      current.heard = Date.now();
+      current.received += 1;
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch {
+        console.warn('huddle: not JSON', e.data);
+        return;
+      }
+      onMessage(msg).catch((err) => {
+        console.error('huddle: handling', msg.type, err);
+        showError(`${msg.type}: ${err.message || err}`);
+      });
+    };
+    ws.onclose = (e) => {
+      if (session !== current || current.ws !== ws) return;
+      // 1006: gone without a close frame (network change, proxy timeout):
+      // take the session back. Any close the server sent ends the call.
+      if (!current.leaving && current.resume && e.code === 1006) {
+        resumeSession(current);
+        return;
+      }
+      const why = current.leaving ? '' : `${CLOSE_REASONS[e.code] || 'disconnected from the server'} (code ${e.code}${e.reason ? `: ${e.reason}` : ''})`;
+      cleanup();
+      if (why) showError(why);
+    };
+  }
+
+  /**
+   * The WebSocket dropped: connect again with backoff and send `resume`
+   * until the server's grace period is over. The media connections carry on
+   * meanwhile; nobody else in the room notices.
+   */
+  function resumeSession(current) {
+    if (current.reconnecting) return;
+    current.reconnecting = true;
+    const old = current.ws;
+    old.onmessage = null;
+    old.onclose = null;
+    if (old.readyState === WebSocket.OPEN || old.readyState === WebSocket.CONNECTING) old.close();
+    console.info('huddle: signaling connection lost, resuming');
+    updateStatus();
+    const giveUp = Date.now() + current.resume.grace_ms;
+    let wait = RESUME_BACKOFF_MS[0];
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const attempt = () => {
+      if (session !== current) return;
+      if (Date.now() >= giveUp) {
+        cleanup();
+        showError(`${CLOSE_REASONS[4004]} (code 4004)`);
+        return;
+      }
+      const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+      let settled = false;
+      const retry = () => {
+        if (settled) return;
+        settled = true;
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close();
+        setTimeout(attempt, wait);
+        wait = Math.min(wait * 2, RESUME_BACKOFF_MS[1]);
+      };
+      const timer = setTimeout(retry, 5000);
+      ws.onopen = () => ws.send(JSON.stringify({
+        type: 'resume', token: current.resume.token, received: current.received,
+      }));
+      ws.onclose = () => { clearTimeout(timer); retry(); };
+      ws.onmessage = (e) => {
+        if (settled || session !== current) return;
+        settled = true;
+        clearTimeout(timer);
+        let msg = null;
+        try { msg = JSON.parse(e.data); } catch { /* handled below */ }
+        if (!msg || msg.type !== 'resumed') {
+          ws.onclose = null;
+          ws.close();
+          cleanup();
+          showError(`${CLOSE_REASONS[4004]}${msg && msg.message ? `: ${msg.message}` : ''}`);
+          return;
+        }
+        // What the server missed of ours goes again, in order.
+        const missed = Math.max(0, current.sentCount - msg.received);
+        for (const text of current.sent.slice(Math.max(0, current.sent.length - missed))) ws.send(text);
+        current.ws = ws;
+        current.reconnecting = false;
+        current.resumes += 1;
+        attach(current, ws);
+        console.info('huddle: session resumed');
+        updateStatus();
+      };
+    };
+    attempt();
   }
 
   /**
@@ -265,6 +380,8 @@
   function updateStatus() {
     if (!session) return setStatus('not connected');
     if (!session.me) return setStatus('joining…');
+    document.body.classList.toggle('reconnecting', Boolean(session.reconnecting));
+    if (session.reconnecting) return setStatus('connection lost: reconnecting…');
     const states = [session.pub, session.sub]
       .filter(Boolean)
       .map((s) => `${s.role} ${s.pc.connectionState}`);
@@ -318,31 +435,36 @@
       views: new Map(),
       leaving: false,
       timers: [],
+      /** From `joined`: how to resume the session if the WebSocket drops. */
+      resume: null,
+      reconnecting: false,
+      /** Sessions resumed so far. */
+      resumes: 0,
+      /** Server messages received in the session (`resumed` not counted). */
+      received: 0,
+      /** Our messages: how many were sent, and the last ones. */
+      sentCount: 0,
+      sent: [],
+      /** When the server was last heard from. */
+      heard: Date.now(),
     };
     const current = session;
     setStatus('connecting…');
-    ws.onopen = () => send({ type: 'join', token });
-    ws.onmessage = (e) => {
-      if (session !== current) return;
-      let msg;
-      try {
-        msg = JSON.parse(e.data);
-      } catch {
-        console.warn('huddle: not JSON', e.data);
+    ws.onopen = () => {
+      // Counted: the server counts every message of the session.
+      current.sentCount += 1;
+      current.sent.push(JSON.stringify({ type: 'join', token }));
+      ws.send(current.sent[0]);
+    };
+    attach(current, ws);
+    current.timers.push(setInterval(() => {
+      if (session !== current || current.reconnecting) return;
+      if (current.resume && Date.now() - current.heard > SILENCE_LIMIT_MS) {
+        resumeSession(current);
         return;
       }
-      onMessage(msg).catch((err) => {
-        console.error('huddle: handling', msg.type, err);
-        showError(`${msg.type}: ${err.message || err}`);
-      });
-    };
-    ws.onclose = (e) => {
-      if (session !== current) return;
-      const why = current.leaving ? '' : `${CLOSE_REASONS[e.code] || 'disconnected from the server'} (code ${e.code}${e.reason ? `: ${e.reason}` : ''})`;
-      cleanup();
-      if (why) showError(why);
-    };
-    current.timers.push(setInterval(() => send({ type: 'ping' }), PING_INTERVAL_MS));
+      send({ type: 'ping' });
+    }, PING_INTERVAL_MS));
     current.timers.push(setInterval(() => updateLevels(current), LEVEL_INTERVAL_MS));
     $('room-label').textContent = room;
     showCallUi(true);
@@ -405,6 +527,7 @@
     if (!session) return;
     switch (msg.type) {
       case 'joined': {
+        session.resume = msg.resume || null;
         session.me = msg.participant.id;
         session.identity = msg.participant.identity; // the token's, which wins over the form
         const me = addParticipant(msg.participant, true);
@@ -825,6 +948,8 @@
       return {
         joined: Boolean(session.me),
         me: session.me,
+        reconnecting: session.reconnecting,
+        resumes: session.resumes,
         room: session.room,
         activeSpeaker: session.activeSpeaker || null,
         participants: [...session.participants.values()].map((p) => ({
