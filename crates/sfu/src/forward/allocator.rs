@@ -22,6 +22,12 @@
 //! does not fit, [`Decision::probe_bps`] says how much the subscriber would
 //! need, so the caller can probe the path at that rate before committing.
 //!
+//! One video moves up at a time, at most once per [`UP_SPACING`]: each move
+//! starts with a keyframe of the new layer, several at once arrive as one
+//! burst, and on a thin link that burst is what overflows the bottleneck's
+//! queue (audio included) before the estimate can react. A new subscriber
+//! whose estimate is still being found (settling) is exempt.
+//!
 //! Sans-IO and pure apart from the per-subscriber [`AllocatorState`]: the
 //! caller hands in the estimate, the demands and the time.
 
@@ -33,6 +39,10 @@ pub const UP_HEADROOM: f64 = 0.85;
 
 /// After a move down, how long no video of the subscriber moves up.
 pub const UP_HOLD: Duration = Duration::from_secs(4);
+
+/// After one video of the subscriber moved up (or resumed), how long the
+/// next waits.
+pub const UP_SPACING: Duration = Duration::from_secs(1);
 
 /// A video's rank among one subscriber's videos: lower goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,6 +126,9 @@ pub struct Decision {
 pub struct AllocatorState {
     /// When a video of this subscriber last moved down or was paused.
     last_down: Option<Instant>,
+    /// When a running video of this subscriber last moved up, or a paused
+    /// one resumed.
+    last_up: Option<Instant>,
 }
 
 impl AllocatorState {
@@ -149,6 +162,12 @@ pub fn allocate(
     let may_go_up = state
         .last_down
         .is_none_or(|t| now.saturating_duration_since(t) >= UP_HOLD);
+    let spaced = settling
+        || state
+            .last_up
+            .is_none_or(|t| now.saturating_duration_since(t) >= UP_SPACING);
+    // A video already moved up (or resumed) in this round.
+    let mut moved_up = false;
     let keep_budget = budget_bps.map_or(u64::MAX, |b| b);
     let up_budget = budget_bps.map_or(u64::MAX, |b| (b as f64 * UP_HEADROOM) as u64);
 
@@ -193,6 +212,9 @@ pub fn allocate(
         total += lowest.bps;
         chosen[i] = Some(lowest);
         allocations[i] = Allocation::Layer(lowest.index);
+        if d.current == Allocation::Paused && !settling {
+            moved_up = true;
+        }
     }
 
     // 2. In the same order, the best layer each wants that fits.
@@ -215,6 +237,12 @@ pub fn allocate(
             }
             let extra = l.bps.saturating_sub(base.bps);
             let up = current.is_none_or(|c| (l.rank, l.bps) > (c.rank, c.bps));
+            // A running video moving up: one at a time (a new one takes
+            // the best that fits at once).
+            let raise = up && current.is_some() && !settling;
+            if raise && (moved_up || !spaced) {
+                continue;
+            }
             let limit = match (up, budget_bps) {
                 (_, None) | (false, _) => keep_budget,
                 (true, Some(_)) if may_go_up => up_budget,
@@ -224,6 +252,7 @@ pub fn allocate(
                 total += extra;
                 chosen[i] = Some(l);
                 allocations[i] = Allocation::Layer(l.index);
+                moved_up |= raise;
                 break;
             }
             if up && probe.is_none() && current.is_none_or(|c| l.rank == c.rank + 1) {
@@ -250,6 +279,9 @@ pub fn allocate(
     });
     if went_down {
         state.last_down = Some(now);
+    }
+    if moved_up {
+        state.last_up = Some(now);
     }
     let wanted_bps = demands
         .iter()
@@ -481,6 +513,49 @@ mod tests {
         let later = t + UP_HOLD;
         let d = run(later, &mut state, Some(3_000_000), &mut demands);
         assert_eq!(d.allocations, vec![Allocation::Layer(2)]);
+    }
+
+    #[test]
+    fn one_video_moves_up_at_a_time() {
+        let t = Instant::now();
+        let mut state = AllocatorState::default();
+        let mut demands = vec![
+            video(Priority::Other, 0),
+            video(Priority::Other, 1),
+            video(Priority::Other, 2),
+        ];
+        // Three new videos on a thin budget: the lowest layers.
+        let d = run(t, &mut state, Some(600_000), &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Layer(0); 3]);
+        // The path opens up: the first video goes straight to the top, the
+        // others wait their turn, a spacing apart, in priority order.
+        let wide = Some(10_000_000);
+        let d = run(t, &mut state, wide, &mut demands);
+        let layers = [
+            Allocation::Layer(2),
+            Allocation::Layer(0),
+            Allocation::Layer(0),
+        ];
+        assert_eq!(d.allocations, layers);
+        assert_eq!(d.probe_bps, None, "waiting is not for want of bandwidth");
+        let d = run(t + UP_SPACING / 2, &mut state, wide, &mut demands);
+        assert_eq!(d.allocations, layers);
+        let d = run(t + UP_SPACING, &mut state, wide, &mut demands);
+        let layers = [
+            Allocation::Layer(2),
+            Allocation::Layer(2),
+            Allocation::Layer(0),
+        ];
+        assert_eq!(d.allocations, layers);
+        let d = run(t + UP_SPACING * 2, &mut state, wide, &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Layer(2); 3]);
+
+        // While a new subscriber is settling, everything moves at once.
+        let mut state = AllocatorState::default();
+        let mut demands = vec![video(Priority::Other, 0), video(Priority::Other, 1)];
+        run(t, &mut state, Some(400_000), &mut demands);
+        let d = allocate(t, &mut state, wide, true, &demands);
+        assert_eq!(d.allocations, vec![Allocation::Layer(2); 2]);
     }
 
     #[test]
