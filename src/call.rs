@@ -18,17 +18,21 @@ use crate::track::{as_local, remote_track, LocalTrack};
 use bytes::Bytes;
 use huddle_media::opus_codec::EncoderConfig;
 use huddle_media::source::AudioSource;
-use huddle_proto::{ClientMessage, ErrorCode, IceCandidate, PcRole, ServerMessage, TrackKind};
+use huddle_proto::{
+    ClientMessage, ErrorCode, IceCandidate, ParticipantInfo, PcRole, ServerMessage, TrackKind,
+};
 use huddle_wire::codecs;
 use huddle_wire::local_track::{simulcast_track, single_ssrc_track};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
@@ -56,12 +60,22 @@ struct OwnTrack {
     pending_mute: Option<bool>,
     /// A simulcast track's layers, switched by the server (dynacast).
     layers: Option<Arc<LayerSwitches>>,
+    /// Publication order, to publish again in the same order after a
+    /// rejoin.
+    order: u32,
+    /// The mute state the app last set.
+    muted: bool,
+    /// The SSRC whose loss reports drive its RED redundancy, if it sends RED.
+    red_ssrc: Option<u32>,
+    /// Set while the call joins again (shared with the track's handle).
+    suspended: Arc<AtomicBool>,
 }
 
 /// Everything about the call that changes, behind one lock (never held
 /// across an await).
-#[derive(Default)]
 struct State {
+    /// This participant (a rejoin gives it a new id).
+    me: Participant,
     publisher: Option<Peer>,
     subscriber: Option<Peer>,
     /// The answer to the publisher offer in flight.
@@ -74,11 +88,25 @@ struct State {
     next_track: u32,
 }
 
+impl State {
+    /// A call just joined as `me`, with `others` in the room.
+    fn new(me: Participant, others: Vec<Participant>) -> Self {
+        Self {
+            me,
+            publisher: None,
+            subscriber: None,
+            pending_answer: None,
+            own: HashMap::new(),
+            others,
+            next_track: 0,
+        }
+    }
+}
+
 struct Inner {
     outbox: Outbox,
     bind: String,
     can_publish: bool,
-    me: Participant,
     /// One publisher negotiation at a time (held across its awaits).
     negotiation: tokio::sync::Mutex<()>,
     state: std::sync::Mutex<State>,
@@ -95,15 +123,80 @@ impl Inner {
     /// The participant with this id (this one included); an id the call
     /// has not heard of keeps its id as its name.
     fn who(&self, id: &ParticipantId) -> Participant {
-        if *id == self.me.id {
-            return self.me.clone();
+        let st = self.state();
+        if *id == st.me.id {
+            return st.me.clone();
         }
-        self.state()
-            .others
+        st.others
             .iter()
             .find(|p| p.id == *id)
             .cloned()
             .unwrap_or_else(|| Participant::new(id.clone(), id.to_string()))
+    }
+
+    /// The publisher connection (built on first use) and its state watch.
+    /// Call with the negotiation lock held.
+    async fn publisher(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn PeerConnection>,
+            tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
+        ),
+        CallError,
+    > {
+        if let Some(p) = self.state().publisher.as_ref() {
+            return Ok((p.pc.clone(), p.state.clone()));
+        }
+        let built = peer::build(PcRole::Publisher, &self.bind, self.outbox.clone(), None).await?;
+        let handles = (built.pc.clone(), built.state.clone());
+        self.state().publisher = Some(built);
+        Ok(handles)
+    }
+
+    /// Offer the publisher connection's current state and apply the answer.
+    /// Call with the negotiation lock held.
+    async fn offer_publisher(&self, pc: &Arc<dyn PeerConnection>) -> Result<(), CallError> {
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let sdp = pc
+            .local_description()
+            .await
+            .ok_or_else(|| CallError::WebRtc("no local description".into()))?
+            .sdp;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.state();
+            st.pending_answer = Some(tx);
+            self.outbox
+                .send(ClientMessage::Offer { sdp })
+                .map_err(|_| CallError::Closed)?;
+            if let Some(p) = st.publisher.as_ref() {
+                p.open_trickle();
+            }
+        }
+        let answer = tokio::time::timeout(WAIT, rx)
+            .await
+            .map_err(|_| CallError::Timeout("the publisher answer"))?
+            .map_err(|_| CallError::Closed)??;
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(())
+    }
+
+    /// The MID of `sender`'s transceiver on the publisher connection.
+    async fn mid_of(&self, sender: &Arc<dyn RtpSender>) -> Result<Option<String>, CallError> {
+        let Some(pc) = self.state().publisher.as_ref().map(|p| p.pc.clone()) else {
+            return Err(CallError::Closed);
+        };
+        for t in pc.get_transceivers().await {
+            if let Some(s) = t.sender().await? {
+                if s.id() == sender.id() {
+                    return Ok(t.mid().await?);
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -137,7 +230,7 @@ impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
             .field("room", &self.room)
-            .field("participant", &self.inner.me)
+            .field("participant", &self.inner.state().me)
             .finish()
     }
 }
@@ -164,7 +257,7 @@ impl Call {
                 .await
                 .unwrap_or_else(|| "0.0.0.0:0".to_owned()),
         };
-        let (outbox, mut inbox) = signal::connect(&endpoint.ws_url).await?;
+        let (outbox, mut inbox) = signal::connect(&endpoint.ws_url, token).await?;
         outbox
             .send(ClientMessage::Join {
                 token: token.to_owned(),
@@ -200,12 +293,11 @@ impl Call {
             outbox,
             bind,
             can_publish,
-            me: Participant::from(&me),
             negotiation: tokio::sync::Mutex::new(()),
-            state: std::sync::Mutex::new(State {
-                others: others.iter().map(Participant::from).collect(),
-                ..State::default()
-            }),
+            state: std::sync::Mutex::new(State::new(
+                Participant::from(&me),
+                others.iter().map(Participant::from).collect(),
+            )),
             events: events_tx,
             remote_tracks: tracks_tx,
         });
@@ -219,14 +311,15 @@ impl Call {
         &self.room
     }
 
-    /// This participant's server-assigned id.
-    pub fn participant_id(&self) -> &ParticipantId {
-        &self.inner.me.id
+    /// This participant's server-assigned id (a new one after the call
+    /// joined again: [`CallEvent::Reconnected`] with `rejoined`).
+    pub fn participant_id(&self) -> ParticipantId {
+        self.inner.state().me.id.clone()
     }
 
     /// This participant: id, the identity of its token and its display name.
-    pub fn local_participant(&self) -> &Participant {
-        &self.inner.me
+    pub fn local_participant(&self) -> Participant {
+        self.inner.state().me.clone()
     }
 
     /// Who else is in the room now, in join order. Up to date with the
@@ -304,13 +397,16 @@ impl Call {
         let track_id = format!("{label}-{n}");
         let ssrc: u32 = rand::random();
         let rtp = Arc::new(TrackLocalStaticRTP::new(single_ssrc_track(
-            self.inner.me.id.to_string(),
+            self.inner.state().me.id.to_string(),
             track_id.clone(),
             kind,
             codec.clone(),
             ssrc,
         )));
-        let sender = self.add_and_negotiate(&track_id, &rtp, None).await?;
+        let suspended = Arc::new(AtomicBool::new(false));
+        let sender = self
+            .add_and_negotiate(&track_id, n, &rtp, None, &suspended)
+            .await?;
         let codecs = sender.get_parameters().await?.rtp_parameters.codecs;
         let mut payload_type = codecs
             .iter()
@@ -334,13 +430,19 @@ impl Call {
             ssrc,
             payload_type,
             red,
+            suspended,
         ));
         if uses_red {
-            if let Some(p) = self.inner.state().publisher.as_ref() {
+            let mut st = self.inner.state();
+            if let Some(own) = st.own.get_mut(track.local_id()) {
+                own.red_ssrc = Some(ssrc);
+            }
+            if let Some(p) = st.publisher.as_ref() {
                 if let Ok(mut watched) = p.loss_reports.lock() {
                     watched.insert(ssrc);
                 }
             }
+            drop(st);
             follow_loss_reports(&track);
         }
         Ok(track)
@@ -367,21 +469,23 @@ impl Call {
             )));
         }
         let _one_at_a_time = self.inner.negotiation.lock().await;
-        let track_id = {
+        let n = {
             let mut st = self.inner.state();
             st.next_track += 1;
-            format!("video-{}", st.next_track - 1)
+            st.next_track - 1
         };
+        let track_id = format!("video-{n}");
         let layers: Vec<(&str, u32)> = rids.iter().map(|&r| (r, rand::random())).collect();
         let rtp = Arc::new(TrackLocalStaticRTP::new(simulcast_track(
-            self.inner.me.id.to_string(),
+            self.inner.state().me.id.to_string(),
             track_id.clone(),
             codecs::vp8(),
             &layers,
         )));
         let switches = Arc::new(LayerSwitches::new(rids));
+        let suspended = Arc::new(AtomicBool::new(false));
         let sender = self
-            .add_and_negotiate(&track_id, &rtp, Some(switches.clone()))
+            .add_and_negotiate(&track_id, n, &rtp, Some(switches.clone()), &suspended)
             .await?;
         let params = sender.get_parameters().await?.rtp_parameters;
         let vp8 = codecs::vp8();
@@ -391,7 +495,7 @@ impl Call {
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&vp8.mime_type))
             .map_or(codecs::VP8_PT, |c| c.payload_type);
         let ext_id = |uri| codecs::extension_id(&params, uri);
-        let mid = self.mid_of(&sender).await?;
+        let mid = self.inner.mid_of(&sender).await?;
         let extensions = match (ext_id(SDES_MID_URI), ext_id(SDES_RTP_STREAM_ID_URI), mid) {
             (Some(mid_id), Some(rid_id), Some(mid)) => LayerExtensions {
                 mid_id,
@@ -411,22 +515,8 @@ impl Call {
             extensions,
             &layers,
             switches,
+            suspended,
         )))
-    }
-
-    /// The MID of `sender`'s transceiver on the publisher connection.
-    async fn mid_of(&self, sender: &Arc<dyn RtpSender>) -> Result<Option<String>, CallError> {
-        let Some(pc) = self.inner.state().publisher.as_ref().map(|p| p.pc.clone()) else {
-            return Err(CallError::Closed);
-        };
-        for t in pc.get_transceivers().await {
-            if let Some(s) = t.sender().await? {
-                if s.id() == sender.id() {
-                    return Ok(t.mid().await?);
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Add `rtp` as track `track_id` to the publisher connection, offer,
@@ -434,10 +524,12 @@ impl Call {
     async fn add_and_negotiate(
         &self,
         track_id: &str,
+        order: u32,
         rtp: &Arc<TrackLocalStaticRTP>,
         layers: Option<Arc<LayerSwitches>>,
+        suspended: &Arc<AtomicBool>,
     ) -> Result<Arc<dyn RtpSender>, CallError> {
-        let (pc, mut state) = self.publisher().await?;
+        let (pc, mut state) = self.inner.publisher().await?;
         let sender = pc.add_track(as_local(rtp)).await?;
         self.inner.state().own.insert(
             track_id.to_owned(),
@@ -446,10 +538,14 @@ impl Call {
                 server_id: None,
                 pending_mute: None,
                 layers,
+                order,
+                muted: false,
+                red_ssrc: None,
+                suspended: suspended.clone(),
             },
         );
         let negotiated = async {
-            self.offer_publisher(&pc).await?;
+            self.inner.offer_publisher(&pc).await?;
             peer::wait_connected(&mut state, WAIT).await
         };
         if let Err(e) = negotiated.await {
@@ -457,63 +553,6 @@ impl Call {
             return Err(e);
         }
         Ok(sender)
-    }
-
-    /// The publisher connection (built on first use) and its state watch.
-    /// Call with the negotiation lock held.
-    async fn publisher(
-        &self,
-    ) -> Result<
-        (
-            Arc<dyn PeerConnection>,
-            tokio::sync::watch::Receiver<webrtc::peer_connection::RTCPeerConnectionState>,
-        ),
-        CallError,
-    > {
-        if let Some(p) = self.inner.state().publisher.as_ref() {
-            return Ok((p.pc.clone(), p.state.clone()));
-        }
-        let built = peer::build(
-            PcRole::Publisher,
-            &self.inner.bind,
-            self.inner.outbox.clone(),
-            None,
-        )
-        .await?;
-        let handles = (built.pc.clone(), built.state.clone());
-        self.inner.state().publisher = Some(built);
-        Ok(handles)
-    }
-
-    /// Offer the publisher connection's current state and apply the answer.
-    /// Call with the negotiation lock held.
-    async fn offer_publisher(&self, pc: &Arc<dyn PeerConnection>) -> Result<(), CallError> {
-        let offer = pc.create_offer(None).await?;
-        pc.set_local_description(offer).await?;
-        let sdp = pc
-            .local_description()
-            .await
-            .ok_or_else(|| CallError::WebRtc("no local description".into()))?
-            .sdp;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.inner.state();
-            st.pending_answer = Some(tx);
-            self.inner
-                .outbox
-                .send(ClientMessage::Offer { sdp })
-                .map_err(|_| CallError::Closed)?;
-            if let Some(p) = st.publisher.as_ref() {
-                p.open_trickle();
-            }
-        }
-        let answer = tokio::time::timeout(WAIT, rx)
-            .await
-            .map_err(|_| CallError::Timeout("the publisher answer"))?
-            .map_err(|_| CallError::Closed)??;
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
-            .await?;
-        Ok(())
     }
 
     /// Stop publishing a track: it is renegotiated away, the room is told
@@ -538,7 +577,7 @@ impl Call {
             }
         };
         pc.remove_track(&own.sender).await?;
-        self.offer_publisher(&pc).await
+        self.inner.offer_publisher(&pc).await
     }
 
     /// Mute or unmute a published track: nothing is sent while muted, and the
@@ -555,6 +594,7 @@ impl Call {
                 message: "not a published track of this call".into(),
             })?;
         track.set_muted(muted);
+        own.muted = muted;
         match &own.server_id {
             Some(id) => self
                 .inner
@@ -725,7 +765,7 @@ fn apply(inner: &Inner, msg: ServerMessage) -> Vec<CallEvent> {
 
 fn joined(inner: &Inner, p: Participant) -> CallEvent {
     let mut st = inner.state();
-    if !st.others.iter().any(|o| o.id == p.id) && p.id != inner.me.id {
+    if !st.others.iter().any(|o| o.id == p.id) && p.id != st.me.id {
         st.others.push(p.clone());
     }
     CallEvent::ParticipantJoined(p)
@@ -768,9 +808,13 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
                 continue;
             }
             Inbound::Resumed => {
-                let _ = inner.events.send(CallEvent::Reconnected);
+                let _ = inner
+                    .events
+                    .send(CallEvent::Reconnected { rejoined: false });
                 continue;
             }
+            // `joined` follows when it works.
+            Inbound::Rejoining => continue,
         };
         let events = match msg {
             ServerMessage::Answer { sdp } => {
@@ -795,6 +839,11 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
                 add_candidate(&inner, pc, candidate).await;
                 Vec::new()
             }
+            ServerMessage::Joined {
+                participant,
+                others,
+                ..
+            } => rejoined(&inner, participant, others).await,
             ServerMessage::Error { code, message } => {
                 // A refused offer fails the publish waiting for its answer.
                 if matches!(code, ErrorCode::BadSdp | ErrorCode::Forbidden) {
@@ -815,6 +864,103 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
     }
     close_all(&inner).await;
     let _ = inner.events.send(CallEvent::Disconnected);
+}
+
+/// The call joined again after its session was lost (the server
+/// restarted): a new id and roster, new media connections, and its tracks
+/// published again (in the background: the answer comes through this
+/// session's loop).
+async fn rejoined(
+    inner: &Arc<Inner>,
+    me: ParticipantInfo,
+    others: Vec<ParticipantInfo>,
+) -> Vec<CallEvent> {
+    let (gone, peers) = {
+        let mut st = inner.state();
+        st.me = Participant::from(&me);
+        let now: Vec<Participant> = others.iter().map(Participant::from).collect();
+        let gone = std::mem::replace(&mut st.others, now);
+        if let Some(tx) = st.pending_answer.take() {
+            let _ = tx.send(Err(CallError::Closed));
+        }
+        for own in st.own.values_mut() {
+            own.server_id = None;
+            own.pending_mute = own.muted.then_some(true);
+            // Frames written until the tracks are on the new connection
+            // are dropped, not failed.
+            own.suspended.store(true, Ordering::Release);
+        }
+        (gone, [st.publisher.take(), st.subscriber.take()])
+    };
+    for p in peers.into_iter().flatten() {
+        if let Err(e) = p.pc.close().await {
+            debug!("close: {e}");
+        }
+    }
+    let mut events: Vec<CallEvent> = gone.into_iter().map(CallEvent::ParticipantLeft).collect();
+    let now = inner.state().others.clone();
+    events.extend(now.into_iter().map(CallEvent::ParticipantJoined));
+    events.push(CallEvent::Reconnected { rejoined: true });
+    let again = inner.clone();
+    tokio::spawn(async move {
+        let published = publish_again(&again).await;
+        for own in again.state().own.values() {
+            own.suspended.store(false, Ordering::Release);
+        }
+        if let Err(e) = published {
+            warn!("publishing again after joining again failed: {e}");
+            let _ = again.events.send(CallEvent::Error {
+                code: ErrorCode::Internal,
+                message: format!("publishing again after joining again: {e}"),
+            });
+        }
+    });
+    events
+}
+
+/// Put every published track on a new publisher connection, in the order
+/// they were first published, and negotiate it.
+async fn publish_again(inner: &Inner) -> Result<(), CallError> {
+    let _one_at_a_time = inner.negotiation.lock().await;
+    let mut tracks: Vec<(u32, String, Arc<dyn TrackLocal>)> = inner
+        .state()
+        .own
+        .iter()
+        .map(|(id, o)| (o.order, id.clone(), o.sender.track().clone()))
+        .collect();
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    tracks.sort_by_key(|t| t.0);
+    let (pc, mut state) = inner.publisher().await?;
+    for (_, id, track) in tracks {
+        let sender = pc.add_track(track).await?;
+        let st = &mut *inner.state();
+        let red_ssrc = st.own.get_mut(&id).and_then(|o| {
+            o.sender = sender;
+            o.red_ssrc
+        });
+        if let (Some(ssrc), Some(p)) = (red_ssrc, st.publisher.as_ref()) {
+            if let Ok(mut watched) = p.loss_reports.lock() {
+                watched.insert(ssrc);
+            }
+        }
+    }
+    inner.offer_publisher(&pc).await?;
+    peer::wait_connected(&mut state, WAIT).await?;
+    // Simulcast layers carry their transceiver's MID, which may differ now.
+    let simulcast: Vec<(Arc<dyn RtpSender>, Arc<LayerSwitches>)> = inner
+        .state()
+        .own
+        .values()
+        .filter_map(|o| o.layers.clone().map(|l| (o.sender.clone(), l)))
+        .collect();
+    for (sender, layers) in simulcast {
+        if let Some(mid) = inner.mid_of(&sender).await? {
+            layers.set_mid(Bytes::from(mid.into_bytes()));
+        }
+    }
+    Ok(())
 }
 
 async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> {

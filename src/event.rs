@@ -113,11 +113,28 @@ pub enum CallEvent {
     /// out); the call is trying to take its session back on a new one.
     /// Media keeps flowing meanwhile; requests wait.
     Reconnecting,
-    /// The session was taken back on a new signaling connection: the same
-    /// participant, tracks and subscriptions, and nothing missed. Nobody
-    /// else in the room noticed.
-    Reconnected,
-    /// The signaling connection closed (and could not be resumed); the
+    /// Back in the call after [`CallEvent::Reconnecting`].
+    ///
+    /// `rejoined: false`: the session was taken back on a new signaling
+    /// connection: the same participant, tracks and subscriptions, nothing
+    /// missed, and nobody else in the room noticed.
+    ///
+    /// `rejoined: true`: the session was lost (the server restarted, or the
+    /// connection stayed down past the server's grace period) and the call
+    /// joined the room again with its access token: a new participant id
+    /// (`Call::participant_id`), the room as it is now (a
+    /// [`CallEvent::ParticipantLeft`] for everyone known before, a
+    /// [`CallEvent::ParticipantJoined`] for everyone there now, just
+    /// before this event), this call's tracks published again (their
+    /// [`CallEvent::TrackPublished`] follow), and the others' tracks
+    /// arriving anew as [`CallEvent::TrackSubscribed`] (the old
+    /// `RemoteTrack`s end).
+    Reconnected {
+        /// Whether the call joined again rather than resumed.
+        rejoined: bool,
+    },
+    /// The signaling connection closed and the call could neither resume
+    /// nor join again (or the server closed it: a kick, a refusal); the
     /// call is over.
     Disconnected,
 }

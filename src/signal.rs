@@ -8,8 +8,14 @@
 //! `docs/signaling.md`, "Resuming a session"): same participant, same
 //! tracks, nobody else notices. Each side counts the messages it received
 //! and the other sends again what came after, so nothing is lost in either
-//! direction. If the session cannot be resumed within its grace period the
-//! channel closes, as it does when the server closes the socket.
+//! direction.
+//!
+//! When the session cannot be resumed (the server restarted and forgot it,
+//! or its grace period is over) or the server closes the socket because it
+//! is going away, the task joins again with the access token, with backoff,
+//! for up to [`REJOIN_FOR`]: the call sees a new `joined` and sets itself
+//! up again (see `call.rs`). Any other close from the server (a kick, a
+//! refused join) ends the channel, as does a refused rejoin.
 
 use crate::error::CallError;
 use futures_util::stream::SplitSink;
@@ -36,6 +42,9 @@ pub(crate) enum Inbound {
     Reconnecting,
     /// The session was resumed on a new connection.
     Resumed,
+    /// The session was lost; joining again (a `joined` follows if that
+    /// works).
+    Rejoining,
 }
 
 /// A `ping` goes out this often, so a dead connection is noticed.
@@ -47,6 +56,15 @@ pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 /// Messages kept for sending again after a resume.
 const RESEND_KEPT: usize = 256;
+
+/// How long the task tries to join again after the session was lost.
+pub(crate) const REJOIN_FOR: Duration = Duration::from_secs(60);
+
+/// Close code of a server going away (shutting down or restarting).
+const GOING_AWAY: u16 = 1001;
+
+/// Close code of a participant an administrator removed.
+const KICKED: u16 = 4001;
 
 /// One attempt to connect or resume may take this long.
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
@@ -62,12 +80,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// server sends, which closes when the session ends.
 pub(crate) async fn connect(
     url: &str,
+    token: &str,
 ) -> Result<(Outbox, mpsc::UnboundedReceiver<Inbound>), CallError> {
     let socket = open(url).await?;
     let (out_tx, out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel::<Inbound>();
     let link = Link {
         url: url.to_owned(),
+        token: token.to_owned(),
         outbox: out_rx,
         inbound: in_tx,
         received: 0,
@@ -128,14 +148,17 @@ impl Sent {
 enum Ended {
     /// This side left (`leave`, or the call was dropped).
     Left,
-    /// The server closed it, or nobody reads the inbound channel.
-    Closed,
+    /// The server closed it (with this code), or nobody reads the inbound
+    /// channel (no code).
+    Closed(Option<u16>),
     /// It dropped: resume if possible.
     Dropped,
 }
 
 struct Link {
     url: String,
+    /// The access token, to join again.
+    token: String,
     outbox: mpsc::UnboundedReceiver<ClientMessage>,
     inbound: mpsc::UnboundedSender<Inbound>,
     /// Server messages received in the session (`resumed` not counted).
@@ -149,25 +172,117 @@ impl Link {
     async fn run(mut self, first: Socket) {
         let mut socket = first;
         loop {
-            match self.serve(socket).await {
-                Ended::Dropped if self.resume.is_some() => {
+            let ended = self.serve(socket).await;
+            // Known once `joined` came, during `serve`.
+            let resumable = self.resume.is_some();
+            let again = match ended {
+                Ended::Dropped if resumable => {
                     info!("signaling connection dropped; resuming the session");
                     if self.inbound.send(Inbound::Reconnecting).is_err() {
                         return;
                     }
                     match self.reconnect().await {
-                        Some(again) => {
+                        Resumption::Resumed(again) => {
                             info!("session resumed");
                             if self.inbound.send(Inbound::Resumed).is_err() {
                                 return;
                             }
-                            socket = again;
+                            Some(*again)
                         }
-                        None => return,
+                        Resumption::Lost => self.rejoin().await,
+                        Resumption::Over => None,
                     }
                 }
-                _ => return,
+                Ended::Closed(Some(GOING_AWAY)) if resumable => {
+                    info!("the server is going away; joining again");
+                    if self.inbound.send(Inbound::Reconnecting).is_err() {
+                        return;
+                    }
+                    self.rejoin().await
+                }
+                _ => None,
+            };
+            match again {
+                Some(again) => socket = again,
+                None => return,
             }
+        }
+    }
+
+    /// Join again with the access token, with backoff, for up to
+    /// [`REJOIN_FOR`]: a new session (counts start again). `None` when the
+    /// server refuses the token or the time is up.
+    async fn rejoin(&mut self) -> Option<Socket> {
+        if self.inbound.send(Inbound::Rejoining).is_err() {
+            return None;
+        }
+        let give_up = Instant::now() + REJOIN_FOR;
+        let mut backoff = BACKOFF_FIRST;
+        while Instant::now() < give_up && !self.inbound.is_closed() {
+            match tokio::time::timeout(ATTEMPT_LIMIT, self.try_join()).await {
+                Ok(Attempt::Resumed(socket)) => {
+                    info!("joined again");
+                    return Some(*socket);
+                }
+                Ok(Attempt::Refused(why) | Attempt::Ended(why)) => {
+                    warn!("cannot join again: {why}");
+                    return None;
+                }
+                Ok(Attempt::Failed(why)) => debug!("join attempt failed: {why}"),
+                Err(_) => debug!("join attempt timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        warn!("could not join again within {REJOIN_FOR:?}");
+        None
+    }
+
+    async fn try_join(&mut self) -> Attempt {
+        let mut socket = match open(&self.url).await {
+            Ok(s) => s,
+            Err(e) => return Attempt::Failed(e.to_string()),
+        };
+        // A new session: what was queued for the old one is void, but a
+        // call that left meanwhile stays gone.
+        self.received = 0;
+        self.sent = Sent::default();
+        self.resume = None;
+        while let Ok(msg) = self.outbox.try_recv() {
+            if matches!(msg, ClientMessage::Leave) {
+                return Attempt::Ended("the call left".into());
+            }
+        }
+        let join = ClientMessage::Join {
+            token: self.token.clone(),
+        };
+        let text = match serde_json::to_string(&join) {
+            Ok(t) => t,
+            Err(e) => return Attempt::Refused(e.to_string()),
+        };
+        self.sent.record(&text);
+        if let Err(e) = socket.send(Message::Text(text.into())).await {
+            return Attempt::Failed(e.to_string());
+        }
+        match first_text(&mut socket).await {
+            Some(msg @ ServerMessage::Joined { .. }) => {
+                self.received = 1;
+                if let ServerMessage::Joined { resume, .. } = &msg {
+                    self.resume = resume.clone();
+                }
+                if self.inbound.send(Inbound::Msg(msg)).is_err() {
+                    return Attempt::Refused("the call is gone".into());
+                }
+                Attempt::Resumed(Box::new(socket))
+            }
+            Some(ServerMessage::Error { code, message }) => match code {
+                ErrorCode::RoomFull | ErrorCode::ServerFull | ErrorCode::Internal => {
+                    Attempt::Failed(format!("{code}: {message}"))
+                }
+                _ => Attempt::Refused(format!("{code}: {message}")),
+            },
+            Some(other) => Attempt::Failed(format!("expected joined, got {other:?}")),
+            None => Attempt::Failed("the connection closed".into()),
         }
     }
 
@@ -198,10 +313,12 @@ impl Link {
                     match frame {
                         Some(Ok(Message::Text(text))) => {
                             if !self.deliver(text.as_str()) {
-                                return Ended::Closed;
+                                return Ended::Closed(None);
                             }
                         }
-                        Some(Ok(Message::Close(_))) => return Ended::Closed,
+                        Some(Ok(Message::Close(frame))) => {
+                            return Ended::Closed(frame.map(|f| u16::from(f.code)));
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
                             debug!("signaling read failed: {e}");
@@ -262,17 +379,26 @@ impl Link {
     }
 
     /// Connect again and resume, with backoff, until the grace period
-    /// ends; `None` if the session cannot be resumed.
-    async fn reconnect(&mut self) -> Option<Socket> {
-        let resume = self.resume.clone()?;
+    /// ends.
+    async fn reconnect(&mut self) -> Resumption {
+        let Some(resume) = self.resume.clone() else {
+            return Resumption::Lost;
+        };
         let give_up = Instant::now() + Duration::from_millis(resume.grace_ms);
         let mut backoff = BACKOFF_FIRST;
-        while Instant::now() < give_up && !self.inbound.is_closed() {
+        while Instant::now() < give_up {
+            if self.inbound.is_closed() {
+                return Resumption::Over;
+            }
             match tokio::time::timeout(ATTEMPT_LIMIT, self.try_resume(&resume)).await {
-                Ok(Attempt::Resumed(socket)) => return Some(*socket),
+                Ok(Attempt::Resumed(socket)) => return Resumption::Resumed(socket),
                 Ok(Attempt::Refused(why)) => {
                     warn!("the session cannot be resumed: {why}");
-                    return None;
+                    return Resumption::Lost;
+                }
+                Ok(Attempt::Ended(why)) => {
+                    warn!("the session has ended: {why}");
+                    return Resumption::Over;
                 }
                 Ok(Attempt::Failed(why)) => debug!("resume attempt failed: {why}"),
                 Err(_) => debug!("resume attempt timed out"),
@@ -281,7 +407,7 @@ impl Link {
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         warn!("the session was not resumed within its grace period");
-        None
+        Resumption::Lost
     }
 
     async fn try_resume(&mut self, resume: &ResumeInfo) -> Attempt {
@@ -316,19 +442,47 @@ impl Link {
             Some(ServerMessage::Error {
                 code: ErrorCode::ResumeFailed,
                 message,
-            }) => Attempt::Refused(message),
+            }) => match close_code(&mut socket).await {
+                // Removed by an administrator while away: not to come back.
+                Some(KICKED) => Attempt::Ended(message),
+                _ => Attempt::Refused(message),
+            },
             Some(other) => Attempt::Failed(format!("expected resumed, got {other:?}")),
             None => Attempt::Failed("the connection closed".into()),
         }
     }
 }
 
+/// How an attempt to resume ended.
+enum Resumption {
+    Resumed(Box<Socket>),
+    /// The session is gone (refused, or the grace period is over): join
+    /// again.
+    Lost,
+    /// Nobody listens any more.
+    Over,
+}
+
 enum Attempt {
     Resumed(Box<Socket>),
-    /// The server will not resume the session.
+    /// The server will not resume the session (or take the join).
     Refused(String),
+    /// The session ended for good (kicked): neither resume nor join again.
+    Ended(String),
     /// Try again.
     Failed(String),
+}
+
+/// The code of the close frame that ends a socket, if one comes.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    while let Some(frame) = socket.next().await {
+        match frame {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// The first server message on a socket, if one comes before it closes.

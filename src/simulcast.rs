@@ -32,6 +32,10 @@ pub(crate) struct LayerExtensions {
 pub(crate) struct LayerSwitches {
     layers: Vec<(String, AtomicBool)>,
     changed: Notify,
+    /// The MID of the track's transceiver, which every layer's packets
+    /// carry: set again when the call publishes the track again (after it
+    /// joined again, on a new connection).
+    mid: std::sync::Mutex<Bytes>,
 }
 
 impl LayerSwitches {
@@ -42,7 +46,17 @@ impl LayerSwitches {
                 .map(|r| ((*r).to_owned(), AtomicBool::new(true)))
                 .collect(),
             changed: Notify::new(),
+            mid: std::sync::Mutex::new(Bytes::new()),
         }
+    }
+
+    /// The transceiver's MID is now `mid`.
+    pub fn set_mid(&self, mid: Bytes) {
+        *self.mid.lock().unwrap_or_else(|e| e.into_inner()) = mid;
+    }
+
+    fn mid(&self) -> Bytes {
+        self.mid.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The server's word: `(rid, active)` per layer. A RID the track does
@@ -103,6 +117,8 @@ pub struct SimulcastTrack {
     extensions: LayerExtensions,
     layers: Vec<Layer>,
     switches: Arc<LayerSwitches>,
+    /// Set while the call joins the room again (see `LocalTrack`).
+    suspended: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SimulcastTrack {
@@ -122,8 +138,11 @@ impl SimulcastTrack {
         extensions: LayerExtensions,
         layers: &[(&str, u32)],
         switches: Arc<LayerSwitches>,
+        suspended: Arc<AtomicBool>,
     ) -> Self {
+        switches.set_mid(extensions.mid.clone());
         Self {
+            suspended,
             rtp,
             id,
             payload_type,
@@ -181,9 +200,10 @@ impl SimulcastTrack {
             .ok_or_else(|| CallError::InvalidInput(format!("no simulcast layer {rid:?}")))?;
         let mut clock = layer.clock.lock().await;
         let ts = clock.start_frame(rtp_clock::ticks(TrackKind::Video, duration));
-        if !self.is_active(rid) {
+        if !self.is_active(rid) || self.suspended.load(Ordering::Acquire) {
             return Ok(0);
         }
+        let mid = self.switches.mid();
         let rid_bytes = Bytes::copy_from_slice(layer.rid.as_bytes());
         let last = payloads.len().saturating_sub(1);
         for (i, payload) in payloads.iter().enumerate() {
@@ -198,7 +218,7 @@ impl SimulcastTrack {
             };
             // One-byte extensions of a few bytes: they fit.
             header
-                .set_extension(self.extensions.mid_id, self.extensions.mid.clone())
+                .set_extension(self.extensions.mid_id, mid.clone())
                 .map_err(|e| CallError::WebRtc(e.to_string()))?;
             header
                 .set_extension(self.extensions.rid_id, rid_bytes.clone())
@@ -208,7 +228,13 @@ impl SimulcastTrack {
                 header,
                 payload: Bytes::copy_from_slice(payload),
             };
-            self.rtp.write_rtp(packet).await?;
+            if let Err(e) = self.rtp.write_rtp(packet).await {
+                // The call began joining again meanwhile: dropped, not failed.
+                if self.suspended.load(Ordering::Acquire) {
+                    return Ok(0);
+                }
+                return Err(e.into());
+            }
         }
         Ok(payloads.len())
     }
@@ -217,7 +243,16 @@ impl SimulcastTrack {
     /// one of the layers, and return that layer's RID; `None` once the
     /// track is no longer sent. Answer by encoding a keyframe of it.
     pub async fn keyframe_requested(&self) -> Option<String> {
-        while let Some(ev) = self.rtp.poll().await {
+        loop {
+            let ev = match self.rtp.poll().await {
+                Some(ev) => ev,
+                // Between two connections while the call joins again.
+                None if self.suspended.load(Ordering::Acquire) => {
+                    tokio::time::sleep(crate::track::SUSPENDED_POLL).await;
+                    continue;
+                }
+                None => return None,
+            };
             let TrackLocalEvent::OnRtcpPacket(packets) = ev else {
                 continue;
             };
@@ -226,7 +261,6 @@ impl SimulcastTrack {
                 return Some(layer.rid.clone());
             }
         }
-        None
     }
 }
 

@@ -28,6 +28,10 @@ struct Clock {
     red: Option<RedSender>,
 }
 
+/// How often a track waiting for keyframe requests looks again while the
+/// call joins the room again.
+pub(crate) const SUSPENDED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A track this participant publishes. Write encoded frames into it.
 ///
 /// The handle is the track's identity for this call: mute it with
@@ -61,6 +65,10 @@ pub struct LocalTrack {
     pub(crate) payload_type: u8,
     clock: Mutex<Clock>,
     muted: AtomicBool,
+    /// Set while the call joins the room again and publishes its tracks
+    /// on a new connection: frames written meanwhile are dropped, not
+    /// failed (shared with the call).
+    pub(crate) suspended: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -81,8 +89,10 @@ impl LocalTrack {
         ssrc: u32,
         payload_type: u8,
         red: Option<RedSender>,
+        suspended: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            suspended,
             rtp,
             id,
             kind,
@@ -179,15 +189,23 @@ impl LocalTrack {
     /// Wait for the next keyframe request (PLI or FIR) for this track, which the
     /// SFU relays from subscribers, merged. Returns `false` once the track is
     /// no longer sent. A video publisher answers by sending a keyframe.
+    /// While the call joins the room again it waits for the new
+    /// connection's requests.
     pub async fn keyframe_requested(&self) -> bool {
-        while let Some(ev) = self.rtp.poll().await {
-            if let TrackLocalEvent::OnRtcpPacket(packets) = ev {
-                if huddle_wire::feedback::is_keyframe_request(&packets) {
-                    return true;
+        loop {
+            match self.rtp.poll().await {
+                Some(TrackLocalEvent::OnRtcpPacket(packets))
+                    if huddle_wire::feedback::is_keyframe_request(&packets) =>
+                {
+                    return true
                 }
+                Some(_) => {}
+                None if self.suspended.load(Ordering::Acquire) => {
+                    tokio::time::sleep(SUSPENDED_POLL).await
+                }
+                None => return false,
             }
         }
-        false
     }
 
     /// The RTP sequence number the next packet will carry.
@@ -244,19 +262,26 @@ impl LocalTrack {
         extension: Option<HeaderExtension>,
     ) -> Result<usize, CallError> {
         let ts = clock.rtp.start_frame(duration);
-        if self.is_muted() {
+        if self.is_muted() || self.suspended.load(Ordering::Acquire) {
             return Ok(0);
         }
         let last = payloads.len().saturating_sub(1);
         for (i, payload) in payloads.iter().enumerate() {
             let packet = self.packet(clock, ts, marker && i == last, payload);
-            match &extension {
+            let written = match &extension {
                 Some(ext) => {
                     self.rtp
                         .write_rtp_with_extensions(packet, std::slice::from_ref(ext))
-                        .await?
+                        .await
                 }
-                None => self.rtp.write_rtp(packet).await?,
+                None => self.rtp.write_rtp(packet).await,
+            };
+            if let Err(e) = written {
+                // The call began joining again meanwhile: dropped, not failed.
+                if self.suspended.load(Ordering::Acquire) {
+                    return Ok(0);
+                }
+                return Err(e.into());
             }
         }
         Ok(payloads.len())

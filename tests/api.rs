@@ -66,7 +66,7 @@ async fn base_url_and_participants_with_names() {
     .await;
     assert_eq!(joined.name(), "Bob Builder", "the token's display name");
     assert_eq!(joined.identity, "bob");
-    assert_eq!(joined.id, *bob.participant_id());
+    assert_eq!(joined.id, bob.participant_id());
     assert_eq!(alice.participants(), vec![joined.clone()]);
 
     bob.leave().await.expect("leave");

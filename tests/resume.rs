@@ -1,7 +1,8 @@
 //! A call whose signaling WebSocket drops takes its session back: media
 //! keeps flowing, nothing is published again, and nobody sees it leave.
 //! Past the server's grace period, a participant that does not come back
-//! has left.
+//! has left; when its network comes back it joins again, as a new
+//! participant.
 //!
 //! The drop is real: alice's WebSocket goes through a TCP relay on
 //! 127.0.0.1 that the test cuts (both sides see the TCP connection end,
@@ -9,71 +10,10 @@
 
 mod common;
 
+use common::relay::Relay;
 use common::*;
 use huddle::CallEvent;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// A TCP relay toward `to` whose connections can be cut, and which can
-/// refuse new ones.
-struct Relay {
-    addr: SocketAddr,
-    refusing: Arc<AtomicBool>,
-    pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(to: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let addr = listener.local_addr().expect("relay address");
-        let refusing = Arc::new(AtomicBool::new(false));
-        let pipes: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (r, p) = (refusing.clone(), pipes.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if r.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection end
-                }
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                p.lock().expect("lock").push(pipe);
-            }
-        });
-        Self {
-            addr,
-            refusing,
-            pipes,
-            accept,
-        }
-    }
-
-    /// End every connection through the relay (both sockets close).
-    fn cut(&self) {
-        for pipe in self.pipes.lock().expect("lock").drain(..) {
-            pipe.abort();
-        }
-    }
-
-    /// Drop new connections as soon as they come (or take them again).
-    fn refuse(&self, refuse: bool) {
-        self.refusing.store(refuse, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
 
 fn packets(inbox: &Inbox) -> usize {
     inbox
@@ -131,7 +71,7 @@ async fn a_dropped_signaling_connection_is_resumed_without_anyone_noticing() {
     .await;
     let at_drop = packets(&inbox);
     next_event(&mut alice_events, 10, "Reconnected", |ev| {
-        matches!(ev, CallEvent::Reconnected).then_some(())
+        matches!(ev, CallEvent::Reconnected { rejoined: false }).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -141,7 +81,7 @@ async fn a_dropped_signaling_connection_is_resumed_without_anyone_noticing() {
         at_drop,
         packets(&inbox)
     );
-    assert_eq!(alice.participant_id(), &alice_id);
+    assert_eq!(alice.participant_id(), alice_id);
 
     // Signaling works on the new connection: a new track is negotiated
     // and announced to bob; the old one was not published again.
@@ -186,7 +126,7 @@ async fn a_dropped_signaling_connection_is_resumed_without_anyone_noticing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_participant_that_does_not_come_back_leaves_after_the_grace_period() {
+async fn a_participant_not_back_in_time_leaves_and_joins_again_when_it_can() {
     init_tracing();
     let mut config =
         huddle_server::ServerConfig::ephemeral("resume-secret-padded-to-32-bytes-or-more");
@@ -216,11 +156,26 @@ async fn a_participant_that_does_not_come_back_leaves_after_the_grace_period() {
     })
     .await;
     assert_eq!(left.id, alice_id);
-    next_event(&mut alice_events, 10, "Disconnected", |ev| {
-        matches!(ev, CallEvent::Disconnected).then_some(())
+    within(5, "the SFU to forget alice", async {
+        while server.sfu().stats().await.expect("stats").participants != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
     .await;
-    let stats = server.sfu().stats().await.expect("stats");
-    assert_eq!(stats.participants, 1, "{stats:?}");
+
+    // Her network comes back: the session is gone, so she joins again, as
+    // a new participant.
+    relay.refuse(false);
+    next_event(&mut alice_events, 10, "Reconnected (joined again)", |ev| {
+        matches!(ev, CallEvent::Reconnected { rejoined: true }).then_some(())
+    })
+    .await;
+    let again = next_event(&mut bob_events, 10, "alice joins again", |ev| match ev {
+        CallEvent::ParticipantJoined(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(again.id, alice.participant_id());
+    assert_ne!(again.id, alice_id);
     server.shutdown().await.expect("shutdown");
 }

@@ -73,7 +73,7 @@ async fn two_rooms_run_on_two_workers() {
             .lock()
             .expect("lock")
             .values()
-            .any(|r| r.publisher.as_ref() == Some(other));
+            .any(|r| r.publisher.as_ref() == Some(&other));
         assert!(!heard_other, "media crossed rooms");
     }
 

@@ -2,6 +2,8 @@
 //! and receivers built from real Opus and synthetic VP8.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use huddle::proto::TrackKind;
 use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};

@@ -171,7 +171,12 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 CallEvent::Reconnecting => println!("signaling connection lost: reconnecting"),
-                CallEvent::Reconnected => println!("reconnected: session resumed"),
+                CallEvent::Reconnected { rejoined: false } => {
+                    println!("reconnected: session resumed")
+                }
+                CallEvent::Reconnected { rejoined: true } => {
+                    println!("reconnected: joined again as {}", call_ref.participant_id())
+                }
                 CallEvent::Disconnected => {
                     println!("disconnected");
                     break;

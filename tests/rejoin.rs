@@ -1,0 +1,116 @@
+//! When the server restarts, calls join the room again by themselves and
+//! publish their tracks again: the participants hear each other again.
+//!
+//! alice reaches the server through a TCP relay that the test cuts before
+//! stopping the server (her connection just dies, as when a server is
+//! killed: she tries to resume, is refused by the new server, and joins
+//! again); bob is connected directly and sees the server go away (close
+//! 1001), and joins again at once.
+
+mod common;
+
+use common::relay::Relay;
+use common::*;
+use huddle::CallEvent;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "rejoin-secret-padded-to-32-bytes-or-more";
+
+/// Packets received from `publisher`'s tracks.
+fn heard(inbox: &Inbox, publisher: &huddle::ParticipantId) -> usize {
+    inbox
+        .lock()
+        .expect("lock")
+        .values()
+        .filter(|r| r.publisher.as_ref() == Some(publisher))
+        .map(|r| r.packets.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_join_again_when_the_server_restarts() {
+    init_tracing();
+    let config = huddle_server::ServerConfig::ephemeral(SECRET);
+    let server = huddle_server::start(config.clone()).await.expect("server");
+    let http = server.http_addr();
+    let relay = Relay::start(http).await;
+    let token = server.mint_token("r", "alice", BOTH).expect("token");
+    let (alice, alice_events) = within(
+        20,
+        "alice joins through the relay",
+        huddle::Call::join(&format!("ws://{}/ws", relay.addr), &token),
+    )
+    .await
+    .expect("join");
+    let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
+    let (alice_inbox, mut alice_rest) = collect(alice_events);
+    let (bob_inbox, mut bob_rest) = collect(bob_events);
+    let alice_mic = within(20, "alice publishes", alice.publish_audio())
+        .await
+        .expect("audio");
+    let bob_mic = within(20, "bob publishes", bob.publish_audio())
+        .await
+        .expect("audio");
+    // Both talk for the whole test (the tracks outlive the restart).
+    let talking = [
+        tokio::spawn(send_speech(alice_mic, 1, 2000, SentAudio::default())),
+        tokio::spawn(send_speech(bob_mic, 2, 2000, SentAudio::default())),
+    ];
+    let (alice_id, bob_id) = (alice.participant_id(), bob.participant_id());
+    within(20, "each hears the other", async {
+        while heard(&bob_inbox, &alice_id) < 25 || heard(&alice_inbox, &bob_id) < 25 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    relay.cut();
+    server.shutdown().await.expect("shutdown");
+    let mut config = config;
+    config.http = http;
+    let server = huddle_server::start(config).await.expect("restart");
+    let up = Instant::now();
+
+    for (who, rest) in [("alice", &mut alice_rest), ("bob", &mut bob_rest)] {
+        within(20, &format!("{who} joins again"), async {
+            while let Some(ev) = rest.recv().await {
+                match ev {
+                    CallEvent::Reconnected { rejoined: true } => return,
+                    CallEvent::Disconnected => panic!("{who}'s call ended"),
+                    _ => {}
+                }
+            }
+            panic!("{who}'s events ended");
+        })
+        .await;
+    }
+    let (alice_again, bob_again) = (alice.participant_id(), bob.participant_id());
+    assert_ne!(alice_again, alice_id, "a new session, a new id");
+    assert_ne!(bob_again, bob_id);
+    within(15, "each hears the other again", async {
+        while heard(&bob_inbox, &alice_again) < 25 || heard(&alice_inbox, &bob_again) < 25 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    println!(
+        "both hear each other again {} ms after the server was up",
+        up.elapsed().as_millis()
+    );
+    let names: Vec<String> = alice
+        .participants()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert_eq!(names, ["bob"], "alice's roster is the room as it is now");
+    let stats = server.sfu().stats().await.expect("stats");
+    assert_eq!(stats.participants, 2, "{stats:?}");
+    assert_eq!(stats.tracks, 2, "{stats:?}");
+
+    for t in talking {
+        t.abort();
+    }
+    alice.leave().await.expect("leave");
+    bob.leave().await.expect("leave");
+    server.shutdown().await.expect("shutdown");
+}
