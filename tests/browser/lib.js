@@ -126,12 +126,13 @@ async function stopProcess(child, graceMs = 5000) {
 /**
  * `huddle-server serve --dev` on free 127.0.0.1 ports, its output to
  * artifacts/`logName`; resolves once /healthz answers. Options: `mediaPort`
- * (UDP, default a free one) and `env` (more environment for the server, e.g.
- * HUDDLE_MEDIA_PUBLIC). Returns { server, httpPort, baseUrl }; stop it with
- * stopProcess(server).
+ * (UDP, default a free one), `httpPort` (TCP, default a free one: give the
+ * old one to restart a server where its clients look for it) and `env`
+ * (more environment for the server, e.g. HUDDLE_MEDIA_PUBLIC). Returns
+ * { server, httpPort, baseUrl }; stop it with stopProcess(server).
  */
-async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort = null, env = {} } = {}) {
-  const httpPort = await freePort('tcp');
+async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort = null, httpPort: port = null, env = {} } = {}) {
+  const httpPort = port ?? (await freePort('tcp'));
   const udpPort = mediaPort ?? (await freePort('udp'));
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   const server = startProcess(

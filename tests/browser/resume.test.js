@@ -1,10 +1,14 @@
-// Resuming a session in the web client: alice's page reaches the server
+// Resuming a session in the web client (first test): alice's page reaches the server
 // through a TCP relay on 127.0.0.1 that the test cuts (her WebSocket ends
 // without a close frame, as when a phone changes networks or a proxy drops
 // an idle connection). The page connects again and resumes: same
 // participant, nothing published again, bob never sees her leave, media
 // keeps flowing both ways, and signaling works again afterwards (a mute
 // reaches bob).
+//
+// Joining again (second test): the server is killed and started again on
+// the same address; both pages join the room again by themselves and hear
+// each other again.
 //
 //   HUDDLE_SERVER_BIN=.../huddle-server node --test tests/browser/resume.test.js
 'use strict';
@@ -116,6 +120,58 @@ test('a Chromium page whose WebSocket drops resumes its session', { timeout: 120
   } finally {
     for (const c of clients) await c.context.close().catch(() => {});
     if (relay) relay.close();
+    if (server) await lib.stopProcess(server);
+    for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Chromium pages join the call again when the server restarts', { timeout: 120_000 }, async () => {
+  const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
+  assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
+  fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
+  const profiles = [];
+  const clients = [];
+  let server;
+  try {
+    let httpPort, baseUrl;
+    ({ server, httpPort, baseUrl } = await lib.startServer(serverBin, 'rejoin-server.log'));
+    clients.push(await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'camera=0' }));
+    clients.push(await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'camera=0' }));
+    const [alice, bob] = clients;
+    for (const c of clients) await lib.waitConnected(c);
+    const before = {};
+    for (const c of clients) before[c.name] = await c.page.evaluate(() => window.huddle.state().me);
+    await lib.waitFor('audio both ways', 15000, async () => (await audioFrom(bob, before.alice)) > 50 && (await audioFrom(alice, before.bob)) > 50);
+
+    // Killed: no close frame, nothing said; then up again where it was.
+    server.kill('SIGKILL');
+    await server.exited;
+    await lib.waitFor('both pages to see the server gone', 10000, async () => {
+      const states = await Promise.all(clients.map((c) => c.page.evaluate(() => window.huddle.state())));
+      return states.every((st) => st.joined === false || st.reconnecting);
+    }, 50);
+    ({ server } = await lib.startServer(serverBin, 'rejoin-server-2.log', { httpPort }));
+    const upAt = Date.now();
+    const now = {};
+    await lib.waitFor('both pages to join again', 20000, async () => {
+      for (const c of clients) {
+        const st = await c.page.evaluate(() => window.huddle.state());
+        if (st.rejoins !== 1 || !st.joined) return false;
+        now[c.name] = st.me;
+      }
+      return true;
+    }, 100);
+    assert.notEqual(now.alice, before.alice, 'a new session, a new id');
+    await lib.waitFor('each to hear the other again', 20000, async () => (await audioFrom(bob, now.alice)) > 25 && (await audioFrom(alice, now.bob)) > 25);
+    const backMs = Date.now() - upAt;
+    const st = await bob.page.evaluate(() => window.huddle.state());
+    assert.deepEqual(st.participants.map((p) => p.id).sort(), [now.alice, now.bob].sort(), 'bob sees the room as it is now');
+    console.log(`both pages hear each other again ${backMs} ms after the server was up`);
+  } catch (e) {
+    for (const c of clients) if (c.logs.length) console.error(c.logs.slice(-30).join('\n'));
+    throw e;
+  } finally {
+    for (const c of clients) await c.context.close().catch(() => {});
     if (server) await lib.stopProcess(server);
     for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
   }

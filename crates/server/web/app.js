@@ -35,6 +35,8 @@
   const RESEND_KEPT = 256;
   /** Waits between attempts to resume: the first, and the longest. */
   const RESUME_BACKOFF_MS = [100, 2000];
+  /** How long the page tries to join again after its session was lost. */
+  const REJOIN_FOR_MS = 60000;
   /**
    * The inbound-rtp numbers window.huddle.inboundStats() passes on (0 where
    * the browser reports none). The jitter-buffer ones (NetEQ for audio), from
@@ -75,6 +77,8 @@
 
   /** The call in progress, or null. */
   let session = null;
+  /** Between two attempts to join again: { timer, stream }, or null. */
+  let pendingRejoin = null;
 
   // ---------------------------------------------------------------- UI helpers
 
@@ -258,9 +262,17 @@
     ws.onclose = (e) => {
       if (session !== current || current.ws !== ws) return;
       // 1006: gone without a close frame (network change, proxy timeout):
-      // take the session back. Any close the server sent ends the call.
+      // take the session back. 1001: the server is going away (a restart):
+      // join again. So too when a join again does not get through (the
+      // server is not back yet). Any other close the server sent ends the
+      // call.
       if (!current.leaving && current.resume && e.code === 1006) {
         resumeSession(current);
+        return;
+      }
+      const joining = !current.me && current.rejoinUntil;
+      if (!current.leaving && (e.code === 1001 && current.me || joining && [1001, 1006, 1011, 1013].includes(e.code))) {
+        rejoinSession(current);
         return;
       }
       const why = current.leaving ? '' : `${CLOSE_REASONS[e.code] || 'disconnected from the server'} (code ${e.code}${e.reason ? `: ${e.reason}` : ''})`;
@@ -289,8 +301,7 @@
     const attempt = () => {
       if (session !== current) return;
       if (Date.now() >= giveUp) {
-        cleanup();
-        showError(`${CLOSE_REASONS[4004]} (code 4004)`);
+        rejoinSession(current);
         return;
       }
       const ws = new WebSocket(`${scheme}://${location.host}/ws`);
@@ -315,10 +326,18 @@
         let msg = null;
         try { msg = JSON.parse(e.data); } catch { /* handled below */ }
         if (!msg || msg.type !== 'resumed') {
-          ws.onclose = null;
-          ws.close();
-          cleanup();
-          showError(`${CLOSE_REASONS[4004]}${msg && msg.message ? `: ${msg.message}` : ''}`);
+          // Refused: join again, unless the session ended for good (the
+          // close that follows says 4001: removed by an administrator).
+          ws.onmessage = null;
+          ws.onclose = (closed) => {
+            if (session !== current) return;
+            if (closed.code === 4001) {
+              cleanup();
+              showError(`${CLOSE_REASONS[4001]} (code 4001)`);
+            } else {
+              rejoinSession(current);
+            }
+          };
           return;
         }
         // What the server missed of ours goes again, in order.
@@ -379,9 +398,10 @@
 
   function updateStatus() {
     if (!session) return setStatus('not connected');
+    const reconnecting = session.reconnecting || Boolean(session.rejoinUntil && !session.me);
+    document.body.classList.toggle('reconnecting', reconnecting);
+    if (reconnecting) return setStatus('connection lost: reconnecting…');
     if (!session.me) return setStatus('joining…');
-    document.body.classList.toggle('reconnecting', Boolean(session.reconnecting));
-    if (session.reconnecting) return setStatus('connection lost: reconnecting…');
     const states = [session.pub, session.sub]
       .filter(Boolean)
       .map((s) => `${s.role} ${s.pc.connectionState}`);
@@ -405,18 +425,31 @@
       showError(e.message || String(e));
       return;
     }
+    openSession({ room, name, token, stream });
+  }
 
+  /**
+   * Open the WebSocket and join: a new call, or the same call again after
+   * its session was lost (`again`: { rejoinUntil, rejoins, muted, wait }).
+   */
+  function openSession({ room, name, token, stream, again = null }) {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/ws`);
     session = {
       ws,
       identity: name,
       room,
+      token,
       me: null,
       stream,
       audioTrack: stream.getAudioTracks()[0] || null,
       videoTrack: stream.getVideoTracks()[0] || null,
-      muted: { audio: false, video: false },
+      muted: again ? again.muted : { audio: false, video: false },
+      /** While joining again: until when to keep trying, and the next wait. */
+      rejoinUntil: again ? again.rejoinUntil : 0,
+      rejoinWait: again ? again.wait : RESUME_BACKOFF_MS[0],
+      /** Times this call joined again after losing its session. */
+      rejoins: again ? again.rejoins : 0,
       pub: null,
       sub: null,
       /** Subscriber offers are handled one at a time, in order. */
@@ -468,6 +501,43 @@
     current.timers.push(setInterval(() => updateLevels(current), LEVEL_INTERVAL_MS));
     $('room-label').textContent = room;
     showCallUi(true);
+    if (again) updateStatus();
+  }
+
+  /**
+   * The session is lost (the server restarted or went away, or the
+   * connection stayed down past its grace period): join the room again with
+   * the same token, microphone and camera, with backoff, for up to
+   * REJOIN_FOR_MS. The page shows "reconnecting" meanwhile.
+   */
+  function rejoinSession(current) {
+    if (session !== current) return;
+    const until = current.rejoinUntil || Date.now() + REJOIN_FOR_MS;
+    if (Date.now() > until) {
+      cleanup();
+      showError(`${CLOSE_REASONS[4004]} (could not join again)`);
+      return;
+    }
+    const again = {
+      rejoinUntil: until,
+      rejoins: current.rejoins,
+      muted: current.muted,
+      wait: Math.min(current.rejoinWait * 2, RESUME_BACKOFF_MS[1]),
+    };
+    const { room, identity: name, token, stream } = current;
+    const wait = current.me ? 0 : current.rejoinWait;
+    cleanup({ keepMedia: true });
+    console.info(`huddle: joining again in ${wait} ms`);
+    setStatus('connection lost: reconnecting…');
+    document.body.classList.add('reconnecting');
+    showCallUi(true);
+    pendingRejoin = {
+      stream,
+      timer: setTimeout(() => {
+        pendingRejoin = null;
+        openSession({ room, name, token, stream, again });
+      }, wait),
+    };
   }
 
   /** Microphone and camera; the microphone alone if there is no camera. */
@@ -527,6 +597,13 @@
     if (!session) return;
     switch (msg.type) {
       case 'joined': {
+        if (session.rejoinUntil) {
+          // Joined again after the session was lost.
+          session.rejoins += 1;
+          session.rejoinUntil = 0;
+          session.rejoinWait = RESUME_BACKOFF_MS[0];
+          console.info('huddle: joined again');
+        }
         session.resume = msg.resume || null;
         session.me = msg.participant.id;
         session.identity = msg.participant.identity; // the token's, which wins over the form
@@ -908,6 +985,16 @@
 
   /** Leave the room (the server closes the WebSocket with code 1000). */
   function leave() {
+    if (pendingRejoin) {
+      clearTimeout(pendingRejoin.timer);
+      for (const t of pendingRejoin.stream.getTracks()) t.stop();
+      pendingRejoin = null;
+      document.body.classList.remove('reconnecting');
+      $('tiles').replaceChildren();
+      showCallUi(false);
+      setStatus('not connected');
+      return;
+    }
     if (!session) return;
     session.leaving = true;
     send({ type: 'leave' });
@@ -916,14 +1003,17 @@
     cleanup();
   }
 
-  /** Forget the session: connections, devices, tiles. */
-  function cleanup() {
+  /**
+   * Forget the session: connections, devices, tiles. `keepMedia`: keep the
+   * microphone and camera (to join again with them).
+   */
+  function cleanup({ keepMedia = false } = {}) {
     const s = session;
     if (!s) return;
     session = null;
     s.timers.forEach(clearInterval);
     for (const side of [s.pub, s.sub]) if (side) side.pc.close();
-    for (const t of s.stream.getTracks()) t.stop();
+    if (!keepMedia) for (const t of s.stream.getTracks()) t.stop();
     if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) s.ws.close(1000);
     $('tiles').replaceChildren();
     $('room-label').textContent = '';
@@ -948,8 +1038,9 @@
       return {
         joined: Boolean(session.me),
         me: session.me,
-        reconnecting: session.reconnecting,
+        reconnecting: session.reconnecting || Boolean(session.rejoinUntil && !session.me),
         resumes: session.resumes,
+        rejoins: session.rejoins,
         room: session.room,
         activeSpeaker: session.activeSpeaker || null,
         participants: [...session.participants.values()].map((p) => ({
