@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::relay::Relay;
+use common::relay::{join_through, Relay};
 use common::*;
 use huddle::CallEvent;
 use std::time::{Duration, Instant};
@@ -34,14 +34,7 @@ async fn calls_join_again_when_the_server_restarts() {
     let server = huddle_server::start(config.clone()).await.expect("server");
     let http = server.http_addr();
     let relay = Relay::start(http).await;
-    let token = server.mint_token("r", "alice", BOTH).expect("token");
-    let (alice, alice_events) = within(
-        20,
-        "alice joins through the relay",
-        huddle::Call::join(&format!("ws://{}/ws", relay.addr), &token),
-    )
-    .await
-    .expect("join");
+    let (alice, alice_events) = join_through(&relay, &server, "r", "alice").await;
     let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
     let (alice_inbox, mut alice_rest) = collect(alice_events);
     let (bob_inbox, mut bob_rest) = collect(bob_events);

@@ -10,19 +10,11 @@
 
 mod common;
 
-use common::relay::Relay;
+use common::relay::{join_through, Relay};
+use common::total_packets as packets;
 use common::*;
 use huddle::CallEvent;
 use std::time::Duration;
-
-fn packets(inbox: &Inbox) -> usize {
-    inbox
-        .lock()
-        .expect("lock")
-        .values()
-        .map(|r| r.packets.len())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_signaling_connection_is_resumed_without_anyone_noticing() {
@@ -33,14 +25,7 @@ async fn a_dropped_signaling_connection_is_resumed_without_anyone_noticing() {
     .await
     .expect("server");
     let relay = Relay::start(server.http_addr()).await;
-    let token = server.mint_token("r", "alice", BOTH).expect("token");
-    let (alice, mut alice_events) = within(
-        20,
-        "alice joins through the relay",
-        huddle::Call::join(&format!("ws://{}/ws", relay.addr), &token),
-    )
-    .await
-    .expect("join");
+    let (alice, mut alice_events) = join_through(&relay, &server, "r", "alice").await;
     let alice_id = alice.participant_id().clone();
     let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
     let (inbox, mut bob_rest) = collect(bob_events);
@@ -133,14 +118,7 @@ async fn a_participant_not_back_in_time_leaves_and_joins_again_when_it_can() {
     config.limits.resume_grace = Duration::from_millis(1500);
     let server = huddle_server::start(config).await.expect("server");
     let relay = Relay::start(server.http_addr()).await;
-    let token = server.mint_token("r", "alice", BOTH).expect("token");
-    let (alice, mut alice_events) = within(
-        20,
-        "alice joins through the relay",
-        huddle::Call::join(&format!("ws://{}/ws", relay.addr), &token),
-    )
-    .await
-    .expect("join");
+    let (alice, mut alice_events) = join_through(&relay, &server, "r", "alice").await;
     let alice_id = alice.participant_id().clone();
     let (_bob, mut bob_events) = join(&server, "r", "bob", BOTH).await;
 

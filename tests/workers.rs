@@ -4,18 +4,9 @@
 
 mod common;
 
+use common::total_packets as count;
 use common::*;
 use std::time::Duration;
-
-/// Packets received from anyone, over all of a participant's tracks.
-fn count(inbox: &Inbox) -> usize {
-    inbox
-        .lock()
-        .expect("lock")
-        .values()
-        .map(|r| r.packets.len())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rooms_run_on_two_workers() {

@@ -90,13 +90,8 @@ async fn write_all(
     mut stop: oneshot::Receiver<()>,
 ) -> Outlet {
     for text in first {
-        tokio::select! {
-            biased;
-            _ = &mut stop => return outlet,
-            sent = sink.send(Message::Text(text)) => if sent.is_err() {
-                let _ = stop.await;
-                return outlet;
-            },
+        if !write(sink, text, &mut stop).await {
+            return outlet;
         }
     }
     loop {
@@ -144,14 +139,25 @@ async fn write_all(
         // Recorded before it is written: if the write fails the client
         // counts it missing and gets it again on resuming.
         outlet.replay.record(text.clone());
-        tokio::select! {
-            biased;
-            _ = &mut stop => return outlet,
-            sent = sink.send(Message::Text(text)) => if sent.is_err() {
-                // The socket is gone: keep the queue for whoever stops us.
+        if !write(sink, text, &mut stop).await {
+            return outlet;
+        }
+    }
+}
+
+/// Write one frame unless told to stop first. `false`: stop now (told to;
+/// or the socket is gone, and then once told to, so that the queue is kept
+/// for whoever stops the writer).
+async fn write(sink: &mut Sink, text: Utf8Bytes, stop: &mut oneshot::Receiver<()>) -> bool {
+    tokio::select! {
+        biased;
+        _ = &mut *stop => false,
+        sent = sink.send(Message::Text(text)) => {
+            if sent.is_err() {
                 let _ = stop.await;
-                return outlet;
-            },
+                return false;
+            }
+            true
         }
     }
 }

@@ -101,6 +101,16 @@ pub struct Received {
 
 pub type Inbox = Arc<Mutex<BTreeMap<huddle::TrackId, Received>>>;
 
+/// Packets received from anyone, over all of a participant's tracks.
+pub fn total_packets(inbox: &Inbox) -> usize {
+    inbox
+        .lock()
+        .expect("lock")
+        .values()
+        .map(|r| r.packets.len())
+        .sum()
+}
+
 /// Read every remote track of a call into an [`Inbox`] keyed by track id,
 /// and forward the other events to `rest`.
 pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {

@@ -66,3 +66,22 @@ impl Drop for Relay {
         self.accept.abort();
     }
 }
+
+/// Join `room` as `identity` on `server` through `relay`.
+pub async fn join_through(
+    relay: &Relay,
+    server: &huddle_server::RunningServer,
+    room: &str,
+    identity: &str,
+) -> (huddle::Call, huddle::CallEvents) {
+    let token = server
+        .mint_token(room, identity, super::BOTH)
+        .expect("token");
+    super::within(
+        20,
+        &format!("{identity} joins through the relay"),
+        huddle::Call::join(&format!("ws://{}/ws", relay.addr), &token),
+    )
+    .await
+    .expect("join")
+}
