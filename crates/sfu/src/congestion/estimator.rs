@@ -731,6 +731,128 @@ mod tests {
         assert_eq!(fate(&mut bwe, 7), Some(Fate::Received));
     }
 
+    /// A xorshift generator, seeded, for the random-feedback walks.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Feedback is whatever a peer sends: reports about streams and numbers
+    /// never sent, reordered, repeated, with timestamps that jump and wrap,
+    /// times that say a packet arrived before it was sent. None of it may
+    /// panic, and the estimate stays within its bounds.
+    #[test]
+    fn random_feedback_never_panics_and_the_estimate_stays_bounded() {
+        use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
+            PacketStatusChunk, RecvDelta, RunLengthChunk, SymbolTypeTcc,
+        };
+        let config = BweConfig::default();
+        for seed in 1..=32u64 {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
+            let start = Instant::now();
+            let mut now = start;
+            let mut ccfb_bwe = SendSideBwe::new(start, config.clone());
+            let mut twcc_bwe = SendSideBwe::new(start, config.clone());
+            let mut seqs = [0u16; 3];
+            let mut report_ts: u32 = rng.next() as u32;
+            let mut reference: u32 = 0;
+            let mut twcc_sent: u16 = 0;
+            for _ in 0..10_000 {
+                now += Duration::from_micros(rng.below(20_000));
+                match rng.below(10) {
+                    0..=4 => {
+                        let stream = rng.below(3) as usize;
+                        seqs[stream] = match rng.below(20) {
+                            0 => rng.next() as u16,
+                            _ => seqs[stream].wrapping_add(1),
+                        };
+                        let size = 50 + rng.below(1_200) as usize;
+                        let kind = if rng.below(8) == 0 {
+                            PacketKind::Padding
+                        } else {
+                            PacketKind::Media
+                        };
+                        ccfb_bwe.on_sent_rtp(now, size, kind, stream as u32 + 1, seqs[stream]);
+                        twcc_sent = twcc_bwe.on_sent(now, size, kind);
+                    }
+                    5..=7 => {
+                        report_ts = match rng.below(10) {
+                            0 => rng.next() as u32,
+                            1 => report_ts.wrapping_sub(rng.below(70_000) as u32),
+                            _ => report_ts.wrapping_add(rng.below(70_000) as u32),
+                        };
+                        let blocks: Vec<(u32, u16, Vec<Option<u16>>)> = (0..1 + rng.below(3))
+                            .map(|_| {
+                                let ssrc = 1 + rng.below(4) as u32;
+                                let near = seqs[(ssrc as usize - 1) % 3];
+                                let begin = near.wrapping_sub(rng.below(40) as u16);
+                                let metrics = (0..rng.below(40))
+                                    .map(|_| (rng.below(4) > 0).then(|| rng.below(0x2000) as u16))
+                                    .collect();
+                                (ssrc, begin, metrics)
+                            })
+                            .collect();
+                        let blocks: Vec<(u32, u16, &[Option<u16>])> = blocks
+                            .iter()
+                            .map(|(a, b, m)| (*a, *b, m.as_slice()))
+                            .collect();
+                        ccfb_bwe.on_ccfb(now, &ccfb(report_ts, &blocks));
+                    }
+                    _ => {
+                        reference = match rng.below(10) {
+                            0 => rng.below(1 << 24) as u32,
+                            _ => (reference + rng.below(3) as u32) & 0xFF_FFFF,
+                        };
+                        let count = rng.below(60) as u16;
+                        let deltas = (0..count)
+                            .map(|_| RecvDelta {
+                                type_tcc_packet: if rng.below(2) == 0 {
+                                    SymbolTypeTcc::PacketReceivedSmallDelta
+                                } else {
+                                    SymbolTypeTcc::PacketReceivedLargeDelta
+                                },
+                                delta: rng.below(200_000) as i64 - 100_000,
+                            })
+                            .collect();
+                        let feedback = TransportLayerCc {
+                            base_sequence_number: twcc_sent.wrapping_sub(rng.below(80) as u16),
+                            packet_status_count: count,
+                            reference_time: reference,
+                            fb_pkt_count: rng.next() as u8,
+                            packet_chunks: vec![PacketStatusChunk::RunLengthChunk(
+                                RunLengthChunk {
+                                    packet_status_symbol: SymbolTypeTcc::PacketReceivedSmallDelta,
+                                    run_length: count,
+                                    ..Default::default()
+                                },
+                            )],
+                            recv_deltas: deltas,
+                            ..Default::default()
+                        };
+                        twcc_bwe.on_twcc(now, &feedback);
+                    }
+                }
+                for bwe in [&mut ccfb_bwe, &mut twcc_bwe] {
+                    let estimate = bwe.estimate_bps();
+                    assert!(
+                        (config.min_bps..=config.max_bps).contains(&estimate),
+                        "seed {seed}: estimate {estimate} out of bounds"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn state_beside_the_history_stays_small() {
         // The module doc promises this much per subscriber.
