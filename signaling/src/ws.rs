@@ -618,8 +618,14 @@ impl Session {
             // Cannot happen short of a panic in the writer; the session
             // stays parked for another try.
             tracing::error!(participant = %taken.id, "resume: this connection's writer is gone");
+            let conn = taken.conn.clone();
             let epoch = self.app.resumable().park(token, taken);
-            tracing::debug!(epoch, "session parked again");
+            tokio::spawn(expire_later(
+                self.app.clone(),
+                token.to_owned(),
+                epoch,
+                conn,
+            ));
             return Flow::Stop;
         };
         let mut frames = vec![first];
