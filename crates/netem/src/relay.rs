@@ -9,6 +9,7 @@ use crate::model::{Counters, Impairment, Model};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -58,6 +59,8 @@ pub struct RelayStats {
     pub to_client: Counters,
     /// Datagrams dropped because the queue or the session table was full.
     pub overflow: u64,
+    /// Datagrams dropped, both ways, while the relay was blocked.
+    pub blocked: u64,
 }
 
 /// A running relay; dropping it stops it.
@@ -65,6 +68,7 @@ pub struct RelayStats {
 pub struct Relay {
     local_addr: SocketAddr,
     stats: Arc<Mutex<RelayStats>>,
+    blocked: Arc<AtomicBool>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -75,12 +79,20 @@ impl Relay {
         let local_addr = front.local_addr()?;
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(run(front, config, stats.clone(), stopped));
+        let blocked = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(front, config, stats.clone(), blocked.clone(), stopped));
         Ok(Relay {
             local_addr,
             stats,
+            blocked,
             _stop: stop,
         })
+    }
+
+    /// Drop everything, both ways, from now on (`true`: the path is cut)
+    /// or relay again (`false`). What was already queued is still sent.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::Relaxed);
     }
 
     /// The address clients send to.
@@ -145,8 +157,10 @@ async fn run(
     front: UdpSocket,
     config: RelayConfig,
     stats: Arc<Mutex<RelayStats>>,
+    blocked: Arc<AtomicBool>,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let mut dropped_blocked = 0u64;
     let start = Instant::now();
     let mut up_model = Model::new(config.to_upstream.clone());
     let mut down_model = Model::new(config.to_client.clone());
@@ -182,6 +196,10 @@ async fn run(
                 arrived = Some((Dest::Client(client), payload));
             }
             _ = sleep, if next.is_some() => {}
+        }
+        if arrived.is_some() && blocked.load(Ordering::Relaxed) {
+            arrived = None;
+            dropped_blocked += 1;
         }
         if let Some((dest, payload)) = arrived {
             let now = Instant::now();
@@ -228,6 +246,7 @@ async fn run(
                 to_upstream: up_model.counters(),
                 to_client: down_model.counters(),
                 overflow,
+                blocked: dropped_blocked,
             };
         }
     }
