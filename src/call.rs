@@ -76,6 +76,9 @@ struct OwnTrack {
 struct State {
     /// This participant (a rejoin gives it a new id).
     me: Participant,
+    /// The local address new peer connections bind (chosen again when the
+    /// call joins again: the network may have changed).
+    bind: String,
     publisher: Option<Peer>,
     subscriber: Option<Peer>,
     /// The answer to the publisher offer in flight.
@@ -89,10 +92,12 @@ struct State {
 }
 
 impl State {
-    /// A call just joined as `me`, with `others` in the room.
-    fn new(me: Participant, others: Vec<Participant>) -> Self {
+    /// A call just joined as `me`, with `others` in the room, its
+    /// connections bound to `bind`.
+    fn new(me: Participant, others: Vec<Participant>, bind: String) -> Self {
         Self {
             me,
+            bind,
             publisher: None,
             subscriber: None,
             pending_answer: None,
@@ -105,7 +110,10 @@ impl State {
 
 struct Inner {
     outbox: Outbox,
-    bind: String,
+    /// The server's signaling endpoint.
+    endpoint: endpoint::Endpoint,
+    /// The bind address the app gave, if it did (else chosen per route).
+    bind_given: Option<String>,
     can_publish: bool,
     /// One publisher negotiation at a time (held across its awaits).
     negotiation: tokio::sync::Mutex<()>,
@@ -148,7 +156,8 @@ impl Inner {
         if let Some(p) = self.state().publisher.as_ref() {
             return Ok((p.pc.clone(), p.state.clone()));
         }
-        let built = peer::build(PcRole::Publisher, &self.bind, self.outbox.clone(), None).await?;
+        let bind = self.state().bind.clone();
+        let built = peer::build(PcRole::Publisher, &bind, self.outbox.clone(), None).await?;
         let handles = (built.pc.clone(), built.state.clone());
         self.state().publisher = Some(built);
         Ok(handles)
@@ -250,13 +259,7 @@ impl Call {
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
         let endpoint = endpoint::resolve(url)?;
-        let bind = match options.bind {
-            Some(bind) => bind,
-            None if endpoint.loopback => "127.0.0.1:0".to_owned(),
-            None => endpoint::local_bind_for(&endpoint)
-                .await
-                .unwrap_or_else(|| "0.0.0.0:0".to_owned()),
-        };
+        let bind = choose_bind(&endpoint, options.bind.as_deref()).await;
         let (outbox, mut inbox) = signal::connect(&endpoint.ws_url, token).await?;
         outbox
             .send(ClientMessage::Join {
@@ -291,13 +294,15 @@ impl Call {
         let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             outbox,
-            bind,
             can_publish,
             negotiation: tokio::sync::Mutex::new(()),
             state: std::sync::Mutex::new(State::new(
                 Participant::from(&me),
                 others.iter().map(Participant::from).collect(),
+                bind,
             )),
+            endpoint,
+            bind_given: options.bind,
             events: events_tx,
             remote_tracks: tracks_tx,
         });
@@ -866,6 +871,19 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
     let _ = inner.events.send(CallEvent::Disconnected);
 }
 
+/// The local address for peer connections: the app's, else 127.0.0.1:0
+/// toward a loopback server, else the address the system routes the
+/// server through (port 0), else 0.0.0.0:0.
+async fn choose_bind(endpoint: &endpoint::Endpoint, given: Option<&str>) -> String {
+    match given {
+        Some(bind) => bind.to_owned(),
+        None if endpoint.loopback => "127.0.0.1:0".to_owned(),
+        None => endpoint::local_bind_for(endpoint)
+            .await
+            .unwrap_or_else(|| "0.0.0.0:0".to_owned()),
+    }
+}
+
 /// The call joined again after its session was lost (the server
 /// restarted): a new id and roster, new media connections, and its tracks
 /// published again (in the background: the answer comes through this
@@ -875,9 +893,12 @@ async fn rejoined(
     me: ParticipantInfo,
     others: Vec<ParticipantInfo>,
 ) -> Vec<CallEvent> {
+    // The network may have changed (that may be why the session was lost).
+    let bind = choose_bind(&inner.endpoint, inner.bind_given.as_deref()).await;
     let (gone, peers) = {
         let mut st = inner.state();
         st.me = Participant::from(&me);
+        st.bind = bind;
         let now: Vec<Participant> = others.iter().map(Participant::from).collect();
         let gone = std::mem::replace(&mut st.others, now);
         if let Some(tx) = st.pending_answer.take() {
@@ -970,9 +991,10 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
     let pc = match existing {
         Some(pc) => pc,
         None => {
+            let bind = inner.state().bind.clone();
             let built = peer::build(
                 PcRole::Subscriber,
-                &inner.bind,
+                &bind,
                 inner.outbox.clone(),
                 Some(inner.remote_tracks.clone()),
             )

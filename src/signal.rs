@@ -12,7 +12,8 @@
 //!
 //! When the session cannot be resumed (the server restarted and forgot it,
 //! or its grace period is over) or the server closes the socket because it
-//! is going away, the task joins again with the access token, with backoff,
+//! is going away (1001) or lost this participant's media (4002: its network
+//! changed or failed), the task joins again with the access token, with backoff,
 //! for up to [`REJOIN_FOR`]: the call sees a new `joined` and sets itself
 //! up again (see `call.rs`). Any other close from the server (a kick, a
 //! refused join) ends the channel, as does a refused rejoin.
@@ -65,6 +66,10 @@ const GOING_AWAY: u16 = 1001;
 
 /// Close code of a participant an administrator removed.
 const KICKED: u16 = 4001;
+
+/// Close code of a participant whose media connections the SFU dropped
+/// (they failed or timed out: the network changed or went away).
+const MEDIA_GONE: u16 = 4002;
 
 /// One attempt to connect or resume may take this long.
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
@@ -193,8 +198,8 @@ impl Link {
                         Resumption::Over => None,
                     }
                 }
-                Ended::Closed(Some(GOING_AWAY)) if resumable => {
-                    info!("the server is going away; joining again");
+                Ended::Closed(Some(code @ (GOING_AWAY | MEDIA_GONE))) if resumable => {
+                    info!(code, "the server ended the session; joining again");
                     if self.inbound.send(Inbound::Reconnecting).is_err() {
                         return;
                     }

@@ -6,6 +6,10 @@
 //! killed: she tries to resume, is refused by the new server, and joins
 //! again); bob is connected directly and sees the server go away (close
 //! 1001), and joins again at once.
+//!
+//! And when the media path fails while signaling survives (a UDP relay in
+//! front of the SFU stops relaying), the SFU drops both participants' media
+//! (close 4002) and they join again once the path is back.
 
 mod common;
 
@@ -100,6 +104,88 @@ async fn calls_join_again_when_the_server_restarts() {
     assert_eq!(stats.participants, 2, "{stats:?}");
     assert_eq!(stats.tracks, 2, "{stats:?}");
 
+    for t in talking {
+        t.abort();
+    }
+    alice.leave().await.expect("leave");
+    bob.leave().await.expect("leave");
+    server.shutdown().await.expect("shutdown");
+}
+
+/// The media path fails while signaling survives (a network change the
+/// WebSocket outlived, a firewall): the SFU drops the participants' media
+/// connections (close 4002), they join again, and once the path is back
+/// they hear each other again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_join_again_when_their_media_path_fails() {
+    init_tracing();
+    let (path, media) = huddle_netem::Relay::in_front_of_local_sfu(Default::default())
+        .await
+        .expect("media relay");
+    let mut config = huddle_server::ServerConfig::ephemeral(SECRET);
+    config.media_udp = media;
+    config.media_public = Some(path.local_addr());
+    // The relay fronts one media port: one SFU worker.
+    config.workers = 1;
+    let server = huddle_server::start(config).await.expect("server");
+    let (alice, alice_events) = join(&server, "r", "alice", BOTH).await;
+    let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
+    let (alice_inbox, mut alice_rest) = collect(alice_events);
+    let (bob_inbox, mut bob_rest) = collect(bob_events);
+    let alice_mic = within(20, "alice publishes", alice.publish_audio())
+        .await
+        .expect("audio");
+    let bob_mic = within(20, "bob publishes", bob.publish_audio())
+        .await
+        .expect("audio");
+    let talking = [
+        tokio::spawn(send_speech(alice_mic, 1, 3000, SentAudio::default())),
+        tokio::spawn(send_speech(bob_mic, 2, 3000, SentAudio::default())),
+    ];
+    let (alice_id, bob_id) = (alice.participant_id(), bob.participant_id());
+    within(20, "each hears the other", async {
+        while heard(&bob_inbox, &alice_id) < 25 || heard(&alice_inbox, &bob_id) < 25 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    path.set_blocked(true);
+    for (who, rest) in [("alice", &mut alice_rest), ("bob", &mut bob_rest)] {
+        within(30, &format!("{who}'s media to be given up"), async {
+            while let Some(ev) = rest.recv().await {
+                match ev {
+                    CallEvent::Reconnecting => return,
+                    CallEvent::Disconnected => panic!("{who}'s call ended"),
+                    _ => {}
+                }
+            }
+            panic!("{who}'s events ended");
+        })
+        .await;
+    }
+    path.set_blocked(false);
+    let back = Instant::now();
+    within(30, "each hears the other again", async {
+        loop {
+            let (a, b) = (alice.participant_id(), bob.participant_id());
+            if a != alice_id
+                && b != bob_id
+                && heard(&bob_inbox, &a) >= 25
+                && heard(&alice_inbox, &b) >= 25
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    println!(
+        "both hear each other again {} ms after the path came back",
+        back.elapsed().as_millis()
+    );
+    let stats = server.sfu().stats().await.expect("stats");
+    assert_eq!(stats.participants, 2, "{stats:?}");
     for t in talking {
         t.abort();
     }
