@@ -8,15 +8,19 @@
 //
 // Joining again (second test): the server is killed and started again on
 // the same address; both pages join the room again by themselves and hear
-// each other again.
+// each other again. Third test: the media path alone fails (a UDP relay in
+// front of the SFU is stopped); the server gives up the pages' media
+// (close 4002), they join again and hear each other once it is back.
 //
-//   HUDDLE_SERVER_BIN=.../huddle-server node --test tests/browser/resume.test.js
+//   HUDDLE_SERVER_BIN=.../huddle-server HUDDLE_RELAY_BIN=.../examples/netem_relay \
+//     node --test tests/browser/resume.test.js
 'use strict';
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
+const path = require('node:path');
 const lib = require('./lib');
 
 const ROOM = 'resume';
@@ -173,6 +177,64 @@ test('Chromium pages join the call again when the server restarts', { timeout: 1
   } finally {
     for (const c of clients) await c.context.close().catch(() => {});
     if (server) await lib.stopProcess(server);
+    for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Chromium pages join the call again when their media path fails', { timeout: 150_000 }, async () => {
+  const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
+  const relayBin = lib.requiredBinary('HUDDLE_RELAY_BIN');
+  assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
+  fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
+  const profiles = [];
+  const clients = [];
+  const procs = [];
+  try {
+    // Media crosses a UDP relay (the SFU announces the relay's address);
+    // signaling does not. Stopping the relay process cuts the media path
+    // alone, as a network change the WebSocket outlives would.
+    const mediaPort = await lib.freePort('udp');
+    const relayPort = await lib.freePort('udp');
+    const relay = lib.startProcess(
+      relayBin,
+      ['--upstream', `127.0.0.1:${mediaPort}`, '--listen', `127.0.0.1:${relayPort}`],
+      path.join(lib.ARTIFACTS, 'media-path-relay.log'),
+    );
+    procs.push(relay);
+    const { server, baseUrl } = await lib.startServer(serverBin, 'media-path-server.log', {
+      mediaPort,
+      env: { HUDDLE_MEDIA_PUBLIC: `127.0.0.1:${relayPort}`, HUDDLE_WORKERS: '1' },
+    });
+    procs.push(server);
+    clients.push(await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'camera=0' }));
+    clients.push(await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'camera=0' }));
+    const [alice, bob] = clients;
+    for (const c of clients) await lib.waitConnected(c);
+    const before = {};
+    for (const c of clients) before[c.name] = await c.page.evaluate(() => window.huddle.state().me);
+    await lib.waitFor('audio both ways', 15000, async () => (await audioFrom(bob, before.alice)) > 50 && (await audioFrom(alice, before.bob)) > 50);
+
+    relay.kill('SIGSTOP');
+    await lib.waitFor('the server to give up both pages\' media, and them to join again', 45000, async () => {
+      const states = await Promise.all(clients.map((c) => c.page.evaluate(() => window.huddle.state())));
+      return states.every((st) => st.rejoins === 1 && st.joined);
+    }, 100);
+    relay.kill('SIGCONT');
+    const backAt = Date.now();
+    const now = {};
+    for (const c of clients) now[c.name] = await c.page.evaluate(() => window.huddle.state().me);
+    assert.notEqual(now.alice, before.alice, 'a new session, a new id');
+    await lib.waitFor('each to hear the other again', 30000, async () => (await audioFrom(bob, now.alice)) > 25 && (await audioFrom(alice, now.bob)) > 25);
+    console.log(`both pages hear each other again ${Date.now() - backAt} ms after the media path came back`);
+  } catch (e) {
+    for (const c of clients) if (c.logs.length) console.error(c.logs.slice(-30).join('\n'));
+    throw e;
+  } finally {
+    for (const c of clients) await c.context.close().catch(() => {});
+    for (const p of procs.reverse()) {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGCONT');
+      await lib.stopProcess(p);
+    }
     for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
   }
 });

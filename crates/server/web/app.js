@@ -271,7 +271,9 @@
         return;
       }
       const joining = !current.me && current.rejoinUntil;
-      if (!current.leaving && (e.code === 1001 && current.me || joining && [1001, 1006, 1011, 1013].includes(e.code))) {
+      // 4002: the server lost our media (the network changed or failed):
+      // join again too, with new connections.
+      if (!current.leaving && ([1001, 4002].includes(e.code) && current.me || joining && [1001, 1006, 1011, 1013].includes(e.code))) {
         rejoinSession(current);
         return;
       }
