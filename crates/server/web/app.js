@@ -233,11 +233,15 @@
    */
   function send(msg) {
     if (!session) return;
+    const open = session.ws.readyState === WebSocket.OPEN && !session.reconnecting;
+    // Until the session can be resumed (before `joined`), what cannot go
+    // now is dropped, not counted: the count must match the server's.
+    if (!open && !session.resume) return;
     const text = JSON.stringify(msg);
     session.sent.push(text);
     session.sentCount += 1;
     if (session.sent.length > RESEND_KEPT) session.sent.shift();
-    if (session.ws.readyState === WebSocket.OPEN && !session.reconnecting) session.ws.send(text);
+    if (open) session.ws.send(text);
   }
 
   /** Hand what `ws` brings to `current` (the session it belongs to). */
@@ -486,10 +490,8 @@
     const current = session;
     setStatus('connecting…');
     ws.onopen = () => {
-      // Counted: the server counts every message of the session.
-      current.sentCount += 1;
-      current.sent.push(JSON.stringify({ type: 'join', token }));
-      ws.send(current.sent[0]);
+      if (session !== current) return;
+      send({ type: 'join', token });
     };
     attach(current, ws);
     current.timers.push(setInterval(() => {
