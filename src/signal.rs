@@ -71,6 +71,13 @@ const KICKED: u16 = 4001;
 /// (they failed or timed out: the network changed or went away).
 const MEDIA_GONE: u16 = 4002;
 
+/// Joining again after the media was given up this many times within
+/// [`MEDIA_GONE_WINDOW`] ends the call instead: media that never gets
+/// through (UDP blocked) would otherwise have the call leave and join the
+/// room forever.
+const MEDIA_GONE_LIMIT: usize = 3;
+const MEDIA_GONE_WINDOW: Duration = Duration::from_secs(180);
+
 /// One attempt to connect or resume may take this long.
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
 
@@ -98,6 +105,7 @@ pub(crate) async fn connect(
         received: 0,
         sent: Sent::default(),
         resume: None,
+        media_gone: Strikes::new(MEDIA_GONE_LIMIT, MEDIA_GONE_WINDOW),
     };
     tokio::spawn(link.run(socket));
     Ok((out_tx, in_rx))
@@ -171,6 +179,40 @@ struct Link {
     sent: Sent,
     /// From `joined`: how to resume.
     resume: Option<ResumeInfo>,
+    /// When the server last gave up this call's media (4002).
+    media_gone: Strikes,
+}
+
+/// Recent occurrences of something, to tell when it happens too often.
+#[derive(Debug)]
+struct Strikes {
+    at: VecDeque<Instant>,
+    limit: usize,
+    window: Duration,
+}
+
+impl Strikes {
+    fn new(limit: usize, window: Duration) -> Self {
+        Self {
+            at: VecDeque::new(),
+            limit,
+            window,
+        }
+    }
+
+    /// One more at `now`; whether there have now been more than the limit
+    /// within the window.
+    fn strike(&mut self, now: Instant) -> bool {
+        while self
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            self.at.pop_front();
+        }
+        self.at.push_back(now);
+        self.at.len() > self.limit
+    }
 }
 
 impl Link {
@@ -198,7 +240,14 @@ impl Link {
                         Resumption::Over => None,
                     }
                 }
-                Ended::Closed(Some(code @ (GOING_AWAY | MEDIA_GONE))) if resumable => {
+                Ended::Closed(Some(MEDIA_GONE)) if resumable && !self.media_keeps_failing() => {
+                    info!("the server gave up this call's media; joining again");
+                    if self.inbound.send(Inbound::Reconnecting).is_err() {
+                        return;
+                    }
+                    self.rejoin().await
+                }
+                Ended::Closed(Some(code @ GOING_AWAY)) if resumable => {
                     info!(code, "the server ended the session; joining again");
                     if self.inbound.send(Inbound::Reconnecting).is_err() {
                         return;
@@ -212,6 +261,15 @@ impl Link {
                 None => return,
             }
         }
+    }
+
+    /// Count a 4002; whether they came too often to try again.
+    fn media_keeps_failing(&mut self) -> bool {
+        let failing = self.media_gone.strike(Instant::now());
+        if failing {
+            warn!("the server keeps giving up this call's media; not joining again");
+        }
+        failing
     }
 
     /// Join again with the access token, with backoff, for up to
@@ -505,6 +563,24 @@ async fn first_text(socket: &mut Socket) -> Option<ServerMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_many_strikes_within_the_window_are_too_many() {
+        let t = Instant::now();
+        let mut s = Strikes::new(3, Duration::from_secs(180));
+        assert!(!s.strike(t));
+        assert!(!s.strike(t + Duration::from_secs(30)));
+        assert!(!s.strike(t + Duration::from_secs(60)));
+        assert!(
+            s.strike(t + Duration::from_secs(90)),
+            "a fourth within 3 min"
+        );
+        // Spread out, they never are.
+        let mut s = Strikes::new(3, Duration::from_secs(180));
+        for i in 0..10 {
+            assert!(!s.strike(t + Duration::from_secs(100 * i)));
+        }
+    }
 
     #[test]
     fn a_resume_sends_again_what_the_server_missed() {

@@ -79,6 +79,19 @@
   let session = null;
   /** Between two attempts to join again: { timer, stream }, or null. */
   let pendingRejoin = null;
+  /** When the server last gave up our media (close 4002), newest last. */
+  const mediaGoneAt = [];
+  /** Joining again after 4002 more often than this within the window ends the call. */
+  const MEDIA_GONE_LIMIT = 3;
+  const MEDIA_GONE_WINDOW_MS = 180000;
+
+  /** Count a 4002; whether they came too often to join again. */
+  function mediaKeepsFailing() {
+    const now = Date.now();
+    while (mediaGoneAt.length && now - mediaGoneAt[0] > MEDIA_GONE_WINDOW_MS) mediaGoneAt.shift();
+    mediaGoneAt.push(now);
+    return mediaGoneAt.length > MEDIA_GONE_LIMIT;
+  }
 
   // ---------------------------------------------------------------- UI helpers
 
@@ -276,8 +289,10 @@
       }
       const joining = !current.me && current.rejoinUntil;
       // 4002: the server lost our media (the network changed or failed):
-      // join again too, with new connections.
-      if (!current.leaving && ([1001, 4002].includes(e.code) && current.me || joining && [1001, 1006, 1011, 1013].includes(e.code))) {
+      // join again too, with new connections, unless that keeps happening
+      // (media that never gets through would leave and join forever).
+      const mediaGone = e.code === 4002 && current.me && !mediaKeepsFailing();
+      if (!current.leaving && (e.code === 1001 && current.me || mediaGone || joining && [1001, 1006, 1011, 1013].includes(e.code))) {
         rejoinSession(current);
         return;
       }
