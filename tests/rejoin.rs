@@ -31,27 +31,35 @@ fn heard(inbox: &Inbox, publisher: &huddle::ParticipantId) -> usize {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_join_again_when_the_server_restarts() {
-    init_tracing();
-    let config = huddle_server::ServerConfig::ephemeral(SECRET);
-    let server = huddle_server::start(config.clone()).await.expect("server");
-    let http = server.http_addr();
-    let relay = Relay::start(http).await;
-    let (alice, alice_events) = join_through(&relay, &server, "r", "alice").await;
-    let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
-    let (alice_inbox, mut alice_rest) = collect(alice_events);
-    let (bob_inbox, mut bob_rest) = collect(bob_events);
+/// Two calls in one room, each publishing audio and talking.
+struct Pair {
+    alice: huddle::Call,
+    bob: huddle::Call,
+    alice_inbox: Inbox,
+    bob_inbox: Inbox,
+    alice_rest: tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
+    bob_rest: tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
+    talking: [tokio::task::JoinHandle<()>; 2],
+}
+
+/// Both publish audio and talk for `frames` 20 ms frames; returns once each
+/// hears the other.
+async fn talking(
+    (alice, alice_events): (huddle::Call, huddle::CallEvents),
+    (bob, bob_events): (huddle::Call, huddle::CallEvents),
+    frames: usize,
+) -> Pair {
+    let (alice_inbox, alice_rest) = collect(alice_events);
+    let (bob_inbox, bob_rest) = collect(bob_events);
     let alice_mic = within(20, "alice publishes", alice.publish_audio())
         .await
         .expect("audio");
     let bob_mic = within(20, "bob publishes", bob.publish_audio())
         .await
         .expect("audio");
-    // Both talk for the whole test (the tracks outlive the restart).
     let talking = [
-        tokio::spawn(send_speech(alice_mic, 1, 2000, SentAudio::default())),
-        tokio::spawn(send_speech(bob_mic, 2, 2000, SentAudio::default())),
+        tokio::spawn(send_speech(alice_mic, 1, frames, SentAudio::default())),
+        tokio::spawn(send_speech(bob_mic, 2, frames, SentAudio::default())),
     ];
     let (alice_id, bob_id) = (alice.participant_id(), bob.participant_id());
     within(20, "each hears the other", async {
@@ -60,6 +68,37 @@ async fn calls_join_again_when_the_server_restarts() {
         }
     })
     .await;
+    Pair {
+        alice,
+        bob,
+        alice_inbox,
+        bob_inbox,
+        alice_rest,
+        bob_rest,
+        talking,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_join_again_when_the_server_restarts() {
+    init_tracing();
+    let config = huddle_server::ServerConfig::ephemeral(SECRET);
+    let server = huddle_server::start(config.clone()).await.expect("server");
+    let http = server.http_addr();
+    let relay = Relay::start(http).await;
+    let alice = join_through(&relay, &server, "r", "alice").await;
+    let bob = join(&server, "r", "bob", BOTH).await;
+    // Both talk for the whole test (the tracks outlive the restart).
+    let Pair {
+        alice,
+        bob,
+        alice_inbox,
+        bob_inbox,
+        mut alice_rest,
+        mut bob_rest,
+        talking,
+    } = talking(alice, bob, 2000).await;
+    let (alice_id, bob_id) = (alice.participant_id(), bob.participant_id());
 
     relay.cut();
     server.shutdown().await.expect("shutdown");
@@ -128,27 +167,18 @@ async fn calls_join_again_when_their_media_path_fails() {
     // The relay fronts one media port: one SFU worker.
     config.workers = 1;
     let server = huddle_server::start(config).await.expect("server");
-    let (alice, alice_events) = join(&server, "r", "alice", BOTH).await;
-    let (bob, bob_events) = join(&server, "r", "bob", BOTH).await;
-    let (alice_inbox, mut alice_rest) = collect(alice_events);
-    let (bob_inbox, mut bob_rest) = collect(bob_events);
-    let alice_mic = within(20, "alice publishes", alice.publish_audio())
-        .await
-        .expect("audio");
-    let bob_mic = within(20, "bob publishes", bob.publish_audio())
-        .await
-        .expect("audio");
-    let talking = [
-        tokio::spawn(send_speech(alice_mic, 1, 3000, SentAudio::default())),
-        tokio::spawn(send_speech(bob_mic, 2, 3000, SentAudio::default())),
-    ];
+    let alice = join(&server, "r", "alice", BOTH).await;
+    let bob = join(&server, "r", "bob", BOTH).await;
+    let Pair {
+        alice,
+        bob,
+        alice_inbox,
+        bob_inbox,
+        mut alice_rest,
+        mut bob_rest,
+        talking,
+    } = talking(alice, bob, 3000).await;
     let (alice_id, bob_id) = (alice.participant_id(), bob.participant_id());
-    within(20, "each hears the other", async {
-        while heard(&bob_inbox, &alice_id) < 25 || heard(&alice_inbox, &bob_id) < 25 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
 
     path.set_blocked(true);
     for (who, rest) in [("alice", &mut alice_rest), ("bob", &mut bob_rest)] {

@@ -63,6 +63,21 @@ async function audioFrom(client, publisher) {
   return s ? s.packetsReceived : 0;
 }
 
+/**
+ * alice and bob join `baseUrl`'s room (microphones only) into `clients`;
+ * returns their participant ids once each hears the other.
+ */
+async function twoPagesTalking(baseUrl, clients, profiles) {
+  clients.push(await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'camera=0' }));
+  clients.push(await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'camera=0' }));
+  const [alice, bob] = clients;
+  for (const c of clients) await lib.waitConnected(c);
+  const ids = {};
+  for (const c of clients) ids[c.name] = await c.page.evaluate(() => window.huddle.state().me);
+  await lib.waitFor('audio both ways', 15000, async () => (await audioFrom(bob, ids.alice)) > 50 && (await audioFrom(alice, ids.bob)) > 50);
+  return ids;
+}
+
 test('a Chromium page whose WebSocket drops resumes its session', { timeout: 120_000 }, async () => {
   const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
   assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
@@ -139,13 +154,8 @@ test('Chromium pages join the call again when the server restarts', { timeout: 1
   try {
     let httpPort, baseUrl;
     ({ server, httpPort, baseUrl } = await lib.startServer(serverBin, 'rejoin-server.log'));
-    clients.push(await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'camera=0' }));
-    clients.push(await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'camera=0' }));
+    const before = await twoPagesTalking(baseUrl, clients, profiles);
     const [alice, bob] = clients;
-    for (const c of clients) await lib.waitConnected(c);
-    const before = {};
-    for (const c of clients) before[c.name] = await c.page.evaluate(() => window.huddle.state().me);
-    await lib.waitFor('audio both ways', 15000, async () => (await audioFrom(bob, before.alice)) > 50 && (await audioFrom(alice, before.bob)) > 50);
 
     // Killed: no close frame, nothing said; then up again where it was.
     server.kill('SIGKILL');
@@ -206,13 +216,8 @@ test('Chromium pages join the call again when their media path fails', { timeout
       env: { HUDDLE_MEDIA_PUBLIC: `127.0.0.1:${relayPort}`, HUDDLE_WORKERS: '1' },
     });
     procs.push(server);
-    clients.push(await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'camera=0' }));
-    clients.push(await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'camera=0' }));
+    const before = await twoPagesTalking(baseUrl, clients, profiles);
     const [alice, bob] = clients;
-    for (const c of clients) await lib.waitConnected(c);
-    const before = {};
-    for (const c of clients) before[c.name] = await c.page.evaluate(() => window.huddle.state().me);
-    await lib.waitFor('audio both ways', 15000, async () => (await audioFrom(bob, before.alice)) > 50 && (await audioFrom(alice, before.bob)) > 50);
 
     relay.kill('SIGSTOP');
     await lib.waitFor('the server to give up both pages\' media, and them to join again', 45000, async () => {
