@@ -257,6 +257,12 @@
     if (open) session.ws.send(text);
   }
 
+  /** The signaling WebSocket's URL: /ws on the page's own host. */
+  function signalingUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return `${scheme}://${location.host}/ws`;
+  }
+
   /** Hand what `ws` brings to `current` (the session it belongs to). */
   function attach(current, ws) {
     current.heard = Date.now();
@@ -318,14 +324,13 @@
     updateStatus();
     const giveUp = Date.now() + current.resume.grace_ms;
     let wait = RESUME_BACKOFF_MS[0];
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const attempt = () => {
       if (session !== current) return;
       if (Date.now() >= giveUp) {
         rejoinSession(current);
         return;
       }
-      const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+      const ws = new WebSocket(signalingUrl());
       let settled = false;
       const retry = () => {
         if (settled) return;
@@ -454,8 +459,7 @@
    * its session was lost (`again`: { rejoinUntil, rejoins, muted, wait }).
    */
   function openSession({ room, name, token, stream, again = null }) {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    const ws = new WebSocket(signalingUrl());
     session = {
       ws,
       identity: name,
