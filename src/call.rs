@@ -1,5 +1,7 @@
 //! [`Call`]: one participant in one room.
 
+mod restart;
+
 use crate::endpoint;
 use crate::error::CallError;
 use crate::event::{CallEvent, CallEvents};
@@ -44,9 +46,12 @@ const WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     /// Local UDP address the peer connections bind. `None` picks `127.0.0.1:0`
-    /// when the server is on a loopback address, else the local address
-    /// the system routes the server through (port 0), and `0.0.0.0:0` when
-    /// it cannot say.
+    /// when the server is on a loopback address, else every interface of
+    /// the server's address family (`0.0.0.0:0` or `[::]:0`), listed again
+    /// at each ICE restart: when the network changes (a new address, a
+    /// handover from Wi-Fi to LTE) the call restarts ICE from the
+    /// interfaces there are now. An address given here is bound as given,
+    /// after a restart too.
     pub bind: Option<String>,
 }
 
@@ -112,8 +117,13 @@ struct Inner {
     outbox: Outbox,
     /// The server's signaling endpoint.
     endpoint: endpoint::Endpoint,
-    /// The bind address the app gave, if it did (else chosen per route).
+    /// The bind address the app gave, if it did.
     bind_given: Option<String>,
+    /// The server's address, when its name resolved at join: the route to
+    /// it is watched for a change of local address (see `media_path`).
+    server: Option<std::net::SocketAddr>,
+    /// Tells the signaling link the local network changed.
+    network_changed: signal::NetworkChanged,
     can_publish: bool,
     /// One publisher negotiation at a time (held across its awaits).
     negotiation: tokio::sync::Mutex<()>,
@@ -259,8 +269,9 @@ impl Call {
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
         let endpoint = endpoint::resolve(url)?;
-        let bind = choose_bind(&endpoint, options.bind.as_deref()).await;
-        let (outbox, mut inbox) = signal::connect(&endpoint.ws_url, token).await?;
+        let server = endpoint::server_addr(&endpoint).await;
+        let bind = choose_bind(&endpoint, options.bind.as_deref(), server);
+        let (outbox, mut inbox, network_changed) = signal::connect(&endpoint.ws_url, token).await?;
         outbox
             .send(ClientMessage::Join {
                 token: token.to_owned(),
@@ -303,11 +314,14 @@ impl Call {
             )),
             endpoint,
             bind_given: options.bind,
+            server,
+            network_changed,
             events: events_tx,
             remote_tracks: tracks_tx,
         });
         tokio::spawn(session(inner.clone(), inbox));
         tokio::spawn(announce_tracks(inner.clone(), tracks_rx));
+        tokio::spawn(restart::watch_media_path(Arc::downgrade(&inner)));
         Ok((Call { inner, room }, events_rx))
     }
 
@@ -872,15 +886,18 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
 }
 
 /// The local address for peer connections: the app's, else 127.0.0.1:0
-/// toward a loopback server, else the address the system routes the
-/// server through (port 0), else 0.0.0.0:0.
-async fn choose_bind(endpoint: &endpoint::Endpoint, given: Option<&str>) -> String {
+/// toward a loopback server, else every interface of the server's family
+/// (see [`CallOptions::bind`]).
+fn choose_bind(
+    endpoint: &endpoint::Endpoint,
+    given: Option<&str>,
+    server: Option<std::net::SocketAddr>,
+) -> String {
     match given {
         Some(bind) => bind.to_owned(),
         None if endpoint.loopback => "127.0.0.1:0".to_owned(),
-        None => endpoint::local_bind_for(endpoint)
-            .await
-            .unwrap_or_else(|| "0.0.0.0:0".to_owned()),
+        None if server.is_some_and(|s| s.is_ipv6()) => "[::]:0".to_owned(),
+        None => "0.0.0.0:0".to_owned(),
     }
 }
 
@@ -893,8 +910,7 @@ async fn rejoined(
     me: ParticipantInfo,
     others: Vec<ParticipantInfo>,
 ) -> Vec<CallEvent> {
-    // The network may have changed (that may be why the session was lost).
-    let bind = choose_bind(&inner.endpoint, inner.bind_given.as_deref()).await;
+    let bind = choose_bind(&inner.endpoint, inner.bind_given.as_deref(), inner.server);
     let (gone, peers) = {
         let mut st = inner.state();
         st.me = Participant::from(&me);

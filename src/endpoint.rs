@@ -69,25 +69,29 @@ pub(crate) fn resolve(url: &str) -> Result<Endpoint, CallError> {
     })
 }
 
-/// The local address that reaches `endpoint`'s server, port 0: what the
-/// peer connections bind, so that they gather on the interface the server
-/// is reached through and no other. `None` when the system cannot say
-/// (no route yet, a name that does not resolve).
-pub(crate) async fn local_bind_for(endpoint: &Endpoint) -> Option<String> {
-    let server = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+/// The server's address (the first its name resolves to), or `None`
+/// when the name does not resolve.
+pub(crate) async fn server_addr(endpoint: &Endpoint) -> Option<std::net::SocketAddr> {
+    tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
         .await
         .ok()?
-        .next()?;
+        .next()
+}
+
+/// The local address the system routes `server` through: where this host
+/// is, as the server would see it without NAT. `None` when there is no
+/// route. Sends nothing (connecting a UDP socket only picks the route),
+/// so it is cheap enough to ask a few times a second, which is how the
+/// call notices its network changed.
+pub(crate) fn local_ip_toward(server: std::net::SocketAddr) -> Option<std::net::IpAddr> {
     let unspecified: std::net::SocketAddr = if server.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    // Connecting a UDP socket sends nothing: it only picks the route.
     let probe = std::net::UdpSocket::bind(unspecified).ok()?;
     probe.connect(server).ok()?;
-    let local = probe.local_addr().ok()?;
-    Some(std::net::SocketAddr::new(local.ip(), 0).to_string())
+    Some(probe.local_addr().ok()?.ip())
 }
 
 #[cfg(test)]
@@ -125,9 +129,10 @@ mod tests {
     #[tokio::test]
     async fn the_local_address_is_the_one_that_reaches_the_server() {
         let e = resolve("http://127.0.0.1:7880").expect("valid");
+        let server = super::server_addr(&e).await.expect("resolves");
         assert_eq!(
-            super::local_bind_for(&e).await.as_deref(),
-            Some("127.0.0.1:0")
+            super::local_ip_toward(server),
+            Some(std::net::IpAddr::from([127, 0, 0, 1]))
         );
     }
 

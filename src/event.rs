@@ -133,6 +133,16 @@ pub enum CallEvent {
         /// Whether the call joined again rather than resumed.
         rejoined: bool,
     },
+    /// The media path to the server was lost: the local network changed
+    /// (a new address) or a media connection went `disconnected` or
+    /// `failed`. The call restarts ICE on its connections (and again, with
+    /// backoff, while they stay down); media resumes without a new
+    /// negotiation of tracks, and nobody else in the room notices more
+    /// than a gap.
+    MediaReconnecting,
+    /// The media connections are up again after
+    /// [`CallEvent::MediaReconnecting`].
+    MediaReconnected,
     /// The signaling connection closed and the call could neither resume
     /// nor join again (or the server closed it: a kick, a refusal); the
     /// call is over.

@@ -80,6 +80,7 @@ mod event;
 mod ids;
 mod level;
 mod loss_reports;
+mod media_path;
 mod packet;
 mod participant;
 mod pcm_recv;

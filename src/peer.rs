@@ -133,8 +133,11 @@ pub(crate) async fn build(
     // No mDNS: a huddle server's candidates are addresses, never `.local`
     // names, and joining the mDNS multicast group fails (ENODEV) where there
     // is no route for it, e.g. a host with no default route.
+    // An ICE restart binds the sockets again (a wildcard bind lists the
+    // interfaces there are now), so a call follows a network change.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_discard_local_candidates_during_ice_restart(true)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())

@@ -34,6 +34,12 @@ use tracing::{debug, info, warn};
 /// Sending half: cheap to clone, messages are written in order.
 pub(crate) type Outbox = mpsc::UnboundedSender<ClientMessage>;
 
+/// Tells the link the local network changed (a new address): its
+/// connection may be dead without knowing it (its address is gone), so it
+/// resumes on a new one now instead of after [`SILENCE_LIMIT`]. Each send
+/// of a new value is one change.
+pub(crate) type NetworkChanged = tokio::sync::watch::Sender<u64>;
+
 /// What the signaling link hands on.
 #[derive(Debug)]
 pub(crate) enum Inbound {
@@ -93,10 +99,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) async fn connect(
     url: &str,
     token: &str,
-) -> Result<(Outbox, mpsc::UnboundedReceiver<Inbound>), CallError> {
+) -> Result<(Outbox, mpsc::UnboundedReceiver<Inbound>, NetworkChanged), CallError> {
     let socket = open(url).await?;
     let (out_tx, out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel::<Inbound>();
+    let (network_tx, network_rx) = tokio::sync::watch::channel(0);
     let link = Link {
         url: url.to_owned(),
         token: token.to_owned(),
@@ -106,9 +113,10 @@ pub(crate) async fn connect(
         sent: Sent::default(),
         resume: None,
         media_gone: Strikes::new(MEDIA_GONE_LIMIT, MEDIA_GONE_WINDOW),
+        network: network_rx,
     };
     tokio::spawn(link.run(socket));
-    Ok((out_tx, in_rx))
+    Ok((out_tx, in_rx, network_tx))
 }
 
 async fn open(url: &str) -> Result<Socket, CallError> {
@@ -181,6 +189,8 @@ struct Link {
     resume: Option<ResumeInfo>,
     /// When the server last gave up this call's media (4002).
     media_gone: Strikes,
+    /// Changes of the local network ([`NetworkChanged`]).
+    network: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Recent occurrences of something, to tell when it happens too often.
@@ -354,8 +364,14 @@ impl Link {
         let (mut sink, mut stream) = socket.split();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut heard = Instant::now();
+        // A change before this connection opened is what it was opened on.
+        self.network.borrow_and_update();
         loop {
             tokio::select! {
+                Ok(()) = self.network.changed() => {
+                    info!("the local network changed: signaling on a new connection");
+                    return Ended::Dropped;
+                }
                 msg = self.outbox.recv() => {
                     let Some(msg) = msg else {
                         // The call is gone without a word: end cleanly.

@@ -340,6 +340,9 @@ mod tests {
         fn subscriber_answer(&self, _: ParticipantId, _: String) -> SfuFuture<'_, ()> {
             Box::pin(async { Ok(()) })
         }
+        fn restart_subscriber_ice(&self, _: ParticipantId) -> SfuFuture<'_, ()> {
+            Box::pin(async { Ok(()) })
+        }
         fn remote_candidate(
             &self,
             _: ParticipantId,

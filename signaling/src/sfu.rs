@@ -35,6 +35,9 @@ pub trait SfuControl: Send + Sync + 'static {
     fn publisher_offer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, String>;
     /// Apply the answer to the last subscriber offer.
     fn subscriber_answer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, ()>;
+    /// Restart ICE on the participant's subscriber connection (a new
+    /// subscriber offer with new ICE credentials follows).
+    fn restart_subscriber_ice(&self, participant: ParticipantId) -> SfuFuture<'_, ()>;
     /// Add a trickled client ICE candidate.
     fn remote_candidate(
         &self,
@@ -82,6 +85,9 @@ impl SfuControl for Sfu {
     }
     fn subscriber_answer(&self, participant: ParticipantId, sdp: String) -> SfuFuture<'_, ()> {
         Box::pin(Sfu::subscriber_answer(self, participant, sdp))
+    }
+    fn restart_subscriber_ice(&self, participant: ParticipantId) -> SfuFuture<'_, ()> {
+        Box::pin(Sfu::restart_subscriber_ice(self, participant))
     }
     fn remote_candidate(
         &self,

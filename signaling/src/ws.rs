@@ -304,7 +304,7 @@ fn sfu_error_code(e: &SfuError) -> ErrorCode {
         SfuError::BadSdp(_) => ErrorCode::BadSdp,
         SfuError::BadCandidate(_) => ErrorCode::BadCandidate,
         SfuError::PublishForbidden => ErrorCode::Forbidden,
-        SfuError::NoPendingOffer => ErrorCode::BadMessage,
+        SfuError::NoPendingOffer | SfuError::NoSubscriberConnection => ErrorCode::BadMessage,
         SfuError::UnknownTrack(_) => ErrorCode::UnknownTrack,
         _ => ErrorCode::Internal,
     }
@@ -315,7 +315,8 @@ fn sfu_error_message(e: &SfuError) -> String {
         SfuError::BadSdp(_)
         | SfuError::BadCandidate(_)
         | SfuError::PublishForbidden
-        | SfuError::UnknownTrack(_) => e.to_string(),
+        | SfuError::UnknownTrack(_)
+        | SfuError::NoSubscriberConnection => e.to_string(),
         SfuError::NoPendingOffer => "no subscriber offer is outstanding".into(),
         _ => "the media server failed".into(),
     }
@@ -462,6 +463,11 @@ impl Session {
                 Ok(()) => self.negotiated = true,
                 Err(e) => self.sfu_error(&e),
             },
+            ClientMessage::RestartIce => {
+                if let Err(e) = sfu.restart_subscriber_ice(id).await {
+                    self.sfu_error(&e);
+                }
+            }
             ClientMessage::Candidate { pc, candidate } => {
                 if let Err(e) = sfu.remote_candidate(id, pc, candidate).await {
                     self.sfu_error(&e);

@@ -59,6 +59,9 @@ impl SfuControl for QuietSfu {
     fn subscriber_answer(&self, _: ParticipantId, _: String) -> SfuFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+    fn restart_subscriber_ice(&self, _: ParticipantId) -> SfuFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     fn remote_candidate(
         &self,
         _: ParticipantId,

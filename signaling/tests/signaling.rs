@@ -109,6 +109,9 @@ impl SfuControl for FakeSfu {
             }
         })
     }
+    fn restart_subscriber_ice(&self, _p: ParticipantId) -> SfuFuture<'_, ()> {
+        Box::pin(async { Err(SfuError::NoSubscriberConnection) })
+    }
     fn remote_candidate(
         &self,
         _p: ParticipantId,

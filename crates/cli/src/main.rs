@@ -177,6 +177,10 @@ async fn main() -> anyhow::Result<()> {
                 CallEvent::Reconnected { rejoined: true } => {
                     println!("reconnected: joined again as {}", call_ref.participant_id())
                 }
+                CallEvent::MediaReconnecting => {
+                    println!("media path lost: restarting ICE")
+                }
+                CallEvent::MediaReconnected => println!("media path back"),
                 CallEvent::Disconnected => {
                     println!("disconnected");
                     break;

@@ -155,6 +155,12 @@ pub enum ClientMessage {
         #[serde(default)]
         height: Option<u32>,
     },
+    /// Restart ICE on the subscriber connection (the client's network
+    /// changed, or the connection went `disconnected`/`failed`): the server
+    /// sends a new `offer` with new ICE credentials, to answer as any
+    /// other. The publisher connection restarts with an ICE-restart
+    /// `offer` of the client's own.
+    RestartIce,
     /// Keep-alive; the server answers `pong`.
     Ping,
     /// Leave the room; the server closes the connection afterwards.
@@ -470,6 +476,7 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
         "ping",
         "leave",
         "resume",
+        "restart_ice",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(DecodeError {
@@ -490,14 +497,15 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
 }
 
 /// A field of a client message that serde's `deny_unknown_fields` lets
-/// through: any field of a message without fields (`ping`, `leave`: serde
+/// through: any field of a message without fields (`ping`, `leave`,
+/// `restart_ice`: serde
 /// ignores extras on unit variants of an internally tagged enum) and any
 /// field of a `candidate`'s candidate object beyond `RTCIceCandidateInit`'s
 /// four ([`IceCandidate`] stays lenient so clients can read server messages
 /// from newer servers).
 fn unknown_field<'a>(value: &'a serde_json::Value, ty: &str) -> Option<&'a str> {
     let (object, known): (_, &[&str]) = match ty {
-        "ping" | "leave" => (value.as_object()?, &["type"]),
+        "ping" | "leave" | "restart_ice" => (value.as_object()?, &["type"]),
         "candidate" => (
             value.get("candidate")?.as_object()?,
             &["candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"],
@@ -618,6 +626,7 @@ mod tests {
             r#"{"type":"ping","x":1}"#,
             r#"{"type":"leave","x":null}"#,
             r#"{"type":"resume","token":"t","received":3,"x":1}"#,
+            r#"{"type":"restart_ice","x":1}"#,
         ];
         for text in extra {
             let e = decode_client_message(text).expect_err(text);
@@ -632,6 +641,7 @@ mod tests {
         for text in [
             r#"{"type":"ping"}"#,
             r#"{"type":"leave"}"#,
+            r#"{"type":"restart_ice"}"#,
             r#"{"type":"candidate","pc":"subscriber","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"u"}}"#,
         ] {
             assert!(decode_client_message(text).is_ok(), "{text}");

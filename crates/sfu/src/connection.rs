@@ -397,6 +397,40 @@ impl Connection {
         }
     }
 
+    /// Restart ICE on a subscriber connection's side: new credentials for
+    /// the SFU's next offer ([`Connection::with_local_ice`] puts them in),
+    /// the old ones answered until the client answers it. Returns the new
+    /// ufrag (for the demultiplexer), and a ufrag to forget, if any;
+    /// `None` on a publisher connection, whose ICE `rtc` runs with the
+    /// credentials it was built with.
+    pub fn restart_ice(&mut self) -> Option<(String, Option<String>)> {
+        let wire = self.wire.as_mut()?;
+        let ufrag = ice_token(16);
+        let forget = wire.restart_ice(ufrag.clone(), ice_token(32));
+        Some((ufrag, forget))
+    }
+
+    /// `sdp`, a description `rtc` wrote for this connection, with the ICE
+    /// credentials the SFU answers now: `rtc` writes the ones it was built
+    /// with, and a subscriber connection's may have changed since
+    /// ([`Connection::restart_ice`]).
+    pub fn with_local_ice(&self, sdp: String) -> String {
+        let Some((ufrag, pwd)) = self.wire.as_ref().map(Wire::local_ice) else {
+            return sdp;
+        };
+        if ufrag == self.ufrag {
+            return sdp;
+        }
+        sdp.replace(
+            &format!("a=ice-ufrag:{}\r\n", self.ufrag),
+            &format!("a=ice-ufrag:{ufrag}\r\n"),
+        )
+        .replace(
+            &format!("a=ice-pwd:{}\r\n", self.pwd),
+            &format!("a=ice-pwd:{pwd}\r\n"),
+        )
+    }
+
     /// Add the SFU's host candidate (the shared port) once.
     pub fn add_host_candidate(&mut self, addr: SocketAddr) -> Result<(), SfuError> {
         if self.candidate_added {

@@ -32,6 +32,11 @@ impl<K: Clone + PartialEq> Demux<K> {
         self.by_ufrag.insert(ufrag, key);
     }
 
+    /// Forget one ufrag (retired by an ICE restart).
+    pub fn remove_ufrag(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+    }
+
     /// Which connection a datagram from `src` belongs to: a STUN message
     /// naming a known ufrag goes to that connection, anything else by its
     /// bound source address.

@@ -25,6 +25,10 @@ pub enum SfuError {
     /// No subscriber offer is outstanding for this participant.
     #[error("no subscriber offer is outstanding")]
     NoPendingOffer,
+    /// The participant has no subscriber connection the SFU offers (none
+    /// yet, or a WHEP viewer's, negotiated from the viewer's own offer).
+    #[error("no subscriber connection to restart")]
+    NoSubscriberConnection,
     /// The media socket could not be opened.
     #[error("media socket: {0}")]
     Io(#[from] std::io::Error),

@@ -113,6 +113,9 @@ pub struct SfuStats {
     pub tracks: usize,
     /// Entries in the source-address demux table.
     pub addresses: usize,
+    /// ICE ufrags the demux table routes by (one per connection; two for
+    /// a connection whose ICE restart is not answered yet).
+    pub ufrags: usize,
     /// RTP packets received from publishers.
     pub rtp_in: u64,
     /// RTP packets sent to subscribers.
@@ -142,6 +145,7 @@ impl SfuStats {
         self.connections += other.connections;
         self.tracks += other.tracks;
         self.addresses += other.addresses;
+        self.ufrags += other.ufrags;
         self.rtp_in += other.rtp_in;
         self.rtp_out += other.rtp_out;
         self.rtx_sent += other.rtx_sent;

@@ -194,6 +194,14 @@ impl Sfu {
         .await
     }
 
+    /// Restart ICE on the participant's subscriber connection: a new
+    /// [`crate::events::SfuEvent::SubscriberOffer`] with new ICE
+    /// credentials follows.
+    pub async fn restart_subscriber_ice(&self, participant: ParticipantId) -> Result<(), SfuError> {
+        self.on(participant, |e, now, id| e.restart_subscriber_ice(now, id))
+            .await
+    }
+
     /// Add a client's trickled ICE candidate.
     pub async fn remote_candidate(
         &self,

@@ -21,6 +21,9 @@ pub(crate) struct Participant {
     pub offer_pending: bool,
     /// The subscriber connection's tracks changed since the last offer.
     pub needs_offer: bool,
+    /// The client asked for an ICE restart of its subscriber connection:
+    /// the next offer carries new ICE credentials.
+    pub ice_restart: bool,
     /// Remote tracks opened on the publisher connection: track id -> receiver.
     pub incoming: HashMap<String, RTCRtpReceiverId>,
     /// `Some` for a WHEP viewer: its subscriber connection was negotiated
@@ -57,6 +60,7 @@ impl Participant {
             subscriber: None,
             offer_pending: false,
             needs_offer: false,
+            ice_restart: false,
             incoming: HashMap::new(),
             slots: None,
             allocator: AllocatorState::default(),

@@ -147,6 +147,11 @@ pub(crate) enum Sent {
 pub(crate) struct Wire {
     ufrag: String,
     pwd: String,
+    /// The credentials before an ICE restart ([`Wire::restart_ice`]), still
+    /// answered until the client's answer shows it has the new ones.
+    previous: Option<(String, String)>,
+    /// The ufrag a finished restart retired, for the demultiplexer to forget.
+    retired: Option<String>,
     crypto: Arc<dyn RTCCryptoProvider>,
     certificate: rtc::dtls::crypto::Certificate,
     local_addr: SocketAddr,
@@ -184,6 +189,8 @@ impl Wire {
         Self {
             ufrag,
             pwd,
+            previous: None,
+            retired: None,
             crypto,
             certificate,
             local_addr,
@@ -218,6 +225,7 @@ impl Wire {
     ) -> Result<(), WireError> {
         self.negotiated_cc(now, local_sdp, remote_sdp);
         if self.dtls.is_some() {
+            self.renegotiated_ice(remote_sdp);
             return Ok(());
         }
         let local = sdp::dtls_params(local_sdp)?;
@@ -240,6 +248,56 @@ impl Wire {
             }
         }
         Ok(())
+    }
+
+    /// The SFU's ICE credentials (ufrag, password) now: what its next
+    /// description carries.
+    pub fn local_ice(&self) -> (&str, &str) {
+        (&self.ufrag, &self.pwd)
+    }
+
+    /// Restart ICE on the SFU's side (RFC 8445 §9): the next description
+    /// carries `ufrag`/`pwd`. Checks keyed with the old credentials are
+    /// still answered until the client's next description arrives (it may
+    /// not have applied the restart yet); returns the ufrag that then
+    /// stops being answered, if the previous restart had not finished.
+    pub fn restart_ice(&mut self, ufrag: String, pwd: String) -> Option<String> {
+        let old = (
+            std::mem::replace(&mut self.ufrag, ufrag),
+            std::mem::replace(&mut self.pwd, pwd),
+        );
+        // A restart not yet answered: the client still knows the oldest
+        // credentials, not the ones never delivered.
+        match self.previous.as_ref() {
+            Some(_) => Some(old.0),
+            None => {
+                self.previous = Some(old);
+                None
+            }
+        }
+    }
+
+    /// The ufrag a finished restart retired (see [`Wire::restart_ice`]);
+    /// taken once the client's description with the new credentials is
+    /// applied.
+    pub fn retired_ufrag(&mut self) -> Option<String> {
+        self.retired.take()
+    }
+
+    /// A later description from the client: if its ICE credentials changed
+    /// (its side restarted), consent checks use the new ones; either way it
+    /// now knows the SFU's current credentials, so the previous ones retire.
+    fn renegotiated_ice(&mut self, remote_sdp: &str) {
+        let creds = sdp::ice_credentials(remote_sdp);
+        if creds.is_some() && creds != self.remote_ice {
+            tracing::debug!("the client's ICE credentials changed (ICE restart)");
+            self.remote_ice = creds;
+            self.sent_checks.clear();
+            self.checked_back = false;
+        }
+        if let Some((ufrag, _)) = self.previous.take() {
+            self.retired = Some(ufrag);
+        }
     }
 
     /// How the client reports arrivals: the transport-wide sequence number
@@ -488,10 +546,12 @@ impl Wire {
     /// the path media takes; `None` before there is one or before the
     /// client's credentials are known.
     pub fn consent_check(&mut self) -> Option<(SocketAddr, BytesMut)> {
+        // Until a restart is answered the client knows the old ufrag.
+        let local_ufrag = self.previous.as_ref().map_or(&self.ufrag, |(u, _)| u);
         consent_check_to(
             self.peer,
             self.remote_ice.as_ref(),
-            &self.ufrag,
+            local_ufrag,
             self.crypto.crypto(),
             &mut self.sent_checks,
         )
@@ -512,8 +572,14 @@ impl Wire {
                 )),
             };
         }
-        let answered =
-            ice_lite::answer(datagram, src, &self.ufrag, &self.pwd, self.crypto.crypto())?;
+        let crypto = self.crypto.crypto();
+        let answered = match ice_lite::answer(datagram, src, &self.ufrag, &self.pwd, crypto) {
+            Err(e) => match self.previous.as_ref() {
+                Some((ufrag, pwd)) => ice_lite::answer(datagram, src, ufrag, pwd, crypto),
+                None => Err(e),
+            },
+            ok => ok,
+        }?;
         self.transmits
             .push_back((src, BytesMut::from(&answered.response[..])));
         let first_nomination = answered.nominated && !self.nominated;
@@ -722,6 +788,78 @@ mod tests {
         // The client's answer to it is taken quietly.
         w.handle_datagram(now, client, &answered.response)
             .expect("a success response is no error");
+    }
+
+    /// A check from the client at `from` keyed for the SFU's `ufrag`/`pwd`,
+    /// nominating: whether the wire answers it, and where media goes after.
+    fn nominate(w: &mut Wire, from: SocketAddr, ufrag: &str, pwd: &str) -> bool {
+        let provider = rtc::crypto::default_provider().expect("crypto provider");
+        let (check, _) = ice_lite::controlling_check(ufrag, pwd, "cli", 1, true, provider.crypto())
+            .expect("check");
+        let answered = w.handle_datagram(Instant::now(), from, &check).is_ok();
+        while w.poll_transmit().is_some() {}
+        answered
+    }
+
+    #[test]
+    fn an_ice_restart_answers_the_old_credentials_until_the_client_answers() {
+        let mut w = wire();
+        let now = Instant::now();
+        w.start(now, OFFER, ANSWER).expect("start");
+        let home: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let away: SocketAddr = "127.0.0.1:40100".parse().expect("addr");
+        assert!(nominate(&mut w, home, "sfu", SFU_PWD));
+        assert_eq!(w.peer, Some(home));
+
+        assert_eq!(
+            w.restart_ice("sfu2".into(), "sfu2-password-0123456789".into()),
+            None
+        );
+        assert_eq!(w.local_ice(), ("sfu2", "sfu2-password-0123456789"));
+        // The client has not seen the new offer: its checks still pass.
+        assert!(nominate(&mut w, home, "sfu", SFU_PWD));
+        // It answers with new credentials of its own and checks from where
+        // it is now: the new credentials work, media follows it, and the
+        // old ones are retired.
+        let answer = ANSWER
+            .replace("ufrag:cli", "ufrag:cli2")
+            .replace("client-", "client2-");
+        w.start(now, OFFER, &answer).expect("renegotiated");
+        assert_eq!(
+            w.remote_ice,
+            Some(("cli2".to_owned(), "client2-password-0123456789".to_owned()))
+        );
+        assert_eq!(w.retired_ufrag().as_deref(), Some("sfu"));
+        assert_eq!(w.retired_ufrag(), None, "taken once");
+        assert!(nominate(&mut w, away, "sfu2", "sfu2-password-0123456789"));
+        assert_eq!(w.peer, Some(away));
+        assert!(
+            !nominate(&mut w, home, "sfu", SFU_PWD),
+            "old credentials refused"
+        );
+        assert_eq!(w.peer, Some(away));
+    }
+
+    #[test]
+    fn a_second_restart_before_the_answer_retires_the_undelivered_credentials() {
+        let mut w = wire();
+        w.start(Instant::now(), OFFER, ANSWER).expect("start");
+        assert_eq!(
+            w.restart_ice("a".into(), "a-password-0123456789012".into()),
+            None
+        );
+        assert_eq!(
+            w.restart_ice("b".into(), "b-password-0123456789012".into())
+                .as_deref(),
+            Some("a")
+        );
+        let home: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        assert!(
+            nominate(&mut w, home, "sfu", SFU_PWD),
+            "the client's known ones"
+        );
+        assert!(nominate(&mut w, home, "b", "b-password-0123456789012"));
+        assert!(!nominate(&mut w, home, "a", "a-password-0123456789012"));
     }
 
     #[test]

@@ -646,3 +646,59 @@ fn a_packet_arriving_far_behind_is_taken_and_not_asked_for_again() {
         "no resend was asked for after the packet arrived"
     );
 }
+
+/// `a=ice-pwd:` of an SDP.
+fn ice_pwd(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-pwd:"))
+        .expect("SDP has an ice-pwd")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn an_ice_restart_of_the_subscriber_connection_keeps_its_media() {
+    let (mut net, a, b) = two_clients();
+    let offers = net.clients[b].offers.len();
+    let before = net.clients[b].offers[offers - 1].clone();
+    let held_before = held(&net.endpoint.stats());
+
+    let now = net.now;
+    net.endpoint
+        .restart_subscriber_ice(now, &net.clients[b].id.clone())
+        .expect("restart");
+    net.drive_for(Duration::from_millis(500));
+    let restart = net.clients[b].offers.last().expect("an offer").clone();
+    assert_eq!(net.clients[b].offers.len(), offers + 1, "one new offer");
+    assert_ne!(ice_ufrag(&restart), ice_ufrag(&before), "a new ufrag");
+    assert_ne!(ice_pwd(&restart), ice_pwd(&before), "a new password");
+    let fingerprint = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=fingerprint:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        fingerprint(&restart),
+        fingerprint(&before),
+        "the same DTLS association"
+    );
+
+    // The client answered (the harness does at once) and checked with
+    // the new credentials: media goes on, every packet of it.
+    let got = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 200);
+    assert_eq!(net.received(b, a, TrackKind::Audio) - got, 200);
+    // The old ufrag is forgotten: nothing held grows with restarts.
+    assert_eq!(held(&net.endpoint.stats()), held_before);
+    assert_eq!(net.endpoint.stats().ufrags, 2, "one per connection");
+
+    // A participant without a subscriber connection of the SFU's offering
+    // has nothing to restart.
+    let v = net.join_viewer("v", 1, 0);
+    net.connect();
+    let now = net.now;
+    assert!(net
+        .endpoint
+        .restart_subscriber_ice(now, &net.clients[v].id.clone())
+        .is_err());
+}

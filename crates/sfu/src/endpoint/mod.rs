@@ -372,6 +372,7 @@ impl Endpoint {
                 .sum(),
             tracks: self.table.tracks.len(),
             addresses: self.demux.addresses(),
+            ufrags: self.demux.ufrags(),
             rtp_in: self.rtp_in,
             rtp_out: self.rtp_out,
             rtx_sent: self.rtx_sent,

@@ -90,6 +90,7 @@ pub(super) fn make_answer(
         .pc
         .remote_description()
         .is_some_and(|d| has_ccfb(&d.sdp));
+    let sdp = conn.with_local_ice(sdp);
     Ok(if conn.wire.is_some() && ccfb_offered {
         with_ccfb(&sdp)
     } else {
@@ -115,6 +116,7 @@ pub(super) fn make_offer(
         .local_description()
         .map(|d| d.sdp)
         .ok_or_else(|| SfuError::Rtc("no local description".into()))?;
+    let sdp = conn.with_local_ice(sdp);
     Ok(if conn.wire.is_some() {
         with_ccfb(&sdp)
     } else {
