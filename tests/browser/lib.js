@@ -4,7 +4,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
+const { execFile, spawn } = require('node:child_process');
 const dgram = require('node:dgram');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -280,6 +280,50 @@ function rms(samples) {
   return samples.length ? Math.sqrt(sum / samples.length) : 0;
 }
 
+/**
+ * Chromium in network namespace `ns` of `link` (a netns.js
+ * ConstrainedLink), through a wrapper script; `extraArgs` added to the
+ * flags, `trials` to its field trials. Its profile directory is pushed
+ * onto `profiles`.
+ */
+async function launchIn(link, ns, name, origin, profiles, viewport, extraArgs = [], trials = '') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
+  profiles.push(dir);
+  return chromium.launchPersistentContext(dir, {
+    executablePath: link.wrapper(ns, CHROMIUM),
+    headless: true,
+    args: [
+      ...CHROMIUM_ARGS,
+      // getUserMedia needs a secure context; the namespace's address is not one.
+      `--unsafely-treat-insecure-origin-as-secure=${origin}`,
+      // Three simulcast layers from a 640x360 camera (Chromium would send two).
+      `--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/${trials}`,
+      ...extraArgs,
+    ],
+    ignoreDefaultArgs: ['--mute-audio'],
+    viewport,
+    // The page's CSP allows no inline style (some tests add one).
+    bypassCSP: true,
+  });
+}
+
+/** Join `room` as `name` on `page`, at `url` (the web client's query included). */
+async function joinPage(page, url, room, name, logs) {
+  page.on('console', (m) => logs.push(`[${name}] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[${name}] page error: ${e.message}`));
+  await page.goto(url);
+  await page.fill('#room', room);
+  await page.fill('#name', name);
+  await page.click('#join');
+  await waitFor(`${name} to join`, 20000, () => page.evaluate(() => window.huddle.state().joined));
+}
+
+/** GET `url` from inside `link`'s server namespace (the test's own has no route there). */
+function getInNamespace(link, url) {
+  const [cmd, args] = link.server(process.execPath, ['-e', `fetch(${JSON.stringify(url)}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`]);
+  return new Promise((resolve) => execFile(cmd, args, (err) => resolve(!err)));
+}
+
 module.exports = {
   REPO,
   ARTIFACTS,
@@ -297,6 +341,9 @@ module.exports = {
   devToken,
   openClient,
   waitConnected,
+  launchIn,
+  joinPage,
+  getInNamespace,
   readWav,
   readWavSamples,
   writeWav,

@@ -16,6 +16,8 @@ const path = require('node:path');
 
 const SERVER_ADDR = '198.18.0.1';
 const VIEWER_ADDR = '198.18.0.2';
+/** Room for a viewer that moves to another address of the same link. */
+const PREFIX = 24;
 
 /** `ip`, `tc` and `nft` as root: directly, or through sudo. */
 function privileged(cmd, args) {
@@ -62,7 +64,7 @@ class ConstrainedLink {
         [this.viewerNs, this.viewerIf, VIEWER_ADDR],
       ]) {
         privileged('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-        privileged('ip', ['-n', ns, 'addr', 'add', `${addr}/30`, 'dev', ifname]);
+        privileged('ip', ['-n', ns, 'addr', 'add', `${addr}/${PREFIX}`, 'dev', ifname]);
         privileged('ip', ['-n', ns, 'link', 'set', ifname, 'up']);
       }
     } catch (e) {
@@ -107,6 +109,17 @@ class ConstrainedLink {
       fs.rmSync(file, { force: true });
     }
     this.lossy = true;
+  }
+
+  /**
+   * The viewer's address changes to `addr` (198.18.0.x), as on a network
+   * handover: the old address goes (with it the route, and every socket
+   * bound to it is stranded), then the new one comes.
+   */
+  renumberViewer(addr) {
+    privileged('ip', ['-n', this.viewerNs, 'addr', 'del', `${this.viewerAddr}/${PREFIX}`, 'dev', this.viewerIf]);
+    privileged('ip', ['-n', this.viewerNs, 'addr', 'add', `${addr}/${PREFIX}`, 'dev', this.viewerIf]);
+    this.viewerAddr = addr;
   }
 
   /** [bin, args] running `bin args` in the server's namespace. */

@@ -33,13 +33,12 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile, execFileSync, spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
-const { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, requiredBinary, startProcess, stopProcess, waitFor, sleep } = require('./lib');
+const { ARTIFACTS, requiredBinary, startProcess, stopProcess, waitFor, sleep, launchIn, joinPage: join, getInNamespace } = require('./lib');
 const { ConstrainedLink, requireNetworkTools } = require('./netns');
 
 const HTTP_PORT = 7880;
@@ -99,49 +98,6 @@ function cameraVideo(file) {
     fs.closeSync(fd);
   }
 }
-
-/**
- * Chromium in namespace `ns` (through a wrapper script); `extraArgs` added
- * to the flags, `trials` to its field trials.
- */
-async function launchIn(link, ns, name, origin, profiles, viewport, extraArgs = [], trials = '') {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `huddle-chromium-${name}-`));
-  profiles.push(dir);
-  return chromium.launchPersistentContext(dir, {
-    executablePath: link.wrapper(ns, CHROMIUM),
-    headless: true,
-    args: [
-      ...CHROMIUM_ARGS,
-      // getUserMedia needs a secure context; the namespace's address is not one.
-      `--unsafely-treat-insecure-origin-as-secure=${origin}`,
-      // Three simulcast layers from a 640x360 camera (Chromium would send two).
-      `--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/${trials}`,
-      ...extraArgs,
-    ],
-    ignoreDefaultArgs: ['--mute-audio'],
-    viewport,
-    // The page's CSP allows no inline style; the publishers get one (below).
-    bypassCSP: true,
-  });
-}
-
-/** Join `room` as `name` on `page`, at `url` (the web client's query included). */
-async function join(page, url, room, name, logs) {
-  page.on('console', (m) => logs.push(`[${name}] ${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`[${name}] page error: ${e.message}`));
-  await page.goto(url);
-  await page.fill('#room', room);
-  await page.fill('#name', name);
-  await page.click('#join');
-  await waitFor(`${name} to join`, 20000, () => page.evaluate(() => window.huddle.state().joined));
-}
-
-/** GET `url` from inside the server's namespace (the test's own has no route there). */
-function getInNamespace(link, url) {
-  const [cmd, args] = link.server(process.execPath, ['-e', `fetch(${JSON.stringify(url)}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`]);
-  return new Promise((resolve) => execFile(cmd, args, (err) => resolve(!err)));
-}
-
 
 /** What each publisher encodes, per layer (for the timeline). */
 async function publisherStats(publishers) {

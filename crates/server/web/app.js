@@ -37,6 +37,11 @@
   const RESUME_BACKOFF_MS = [100, 2000];
   /** How long the page tries to join again after its session was lost. */
   const REJOIN_FOR_MS = 60000;
+  /** ICE restarts while the media path stays down: the first wait, the longest. */
+  const ICE_RESTART_WAIT_MS = [2000, 16000];
+  /** Sending this long with nothing back from the server: the media path is lost. */
+  const PATH_SILENCE_MS = 1000;
+  const PATH_LOOK_MS = 250;
   /**
    * The inbound-rtp numbers window.huddle.inboundStats() passes on (0 where
    * the browser reports none). The jitter-buffer ones (NetEQ for audio), from
@@ -402,9 +407,117 @@
     };
     pc.onconnectionstatechange = () => {
       console.info(`huddle: ${role} connection ${pc.connectionState}`);
+      if (pc.connectionState === 'disconnected' || pc.connectionState === 'failed') {
+        mediaPathLost(`${role} connection ${pc.connectionState}`);
+      } else if (pc.connectionState === 'connected' && session && !mediaDown()) {
+        session.iceRestartWait = ICE_RESTART_WAIT_MS[0];
+      }
       updateStatus();
     };
     return side;
+  }
+
+  /** Whether a media connection of the session is disconnected or failed. */
+  function mediaDown() {
+    return [session.pub, session.sub].some((side) => side
+      && (side.pc.connectionState === 'disconnected' || side.pc.connectionState === 'failed'));
+  }
+
+  /**
+   * Whether the path to the server still carries anything back: while the
+   * publisher connection sends, the server answers with RTCP (transport-wide
+   * feedback ten times a second, receiver reports). Sending for
+   * PATH_SILENCE_MS with nothing back means the path is gone, as when this
+   * device's address changed (the browser takes seconds longer to call the
+   * connection `disconnected`). Looked at every PATH_LOOK_MS.
+   */
+  async function lookAtMediaPath(current) {
+    if (session !== current || !current.pub || current.path.looking) return;
+    const { pc } = current.pub;
+    if (pc.connectionState !== 'connected') return;
+    current.path.looking = true;
+    try {
+      let sent = 0;
+      let received = 0;
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type !== 'transport') continue;
+        sent += s.bytesSent || 0;
+        received += s.bytesReceived || 0;
+      }
+      const path = current.path;
+      const now = Date.now();
+      // Heard something, or sent nothing (nothing to answer): no sign.
+      if (received !== path.received || sent === path.sent) path.quietSince = now;
+      // Flowing again past the last restart's wait: the outage is over.
+      if (received !== path.received && now >= current.nextIceRestart) {
+        current.iceRestartWait = ICE_RESTART_WAIT_MS[0];
+      }
+      path.sent = sent;
+      path.received = received;
+      if (now - path.quietSince >= PATH_SILENCE_MS && session === current) {
+        path.quietSince = now;
+        mediaPathLost(`nothing back from the server for ${PATH_SILENCE_MS} ms`);
+      }
+    } catch (e) {
+      console.warn('huddle: getStats failed', e);
+    } finally {
+      current.path.looking = false;
+    }
+  }
+
+  /**
+   * The media path is lost. The signaling connection most likely went with
+   * it (a new address strands every connection of the old one, and the
+   * browser may not notice for many seconds): the first time in an outage
+   * it is resumed on a new connection at once, then ICE restarts.
+   */
+  function mediaPathLost(why) {
+    const current = session;
+    if (!current || !current.me || current.leaving) return;
+    const firstOfOutage = Date.now() >= current.nextIceRestart
+      && current.iceRestartWait === ICE_RESTART_WAIT_MS[0];
+    if (firstOfOutage && current.resume && !current.reconnecting) resumeSession(current);
+    restartIce(why);
+  }
+
+  /**
+   * Restart ICE (RFC 8445 §9) on both
+   * connections. The publisher connection sends an ICE-restart offer of its
+   * own; the subscriber connection asks the server for one (`restart_ice`).
+   * DTLS, the tracks and the session stay; only the path changes. While the
+   * connections stay down it is tried again, with backoff.
+   */
+  function restartIce(why) {
+    const current = session;
+    if (!current || !current.me || current.leaving) return;
+    const now = Date.now();
+    if (now < current.nextIceRestart) {
+      // One is in flight: look again when its wait is over.
+      if (!current.iceRestartCheck) {
+        current.iceRestartCheck = setTimeout(() => {
+          current.iceRestartCheck = null;
+          if (session === current && mediaDown()) restartIce('still down');
+        }, current.nextIceRestart - now);
+      }
+      return;
+    }
+    current.iceRestarts += 1;
+    current.nextIceRestart = now + current.iceRestartWait;
+    current.iceRestartWait = Math.min(current.iceRestartWait * 2, ICE_RESTART_WAIT_MS[1]);
+    console.info(`huddle: restarting ICE (${why})`);
+    if (current.sub) send({ type: 'restart_ice' });
+    const pub = current.pub;
+    // An offer already outstanding is answered first; the next look retries.
+    if (pub && pub.pc.signalingState === 'stable') {
+      pub.pc.createOffer({ iceRestart: true })
+        .then((offer) => pub.pc.setLocalDescription(offer))
+        .then(() => {
+          if (session === current) send({ type: 'offer', sdp: pub.pc.localDescription.sdp });
+        })
+        .catch((e) => console.warn('huddle: ICE restart offer failed', e));
+    }
+    // Schedules the look after this restart's wait.
+    restartIce('still down');
   }
 
   /** Our offer or answer for `side` went out: release its queued candidates. */
@@ -505,6 +618,13 @@
       sent: [],
       /** When the server was last heard from. */
       heard: Date.now(),
+      /** ICE restarts so far, when the next may start, the wait after it. */
+      iceRestarts: again ? again.iceRestarts : 0,
+      nextIceRestart: 0,
+      iceRestartWait: ICE_RESTART_WAIT_MS[0],
+      iceRestartCheck: null,
+      /** What lookAtMediaPath last saw of the publisher connection. */
+      path: { sent: 0, received: 0, quietSince: Date.now(), looking: false },
     };
     const current = session;
     setStatus('connecting…');
@@ -522,6 +642,7 @@
       send({ type: 'ping' });
     }, PING_INTERVAL_MS));
     current.timers.push(setInterval(() => updateLevels(current), LEVEL_INTERVAL_MS));
+    current.timers.push(setInterval(() => lookAtMediaPath(current), PATH_LOOK_MS));
     $('room-label').textContent = room;
     showCallUi(true);
     if (again) updateStatus();
@@ -544,6 +665,7 @@
     const again = {
       rejoinUntil: until,
       rejoins: current.rejoins,
+      iceRestarts: current.iceRestarts,
       muted: current.muted,
       wait: Math.min(current.rejoinWait * 2, RESUME_BACKOFF_MS[1]),
     };
@@ -1035,6 +1157,7 @@
     if (!s) return;
     session = null;
     s.timers.forEach(clearInterval);
+    clearTimeout(s.iceRestartCheck);
     for (const side of [s.pub, s.sub]) if (side) side.pc.close();
     if (!keepMedia) for (const t of s.stream.getTracks()) t.stop();
     if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) s.ws.close(1000);
@@ -1064,6 +1187,7 @@
         reconnecting: session.reconnecting || Boolean(session.rejoinUntil && !session.me),
         resumes: session.resumes,
         rejoins: session.rejoins,
+        iceRestarts: session.iceRestarts,
         room: session.room,
         activeSpeaker: session.activeSpeaker || null,
         participants: [...session.participants.values()].map((p) => ({
@@ -1158,6 +1282,9 @@
   $('mute-video').addEventListener('click', () => session && setMuted('video', !session.muted.video));
   $('leave').addEventListener('click', leave);
   window.addEventListener('pagehide', leave);
+  // Back online after the network went away: the old path may be gone.
+  window.addEventListener('online', () => mediaPathLost('the browser is online again'));
+
   if (params.get('autojoin') === '1' && $('room').value && $('name').value) {
     join($('room').value.trim(), $('name').value.trim());
   }
