@@ -7,6 +7,7 @@ use crate::error::CallError;
 use crate::event::{CallEvent, CallEvents};
 use crate::ids::{ParticipantId, TrackId};
 use crate::loss_reports::follow_loss_reports;
+use crate::media_path;
 use crate::participant::Participant;
 use crate::pcm_send::PcmSender;
 use crate::peer::{self, Peer};
@@ -321,7 +322,11 @@ impl Call {
         });
         tokio::spawn(session(inner.clone(), inbox));
         tokio::spawn(announce_tracks(inner.clone(), tracks_rx));
-        tokio::spawn(restart::watch_media_path(Arc::downgrade(&inner)));
+        // The route is watched only when the call chose the bind itself (an
+        // address the app gave is bound again as given) and the server is
+        // not on loopback (whose route never changes).
+        let watched = server.filter(|_| inner.bind_given.is_none() && !inner.endpoint.loopback);
+        tokio::spawn(restart::watch_media_path(Arc::downgrade(&inner), watched));
         Ok((Call { inner, room }, events_rx))
     }
 
@@ -883,6 +888,49 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
     }
     close_all(&inner).await;
     let _ = inner.events.send(CallEvent::Disconnected);
+}
+
+#[async_trait::async_trait]
+impl restart::Restartable for Inner {
+    fn ended(&self) -> bool {
+        self.outbox.is_closed()
+    }
+
+    fn health(&self) -> media_path::Health {
+        let st = self.state();
+        restart::health_of(
+            [st.publisher.as_ref(), st.subscriber.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|p| *p.state.borrow()),
+        )
+    }
+
+    fn network_changed(&self) {
+        self.network_changed.send_modify(|n| *n += 1);
+    }
+
+    fn event(&self, event: CallEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Ask the server for a subscriber offer with new credentials, and
+    /// renegotiate the publisher connection with an ICE-restart offer (its
+    /// sockets bound again on the interfaces there are now).
+    async fn restart_ice(&self) -> Result<(), CallError> {
+        if self.state().subscriber.is_some() {
+            self.outbox
+                .send(ClientMessage::RestartIce)
+                .map_err(|_| CallError::Closed)?;
+        }
+        let _one_at_a_time = self.negotiation.lock().await;
+        let publisher = self.state().publisher.as_ref().map(|p| p.pc.clone());
+        if let Some(pc) = publisher {
+            pc.restart_ice().await?;
+            self.offer_publisher(&pc).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The local address for peer connections: the app's, else 127.0.0.1:0
