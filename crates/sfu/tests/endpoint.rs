@@ -74,13 +74,24 @@ fn stun_binding_request(rng: &mut SplitMix, username: &str) -> Vec<u8> {
     m
 }
 
-/// `a=ice-ufrag:` of an SDP.
-fn ice_ufrag(sdp: &str) -> String {
+/// The first `a=<name>:` value of an SDP.
+fn sdp_attr(sdp: &str, name: &str) -> String {
+    let prefix = format!("a={name}:");
     sdp.lines()
-        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
-        .expect("SDP has an ice-ufrag")
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("SDP has an {name}"))
         .trim()
         .to_owned()
+}
+
+/// `a=ice-ufrag:` of an SDP.
+fn ice_ufrag(sdp: &str) -> String {
+    sdp_attr(sdp, "ice-ufrag")
+}
+
+/// `a=ice-pwd:` of an SDP.
+fn ice_pwd(sdp: &str) -> String {
+    sdp_attr(sdp, "ice-pwd")
 }
 
 /// First datagram `src` sent to the SFU whose first byte is in `first` and
@@ -647,15 +658,6 @@ fn a_packet_arriving_far_behind_is_taken_and_not_asked_for_again() {
     );
 }
 
-/// `a=ice-pwd:` of an SDP.
-fn ice_pwd(sdp: &str) -> String {
-    sdp.lines()
-        .find_map(|l| l.strip_prefix("a=ice-pwd:"))
-        .expect("SDP has an ice-pwd")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn an_ice_restart_of_the_subscriber_connection_keeps_its_media() {
     let (mut net, a, b) = two_clients();
@@ -672,14 +674,9 @@ fn an_ice_restart_of_the_subscriber_connection_keeps_its_media() {
     assert_eq!(net.clients[b].offers.len(), offers + 1, "one new offer");
     assert_ne!(ice_ufrag(&restart), ice_ufrag(&before), "a new ufrag");
     assert_ne!(ice_pwd(&restart), ice_pwd(&before), "a new password");
-    let fingerprint = |sdp: &str| {
-        sdp.lines()
-            .find(|l| l.starts_with("a=fingerprint:"))
-            .map(str::to_owned)
-    };
     assert_eq!(
-        fingerprint(&restart),
-        fingerprint(&before),
+        sdp_attr(&restart, "fingerprint"),
+        sdp_attr(&before, "fingerprint"),
         "the same DTLS association"
     );
 
