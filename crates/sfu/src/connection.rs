@@ -152,7 +152,16 @@ pub(crate) enum Screened {
     /// Taken here (an answer to one of the SFU's consent checks), or
     /// dropped as harmless (a STUN binding indication).
     Taken(Took),
+    /// Media or DTLS during an ICE restart: kept for `rtc` until it has a
+    /// path again ([`Connection::restarted`]).
+    Held,
 }
+
+/// Datagrams a publisher connection keeps during an ICE restart (see
+/// [`Connection::screen`]): about a second of audio and video at a
+/// call's rates, more than the few round trips a restart takes; the
+/// oldest go first past it.
+const HELD_DURING_RESTART: usize = 64;
 
 /// What a consent timer did to a connection ([`Connection::run_consent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +190,13 @@ pub(crate) struct Connection {
     peer: Option<SocketAddr>,
     /// Transaction ids of a publisher connection's last consent checks.
     sent_checks: VecDeque<TransactionId>,
+    /// A publisher connection's ICE restart is under way: `rtc` dropped its
+    /// path when the client's offer with new credentials was applied, and
+    /// until the client nominates a new one `rtc` drops media. The SFU keeps
+    /// it meanwhile ([`Screened::Held`]) so the restart loses nothing.
+    restarting: bool,
+    /// What arrived while `restarting`, oldest first, with its source.
+    held: VecDeque<(SocketAddr, BytesMut)>,
     /// Whether the SFU's own host candidate was added yet.
     pub candidate_added: bool,
     /// The `rtc` core's next timer, as of the last time the connection was
@@ -280,6 +296,8 @@ impl Connection {
             remote_ice: None,
             peer: None,
             sent_checks: VecDeque::new(),
+            restarting: false,
+            held: VecDeque::new(),
             candidate_added: false,
             timer,
             wire,
@@ -309,9 +327,18 @@ impl Connection {
         if let Some(creds) = huddle_wire::sdp::ice_credentials(offer_sdp) {
             if self.remote_ice.as_ref() != Some(&creds) {
                 self.sent_checks.clear();
+                // New credentials after the first: `rtc` restarted ICE.
+                self.restarting = self.remote_ice.is_some();
             }
             self.remote_ice = Some(creds);
         }
+    }
+
+    /// `rtc` has a path again after an ICE restart (it says connected):
+    /// what arrived meanwhile, oldest first, for `rtc` now.
+    pub fn restarted(&mut self) -> VecDeque<(SocketAddr, BytesMut)> {
+        self.restarting = false;
+        std::mem::take(&mut self.held)
     }
 
     /// When the next consent check is due (while up or down).
@@ -368,8 +395,15 @@ impl Connection {
     /// refuse (with a log line of its own per datagram) is refused here:
     /// datagrams of no known kind, STUN that is not a valid check for this
     /// connection.
-    pub fn screen(&mut self, datagram: &[u8]) -> Result<Screened, WireError> {
+    pub fn screen(&mut self, src: SocketAddr, datagram: &[u8]) -> Result<Screened, WireError> {
         match classify(datagram) {
+            DatagramKind::Dtls | DatagramKind::Rtp if self.restarting => {
+                if self.held.len() == HELD_DURING_RESTART {
+                    self.held.pop_front();
+                }
+                self.held.push_back((src, BytesMut::from(datagram)));
+                Ok(Screened::Held)
+            }
             // rtc does not say whether it took these (its pipeline logs and
             // swallows a failed SRTP check): life is what it hands out
             // (`Endpoint`'s drain).
@@ -421,14 +455,16 @@ impl Connection {
         if ufrag == self.ufrag {
             return sdp;
         }
-        sdp.replace(
-            &format!("a=ice-ufrag:{}\r\n", self.ufrag),
-            &format!("a=ice-ufrag:{ufrag}\r\n"),
-        )
-        .replace(
-            &format!("a=ice-pwd:{}\r\n", self.pwd),
-            &format!("a=ice-pwd:{pwd}\r\n"),
-        )
+        huddle_wire::sdp::with_ice_credentials(&sdp, ufrag, pwd, false)
+    }
+
+    /// The SFU's ICE credentials (ufrag, password) as its next description
+    /// of this connection carries them.
+    pub fn local_ice(&self) -> (&str, &str) {
+        match self.wire.as_ref() {
+            Some(wire) => wire.local_ice(),
+            None => (&self.ufrag, &self.pwd),
+        }
     }
 
     /// Add the SFU's host candidate (the shared port) once.

@@ -29,6 +29,10 @@ pub enum SfuError {
     /// yet, or a WHEP viewer's, negotiated from the viewer's own offer).
     #[error("no subscriber connection to restart")]
     NoSubscriberConnection,
+    /// ICE credentials for a restart were refused, or there is nothing to
+    /// restart.
+    #[error("ICE restart: {0}")]
+    BadIce(String),
     /// The media socket could not be opened.
     #[error("media socket: {0}")]
     Io(#[from] std::io::Error),

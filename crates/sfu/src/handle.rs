@@ -9,6 +9,7 @@
 use crate::endpoint::Endpoint;
 use crate::error::SfuError;
 use crate::events::{SfuStats, SubscriberBandwidth, TrackAudioLevel};
+use crate::ice_credentials::IceCredentials;
 use crate::ids::{ParticipantId, RoomId};
 use crate::placement::Placement;
 use crate::rights::Rights;
@@ -200,6 +201,23 @@ impl Sfu {
     pub async fn restart_subscriber_ice(&self, participant: ParticipantId) -> Result<(), SfuError> {
         self.on(participant, |e, now, id| e.restart_subscriber_ice(now, id))
             .await
+    }
+
+    /// Restart ICE on one of the participant's connections with the
+    /// client's new credentials, sent without an offer (a WHIP or WHEP
+    /// `PATCH`, RFC 9725 §4.3.2); returns the SFU's credentials. See
+    /// [`crate::endpoint::Endpoint::restart_ice_with`].
+    pub async fn restart_ice_with(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        ufrag: String,
+        pwd: String,
+    ) -> Result<IceCredentials, SfuError> {
+        self.on(participant, move |e, now, id| {
+            e.restart_ice_with(now, id, pc, &ufrag, &pwd)
+        })
+        .await
     }
 
     /// Add a client's trickled ICE candidate.

@@ -277,11 +277,22 @@ impl Wire {
         }
     }
 
-    /// The ufrag a finished restart retired (see [`Wire::restart_ice`]);
-    /// taken once the client's description with the new credentials is
-    /// applied.
+    /// The ufrag a finished restart retired (see [`Wire::restart_ice`]),
+    /// once: the client's description with the new credentials was
+    /// applied, or it checked with them.
     pub fn retired_ufrag(&mut self) -> Option<String> {
         self.retired.take()
+    }
+
+    /// The client restarted ICE with `remote` credentials (ufrag,
+    /// password) outside an offer/answer exchange (a WHEP `PATCH`, RFC 9725
+    /// §4.3.2), after [`Wire::restart_ice`] on this side: consent checks
+    /// use them. The SFU's previous credentials are answered until the
+    /// client checks with the new ones (it learns them from the reply).
+    pub fn remote_restarted(&mut self, remote: (String, String)) {
+        self.remote_ice = Some(remote);
+        self.sent_checks.clear();
+        self.checked_back = false;
     }
 
     /// A later description from the client: if its ICE credentials changed
@@ -578,7 +589,14 @@ impl Wire {
                 Some((ufrag, pwd)) => ice_lite::answer(datagram, src, ufrag, pwd, crypto),
                 None => Err(e),
             },
-            ok => ok,
+            Ok(answered) => {
+                // A check with the new credentials: the client has them,
+                // the previous ones retire.
+                if let Some((ufrag, _)) = self.previous.take() {
+                    self.retired = Some(ufrag);
+                }
+                Ok(answered)
+            }
         }?;
         self.transmits
             .push_back((src, BytesMut::from(&answered.response[..])));

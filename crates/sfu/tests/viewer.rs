@@ -6,7 +6,8 @@
 
 mod harness;
 
-use harness::Net;
+use harness::{Client, Net, Role};
+use huddle_proto::PcRole;
 use huddle_proto::TrackKind;
 use huddle_sfu::{ParticipantId, RoomId, SfuError, SfuEvent};
 use std::time::Duration;
@@ -318,4 +319,128 @@ fn a_viewer_offering_rfc8888_feedback_is_answered_with_it() {
     assert!(bw.rfc8888, "{bw:?}");
     assert!(bw.feedback_packets >= 10, "{bw:?}");
     assert!(bw.estimate_bps.is_some() && bw.rtt.is_some(), "{bw:?}");
+}
+
+/// A publisher of audio and a WHEP viewer of it, connected, media flowing.
+fn audio_to_a_viewer() -> (Net, usize, usize) {
+    let mut net = Net::new();
+    let alice = net.join("alice", true, false);
+    net.connect();
+    send_rounds(&mut net, &[alice], false, 3);
+    let viewer = net.join_viewer("viewer", 1, 0);
+    net.connect();
+    send_rounds(&mut net, &[alice], false, 5);
+    (net, alice, viewer)
+}
+
+/// A WHEP viewer and a WHIP-like publisher restart ICE by handing their new
+/// credentials over without an offer (RFC 9725 §4.3.2): media goes on,
+/// every packet of it, and nothing is left behind.
+#[test]
+fn a_viewer_and_a_publisher_restart_ice_without_an_offer() {
+    let (mut net, alice, viewer) = audio_to_a_viewer();
+    let ufrags = net.endpoint.stats().ufrags;
+
+    // The viewer: new SFU credentials, the old ones retired once the
+    // client checked with the new ones.
+    let (before, after) = net
+        .restart_ice_with(viewer, Role::Subscriber)
+        .expect("viewer restart");
+    assert_ne!(before.0, after.0, "a new SFU ufrag");
+    assert_ne!(before.1, after.1, "a new SFU password");
+    // The client's agent checks and nominates anew (its timers, not the
+    // SFU's, take these few hundred milliseconds).
+    net.drive_for(Duration::from_millis(500));
+    assert_eq!(net.endpoint.stats().ufrags, ufrags, "the old ufrag retired");
+    let got = slot_counts(&net, viewer);
+    send_rounds(&mut net, &[alice], false, 50);
+    let now = slot_counts(&net, viewer);
+    assert_eq!(now[0].1 - got[0].1, 50, "every packet after the restart");
+
+    // The publisher: the client's new credentials; media goes on.
+    let (before, after) = net
+        .restart_ice_with(alice, Role::Publisher)
+        .expect("publisher restart");
+    assert_eq!(before, after, "rtc keeps its side's credentials");
+    net.drive_for(Duration::from_millis(500));
+    let got = slot_counts(&net, viewer);
+    send_rounds(&mut net, &[alice], false, 50);
+    let now = slot_counts(&net, viewer);
+    assert_eq!(now[0].1 - got[0].1, 50, "every packet after the restart");
+    assert_eq!(net.endpoint.stats().ufrags, ufrags);
+
+    // Credentials that are not ICE's change nothing.
+    let t = net.now;
+    let id = net.clients[viewer].id.clone();
+    for (ufrag, pwd) in [
+        ("ab", "a".repeat(22)),
+        ("abcd", "short".into()),
+        ("ab\r\nc", "a".repeat(22)),
+    ] {
+        let e = net
+            .endpoint
+            .restart_ice_with(t, &id, huddle_proto::PcRole::Subscriber, ufrag, &pwd)
+            .expect_err("refused");
+        assert!(matches!(e, SfuError::BadIce(_)), "{e}");
+    }
+    assert_eq!(net.endpoint.stats().ufrags, ufrags);
+    // A participant whose subscriber connection the SFU offers restarts by
+    // offer, not this way.
+    let bob = net.join("bob", false, false);
+    net.connect();
+    let id = net.clients[bob].id.clone();
+    let e = net
+        .endpoint
+        .restart_ice_with(
+            t,
+            &id,
+            huddle_proto::PcRole::Subscriber,
+            "abcd",
+            &"a".repeat(22),
+        )
+        .expect_err("refused");
+    assert!(matches!(e, SfuError::NoSubscriberConnection), "{e}");
+}
+
+/// A packet that arrives while a publisher's ICE restart is under way
+/// (`rtc` has no path until the client checks with its new credentials,
+/// and would drop it) is held and forwarded once the path is back: a
+/// browser keeps sending on its old path meanwhile, and a lost video
+/// packet there froze the picture until the next keyframe.
+#[test]
+fn media_arriving_during_a_publisher_ice_restart_is_not_lost() {
+    let (mut net, alice, viewer) = audio_to_a_viewer();
+    let got = slot_counts(&net, viewer)[0].1;
+
+    // The SFU restarts the publisher connection's ICE (as on a WHIP
+    // PATCH); the client's checks with its new credentials have not come.
+    let captured = net.capture_rtp(alice, TrackKind::Audio, &[0x33; 80]);
+    let now = net.now;
+    let id = net.clients[alice].id.clone();
+    net.endpoint
+        .restart_ice_with(
+            now,
+            &id,
+            PcRole::Publisher,
+            "NotYetChecked",
+            &"p".repeat(24),
+        )
+        .expect("restart");
+    let from = Client::addr(alice, Role::Publisher);
+    net.endpoint.handle_datagram(now, from, &captured);
+    net.pump();
+    assert_eq!(
+        slot_counts(&net, viewer)[0].1,
+        got,
+        "held, not forwarded yet"
+    );
+
+    // The client restarts for real and checks: the held packet goes on,
+    // then everything after it.
+    net.restart_ice_with(alice, Role::Publisher)
+        .expect("restart");
+    net.drive_for(Duration::from_millis(500));
+    assert_eq!(slot_counts(&net, viewer)[0].1, got + 1, "the held packet");
+    send_rounds(&mut net, &[alice], false, 20);
+    assert_eq!(slot_counts(&net, viewer)[0].1, got + 21);
 }

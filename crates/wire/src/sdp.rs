@@ -71,6 +71,53 @@ pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
     ufrag.zip(pwd)
 }
 
+/// Check ICE credentials a client sent (RFC 8839 §5.4): a ufrag of 4 to
+/// 256 and a password of 22 to 256 `ice-char`s (letters, digits, `+`, `/`).
+pub fn check_ice_credentials(ufrag: &str, pwd: &str) -> Result<(), WireError> {
+    let ice_chars = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    if !(4..=256).contains(&ufrag.len()) || !ice_chars(ufrag) {
+        return Err(WireError::Sdp(
+            "ice-ufrag must be 4 to 256 letters, digits, + or /".into(),
+        ));
+    }
+    if !(22..=256).contains(&pwd.len()) || !ice_chars(pwd) {
+        return Err(WireError::Sdp(
+            "ice-pwd must be 22 to 256 letters, digits, + or /".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `sdp` with every `a=ice-ufrag` and `a=ice-pwd` line set to `ufrag` and
+/// `pwd` (line endings as the SDP's own). With `drop_candidates`, its
+/// `a=candidate` and `a=end-of-candidates` lines go too: they belong to
+/// the ICE generation the credentials replace.
+pub fn with_ice_credentials(sdp: &str, ufrag: &str, pwd: &str, drop_candidates: bool) -> String {
+    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        let trimmed = line.trim_end();
+        if trimmed.starts_with("a=ice-ufrag:") {
+            out.push_str("a=ice-ufrag:");
+            out.push_str(ufrag);
+        } else if trimmed.starts_with("a=ice-pwd:") {
+            out.push_str("a=ice-pwd:");
+            out.push_str(pwd);
+        } else if drop_candidates
+            && (trimmed.starts_with("a=candidate:") || trimmed == "a=end-of-candidates")
+        {
+            continue;
+        } else {
+            out.push_str(trimmed);
+        }
+        out.push_str(eol);
+    }
+    out
+}
+
 /// Whether this side is the DTLS client, from its own `a=setup` (`local`)
 /// and the peer's: the SFU on its end, the load tool's receiver on the other.
 pub fn is_dtls_client(local: Setup, remote: Setup) -> Result<bool, WireError> {
@@ -243,6 +290,43 @@ mod tests {
             Some(("abcd".to_owned(), "secret".to_owned()))
         );
         assert_eq!(ice_credentials("a=ice-ufrag:abcd\r\n"), None);
+    }
+
+    #[test]
+    fn ice_credentials_are_checked_by_rfc_8839() {
+        let pwd = "a".repeat(22);
+        assert!(check_ice_credentials("abcd", &pwd).is_ok());
+        assert!(check_ice_credentials("ab+/", &"x/+9".repeat(6)).is_ok());
+        assert!(check_ice_credentials("abc", &pwd).is_err(), "short ufrag");
+        assert!(
+            check_ice_credentials("abcd", &"a".repeat(21)).is_err(),
+            "short pwd"
+        );
+        assert!(check_ice_credentials("ab d", &pwd).is_err(), "space");
+        assert!(
+            check_ice_credentials("abcd\r\na=x", &pwd).is_err(),
+            "an SDP line"
+        );
+        assert!(check_ice_credentials(&"u".repeat(257), &pwd).is_err());
+    }
+
+    #[test]
+    fn ice_credentials_are_replaced_everywhere() {
+        let sdp = "v=0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\nm=audio 9 x 0\r\n\
+                   a=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\n\
+                   a=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n";
+        let kept = with_ice_credentials(sdp, "new", "newpwd", false);
+        assert_eq!(
+            ice_credentials(&kept),
+            Some(("new".into(), "newpwd".into()))
+        );
+        assert!(!kept.contains("old"));
+        assert!(kept.contains("a=candidate:") && kept.ends_with("a=end-of-candidates\r\n"));
+        let dropped = with_ice_credentials(sdp, "new", "newpwd", true);
+        assert!(!dropped.contains("candidate"), "{dropped}");
+        assert_eq!(dropped.matches("a=ice-ufrag:new\r\n").count(), 2);
+        let lf = with_ice_credentials("a=ice-ufrag:old\na=ice-pwd:p\n", "n", "q", true);
+        assert_eq!(lf, "a=ice-ufrag:n\na=ice-pwd:q\n");
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub(super) fn drain(
 
 /// Move what a subscriber connection's own transport has out: datagrams to
 /// `transmits` (a STUN success response binds its destination, as in
-/// [`push_writes`]), events to `events`.
+/// [`push_writes`]), events to `events`; a ufrag an ICE restart retired
+/// leaves the demultiplexer.
 pub(super) fn drain_wire(
     wire: &mut Wire,
     key: &ConnKey,
@@ -96,6 +97,9 @@ pub(super) fn drain_wire(
     }
     while let Some(ev) = wire.poll_event() {
         events.push(ev);
+    }
+    if let Some(retired) = wire.retired_ufrag() {
+        demux.remove_ufrag(&retired);
     }
 }
 

@@ -18,7 +18,7 @@ use crate::log_limit::LogLimit;
 use crate::out_buf::OutBuf;
 use crate::participant::Participant;
 use crate::speaker::SpeakerDetector;
-use crate::transport::WireEvent;
+use crate::transport::{Took, WireEvent};
 use bytes::BytesMut;
 use huddle_proto::{PcRole, TrackKind};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 mod allocation;
 mod deadlines;
 mod drain;
+mod ice_restart;
 mod keyframes;
 mod lifecycle;
 mod media;
@@ -169,7 +170,7 @@ impl Endpoint {
                 (result.map_err(|e| e.to_string()), Some(events))
             }
             None => {
-                let result = match conn.screen(datagram) {
+                let result = match conn.screen(src, datagram) {
                     Ok(Screened::Pass(took)) => {
                         let message = tagged(now, local_addr, src, BytesMut::from(datagram));
                         conn.pc
@@ -178,6 +179,7 @@ impl Endpoint {
                             .map_err(|e| e.to_string())
                     }
                     Ok(Screened::Taken(took)) => Ok(took),
+                    Ok(Screened::Held) => Ok(Took::Nothing),
                     Err(e) => Err(e.to_string()),
                 };
                 (result, None)
@@ -502,6 +504,21 @@ impl Endpoint {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 debug!(participant = %key.0, pc = ?key.1, %state, "connection state");
                 if let Some(conn) = p.conn_mut(key.1) {
+                    if state == RTCPeerConnectionState::Connected {
+                        // After an ICE restart: what arrived while `rtc`
+                        // had no path, in order, now that it has one.
+                        let held = conn.restarted();
+                        if !held.is_empty() {
+                            debug!(participant = %key.0, datagrams = held.len(), "ICE restart: held datagrams replayed");
+                        }
+                        for (src, datagram) in held {
+                            let message = tagged(now, self.local_addr, src, datagram);
+                            if let Err(e) = conn.pc.handle_read(message) {
+                                debug!(participant = %key.0, "held datagram: {e}");
+                            }
+                        }
+                        self.dirty.push(key.clone());
+                    }
                     conn.liveness = match state {
                         RTCPeerConnectionState::Connected => Liveness::Up,
                         // rtc says disconnected when STUN checks stop, even

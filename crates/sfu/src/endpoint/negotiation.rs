@@ -93,10 +93,9 @@ impl Endpoint {
         conn.pc
             .set_remote_description(now, answer)
             .map_err(bad_sdp)?;
+        // A ufrag this answer retires leaves the demultiplexer when the
+        // connection is drained (`drain_wire`).
         start_wire(now, conn, &sdp)?;
-        if let Some(retired) = conn.wire.as_mut().and_then(|w| w.retired_ufrag()) {
-            self.demux.remove_ufrag(&retired);
-        }
         p.offer_pending = false;
         // Payload types (and whether RED was taken) may differ per
         // negotiation; look them up again, and
@@ -108,30 +107,6 @@ impl Endpoint {
         }
         self.keyframes_for(now, id);
         self.dirty.push((id.clone(), PcRole::Subscriber));
-        self.flush(now);
-        Ok(())
-    }
-
-    /// Restart ICE on `id`'s subscriber connection (RFC 8445 §9), as its
-    /// client asks when the connection fails or its network changes: the
-    /// SFU's next offer to it (sent now, or once the pending one is
-    /// answered) carries new ICE credentials, so the client restarts its
-    /// side too and checks again from wherever it is. The DTLS association
-    /// and the SRTP keys stay; only the path changes.
-    pub fn restart_subscriber_ice(
-        &mut self,
-        now: Instant,
-        id: &ParticipantId,
-    ) -> Result<(), SfuError> {
-        let p = self
-            .participants
-            .get_mut(id)
-            .ok_or_else(|| SfuError::UnknownParticipant(id.0.clone()))?;
-        if p.slots.is_some() || p.subscriber.is_none() {
-            return Err(SfuError::NoSubscriberConnection);
-        }
-        p.ice_restart = true;
-        p.needs_offer = true;
         self.flush(now);
         Ok(())
     }

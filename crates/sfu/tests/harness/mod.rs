@@ -60,6 +60,9 @@ pub const ROOM: &str = "room";
 /// Steps [`Net::drive`] may take before it calls the run a livelock.
 const MAX_STEPS: usize = 100_000;
 
+/// ICE credentials: (ufrag, password).
+pub type Credentials = (String, String);
+
 /// Index of a client in [`Net::clients`].
 pub type ClientId = usize;
 
@@ -712,6 +715,53 @@ impl Net {
         self.clients.push(client);
         self.pump();
         index
+    }
+
+    /// Restart ICE on `client`'s connection of `role` the way a WHIP or
+    /// WHEP client does (RFC 9725 §4.3.2): the client restarts its side,
+    /// hands its new credentials to [`Endpoint::restart_ice_with`] (no
+    /// offer), and applies the SFU's credentials to its last answer.
+    /// Returns the SFU's credentials before and after.
+    pub fn restart_ice_with(
+        &mut self,
+        client: ClientId,
+        role: Role,
+    ) -> Result<(Credentials, Credentials), huddle_sfu::SfuError> {
+        let now = self.now;
+        let id = self.clients[client].id.clone();
+        let pc = self.clients[client].pc(role).expect("connection");
+        let answer = pc.pc.remote_description().expect("answer").sdp.clone();
+        let before = huddle_wire::sdp::ice_credentials(&answer).expect("SFU credentials");
+        pc.pc.restart_ice();
+        let offer = pc.pc.create_offer(None).expect("restart offer");
+        pc.pc
+            .set_local_description(now, offer)
+            .expect("set restart offer");
+        let local = pc.pc.local_description().expect("local").sdp;
+        let (ufrag, pwd) = huddle_wire::sdp::ice_credentials(&local).expect("new credentials");
+        assert_ne!(
+            Some(&ufrag),
+            huddle_wire::sdp::ice_credentials(&answer)
+                .map(|c| c.0)
+                .as_ref()
+        );
+        let sfu_role = match role {
+            Role::Publisher => huddle_proto::PcRole::Publisher,
+            Role::Subscriber => huddle_proto::PcRole::Subscriber,
+        };
+        let sfu = self
+            .endpoint
+            .restart_ice_with(now, &id, sfu_role, &ufrag, &pwd)?;
+        let answer = huddle_wire::sdp::with_ice_credentials(&answer, &sfu.ufrag, &sfu.pwd, false);
+        let pc = self.clients[client].pc(role).expect("connection");
+        pc.pc
+            .set_remote_description(
+                now,
+                RTCSessionDescription::answer(answer).expect("answer sdp"),
+            )
+            .expect("set restart answer");
+        self.pump();
+        Ok((before, (sfu.ufrag, sfu.pwd)))
     }
 
     /// Stop publishing the client's track of `kind`: remove it from the
