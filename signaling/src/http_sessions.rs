@@ -38,6 +38,9 @@ impl Kind {
     }
 }
 
+/// Old client ufrags a session remembers (see [`Session::retired_ufrags`]).
+pub(crate) const RETIRED_UFRAGS: usize = 4;
+
 /// One open session.
 pub(crate) struct Session {
     pub(crate) kind: Kind,
@@ -45,19 +48,40 @@ pub(crate) struct Session {
     pub(crate) participant: ParticipantId,
     pub(crate) room: String,
     pub(crate) identity: String,
-    /// The session's entity tag (quoted), for `ETag` and `If-Match`. Fixed
-    /// for the session's life: it names its ICE session, which never
-    /// restarts.
+    /// The session's entity tag (quoted), for `ETag` and `If-Match`: it
+    /// names the session's ICE session, and changes with each ICE restart.
     pub(crate) etag: String,
-    /// The client's ICE ufrag from its offer: a PATCH naming another one is
-    /// an ICE restart.
+    /// The client's ICE ufrag now (from its offer or its last restart): a
+    /// PATCH naming another one is an ICE restart.
     pub(crate) ice_ufrag: Option<String>,
+    /// Ufrags the client restarted away from, newest last (at most
+    /// [`RETIRED_UFRAGS`]): a PATCH naming one is late trickle of an old
+    /// ICE generation, ignored.
+    pub(crate) retired_ufrags: Vec<String>,
+    /// The media part of a restart reply (`sdpfrag::answer_media` of the
+    /// SFU's answer).
+    pub(crate) answer_media: String,
     pub(crate) bucket: TokenBucket,
-    /// Candidates already handed to the SFU.
+    /// Candidates of the current ICE generation already handed to the SFU.
     pub(crate) candidates: HashSet<String>,
     /// The session's connection's kick signal: identifies the session's
     /// forwarding task.
     pub(crate) kick: Arc<Notify>,
+}
+
+impl Session {
+    /// The client restarted ICE with `ufrag`: its candidates start again,
+    /// and the session gets a new entity tag.
+    pub(crate) fn restarted(&mut self, ufrag: String, etag: String) {
+        if let Some(old) = self.ice_ufrag.replace(ufrag) {
+            if self.retired_ufrags.len() == RETIRED_UFRAGS {
+                self.retired_ufrags.remove(0);
+            }
+            self.retired_ufrags.push(old);
+        }
+        self.candidates.clear();
+        self.etag = etag;
+    }
 }
 
 /// The sessions, by resource id and by participant.

@@ -110,6 +110,42 @@ pub fn ice_ufrag(sdp: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// The part of a restart reply (RFC 9725 §4.3.2) that names the session's
+/// transport: the first media section of the SFU's answer (BUNDLE: it
+/// carries the one transport), reduced to its `m=` line, its `a=mid` and
+/// its candidates, then `a=end-of-candidates` (ICE lite: the SFU has no
+/// others). Computed once per session.
+pub fn answer_media(answer: &str) -> String {
+    let mut out = String::new();
+    let mut sections = 0;
+    for line in answer.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            sections += 1;
+            if sections > 1 {
+                break;
+            }
+        }
+        if sections == 1
+            && (line.starts_with("m=")
+                || line.starts_with("a=mid:")
+                || line.starts_with("a=candidate:"))
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    if sections > 0 {
+        out.push_str("a=end-of-candidates\r\n");
+    }
+    out
+}
+
+/// The body of a `200` reply to an ICE restart (RFC 9725 §4.3.2): the SFU
+/// is ICE lite, its new credentials, then `media` ([`answer_media`]).
+pub fn restart_reply(ufrag: &str, pwd: &str, media: &str) -> String {
+    format!("a=ice-lite\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n{media}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +205,31 @@ mod tests {
             Err(SdpFragError::TooManyCandidates(MAX_CANDIDATES))
         );
         assert_eq!(parse("").map(|f| f.candidates.len()), Ok(0));
+    }
+
+    #[test]
+    fn a_restart_reply_names_the_first_section_and_its_candidates() {
+        let answer = "v=0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                      c=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:old\r\na=rtpmap:111 opus/48000/2\r\n\
+                      a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+                      a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
+        let media = answer_media(answer);
+        assert_eq!(
+            media,
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+             a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n"
+        );
+        let reply = restart_reply("newu", "newpassword", &media);
+        // The client reads it with the same parser the server uses.
+        let f = parse(&reply).expect("parses");
+        assert_eq!(f.ice_ufrag.as_deref(), Some("newu"));
+        assert_eq!(f.ice_pwd.as_deref(), Some("newpassword"));
+        assert_eq!(f.candidates.len(), 1);
+        assert_eq!(f.candidates[0].sdp_mid.as_deref(), Some("0"));
+        assert!(f.end_of_candidates);
+        assert!(reply.starts_with("a=ice-lite\r\n"));
+        assert_eq!(answer_media("v=0\r\n"), "");
     }
 
     #[test]

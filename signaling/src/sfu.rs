@@ -5,7 +5,7 @@
 //! handle implements it.
 
 use huddle_proto::{IceCandidate, PcRole};
-use huddle_sfu::{ParticipantId, RoomId, Sfu, SfuError};
+use huddle_sfu::{IceCredentials, ParticipantId, RoomId, Sfu, SfuError};
 use huddle_sfu::{Rights, TrackView};
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +38,16 @@ pub trait SfuControl: Send + Sync + 'static {
     /// Restart ICE on the participant's subscriber connection (a new
     /// subscriber offer with new ICE credentials follows).
     fn restart_subscriber_ice(&self, participant: ParticipantId) -> SfuFuture<'_, ()>;
+    /// Restart ICE on one of the participant's connections with the
+    /// client's new credentials, sent without an offer (WHIP/WHEP `PATCH`);
+    /// returns the SFU's credentials.
+    fn restart_ice_with(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        ufrag: String,
+        pwd: String,
+    ) -> SfuFuture<'_, IceCredentials>;
     /// Add a trickled client ICE candidate.
     fn remote_candidate(
         &self,
@@ -88,6 +98,15 @@ impl SfuControl for Sfu {
     }
     fn restart_subscriber_ice(&self, participant: ParticipantId) -> SfuFuture<'_, ()> {
         Box::pin(Sfu::restart_subscriber_ice(self, participant))
+    }
+    fn restart_ice_with(
+        &self,
+        participant: ParticipantId,
+        pc: PcRole,
+        ufrag: String,
+        pwd: String,
+    ) -> SfuFuture<'_, IceCredentials> {
+        Box::pin(Sfu::restart_ice_with(self, participant, pc, ufrag, pwd))
     }
     fn remote_candidate(
         &self,

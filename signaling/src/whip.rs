@@ -10,8 +10,14 @@
 //! - `PATCH /whip/{resource}`, `/whep/{resource}` with
 //!   `application/trickle-ice-sdpfrag`: trickled client candidates (`204`,
 //!   with the `ETag`). An `If-Match` that does not match the session's
-//!   `ETag` gets `412` (RFC 9725 §4.3.1). ICE restarts are not supported
-//!   (`422`), as RFC 9725 §4.3.1 asks of a session that trickles only.
+//!   `ETag` gets `412` (RFC 9725 §4.3.1); a restart sends `If-Match: *`.
+//! - A `PATCH` whose `a=ice-ufrag`/`a=ice-pwd` are new is an ICE restart
+//!   (RFC 9725 §4.3.2): the SFU checks with the new credentials and
+//!   answers `200` with a fragment carrying its own (new for a WHEP
+//!   session; a WHIP session's stay, see
+//!   [`huddle_sfu::endpoint::Endpoint::restart_ice_with`]) and its
+//!   candidate, and a new `ETag`. Late candidates naming a ufrag the client
+//!   restarted away from are dropped (`204`).
 //! - `DELETE /whip/{resource}`, `/whep/{resource}`: end the session (`200`).
 //!
 //! A session's resource id is random (24 characters of 62, about 143 bits)
@@ -125,7 +131,7 @@ fn auth_error(e: AuthError) -> Refusal {
 
 fn sfu_status(e: &SfuError) -> Refusal {
     match e {
-        SfuError::BadSdp(_) | SfuError::BadCandidate(_) => {
+        SfuError::BadSdp(_) | SfuError::BadCandidate(_) | SfuError::BadIce(_) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         SfuError::UnknownParticipant(_) => error(StatusCode::NOT_FOUND, "no such session"),
@@ -263,6 +269,8 @@ async fn create(
                 room: claims.room.clone(),
                 identity: claims.sub.clone(),
                 ice_ufrag,
+                retired_ufrags: Vec::new(),
+                answer_media: String::new(),
                 bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
                 candidates: HashSet::new(),
                 kick: conn.kick.clone(),
@@ -287,6 +295,9 @@ async fn create(
             return Err(refused(e));
         }
     };
+    if let Some(s) = app.http_sessions().lock().sessions.get_mut(&resource) {
+        s.answer_media = sdpfrag::answer_media(&answer);
+    }
     tracing::info!(participant = %id, identity = %claims.sub, room = %claims.room, ?kind, "WHIP/WHEP session started");
     let location = format!("{}/{}", kind.path(), resource);
     let mut r = (StatusCode::CREATED, answer).into_response();
@@ -412,7 +423,7 @@ async fn patch(
     }
     let frag = sdpfrag::parse(body_text(&body)?)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let fresh = {
+    let what = {
         let mut table = app.http_sessions().lock();
         let Some(s) = table.sessions.get_mut(resource) else {
             return Err(error(StatusCode::NOT_FOUND, "no such session"));
@@ -423,23 +434,29 @@ async fn patch(
                 "too many requests; slow down",
             ));
         }
-        let restart = match (&frag.ice_ufrag, &s.ice_ufrag) {
-            (Some(new), Some(old)) => new != old,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if restart {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "ICE restarts are not supported; start a new session",
-            ));
+        match frag.ice_ufrag.as_ref() {
+            Some(new) if s.retired_ufrags.contains(new) => Patch::Stale,
+            Some(new) if Some(new) != s.ice_ufrag.as_ref() => Patch::Restart,
+            _ => Patch::Trickle,
         }
-        let fresh: Vec<_> = frag
-            .candidates
+    };
+    let mut reply = None;
+    match what {
+        // Late candidates of an ICE generation the client restarted away
+        // from (RFC 8838 §4.4: of no use): accepted and dropped.
+        Patch::Stale => return Ok(with_etag(StatusCode::NO_CONTENT.into_response(), &etag)),
+        Patch::Restart => reply = Some(restart(&app, kind, resource, &id, &frag).await?),
+        Patch::Trickle => {}
+    }
+    let fresh: Vec<_> = {
+        let mut table = app.http_sessions().lock();
+        let Some(s) = table.sessions.get_mut(resource) else {
+            return Err(error(StatusCode::NOT_FOUND, "no such session"));
+        };
+        frag.candidates
             .into_iter()
             .filter(|c| s.candidates.insert(c.candidate.clone()))
-            .collect();
-        fresh
+            .collect()
     };
     for candidate in fresh {
         app.sfu()
@@ -447,11 +464,65 @@ async fn patch(
             .await
             .map_err(|e| sfu_status(&e))?;
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    Ok(match reply {
+        Some((body, etag)) => {
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+            with_etag(r, &etag)
+        }
+        None => with_etag(StatusCode::NO_CONTENT.into_response(), &etag),
+    })
+}
+
+/// What a `PATCH` asks.
+enum Patch {
+    /// More candidates of the current ICE generation.
+    Trickle,
+    /// An ICE restart: new client credentials.
+    Restart,
+    /// Candidates of an ICE generation the client restarted away from.
+    Stale,
+}
+
+/// `r` with the `ETag` header `etag`.
+fn with_etag(mut r: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    Ok(r)
+    r
+}
+
+/// Restart the session's ICE with the fragment's credentials (RFC 9725
+/// §4.3.2); returns the reply's body and the session's new entity tag. A
+/// restart the SFU refuses leaves the session as it was.
+async fn restart(
+    app: &AppState,
+    kind: Kind,
+    resource: &str,
+    id: &ParticipantId,
+    frag: &sdpfrag::SdpFrag,
+) -> Result<(String, String), Refusal> {
+    let (Some(ufrag), Some(pwd)) = (frag.ice_ufrag.clone(), frag.ice_pwd.clone()) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "an ICE restart needs both a=ice-ufrag and a=ice-pwd",
+        ));
+    };
+    let local = app
+        .sfu()
+        .restart_ice_with(id.clone(), kind.pc(), ufrag.clone(), pwd)
+        .await
+        .map_err(|e| sfu_status(&e))?;
+    let etag = format!("\"{}\"", random_chars(16));
+    let mut table = app.http_sessions().lock();
+    let Some(s) = table.sessions.get_mut(resource) else {
+        return Err(error(StatusCode::NOT_FOUND, "no such session"));
+    };
+    s.restarted(ufrag, etag.clone());
+    tracing::info!(participant = %id, ?kind, "WHIP/WHEP session restarted ICE");
+    let body = sdpfrag::restart_reply(&local.ufrag, &local.pwd, &s.answer_media);
+    Ok((body, etag))
 }
 
 /// `DELETE /whip/{resource}`: stop publishing.

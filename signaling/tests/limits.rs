@@ -62,6 +62,15 @@ impl SfuControl for QuietSfu {
     fn restart_subscriber_ice(&self, _: ParticipantId) -> SfuFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+    fn restart_ice_with(
+        &self,
+        _: ParticipantId,
+        _: huddle_proto::PcRole,
+        _: String,
+        _: String,
+    ) -> SfuFuture<'_, huddle_sfu::IceCredentials> {
+        Box::pin(async { Err(SfuError::BadIce("not in this test".into())) })
+    }
     fn remote_candidate(
         &self,
         _: ParticipantId,

@@ -112,6 +112,15 @@ impl SfuControl for FakeSfu {
     fn restart_subscriber_ice(&self, _p: ParticipantId) -> SfuFuture<'_, ()> {
         Box::pin(async { Err(SfuError::NoSubscriberConnection) })
     }
+    fn restart_ice_with(
+        &self,
+        _: ParticipantId,
+        _: huddle_proto::PcRole,
+        _: String,
+        _: String,
+    ) -> SfuFuture<'_, huddle_sfu::IceCredentials> {
+        Box::pin(async { Err(SfuError::BadIce("not in this test".into())) })
+    }
     fn remote_candidate(
         &self,
         _p: ParticipantId,

@@ -51,6 +51,15 @@ fn offer(direction: RTCRtpTransceiverDirection) -> Result<String> {
 const SDP: (&str, &str) = ("Content-Type", "application/sdp");
 const FRAG: (&str, &str) = ("Content-Type", "application/trickle-ice-sdpfrag");
 
+/// The value of the first `a={name}:` line of an SDP or fragment.
+fn sdp_value(sdp: &str, name: &str) -> Result<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+        .with_context(|| format!("no a={name} in {sdp}"))
+}
+
 async fn participants(server: &Server, sfu: &Sfu) -> Result<(usize, usize)> {
     Ok((
         sfu.stats().await?.participants,
@@ -132,6 +141,7 @@ async fn whip_session_lifecycle() -> Result<()> {
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let location = r.header("location").context("Location")?.to_owned();
     let etag = r.header("etag").context("ETag")?.to_owned();
+    let answer = r.body.clone();
     assert!(
         etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
         "a strong entity tag: {etag}"
@@ -205,16 +215,95 @@ async fn whip_session_lifecycle() -> Result<()> {
         .await?;
         assert_eq!(r.status, status, "If-Match: {if_match}: {}", r.body);
     }
+    // An ICE restart (RFC 9725 §4.3.2): new client credentials.
+    let answer_ufrag = sdp_value(&answer, "ice-ufrag")?;
+    let restart = |ufrag: &str, pwd: &str| {
+        format!(
+            "a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+             a=candidate:1 1 udp 2122260223 127.0.0.1 50002 typ host\r\n"
+        )
+    };
+    let new_pwd = "NewPasswordOf24Chars+/0";
+    for (body, why) in [
+        (
+            "a=ice-ufrag:NoPwd1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n".to_owned(),
+            "no password",
+        ),
+        (restart("Bad1", "short"), "a password too short"),
+        (restart("Bad:ufrag", new_pwd), "a ufrag with a colon"),
+    ] {
+        let r = request(
+            a,
+            "PATCH",
+            &location,
+            Some(&cam),
+            &[FRAG, ("If-Match", "*")],
+            &body,
+        )
+        .await?;
+        assert_eq!(r.status, 400, "{why}: {}", r.body);
+        assert_eq!(r.header("etag"), None, "{why}");
+    }
+    let r = request(
+        a,
+        "PATCH",
+        &location,
+        Some(&cam),
+        &[FRAG, ("If-Match", "*")],
+        &restart("Restart1", new_pwd),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "ICE restart: {}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let new_etag = r.header("etag").context("ETag")?.to_owned();
+    assert_ne!(new_etag, etag, "a restart is a new ICE session: a new ETag");
+    assert!(r.body.starts_with("a=ice-lite\r\n"), "{}", r.body);
+    // rtc keeps a publisher connection's SFU credentials (see
+    // Endpoint::restart_ice_with); the client's are the new ones.
+    assert_eq!(sdp_value(&r.body, "ice-ufrag")?, answer_ufrag, "{}", r.body);
+    assert!(sdp_value(&r.body, "ice-pwd")?.len() >= 22, "{}", r.body);
+    assert!(
+        r.body.contains("a=mid:0\r\na=candidate:"),
+        "the SFU's candidate: {}",
+        r.body
+    );
+    assert!(r.body.ends_with("a=end-of-candidates\r\n"), "{}", r.body);
+    // The old ETag no longer matches; late trickle of the old ICE
+    // generation is accepted and dropped; the new generation trickles.
+    let r = request(
+        a,
+        "PATCH",
+        &location,
+        Some(&cam),
+        &[FRAG, ("If-Match", &etag)],
+        &frag.replace("{UFRAG}", &ufrag),
+    )
+    .await?;
+    assert_eq!(r.status, 412, "the old ETag: {}", r.body);
     let r = request(
         a,
         "PATCH",
         &location,
         Some(&cam),
         &[FRAG],
-        &frag.replace("{UFRAG}", "someotherufrag"),
+        &frag.replace("{UFRAG}", &ufrag),
     )
     .await?;
-    assert_eq!(r.status, 422, "ICE restart: {}", r.body);
+    assert_eq!(r.status, 204, "old generation: {}", r.body);
+    assert_eq!(r.header("etag"), Some(new_etag.as_str()));
+    let r = request(
+        a,
+        "PATCH",
+        &location,
+        Some(&cam),
+        &[FRAG, ("If-Match", &new_etag)],
+        &frag.replace("{UFRAG}", "Restart1"),
+    )
+    .await?;
+    assert_eq!(r.status, 204, "new generation: {}", r.body);
     let r = request(a, "PATCH", &location, Some(&cam), &[FRAG], "garbage").await?;
     assert_eq!(r.status, 400);
     let r = request(a, "PATCH", &location, Some(&cam), &[SDP], frag).await?;
@@ -263,6 +352,7 @@ async fn whep_session_and_kick() -> Result<()> {
     )
     .await?;
     assert_eq!(r.status, 201, "{}", r.body);
+    let answer = r.body.clone();
     let location = r.header("location").context("Location")?.to_owned();
     assert!(location.starts_with("/whep/"), "{location}");
     assert!(r.header("etag").is_some(), "WHEP answers an ETag too");
@@ -279,6 +369,44 @@ async fn whep_session_and_kick() -> Result<()> {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(participants(&server, &sfu).await?, (1, 1));
     assert_eq!(server.app.http_sessions().len(), 1);
+
+    // An ICE restart gives the viewer's connection new SFU credentials;
+    // the SFU keeps answering the old ones until the client checks with
+    // the new, so it holds one more ufrag for now.
+    let answer_ufrag = sdp_value(&answer, "ice-ufrag")?;
+    let ufrags = sfu.stats().await?.ufrags;
+    let body = "a=ice-ufrag:ViewerRestart\r\na=ice-pwd:ViewerPasswordOf24Chars\r\n\
+                m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
+    let r = request(
+        a,
+        "PATCH",
+        &location,
+        Some(&watcher),
+        &[FRAG, ("If-Match", "*")],
+        body,
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_ufrag = sdp_value(&r.body, "ice-ufrag")?;
+    assert_ne!(new_ufrag, answer_ufrag, "new SFU credentials: {}", r.body);
+    assert_ne!(
+        sdp_value(&r.body, "ice-pwd")?,
+        sdp_value(&answer, "ice-pwd")?
+    );
+    assert_eq!(sfu.stats().await?.ufrags, ufrags + 1);
+    // Restarting again before the client checked retires the middle one.
+    let again = body.replace("ViewerRestart", "ViewerRestart2");
+    let r = request(
+        a,
+        "PATCH",
+        &location,
+        Some(&watcher),
+        &[FRAG, ("If-Match", "*")],
+        &again,
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(sfu.stats().await?.ufrags, ufrags + 1);
 
     // An administrator's kick ends the session too.
     let listed = server.app.hub().participants("r").context("room")?;
