@@ -40,7 +40,7 @@ impl Cli {
 /// shared by `serve` and `token`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct KeyArgs {
-    /// TOML configuration file (keys: http, media_udp, media_public, workers, secret,
+    /// TOML configuration file (keys: http, media_udp, media_public, workers, ice_tcp, secret,
     /// token_max_lifetime_secs, dev; a [limits] table).
     #[arg(long, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -98,6 +98,19 @@ pub struct ConfigArgs {
     #[arg(long, env = "HUDDLE_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// ICE over TCP on the media ports (the same numbers as UDP), for
+    /// clients whose networks block UDP. `--ice-tcp=false` turns it off
+    /// [default: true].
+    #[arg(
+        long,
+        env = "HUDDLE_ICE_TCP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub ice_tcp: Option<bool>,
     /// Development mode: serve `GET /dev/token?room=R&identity=I`, which mints
     /// a token for anyone (the web client uses it). Never in production.
     /// `--dev` alone means true; `--dev=false` turns it off [default: false].
@@ -146,6 +159,7 @@ impl ConfigArgs {
             media_udp: self.media_udp,
             media_public: self.media_public,
             workers: self.workers.map(usize::from),
+            ice_tcp: self.ice_tcp,
             dev: self.dev,
             limits: self.limits.clone(),
             ..self.keys.layer()

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// `media_public`'s port + `i`), so open that range in the firewall.
     /// Defaults to the number of CPUs.
     pub workers: usize,
+    /// ICE over TCP: each worker also listens on TCP at its media address
+    /// (the same port numbers as UDP) and announces it, so clients whose
+    /// networks block UDP can connect. On by default.
+    pub ice_tcp: bool,
     /// HS256 secret access tokens are signed with: at least
     /// [`MIN_SECRET_BYTES`] bytes.
     pub secret: String,
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             media_udp: SocketAddr::from(([127, 0, 0, 1], 7882)),
             media_public: None,
             workers: default_workers(),
+            ice_tcp: true,
             secret: DEV_SECRET.to_owned(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -114,6 +119,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("media_udp", &self.media_udp)
             .field("media_public", &self.media_public)
             .field("workers", &self.workers)
+            .field("ice_tcp", &self.ice_tcp)
             .field("secret", &"<redacted>")
             .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("dev", &self.dev)
@@ -131,6 +137,7 @@ impl ServerConfig {
             media_udp: SocketAddr::from(([127, 0, 0, 1], 0)),
             media_public: None,
             workers: default_workers(),
+            ice_tcp: true,
             secret: secret.into(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -191,6 +198,9 @@ impl ServerConfig {
             if let Some(v) = layer.workers {
                 self.workers = v.max(1);
             }
+            if let Some(v) = layer.ice_tcp {
+                self.ice_tcp = v;
+            }
             if let Some(v) = &layer.secret {
                 self.secret = v.clone();
             }
@@ -214,6 +224,7 @@ impl ServerConfig {
 /// media_udp = "0.0.0.0:7882"
 /// media_public = "203.0.113.7:7882"
 /// workers = 4
+/// ice_tcp = true
 /// secret = "at least 32 random bytes, e.g. from openssl rand -hex 32"
 /// token_max_lifetime_secs = 86400
 /// dev = false
@@ -232,6 +243,8 @@ pub struct FileConfig {
     pub media_public: Option<SocketAddr>,
     /// See [`ServerConfig::workers`].
     pub workers: Option<usize>,
+    /// See [`ServerConfig::ice_tcp`].
+    pub ice_tcp: Option<bool>,
     /// See [`ServerConfig::secret`].
     pub secret: Option<String>,
     /// See [`ServerConfig::token_max_lifetime_secs`].

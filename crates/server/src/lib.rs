@@ -70,6 +70,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         bind: config.media_udp,
         public_addr: config.media_public,
         workers: config.workers,
+        ice_tcp: config.ice_tcp,
         ..Default::default()
     })
     .await
@@ -117,6 +118,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tracing::info!(
         http = %http_addr,
         media_udp = ?sfu.local_addrs(),
+        ice_tcp = config.ice_tcp,
         web_client = %format!("http://{http_addr}/"),
         "huddle server started"
     );

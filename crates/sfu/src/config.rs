@@ -9,7 +9,8 @@ use std::time::Duration;
 pub struct SfuConfig {
     /// UDP address the media socket binds (port 0 picks a free port). With
     /// several workers, worker `i` binds port `bind.port() + i` (or a free
-    /// port each when the port is 0).
+    /// port each when the port is 0). With `ice_tcp`, the same address is
+    /// bound for TCP too.
     pub bind: SocketAddr,
     /// Address announced in ICE candidates; defaults to the bound address.
     /// With several workers, worker `i` announces port `port + i`.
@@ -41,6 +42,13 @@ pub struct SfuConfig {
     /// Keyframe requests toward one publisher track are merged and sent at most
     /// once per this interval.
     pub keyframe_request_interval: Duration,
+    /// ICE over TCP (RFC 6544): each worker also listens on TCP at its UDP
+    /// port's address and announces a passive TCP candidate, so a client
+    /// whose UDP is blocked connects over TCP (see the `tcp` module).
+    pub ice_tcp: bool,
+    /// Most ICE-TCP connections one worker holds at once; more are closed
+    /// as they come.
+    pub ice_tcp_max_connections: usize,
 }
 
 impl Default for SfuConfig {
@@ -55,6 +63,8 @@ impl Default for SfuConfig {
             consent_misses: 3,
             consent_timeout: Duration::from_secs(30),
             keyframe_request_interval: Duration::from_millis(500),
+            ice_tcp: true,
+            ice_tcp_max_connections: 1024,
         }
     }
 }

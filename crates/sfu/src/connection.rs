@@ -467,14 +467,22 @@ impl Connection {
         }
     }
 
-    /// Add the SFU's host candidate (the shared port) once.
-    pub fn add_host_candidate(&mut self, addr: SocketAddr) -> Result<(), SfuError> {
+    /// Add the SFU's host candidates (the shared port) once: UDP, and with
+    /// `tcp` a passive TCP one at the same address (ICE-TCP, the `tcp`
+    /// module). Datagrams from a TCP path reach `rtc` marked as UDP, so
+    /// `rtc` pairs them with the UDP candidate; the driver sends what goes
+    /// back on the connection they came from.
+    pub fn add_host_candidate(&mut self, addr: SocketAddr, tcp: bool) -> Result<(), SfuError> {
         if self.candidate_added {
             return Ok(());
         }
         let rtc_err = |e: RtcError| SfuError::Rtc(e.to_string());
         let init = huddle_wire::candidate::host_candidate(addr).map_err(rtc_err)?;
         self.pc.add_local_candidate(init).map_err(rtc_err)?;
+        if tcp {
+            let init = huddle_wire::candidate::tcp_passive_candidate(addr).map_err(rtc_err)?;
+            self.pc.add_local_candidate(init).map_err(rtc_err)?;
+        }
         self.candidate_added = true;
         Ok(())
     }

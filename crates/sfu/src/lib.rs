@@ -43,6 +43,7 @@ mod payload_head;
 mod placement;
 pub mod rights;
 pub mod speaker;
+pub mod tcp;
 pub mod transmit;
 mod transport;
 mod transport_cc;

@@ -134,7 +134,16 @@ impl Endpoint {
         self.wall_clock = Some(WallClock::new(now, since_unix_epoch));
     }
 
-    /// Feed a datagram received on the media socket from `src`.
+    /// Where clients reach the SFU, as its candidates say.
+    fn host(&self) -> sdp::Host {
+        sdp::Host {
+            addr: self.local_addr,
+            tcp: self.config.ice_tcp,
+        }
+    }
+
+    /// Feed a datagram received on the media socket (or an ICE-TCP
+    /// connection: see the `tcp` module) from `src`.
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
         let Some(key) = self.demux.route(src, datagram) else {
             self.dropped += 1;

@@ -23,6 +23,7 @@ impl Endpoint {
         id: &ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
+        let host = self.host();
         let p = self
             .participants
             .get_mut(id)
@@ -43,7 +44,7 @@ impl Endpoint {
             )?);
         }
         let result = match p.publisher.as_mut() {
-            Some(conn) => answer_offer(now, conn, offer, self.local_addr),
+            Some(conn) => answer_offer(now, conn, offer, host),
             None => Err(SfuError::Rtc("publisher connection missing".into())),
         };
         match result {
@@ -129,6 +130,11 @@ impl Endpoint {
         if candidate.candidate.trim().is_empty() {
             return Ok(()); // end-of-candidates
         }
+        if is_tcp(&candidate.candidate) {
+            // The SFU never connects out (ICE lite, passive TCP only): a
+            // client's TCP candidates are of no use to it.
+            return Ok(());
+        }
         conn.pc
             .add_remote_candidate(RTCIceCandidateInit {
                 candidate: candidate.candidate,
@@ -146,7 +152,7 @@ impl Endpoint {
     /// Send a subscriber offer to everyone whose tracks changed and who has no
     /// offer outstanding.
     pub(super) fn send_offers(&mut self, now: Instant) {
-        let local_addr = self.local_addr;
+        let host = self.host();
         for (id, p) in self.participants.iter_mut() {
             if !p.needs_offer || p.offer_pending {
                 continue;
@@ -163,7 +169,7 @@ impl Endpoint {
                         .insert_ufrag(ufrag, (id.clone(), PcRole::Subscriber));
                 }
             }
-            match make_offer(now, conn, local_addr) {
+            match make_offer(now, conn, host) {
                 Ok(sdp) => {
                     p.needs_offer = false;
                     p.offer_pending = true;
@@ -176,5 +182,28 @@ impl Endpoint {
                 Err(e) => warn!(participant = %id, "subscriber offer failed: {e}"),
             }
         }
+    }
+}
+
+/// Whether an ICE candidate line is a TCP one (its transport field,
+/// RFC 8839 §5.1).
+fn is_tcp(candidate: &str) -> bool {
+    candidate
+        .split_whitespace()
+        .nth(2)
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tcp_candidates_are_told_apart() {
+        assert!(super::is_tcp(
+            "candidate:1 1 TCP 1518280447 198.18.0.2 9 typ host tcptype active"
+        ));
+        assert!(!super::is_tcp(
+            "candidate:1 1 udp 2122260223 198.18.0.2 5000 typ host"
+        ));
+        assert!(!super::is_tcp("candidate:"));
     }
 }

@@ -57,26 +57,34 @@ pub(super) fn ended_tracks(p: &mut Participant) -> Vec<String> {
         .collect()
 }
 
+/// Where the SFU says it can be reached: its media address, over UDP and,
+/// with ICE-TCP, over TCP.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Host {
+    pub addr: SocketAddr,
+    pub tcp: bool,
+}
+
 pub(super) fn answer_offer(
     now: Instant,
     conn: &mut Connection,
     offer: RTCSessionDescription,
-    local_addr: SocketAddr,
+    host: Host,
 ) -> Result<String, SfuError> {
     conn.pc
         .set_remote_description(now, offer)
         .map_err(bad_sdp)?;
-    make_answer(now, conn, local_addr)
+    make_answer(now, conn, host)
 }
 
-/// Answer the offer already applied to `conn`, with the SFU's candidate in it.
-/// A subscriber connection accepts RFC 8888 feedback if the offer has it.
+/// Answer the offer already applied to `conn`, with the SFU's candidates in
+/// it. A subscriber connection accepts RFC 8888 feedback if the offer has it.
 pub(super) fn make_answer(
     now: Instant,
     conn: &mut Connection,
-    local_addr: SocketAddr,
+    host: Host,
 ) -> Result<String, SfuError> {
-    conn.add_host_candidate(local_addr)?;
+    conn.add_host_candidate(host.addr, host.tcp)?;
     let answer = conn.pc.create_answer(None).map_err(rtc_err)?;
     conn.pc
         .set_local_description(now, answer)
@@ -98,7 +106,7 @@ pub(super) fn make_answer(
     })
 }
 
-/// An offer for `conn`, with the SFU's candidate in it. A subscriber
+/// An offer for `conn`, with the SFU's candidates in it. A subscriber
 /// connection offers RFC 8888 feedback beside TWCC (`rtc` 0.21 knows
 /// nothing of it, and need not: the SFU's own transport reads the
 /// feedback), so a client that prefers it (Chromium with its field trial)
@@ -106,11 +114,11 @@ pub(super) fn make_answer(
 pub(super) fn make_offer(
     now: Instant,
     conn: &mut Connection,
-    local_addr: SocketAddr,
+    host: Host,
 ) -> Result<String, SfuError> {
     let offer = conn.pc.create_offer(None).map_err(rtc_err)?;
     conn.pc.set_local_description(now, offer).map_err(rtc_err)?;
-    conn.add_host_candidate(local_addr)?;
+    conn.add_host_candidate(host.addr, host.tcp)?;
     let sdp = conn
         .pc
         .local_description()

@@ -96,7 +96,7 @@ impl Endpoint {
                 last_sent: None,
             });
         }
-        let answer = make_answer(now, &mut conn, self.local_addr)?;
+        let answer = make_answer(now, &mut conn, self.host())?;
         start_wire(now, &mut conn, &sdp)?;
         self.demux
             .insert_ufrag(ufrag, (id.clone(), PcRole::Subscriber));
