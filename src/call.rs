@@ -199,8 +199,12 @@ impl Inner {
             .await
             .map_err(|_| CallError::Timeout("the publisher answer"))?
             .map_err(|_| CallError::Closed)??;
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
+        let tcp = self.state().publisher.as_ref().map(|p| p.tcp.clone());
+        if let Some(tcp) = tcp {
+            tcp.after_remote_description(&answer);
+        }
         Ok(())
     }
 
@@ -1068,8 +1072,12 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
             pc
         }
     };
-    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+    pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
         .await?;
+    let tcp = inner.state().subscriber.as_ref().map(|p| p.tcp.clone());
+    if let Some(tcp) = tcp {
+        tcp.after_remote_description(&sdp);
+    }
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
     let sdp = pc

@@ -11,11 +11,12 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
 /// Trickled candidates wait until the description they belong to has been
@@ -77,6 +78,8 @@ impl PeerConnectionEventHandler for PcHandler {
 pub(crate) struct Peer {
     pub pc: Arc<dyn PeerConnection>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    /// Connecting over TCP when UDP does not get through.
+    pub tcp: TcpFallback,
     /// SSRCs of sent tracks whose loss reports reach the app (RED tracks).
     pub loss_reports: WatchedSsrcs,
     trickle: Arc<std::sync::Mutex<Trickle>>,
@@ -146,15 +149,133 @@ pub(crate) async fn build(
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(vec![bind.to_owned()])
+        // ICE-TCP (RFC 6544): webrtc-rs offers its active TCP candidate only
+        // beside a TCP listener of its own (no huddle server connects to
+        // it); with it, a network that blocks UDP still reaches the
+        // server's passive TCP candidate (`TcpFallback`).
+        .with_tcp_addrs(vec![bind.to_owned()])
         .build()
         .await?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
     Ok(Peer {
-        pc: Arc::new(pc),
+        tcp: TcpFallback {
+            pc: pc.clone(),
+            state: state_rx.clone(),
+            dialed: Arc::default(),
+        },
+        pc,
         state: state_rx,
         loss_reports,
         trickle,
         outbox,
     })
+}
+
+/// The passive TCP candidates (RFC 6544) of a remote description, each
+/// with the m-line it was listed under.
+pub(crate) fn tcp_passive_candidates(sdp: &str) -> Vec<RTCIceCandidateInit> {
+    let mut out = Vec::new();
+    let mut mline: Option<u16> = None;
+    let mut mid: Option<String> = None;
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            mline = Some(mline.map_or(0, |i| i.saturating_add(1)));
+            mid = None;
+        } else if let Some(v) = line.strip_prefix("a=mid:") {
+            mid = Some(v.to_owned());
+            for c in out.iter_mut().filter(|c: &&mut RTCIceCandidateInit| {
+                c.sdp_mline_index == mline && c.sdp_mid.is_none()
+            }) {
+                c.sdp_mid = mid.clone();
+            }
+        } else if let Some(c) = line.strip_prefix("a=") {
+            let fields: Vec<&str> = c.split_whitespace().collect();
+            let passive = fields.windows(2).any(|w| w == ["tcptype", "passive"]);
+            if c.starts_with("candidate:")
+                && fields.get(2).is_some_and(|p| p.eq_ignore_ascii_case("tcp"))
+                && passive
+            {
+                out.push(RTCIceCandidateInit {
+                    candidate: c.to_owned(),
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: mline,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    // BUNDLE: one transport; the first section's candidate is enough.
+    out.truncate(1);
+    out
+}
+
+/// How long a connection may stay unconnected over UDP before the call
+/// connects to the server's TCP candidate too.
+pub(crate) const TCP_FALLBACK_AFTER: Duration = Duration::from_secs(1);
+
+/// ICE-TCP as a fallback: the server's passive TCP candidate (RFC 6544) is
+/// handed to webrtc-rs as if trickled (it connects only to trickled TCP
+/// candidates) when the connection is still not up
+/// [`TCP_FALLBACK_AFTER`] after a remote description was applied, at most
+/// once per ICE session (pair of ICE ufrags: an ICE restart starts a new
+/// one). A network that lets UDP through never opens a TCP connection; one
+/// that blocks it gets one per media connection.
+#[derive(Clone)]
+pub(crate) struct TcpFallback {
+    pc: Arc<dyn PeerConnection>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    /// The ICE session (local ufrag, remote ufrag) last dialed for.
+    dialed: Arc<std::sync::Mutex<Option<(String, String)>>>,
+}
+
+impl TcpFallback {
+    /// `remote_sdp` was applied: dial its TCP candidate if the connection is
+    /// not up in [`TCP_FALLBACK_AFTER`] (in the background).
+    pub fn after_remote_description(&self, remote_sdp: &str) {
+        let candidates = tcp_passive_candidates(remote_sdp);
+        if candidates.is_empty() {
+            return;
+        }
+        let remote_ufrag = ice_ufrag(remote_sdp);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut state = this.state.clone();
+            let up = tokio::time::timeout(
+                TCP_FALLBACK_AFTER,
+                state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            if up {
+                return;
+            }
+            let local_ufrag = match this.pc.local_description().await {
+                Some(d) => ice_ufrag(&d.sdp),
+                None => None,
+            };
+            let session = (
+                local_ufrag.unwrap_or_default(),
+                remote_ufrag.unwrap_or_default(),
+            );
+            match this.dialed.lock() {
+                Ok(mut dialed) if dialed.as_ref() != Some(&session) => *dialed = Some(session),
+                _ => return, // this ICE session has its TCP connection
+            }
+            tracing::debug!("no media path over UDP yet: connecting to the server over TCP");
+            for init in candidates {
+                if let Err(e) = this.pc.add_ice_candidate(init).await {
+                    tracing::debug!("server TCP candidate rejected: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// The first `a=ice-ufrag` of an SDP.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
 }
 
 /// Wait until the connection is up, failing if it fails or `timeout` passes.
@@ -257,6 +378,24 @@ mod negotiation_tests {
         let _ = offerer.close().await;
         let _ = answerer.close().await;
         (offer.sdp, negotiated_red(&codecs))
+    }
+
+    #[test]
+    fn the_server_tcp_candidate_is_found_with_its_section() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   a=candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host\r\n\
+                   a=candidate:2 1 tcp 1671430143 127.0.0.1 7882 typ host tcptype passive\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+                   a=candidate:2 1 tcp 1671430143 127.0.0.1 7882 typ host tcptype passive\r\n";
+        let found = super::tcp_passive_candidates(sdp);
+        assert_eq!(found.len(), 1, "one transport (BUNDLE)");
+        assert!(found[0].candidate.ends_with("tcptype passive"));
+        assert!(found[0].candidate.starts_with("candidate:2 1 tcp"));
+        assert_eq!(found[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(found[0].sdp_mline_index, Some(0));
+        let active = sdp.replace("passive", "active");
+        assert!(super::tcp_passive_candidates(&active).is_empty());
+        assert!(super::tcp_passive_candidates("v=0\r\n").is_empty());
     }
 
     #[tokio::test]

@@ -18,37 +18,12 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, spawn } = require('node:child_process');
-const fs = require('node:fs');
-const path = require('node:path');
 const lib = require('./lib');
-const { ConstrainedLink, requireNetworkTools } = require('./netns');
 
 const ROOM = 'moving';
-const HTTP_PORT = 7880;
-const MEDIA_PORT = 7882;
 const SECRET = 'address-change-secret-padded-to-32-bytes';
 /** Where alice moves to (same /24 as before, another address). */
 const NEW_ADDR = '198.18.0.6';
-
-/** The server in the link's server namespace, and the page origin. */
-async function serverIn(link, serverBin, logName) {
-  const origin = `http://${link.serverAddr}:${HTTP_PORT}`;
-  const [cmd, args] = link.server(serverBin, [
-    'serve', '--dev',
-    '--http', `${link.serverAddr}:${HTTP_PORT}`,
-    '--media-udp', `${link.serverAddr}:${MEDIA_PORT}`,
-  ]);
-  const server = lib.startProcess(cmd, args, path.join(lib.ARTIFACTS, logName), {
-    HUDDLE_SECRET: SECRET,
-    RUST_LOG: process.env.RUST_LOG || 'info',
-  });
-  await lib.waitFor('the server in its namespace to answer /healthz', 20000, async () => {
-    if (server.exitCode !== null) throw new Error(`huddle-server exited (${server.exitCode}): see artifacts/${logName}`);
-    return lib.getInNamespace(link, `${origin}/healthz`);
-  });
-  return { server, origin };
-}
 
 /** A Chromium page in namespace `ns` joined as `name` (microphone only). */
 async function pageIn(env, ns, name) {
@@ -93,52 +68,17 @@ async function moveAndListen(env, alice, bob, more = 10) {
 }
 
 /** The test's namespaces, server and browsers, torn down at the end. */
-async function setUp(t, tag) {
-  requireNetworkTools();
-  const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
-  assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
-  fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
-  const link = new ConstrainedLink(tag);
-  const env = { link, serverBin, profiles: [], contexts: [], logs: [], children: [], server: null };
-  t.after(async () => {
-    for (const c of env.contexts) await c.close().catch(() => {});
-    for (const child of env.children) await lib.stopProcess(child);
-    await lib.stopProcess(env.server);
-    link.destroy();
-    for (const d of env.profiles) fs.rmSync(d, { recursive: true, force: true });
-    assert.deepEqual(ConstrainedLink.leftovers(), [], 'the test namespaces are gone');
-  });
-  const { server, origin } = await serverIn(link, serverBin, `address-change-${tag}-server.log`);
-  env.server = server;
-  env.origin = origin;
-  return env;
+function setUp(t, tag) {
+  return lib.linkWithServer(t, tag, SECRET, `address-change-${tag}-server.log`);
 }
 
 test('a Rust participant whose address changes keeps its call', { timeout: 120_000 }, async (t) => {
   const env = await setUp(t, 'ar');
-  const callBin = lib.requiredBinary('HUDDLE_CALL_BIN');
   try {
     const bob = await pageIn(env, env.link.serverNs, 'bob');
-    const token = execFileSync(env.serverBin, ['token', '--room', ROOM, '--identity', 'alice'], {
-      encoding: 'utf8',
-      env: { ...process.env, HUDDLE_SECRET: SECRET },
-    }).trim();
-    const [cmd, args] = env.link.viewer(callBin, ['--url', env.origin, '--stats']);
-    const logFile = path.join(lib.ARTIFACTS, 'address-change-huddle-call.log');
-    const log = fs.createWriteStream(logFile);
-    const child = spawn(cmd, args, { env: { ...process.env, HUDDLE_TOKEN: token, RUST_LOG: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.exited = new Promise((resolve) => child.once('exit', resolve));
-    env.children.push(child);
-    let out = '';
-    let received = 0;
-    child.stdout.on('data', (chunk) => {
-      log.write(chunk);
-      out += chunk;
-      for (const line of String(chunk).split('\n')) {
-        if (line.startsWith('stats ')) received = JSON.parse(line.slice(6)).audio.received;
-      }
-    });
-    child.stderr.on('data', (chunk) => log.write(chunk));
+    const call = lib.huddleCallIn(env, env.link.viewerNs, ROOM, 'alice', [], 'address-change-huddle-call.log');
+    const { child, logFile } = call;
+    const received = () => (call.stats() ? call.stats().audio.received : 0);
     let alice = null;
     await lib.waitFor('alice (huddle-call) in the room', 20000, async () => {
       if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
@@ -147,15 +87,16 @@ test('a Rust participant whose address changes keeps its call', { timeout: 120_0
       if (p) alice = { name: 'alice', id: p.id };
       return alice;
     });
-    await lib.waitFor('audio both ways', 20000, async () => (await audioFrom(bob, alice.id)) > 50 && received > 50);
+    await lib.waitFor('audio both ways', 20000, async () => (await audioFrom(bob, alice.id)) > 50 && received() > 50);
 
     const ms = await moveAndListen(env, alice, bob);
-    const atBack = received;
+    const atBack = received();
     await lib.waitFor('alice to hear bob again', 15000, async () => {
       if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
       await stillThere(bob, alice);
-      return received > atBack + 25;
+      return received() > atBack + 25;
     });
+    const out = call.out();
     assert.match(out, /media path lost: restarting ICE/, 'huddle-call says it restarted ICE');
     assert.doesNotMatch(out, /joined again/, 'alice kept her session (no rejoin)');
     assert.doesNotMatch(out, /bob (left|joined)/, 'alice never saw bob leave or join again');

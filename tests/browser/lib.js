@@ -4,7 +4,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const { execFile, spawn } = require('node:child_process');
+const { execFile, execFileSync, spawn } = require('node:child_process');
 const dgram = require('node:dgram');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -318,6 +318,97 @@ async function joinPage(page, url, room, name, logs) {
   await waitFor(`${name} to join`, 20000, () => page.evaluate(() => window.huddle.state().joined));
 }
 
+/**
+ * huddle-server in `link`'s server namespace (HTTP on port 7880, media on
+ * 7882 of the namespace's address), in development mode, its log in
+ * artifacts/`logName`; `args` added to `serve`'s. Resolves once it answers
+ * /healthz, with the process and the page origin.
+ */
+async function startServerIn(link, serverBin, logName, secret, args = []) {
+  const origin = `http://${link.serverAddr}:7880`;
+  const [cmd, argv] = link.server(serverBin, [
+    'serve', '--dev',
+    '--http', `${link.serverAddr}:7880`,
+    '--media-udp', `${link.serverAddr}:7882`,
+    ...args,
+  ]);
+  const server = startProcess(cmd, argv, path.join(ARTIFACTS, logName), {
+    HUDDLE_SECRET: secret,
+    RUST_LOG: process.env.RUST_LOG || 'info',
+  });
+  await waitFor('the server in its namespace to answer /healthz', 20000, async () => {
+    if (server.exitCode !== null) throw new Error(`huddle-server exited (${server.exitCode}): see artifacts/${logName}`);
+    return getInNamespace(link, `${origin}/healthz`);
+  });
+  return { server, origin };
+}
+
+/**
+ * Two network namespaces (netns.js `ConstrainedLink`, `tag` keeps tests
+ * apart) with huddle-server in the server one, everything the test starts
+ * torn down after it (`t.after`), and the namespaces checked gone. Returns
+ * the test's environment: `link`, `serverBin`, `origin`, and lists the
+ * test adds to (`contexts`, `children`, `profiles`, `logs`).
+ */
+async function linkWithServer(t, tag, secret, logName) {
+  const { ConstrainedLink, requireNetworkTools } = require('./netns');
+  requireNetworkTools();
+  const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
+  assert.ok(fs.existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install chromium)`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const link = new ConstrainedLink(tag);
+  const env = { link, serverBin, secret, profiles: [], contexts: [], logs: [], children: [], server: null };
+  t.after(async () => {
+    for (const c of env.contexts) await c.close().catch(() => {});
+    for (const child of env.children) await stopProcess(child);
+    await stopProcess(env.server);
+    link.destroy();
+    for (const d of env.profiles) fs.rmSync(d, { recursive: true, force: true });
+    assert.deepEqual(ConstrainedLink.leftovers(), [], 'the test namespaces are gone');
+  });
+  const { server, origin } = await startServerIn(link, serverBin, logName, secret);
+  env.server = server;
+  env.origin = origin;
+  return env;
+}
+
+/**
+ * huddle-call (HUDDLE_CALL_BIN) in namespace `ns` of `env` (from
+ * `linkWithServer`), joined to `room` as `identity` with `args` added (it
+ * always prints `--stats`). Its output goes to artifacts/`logName`.
+ * Returns `{ child, logFile, out(), stats() }`: all it printed so far, and
+ * its last `stats {...}` line, parsed.
+ */
+function huddleCallIn(env, ns, room, identity, args, logName) {
+  const callBin = requiredBinary('HUDDLE_CALL_BIN');
+  const token = execFileSync(env.serverBin, ['token', '--room', room, '--identity', identity], {
+    encoding: 'utf8',
+    env: { ...process.env, HUDDLE_SECRET: env.secret },
+  }).trim();
+  const [cmd, argv] = inNamespaceOf(env.link, ns, callBin, ['--url', env.origin, '--stats', ...args]);
+  const logFile = path.join(ARTIFACTS, logName);
+  const log = fs.createWriteStream(logFile);
+  const child = spawn(cmd, argv, { env: { ...process.env, HUDDLE_TOKEN: token, RUST_LOG: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.exited = new Promise((resolve) => child.once('exit', resolve));
+  env.children.push(child);
+  let out = '';
+  let stats = null;
+  child.stdout.on('data', (chunk) => {
+    log.write(chunk);
+    out += chunk;
+    for (const line of String(chunk).split('\n')) {
+      if (line.startsWith('stats ')) stats = JSON.parse(line.slice(6));
+    }
+  });
+  child.stderr.on('data', (chunk) => log.write(chunk));
+  return { child, logFile, out: () => out, stats: () => stats };
+}
+
+/** [bin, args] running `bin args` in namespace `ns` of `link`. */
+function inNamespaceOf(link, ns, bin, args) {
+  return ns === link.serverNs ? link.server(bin, args) : link.viewer(bin, args);
+}
+
 /** GET `url` from inside `link`'s server namespace (the test's own has no route there). */
 function getInNamespace(link, url) {
   const [cmd, args] = link.server(process.execPath, ['-e', `fetch(${JSON.stringify(url)}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`]);
@@ -343,6 +434,9 @@ module.exports = {
   waitConnected,
   launchIn,
   joinPage,
+  startServerIn,
+  linkWithServer,
+  huddleCallIn,
   getInNamespace,
   readWav,
   readWavSamples,

@@ -112,6 +112,37 @@ class ConstrainedLink {
   }
 
   /**
+   * Block all UDP in and out of the viewer's namespace (a network that lets
+   * only TCP through, as many corporate ones do). `unblockUdp` lifts it.
+   */
+  blockUdp() {
+    const script = [
+      'table inet huddle_block {',
+      '  chain in {',
+      '    type filter hook input priority 0; policy accept;',
+      '    meta l4proto udp drop',
+      '  }',
+      '  chain out {',
+      '    type filter hook output priority 0; policy accept;',
+      '    meta l4proto udp drop',
+      '  }',
+      '}',
+    ].join('\n');
+    const file = path.join(os.tmpdir(), `huddle-block-${process.pid}.nft`);
+    fs.writeFileSync(file, script);
+    try {
+      privileged('ip', ['netns', 'exec', this.viewerNs, 'nft', '-f', file]);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Lift [`blockUdp`]. */
+  unblockUdp() {
+    privileged('ip', ['netns', 'exec', this.viewerNs, 'nft', 'delete', 'table', 'inet', 'huddle_block']);
+  }
+
+  /**
    * The viewer's address changes to `addr` (198.18.0.x), as on a network
    * handover: the old address goes (with it the route, and every socket
    * bound to it is stranded), then the new one comes.

@@ -1,7 +1,8 @@
 //! `huddle-call`: join a room on a huddle server from the command line, send a
 //! speech-like test signal, a WAV file (`--input`) or the microphone (`--mic`)
 //! as Opus, and play everyone else on the speakers (`--play`) or record the
-//! first remote audio track to a WAV file (`--record`).
+//! first remote audio track to a WAV file (`--record`). `--video` also
+//! publishes a synthetic VP8 test video (see `video.rs`).
 //!
 //! ```text
 //! huddle-call --url http://127.0.0.1:7880 --token "$(huddle-server token --room demo --identity me)"
@@ -14,6 +15,7 @@
 //! packets received and lost (see `stats.rs`).
 
 mod stats;
+mod video;
 
 use anyhow::Context;
 use clap::Parser;
@@ -47,6 +49,11 @@ struct Args {
     /// Do not publish audio, only listen.
     #[arg(long)]
     listen_only: bool,
+    /// Also publish a synthetic VP8 test video (320x180, 15 fps): real RTP
+    /// with valid VP8 headers around filler, which receivers count but
+    /// cannot show.
+    #[arg(long)]
+    video: bool,
     /// Play every remote participant's audio on the default speakers.
     #[arg(long, conflicts_with = "record")]
     play: bool,
@@ -114,6 +121,14 @@ async fn main() -> anyhow::Result<()> {
             .context("cannot publish audio")?;
         println!("publishing audio");
         Some(sending)
+    };
+
+    let video = if args.video {
+        let track = call.publish_video().await.context("cannot publish video")?;
+        println!("publishing video");
+        Some(tokio::spawn(video::send(track)))
+    } else {
+        None
     };
 
     let record = args.record.clone();
@@ -209,6 +224,9 @@ async fn main() -> anyhow::Result<()> {
         res = listener => { res?; }
     }
     drop(sender);
+    if let Some(v) = video {
+        v.abort();
+    }
     if let Some(r) = reporter {
         r.abort();
     }

@@ -1261,6 +1261,34 @@
       }
       return out;
     },
+    /**
+     * The path each media connection takes now: the selected candidate
+     * pair's local and remote protocol (udp, tcp), types (host, relay...)
+     * and addresses. `{ publisher, subscriber }`, null where none.
+     */
+    async paths() {
+      const pathOf = async (side) => {
+        if (!side) return null;
+        const stats = await side.pc.getStats();
+        for (const s of stats.values()) {
+          if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
+          const pair = stats.get(s.selectedCandidatePairId);
+          const local = pair && stats.get(pair.localCandidateId);
+          const remote = pair && stats.get(pair.remoteCandidateId);
+          if (!local || !remote) return null;
+          return {
+            protocol: local.protocol,
+            localType: local.candidateType,
+            remoteProtocol: remote.protocol,
+            remoteType: remote.candidateType,
+            remote: `${remote.address}:${remote.port}`,
+          };
+        }
+        return null;
+      };
+      if (!session) return { publisher: null, subscriber: null };
+      return { publisher: await pathOf(session.pub), subscriber: await pathOf(session.sub) };
+    },
     /** The SDP of the publisher connection (our offer, the server's answer). */
     publisherSdp() {
       if (!session || !session.pub) return null;

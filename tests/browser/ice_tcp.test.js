@@ -1,0 +1,122 @@
+// ICE over TCP (RFC 6544): a participant whose network lets no UDP through
+// still joins the call, through the server's passive TCP candidate. Two
+// network namespaces joined by a veth pair (netns.js): the server and bob
+// on one side, alice on the other with every UDP datagram in and out of her
+// namespace dropped (nftables). Checked: alice sends and receives audio and
+// video with bob, and both of her media connections run over TCP.
+//
+// First test: alice is the web client in Chromium. Second: alice is
+// huddle-call (the calling crate) with a synthetic video. bob is the web
+// client in Chromium both times.
+//
+// Needs root (or password-less sudo) for `ip netns`, iproute2, nftables.
+//   HUDDLE_SERVER_BIN=.../huddle-server HUDDLE_CALL_BIN=.../huddle-call \
+//     node --test tests/browser/ice_tcp.test.js
+'use strict';
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const lib = require('./lib');
+
+const ROOM = 'tcp-only';
+const SECRET = 'ice-tcp-test-secret-padded-to-32-bytes!!';
+
+/** A Chromium page in namespace `ns` joined as `name`, camera on. */
+async function pageIn(env, ns, name) {
+  const browser = await lib.launchIn(env.link, ns, name, env.origin, env.profiles, { width: 960, height: 540 });
+  env.contexts.push(browser);
+  const page = browser.pages()[0] || (await browser.newPage());
+  // One encoding: a TCP path is no place for three simulcast layers.
+  await lib.joinPage(page, `${env.origin}/?simulcast=0`, ROOM, name, env.logs);
+  const id = await page.evaluate(() => window.huddle.state().me);
+  return { name, page, id };
+}
+
+/** What `client` (a page) has received from participant `from`, by kind. */
+async function receivedFrom(client, from) {
+  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
+  const of = (kind) => stats.find((x) => x.kind === kind && x.participantId === from) || {};
+  return {
+    audio: of('audio').packetsReceived || 0,
+    video: of('video').packetsReceived || 0,
+    frames: of('video').framesDecoded || 0,
+  };
+}
+
+/** The test's namespaces and server; alice's side lets no UDP through. */
+async function setUp(t, tag) {
+  const env = await lib.linkWithServer(t, tag, SECRET, `ice-tcp-${tag}-server.log`);
+  env.link.blockUdp();
+  return env;
+}
+
+test('a Chromium page on a network without UDP calls over ICE-TCP', { timeout: 120_000 }, async (t) => {
+  const env = await setUp(t, 'tc');
+  try {
+    const bob = await pageIn(env, env.link.serverNs, 'bob');
+    const alice = await pageIn(env, env.link.viewerNs, 'alice');
+    await lib.waitFor('audio and video both ways', 30000, async () => {
+      const atBob = await receivedFrom(bob, alice.id);
+      const atAlice = await receivedFrom(alice, bob.id);
+      return atBob.audio > 50 && atBob.frames > 10 && atAlice.audio > 50 && atAlice.frames > 10;
+    });
+    const paths = await alice.page.evaluate(() => window.huddle.paths());
+    console.log(`alice's paths: ${JSON.stringify(paths)}`);
+    for (const pc of ['publisher', 'subscriber']) {
+      assert.ok(paths[pc], `alice's ${pc} connection has a path`);
+      assert.equal(paths[pc].protocol, 'tcp', `alice's ${pc} connection runs over TCP`);
+      assert.equal(paths[pc].remoteProtocol, 'tcp');
+      assert.equal(paths[pc].remote.split(':')[0], env.link.serverAddr, 'straight to the server');
+    }
+    const before = { atBob: await receivedFrom(bob, alice.id), atAlice: await receivedFrom(alice, bob.id) };
+    await lib.sleep(3000);
+    const after = { atBob: await receivedFrom(bob, alice.id), atAlice: await receivedFrom(alice, bob.id) };
+    const rate = (side, k) => after[side][k] - before[side][k];
+    console.log(`over ICE-TCP, 3 s: bob got ${rate('atBob', 'audio')} audio packets and ${rate('atBob', 'frames')} frames from alice; alice got ${rate('atAlice', 'audio')} and ${rate('atAlice', 'frames')} from bob`);
+    // 50 audio packets/s are sent; video at the camera's rate.
+    assert.ok(rate('atBob', 'audio') >= 100 && rate('atAlice', 'audio') >= 100, 'audio keeps flowing both ways');
+    assert.ok(rate('atBob', 'frames') >= 20 && rate('atAlice', 'frames') >= 20, 'video keeps flowing both ways');
+  } catch (e) {
+    console.error(env.logs.slice(-30).join('\n'));
+    throw e;
+  }
+});
+
+test('huddle-call on a network without UDP calls over ICE-TCP', { timeout: 120_000 }, async (t) => {
+  const env = await setUp(t, 'tr');
+  try {
+    const bob = await pageIn(env, env.link.serverNs, 'bob');
+    const call = lib.huddleCallIn(env, env.link.viewerNs, ROOM, 'alice', ['--video'], 'ice-tcp-huddle-call.log');
+    const { child, logFile } = call;
+    let alice = null;
+    await lib.waitFor('alice (huddle-call) in the room', 20000, async () => {
+      if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
+      const st = await bob.page.evaluate(() => window.huddle.state());
+      const p = st.participants.find((x) => x.identity === 'alice');
+      if (p) alice = { name: 'alice', id: p.id };
+      return alice;
+    });
+    const videoIn = () => {
+      const stats = call.stats();
+      return stats && stats.videos ? stats.videos.reduce((n, v) => n + (v.kbps || 0), 0) : 0;
+    };
+    await lib.waitFor('audio and video both ways', 30000, async () => {
+      if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
+      const atBob = await receivedFrom(bob, alice.id);
+      const stats = call.stats();
+      return atBob.audio > 50 && atBob.video > 20 && stats && stats.audio.received > 50 && videoIn() > 0;
+    });
+    const before = { atBob: await receivedFrom(bob, alice.id), audio: call.stats().audio.received };
+    await lib.sleep(3000);
+    const after = { atBob: await receivedFrom(bob, alice.id), audio: call.stats().audio.received };
+    console.log(`huddle-call over ICE-TCP, 3 s: bob got ${after.atBob.audio - before.atBob.audio} audio packets and ${after.atBob.video - before.atBob.video} video packets from alice; alice got ${after.audio - before.audio} audio packets and video at ${videoIn()} kbit/s from bob`);
+    assert.ok(after.atBob.audio - before.atBob.audio >= 100, 'bob keeps hearing alice');
+    // huddle-call's test video is synthetic (not decodable): its packets count.
+    assert.ok(after.atBob.video - before.atBob.video >= 30, 'bob keeps getting alice\'s video');
+    assert.ok(after.audio - before.audio >= 100, 'alice keeps hearing bob');
+    assert.ok(videoIn() > 0, 'alice keeps getting bob\'s video');
+  } catch (e) {
+    console.error(env.logs.slice(-30).join('\n'));
+    throw e;
+  }
+});
