@@ -5,6 +5,7 @@ mod restart;
 use crate::endpoint;
 use crate::error::CallError;
 use crate::event::{CallEvent, CallEvents};
+use crate::ice::{IceConfig, IceServer};
 use crate::ids::{ParticipantId, TrackId};
 use crate::loss_reports::follow_loss_reports;
 use crate::media_path;
@@ -40,7 +41,8 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
-/// How long to wait for the server or the media connection.
+/// How long to wait for the server or the media connection, unless
+/// [`CallOptions::timeout`] says otherwise.
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Options for [`Call::join_with`].
@@ -54,6 +56,17 @@ pub struct CallOptions {
     /// interfaces there are now. An address given here is bound as given,
     /// after a restart too.
     pub bind: Option<String>,
+    /// STUN and TURN servers for the media connections. None by default:
+    /// the server's own candidates (UDP, and TCP as a fallback) are enough
+    /// wherever its ports can be reached.
+    pub ice_servers: Vec<IceServer>,
+    /// Use relayed paths only (WebRTC's `iceTransportPolicy: "relay"`):
+    /// media goes through a TURN server of `ice_servers`, which it needs.
+    /// For testing a relay, or to keep the local address from the server.
+    pub relay_only: bool,
+    /// How long to wait for each of the server's answers and for a media
+    /// connection to come up. `None`: 15 s.
+    pub timeout: Option<Duration>,
 }
 
 /// One of this call's published tracks.
@@ -125,6 +138,10 @@ struct Inner {
     server: Option<std::net::SocketAddr>,
     /// Tells the signaling link the local network changed.
     network_changed: signal::NetworkChanged,
+    /// ICE servers and policy of the media connections.
+    ice: IceConfig,
+    /// How long to wait for the server or a media connection.
+    timeout: Duration,
     can_publish: bool,
     /// One publisher negotiation at a time (held across its awaits).
     negotiation: tokio::sync::Mutex<()>,
@@ -168,7 +185,14 @@ impl Inner {
             return Ok((p.pc.clone(), p.state.clone()));
         }
         let bind = self.state().bind.clone();
-        let built = peer::build(PcRole::Publisher, &bind, self.outbox.clone(), None).await?;
+        let built = peer::build(
+            PcRole::Publisher,
+            &bind,
+            &self.ice,
+            self.outbox.clone(),
+            None,
+        )
+        .await?;
         let handles = (built.pc.clone(), built.state.clone());
         self.state().publisher = Some(built);
         Ok(handles)
@@ -195,7 +219,7 @@ impl Inner {
                 p.open_trickle();
             }
         }
-        let answer = tokio::time::timeout(WAIT, rx)
+        let answer = tokio::time::timeout(self.timeout, rx)
             .await
             .map_err(|_| CallError::Timeout("the publisher answer"))?
             .map_err(|_| CallError::Closed)??;
@@ -273,6 +297,8 @@ impl Call {
         token: &str,
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
+        let ice = IceConfig::new(&options.ice_servers, options.relay_only)?;
+        let timeout = options.timeout.unwrap_or(WAIT);
         let endpoint = endpoint::resolve(url)?;
         let server = endpoint::server_addr(&endpoint).await;
         let bind = choose_bind(&endpoint, options.bind.as_deref(), server);
@@ -282,7 +308,7 @@ impl Call {
                 token: token.to_owned(),
             })
             .map_err(|_| CallError::Closed)?;
-        let first = tokio::time::timeout(WAIT, inbox.recv())
+        let first = tokio::time::timeout(timeout, inbox.recv())
             .await
             .map_err(|_| CallError::Timeout("the join answer"))?
             .ok_or(CallError::Closed)?;
@@ -321,6 +347,8 @@ impl Call {
             bind_given: options.bind,
             server,
             network_changed,
+            ice,
+            timeout,
             events: events_tx,
             remote_tracks: tracks_tx,
         });
@@ -574,7 +602,7 @@ impl Call {
         );
         let negotiated = async {
             self.inner.offer_publisher(&pc).await?;
-            peer::wait_connected(&mut state, WAIT).await
+            peer::wait_connected(&mut state, self.inner.timeout).await
         };
         if let Err(e) = negotiated.await {
             self.inner.state().own.remove(track_id);
@@ -1036,7 +1064,7 @@ async fn publish_again(inner: &Inner) -> Result<(), CallError> {
         }
     }
     inner.offer_publisher(&pc).await?;
-    peer::wait_connected(&mut state, WAIT).await?;
+    peer::wait_connected(&mut state, inner.timeout).await?;
     // Simulcast layers carry their transceiver's MID, which may differ now.
     let simulcast: Vec<(Arc<dyn RtpSender>, Arc<LayerSwitches>)> = inner
         .state()
@@ -1063,6 +1091,7 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
             let built = peer::build(
                 PcRole::Subscriber,
                 &bind,
+                &inner.ice,
                 inner.outbox.clone(),
                 Some(inner.remote_tracks.clone()),
             )

@@ -57,6 +57,12 @@
 //! (`huddle::media::rtp::parse_red`); [`Playout`] and [`PcmStream`] handle
 //! that for it. A peer without RED gets plain Opus.
 //!
+//! The media connections reach the server over UDP, or over TCP when UDP
+//! does not get through (ICE-TCP: tried when a connection is still down a
+//! second after its description). [`CallOptions`] adds STUN and TURN
+//! servers ([`IceServer`]), can allow relayed paths only
+//! ([`CallOptions::relay_only`]) and sets how long to wait for the server.
+//!
 //! Media is forwarded, not stored: a listener hears a track from its
 //! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
 //! its subscription was being set up) does not reach it.
@@ -77,6 +83,7 @@ mod call;
 mod endpoint;
 mod error;
 mod event;
+mod ice;
 mod ids;
 mod level;
 mod loss_reports;
@@ -99,6 +106,7 @@ mod track;
 pub use call::{Call, CallOptions};
 pub use error::CallError;
 pub use event::{CallEvent, CallEvents};
+pub use ice::IceServer;
 pub use ids::{ParticipantId, SeqNum, Ssrc, TrackId};
 pub use level::AudioLevel;
 pub use packet::{AudioFrame, MediaPacket};

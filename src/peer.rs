@@ -2,6 +2,7 @@
 //! their callbacks into channel messages.
 
 use crate::error::CallError;
+use crate::ice::IceConfig;
 use crate::loss_reports::{self, LossReportsToApp, WatchedSsrcs};
 use huddle_proto::{ClientMessage, IceCandidate, PcRole};
 use huddle_wire::feedback::{KeyframeRequestsToApp, SLOT};
@@ -112,6 +113,7 @@ pub(crate) fn media_engine() -> Result<MediaEngine, CallError> {
 pub(crate) async fn build(
     role: PcRole,
     bind: &str,
+    ice: &IceConfig,
     outbox: crate::signal::Outbox,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
 ) -> Result<Peer, CallError> {
@@ -142,18 +144,26 @@ pub(crate) async fn build(
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_discard_local_candidates_during_ice_restart(true)
         .build();
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice.servers.clone())
+        .with_ice_transport_policy(ice.policy())
+        .build();
+    // ICE-TCP (RFC 6544): webrtc-rs offers its active TCP candidate only
+    // beside a TCP listener of its own (no huddle server connects to it);
+    // with it, a network that blocks UDP still reaches the server's passive
+    // TCP candidate (`TcpFallback`). Not when only relays may be used.
+    let tcp_addrs = match ice.relay_only {
+        true => vec![],
+        false => vec![bind.to_owned()],
+    };
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(configuration)
         .with_setting_engine(settings)
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(vec![bind.to_owned()])
-        // ICE-TCP (RFC 6544): webrtc-rs offers its active TCP candidate only
-        // beside a TCP listener of its own (no huddle server connects to
-        // it); with it, a network that blocks UDP still reaches the
-        // server's passive TCP candidate (`TcpFallback`).
-        .with_tcp_addrs(vec![bind.to_owned()])
+        .with_tcp_addrs(tcp_addrs)
         .build()
         .await?;
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
@@ -162,6 +172,7 @@ pub(crate) async fn build(
             pc: pc.clone(),
             state: state_rx.clone(),
             dialed: Arc::default(),
+            enabled: !ice.relay_only,
         },
         pc,
         state: state_rx,
@@ -226,6 +237,8 @@ pub(crate) struct TcpFallback {
     state: watch::Receiver<RTCPeerConnectionState>,
     /// The ICE session (local ufrag, remote ufrag) last dialed for.
     dialed: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// Off when only relayed paths may be used.
+    enabled: bool,
 }
 
 impl TcpFallback {
@@ -233,7 +246,7 @@ impl TcpFallback {
     /// not up in [`TCP_FALLBACK_AFTER`] (in the background).
     pub fn after_remote_description(&self, remote_sdp: &str) {
         let candidates = tcp_passive_candidates(remote_sdp);
-        if candidates.is_empty() {
+        if candidates.is_empty() || !self.enabled {
             return;
         }
         let remote_ufrag = ice_ufrag(remote_sdp);

@@ -20,8 +20,8 @@ mod video;
 use anyhow::Context;
 use clap::Parser;
 use huddle::{
-    AudioSource, Call, CallEvent, Channels, EncoderConfig, Microphone, Playout, Speaker,
-    SpeechLike, TrackKind, WavSink, WavSource,
+    AudioSource, Call, CallEvent, CallOptions, Channels, EncoderConfig, IceServer, Microphone,
+    Playout, Speaker, SpeechLike, TrackKind, WavSink, WavSource,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,6 +72,20 @@ struct Args {
     /// fills it (by default, the server picks by how many videos there are).
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     video_size: Option<(u32, u32)>,
+    /// A STUN or TURN server for the media connections
+    /// (`turn:host:port?transport=udp`, `turns:host:port`, `stun:host:port`);
+    /// may be given more than once.
+    #[arg(long, value_name = "URL")]
+    ice_server: Vec<String>,
+    /// TURN username for every `--ice-server`.
+    #[arg(long, requires = "ice_server")]
+    ice_username: Option<String>,
+    /// TURN password (credential) for every `--ice-server`.
+    #[arg(long, env = "HUDDLE_ICE_CREDENTIAL", requires = "ice_server")]
+    ice_credential: Option<String>,
+    /// Use relayed paths only (through a TURN `--ice-server`).
+    #[arg(long, requires = "ice_server")]
+    relay_only: bool,
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
@@ -86,7 +100,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let (call, mut events) = Call::join(&args.url, &args.token)
+    let options = CallOptions {
+        ice_servers: args
+            .ice_server
+            .iter()
+            .map(|url| IceServer {
+                urls: vec![url.clone()],
+                username: args.ice_username.clone(),
+                credential: args.ice_credential.clone(),
+            })
+            .collect(),
+        relay_only: args.relay_only,
+        ..Default::default()
+    };
+    let (call, mut events) = Call::join_with(&args.url, &args.token, options)
         .await
         .with_context(|| format!("cannot join through {}", args.url))?;
     println!(

@@ -1,0 +1,104 @@
+//! ICE servers (STUN, TURN) and the transport policy of a call's media
+//! connections, as the app gives them in `CallOptions`.
+
+use crate::error::CallError;
+use webrtc::peer_connection::{RTCIceServer, RTCIceTransportPolicy};
+
+/// A STUN or TURN server for the media connections (as in WebRTC's
+/// `RTCIceServer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceServer {
+    /// Its URLs: `stun:host:port`, `turn:host:port?transport=udp|tcp`,
+    /// `turns:host:port` (RFC 7064, RFC 7065).
+    pub urls: Vec<String>,
+    /// The TURN username, if it needs one.
+    pub username: Option<String>,
+    /// The TURN password (or REST API credential), if it needs one.
+    pub credential: Option<String>,
+}
+
+/// What the peer connections are built with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IceConfig {
+    pub servers: Vec<RTCIceServer>,
+    pub relay_only: bool,
+}
+
+impl IceConfig {
+    /// Check and convert the app's servers. Every URL must be a STUN or
+    /// TURN one; `relay_only` needs at least one TURN server.
+    pub fn new(servers: &[IceServer], relay_only: bool) -> Result<Self, CallError> {
+        let mut turn = false;
+        for url in servers.iter().flat_map(|s| &s.urls) {
+            let scheme = url.split(':').next().unwrap_or_default();
+            match scheme {
+                "stun" | "stuns" => {}
+                "turn" | "turns" => turn = true,
+                _ => {
+                    return Err(CallError::InvalidInput(format!(
+                        "ICE server URL {url:?}: not stun:, stuns:, turn: or turns:"
+                    )))
+                }
+            }
+        }
+        if relay_only && !turn {
+            return Err(CallError::InvalidInput(
+                "relay_only needs a TURN server (turn: or turns:) in ice_servers".into(),
+            ));
+        }
+        Ok(Self {
+            servers: servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone().unwrap_or_default(),
+                    credential: s.credential.clone().unwrap_or_default(),
+                })
+                .collect(),
+            relay_only,
+        })
+    }
+
+    /// The transport policy for WebRTC's configuration.
+    pub fn policy(&self) -> RTCIceTransportPolicy {
+        match self.relay_only {
+            true => RTCIceTransportPolicy::Relay,
+            false => RTCIceTransportPolicy::All,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(url: &str) -> IceServer {
+        IceServer {
+            urls: vec![url.to_owned()],
+            username: Some("u".into()),
+            credential: Some("p".into()),
+        }
+    }
+
+    #[test]
+    fn servers_are_checked() {
+        assert!(IceConfig::new(&[], false).is_ok());
+        assert!(IceConfig::new(&[server("stun:127.0.0.1:3478")], false).is_ok());
+        let relay =
+            IceConfig::new(&[server("turn:127.0.0.1:3478?transport=udp")], true).expect("relay");
+        assert_eq!(relay.policy(), RTCIceTransportPolicy::Relay);
+        assert_eq!(relay.servers[0].username, "u");
+        assert!(matches!(
+            IceConfig::new(&[server("stun:127.0.0.1:3478")], true),
+            Err(CallError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            IceConfig::new(&[], true),
+            Err(CallError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            IceConfig::new(&[server("http://127.0.0.1")], false),
+            Err(CallError::InvalidInput(_))
+        ));
+    }
+}

@@ -1,0 +1,194 @@
+//! A participant that may use relayed paths only (`CallOptions::relay_only`)
+//! reaches the SFU through a real TURN server: coturn's `turnserver` (the
+//! Debian package `coturn`, which `.ci/run` installs), on 127.0.0.1 with one
+//! long-term user. Its audio reaches the others and theirs reaches it; with
+//! a wrong TURN password it cannot connect at all, so the media really goes
+//! through the relay.
+
+mod common;
+
+use common::*;
+use huddle::{Call, CallError, CallOptions, IceServer};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const USER: &str = "relay-user";
+const PASSWORD: &str = "relay-password";
+
+/// A `turnserver` on 127.0.0.1, stopped (and its files removed) when
+/// dropped.
+struct Coturn {
+    child: Child,
+    port: u16,
+    files: [std::path::PathBuf; 2],
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+/// Start coturn: plain TURN on UDP and TCP, relaying from 127.0.0.1 to
+/// loopback peers (the SFU), one user. Fails loudly when it is missing.
+async fn coturn() -> Coturn {
+    let port = free_port();
+    let relay_min = free_port();
+    let log = std::env::temp_dir().join(format!("huddle-coturn-{port}.log"));
+    let pid = log.with_extension("pid");
+    let child = Command::new("turnserver")
+        .args([
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            &format!("--listening-port={port}"),
+            &format!("--min-port={relay_min}"),
+            &format!("--max-port={}", relay_min.saturating_add(50)),
+            "--lt-cred-mech",
+            &format!("--user={USER}:{PASSWORD}"),
+            "--realm=huddle.test",
+            "--allow-loopback-peers",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--simple-log",
+            &format!("--log-file={}", log.display()),
+            &format!("--pidfile={}", pid.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start turnserver (apt-get install coturn): {e}");
+        });
+    let coturn = Coturn {
+        child,
+        port,
+        files: [log, pid],
+    };
+    // Listening once a TCP connection to its port succeeds.
+    within(10, "turnserver to listen", async {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    coturn
+}
+
+/// Options for a participant that may only use `coturn`'s relay, with
+/// `password`, waiting at most `timeout` for anything.
+fn relay_only(coturn: &Coturn, password: &str, timeout: u64) -> CallOptions {
+    CallOptions {
+        ice_servers: vec![IceServer {
+            urls: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
+            username: Some(USER.into()),
+            credential: Some(password.into()),
+        }],
+        relay_only: true,
+        timeout: Some(Duration::from_secs(timeout)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_participant_calls_through_turn() {
+    init_tracing();
+    let coturn = coturn().await;
+    let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
+        "turn-relay-secret-padded-to-32-bytes-or-more",
+    ))
+    .await
+    .expect("server");
+    let token = |who: &str| server.mint_token("relayed", who, BOTH).expect("token");
+
+    let (bob, bob_events) = join(&server, "relayed", "bob", BOTH).await;
+    let (alice, alice_events) = within(
+        20,
+        "alice to join",
+        Call::join_with(
+            &server.ws_url(),
+            &token("alice"),
+            relay_only(&coturn, PASSWORD, 15),
+        ),
+    )
+    .await
+    .expect("alice joins");
+    let (bob_inbox, _bob_rest) = collect(bob_events);
+    let (alice_inbox, _alice_rest) = collect(alice_events);
+
+    // Media both ways: alice's only path is the relay.
+    let alice_mic = within(20, "alice to publish", alice.publish_audio())
+        .await
+        .expect("alice publishes over the relay");
+    let bob_mic = within(20, "bob to publish", bob.publish_audio())
+        .await
+        .expect("bob publishes");
+    within(30, "audio both ways", async {
+        let mut seed = 0;
+        while total_packets(&bob_inbox) < 50 || total_packets(&alice_inbox) < 50 {
+            seed += 1;
+            let a = send_speech(alice_mic.clone(), seed, 5, SentAudio::default());
+            let b = send_speech(bob_mic.clone(), seed + 1000, 5, SentAudio::default());
+            tokio::join!(a, b);
+        }
+    })
+    .await;
+    println!(
+        "through the relay: bob got {} packets from alice, alice {} from bob",
+        total_packets(&bob_inbox),
+        total_packets(&alice_inbox)
+    );
+
+    // A wrong TURN password: no relay, no other path allowed, no media
+    // connection (the join itself, signaling, works).
+    let (carol, _carol_events) = within(
+        20,
+        "carol to join",
+        Call::join_with(
+            &server.ws_url(),
+            &token("carol"),
+            relay_only(&coturn, "not-the-password", 4),
+        ),
+    )
+    .await
+    .expect("carol joins");
+    let refused = within(20, "carol's publish to fail", carol.publish_audio()).await;
+    assert!(
+        matches!(refused, Err(CallError::Timeout(_))),
+        "without the relay carol has no path: {refused:?}"
+    );
+
+    // Relay-only without a TURN server is refused before anything starts.
+    let err = Call::join_with(
+        &server.ws_url(),
+        &token("dave"),
+        CallOptions {
+            relay_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, CallError::InvalidInput(_)), "{err}");
+
+    drop(coturn);
+    server.shutdown().await.expect("shutdown");
+}
