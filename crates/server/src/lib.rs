@@ -75,8 +75,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
     .await
     .with_context(|| {
+        let tcp = match config.ice_tcp {
+            true => " (and the same tcp ports, for ICE-TCP; --ice-tcp=false goes without)",
+            false => "",
+        };
         format!(
-            "cannot open the media sockets of {} SFU worker(s) from udp/{}",
+            "cannot open the media sockets of {} SFU worker(s) from udp/{}{tcp}",
             config.workers, config.media_udp
         )
     })?;
