@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{AuthError, Claims};
 use crate::hub::{AddError, Removed};
 use crate::outbound::Conn;
-use huddle_proto::{ErrorCode, ResumeInfo, ServerMessage};
+use huddle_proto::{ErrorCode, IceServerInfo, ResumeInfo, ServerMessage};
 use huddle_sfu::Rights;
 use huddle_sfu::{ParticipantId, RoomId, SfuError};
 use rand::distr::{Alphanumeric, SampleString};
@@ -236,6 +236,7 @@ pub(crate) async fn admit(
     };
     before_live(&id, &conn);
     let room = claims.room.clone();
+    let ice_servers = ice_servers_for(app, &id);
     let live = hub.go_live(&id, |participant, others| ServerMessage::Joined {
         room,
         participant,
@@ -243,6 +244,7 @@ pub(crate) async fn admit(
         can_publish: rights.publish,
         can_subscribe: rights.subscribe,
         resume,
+        ice_servers,
     });
     if !live {
         // Removed while the SFU was setting it up; whoever removed it may
@@ -251,6 +253,15 @@ pub(crate) async fn admit(
         return Err(Refused::Gone);
     }
     Ok(Admitted { id, answer })
+}
+
+/// The TURN servers `id` may use, with credentials of its own (none when
+/// the server has no TURN configured).
+pub(crate) fn ice_servers_for(app: &AppState, id: &ParticipantId) -> Vec<IceServerInfo> {
+    match &app.config().turn {
+        Some(turn) => turn.ice_servers(crate::turn_credentials::unix_now(), &id.0),
+        None => Vec::new(),
+    }
 }
 
 /// Add the participant to the SFU as `media` says; the answer to its offer,
@@ -455,12 +466,17 @@ mod tests {
             can_publish: true,
             can_subscribe: false,
             resume: None,
+            ice_servers,
             ..
         })) = rx.try_recv()
         else {
             panic!("no joined for a publish-only participant");
         };
         assert_eq!(participant.id, admitted.id.0);
+        assert!(
+            ice_servers.is_empty(),
+            "no TURN configured, none handed out"
+        );
     }
 
     #[tokio::test]

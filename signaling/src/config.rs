@@ -32,6 +32,9 @@ pub struct SignalingConfig {
     pub resume_grace: Duration,
     /// Connection, participant and session limits and the other timeouts.
     pub limits: crate::limits::Limits,
+    /// TURN servers whose short-lived credentials each participant gets in
+    /// `joined` (and WHIP/WHEP clients in `Link` headers); none by default.
+    pub turn: Option<crate::turn_credentials::TurnConfig>,
 }
 
 impl SignalingConfig {
@@ -52,6 +55,7 @@ impl SignalingConfig {
             shutdown_grace: Duration::from_secs(5),
             resume_grace: Duration::from_secs(20),
             limits: crate::limits::Limits::default(),
+            turn: None,
         }
     }
 }
@@ -69,6 +73,7 @@ impl std::fmt::Debug for SignalingConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("resume_grace", &self.resume_grace)
             .field("limits", &self.limits)
+            .field("turn", &self.turn)
             .finish()
     }
 }

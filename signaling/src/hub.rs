@@ -350,6 +350,7 @@ mod tests {
             can_publish: true,
             can_subscribe: true,
             resume: None,
+            ice_servers: Vec::new(),
         }
     }
 

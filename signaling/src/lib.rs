@@ -66,6 +66,7 @@ pub mod resume;
 mod room;
 pub mod sdpfrag;
 pub mod sfu;
+pub mod turn_credentials;
 pub mod whip;
 pub mod ws;
 mod ws_writer;

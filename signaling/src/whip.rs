@@ -20,6 +20,10 @@
 //!   restarted away from are dropped (`204`).
 //! - `DELETE /whip/{resource}`, `/whep/{resource}`: end the session (`200`).
 //!
+//! When TURN is configured, the `201` carries one `Link: <url>;
+//! rel="ice-server"` header per TURN URL with the session's short-lived
+//! credentials (RFC 9725 §4.4; `crate::turn_credentials`).
+//!
 //! A session's resource id is random (24 characters of 62, about 143 bits)
 //! and is not the participant id the room sees: only the client that created
 //! the session learns it. Requests on a session need both its URL and a
@@ -310,7 +314,34 @@ async fn create(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
+    for link in ice_server_links(&admission::ice_servers_for(&app, &id)) {
+        h.append(header::LINK, link);
+    }
     Ok(r)
+}
+
+/// `Link` header values naming the session's STUN/TURN servers (RFC 9725
+/// §4.4): `<url>; rel="ice-server"`, with the TURN username and credential
+/// when there are. A value that would not be a valid header is left out.
+fn ice_server_links(servers: &[huddle_proto::IceServerInfo]) -> Vec<HeaderValue> {
+    let quoted = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut links = Vec::new();
+    for server in servers {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(user), Some(credential)) = (&server.username, &server.credential) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    quoted(user),
+                    quoted(credential)
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                links.push(v);
+            }
+        }
+    }
+    links
 }
 
 /// `n` random characters of `[A-Za-z0-9]` from the thread's CSPRNG.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use common::*;
 use huddle_proto::{ServerMessage, TrackKind};
 use huddle_sfu::Sfu;
@@ -610,6 +610,88 @@ async fn a_ban_ends_and_refuses_whip_sessions() -> Result<()> {
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("revoked"), "{}", r.body);
     assert_eq!(participants(&server, &sfu).await?, (0, 0));
+    server.stop().await?;
+    sfu.shutdown();
+    Ok(())
+}
+
+/// A WHIP session of `cam` in room `r`.
+async fn post_whip(server: &Server) -> Result<HttpResponse> {
+    request(
+        server.addr,
+        "POST",
+        "/whip",
+        Some(&token("r", "cam", true, false)),
+        &[SDP],
+        &offer(RTCRtpTransceiverDirection::Sendrecv)?,
+    )
+    .await
+}
+
+/// With TURN configured, every participant gets its own short-lived TURN
+/// credentials: in `joined` over the WebSocket, in `Link` headers (RFC 9725
+/// §4.4) for a WHIP session. Without it, neither carries any.
+#[tokio::test]
+async fn turn_credentials_come_with_the_join() -> Result<()> {
+    let mut config = huddle_signaling::SignalingConfig::new(SECRET);
+    config.turn = Some(huddle_signaling::turn_credentials::TurnConfig {
+        urls: vec![
+            "turn:127.0.0.1:3478?transport=udp".into(),
+            "turn:127.0.0.1:3478?transport=tcp".into(),
+        ],
+        secret: "turn-shared-secret".into(),
+        ttl: std::time::Duration::from_secs(3600),
+    });
+    let (server, sfu) = Server::start_with_real_sfu_config(config).await?;
+    let before = huddle_signaling::turn_credentials::unix_now();
+    let (_ws, joined) = server.join("r", "alice", true, true).await?;
+    let ServerMessage::Joined {
+        participant,
+        ice_servers,
+        ..
+    } = joined
+    else {
+        bail!("not joined");
+    };
+    assert_eq!(ice_servers.len(), 1, "{ice_servers:?}");
+    assert_eq!(ice_servers[0].urls.len(), 2);
+    let user = ice_servers[0].username.clone().context("username")?;
+    let (expiry, who) = user.split_once(':').context("expiry:participant")?;
+    assert_eq!(who, participant.id, "named after the participant");
+    let expiry: u64 = expiry.parse()?;
+    assert!(
+        (before + 3600..=before + 3605).contains(&expiry),
+        "{expiry}"
+    );
+    let want = huddle_signaling::turn_credentials::credentials("turn-shared-secret", expiry, who).1;
+    assert_eq!(ice_servers[0].credential.as_deref(), Some(want.as_str()));
+
+    let r = post_whip(&server).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let links: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "link")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(links.len(), 2, "one Link per TURN URL: {links:?}");
+    assert!(links[0]
+        .starts_with("<turn:127.0.0.1:3478?transport=udp>; rel=\"ice-server\"; username=\""));
+    assert!(links
+        .iter()
+        .all(|l| l.contains("credential-type=\"password\"")));
+    server.stop().await?;
+    sfu.shutdown();
+
+    // Without TURN: nothing.
+    let (server, sfu) = Server::start_with_real_sfu().await?;
+    let (_ws, joined) = server.join("r", "bob", true, true).await?;
+    assert!(
+        matches!(joined, ServerMessage::Joined { ref ice_servers, .. } if ice_servers.is_empty())
+    );
+    let r = post_whip(&server).await?;
+    assert_eq!(r.status, 201);
+    assert!(r.header("link").is_none());
     server.stop().await?;
     sfu.shutdown();
     Ok(())

@@ -199,6 +199,11 @@ pub enum ServerMessage {
         /// when the server does not keep sessions through a drop.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<ResumeInfo>,
+        /// STUN/TURN servers for this participant's media connections,
+        /// with short-lived TURN credentials; absent when the server has
+        /// none configured.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServerInfo>,
     },
     /// The session was taken back (answer to `resume`). The messages the
     /// client missed follow, then the session goes on as before.
@@ -322,6 +327,20 @@ pub struct ResumeInfo {
     /// How long after a drop the server keeps the session, in
     /// milliseconds; after that the participant has left.
     pub grace_ms: u64,
+}
+
+/// A STUN or TURN server a client should use (in `joined`), as WebRTC's
+/// `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServerInfo {
+    /// Its URLs (`turn:host:port?transport=udp`, `turns:host:port`, ...).
+    pub urls: Vec<String>,
+    /// TURN username (`<expiry>:<participant id>`), if it needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password for that username, if it needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// One simulcast layer in `publish_layers`.

@@ -40,7 +40,8 @@ impl Cli {
 /// shared by `serve` and `token`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct KeyArgs {
-    /// TOML configuration file (keys: http, media_udp, media_public, workers, ice_tcp, secret,
+    /// TOML configuration file (keys: http, media_udp, media_public, workers, ice_tcp,
+    /// turn_urls, turn_secret, turn_credential_ttl_secs, secret,
     /// token_max_lifetime_secs, dev; a [limits] table).
     #[arg(long, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -111,6 +112,27 @@ pub struct ConfigArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub ice_tcp: Option<bool>,
+    /// A TURN server clients are told to use, with credentials of their
+    /// own made with `--turn-secret` (`turn:host:3478?transport=udp`,
+    /// `turns:host:443?transport=tcp`); may be given more than once.
+    #[arg(
+        long = "turn-url",
+        env = "HUDDLE_TURN_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub turn_urls: Vec<String>,
+    /// The secret the TURN server checks credentials with (coturn:
+    /// `use-auth-secret`, `static-auth-secret`).
+    #[arg(long, env = "HUDDLE_TURN_SECRET", value_name = "SECRET")]
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials stay valid, in seconds [default: 86400].
+    #[arg(
+        long = "turn-credential-ttl",
+        env = "HUDDLE_TURN_CREDENTIAL_TTL",
+        value_name = "SECS"
+    )]
+    pub turn_credential_ttl_secs: Option<u64>,
     /// Development mode: serve `GET /dev/token?room=R&identity=I`, which mints
     /// a token for anyone (the web client uses it). Never in production.
     /// `--dev` alone means true; `--dev=false` turns it off [default: false].
@@ -160,6 +182,9 @@ impl ConfigArgs {
             media_public: self.media_public,
             workers: self.workers.map(usize::from),
             ice_tcp: self.ice_tcp,
+            turn_urls: (!self.turn_urls.is_empty()).then(|| self.turn_urls.clone()),
+            turn_secret: self.turn_secret.clone(),
+            turn_credential_ttl_secs: self.turn_credential_ttl_secs,
             dev: self.dev,
             limits: self.limits.clone(),
             ..self.keys.layer()

@@ -50,7 +50,19 @@ pub enum ConfigError {
     /// `token_max_lifetime_secs` is 0.
     #[error("token_max_lifetime_secs must be at least 1")]
     ZeroTokenLifetime,
+    /// TURN URLs without the secret their credentials are made with.
+    #[error(
+        "turn_urls need turn_secret (HUDDLE_TURN_SECRET, --turn-secret or `turn_secret`): \
+         the secret the TURN server checks credentials with"
+    )]
+    TurnWithoutSecret,
+    /// A TURN URL that is not `turn:` or `turns:` (or `stun:`).
+    #[error("turn_urls: {0:?} is not a stun:, turn: or turns: URL")]
+    BadTurnUrl(String),
 }
+
+/// Default lifetime of TURN credentials: 24 h.
+pub const DEFAULT_TURN_TTL_SECS: u64 = 24 * 3600;
 
 /// Default HTTP (signaling, REST) address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7880";
@@ -77,6 +89,15 @@ pub struct ServerConfig {
     /// (the same port numbers as UDP) and announces it, so clients whose
     /// networks block UDP can connect. On by default.
     pub ice_tcp: bool,
+    /// TURN servers handed to clients (in `joined`, and in WHIP/WHEP `Link`
+    /// headers) with short-lived credentials made with `turn_secret`. None
+    /// by default.
+    pub turn_urls: Vec<String>,
+    /// Secret shared with the TURN server (coturn's `static-auth-secret`
+    /// with `use-auth-secret`): credentials are HMACs with it.
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials stay valid, in seconds. Default 24 h.
+    pub turn_credential_ttl_secs: u64,
     /// HS256 secret access tokens are signed with: at least
     /// [`MIN_SECRET_BYTES`] bytes.
     pub secret: String,
@@ -104,6 +125,9 @@ impl Default for ServerConfig {
             media_public: None,
             workers: default_workers(),
             ice_tcp: true,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: DEFAULT_TURN_TTL_SECS,
             secret: DEV_SECRET.to_owned(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -120,6 +144,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("media_public", &self.media_public)
             .field("workers", &self.workers)
             .field("ice_tcp", &self.ice_tcp)
+            .field("turn_urls", &self.turn_urls)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("turn_credential_ttl_secs", &self.turn_credential_ttl_secs)
             .field("secret", &"<redacted>")
             .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("dev", &self.dev)
@@ -138,6 +168,9 @@ impl ServerConfig {
             media_public: None,
             workers: default_workers(),
             ice_tcp: true,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: DEFAULT_TURN_TTL_SECS,
             secret: secret.into(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -180,6 +213,17 @@ impl ServerConfig {
         if self.token_max_lifetime_secs == 0 {
             return Err(ConfigError::ZeroTokenLifetime);
         }
+        if let Some(url) = self.turn_urls.iter().find(|u| {
+            !["turn:", "turns:", "stun:", "stuns:"]
+                .iter()
+                .any(|scheme| u.starts_with(scheme))
+        }) {
+            return Err(ConfigError::BadTurnUrl(url.clone()));
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.as_deref().unwrap_or_default().is_empty()
+        {
+            return Err(ConfigError::TurnWithoutSecret);
+        }
         Ok(())
     }
 
@@ -200,6 +244,15 @@ impl ServerConfig {
             }
             if let Some(v) = layer.ice_tcp {
                 self.ice_tcp = v;
+            }
+            if let Some(v) = &layer.turn_urls {
+                self.turn_urls = v.clone();
+            }
+            if let Some(v) = &layer.turn_secret {
+                self.turn_secret = Some(v.clone());
+            }
+            if let Some(v) = layer.turn_credential_ttl_secs {
+                self.turn_credential_ttl_secs = v;
             }
             if let Some(v) = &layer.secret {
                 self.secret = v.clone();
@@ -225,6 +278,8 @@ impl ServerConfig {
 /// media_public = "203.0.113.7:7882"
 /// workers = 4
 /// ice_tcp = true
+/// turn_urls = ["turn:turn.example.org:3478?transport=udp"]
+/// turn_secret = "the TURN server's static-auth-secret"
 /// secret = "at least 32 random bytes, e.g. from openssl rand -hex 32"
 /// token_max_lifetime_secs = 86400
 /// dev = false
@@ -245,6 +300,12 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// See [`ServerConfig::ice_tcp`].
     pub ice_tcp: Option<bool>,
+    /// See [`ServerConfig::turn_urls`].
+    pub turn_urls: Option<Vec<String>>,
+    /// See [`ServerConfig::turn_secret`].
+    pub turn_secret: Option<String>,
+    /// See [`ServerConfig::turn_credential_ttl_secs`].
+    pub turn_credential_ttl_secs: Option<u64>,
     /// See [`ServerConfig::secret`].
     pub secret: Option<String>,
     /// See [`ServerConfig::token_max_lifetime_secs`].
@@ -374,5 +435,36 @@ mod tests {
         let mut zero = ServerConfig::ephemeral(GOOD);
         zero.token_max_lifetime_secs = 0;
         assert_eq!(zero.validate(), Err(ConfigError::ZeroTokenLifetime));
+    }
+
+    #[test]
+    fn turn_needs_its_secret_and_turn_urls() {
+        let mut c = ServerConfig::ephemeral("x".repeat(MIN_SECRET_BYTES));
+        c.turn_urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+        assert_eq!(c.validate(), Err(ConfigError::TurnWithoutSecret));
+        c.turn_secret = Some(String::new());
+        assert_eq!(c.validate(), Err(ConfigError::TurnWithoutSecret));
+        c.turn_secret = Some("shared".into());
+        assert_eq!(c.validate(), Ok(()));
+        c.turn_urls.push("http://example.org".into());
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::BadTurnUrl("http://example.org".into()))
+        );
+        let file: FileConfig = toml::from_str(
+            "turn_urls = [\"turns:t.example.org:443?transport=tcp\"]\nturn_secret = \"s\"\nturn_credential_ttl_secs = 600\n",
+        )
+        .expect("toml");
+        let c = ServerConfig::default().layered(&file, &FileConfig::default());
+        assert_eq!(
+            c.turn_urls,
+            vec!["turns:t.example.org:443?transport=tcp".to_owned()]
+        );
+        assert_eq!(c.turn_secret.as_deref(), Some("s"));
+        assert_eq!(c.turn_credential_ttl_secs, 600);
+        assert!(
+            !format!("{c:?}").contains("\"s\""),
+            "the TURN secret is not logged"
+        );
     }
 }

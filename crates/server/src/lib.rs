@@ -95,6 +95,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut signaling = SignalingConfig::new(config.secret.clone());
     signaling.token_max_lifetime_secs = config.token_max_lifetime_secs;
+    if let (false, Some(secret)) = (config.turn_urls.is_empty(), &config.turn_secret) {
+        signaling.turn = Some(huddle_signaling::turn_credentials::TurnConfig {
+            urls: config.turn_urls.clone(),
+            secret: secret.clone(),
+            ttl: std::time::Duration::from_secs(config.turn_credential_ttl_secs),
+        });
+    }
     config.limits.apply_to(&mut signaling);
     let app = AppState::new(signaling, Arc::new(sfu.clone()));
     // Signaling (/ws, /api, /healthz) and the web client (/, /dev/token);

@@ -57,14 +57,20 @@ impl Server {
     /// Serve in front of the real SFU (`huddle_sfu::driver::start`) with two
     /// workers, as on a two-core server, their media sockets on 127.0.0.1:0.
     pub async fn start_with_real_sfu() -> Result<(Self, huddle_sfu::Sfu)> {
+        Self::start_with_real_sfu_config(SignalingConfig::new(SECRET)).await
+    }
+
+    /// [`Server::start_with_real_sfu`] with `config`.
+    pub async fn start_with_real_sfu_config(
+        config: SignalingConfig,
+    ) -> Result<(Self, huddle_sfu::Sfu)> {
         let (sfu, events) = huddle_sfu::driver::start(huddle_sfu::SfuConfig {
             bind: "127.0.0.1:0".parse()?,
             workers: 2,
             ..Default::default()
         })
         .await?;
-        let server =
-            Self::start(Arc::new(sfu.clone()), events, SignalingConfig::new(SECRET)).await?;
+        let server = Self::start(Arc::new(sfu.clone()), events, config).await?;
         Ok((server, sfu))
     }
 
@@ -156,6 +162,8 @@ pub async fn send_json(ws: &mut Ws, text: &str) -> Result<()> {
 
 /// What arrived next: a message, or the close.
 #[derive(Debug)]
+// A test helper: the size of a `joined` in a return value does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Got {
     Msg(ServerMessage),
     Closed(Option<u16>),
