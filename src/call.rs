@@ -56,13 +56,16 @@ pub struct CallOptions {
     /// interfaces there are now. An address given here is bound as given,
     /// after a restart too.
     pub bind: Option<String>,
-    /// STUN and TURN servers for the media connections. None by default:
+    /// STUN and TURN servers for the media connections, besides those the
+    /// huddle server hands out with the join (TURN with credentials of this
+    /// participant's own, when its operator set one up). None by default:
     /// the server's own candidates (UDP, and TCP as a fallback) are enough
     /// wherever its ports can be reached.
     pub ice_servers: Vec<IceServer>,
     /// Use relayed paths only (WebRTC's `iceTransportPolicy: "relay"`):
-    /// media goes through a TURN server of `ice_servers`, which it needs.
-    /// For testing a relay, or to keep the local address from the server.
+    /// media goes through a TURN server, of `ice_servers` or of those the
+    /// huddle server hands out with the join, and it needs one. For testing
+    /// a relay, or to keep the local address from the server.
     pub relay_only: bool,
     /// How long to wait for each of the server's answers and for a media
     /// connection to come up. `None`: 15 s.
@@ -297,7 +300,9 @@ impl Call {
         token: &str,
         options: CallOptions,
     ) -> Result<(Call, CallEvents), CallError> {
-        let ice = IceConfig::new(&options.ice_servers, options.relay_only)?;
+        // The app's servers are checked before anything starts; relay-only
+        // once the server's own TURN servers (in `joined`) are known.
+        IceConfig::new(&options.ice_servers, false)?;
         let timeout = options.timeout.unwrap_or(WAIT);
         let endpoint = endpoint::resolve(url)?;
         let server = endpoint::server_addr(&endpoint).await;
@@ -315,14 +320,15 @@ impl Call {
         let Inbound::Msg(first) = first else {
             return Err(CallError::Closed);
         };
-        let (room, me, others, can_publish) = match first {
+        let (room, me, others, can_publish, ice_servers) = match *first {
             ServerMessage::Joined {
                 room,
                 participant,
                 others,
                 can_publish,
+                ice_servers,
                 ..
-            } => (room, participant, others, can_publish),
+            } => (room, participant, others, can_publish, ice_servers),
             ServerMessage::Error { code, message } => {
                 return Err(CallError::Refused { code, message })
             }
@@ -330,6 +336,17 @@ impl Call {
                 return Err(CallError::Protocol(format!(
                     "expected joined, got {other:?}"
                 )))
+            }
+        };
+        // The server's TURN servers (with this participant's credentials)
+        // after the app's own.
+        let mut servers = options.ice_servers.clone();
+        servers.extend(ice_servers.into_iter().map(IceServer::from));
+        let ice = match IceConfig::new(&servers, options.relay_only) {
+            Ok(ice) => ice,
+            Err(e) => {
+                let _ = outbox.send(ClientMessage::Leave);
+                return Err(e);
             }
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -858,7 +875,7 @@ fn announced(inner: &Inner, local_id: &str, server_id: &TrackId, muted: bool) {
 async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>) {
     while let Some(inbound) = inbox.recv().await {
         let msg = match inbound {
-            Inbound::Msg(msg) => msg,
+            Inbound::Msg(msg) => *msg,
             Inbound::Reconnecting => {
                 let _ = inner.events.send(CallEvent::Reconnecting);
                 continue;

@@ -17,6 +17,16 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+impl From<huddle_proto::IceServerInfo> for IceServer {
+    fn from(s: huddle_proto::IceServerInfo) -> Self {
+        Self {
+            urls: s.urls,
+            username: s.username,
+            credential: s.credential,
+        }
+    }
+}
+
 /// What the peer connections are built with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IceConfig {

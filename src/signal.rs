@@ -43,8 +43,9 @@ pub(crate) type NetworkChanged = tokio::sync::watch::Sender<u64>;
 /// What the signaling link hands on.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    /// A message from the server.
-    Msg(ServerMessage),
+    /// A message from the server (boxed: `joined` is large, and most of
+    /// what passes here is small).
+    Msg(Box<ServerMessage>),
     /// The connection dropped; the session is being resumed.
     Reconnecting,
     /// The session was resumed on a new connection.
@@ -343,7 +344,7 @@ impl Link {
                 if let ServerMessage::Joined { resume, .. } = &msg {
                     self.resume = resume.clone();
                 }
-                if self.inbound.send(Inbound::Msg(msg)).is_err() {
+                if self.inbound.send(Inbound::Msg(Box::new(msg))).is_err() {
                     return Attempt::Refused("the call is gone".into());
                 }
                 Attempt::Resumed(Box::new(socket))
@@ -448,7 +449,7 @@ impl Link {
                 {
                     self.resume = Some(resume.clone());
                 }
-                self.inbound.send(Inbound::Msg(msg)).is_ok()
+                self.inbound.send(Inbound::Msg(Box::new(msg))).is_ok()
             }
             Err(e) => {
                 debug!("unparseable server message: {e}");

@@ -1,9 +1,14 @@
 //! A participant that may use relayed paths only (`CallOptions::relay_only`)
 //! reaches the SFU through a real TURN server: coturn's `turnserver` (the
-//! Debian package `coturn`, which `.ci/run` installs), on 127.0.0.1 with one
-//! long-term user. Its audio reaches the others and theirs reaches it; with
-//! a wrong TURN password it cannot connect at all, so the media really goes
-//! through the relay.
+//! Debian package `coturn`, which `.ci/run` installs) on 127.0.0.1.
+//!
+//! - With a TURN server the app names (one long-term user): audio both
+//!   ways; with a wrong password no path at all, so the media really goes
+//!   through the relay.
+//! - With the TURN server huddle-server hands out (`turn_urls`,
+//!   `turn_secret`): the participant's credentials come in `joined`, made
+//!   with the secret coturn checks them with (`use-auth-secret`); a server
+//!   with another secret hands out credentials coturn refuses.
 
 mod common;
 
@@ -46,9 +51,17 @@ fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
+/// How coturn checks credentials.
+enum Auth {
+    /// One long-term user, [`USER`] with [`PASSWORD`].
+    User,
+    /// The TURN REST API scheme with this shared secret.
+    Secret(&'static str),
+}
+
 /// Start coturn: plain TURN on UDP and TCP, relaying from 127.0.0.1 to
-/// loopback peers (the SFU), one user. Fails loudly when it is missing.
-async fn coturn() -> Coturn {
+/// loopback peers (the SFU). Fails loudly when it is missing.
+async fn coturn(auth: Auth) -> Coturn {
     let port = free_port();
     let relay_min = free_port();
     let log = std::env::temp_dir().join(format!("huddle-coturn-{port}.log"));
@@ -61,8 +74,6 @@ async fn coturn() -> Coturn {
             &format!("--listening-port={port}"),
             &format!("--min-port={relay_min}"),
             &format!("--max-port={}", relay_min.saturating_add(50)),
-            "--lt-cred-mech",
-            &format!("--user={USER}:{PASSWORD}"),
             "--realm=huddle.test",
             "--allow-loopback-peers",
             "--no-tls",
@@ -72,6 +83,16 @@ async fn coturn() -> Coturn {
             &format!("--log-file={}", log.display()),
             &format!("--pidfile={}", pid.display()),
         ])
+        .args(match auth {
+            Auth::User => vec![
+                "--lt-cred-mech".to_owned(),
+                format!("--user={USER}:{PASSWORD}"),
+            ],
+            Auth::Secret(secret) => vec![
+                "--use-auth-secret".to_owned(),
+                format!("--static-auth-secret={secret}"),
+            ],
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -111,7 +132,7 @@ fn relay_only(coturn: &Coturn, password: &str, timeout: u64) -> CallOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_participant_calls_through_turn() {
     init_tracing();
-    let coturn = coturn().await;
+    let coturn = coturn(Auth::User).await;
     let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
         "turn-relay-secret-padded-to-32-bytes-or-more",
     ))
@@ -135,22 +156,7 @@ async fn a_relay_only_participant_calls_through_turn() {
     let (alice_inbox, _alice_rest) = collect(alice_events);
 
     // Media both ways: alice's only path is the relay.
-    let alice_mic = within(20, "alice to publish", alice.publish_audio())
-        .await
-        .expect("alice publishes over the relay");
-    let bob_mic = within(20, "bob to publish", bob.publish_audio())
-        .await
-        .expect("bob publishes");
-    within(30, "audio both ways", async {
-        let mut seed = 0;
-        while total_packets(&bob_inbox) < 50 || total_packets(&alice_inbox) < 50 {
-            seed += 1;
-            let a = send_speech(alice_mic.clone(), seed, 5, SentAudio::default());
-            let b = send_speech(bob_mic.clone(), seed + 1000, 5, SentAudio::default());
-            tokio::join!(a, b);
-        }
-    })
-    .await;
+    audio_both_ways(&alice, &alice_inbox, &bob, &bob_inbox).await;
     println!(
         "through the relay: bob got {} packets from alice, alice {} from bob",
         total_packets(&bob_inbox),
@@ -191,4 +197,83 @@ async fn a_relay_only_participant_calls_through_turn() {
 
     drop(coturn);
     server.shutdown().await.expect("shutdown");
+}
+
+/// Audio from `a` reaches `b` and back, each publishing one track.
+async fn audio_both_ways(a: &Call, a_inbox: &Inbox, b: &Call, b_inbox: &Inbox) {
+    let a_mic = within(20, "a to publish", a.publish_audio())
+        .await
+        .expect("publish");
+    let b_mic = within(20, "b to publish", b.publish_audio())
+        .await
+        .expect("publish");
+    within(30, "audio both ways", async {
+        let mut seed = 0;
+        while total_packets(a_inbox) < 50 || total_packets(b_inbox) < 50 {
+            seed += 1;
+            let x = send_speech(a_mic.clone(), seed, 5, SentAudio::default());
+            let y = send_speech(b_mic.clone(), seed + 1000, 5, SentAudio::default());
+            tokio::join!(x, y);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_turn_credentials_get_a_relay_only_participant_through() {
+    init_tracing();
+    const SECRET: &str = "turn-rest-shared-secret";
+    let coturn = coturn(Auth::Secret(SECRET)).await;
+    let start = |turn_secret: &str| {
+        let mut config =
+            huddle_server::ServerConfig::ephemeral("turn-rest-secret-padded-to-32-bytes-or-more");
+        config.turn_urls = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
+        config.turn_secret = Some(turn_secret.to_owned());
+        huddle_server::start(config)
+    };
+    let server = start(SECRET).await.expect("server");
+    let only_relay = || CallOptions {
+        relay_only: true,
+        timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let token = |s: &huddle_server::RunningServer, who: &str| {
+        s.mint_token("rest", who, BOTH).expect("token")
+    };
+    let (bob, bob_events) = join(&server, "rest", "bob", BOTH).await;
+    // No TURN server of the app's own: the server's, with alice's own
+    // credentials from `joined`.
+    let (alice, alice_events) = within(
+        20,
+        "alice to join",
+        Call::join_with(&server.ws_url(), &token(&server, "alice"), only_relay()),
+    )
+    .await
+    .expect("alice joins");
+    let (bob_inbox, _b) = collect(bob_events);
+    let (alice_inbox, _a) = collect(alice_events);
+    audio_both_ways(&alice, &alice_inbox, &bob, &bob_inbox).await;
+    println!(
+        "through the relay with the server's credentials: bob got {}, alice {}",
+        total_packets(&bob_inbox),
+        total_packets(&alice_inbox)
+    );
+    server.shutdown().await.expect("shutdown");
+
+    // A server whose secret is not coturn's hands out credentials coturn
+    // refuses: no relay, no path.
+    let wrong = start("not-the-shared-secret").await.expect("server");
+    let (carol, _c) = within(
+        20,
+        "carol to join",
+        Call::join_with(&wrong.ws_url(), &token(&wrong, "carol"), only_relay()),
+    )
+    .await
+    .expect("carol joins");
+    let refused = within(20, "carol's publish to fail", carol.publish_audio()).await;
+    assert!(
+        matches!(refused, Err(CallError::Timeout(_))),
+        "coturn refused carol's credentials: {refused:?}"
+    );
+    wrong.shutdown().await.expect("shutdown");
 }

@@ -13,8 +13,10 @@
 // camera as one encoding instead of three simulcast layers), camera=0 (join
 // with the microphone only) or camera=WIDTHxHEIGHT (the capture size to ask
 // for instead of 1280x720), layers=Q,H,F (the simulcast layers' highest
-// rates in kb/s, lowest layer first, instead of 150,500,1500). An access token
-// goes in the fragment, #token=... (see token.js), not in the query.
+// rates in kb/s, lowest layer first, instead of 150,500,1500), relay=1 (use
+// only relayed paths through the TURN servers the server hands out: for
+// testing them). An access token goes in the fragment, #token=... (see
+// token.js), not in the query.
 'use strict';
 
 (() => {
@@ -394,7 +396,14 @@
    * held until the remote description is set.
    */
   function makePeer(role) {
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    // The server's TURN servers, with this participant's credentials (in
+    // `joined`); relay=1 in the URL allows relayed paths only (for testing
+    // a TURN server).
+    const pc = new RTCPeerConnection({
+      iceServers: (session && session.iceServers) || [],
+      iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+      bundlePolicy: 'max-bundle',
+    });
     const side = { role, pc, described: false, localQueue: [], remoteQueue: [] };
     pc.onicecandidate = (e) => {
       // null: gathering finished; an empty string: end of candidates.
@@ -750,6 +759,7 @@
           console.info('huddle: joined again');
         }
         session.resume = msg.resume || null;
+        session.iceServers = msg.ice_servers || [];
         session.me = msg.participant.id;
         session.identity = msg.participant.identity; // the token's, which wins over the form
         const me = addParticipant(msg.participant, true);
@@ -1263,8 +1273,9 @@
     },
     /**
      * The path each media connection takes now: the selected candidate
-     * pair's local and remote protocol (udp, tcp), types (host, relay...)
-     * and addresses. `{ publisher, subscriber }`, null where none.
+     * pair's local and remote protocol (udp, tcp), types (host, relay...),
+     * the protocol to the TURN server of a relay candidate, and the
+     * remote address. `{ publisher, subscriber }`, null where none.
      */
     async paths() {
       const pathOf = async (side) => {
@@ -1279,6 +1290,8 @@
           return {
             protocol: local.protocol,
             localType: local.candidateType,
+            // For a relay candidate: how it reaches the TURN server.
+            relayProtocol: local.relayProtocol || null,
             remoteProtocol: remote.protocol,
             remoteType: remote.candidateType,
             remote: `${remote.address}:${remote.port}`,
