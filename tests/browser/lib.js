@@ -359,11 +359,15 @@ async function linkWithServer(t, tag, secret, logName) {
   const link = new ConstrainedLink(tag);
   const env = { link, serverBin, secret, profiles: [], contexts: [], logs: [], children: [], server: null };
   t.after(async () => {
-    for (const c of env.contexts) await c.close().catch(() => {});
-    for (const child of env.children) await stopProcess(child);
-    await stopProcess(env.server);
-    link.destroy();
-    for (const d of env.profiles) fs.rmSync(d, { recursive: true, force: true });
+    try {
+      for (const c of env.contexts) await c.close().catch(() => {});
+      for (const child of env.children) await stopProcess(child);
+      await stopProcess(env.server);
+    } finally {
+      // Whatever failed above, the namespaces go.
+      link.destroy();
+      for (const d of env.profiles) fs.rmSync(d, { recursive: true, force: true });
+    }
     assert.deepEqual(ConstrainedLink.leftovers(), [], 'the test namespaces are gone');
   });
   const { server, origin } = await startServerIn(link, serverBin, logName, secret);
