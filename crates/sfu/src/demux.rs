@@ -72,6 +72,12 @@ impl<K: Clone + PartialEq> Demux<K> {
         self.by_addr.retain(|_, k| k != key);
     }
 
+    /// Whether `addr` is bound to a connection: one of its authenticated
+    /// checks from there was answered.
+    pub fn is_bound(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr)
+    }
+
     /// Number of known source addresses.
     pub fn addresses(&self) -> usize {
         self.by_addr.len()

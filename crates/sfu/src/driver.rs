@@ -197,6 +197,8 @@ async fn run(
     placement: Arc<Mutex<Placement>>,
 ) {
     let mut next_stats_log = Instant::now() + STATS_LOG_INTERVAL;
+    let mut prove_check = tokio::time::interval(crate::tcp::PROVE_CHECK_EVERY);
+    prove_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Send (in batches) and report everything the endpoint produced.
         io.send(&mut endpoint).await;
@@ -252,6 +254,11 @@ async fn run(
             incoming = tcp_next(&mut io.tcp) => {
                 if let Incoming::Frame { src, payload } = incoming {
                     endpoint.handle_datagram(Instant::now(), src, &payload);
+                }
+            }
+            _ = prove_check.tick(), if io.tcp.is_some() => {
+                if let Some(tcp) = io.tcp.as_mut() {
+                    tcp.close_unproven(Instant::now(), |addr| endpoint.knows_path(addr));
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {

@@ -20,17 +20,19 @@
 //!
 //! Limits: [`SfuConfig::ice_tcp_max_connections`](crate::SfuConfig)
 //! connections per worker and [`MAX_PER_IP`] per client address (past
-//! them new ones are closed at once); a connection that sends nothing for
-//! [`IDLE_TIMEOUT`] is closed (a live ICE session sends consent checks
-//! every few seconds), and so is one whose frame says it is longer than
-//! [`MAX_FRAME`].
+//! them new ones are closed at once). A connection is closed when it sends
+//! nothing for [`IDLE_TIMEOUT`] (a live ICE session sends consent checks
+//! every few seconds), when a frame says it is longer than [`MAX_FRAME`],
+//! and when no authenticated ICE check has come over it [`PROVE_WITHIN`]
+//! after it opened ([`IceTcp::close_unproven`]): without the last, idle
+//! connections that trickle a byte now and then could hold every slot.
 
 use crate::transmit::Transmit;
 use rtc::shared::tcp_framing::{frame_packet_to, TcpFrameDecoder, FRAMING_HEADER_LEN};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,6 +57,11 @@ pub const MAX_FRAME: usize = 4096;
 /// Connections one client address may hold on a worker at once (two per
 /// participant: many participants behind one NAT still fit).
 pub const MAX_PER_IP: usize = 64;
+/// A connection whose address no authenticated ICE check has vouched for
+/// this long after it opened is closed: it holds a slot and proves nothing.
+pub const PROVE_WITHIN: Duration = Duration::from_secs(10);
+/// How often the driver looks for such connections.
+pub const PROVE_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Counters of the TCP side, for logs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -69,6 +76,9 @@ pub struct TcpStats {
     pub frames_out: u64,
     /// Frames dropped: the client's queue was full, or it had closed.
     pub dropped_out: u64,
+    /// Connections closed because no authenticated check came over them
+    /// within [`PROVE_WITHIN`].
+    pub unproven: u64,
 }
 
 /// What a connection's reader reports.
@@ -92,11 +102,21 @@ pub enum Incoming {
     Nothing,
 }
 
+/// One open connection.
+struct Open {
+    /// Its write queue.
+    writer: mpsc::Sender<Vec<u8>>,
+    /// Its reader, aborted to close the connection from this side.
+    reader: tokio::task::JoinHandle<()>,
+    /// When it opened, until an authenticated check proved it (then `None`).
+    unproven_since: Option<Instant>,
+}
+
 /// One worker's ICE-TCP listener and connections. See the module docs.
 pub struct IceTcp {
     listener: TcpListener,
-    /// Write queues of the open connections, by remote address.
-    writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// The open connections, by remote address.
+    writers: HashMap<SocketAddr, Open>,
     closed: ClosedPaths,
     reads_tx: mpsc::Sender<Read>,
     reads: mpsc::Receiver<Read>,
@@ -152,10 +172,7 @@ impl IceTcp {
                     Incoming::Frame { src, payload }
                 }
                 Some(Read::Closed(src)) => {
-                    if self.writers.remove(&src).is_some() {
-                        debug!(%src, "ICE-TCP connection closed");
-                        self.closed.insert(src);
-                    }
+                    self.close(src);
                     Incoming::Nothing
                 }
                 // Never: `self` holds a sender.
@@ -183,17 +200,57 @@ impl IceTcp {
         self.closed.remove(&peer);
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        self.writers.insert(peer, tx);
-        tokio::spawn(read_frames(read, peer, self.reads_tx.clone()));
+        let reader = tokio::spawn(read_frames(read, peer, self.reads_tx.clone()));
         tokio::spawn(write_frames(write, rx));
+        self.writers.insert(
+            peer,
+            Open {
+                writer: tx,
+                reader,
+                unproven_since: Some(Instant::now()),
+            },
+        );
         debug!(%peer, "ICE-TCP connection accepted");
+    }
+
+    /// Forget connection `peer` (closed by the client, or by us: its reader
+    /// stops and its writer ends, which closes the socket).
+    fn close(&mut self, peer: SocketAddr) {
+        if let Some(open) = self.writers.remove(&peer) {
+            open.reader.abort();
+            debug!(%peer, "ICE-TCP connection closed");
+            self.closed.insert(peer);
+        }
+    }
+
+    /// Close the connections that [`PROVE_WITHIN`] after opening still
+    /// have no address `proven` vouches for (the endpoint's demux: an
+    /// authenticated ICE check from there was answered). Returns how many.
+    pub fn close_unproven(&mut self, now: Instant, proven: impl Fn(&SocketAddr) -> bool) -> usize {
+        let mut late = Vec::new();
+        for (peer, open) in self.writers.iter_mut() {
+            let Some(since) = open.unproven_since else {
+                continue;
+            };
+            if proven(peer) {
+                open.unproven_since = None;
+            } else if now.saturating_duration_since(since) >= PROVE_WITHIN {
+                late.push(*peer);
+            }
+        }
+        for peer in &late {
+            debug!(%peer, "ICE-TCP connection never proved itself: closed");
+            self.close(*peer);
+        }
+        self.stats.unproven += late.len() as u64;
+        late.len()
     }
 
     /// Send `t` on its TCP connection if its destination is one (or was:
     /// then it is dropped). Returns `t` back when the destination is not a
     /// TCP path, for the UDP socket.
     pub fn send(&mut self, t: Transmit) -> Option<Transmit> {
-        let Some(tx) = self.writers.get(&t.dst) else {
+        let Some(tx) = self.writers.get(&t.dst).map(|o| &o.writer) else {
             if self.closed.contains(&t.dst) {
                 self.stats.dropped_out += 1;
                 return None;
@@ -218,6 +275,8 @@ impl IceTcp {
     /// Close every connection (the SFU stops). What was queued is still
     /// written by the writers before they end.
     pub fn close_all(&mut self) {
+        // Dropping the writers' queues ends them once they wrote what was
+        // queued; the readers stop with the runtime.
         self.writers.clear();
     }
 }
@@ -321,6 +380,39 @@ mod tests {
         let mut buf = [0u8; 1];
         let closed = matches!(client.read(&mut buf).await, Ok(0) | Err(_));
         assert!(closed, "the server closed it");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_proves_itself_is_closed() -> io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut tcp = IceTcp::new(listener, 4);
+        let addr = tcp.local_addr()?;
+        let mut idle = TcpStream::connect(addr).await?;
+        assert!(matches!(tcp.next().await, Incoming::Nothing), "accepted");
+        let mut good = TcpStream::connect(addr).await?;
+        assert!(matches!(tcp.next().await, Incoming::Nothing), "accepted");
+        let good_addr = good.local_addr()?;
+        let now = Instant::now();
+        // Early on nothing is closed.
+        assert_eq!(tcp.close_unproven(now, |_| false), 0);
+        // The good one is vouched for; later the idle one goes.
+        assert_eq!(tcp.close_unproven(now, |a| *a == good_addr), 0);
+        let later = now + PROVE_WITHIN + Duration::from_secs(1);
+        assert_eq!(tcp.close_unproven(later, |_| false), 1, "once proven, kept");
+        assert_eq!(tcp.connections(), 1);
+        assert_eq!(tcp.stats().unproven, 1);
+        let mut buf = [0u8; 1];
+        let closed = matches!(
+            tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        );
+        assert!(closed, "the server closed the idle one");
+        good.write_all(&[0, 1, 9]).await?;
+        assert!(
+            matches!(tcp.next().await, Incoming::Frame { .. }),
+            "the good one works"
+        );
         Ok(())
     }
 

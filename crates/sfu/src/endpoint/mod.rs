@@ -134,6 +134,13 @@ impl Endpoint {
         self.wall_clock = Some(WallClock::new(now, since_unix_epoch));
     }
 
+    /// Whether datagrams from `addr` reach a connection: an authenticated
+    /// check from there was answered. An ICE-TCP connection that never
+    /// gets there is closed (`crate::tcp`).
+    pub fn knows_path(&self, addr: &SocketAddr) -> bool {
+        self.demux.is_bound(addr)
+    }
+
     /// Where clients reach the SFU, as its candidates say.
     fn host(&self) -> sdp::Host {
         sdp::Host {
