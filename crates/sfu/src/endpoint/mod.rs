@@ -136,7 +136,7 @@ impl Endpoint {
 
     /// Whether datagrams from `addr` reach a connection: an authenticated
     /// check from there was answered. An ICE-TCP connection that never
-    /// gets there is closed (`crate::tcp`).
+    /// gets there is closed (see the ICE-TCP module).
     pub fn knows_path(&self, addr: &SocketAddr) -> bool {
         self.demux.is_bound(addr)
     }
