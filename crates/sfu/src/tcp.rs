@@ -60,8 +60,10 @@ pub const MAX_PER_IP: usize = 64;
 /// A connection whose address no authenticated ICE check has vouched for
 /// this long after it opened is closed: it holds a slot and proves nothing.
 pub const PROVE_WITHIN: Duration = Duration::from_secs(10);
-/// How often the driver looks for such connections.
+/// How often the driver looks for connections not proven in time.
 pub const PROVE_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// Pause after a failed `accept` before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Counters of the TCP side, for logs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -162,7 +164,12 @@ impl IceTcp {
             accepted = self.listener.accept() => {
                 match accepted {
                     Ok((stream, peer)) => self.open(stream, peer),
-                    Err(e) => debug!("ICE-TCP accept: {e}"),
+                    Err(e) => {
+                        // Out of file descriptors, say: accepting again at
+                        // once would fail again at once, in a loop.
+                        debug!("ICE-TCP accept: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
                 }
                 Incoming::Nothing
             }
