@@ -26,20 +26,13 @@ const SECRET = 'address-change-secret-padded-to-32-bytes';
 const NEW_ADDR = '198.18.0.6';
 
 /** A Chromium page in namespace `ns` joined as `name` (microphone only). */
-async function pageIn(env, ns, name) {
-  const browser = await lib.launchIn(env.link, ns, name, env.origin, env.profiles, { width: 960, height: 540 });
-  env.contexts.push(browser);
-  const page = browser.pages()[0] || (await browser.newPage());
-  await lib.joinPage(page, `${env.origin}/?camera=0`, ROOM, name, env.logs);
-  const id = await page.evaluate(() => window.huddle.state().me);
-  return { name, page, id };
+function pageIn(env, ns, name) {
+  return lib.pageInNamespace(env, ns, ROOM, name, 'camera=0');
 }
 
 /** Audio packets `client` (a page) has received from participant `from`. */
 async function audioFrom(client, from) {
-  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
-  const s = stats.find((x) => x.kind === 'audio' && x.participantId === from);
-  return s ? s.packetsReceived : 0;
+  return (await lib.receivedFrom(client, from)).audio;
 }
 
 /** Fails when `watcher` (a page) no longer sees `who` as the same participant. */
@@ -79,14 +72,7 @@ test('a Rust participant whose address changes keeps its call', { timeout: 120_0
     const call = lib.huddleCallIn(env, env.link.viewerNs, ROOM, 'alice', [], 'address-change-huddle-call.log');
     const { child, logFile } = call;
     const received = () => (call.stats() ? call.stats().audio.received : 0);
-    let alice = null;
-    await lib.waitFor('alice (huddle-call) in the room', 20000, async () => {
-      if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
-      const st = await bob.page.evaluate(() => window.huddle.state());
-      const p = st.participants.find((x) => x.identity === 'alice');
-      if (p) alice = { name: 'alice', id: p.id };
-      return alice;
-    });
+    const alice = await lib.callInRoom(bob, call, 'alice');
     await lib.waitFor('audio both ways', 20000, async () => (await audioFrom(bob, alice.id)) > 50 && received() > 50);
 
     const ms = await moveAndListen(env, alice, bob);

@@ -22,26 +22,12 @@ const ROOM = 'tcp-only';
 const SECRET = 'ice-tcp-test-secret-padded-to-32-bytes!!';
 
 /** A Chromium page in namespace `ns` joined as `name`, camera on. */
-async function pageIn(env, ns, name) {
-  const browser = await lib.launchIn(env.link, ns, name, env.origin, env.profiles, { width: 960, height: 540 });
-  env.contexts.push(browser);
-  const page = browser.pages()[0] || (await browser.newPage());
+function pageIn(env, ns, name) {
   // One encoding: a TCP path is no place for three simulcast layers.
-  await lib.joinPage(page, `${env.origin}/?simulcast=0`, ROOM, name, env.logs);
-  const id = await page.evaluate(() => window.huddle.state().me);
-  return { name, page, id };
+  return lib.pageInNamespace(env, ns, ROOM, name, 'simulcast=0');
 }
 
-/** What `client` (a page) has received from participant `from`, by kind. */
-async function receivedFrom(client, from) {
-  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
-  const of = (kind) => stats.find((x) => x.kind === kind && x.participantId === from) || {};
-  return {
-    audio: of('audio').packetsReceived || 0,
-    video: of('video').packetsReceived || 0,
-    frames: of('video').framesDecoded || 0,
-  };
-}
+const { receivedFrom } = lib;
 
 /** The test's namespaces and server; alice's side lets no UDP through. */
 async function setUp(t, tag) {
@@ -88,14 +74,7 @@ test('huddle-call on a network without UDP calls over ICE-TCP', { timeout: 120_0
     const bob = await pageIn(env, env.link.serverNs, 'bob');
     const call = lib.huddleCallIn(env, env.link.viewerNs, ROOM, 'alice', ['--video'], 'ice-tcp-huddle-call.log');
     const { child, logFile } = call;
-    let alice = null;
-    await lib.waitFor('alice (huddle-call) in the room', 20000, async () => {
-      if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
-      const st = await bob.page.evaluate(() => window.huddle.state());
-      const p = st.participants.find((x) => x.identity === 'alice');
-      if (p) alice = { name: 'alice', id: p.id };
-      return alice;
-    });
+    const alice = await lib.callInRoom(bob, call, 'alice');
     const videoIn = () => {
       const stats = call.stats();
       return stats && stats.videos ? stats.videos.reduce((n, v) => n + (v.kbps || 0), 0) : 0;

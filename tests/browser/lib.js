@@ -408,6 +408,50 @@ function huddleCallIn(env, ns, room, identity, args, logName) {
   return { child, logFile, out: () => out, stats: () => stats };
 }
 
+/**
+ * A Chromium page in namespace `ns` of `env` (from `linkWithServer`),
+ * joined to `room` as `name` with the web client's `query`. Returns
+ * `{ name, page, id }`.
+ */
+async function pageInNamespace(env, ns, room, name, query) {
+  const browser = await launchIn(env.link, ns, name, env.origin, env.profiles, { width: 960, height: 540 });
+  env.contexts.push(browser);
+  const page = browser.pages()[0] || (await browser.newPage());
+  await joinPage(page, `${env.origin}/?${query}`, room, name, env.logs);
+  const id = await page.evaluate(() => window.huddle.state().me);
+  return { name, page, id };
+}
+
+/**
+ * What `client` (an object with a web client `page`) has received from
+ * participant `from`: audio packets, video packets and decoded frames.
+ */
+async function receivedFrom(client, from) {
+  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
+  const of = (kind) => stats.find((x) => x.kind === kind && x.participantId === from) || {};
+  return {
+    audio: of('audio').packetsReceived || 0,
+    video: of('video').packetsReceived || 0,
+    frames: of('video').framesDecoded || 0,
+  };
+}
+
+/**
+ * Wait until `watcher` (a page) sees huddle-call's `identity` in the room;
+ * fails if `call` (from `huddleCallIn`) exits first. Returns `{ name, id }`.
+ */
+async function callInRoom(watcher, call, identity) {
+  let found = null;
+  await waitFor(`${identity} (huddle-call) in the room`, 20000, async () => {
+    if (call.child.exitCode !== null) throw new Error(`huddle-call exited (${call.child.exitCode}): see ${call.logFile}`);
+    const st = await watcher.page.evaluate(() => window.huddle.state());
+    const p = st.participants.find((x) => x.identity === identity);
+    if (p) found = { name: identity, id: p.id };
+    return found;
+  });
+  return found;
+}
+
 /** [bin, args] running `bin args` in namespace `ns` of `link`. */
 function inNamespaceOf(link, ns, bin, args) {
   return ns === link.serverNs ? link.server(bin, args) : link.viewer(bin, args);
@@ -441,6 +485,9 @@ module.exports = {
   startServerIn,
   linkWithServer,
   huddleCallIn,
+  pageInNamespace,
+  receivedFrom,
+  callInRoom,
   getInNamespace,
   readWav,
   readWavSamples,

@@ -58,9 +58,7 @@ function tcpRelay(port) {
 
 /** Packets `client` has received of `publisher`'s audio. */
 async function audioFrom(client, publisher) {
-  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
-  const s = stats.find((x) => x.kind === 'audio' && x.participantId === publisher);
-  return s ? s.packetsReceived : 0;
+  return (await lib.receivedFrom(client, publisher)).audio;
 }
 
 /**

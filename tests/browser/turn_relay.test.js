@@ -53,12 +53,7 @@ async function startCoturn() {
   return { turn, port };
 }
 
-/** What `client` has received from participant `from`: audio packets, decoded frames. */
-async function receivedFrom(client, from) {
-  const stats = await client.page.evaluate(() => window.huddle.inboundStats());
-  const of = (kind) => stats.find((x) => x.kind === kind && x.participantId === from) || {};
-  return { audio: of('audio').packetsReceived || 0, frames: of('video').framesDecoded || 0 };
-}
+const { receivedFrom } = lib;
 
 for (const transport of ['udp', 'tcp']) {
   test(`Chromium with iceTransportPolicy relay calls through TURN over ${transport.toUpperCase()}`, { timeout: 90_000 }, async (t) => {

@@ -243,20 +243,9 @@ async function whipRestartIce() {
   return { status: res.status, etag: window.whip.etag, contentType: res.headers.get('Content-Type') };
 }
 
-/** In the page: the WHIP connection's ICE transport statistics. */
-async function whipTransport() {
-  const report = await window.whip.pc.getStats();
-  let out = null;
-  report.forEach((r) => {
-    if (r.type === 'transport') {
-      out = {
-        iceState: r.iceState,
-        iceLocalUsernameFragment: r.iceLocalUsernameFragment,
-        selectedCandidatePairChanges: r.selectedCandidatePairChanges,
-      };
-    }
-  });
-  return out;
+/** In the page (the server's viewer page): the WHIP connection's ICE transport statistics. */
+function whipTransport() {
+  return window.whep.transportStats(window.whip.pc);
 }
 
 test('Chromium publishing through WHIP restarts ICE by PATCH and its viewer keeps receiving', { timeout: 120_000 }, async () => {

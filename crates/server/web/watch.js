@@ -255,10 +255,13 @@
       etag: session ? session.etag : null,
       restarts: session ? session.restarts : 0,
     }),
-    /** ICE transport statistics: the local ufrag and pair changes. */
-    transportStats: async () => {
-      if (!session) return null;
-      const report = await session.pc.getStats();
+    /**
+     * ICE transport statistics of the viewer's connection (or of `pc`):
+     * the ICE state, the local ufrag and how often the pair changed.
+     */
+    transportStats: async (pc = session && session.pc) => {
+      if (!pc) return null;
+      const report = await pc.getStats();
       let out = null;
       report.forEach((r) => {
         if (r.type === 'transport') {

@@ -12,33 +12,31 @@ use std::net::SocketAddr;
 
 /// A UDP host candidate (component 1) for `addr`.
 pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, RtcError> {
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    RTCIceCandidate::from(&candidate).to_json()
+    host(addr, "udp", TcpType::Unspecified)
 }
 
 /// A passive TCP host candidate (RFC 6544 §4.5, component 1) for `addr`:
 /// the client connects to it. Its priority is below the UDP candidate's
 /// (RFC 6544 §4.2), so a client that can use UDP does.
 pub fn tcp_passive_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, RtcError> {
+    host(addr, "tcp", TcpType::Passive)
+}
+
+/// A host candidate (component 1) for `addr` over `network`.
+fn host(
+    addr: SocketAddr,
+    network: &str,
+    tcp_type: TcpType,
+) -> Result<RTCIceCandidateInit, RtcError> {
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "tcp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        tcp_type: TcpType::Passive,
+        tcp_type,
     }
     .new_candidate_host()?;
     RTCIceCandidate::from(&candidate).to_json()
