@@ -11,8 +11,9 @@
 //! It prints `joined <participant id> in room <room> as <identity>` once in
 //! the room, then one line per room event (participants by name), and runs until `--seconds` pass (0: until Ctrl-C).
 //! With `--stats` it also prints, once a second, a `stats {...}` JSON line:
-//! per remote video its rate, keyframe size and paused state, and the audio
-//! packets received and lost (see `stats.rs`).
+//! per remote video its rate, keyframe size and paused state, and for the
+//! audio the packets received and lost and how many losses RED or FEC made
+//! up for (see `stats.rs`).
 
 mod stats;
 mod video;
@@ -63,8 +64,9 @@ struct Args {
     record: Option<PathBuf>,
     /// Print a `stats {...}` JSON line every second: each remote video's
     /// rate (kbit/s), the picture size of its last keyframe and whether the
-    /// server paused it, and the remote audio packets received and lost.
-    /// Audio that is not played or recorded is counted too.
+    /// server paused it, and the remote audio packets received and lost,
+    /// with how many of the lost ones RED or Opus FEC made up for. Audio
+    /// that is not played or recorded is counted too (decoded, to no device).
     #[arg(long)]
     stats: bool,
     /// Tell the server every remote video is shown at this size
@@ -160,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
 
     let record = args.record.clone();
     let play = args.play;
-    let stats = args.stats.then(stats::Stats::default);
+    let stats = args.stats.then(stats::Stats::new);
     let reporter = stats.clone().map(|s| tokio::spawn(s.report_every_second()));
     let video_size = args.video_size;
     let call_ref = &call;
@@ -197,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
                         playout.add(track);
                         recorder = Some(playout);
                     } else if let Some(stats) = &stats {
-                        stats.watch(track);
+                        stats.listen(track);
                     }
                 }
                 CallEvent::TrackPaused { track_id, reason } => {

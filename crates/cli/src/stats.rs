@@ -4,11 +4,15 @@
 //! sends), whether the server paused it, and its freezes (as WebRTC's
 //! statistics count them: a frame that comes more than three times the mean
 //! frame interval and 150 ms after the one before, where "comes" is the
-//! arrival of the frame's last packet); for audio, packets received and
-//! missing (sequence gaps never filled).
+//! arrival of the frame's last packet); for audio, played through a jitter
+//! buffer and an Opus decoder to no device (as `huddle::Playout` plays it
+//! to speakers), what the listener would get: packets received, packets
+//! missing at their turn (`lost`), how many of those the redundancy made up
+//! for (`recovered`: RED copies and Opus in-band FEC), and the rest
+//! (`unrecovered`: concealed, audio the listener loses).
 
 use huddle::media::rtp::vp8_keyframe_size;
-use huddle::{MediaPacket, RemoteTrack, TrackId};
+use huddle::{JitterStats, MediaPacket, NullSink, Playout, RemoteTrack, TrackId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -49,33 +53,55 @@ impl Video {
     }
 }
 
-/// Audio sequence accounting of one remote track.
-#[derive(Default)]
+/// Audio counts of one remote track, summed over its subscriptions (a
+/// track subscribed again starts a new jitter buffer, whose counts start
+/// from zero).
+#[derive(Default, Clone, Copy)]
 struct Audio {
-    highest: Option<u16>,
+    /// Counts of the subscriptions before the current one.
+    before: AudioCounts,
+    /// The current subscription's, as last read.
+    current: AudioCounts,
+}
+
+/// What a jitter buffer says about one remote audio track.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+struct AudioCounts {
     received: u64,
-    /// Sequence numbers skipped over, minus late arrivals that filled them.
-    missing: u64,
+    lost: u64,
+    recovered: u64,
+}
+
+impl AudioCounts {
+    fn of(s: &JitterStats) -> Self {
+        AudioCounts {
+            received: s.packets_received,
+            lost: s.lost,
+            recovered: s.red_recovered_frames + s.fec_recovered_frames,
+        }
+    }
+
+    fn add(self, o: AudioCounts) -> Self {
+        AudioCounts {
+            received: self.received + o.received,
+            lost: self.lost + o.lost,
+            recovered: self.recovered + o.recovered,
+        }
+    }
 }
 
 impl Audio {
-    fn on_packet(&mut self, seq: u16) {
-        self.received += 1;
-        match self.highest {
-            None => self.highest = Some(seq),
-            Some(h) => {
-                let ahead = seq.wrapping_sub(h);
-                if ahead == 0 {
-                    // A duplicate: counted as received, it fills nothing.
-                } else if ahead < 0x8000 {
-                    self.missing += u64::from(ahead - 1);
-                    self.highest = Some(seq);
-                } else {
-                    // Late: it fills a gap counted before.
-                    self.missing = self.missing.saturating_sub(1);
-                }
-            }
+    /// The jitter buffer now says `now`.
+    fn update(&mut self, now: AudioCounts) {
+        if now.received < self.current.received {
+            // A new subscription: its buffer counts from zero.
+            self.before = self.before.add(self.current);
         }
+        self.current = now;
+    }
+
+    fn total(&self) -> AudioCounts {
+        self.before.add(self.current)
     }
 }
 
@@ -86,33 +112,43 @@ struct State {
 }
 
 /// Shared by the track readers and the reporter.
-#[derive(Clone, Default)]
-pub struct Stats(Arc<Mutex<State>>);
+#[derive(Clone)]
+pub struct Stats {
+    state: Arc<Mutex<State>>,
+    /// Plays the remote audio to no device, for its jitter-buffer counts.
+    playout: Arc<Playout>,
+}
 
 impl Stats {
-    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Counts nothing yet; starts the playout clock (inside a runtime).
+    pub fn new() -> Self {
+        Stats {
+            state: Arc::default(),
+            playout: Arc::new(Playout::start(Box::new(NullSink::new()))),
+        }
     }
 
-    /// Read `track` until it ends, counting what arrives.
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Play remote audio `track` (to no device), counting what the listener
+    /// would get.
+    pub fn listen(&self, track: RemoteTrack) {
+        self.playout.add(track);
+    }
+
+    /// Read video `track` until it ends, counting what arrives.
     pub fn watch(&self, track: RemoteTrack) {
         let stats = self.clone();
         tokio::spawn(async move {
             let id = track.track_id().clone();
-            let video = track.kind() == huddle::TrackKind::Video;
             let from = track.participant().name().to_string();
             while let Some(p) = track.recv().await {
                 stats.with(|s| {
-                    if video {
-                        let v = s.videos.entry(id.clone()).or_default();
-                        v.from.clone_from(&from);
-                        count_video(v, &p);
-                    } else {
-                        s.audio
-                            .entry(id.clone())
-                            .or_default()
-                            .on_packet(p.sequence_number.0);
-                    }
+                    let v = s.videos.entry(id.clone()).or_default();
+                    v.from.clone_from(&from);
+                    count_video(v, &p);
                 });
             }
         });
@@ -131,7 +167,14 @@ impl Stats {
     /// One report line, rates over `elapsed`.
     fn report(&self, since_start: Duration, elapsed: Duration) -> String {
         let secs = elapsed.as_secs_f64().max(1e-3);
+        let played = self.playout.stats();
         self.with(|s| {
+            for (id, (_, jitter)) in &played {
+                s.audio
+                    .entry(id.clone())
+                    .or_default()
+                    .update(AudioCounts::of(jitter));
+            }
             let mut videos: Vec<_> = s.videos.iter_mut().collect();
             videos.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             let videos: Vec<serde_json::Value> = videos
@@ -148,12 +191,19 @@ impl Stats {
                     })
                 })
                 .collect();
-            let received: u64 = s.audio.values().map(|a| a.received).sum();
-            let lost: u64 = s.audio.values().map(|a| a.missing).sum();
+            let audio = s
+                .audio
+                .values()
+                .fold(AudioCounts::default(), |sum, a| sum.add(a.total()));
             let line = serde_json::json!({
                 "t_ms": since_start.as_millis() as u64,
                 "videos": videos,
-                "audio": { "received": received, "lost": lost },
+                "audio": {
+                    "received": audio.received,
+                    "lost": audio.lost,
+                    "recovered": audio.recovered,
+                    "unrecovered": audio.lost.saturating_sub(audio.recovered),
+                },
             });
             format!("stats {line}")
         })
@@ -186,7 +236,7 @@ fn count_video(v: &mut Video, p: &MediaPacket) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Audio, Video};
+    use super::{Audio, AudioCounts, Video};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -206,16 +256,18 @@ mod tests {
     }
 
     #[test]
-    fn audio_gaps_count_as_lost_until_filled() {
+    fn audio_counts_add_up_over_subscriptions() {
+        let counts = |received, lost, recovered| AudioCounts {
+            received,
+            lost,
+            recovered,
+        };
         let mut a = Audio::default();
-        for seq in [65533u16, 65534, 1, 2] {
-            a.on_packet(seq);
-        }
-        // 65535 and 0 skipped over the wrap.
-        assert_eq!((a.received, a.missing), (4, 2));
-        a.on_packet(0); // late
-        assert_eq!((a.received, a.missing), (5, 1));
-        a.on_packet(2); // duplicate
-        assert_eq!((a.received, a.missing), (6, 1));
+        a.update(counts(100, 4, 3));
+        a.update(counts(150, 5, 3));
+        assert_eq!(a.total(), counts(150, 5, 3));
+        // Subscribed again: a new buffer, counting from zero.
+        a.update(counts(20, 1, 0));
+        assert_eq!(a.total(), counts(170, 6, 3));
     }
 }
