@@ -7,11 +7,12 @@
 //! recomputing the password, and refuses it once the expiry has passed. No
 //! credential is stored anywhere.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use huddle_proto::IceServerInfo;
-use sha1::Sha1;
 use std::time::Duration;
+
+/// The REST scheme's credentials and clock, shared with the embedded TURN
+/// server (which checks them).
+pub use huddle_turn::credentials::{credentials, unix_now};
 
 /// TURN servers to hand out, and how their credentials are made.
 #[derive(Clone)]
@@ -54,40 +55,9 @@ impl TurnConfig {
     }
 }
 
-/// The username and password for `participant`, valid until `expiry`
-/// (Unix seconds).
-pub fn credentials(secret: &str, expiry: u64, participant: &str) -> (String, String) {
-    let username = format!("{expiry}:{participant}");
-    // HMAC takes a key of any length: this cannot fail.
-    let mut mac = match Hmac::<Sha1>::new_from_slice(secret.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of every length"),
-    };
-    mac.update(username.as_bytes());
-    let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    (username, password)
-}
-
-/// Seconds since the Unix epoch, now (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_are_the_rest_api_ones() {
-        // Known answer: python3 -c 'import hmac,hashlib,base64;
-        //   print(base64.b64encode(hmac.new(b"north", b"1700000000:PA_x",
-        //   hashlib.sha1).digest()).decode())'
-        let (user, pass) = credentials("north", 1_700_000_000, "PA_x");
-        assert_eq!(user, "1700000000:PA_x");
-        assert_eq!(pass, "bJNHYqfyCkl+PF7CTIj5CKSY9i0=");
-    }
 
     #[test]
     fn servers_carry_an_expiry_ttl_ahead() {

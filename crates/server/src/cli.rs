@@ -42,7 +42,7 @@ impl Cli {
 pub struct KeyArgs {
     /// TOML configuration file (keys: http, media_udp, media_public, workers, ice_tcp,
     /// turn_urls, turn_secret, turn_credential_ttl_secs, secret,
-    /// token_max_lifetime_secs, dev; a [limits] table).
+    /// token_max_lifetime_secs, dev; [limits] and [turn] tables).
     #[arg(long, env = "HUDDLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Token signing secret, at least 32 bytes (`openssl rand -hex 32`). Prefer
@@ -149,6 +149,9 @@ pub struct ConfigArgs {
     /// Connection limits and timeouts.
     #[command(flatten)]
     pub limits: crate::limits::LimitsLayer,
+    /// The embedded TURN server.
+    #[command(flatten)]
+    pub turn: crate::turn::TurnLayer,
 }
 
 impl ConfigArgs {
@@ -187,6 +190,7 @@ impl ConfigArgs {
             turn_credential_ttl_secs: self.turn_credential_ttl_secs,
             dev: self.dev,
             limits: self.limits.clone(),
+            turn: self.turn.clone(),
             ..self.keys.layer()
         }
     }

@@ -59,6 +59,9 @@ pub enum ConfigError {
     /// A TURN URL that is not `turn:` or `turns:` (or `stun:`).
     #[error("turn_urls: {0:?} is not a stun:, turn: or turns: URL")]
     BadTurnUrl(String),
+    /// The embedded TURN server's settings (`[turn]`).
+    #[error(transparent)]
+    Turn(#[from] crate::turn::TurnConfigError),
 }
 
 /// Default lifetime of TURN credentials: 24 h.
@@ -98,6 +101,10 @@ pub struct ServerConfig {
     pub turn_secret: Option<String>,
     /// How long TURN credentials stay valid, in seconds. Default 24 h.
     pub turn_credential_ttl_secs: u64,
+    /// The embedded TURN server (`[turn]`): off unless it has a listen
+    /// address. Its URLs are handed out with the others, its credentials
+    /// made with `turn_secret` (or, without one, a secret drawn at start).
+    pub turn: crate::turn::EmbeddedTurn,
     /// HS256 secret access tokens are signed with: at least
     /// [`MIN_SECRET_BYTES`] bytes.
     pub secret: String,
@@ -128,6 +135,7 @@ impl Default for ServerConfig {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_credential_ttl_secs: DEFAULT_TURN_TTL_SECS,
+            turn: crate::turn::EmbeddedTurn::default(),
             secret: DEV_SECRET.to_owned(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -150,6 +158,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.turn_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("turn_credential_ttl_secs", &self.turn_credential_ttl_secs)
+            .field("turn", &self.turn)
             .field("secret", &"<redacted>")
             .field("token_max_lifetime_secs", &self.token_max_lifetime_secs)
             .field("dev", &self.dev)
@@ -171,6 +180,7 @@ impl ServerConfig {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_credential_ttl_secs: DEFAULT_TURN_TTL_SECS,
+            turn: crate::turn::EmbeddedTurn::default(),
             secret: secret.into(),
             token_max_lifetime_secs: huddle_signaling::auth::DEFAULT_MAX_LIFETIME_SECS,
             dev: false,
@@ -224,6 +234,7 @@ impl ServerConfig {
         {
             return Err(ConfigError::TurnWithoutSecret);
         }
+        self.turn.validate(self.media_public)?;
         Ok(())
     }
 
@@ -264,6 +275,7 @@ impl ServerConfig {
                 self.dev = v;
             }
             layer.limits.apply(&mut self.limits);
+            layer.turn.apply(&mut self.turn);
         }
         self
     }
@@ -286,6 +298,9 @@ impl ServerConfig {
 ///
 /// [limits]
 /// max_connections_per_ip = 200
+///
+/// [turn]
+/// listen = "0.0.0.0:3478"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -315,6 +330,10 @@ pub struct FileConfig {
     /// The `[limits]` table: see [`LimitsLayer`].
     #[serde(default)]
     pub limits: LimitsLayer,
+    /// The `[turn]` table (the embedded TURN server): see
+    /// [`crate::turn::TurnLayer`].
+    #[serde(default)]
+    pub turn: crate::turn::TurnLayer,
 }
 
 impl FileConfig {

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod limits;
 mod shutdown;
+pub mod turn;
 pub mod web;
 
 pub use config::{ConfigError, ServerConfig, DEV_SECRET, MIN_SECRET_BYTES, TOKEN_TTL_SECS};
@@ -50,6 +51,7 @@ const SFU_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 pub struct RunningServer {
     http_addr: SocketAddr,
     sfu: Sfu,
+    turn: Option<huddle_turn::driver::TurnHandle>,
     secret: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -84,6 +86,31 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             config.workers, config.media_udp
         )
     })?;
+    // The embedded TURN server shares the secret external TURN servers
+    // check credentials with; alone, it draws one (only this process makes
+    // and checks its credentials).
+    let turn_secret = config.turn_secret.clone().unwrap_or_else(|| {
+        let bytes: [u8; 32] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    let mut turn_urls = config.turn_urls.clone();
+    let turn = match config.turn.enabled() {
+        true => {
+            let sfu_addrs = sfu.local_addrs();
+            let started =
+                turn::start(&config.turn, &turn_secret, &sfu_addrs, config.media_public).await;
+            let handle = match started {
+                Ok(h) => h,
+                Err(e) => {
+                    sfu.shutdown();
+                    return Err(e);
+                }
+            };
+            turn_urls.extend(config.turn.urls(handle.addrs(), config.media_public)?);
+            Some(handle)
+        }
+        false => None,
+    };
     let listener = match tokio::net::TcpListener::bind(config.http).await {
         Ok(l) => l,
         Err(e) => {
@@ -95,10 +122,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut signaling = SignalingConfig::new(config.secret.clone());
     signaling.token_max_lifetime_secs = config.token_max_lifetime_secs;
-    if let (false, Some(secret)) = (config.turn_urls.is_empty(), &config.turn_secret) {
+    if !turn_urls.is_empty() {
         signaling.turn = Some(huddle_signaling::turn_credentials::TurnConfig {
-            urls: config.turn_urls.clone(),
-            secret: secret.clone(),
+            urls: turn_urls.clone(),
+            secret: turn_secret,
             ttl: std::time::Duration::from_secs(config.turn_credential_ttl_secs),
         });
     }
@@ -130,12 +157,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         http = %http_addr,
         media_udp = ?sfu.local_addrs(),
         ice_tcp = config.ice_tcp,
+        turn = ?turn_urls,
         web_client = %format!("http://{http_addr}/"),
         "huddle server started"
     );
     Ok(RunningServer {
         http_addr,
         sfu,
+        turn,
         secret: config.secret,
         stop: Some(stop),
         task: Some(task),
@@ -158,6 +187,16 @@ impl RunningServer {
     /// [`Sfu::local_addrs`]).
     pub fn media_addr(&self) -> SocketAddr {
         self.sfu.local_addr()
+    }
+
+    /// Where the embedded TURN server listens, if it runs.
+    pub fn turn_addrs(&self) -> Option<huddle_turn::driver::TurnAddrs> {
+        self.turn.as_ref().map(|t| t.addrs())
+    }
+
+    /// What the embedded TURN server's policy did so far, if it runs.
+    pub fn turn_stats(&self) -> Option<huddle_turn::TurnStats> {
+        self.turn.as_ref().map(|t| t.stats())
     }
 
     /// The SFU handle (e.g. for [`Sfu::stats`]).
@@ -252,6 +291,9 @@ impl RunningServer {
         {
             tracing::warn!("SFU workers did not close within {SFU_CLOSE_TIMEOUT:?}");
             self.sfu.shutdown();
+        }
+        if let Some(turn) = self.turn.take() {
+            turn.shutdown().await;
         }
         result
     }
