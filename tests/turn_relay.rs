@@ -1,6 +1,8 @@
 //! A participant that may use relayed paths only (`CallOptions::relay_only`)
-//! reaches the SFU through a real TURN server: coturn's `turnserver` (the
-//! Debian package `coturn`, which `.ci/run` installs) on 127.0.0.1.
+//! reaches the SFU through an external TURN server: coturn's `turnserver`
+//! (the Debian package `coturn`, which `.ci/run` installs) on 127.0.0.1, as
+//! an operator may run beside huddle or an app may name. (huddle-server's
+//! own TURN server: tests/embedded_turn.rs.)
 //!
 //! - With a TURN server the app names (one long-term user): audio both
 //!   ways; with a wrong password no path at all, so the media really goes

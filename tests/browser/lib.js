@@ -348,9 +348,10 @@ async function startServerIn(link, serverBin, logName, secret, args = []) {
  * apart) with huddle-server in the server one, everything the test starts
  * torn down after it (`t.after`), and the namespaces checked gone. Returns
  * the test's environment: `link`, `serverBin`, `origin`, and lists the
- * test adds to (`contexts`, `children`, `profiles`, `logs`).
+ * test adds to (`contexts`, `children`, `profiles`, `logs`). `serverArgs`
+ * go to huddle-server after its addresses.
  */
-async function linkWithServer(t, tag, secret, logName) {
+async function linkWithServer(t, tag, secret, logName, serverArgs = []) {
   const { ConstrainedLink, requireNetworkTools } = require('./netns');
   requireNetworkTools();
   const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
@@ -370,7 +371,7 @@ async function linkWithServer(t, tag, secret, logName) {
     }
     assert.deepEqual(ConstrainedLink.leftovers(), [], 'the test namespaces are gone');
   });
-  const { server, origin } = await startServerIn(link, serverBin, logName, secret);
+  const { server, origin } = await startServerIn(link, serverBin, logName, secret, serverArgs);
   env.server = server;
   env.origin = origin;
   return env;

@@ -1,114 +1,148 @@
 // Chromium with `iceTransportPolicy: "relay"` (the web client's relay=1)
-// calls through a TURN server that huddle-server hands out: coturn's
-// turnserver (Debian `coturn`) on 127.0.0.1, checking the TURN REST API
-// credentials huddle-server gives each participant in `joined`
-// (--turn-url, --turn-secret = coturn's static-auth-secret). Once over TURN
-// on UDP, once on TCP. Checked: both of alice's connections run through a
-// relay candidate, and audio and video flow both ways with bob (who takes
-// the direct path).
+// calls through huddle-server's embedded TURN server (--turn-listen,
+// --turn-tls-listen), with the TURN REST credentials the server gives each
+// participant in `joined`:
 //
+// - over UDP, on loopback;
+// - over TCP, from a network namespace that lets no UDP through (netns.js;
+//   the server in the other namespace), as a corporate network would;
+// - over TLS, on loopback, with a certificate made for the test (openssl).
+//
+// Checked: both of alice's connections run through a relay candidate
+// reached over that transport, audio and video flow both ways with bob
+// (who takes the direct path), and the server's log shows the allocations.
+//
+// Needs root (or password-less sudo) for the namespaces, and openssl.
 //   HUDDLE_SERVER_BIN=.../huddle-server node --test tests/browser/turn_relay.test.js
 'use strict';
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const lib = require('./lib');
 
 const ROOM = 'relayed';
-const TURN_SECRET = 'turn-rest-secret-for-the-browser-test';
-
-/** Whether TCP port `port` on 127.0.0.1 accepts a connection. */
-function listening(port) {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** coturn on 127.0.0.1 with the shared secret; fails loudly when missing. */
-async function startCoturn() {
-  const port = await lib.freePort('tcp');
-  const relayMin = await lib.freePort('udp');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'huddle-coturn-'));
-  const turn = lib.startProcess('turnserver', [
-    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1',
-    `--listening-port=${port}`, `--min-port=${relayMin}`, `--max-port=${Math.min(relayMin + 50, 65535)}`,
-    '--use-auth-secret', `--static-auth-secret=${TURN_SECRET}`, '--realm=huddle.test',
-    '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--simple-log',
-    `--log-file=${path.join(dir, 'turn.log')}`, `--pidfile=${path.join(dir, 'turn.pid')}`,
-  ], path.join(lib.ARTIFACTS, 'coturn.log'));
-  turn.dir = dir;
-  await lib.waitFor('turnserver to listen (apt-get install coturn)', 10000, async () => {
-    if (turn.exitCode !== null) throw new Error(`turnserver exited (${turn.exitCode}): is coturn installed? see artifacts/coturn.log`);
-    return listening(port);
-  });
-  return { turn, port };
-}
+const SECRET = 'turn-relay-test-secret-padded-to-32-bytes';
 
 const { receivedFrom } = lib;
 
-for (const transport of ['udp', 'tcp']) {
-  test(`Chromium with iceTransportPolicy relay calls through TURN over ${transport.toUpperCase()}`, { timeout: 90_000 }, async (t) => {
-    const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
-    assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
-    fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
-    const profiles = [];
-    const clients = [];
-    let coturn = null;
-    let server = null;
-    t.after(async () => {
-      for (const c of clients) await c.context.close().catch(() => {});
-      await lib.stopProcess(server);
-      if (coturn) {
-        await lib.stopProcess(coturn.turn);
-        fs.rmSync(coturn.turn.dir, { recursive: true, force: true });
-      }
-      for (const d of profiles) fs.rmSync(d, { recursive: true, force: true });
-    });
-    coturn = await startCoturn();
-    let baseUrl;
-    ({ server, baseUrl } = await lib.startServer(serverBin, `huddle-server-turn-${transport}.log`, {
-      env: {
-        HUDDLE_TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=${transport}`,
-        HUDDLE_TURN_SECRET: TURN_SECRET,
-      },
-    }));
-    const bob = await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'simulcast=0' });
-    clients.push(bob);
-    const alice = await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'simulcast=0&relay=1' });
-    clients.push(alice);
-    try {
-      const bobId = await bob.page.evaluate(() => window.huddle.state().me);
-      const aliceId = await alice.page.evaluate(() => window.huddle.state().me);
-      await lib.waitFor('audio and video both ways', 30000, async () => {
-        const atBob = await receivedFrom(bob, aliceId);
-        const atAlice = await receivedFrom(alice, bobId);
-        return atBob.audio > 50 && atBob.frames > 10 && atAlice.audio > 50 && atAlice.frames > 10;
-      });
-      const paths = await alice.page.evaluate(() => window.huddle.paths());
-      console.log(`alice's paths over TURN/${transport}: ${JSON.stringify(paths)}`);
-      for (const pc of ['publisher', 'subscriber']) {
-        assert.ok(paths[pc], `alice's ${pc} connection has a path`);
-        assert.equal(paths[pc].localType, 'relay', `alice's ${pc} connection goes through the relay`);
-        assert.equal(paths[pc].relayProtocol, transport, `alice reaches the TURN server over ${transport}`);
-      }
-      const before = { b: await receivedFrom(bob, aliceId), a: await receivedFrom(alice, bobId) };
-      await lib.sleep(3000);
-      const after = { b: await receivedFrom(bob, aliceId), a: await receivedFrom(alice, bobId) };
-      console.log(`through TURN/${transport}, 3 s: bob got ${after.b.audio - before.b.audio} audio packets and ${after.b.frames - before.b.frames} frames from alice; alice ${after.a.audio - before.a.audio} and ${after.a.frames - before.a.frames} from bob`);
-      assert.ok(after.b.audio - before.b.audio >= 100 && after.a.audio - before.a.audio >= 100, 'audio keeps flowing both ways');
-      assert.ok(after.b.frames - before.b.frames >= 20 && after.a.frames - before.a.frames >= 20, 'video keeps flowing both ways');
-    } catch (e) {
-      for (const c of clients) console.error(c.logs.slice(-20).join('\n'));
-      throw e;
-    }
-  });
+/** A self-signed certificate for 127.0.0.1 in a fresh directory. */
+function certificate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'huddle-turn-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=huddle-test',
+      '-addext', 'subjectAltName=IP:127.0.0.1',
+    ], { stdio: 'pipe' });
+  } catch (e) {
+    throw new Error(`cannot make a certificate with openssl (apt-get install openssl): ${e.message}`);
+  }
+  // Chromium checks a TURN server's certificate (a self-signed one fails
+  // with "certificate unknown"): this test's page trusts this key, and only
+  // it, as an operator's clients trust a CA's certificate.
+  const spki = execFileSync('sh', ['-c',
+    `openssl x509 -in '${cert}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`,
+  ], { encoding: 'utf8' }).trim();
+  return { dir, cert, key, spki };
 }
+
+/**
+ * Waits for audio and video both ways between `alice` (relay only) and
+ * `bob`, checks that both of alice's connections go through a relay over
+ * `protocol`, and that media keeps flowing for 3 s.
+ */
+async function relayedCall(alice, bob, protocol) {
+  await lib.waitFor('audio and video both ways', 30000, async () => {
+    const atBob = await receivedFrom(bob, alice.id);
+    const atAlice = await receivedFrom(alice, bob.id);
+    return atBob.audio > 50 && atBob.frames > 10 && atAlice.audio > 50 && atAlice.frames > 10;
+  });
+  const paths = await alice.page.evaluate(() => window.huddle.paths());
+  console.log(`alice's paths over TURN/${protocol}: ${JSON.stringify(paths)}`);
+  for (const pc of ['publisher', 'subscriber']) {
+    assert.ok(paths[pc], `alice's ${pc} connection has a path`);
+    assert.equal(paths[pc].localType, 'relay', `alice's ${pc} connection goes through the relay`);
+    assert.equal(paths[pc].relayProtocol, protocol, `alice reaches the TURN server over ${protocol}`);
+  }
+  const before = { b: await receivedFrom(bob, alice.id), a: await receivedFrom(alice, bob.id) };
+  await lib.sleep(3000);
+  const after = { b: await receivedFrom(bob, alice.id), a: await receivedFrom(alice, bob.id) };
+  console.log(`through TURN/${protocol}, 3 s: bob got ${after.b.audio - before.b.audio} audio packets and ${after.b.frames - before.b.frames} frames from alice; alice ${after.a.audio - before.a.audio} and ${after.a.frames - before.a.frames} from bob`);
+  assert.ok(after.b.audio - before.b.audio >= 100 && after.a.audio - before.a.audio >= 100, 'audio keeps flowing both ways');
+  assert.ok(after.b.frames - before.b.frames >= 20 && after.a.frames - before.a.frames >= 20, 'video keeps flowing both ways');
+}
+
+/** The server's log shows at least one TURN allocation. */
+function allocated(logName) {
+  const log = fs.readFileSync(path.join(lib.ARTIFACTS, logName), 'utf8');
+  return (log.match(/TURN allocation\b/g) || []).length;
+}
+
+/** One test on loopback: a server with `env`, bob direct, alice relay only. */
+async function onLoopback(t, tag, env, protocol, chromiumArgs = []) {
+  const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
+  assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
+  fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
+  const profiles = [];
+  const clients = [];
+  let server = null;
+  t.after(async () => {
+    for (const c of clients) await c.context.close().catch(() => {});
+    await lib.stopProcess(server);
+    for (const d of profiles) fs.rmSync(d, { recursive: true, force: true });
+  });
+  const logName = `huddle-server-turn-${tag}.log`;
+  let baseUrl;
+  ({ server, baseUrl } = await lib.startServer(serverBin, logName, { env: { ...env, RUST_LOG: process.env.RUST_LOG || 'info' } }));
+  const bob = await lib.openClient(baseUrl, ROOM, 'bob', profiles, { query: 'simulcast=0' });
+  clients.push(bob);
+  const alice = await lib.openClient(baseUrl, ROOM, 'alice', profiles, { query: 'simulcast=0&relay=1', args: chromiumArgs });
+  clients.push(alice);
+  try {
+    bob.id = await bob.page.evaluate(() => window.huddle.state().me);
+    alice.id = await alice.page.evaluate(() => window.huddle.state().me);
+    await relayedCall(alice, bob, protocol);
+    assert.ok(allocated(logName) >= 2, 'the server logged the allocations');
+  } catch (e) {
+    for (const c of clients) console.error(c.logs.slice(-20).join('\n'));
+    throw e;
+  }
+}
+
+test('Chromium with iceTransportPolicy relay calls through the embedded TURN server over UDP', { timeout: 90_000 }, async (t) => {
+  const port = await lib.freePort('udp');
+  await onLoopback(t, 'udp', { HUDDLE_TURN_LISTEN: `127.0.0.1:${port}` }, 'udp');
+});
+
+test('Chromium with iceTransportPolicy relay calls through the embedded TURN server over TLS', { timeout: 90_000 }, async (t) => {
+  const tls = certificate();
+  t.after(() => fs.rmSync(tls.dir, { recursive: true, force: true }));
+  const port = await lib.freePort('tcp');
+  await onLoopback(t, 'tls', {
+    HUDDLE_TURN_TLS_LISTEN: `127.0.0.1:${port}`,
+    HUDDLE_TURN_TLS_CERT: tls.cert,
+    HUDDLE_TURN_TLS_KEY: tls.key,
+  }, 'tls', [`--ignore-certificate-errors-spki-list=${tls.spki}`]);
+});
+
+test('Chromium on a network without UDP calls through the embedded TURN server over TCP', { timeout: 120_000 }, async (t) => {
+  const logName = 'huddle-server-turn-tcp.log';
+  const env = await lib.linkWithServer(t, 'tt', SECRET, logName, ['--turn-listen', '198.18.0.1:3478']);
+  assert.equal(env.link.serverAddr, '198.18.0.1');
+  env.link.blockUdp();
+  try {
+    const bob = await lib.pageInNamespace(env, env.link.serverNs, ROOM, 'bob', 'simulcast=0');
+    const alice = await lib.pageInNamespace(env, env.link.viewerNs, ROOM, 'alice', 'simulcast=0&relay=1');
+    await relayedCall(alice, bob, 'tcp');
+    assert.ok(allocated(logName) >= 2, 'the server logged the allocations');
+  } catch (e) {
+    console.error(env.logs.slice(-30).join('\n'));
+    throw e;
+  }
+});
