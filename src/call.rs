@@ -141,8 +141,11 @@ struct Inner {
     server: Option<std::net::SocketAddr>,
     /// Tells the signaling link the local network changed.
     network_changed: signal::NetworkChanged,
-    /// ICE servers and policy of the media connections.
-    ice: IceConfig,
+    /// ICE servers and policy of the media connections: the app's servers,
+    /// then the server's with the latest credentials it sent.
+    ice: std::sync::Mutex<IceConfig>,
+    /// The app's own ICE servers (`CallOptions::ice_servers`).
+    app_ice_servers: Vec<IceServer>,
     /// How long to wait for the server or a media connection.
     timeout: Duration,
     can_publish: bool,
@@ -157,6 +160,11 @@ impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ICE servers and policy media connections use now.
+    fn ice(&self) -> IceConfig {
+        self.ice.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The participant with this id (this one included); an id the call
@@ -191,7 +199,7 @@ impl Inner {
         let built = peer::build(
             PcRole::Publisher,
             &bind,
-            &self.ice,
+            &self.ice(),
             self.outbox.clone(),
             None,
         )
@@ -364,7 +372,8 @@ impl Call {
             bind_given: options.bind,
             server,
             network_changed,
-            ice,
+            ice: std::sync::Mutex::new(ice),
+            app_ice_servers: options.ice_servers.clone(),
             timeout,
             events: events_tx,
             remote_tracks: tracks_tx,
@@ -706,6 +715,14 @@ impl Call {
             .map_err(|_| CallError::Closed)
     }
 
+    /// Restart ICE on both media connections now (RFC 8445 §9), with the
+    /// latest ICE servers and credentials: for an app that learns of a
+    /// network change from its platform. The call restarts ICE by itself
+    /// when a connection goes down or its route changes.
+    pub async fn restart_ice(&self) -> Result<(), CallError> {
+        restart::Restartable::restart_ice(&*self.inner).await
+    }
+
     /// Leave the room: tell the server, close the media connections.
     pub async fn leave(self) -> Result<(), CallError> {
         let _ = self.inner.outbox.send(ClientMessage::Leave);
@@ -915,8 +932,16 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
             ServerMessage::Joined {
                 participant,
                 others,
+                ice_servers,
                 ..
-            } => rejoined(&inner, participant, others).await,
+            } => {
+                renew_ice_servers(&inner, ice_servers).await;
+                rejoined(&inner, participant, others).await
+            }
+            ServerMessage::IceServers { ice_servers } => {
+                renew_ice_servers(&inner, ice_servers).await;
+                Vec::new()
+            }
             ServerMessage::Error { code, message } => {
                 // A refused offer fails the publish waiting for its answer.
                 if matches!(code, ErrorCode::BadSdp | ErrorCode::Forbidden) {
@@ -980,6 +1005,38 @@ impl restart::Restartable for Inner {
         }
         Ok(())
     }
+}
+
+/// The server sent new TURN credentials (`ice_servers`, or those of a new
+/// `joined`): the media connections use them from their next gathering on
+/// (an ICE restart). Relays in use stay: the TURN server refreshes an
+/// allocation with the credentials it was made with.
+async fn renew_ice_servers(inner: &Arc<Inner>, servers: Vec<huddle_proto::IceServerInfo>) {
+    let relay_only = inner.ice().relay_only;
+    let mut all = inner.app_ice_servers.clone();
+    all.extend(servers.into_iter().map(IceServer::from));
+    let ice = match IceConfig::new(&all, relay_only) {
+        Ok(ice) => ice,
+        Err(e) => {
+            warn!("new ICE servers from the server refused: {e}");
+            return;
+        }
+    };
+    *inner.ice.lock().unwrap_or_else(|e| e.into_inner()) = ice.clone();
+    let pcs: Vec<Arc<dyn PeerConnection>> = {
+        let st = inner.state();
+        [st.publisher.as_ref(), st.subscriber.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.pc.clone())
+            .collect()
+    };
+    for pc in pcs {
+        if let Err(e) = pc.set_configuration(peer::configuration(&ice)).await {
+            warn!("cannot apply new ICE servers: {e}");
+        }
+    }
+    debug!("new TURN credentials applied");
 }
 
 /// The local address for peer connections: the app's, else 127.0.0.1:0
@@ -1108,7 +1165,7 @@ async fn answer_subscriber(inner: &Inner, sdp: String) -> Result<(), CallError> 
             let built = peer::build(
                 PcRole::Subscriber,
                 &bind,
-                &inner.ice,
+                &inner.ice(),
                 inner.outbox.clone(),
                 Some(inner.remote_tracks.clone()),
             )

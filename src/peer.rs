@@ -109,6 +109,15 @@ pub(crate) fn media_engine() -> Result<MediaEngine, CallError> {
     Ok(me)
 }
 
+/// The WebRTC configuration for `ice` (at build, and when the server sends
+/// new TURN credentials: `PeerConnection::set_configuration`).
+pub(crate) fn configuration(ice: &IceConfig) -> webrtc::peer_connection::RTCConfiguration {
+    RTCConfigurationBuilder::new()
+        .with_ice_servers(ice.servers.clone())
+        .with_ice_transport_policy(ice.policy())
+        .build()
+}
+
 /// Build a peer connection bound to `bind` (e.g. `127.0.0.1:0`).
 pub(crate) async fn build(
     role: PcRole,
@@ -144,10 +153,7 @@ pub(crate) async fn build(
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_discard_local_candidates_during_ice_restart(true)
         .build();
-    let configuration = RTCConfigurationBuilder::new()
-        .with_ice_servers(ice.servers.clone())
-        .with_ice_transport_policy(ice.policy())
-        .build();
+    let configuration = configuration(ice);
     // ICE-TCP (RFC 6544): webrtc-rs offers its active TCP candidate only
     // beside a TCP listener of its own (no huddle server connects to it);
     // with it, a network that blocks UDP still reaches the server's passive

@@ -181,6 +181,12 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
     let media_deadline = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(media_deadline);
     let mut media_armed = false;
+    // Armed at join when the server hands out TURN credentials: new ones
+    // before those the client has expire.
+    let renew_turn = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(renew_turn);
+    let renew_every = turn_renewal_period(&app);
+    let mut renew_armed = false;
     let mut session = Session {
         bucket: TokenBucket::new(app.config().rate_per_sec, app.config().rate_burst),
         notice: LimitNotice::new(RATE_LIMIT_NOTICE_WINDOW),
@@ -217,6 +223,12 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
                     session.close(close_code::POLICY, "join timeout");
                     break End::Leave;
                 }
+                _ = &mut renew_turn, if renew_armed => {
+                    session.renew_ice_servers();
+                    if let Some(every) = renew_every {
+                        renew_turn.as_mut().reset(Instant::now() + every);
+                    }
+                }
                 _ = &mut media_deadline, if media_armed && !session.negotiated => {
                     tracing::info!(participant = ?session.joined.as_ref().map(|j| &j.id), "no media negotiated in time");
                     session.error(
@@ -231,6 +243,12 @@ async fn run(app: AppState, guard: ConnectionGuard, socket: WebSocket, want_room
                         let was_joined = session.joined.is_some();
                         if let Flow::Stop = session.on_frame(frame).await {
                             break End::Leave;
+                        }
+                        if let (false, true, Some(every)) =
+                            (was_joined, session.joined.is_some(), renew_every)
+                        {
+                            renew_turn.as_mut().reset(Instant::now() + every);
+                            renew_armed = true;
                         }
                         let timeout = app.config().limits.media_timeout;
                         if !was_joined
@@ -322,7 +340,25 @@ fn sfu_error_message(e: &SfuError) -> String {
     }
 }
 
+/// How often a joined participant gets new TURN credentials: at three
+/// quarters of their lifetime (at least every second); `None` without TURN
+/// servers.
+fn turn_renewal_period(app: &AppState) -> Option<Duration> {
+    let ttl = app.config().turn.as_ref()?.ttl;
+    Some((ttl * 3 / 4).max(Duration::from_secs(1)))
+}
+
 impl Session {
+    /// Send the participant new TURN credentials (`ice_servers`), if the
+    /// server hands any out.
+    fn renew_ice_servers(&self) {
+        let Some(joined) = &self.joined else { return };
+        let ice_servers = admission::ice_servers_for(&self.app, &joined.id);
+        if !ice_servers.is_empty() {
+            self.send(ServerMessage::IceServers { ice_servers });
+        }
+    }
+
     fn send(&self, msg: ServerMessage) {
         // A full queue means the client does not read: it gets kicked.
         if self.conn.tx.try_send(Outbound::Msg(msg)).is_err() {
@@ -654,6 +690,8 @@ impl Session {
         });
         self.resume_token = Some(token.to_owned());
         self.guard.joined();
+        // Those it had may have expired while it was away.
+        self.renew_ice_servers();
         Flow::Continue
     }
 

@@ -696,3 +696,48 @@ async fn turn_credentials_come_with_the_join() -> Result<()> {
     sfu.shutdown();
     Ok(())
 }
+
+/// A participant's TURN credentials are renewed before they expire: an
+/// `ice_servers` at three quarters of their lifetime, again and again,
+/// each expiring later than the last.
+#[tokio::test]
+async fn turn_credentials_are_renewed_before_they_expire() -> Result<()> {
+    let mut config = huddle_signaling::SignalingConfig::new(SECRET);
+    config.turn = Some(huddle_signaling::turn_credentials::TurnConfig {
+        urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+        secret: "turn-shared-secret".into(),
+        ttl: std::time::Duration::from_secs(4),
+    });
+    let (server, sfu) = Server::start_with_real_sfu_config(config).await?;
+    let (mut ws, joined) = server.join("r", "alice", false, true).await?;
+    let ServerMessage::Joined { ice_servers, .. } = joined else {
+        bail!("not joined");
+    };
+    let expiry = |servers: &[huddle_proto::IceServerInfo]| -> Result<u64> {
+        let user = servers[0].username.clone().context("username")?;
+        Ok(user
+            .split_once(':')
+            .context("expiry:participant")?
+            .0
+            .parse()?)
+    };
+    let mut last = expiry(&ice_servers)?;
+    for round in 0..2 {
+        let renewed = loop {
+            match recv(&mut ws).await? {
+                ServerMessage::IceServers { ice_servers } => break ice_servers,
+                _ => continue,
+            }
+        };
+        let next = expiry(&renewed)?;
+        assert!(next > last, "round {round}: {next} after {last}");
+        assert!(
+            next > huddle_signaling::turn_credentials::unix_now(),
+            "renewed before the old ones expire"
+        );
+        last = next;
+    }
+    server.stop().await?;
+    sfu.shutdown();
+    Ok(())
+}

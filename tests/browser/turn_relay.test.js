@@ -6,7 +6,10 @@
 // - over UDP, on loopback;
 // - over TCP, from a network namespace that lets no UDP through (netns.js;
 //   the server in the other namespace), as a corporate network would;
-// - over TLS, on loopback, with a certificate made for the test (openssl).
+// - over TLS, on loopback, with a certificate made for the test (openssl);
+// - over UDP with credentials valid 6 s: the call goes on through its
+//   relay, the page gets new credentials (`ice_servers`), and an ICE
+//   restart after the first ones expired allocates with the new ones.
 //
 // Checked: both of alice's connections run through a relay candidate
 // reached over that transport, audio and video flow both ways with bob
@@ -85,7 +88,7 @@ function allocated(logName) {
 }
 
 /** One test on loopback: a server with `env`, bob direct, alice relay only. */
-async function onLoopback(t, tag, env, protocol, chromiumArgs = []) {
+async function onLoopback(t, tag, env, protocol, chromiumArgs = [], then = null) {
   const serverBin = lib.requiredBinary('HUDDLE_SERVER_BIN');
   assert.ok(fs.existsSync(lib.CHROMIUM), `Chromium not found at ${lib.CHROMIUM} (apt-get install chromium)`);
   fs.mkdirSync(lib.ARTIFACTS, { recursive: true });
@@ -109,6 +112,7 @@ async function onLoopback(t, tag, env, protocol, chromiumArgs = []) {
     alice.id = await alice.page.evaluate(() => window.huddle.state().me);
     await relayedCall(alice, bob, protocol);
     assert.ok(allocated(logName) >= 2, 'the server logged the allocations');
+    if (then) await then(alice, bob, logName);
   } catch (e) {
     for (const c of clients) console.error(c.logs.slice(-20).join('\n'));
     throw e;
@@ -145,4 +149,24 @@ test('Chromium on a network without UDP calls through the embedded TURN server o
     console.error(env.logs.slice(-30).join('\n'));
     throw e;
   }
+});
+
+test('a relayed Chromium call outlives its TURN credentials', { timeout: 120_000 }, async (t) => {
+  const port = await lib.freePort('udp');
+  // Valid 6 s: the server sends new ones every 4.5 s. The relay in use
+  // stays; an ICE restart after the first ones expired allocates with the
+  // new ones (the TURN server refuses expired credentials a new allocation).
+  const env = { HUDDLE_TURN_LISTEN: `127.0.0.1:${port}`, HUDDLE_TURN_CREDENTIAL_TTL: '6' };
+  await onLoopback(t, 'renew', env, 'udp', [], async (alice, bob, logName) => {
+    await lib.sleep(14000);
+    const state = await alice.page.evaluate(() => window.huddle.state());
+    console.log(`after 14 s: ${state.iceServerRenewals} renewals, ${state.iceRestarts} ICE restarts`);
+    assert.ok(state.iceServerRenewals >= 2, 'new credentials came twice or more');
+    assert.equal(state.iceRestarts, 0, 'the relay in use stayed');
+    await relayedCall(alice, bob, 'udp');
+    const before = allocated(logName);
+    assert.ok(await alice.page.evaluate(() => window.huddle.restartIce()));
+    await lib.waitFor('allocations with the new credentials', 15000, async () => allocated(logName) >= before + 2);
+    await relayedCall(alice, bob, 'udp');
+  });
 });

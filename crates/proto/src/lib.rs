@@ -205,6 +205,14 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServerInfo>,
     },
+    /// New TURN credentials, sent before those in `joined` (or in the last
+    /// `ice_servers`) expire, and after a `resumed`: the servers to gather
+    /// with from now on (the next ICE restart). Expired credentials open no
+    /// new allocation; one made before they expired goes on.
+    IceServers {
+        /// As in `joined`.
+        ice_servers: Vec<IceServerInfo>,
+    },
     /// The session was taken back (answer to `resume`). The messages the
     /// client missed follow, then the session goes on as before.
     Resumed {

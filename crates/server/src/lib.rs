@@ -37,9 +37,14 @@ use tokio::task::JoinHandle;
 /// The log filter when `RUST_LOG` is not set: `info`, with the `rtc`
 /// targets that log once per refused datagram or per connection held to
 /// errors ([`huddle_sfu::log_limit::RTC_LOG_FILTER`]; the SFU logs refused
-/// datagrams itself, rate-limited).
+/// datagrams itself, rate-limited), and the TURN protocol crates quieter
+/// ([`huddle_turn::TURN_LOG_FILTER`]).
 pub fn default_log_filter() -> String {
-    format!("info,{}", huddle_sfu::log_limit::RTC_LOG_FILTER)
+    format!(
+        "info,{},{}",
+        huddle_sfu::log_limit::RTC_LOG_FILTER,
+        huddle_turn::TURN_LOG_FILTER
+    )
 }
 
 /// How long shutdown waits for the SFU workers to send their goodbyes.

@@ -74,7 +74,7 @@ pub struct TurnLayer {
         value_name = "N"
     )]
     pub max_allocations: Option<usize>,
-    /// Allocations at once per participant [default: 8].
+    /// Allocations at once per participant [default: 16].
     #[arg(
         long = "turn-max-allocations-per-participant",
         env = "HUDDLE_TURN_MAX_ALLOCATIONS_PER_PARTICIPANT",

@@ -529,6 +529,52 @@
     restartIce('still down');
   }
 
+  /**
+   * The path `side`'s connection takes now (its selected candidate pair):
+   * local and remote protocol (udp, tcp), candidate types (host, relay...),
+   * how a relay candidate reaches its TURN server, the remote address; null
+   * when there is none.
+   */
+  async function selectedPath(side) {
+    if (!side) return null;
+    const stats = await side.pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
+      const pair = stats.get(s.selectedCandidatePairId);
+      const local = pair && stats.get(pair.localCandidateId);
+      const remote = pair && stats.get(pair.remoteCandidateId);
+      if (!local || !remote) return null;
+      return {
+        protocol: local.protocol,
+        localType: local.candidateType,
+        relayProtocol: local.relayProtocol || null,
+        remoteProtocol: remote.protocol,
+        remoteType: remote.candidateType,
+        remote: `${remote.address}:${remote.port}`,
+      };
+    }
+    return null;
+  }
+
+  /**
+   * New TURN credentials (`ice_servers`, before the last ones expire): both
+   * connections gather with them from their next ICE restart on. Relays in
+   * use stay (the TURN server refreshes an allocation with the credentials
+   * it was made with).
+   */
+  function renewIceServers(servers) {
+    const current = session;
+    current.iceServers = servers;
+    current.iceServerRenewals += 1;
+    for (const side of [current.pub, current.sub].filter(Boolean)) {
+      try {
+        side.pc.setConfiguration({ ...side.pc.getConfiguration(), iceServers: servers });
+      } catch (e) {
+        console.warn('huddle: new ICE servers refused', e);
+      }
+    }
+  }
+
   /** Our offer or answer for `side` went out: release its queued candidates. */
   function described(side) {
     side.described = true;
@@ -629,6 +675,8 @@
       heard: Date.now(),
       /** ICE restarts so far, when the next may start, the wait after it. */
       iceRestarts: again ? again.iceRestarts : 0,
+      /** TURN credentials renewed (`ice_servers`) so far. */
+      iceServerRenewals: 0,
       nextIceRestart: 0,
       iceRestartWait: ICE_RESTART_WAIT_MS[0],
       iceRestartCheck: null,
@@ -771,6 +819,9 @@
         if (msg.can_publish) await startPublishing();
         break;
       }
+      case 'ice_servers':
+        renewIceServers(msg.ice_servers || []);
+        break;
       case 'answer': // to our publisher offer
         await session.pub.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
         await flushRemoteCandidates(session.pub);
@@ -1189,6 +1240,14 @@
    * `await huddle.inboundStats()` lists what arrives per remote track.
    */
   window.huddle = {
+    /** Restart ICE on both connections now, as a network change would. */
+    restartIce() {
+      if (!session || !session.me) return false;
+      session.nextIceRestart = 0;
+      session.iceRestartWait = ICE_RESTART_WAIT_MS[0];
+      restartIce('asked');
+      return true;
+    },
     state() {
       if (!session) return { joined: false };
       return {
@@ -1198,6 +1257,7 @@
         resumes: session.resumes,
         rejoins: session.rejoins,
         iceRestarts: session.iceRestarts,
+        iceServerRenewals: session.iceServerRenewals,
         room: session.room,
         activeSpeaker: session.activeSpeaker || null,
         participants: [...session.participants.values()].map((p) => ({
@@ -1278,29 +1338,8 @@
      * remote address. `{ publisher, subscriber }`, null where none.
      */
     async paths() {
-      const pathOf = async (side) => {
-        if (!side) return null;
-        const stats = await side.pc.getStats();
-        for (const s of stats.values()) {
-          if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
-          const pair = stats.get(s.selectedCandidatePairId);
-          const local = pair && stats.get(pair.localCandidateId);
-          const remote = pair && stats.get(pair.remoteCandidateId);
-          if (!local || !remote) return null;
-          return {
-            protocol: local.protocol,
-            localType: local.candidateType,
-            // For a relay candidate: how it reaches the TURN server.
-            relayProtocol: local.relayProtocol || null,
-            remoteProtocol: remote.protocol,
-            remoteType: remote.candidateType,
-            remote: `${remote.address}:${remote.port}`,
-          };
-        }
-        return null;
-      };
       if (!session) return { publisher: null, subscriber: null };
-      return { publisher: await pathOf(session.pub), subscriber: await pathOf(session.sub) };
+      return { publisher: await selectedPath(session.pub), subscriber: await selectedPath(session.sub) };
     },
     /** The SDP of the publisher connection (our offer, the server's answer). */
     publisherSdp() {

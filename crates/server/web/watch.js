@@ -107,11 +107,40 @@
     }
     s.resource = new URL(res.headers.get('Location'), location.href).href;
     s.etag = res.headers.get('ETag');
+    // The server's TURN servers, with this session's credentials (RFC 9725
+    // §4.4): too late for the first gathering, used by every ICE restart
+    // (so a viewer whose direct path fails gets through a relay).
+    const iceServers = iceServersFrom(res.headers.get('Link'));
+    if (iceServers.length) {
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+      } catch (e) {
+        console.warn('watch: TURN servers refused', e);
+      }
+    }
     await pc.setRemoteDescription({ type: 'answer', sdp: text });
     flush(s);
     $('room-label').textContent = room;
     $('watch-form').hidden = true;
     $('player').hidden = false;
+  }
+
+  /**
+   * The ICE servers in `Link` headers (RFC 9725 §4.4: `<url>;
+   * rel="ice-server"; username="..."; credential="..."`; the browser joins
+   * several headers with ", "), as `RTCIceServer`s.
+   */
+  function iceServersFrom(links) {
+    const servers = [];
+    for (const [, url, rest] of (links || '').matchAll(/<([^>]*)>([^<]*)/g)) {
+      const params = Object.fromEntries([...rest.matchAll(/([\w-]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+      if (params.rel !== 'ice-server') continue;
+      const server = { urls: url };
+      if (params.username !== undefined) server.username = params.username;
+      if (params.credential !== undefined) server.credential = params.credential;
+      servers.push(server);
+    }
+    return servers;
   }
 
   /** Trickle the candidates gathered so far (RFC 9725 §4.3.1), once the

@@ -48,21 +48,27 @@ pub enum UsernameError {
     Expired(u64),
 }
 
-/// Takes `username` apart and checks that it has not expired at `now_unix`.
-/// (Whether its password is right is for the message's integrity to show.)
-pub fn check_username(username: &str, now_unix: u64) -> Result<RestUsername<'_>, UsernameError> {
+/// Takes `username` apart (expired or not).
+pub fn parse_username(username: &str) -> Result<RestUsername<'_>, UsernameError> {
     let (expiry, participant) = username.split_once(':').ok_or(UsernameError::Malformed)?;
     let expiry: u64 = expiry.parse().map_err(|_| UsernameError::Malformed)?;
     if participant.is_empty() {
         return Err(UsernameError::Malformed);
     }
-    if expiry <= now_unix {
-        return Err(UsernameError::Expired(now_unix - expiry));
-    }
     Ok(RestUsername {
         expiry,
         participant,
     })
+}
+
+/// Takes `username` apart and checks that it has not expired at `now_unix`.
+/// (Whether its password is right is for the message's integrity to show.)
+pub fn check_username(username: &str, now_unix: u64) -> Result<RestUsername<'_>, UsernameError> {
+    let parsed = parse_username(username)?;
+    if parsed.expiry <= now_unix {
+        return Err(UsernameError::Expired(now_unix - parsed.expiry));
+    }
+    Ok(parsed)
 }
 
 /// Seconds since the Unix epoch, now (0 if the clock is before it).

@@ -37,5 +37,11 @@ pub mod relay;
 mod screen;
 pub mod tls;
 
+/// Log filter directives for the TURN protocol crates: `stun_proto` logs
+/// every 401 that asks a client for credentials (the first answer to every
+/// allocation) at error level, and `turn-server-proto` each request at
+/// info. huddle-turn logs allocations, refusals and revocations itself.
+pub const TURN_LOG_FILTER: &str = "stun_proto=warn,stun_proto::auth=off,turn_server_proto=warn";
+
 pub use peers::PeerPolicy;
 pub use relay::{ClientTransport, Listener, Output, RelayConfig, TurnLimits, TurnRelay, TurnStats};

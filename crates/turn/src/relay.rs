@@ -2,11 +2,14 @@
 //! `turn-server-proto` [`TurnServer`] per listening socket and puts the
 //! policy in front of it:
 //!
-//! - **Credentials**: a request's USERNAME must be a REST username that has
-//!   not expired ([`crate::credentials`]); its password is recomputed from
-//!   the secret and given to the TURN server, which checks the message's
-//!   integrity. Expired users are revoked every few seconds, so an
-//!   allocation cannot be refreshed past its credentials' expiry.
+//! - **Credentials**: a request's USERNAME must be a REST username
+//!   ([`crate::credentials`]); its password is recomputed from the secret
+//!   and given to the TURN server, which checks the message's integrity.
+//!   Expired credentials open no allocation (401). An allocation made
+//!   before they expired goes on while its client refreshes it (the
+//!   client's credentials are renewed over signaling for its next
+//!   allocations, and ending a live call's relay at an expiry would cut its
+//!   media); once none needs them, expired users are revoked.
 //! - **Peers**: only the SFU's media addresses ([`PeerPolicy`]): refused
 //!   with 403 in permissions and channels, dropped in sends, and checked
 //!   again on every datagram a relay sends.
@@ -16,7 +19,7 @@
 //! A driver (the tokio one in this crate) feeds it datagrams and stream bytes and
 //! carries out its [`Output`]s; nothing here reads a clock or a socket.
 
-use crate::credentials::{check_username, password, UsernameError};
+use crate::credentials::{parse_username, password};
 use crate::frames::Frames;
 use crate::peers::PeerPolicy;
 use crate::screen::{self, Verdict};
@@ -77,9 +80,9 @@ pub struct Listener {
 pub struct TurnLimits {
     /// Allocations at once, in all. Default 1000.
     pub max_allocations: usize,
-    /// Allocations at once per participant (a participant has two
-    /// connections, and a client may allocate over UDP, TCP and TLS for
-    /// each). Default 8.
+    /// Allocations at once per participant: a participant has two
+    /// connections, a browser allocates over UDP, TCP and TLS for each, and
+    /// during an ICE restart both generations live. Default 16.
     pub max_allocations_per_participant: usize,
     /// Bits per second one allocation may relay, both ways together;
     /// datagrams above it are dropped. Default 20 Mb/s.
@@ -90,7 +93,7 @@ impl Default for TurnLimits {
     fn default() -> Self {
         TurnLimits {
             max_allocations: 1000,
-            max_allocations_per_participant: 8,
+            max_allocations_per_participant: 16,
             max_bitrate_bps: 20_000_000,
         }
     }
@@ -136,6 +139,7 @@ pub struct AllocateRequest {
     allocation_transport: TransportType,
     family: AddressFamily,
     participant: String,
+    username: String,
 }
 
 /// What the driver is to do.
@@ -181,6 +185,8 @@ pub enum Output {
 pub struct TurnStats {
     /// Allocations now.
     pub allocations: usize,
+    /// Allocations made so far.
+    pub allocated: u64,
     /// Requests refused because they named a peer that is not the SFU's,
     /// and sends dropped for that.
     pub refused_peers: u64,
@@ -200,7 +206,19 @@ struct Allocation {
     listener: usize,
     server: usize,
     participant: String,
+    /// The credentials it was made with (their user is kept while it
+    /// lives).
+    username: String,
     bucket: Bucket,
+}
+
+/// An authenticated Allocate request, until its server asks for a socket.
+#[derive(Debug)]
+struct Asked {
+    server: usize,
+    client: SocketAddr,
+    participant: String,
+    username: String,
 }
 
 /// A token bucket of bytes.
@@ -249,7 +267,7 @@ pub struct TurnRelay {
     users: HashMap<(usize, String), u64>,
     /// Who sent which authenticated Allocate request: (server, client,
     /// participant).
-    asked: VecDeque<(usize, SocketAddr, String)>,
+    asked: VecDeque<Asked>,
     allocations: HashMap<SocketAddr, Allocation>,
     /// Allocations per participant, opening ones included.
     per_participant: HashMap<String, usize>,
@@ -417,17 +435,20 @@ impl TurnRelay {
             allocation_transport,
             family,
             participant,
+            username,
             ..
         } = request;
         let socket = match result {
             Ok(relay) => {
                 info!(%client, %relay, %participant, "TURN allocation");
+                self.stats.allocated += 1;
                 self.allocations.insert(
                     relay,
                     Allocation {
                         listener,
                         server,
                         participant,
+                        username,
                         bucket: Bucket::new(self.config.limits.max_bitrate_bps, now),
                     },
                 );
@@ -519,23 +540,22 @@ impl TurnRelay {
             return Verdict::Pass;
         };
         let username = username.as_str();
-        let participant = match check_username(username, self.unix(now)) {
-            Ok(u) => u.participant.to_owned(),
-            Err(UsernameError::Expired(_)) => {
-                // Not given to the server (it answers 401); revoked there
-                // if it was.
-                self.stats.expired += 1;
-                self.revoke(server, username);
-                return Verdict::Pass;
-            }
-            Err(UsernameError::Malformed) => return Verdict::Pass,
+        let Ok(parsed) = parse_username(username) else {
+            // Never given to the server: it answers 401.
+            return Verdict::Pass;
         };
-        let secret_password = password(&self.config.secret, username);
+        let participant = parsed.participant.to_owned();
+        let expired = parsed.expiry <= self.unix(now);
         let key_of = (server, username.to_owned());
-        if !self.users.contains_key(&key_of) {
-            if let Ok(u) = check_username(username, self.unix(now)) {
-                self.users.insert(key_of, u.expiry);
-            }
+        let known = self.users.contains_key(&key_of);
+        if expired && !known {
+            // Not given to the server (it answers 401).
+            self.stats.expired += 1;
+            return Verdict::Pass;
+        }
+        let secret_password = password(&self.config.secret, username);
+        if !known {
+            self.users.insert(key_of, parsed.expiry);
             self.servers[server].add_user(username.to_owned(), secret_password.clone());
         }
         let key = screen::key(username, &secret_password, &self.config.realm);
@@ -543,10 +563,15 @@ impl TurnRelay {
             // Not signed with this user's key: the server refuses it.
             return Verdict::Pass;
         };
+        let allocate = msg.method() == ALLOCATE && msg.has_class(MessageClass::Request);
         let verdict = match verdict {
-            Verdict::Pass if msg.method() == ALLOCATE && msg.has_class(MessageClass::Request) => {
-                self.admit(server, client, &participant)
+            // Expired credentials make no new allocation; those made with
+            // them before go on (refreshes, permissions, channels).
+            Verdict::Pass if allocate && expired => {
+                self.stats.expired += 1;
+                Verdict::Refuse(ErrorCode::UNAUTHORIZED, "these credentials have expired")
             }
+            Verdict::Pass if allocate => self.admit(server, client, &participant, username),
             other => other,
         };
         if let Verdict::Refuse(code, reason) = verdict {
@@ -563,7 +588,13 @@ impl TurnRelay {
 
     /// Whether `participant` may have one more allocation; if so, remembers
     /// that `client` (of `server`) asked for it for them.
-    fn admit(&mut self, server: usize, client: SocketAddr, participant: &str) -> Verdict {
+    fn admit(
+        &mut self,
+        server: usize,
+        client: SocketAddr,
+        participant: &str,
+        username: &str,
+    ) -> Verdict {
         let limits = &self.config.limits;
         let theirs = self.per_participant.get(participant).copied().unwrap_or(0);
         let all: usize = self.per_participant.values().sum();
@@ -578,12 +609,17 @@ impl TurnRelay {
             self.stats.refused_allocations += 1;
             return Verdict::Refuse(ErrorCode::INSUFFICIENT_CAPACITY, "this TURN server is full");
         }
-        self.asked.retain(|(s, c, _)| (*s, *c) != (server, client));
+        self.asked
+            .retain(|a| (a.server, a.client) != (server, client));
         if self.asked.len() >= ASKED_KEPT {
             self.asked.pop_front();
         }
-        self.asked
-            .push_back((server, client, participant.to_owned()));
+        self.asked.push_back(Asked {
+            server,
+            client,
+            participant: participant.to_owned(),
+            username: username.to_owned(),
+        });
         Verdict::Pass
     }
 
@@ -596,8 +632,9 @@ impl TurnRelay {
         }
     }
 
-    /// `username` no longer authenticates on `server`: its key is replaced
-    /// by one nobody has (`turn-server-proto` cannot remove users).
+    /// `username` (expired, unused) no longer authenticates on `server`:
+    /// its key is replaced by one nobody has (`turn-server-proto` cannot
+    /// remove users).
     fn revoke(&mut self, server: usize, username: &str) {
         if self.users.remove(&(server, username.to_owned())).is_some() {
             let nobody: [u8; 16] = rand::random();
@@ -607,12 +644,22 @@ impl TurnRelay {
         }
     }
 
+    /// Revokes the users whose credentials expired and whom no allocation
+    /// (nor an allocation being opened) still needs.
     fn revoke_expired(&mut self, now: Instant) {
         let unix = self.unix(now);
+        let needed: std::collections::HashSet<(usize, &str)> = self
+            .allocations
+            .values()
+            .map(|a| (a.server, a.username.as_str()))
+            .chain(self.asked.iter().map(|a| (a.server, a.username.as_str())))
+            .collect();
         let expired: Vec<(usize, String)> = self
             .users
             .iter()
-            .filter(|(_, &expiry)| expiry <= unix)
+            .filter(|((server, user), &expiry)| {
+                expiry <= unix && !needed.contains(&(*server, user.as_str()))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for (server, username) in expired {
@@ -753,10 +800,15 @@ impl TurnRelay {
         let asked = self
             .asked
             .iter()
-            .position(|(s, c, _)| (*s, *c) == (server, client))
+            .position(|a| (a.server, a.client) == (server, client))
             .and_then(|i| self.asked.remove(i));
         let ok = allocation_transport == TransportType::Udp;
-        let Some((_, _, participant)) = asked.filter(|_| ok) else {
+        let Some(Asked {
+            participant,
+            username,
+            ..
+        }) = asked.filter(|_| ok)
+        else {
             self.servers[server].allocated_socket(
                 transport,
                 listen_addr,
@@ -779,6 +831,7 @@ impl TurnRelay {
             allocation_transport,
             family,
             participant,
+            username,
         }));
     }
 }
