@@ -9,7 +9,10 @@
 // - over TLS, on loopback, with a certificate made for the test (openssl);
 // - over UDP with credentials valid 6 s: the call goes on through its
 //   relay, the page gets new credentials (`ice_servers`), and an ICE
-//   restart after the first ones expired allocates with the new ones.
+//   restart after the first ones expired allocates with the new ones;
+// - a WHEP viewer (watch.html) on a network without UDP, the server without
+//   ICE-TCP: it takes the TURN servers of the `Link` headers (RFC 9725
+//   §4.4) and plays the room through TURN/TCP.
 //
 // Checked: both of alice's connections run through a relay candidate
 // reached over that transport, audio and video flow both ways with bob
@@ -169,4 +172,48 @@ test('a relayed Chromium call outlives its TURN credentials', { timeout: 120_000
     await lib.waitFor('allocations with the new credentials', 15000, async () => allocated(logName) >= before + 2);
     await relayedCall(alice, bob, 'udp');
   });
+});
+
+test('a WHEP viewer on a network without UDP gets through the TURN server of its Link headers', { timeout: 120_000 }, async (t) => {
+  // No ICE-TCP either: only a relay gets through.
+  const logName = 'huddle-server-turn-whep.log';
+  const env = await lib.linkWithServer(t, 'tw', SECRET, logName, ['--turn-listen', '198.18.0.1:3478', '--ice-tcp=false']);
+  env.link.blockUdp();
+  try {
+    await lib.pageInNamespace(env, env.link.serverNs, ROOM, 'bob', 'simulcast=0');
+    const token = execFileSync(env.serverBin, ['token', '--room', ROOM, '--identity', 'viewer', '--publish', 'false'], {
+      encoding: 'utf8',
+      env: { ...process.env, HUDDLE_SECRET: SECRET },
+    }).trim();
+    const browser = await lib.launchIn(env.link, env.link.viewerNs, 'viewer', env.origin, env.profiles, { width: 800, height: 600 });
+    env.contexts.push(browser);
+    const page = browser.pages()[0] || (await browser.newPage());
+    page.on('console', (m) => env.logs.push(`[viewer] ${m.type()}: ${m.text()}`));
+    await page.goto(`${env.origin}/watch.html?room=${ROOM}&autostart=1#token=${encodeURIComponent(token)}`);
+    // Its first offer goes out before it knows of any TURN server; the
+    // answer's Link headers name them, and the page gives them to its
+    // connection (Chromium gathers with them at once; an ICE restart
+    // would).
+    await lib.waitFor('the viewer to connect through the relay', 30000, async () => (await page.evaluate(() => window.whep.state())).connection === 'connected');
+    const path = await page.evaluate(() => window.whep.transportStats());
+    const { restarts } = await page.evaluate(() => window.whep.state());
+    console.log(`the WHEP viewer's path: ${JSON.stringify(path)}, after ${restarts} ICE restarts`);
+    assert.equal(path.localType, 'relay');
+    assert.equal(path.relayProtocol, 'tcp');
+    const frames = async () => {
+      const list = await page.evaluate(() => window.whep.inboundStats());
+      const video = list.find((x) => x.kind === 'video');
+      return video ? video.framesDecoded : 0;
+    };
+    await lib.waitFor('decoded video', 20000, async () => (await frames()) > 0);
+    const before = await frames();
+    await lib.sleep(3000);
+    const decoded = (await frames()) - before;
+    console.log(`WHEP through TURN/tcp, 3 s: ${decoded} frames decoded`);
+    assert.ok(decoded >= 20, 'video keeps coming through the relay');
+    assert.ok(allocated(logName) >= 1, 'the server logged the allocation');
+  } catch (e) {
+    console.error(env.logs.slice(-30).join('\n'));
+    throw e;
+  }
 });

@@ -294,10 +294,16 @@
       let out = null;
       report.forEach((r) => {
         if (r.type === 'transport') {
+          const pair = r.selectedCandidatePairId && report.get(r.selectedCandidatePairId);
+          const local = pair && report.get(pair.localCandidateId);
           out = {
             iceState: r.iceState,
             iceLocalUsernameFragment: r.iceLocalUsernameFragment,
             selectedCandidatePairChanges: r.selectedCandidatePairChanges,
+            // The selected path's local end: host, relay...; for a relay,
+            // how it reaches the TURN server.
+            localType: local ? local.candidateType : null,
+            relayProtocol: (local && local.relayProtocol) || null,
           };
         }
       });
