@@ -546,6 +546,13 @@ impl TurnRelay {
         };
         let participant = parsed.participant.to_owned();
         let expired = parsed.expiry <= self.unix(now);
+        let secret_password = password(&self.config.secret, username);
+        let key = screen::key(username, &secret_password, &self.config.realm);
+        let Some(algorithm) = screen::integrity(msg, &key) else {
+            // Not signed with this user's key (nor signed at all): the
+            // server refuses it. Nobody adds users without the secret.
+            return Verdict::Pass;
+        };
         let key_of = (server, username.to_owned());
         let known = self.users.contains_key(&key_of);
         if expired && !known {
@@ -553,16 +560,10 @@ impl TurnRelay {
             self.stats.expired += 1;
             return Verdict::Pass;
         }
-        let secret_password = password(&self.config.secret, username);
         if !known {
             self.users.insert(key_of, parsed.expiry);
-            self.servers[server].add_user(username.to_owned(), secret_password.clone());
+            self.servers[server].add_user(username.to_owned(), secret_password);
         }
-        let key = screen::key(username, &secret_password, &self.config.realm);
-        let Some(algorithm) = screen::integrity(msg, &key) else {
-            // Not signed with this user's key: the server refuses it.
-            return Verdict::Pass;
-        };
         let allocate = msg.method() == ALLOCATE && msg.has_class(MessageClass::Request);
         let verdict = match verdict {
             // Expired credentials make no new allocation; those made with
@@ -833,5 +834,62 @@ impl TurnRelay {
             participant,
             username,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screen;
+    use turn_server_proto::types::stun::attribute::Username;
+    use turn_server_proto::types::stun::message::{IntegrityAlgorithm, MessageWriteVec};
+    use turn_server_proto::types::stun::prelude::*;
+
+    fn relay() -> (TurnRelay, Instant) {
+        let sfu: SocketAddr = "127.0.0.1:7882".parse().expect("address");
+        let now = Instant::now();
+        let relay = TurnRelay::new(
+            RelayConfig {
+                realm: "huddle".into(),
+                secret: "s".into(),
+                peers: PeerPolicy::new([(sfu, sfu)]),
+                limits: TurnLimits::default(),
+            },
+            &[Listener {
+                transport: ClientTransport::Udp,
+                addr: "127.0.0.1:3478".parse().expect("address"),
+            }],
+            now,
+            1_700_000_000,
+        );
+        (relay, now)
+    }
+
+    /// An Allocate request from `user`, signed with `password`.
+    fn allocate(user: &str, password: &str) -> Vec<u8> {
+        let mut msg = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+        msg.add_attribute(&Username::new(user).expect("username"))
+            .expect("attribute");
+        let key = screen::key(user, password, "huddle");
+        msg.add_message_integrity(&key, IntegrityAlgorithm::Sha1)
+            .expect("integrity");
+        msg.finish()
+    }
+
+    #[test]
+    fn only_requests_signed_with_the_secrets_password_add_users() {
+        let (mut relay, now) = relay();
+        let client: SocketAddr = "127.0.0.1:5000".parse().expect("address");
+        // Well-formed usernames, wrong passwords: thousands of them add
+        // nothing (the server answers each with 401).
+        for i in 0..2000 {
+            let user = format!("1800000000:PA_{i}");
+            relay.from_client(0, client, &allocate(&user, "guess"), now);
+        }
+        assert!(relay.users.is_empty());
+        while relay.poll_output().is_some() {}
+        let user = "1800000000:PA_real";
+        relay.from_client(0, client, &allocate(user, &password("s", user)), now);
+        assert_eq!(relay.users.len(), 1);
     }
 }
