@@ -24,6 +24,9 @@ const MAX_STREAMS_PER_IP: usize = 64;
 const STREAM_IDLE: Duration = Duration::from_secs(900);
 /// Time a TLS handshake may take.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+/// TLS handshakes under way at once on a listener; more connections are
+/// closed as they arrive.
+const MAX_HANDSHAKES: usize = 256;
 /// Messages queued toward one stream client; more, and it is closed.
 const STREAM_QUEUE: usize = 512;
 /// What the owning task takes from streams and relay sockets at once.
@@ -426,6 +429,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     events: mpsc::Sender<Event>,
 ) {
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let (stream, client) = match tcp.accept().await {
             Ok(s) => s,
@@ -438,11 +442,22 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let events = events.clone();
         let tls = tls.clone();
+        use std::sync::atomic::Ordering;
+        if tls.is_some() && handshakes.load(Ordering::Relaxed) >= MAX_HANDSHAKES {
+            debug!(%client, "TURN TLS connection refused: too many handshakes under way");
+            continue;
+        }
+        if tls.is_some() {
+            handshakes.fetch_add(1, Ordering::Relaxed);
+        }
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             match tls {
                 None => serve_stream(listener, client, stream, events).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                    let shaken = tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await;
+                    handshakes.fetch_sub(1, Ordering::Relaxed);
+                    match shaken {
                         Ok(Ok(stream)) => serve_stream(listener, client, stream, events).await,
                         Ok(Err(e)) => debug!(%client, "TURN TLS handshake: {e}"),
                         Err(_) => debug!(%client, "TURN TLS handshake timed out"),
