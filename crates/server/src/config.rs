@@ -50,6 +50,10 @@ pub enum ConfigError {
     /// `token_max_lifetime_secs` is 0.
     #[error("token_max_lifetime_secs must be at least 1")]
     ZeroTokenLifetime,
+    /// `turn_credential_ttl_secs` is 0: every credential would be born
+    /// expired.
+    #[error("turn_credential_ttl_secs must be at least 1")]
+    ZeroTurnCredentialTtl,
     /// TURN URLs without the secret their credentials are made with.
     #[error(
         "turn_urls need turn_secret (HUDDLE_TURN_SECRET, --turn-secret or `turn_secret`): \
@@ -222,6 +226,9 @@ impl ServerConfig {
         }
         if self.token_max_lifetime_secs == 0 {
             return Err(ConfigError::ZeroTokenLifetime);
+        }
+        if self.turn_credential_ttl_secs == 0 {
+            return Err(ConfigError::ZeroTurnCredentialTtl);
         }
         if let Some(url) = self.turn_urls.iter().find(|u| {
             !["turn:", "turns:", "stun:", "stuns:"]
@@ -454,6 +461,11 @@ mod tests {
         let mut zero = ServerConfig::ephemeral(GOOD);
         zero.token_max_lifetime_secs = 0;
         assert_eq!(zero.validate(), Err(ConfigError::ZeroTokenLifetime));
+        let no_ttl = ServerConfig {
+            turn_credential_ttl_secs: 0,
+            ..ServerConfig::ephemeral("x".repeat(MIN_SECRET_BYTES))
+        };
+        assert_eq!(no_ttl.validate(), Err(ConfigError::ZeroTurnCredentialTtl));
     }
 
     #[test]
