@@ -47,6 +47,10 @@ const BURST: Duration = Duration::from_millis(250);
 /// clients (measured: 0.1 µs a packet with one allocation, 1.5 µs with
 /// 200), so each looks among a 32nd of them.
 const SHARDS: usize = 32;
+/// Revoked users a server may hold before it is replaced by a fresh one,
+/// once no allocation lives on it (`turn-server-proto` cannot remove a
+/// user, so its table only grows).
+const RECYCLE_AFTER: usize = 1024;
 
 /// How a client reaches a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +202,8 @@ pub struct TurnStats {
     pub over_rate: u64,
     /// Datagrams relayed, both ways.
     pub relayed: u64,
+    /// TURN servers replaced by fresh ones to drop their revoked users.
+    pub recycled: u64,
 }
 
 /// One allocation's relay.
@@ -275,6 +281,10 @@ pub struct TurnRelay {
     out: VecDeque<Output>,
     next_sweep: Instant,
     wake: Vec<Instant>,
+    /// Per server: users revoked since it was made ...
+    revoked: Vec<usize>,
+    /// ... and allocations asked of the driver, not yet answered.
+    opening: Vec<usize>,
     stats: TurnStats,
 }
 
@@ -301,6 +311,7 @@ impl TurnRelay {
             })
             .collect();
         let wake = vec![now; servers.len()];
+        let (revoked, opening) = (vec![0; servers.len()], vec![0; servers.len()]);
         TurnRelay {
             listeners: listeners.to_vec(),
             servers,
@@ -314,6 +325,8 @@ impl TurnRelay {
             out: VecDeque::new(),
             next_sweep: now + SWEEP_EVERY,
             wake,
+            revoked,
+            opening,
             stats: TurnStats::default(),
             config,
         }
@@ -438,6 +451,9 @@ impl TurnRelay {
             username,
             ..
         } = request;
+        if let Some(n) = self.opening.get_mut(server) {
+            *n = n.saturating_sub(1);
+        }
         let socket = match result {
             Ok(relay) => {
                 info!(%client, %relay, %participant, "TURN allocation");
@@ -638,6 +654,7 @@ impl TurnRelay {
     /// remove users).
     fn revoke(&mut self, server: usize, username: &str) {
         if self.users.remove(&(server, username.to_owned())).is_some() {
+            self.revoked[server] += 1;
             let nobody: [u8; 16] = rand::random();
             let nobody: String = nobody.iter().map(|b| format!("{b:02x}")).collect();
             self.servers[server].add_user(username.to_owned(), nobody);
@@ -666,6 +683,32 @@ impl TurnRelay {
         for (server, username) in expired {
             self.revoke(server, &username);
         }
+        for server in 0..self.servers.len() {
+            let idle = self.opening[server] == 0
+                && !self.allocations.values().any(|a| a.server == server)
+                && !self.asked.iter().any(|a| a.server == server);
+            if self.revoked[server] >= RECYCLE_AFTER && idle {
+                self.recycle(server, now);
+            }
+        }
+    }
+
+    /// Replaces `server` (no allocation on it) by a fresh one: its revoked
+    /// users go, and so do the rest of its users, which their next request
+    /// adds again.
+    fn recycle(&mut self, server: usize, now: Instant) {
+        let l = self.listeners[server / SHARDS];
+        self.servers[server] =
+            TurnServer::new(l.transport.turn(), l.addr, self.config.realm.clone());
+        self.users.retain(|(s, _), _| *s != server);
+        info!(
+            server,
+            revoked = self.revoked[server],
+            "TURN server replaced: its revoked users dropped"
+        );
+        self.revoked[server] = 0;
+        self.wake[server] = now;
+        self.stats.recycled += 1;
     }
 
     fn queue_to_client(&mut self, listener: usize, client: SocketAddr, data: Vec<u8>) {
@@ -822,6 +865,7 @@ impl TurnRelay {
             return;
         };
         *self.per_participant.entry(participant.clone()).or_insert(0) += 1;
+        self.opening[server] += 1;
         self.out.push_back(Output::Allocate(AllocateRequest {
             listener,
             client,
@@ -867,7 +911,16 @@ mod tests {
 
     /// An Allocate request from `user`, signed with `password`.
     fn allocate(user: &str, password: &str) -> Vec<u8> {
-        let mut msg = Message::builder_request(ALLOCATE, MessageWriteVec::new());
+        request(ALLOCATE, user, password)
+    }
+
+    /// A `method` request from `user`, signed with `password`.
+    fn request(
+        method: turn_server_proto::types::stun::message::Method,
+        user: &str,
+        password: &str,
+    ) -> Vec<u8> {
+        let mut msg = Message::builder_request(method, MessageWriteVec::new());
         msg.add_attribute(&Username::new(user).expect("username"))
             .expect("attribute");
         let key = screen::key(user, password, "huddle");
@@ -890,6 +943,41 @@ mod tests {
         while relay.poll_output().is_some() {}
         let user = "1800000000:PA_real";
         relay.from_client(0, client, &allocate(user, &password("s", user)), now);
+        assert_eq!(relay.users.len(), 1);
+    }
+
+    #[test]
+    fn a_server_full_of_revoked_users_is_replaced_once_idle() {
+        use turn_server_proto::types::message::REFRESH;
+        let (mut relay, now) = relay();
+        let client: SocketAddr = "127.0.0.1:5000".parse().expect("address");
+        // Users whose credentials expire 10 s after the relay starts, each
+        // with one signed request (no allocation: the server refuses a
+        // refresh without one).
+        for i in 0..RECYCLE_AFTER + 10 {
+            let user = format!("1700000010:PA_{i}");
+            relay.from_client(
+                0,
+                client,
+                &request(REFRESH, &user, &password("s", &user)),
+                now,
+            );
+        }
+        while relay.poll_output().is_some() {}
+        assert_eq!(relay.users.len(), RECYCLE_AFTER + 10);
+        relay.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(relay.stats().recycled, 0, "not expired yet");
+        relay.handle_timeout(now + Duration::from_secs(15));
+        assert_eq!(relay.stats().recycled, 1, "{:?}", relay.stats());
+        assert!(relay.users.is_empty());
+        // The fresh server serves: a new user is added to it.
+        let user = "1800000000:PA_new";
+        relay.from_client(
+            0,
+            client,
+            &allocate(user, &password("s", user)),
+            now + Duration::from_secs(16),
+        );
         assert_eq!(relay.users.len(), 1);
     }
 }
