@@ -211,6 +211,8 @@ pub struct TurnStats {
 struct Allocation {
     listener: usize,
     server: usize,
+    /// The client it relays for.
+    client: SocketAddr,
     participant: String,
     /// The credentials it was made with (their user is kept while it
     /// lives).
@@ -400,10 +402,26 @@ impl TurnRelay {
         self.drain(now, Some(server));
     }
 
-    /// The stream of `client` on `listener` ended. (Its allocations end
-    /// when their lifetime does: `turn-server-proto` keeps them.)
+    /// The stream of `client` on `listener` ended: its allocations end
+    /// with it (RFC 8656 §3.1: an allocation over TCP or TLS lives as long
+    /// as its connection), their relay sockets close and no longer count
+    /// against the quotas. (`turn-server-proto` keeps its own record until
+    /// their lifetime ends; nothing reaches it any more.)
     pub fn client_closed(&mut self, listener: usize, client: SocketAddr) {
         self.frames.remove(&(listener, client));
+        let ended: Vec<SocketAddr> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.listener == listener && a.client == client)
+            .map(|(relay, _)| *relay)
+            .collect();
+        for relay in ended {
+            if let Some(a) = self.allocations.remove(&relay) {
+                info!(%relay, participant = %a.participant, "TURN allocation ended with its connection");
+                self.release(&a.participant);
+                self.out.push_back(Output::CloseRelay { relay });
+            }
+        }
     }
 
     /// `data` arrived on relay socket `relay` from `from`.
@@ -463,6 +481,7 @@ impl TurnRelay {
                     Allocation {
                         listener,
                         server,
+                        client,
                         participant,
                         username,
                         bucket: Bucket::new(self.config.limits.max_bitrate_bps, now),

@@ -452,3 +452,35 @@ async fn tcp_and_tls_clients_relay_to_the_sfu() {
     let relayed = c.allocate().await.expect("allocated over TLS");
     relays_to_the_sfu(&mut c, &s, relayed).await;
 }
+
+/// An allocation over TCP ends with its connection: its relay closes and
+/// it no longer counts against the participant's quota.
+#[tokio::test]
+async fn a_tcp_allocation_ends_with_its_connection() {
+    let s = setup(TurnLimits {
+        max_allocations_per_participant: 1,
+        ..TurnLimits::default()
+    })
+    .await;
+    let server = s.turn.addrs().tcp.expect("tcp listener");
+    for round in 0..3 {
+        let tcp = TcpStream::connect(server).await.expect("connect");
+        let local = tcp.local_addr().expect("address");
+        let mut c = stream_client(Box::new(tcp), local, server, creds("PA_tcp"));
+        assert!(
+            c.allocate().await.is_some(),
+            "round {round}: the quota of one is free again"
+        );
+        drop(c);
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while s.turn.stats().allocations > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "round {round}: the allocation ended with its connection"
+        );
+    }
+}
