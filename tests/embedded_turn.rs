@@ -83,14 +83,7 @@ impl Relayed {
 
     /// Until audio flows both ways.
     async fn flowing(&self) {
-        within(30, "audio both ways", async {
-            let mut seed = 0;
-            while total_packets(&self.alice.1) < 50 || total_packets(&self.bob.1) < 50 {
-                seed += 1;
-                self.speak(seed, 5).await;
-            }
-        })
-        .await;
+        speak_until_both_hear(&self.alice.2, &self.alice.1, &self.bob.2, &self.bob.1).await;
     }
 }
 

@@ -209,16 +209,7 @@ async fn audio_both_ways(a: &Call, a_inbox: &Inbox, b: &Call, b_inbox: &Inbox) {
     let b_mic = within(20, "b to publish", b.publish_audio())
         .await
         .expect("publish");
-    within(30, "audio both ways", async {
-        let mut seed = 0;
-        while total_packets(a_inbox) < 50 || total_packets(b_inbox) < 50 {
-            seed += 1;
-            let x = send_speech(a_mic.clone(), seed, 5, SentAudio::default());
-            let y = send_speech(b_mic.clone(), seed + 1000, 5, SentAudio::default());
-            tokio::join!(x, y);
-        }
-    })
-    .await;
+    speak_until_both_hear(&a_mic, a_inbox, &b_mic, b_inbox).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

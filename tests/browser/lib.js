@@ -438,6 +438,34 @@ async function receivedFrom(client, from) {
 }
 
 /**
+ * Wait (30 s at most) until web clients `a` and `b` (objects with `page`,
+ * `id` and `name`) each get the other's audio and decoded video.
+ */
+async function mediaBothWays(a, b) {
+  await waitFor('audio and video both ways', 30000, async () => {
+    const atB = await receivedFrom(b, a.id);
+    const atA = await receivedFrom(a, b.id);
+    return atB.audio > 50 && atB.frames > 10 && atA.audio > 50 && atA.frames > 10;
+  });
+}
+
+/**
+ * Over 3 s, web clients `a` and `b` keep getting each other's media: 100
+ * audio packets (of 150 sent) and 20 frames at least, each way. Logs the
+ * counts, `how` naming the path.
+ */
+async function mediaKeepsFlowing(a, b, how) {
+  const look = async () => ({ atB: await receivedFrom(b, a.id), atA: await receivedFrom(a, b.id) });
+  const before = await look();
+  await sleep(3000);
+  const after = await look();
+  const got = (side, k) => after[side][k] - before[side][k];
+  console.log(`${how}, 3 s: ${b.name} got ${got('atB', 'audio')} audio packets and ${got('atB', 'frames')} frames from ${a.name}; ${a.name} got ${got('atA', 'audio')} and ${got('atA', 'frames')} from ${b.name}`);
+  assert.ok(got('atB', 'audio') >= 100 && got('atA', 'audio') >= 100, 'audio keeps flowing both ways');
+  assert.ok(got('atB', 'frames') >= 20 && got('atA', 'frames') >= 20, 'video keeps flowing both ways');
+}
+
+/**
  * Wait until `watcher` (a page) sees huddle-call's `identity` in the room;
  * fails if `call` (from `huddleCallIn`) exits first. Returns `{ name, id }`.
  */
@@ -488,6 +516,8 @@ module.exports = {
   huddleCallIn,
   pageInNamespace,
   receivedFrom,
+  mediaBothWays,
+  mediaKeepsFlowing,
   callInRoom,
   getInNamespace,
   readWav,

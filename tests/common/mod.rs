@@ -111,6 +111,27 @@ pub fn total_packets(inbox: &Inbox) -> usize {
         .sum()
 }
 
+/// Two participants speak (`a` on `a_mic`, `b` on `b_mic`), 100 ms at a
+/// time, until each has heard 50 packets from the other (`a_inbox` is what
+/// `a` received), within 30 s.
+pub async fn speak_until_both_hear(
+    a_mic: &Arc<LocalTrack>,
+    a_inbox: &Inbox,
+    b_mic: &Arc<LocalTrack>,
+    b_inbox: &Inbox,
+) {
+    within(30, "audio both ways", async {
+        let mut seed = 0;
+        while total_packets(a_inbox) < 50 || total_packets(b_inbox) < 50 {
+            seed += 1;
+            let x = send_speech(a_mic.clone(), seed, 5, SentAudio::default());
+            let y = send_speech(b_mic.clone(), seed + 1000, 5, SentAudio::default());
+            tokio::join!(x, y);
+        }
+    })
+    .await;
+}
+
 /// Read every remote track of a call into an [`Inbox`] keyed by track id,
 /// and forward the other events to `rest`.
 pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
