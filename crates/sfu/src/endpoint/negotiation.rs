@@ -13,7 +13,7 @@ use huddle_proto::{IceCandidate, PcRole};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use std::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 impl Endpoint {
     /// Apply a publisher-connection offer; returns the answer SDP.
@@ -130,6 +130,7 @@ impl Endpoint {
         if candidate.candidate.trim().is_empty() {
             return Ok(()); // end-of-candidates
         }
+        debug!(participant = %id, ?role, candidate = %candidate.candidate, "remote candidate");
         if is_tcp(&candidate.candidate) {
             // The SFU never connects out (ICE lite, passive TCP only): a
             // client's TCP candidates are of no use to it.
