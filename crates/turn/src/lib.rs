@@ -31,7 +31,6 @@
 
 pub mod credentials;
 pub mod driver;
-pub mod frames;
 pub mod peers;
 pub mod relay;
 mod screen;

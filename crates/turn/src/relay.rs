@@ -20,9 +20,9 @@
 //! carries out its [`Output`]s; nothing here reads a clock or a socket.
 
 use crate::credentials::{parse_username, password};
-use crate::frames::Frames;
 use crate::peers::PeerPolicy;
 use crate::screen::{self, Verdict};
+use huddle_wire::turn_stream::{self, Frames};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -733,7 +733,7 @@ impl TurnRelay {
     fn queue_to_client(&mut self, listener: usize, client: SocketAddr, data: Vec<u8>) {
         let data = match self.listeners[listener].transport {
             ClientTransport::Udp => data,
-            ClientTransport::Tcp => crate::frames::padded(data),
+            ClientTransport::Tcp => turn_stream::padded(data),
         };
         self.out.push_back(Output::ToClient {
             listener,

@@ -6,6 +6,7 @@
 //! - [`candidate`]: the host candidate of a UDP socket address.
 //! - [`classify`]: what a datagram on a WebRTC port is (RFC 7983).
 //! - [`feedback`]: what RTCP keyframe requests and NACKs ask for.
+//! - [`turn_stream`]: TURN messages over a TCP or TLS stream.
 //! - The SFU's own transport for subscriber connections, in parts a client
 //!   can run the other end with: [`ice_lite`], [`dtls`] (DTLS-SRTP),
 //!   [`srtp`] (protection into the caller's buffer), [`sdp`] (what DTLS
@@ -23,5 +24,6 @@ pub mod ice_lite;
 pub mod local_track;
 pub mod sdp;
 pub mod srtp;
+pub mod turn_stream;
 
 pub use error::WireError;

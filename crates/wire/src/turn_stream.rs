@@ -1,19 +1,24 @@
-//! TURN over a stream (TCP, TLS): STUN messages and ChannelData messages
-//! back to back, each found by its header (RFC 8656 §12.5: over a stream, a
-//! ChannelData message is padded to a multiple of four bytes, which
-//! `turn-types`' stream buffer does not skip, and libwebrtc pads).
+//! TURN over a stream (TCP, TLS; RFC 8656 §12.5): STUN messages and
+//! ChannelData messages back to back, each found by its header. Over a
+//! stream a ChannelData message is padded to a multiple of four bytes
+//! (libwebrtc pads, and expects padding); a STUN message always is one.
+//!
+//! Both ends use it: huddle's TURN server on the streams its clients open,
+//! and the calling crate, which carries webrtc-rs's TURN datagrams over a
+//! stream to a server it cannot reach over UDP.
 
-use turn_server_proto::types::channel::ChannelData;
-use turn_server_proto::types::stun::message::MessageHeader;
-
-/// Longest message a client may send over a stream: a STUN header's length
-/// field allows 64 KiB, but nothing a TURN client sends comes near.
+/// The longest message taken from a stream. A STUN header's length field
+/// allows 64 KiB, but nothing a TURN client or server sends comes near:
+/// a relayed datagram is at most a path MTU.
 pub const MAX_FRAME: usize = 8 * 1024;
 
-/// The highest channel number (RFC 8656 §12: 0x4000 through 0x4FFF).
-const MAX_CHANNEL: u16 = 0x4fff;
+/// A STUN header's length (RFC 8489 §5).
+const STUN_HEADER: usize = 20;
 
-/// Why a stream is closed.
+/// STUN's magic cookie (RFC 8489 §5).
+const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// Why a stream is to be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The bytes start with neither a STUN header nor a channel number.
@@ -24,7 +29,35 @@ pub enum FrameError {
     TooLong(usize),
 }
 
-/// Splits a client's stream into messages.
+/// Where the next message at the front of `bytes` ends: its length without
+/// padding and with it, `None` while its header is incomplete.
+fn next_len(bytes: &[u8]) -> Result<Option<(usize, usize)>, FrameError> {
+    if bytes.len() < 4 {
+        return Ok(None);
+    }
+    let body = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+    match bytes[0] >> 4 {
+        // Channel numbers 0x4000 through 0x4FFF (RFC 8656 §12).
+        0x4 => {
+            let len = 4 + body;
+            Ok(Some((len, len.next_multiple_of(4))))
+        }
+        // The first two bits of a STUN message are zero (RFC 8489 §5).
+        0x0..=0x3 => {
+            if bytes.len() < 8 {
+                return Ok(None);
+            }
+            if bytes[4..8] != MAGIC_COOKIE || body % 4 != 0 {
+                return Err(FrameError::Garbage);
+            }
+            let len = STUN_HEADER + body;
+            Ok(Some((len, len)))
+        }
+        _ => Err(FrameError::Garbage),
+    }
+}
+
+/// Splits a stream into messages.
 #[derive(Debug, Default)]
 pub struct Frames {
     buffer: Vec<u8>,
@@ -40,24 +73,8 @@ impl Frames {
     /// until one is complete, or an error after which the stream is to be
     /// closed.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buffer.len() < 4 {
+        let Some((len, skip)) = next_len(&self.buffer)? else {
             return Ok(None);
-        }
-        let channel = ChannelData::parse_header(&self.buffer)
-            .ok()
-            .filter(|&(id, _)| id <= MAX_CHANNEL);
-        let (len, skip) = if let Some((_, len)) = channel {
-            let len = 4 + len;
-            (len, len.next_multiple_of(4))
-        } else if self.buffer[0] & 0xc0 != 0 {
-            return Err(FrameError::Garbage);
-        } else if self.buffer.len() < MessageHeader::LENGTH {
-            return Ok(None);
-        } else {
-            let header =
-                MessageHeader::from_bytes(&self.buffer).map_err(|_| FrameError::Garbage)?;
-            let len = MessageHeader::LENGTH + usize::from(header.data_length());
-            (len, len)
         };
         if len > MAX_FRAME {
             return Err(FrameError::TooLong(len));
@@ -71,10 +88,10 @@ impl Frames {
     }
 }
 
-/// `frame` as it goes to a client over a stream: ChannelData padded to a
-/// multiple of four bytes, STUN messages (always a multiple) as they are.
+/// `frame` as it goes onto a stream: ChannelData padded to a multiple of
+/// four bytes, STUN messages (always a multiple) as they are.
 pub fn padded(mut frame: Vec<u8>) -> Vec<u8> {
-    if ChannelData::parse_header(&frame).is_ok() {
+    if frame.first().is_some_and(|b| b >> 4 == 0x4) {
         frame.resize(frame.len().next_multiple_of(4), 0);
     }
     frame
@@ -88,7 +105,7 @@ mod tests {
         // A binding request header with the magic cookie, `len` bytes of body.
         let mut m = vec![0x00, 0x01];
         m.extend_from_slice(&len.to_be_bytes());
-        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        m.extend_from_slice(&MAGIC_COOKIE);
         m.extend_from_slice(&[7; 12]);
         m.extend(std::iter::repeat_n(0, usize::from(len)));
         m
@@ -125,11 +142,29 @@ mod tests {
         ]);
         assert_eq!(f.next_frame(), Err(FrameError::Garbage), "no magic cookie");
         let mut f = Frames::default();
+        let mut odd = stun(0);
+        odd[3] = 3;
+        f.push(&odd);
+        assert_eq!(
+            f.next_frame(),
+            Err(FrameError::Garbage),
+            "a STUN length not a multiple of 4"
+        );
+        let mut f = Frames::default();
+        f.push(&[0x50, 0x00, 0x00, 0x00]);
+        assert_eq!(
+            f.next_frame(),
+            Err(FrameError::Garbage),
+            "past the channel range"
+        );
+        let mut f = Frames::default();
         f.push(&[0x40, 0x00, 0xff, 0xff]);
         assert!(matches!(f.next_frame(), Err(FrameError::TooLong(_))));
         let mut f = Frames::default();
         f.push(&stun(0)[..3]);
         assert_eq!(f.next_frame(), Ok(None));
+        f.push(&stun(0)[3..6]);
+        assert_eq!(f.next_frame(), Ok(None), "the cookie is not all there yet");
     }
 
     #[test]
@@ -139,5 +174,6 @@ mod tests {
             vec![0x40, 0, 0, 1, 9, 0, 0, 0]
         );
         assert_eq!(padded(stun(4)), stun(4));
+        assert_eq!(padded(Vec::new()), Vec::<u8>::new());
     }
 }
