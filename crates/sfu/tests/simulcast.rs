@@ -9,6 +9,7 @@ mod harness;
 use harness::*;
 use huddle_proto::TrackKind;
 use huddle_sfu::forward::dynacast::STOP_AFTER;
+use huddle_sfu::SfuEvent;
 use std::time::Duration;
 
 const Q: usize = 0;
@@ -496,4 +497,80 @@ fn a_new_subscriber_starts_low_and_moves_up() {
         .collect();
     assert_eq!(layers.first(), Some(&(Q as u8)), "starts at q: {layers:?}");
     assert_eq!(layers.last(), Some(&(F as u8)), "then f: {layers:?}");
+}
+
+/// One frame of layer `layer` in `parts` packets of `size` bytes, spread
+/// over the frame time (only the first has the VP8 start bit, only the last
+/// the marker).
+fn send_frame_in_parts(
+    net: &mut Net,
+    publisher: ClientId,
+    layer: usize,
+    frame: u64,
+    parts: usize,
+    size: usize,
+) {
+    for i in 0..parts {
+        let mut p = vec![0x77u8; size];
+        p[..3].copy_from_slice(&vp8(layer, frame)[..3]);
+        if i > 0 {
+            p[0] &= !0x10;
+        }
+        net.send_layer_packet(publisher, layer, &p, i + 1 == parts);
+        net.drive_for(FRAME / parts as u32);
+    }
+}
+
+/// A video the subscriber's estimate cannot carry is paused, possibly in
+/// the middle of a frame; the SFU still probes (padding on that video's
+/// leg, the only one there is) and resumes it once the path shows room.
+/// Before padding could follow a frame cut short, a subscriber whose only
+/// video was paused mid-frame never probed again: it stayed paused while
+/// its path had room (seen with Chromium behind TURN/TLS).
+#[test]
+fn a_video_paused_mid_frame_is_probed_for_and_resumed() {
+    let mut net = Net::new();
+    net.log_rtp = true;
+    let alice = net.join_simulcast("alice", &RIDS);
+    let bob = net.join("bob", false, false);
+    // Small frames while bob's connection settles: his estimate stays
+    // near what they cost.
+    let mut frame = 0;
+    while frame < 150 {
+        send_frame_in_parts(&mut net, alice, F, frame, 1, 300);
+        frame += 1;
+    }
+    let track = net.track_id(alice, TrackKind::Video).expect("video");
+    let before = net.clients[bob].rtp_log[&track].len();
+    // Then frames of four packets, about 1.1 Mb/s: more than the estimate.
+    while frame < 600 {
+        send_frame_in_parts(&mut net, alice, F, frame, 4, 1150);
+        frame += 1;
+    }
+    let bob_id = huddle_sfu::ParticipantId("bob".into());
+    let pauses = |resumed: bool| {
+        net.events
+            .iter()
+            .filter(|e| match e {
+                SfuEvent::TrackPaused { participant, .. } => !resumed && *participant == bob_id,
+                SfuEvent::TrackResumed { participant, .. } => resumed && *participant == bob_id,
+                _ => false,
+            })
+            .count()
+    };
+    assert!(pauses(false) > 0, "the big frames did not fit at first");
+    assert_eq!(pauses(true), pauses(false), "every pause ended");
+    let media = &net.clients[bob].rtp_log[&track];
+    let padding = net.clients[bob].padding_log.get(&track).map_or(0, Vec::len);
+    assert!(padding > 0, "the SFU probed on the paused video");
+    let last_second = media
+        .iter()
+        .rev()
+        .take(120)
+        .filter(|m| m.payload.len() > 1000)
+        .count();
+    assert!(
+        media.len() > before && last_second == 120,
+        "bob gets the big frames again"
+    );
 }

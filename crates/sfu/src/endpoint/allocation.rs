@@ -410,7 +410,7 @@ impl Endpoint {
                     }
                 }
             }
-            Allocation::Paused | Allocation::Hidden => leg.choice.stop(),
+            Allocation::Paused | Allocation::Hidden => leg.stop(),
             Allocation::Unavailable => {
                 // No layer to choose from (none measured yet): keep to
                 // the rule of old, the best active layer for the grid.

@@ -160,6 +160,19 @@ impl Leg {
         self.vp8.resync();
     }
 
+    /// Stop forwarding (the video is paused or hidden), maybe in the middle
+    /// of a frame whose rest will never come. What the leg sends next,
+    /// bandwidth probes first and then the next keyframe, continues after
+    /// what it sent: without this, a leg paused mid-frame could never be
+    /// padded, and a subscriber whose only video was paused could never
+    /// probe for the room to resume it.
+    pub fn stop(&mut self) {
+        if self.choice.current.is_some() {
+            self.resync();
+        }
+        self.choice.stop();
+    }
+
     /// A WHEP slot's leg, continuing the slot's stream after `from` (what the
     /// slot's previous source last sent, if any).
     pub fn slot(sender_id: RTCRtpSenderId, ssrc: u32, from: Option<SentMark>) -> Self {
@@ -535,6 +548,39 @@ mod tests {
         assert!(leg.can_pad());
         assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(15));
         assert_eq!(send(&mut leg, 9000, 1, false), 16);
+    }
+
+    #[test]
+    fn a_leg_stopped_mid_frame_can_be_padded() {
+        use rtc::rtp::header::Header;
+        let t0 = Instant::now();
+        let mut leg = Leg::switchable(RTCRtpSenderId::from(0), 7);
+        leg.choice.current = Some(0);
+        let mut h = Header {
+            sequence_number: 10,
+            timestamp: 3000,
+            marker: false,
+            ..Default::default()
+        };
+        assert!(leg.rewrite(t0, 90_000, &mut h));
+        assert!(!leg.can_pad(), "mid-frame");
+        leg.stop();
+        assert_eq!(leg.choice.current, None);
+        assert!(leg.can_pad(), "the frame's rest will not come");
+        assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(11));
+        // Stopped again (every allocation while paused): still numbered on.
+        leg.stop();
+        assert_eq!(leg.pad(t0).map(|(seq, _)| seq), Some(12));
+        // The next keyframe continues after the padding.
+        leg.resync();
+        let mut h = Header {
+            sequence_number: 500,
+            timestamp: 90_000,
+            marker: true,
+            ..Default::default()
+        };
+        assert!(leg.rewrite(t0, 90_000, &mut h));
+        assert_eq!(h.sequence_number, 13);
     }
 
     #[test]
