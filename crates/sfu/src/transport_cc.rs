@@ -16,7 +16,7 @@
 
 use crate::congestion::{
     BweConfig, BweStats, Pacer, PacerConfig, PacketClass, PacketKind, ProbeConfig, ProbeController,
-    SendSideBwe,
+    ProbeOutcome, SendSideBwe,
 };
 use crate::payload_head::PayloadHead;
 use bytes::Bytes;
@@ -124,6 +124,8 @@ pub(crate) struct TransportCc {
     first_feedback: Option<Instant>,
     /// A probe finished: the estimate has been tried against the path.
     probed: bool,
+    /// When a probe last succeeded: the path carried its rate.
+    probe_succeeded_at: Option<Instant>,
     /// The estimate the allocator last saw.
     allocated_at_bps: Option<u64>,
     /// Packets stamped so far.
@@ -147,6 +149,7 @@ impl TransportCc {
             next_padding: None,
             first_feedback: None,
             probed: false,
+            probe_succeeded_at: None,
             allocated_at_bps: None,
             sent: 0,
             feedback: 0,
@@ -314,6 +317,11 @@ impl TransportCc {
         moved
     }
 
+    /// When a probe last succeeded (the path carried the probe's rate).
+    pub fn probe_succeeded_at(&self) -> Option<Instant> {
+        self.probe_succeeded_at
+    }
+
     /// The allocator looked at the estimate.
     pub fn allocated(&mut self) {
         self.allocated_at_bps = Some(self.bwe.estimate_bps());
@@ -398,6 +406,9 @@ impl TransportCc {
         if let Some(outcome) = self.probe.poll(now, &mut self.bwe) {
             debug!(?outcome, "probe done");
             self.probed = true;
+            if matches!(outcome, ProbeOutcome::Succeeded { .. }) {
+                self.probe_succeeded_at = Some(now);
+            }
         }
         if !self.probe.is_probing() {
             self.cluster = None;

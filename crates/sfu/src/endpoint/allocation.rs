@@ -221,6 +221,9 @@ impl Endpoint {
             .and_then(|w| w.congestion());
         let settling = cc.is_some_and(|cc| cc.settling(now));
         let paced = cc.map(|cc| cc.paced_counts());
+        if let Some(at) = cc.and_then(|cc| cc.probe_succeeded_at()) {
+            p.allocator.probe_succeeded(at);
+        }
         let decision = allocate(now, &mut p.allocator, budget, settling, &list);
         debug!(
             ?paced,

@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 /// margin that keeps a layer from being taken and dropped again at once.
 pub const UP_HEADROOM: f64 = 0.85;
 
-/// After a move down, how long no video of the subscriber moves up.
+/// After a move down, how long no video of the subscriber moves up,
+/// unless a probe succeeds meanwhile
+/// ([`AllocatorState::probe_succeeded`]).
 pub const UP_HOLD: Duration = Duration::from_secs(4);
 
 /// After one video of the subscriber moved up (or resumed), how long the
@@ -136,6 +138,15 @@ impl AllocatorState {
     /// (a new connection), starting low is no reason to hold back.
     pub fn forget_down(&mut self) {
         self.last_down = None;
+    }
+
+    /// A probe succeeded at `at`: the path carried more than the estimate
+    /// the last move down was made on, which is the evidence the hold
+    /// after that move waits for. A move down since still holds.
+    pub fn probe_succeeded(&mut self, at: Instant) {
+        if self.last_down.is_some_and(|down| at > down) {
+            self.last_down = None;
+        }
     }
 }
 
@@ -576,6 +587,32 @@ mod tests {
         assert_eq!(d.allocations, vec![Allocation::Paused]);
         assert_eq!(d.probe_bps, Some(with_headroom(150_000)));
         let d = run(later, &mut state, Some(180_000), &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Layer(0)]);
+    }
+
+    #[test]
+    fn a_probe_that_succeeds_after_a_pause_lifts_the_hold() {
+        let t = Instant::now();
+        let mut state = AllocatorState::default();
+        let mut demands = vec![video(Priority::Other, 0)];
+        let d = run(t, &mut state, Some(180_000), &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Layer(0)]);
+        // A keyframe burst makes the layer look dearer than the estimate.
+        let d = run(t, &mut state, Some(100_000), &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Paused]);
+        // A probe from before the pause proves nothing.
+        state.probe_succeeded(t - Duration::from_millis(1));
+        let soon = t + Duration::from_millis(250);
+        let d = run(soon, &mut state, Some(400_000), &mut demands);
+        assert_eq!(d.allocations, vec![Allocation::Paused], "held");
+        // One after it does: the path carried more.
+        state.probe_succeeded(soon);
+        let d = run(
+            soon + Duration::from_millis(1),
+            &mut state,
+            Some(400_000),
+            &mut demands,
+        );
         assert_eq!(d.allocations, vec![Allocation::Layer(0)]);
     }
 
