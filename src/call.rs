@@ -19,6 +19,7 @@ use crate::sender::AudioSender;
 use crate::signal::{self, Inbound, Outbox};
 use crate::simulcast::{LayerExtensions, LayerSwitches, SimulcastTrack};
 use crate::track::{as_local, remote_track, LocalTrack};
+use crate::turn_doorway::Doorways;
 use bytes::Bytes;
 use huddle_media::opus_codec::EncoderConfig;
 use huddle_media::source::AudioSource;
@@ -70,6 +71,10 @@ pub struct CallOptions {
     /// How long to wait for each of the server's answers and for a media
     /// connection to come up. `None`: 15 s.
     pub timeout: Option<Duration>,
+    /// Certificates (DER) trusted for `turns:` servers besides the web's
+    /// root certificates (webpki-roots): a private CA, or a test server's
+    /// own certificate.
+    pub tls_roots: Vec<Vec<u8>>,
 }
 
 /// One of this call's published tracks.
@@ -144,6 +149,8 @@ struct Inner {
     /// ICE servers and policy of the media connections: the app's servers,
     /// then the server's with the latest credentials it sent.
     ice: std::sync::Mutex<IceConfig>,
+    /// Where webrtc-rs reaches TURN servers over TCP and TLS.
+    doorways: std::sync::Mutex<Doorways>,
     /// The app's own ICE servers (`CallOptions::ice_servers`).
     app_ice_servers: Vec<IceServer>,
     /// How long to wait for the server or a media connection.
@@ -310,7 +317,8 @@ impl Call {
     ) -> Result<(Call, CallEvents), CallError> {
         // The app's servers are checked before anything starts; relay-only
         // once the server's own TURN servers (in `joined`) are known.
-        IceConfig::new(&options.ice_servers, false)?;
+        IceConfig::new(&options.ice_servers, false, &mut |_| None)?;
+        let mut doorways = Doorways::new(&options.tls_roots)?;
         let timeout = options.timeout.unwrap_or(WAIT);
         let endpoint = endpoint::resolve(url)?;
         let server = endpoint::server_addr(&endpoint).await;
@@ -350,7 +358,8 @@ impl Call {
         // after the app's own.
         let mut servers = options.ice_servers.clone();
         servers.extend(ice_servers.into_iter().map(IceServer::from));
-        let ice = match IceConfig::new(&servers, options.relay_only) {
+        let ice = match IceConfig::new(&servers, options.relay_only, &mut |s| doorways.local_url(s))
+        {
             Ok(ice) => ice,
             Err(e) => {
                 let _ = outbox.send(ClientMessage::Leave);
@@ -373,6 +382,7 @@ impl Call {
             server,
             network_changed,
             ice: std::sync::Mutex::new(ice),
+            doorways: std::sync::Mutex::new(doorways),
             app_ice_servers: options.ice_servers.clone(),
             timeout,
             events: events_tx,
@@ -1015,7 +1025,11 @@ async fn renew_ice_servers(inner: &Arc<Inner>, servers: Vec<huddle_proto::IceSer
     let relay_only = inner.ice().relay_only;
     let mut all = inner.app_ice_servers.clone();
     all.extend(servers.into_iter().map(IceServer::from));
-    let ice = match IceConfig::new(&all, relay_only) {
+    let ice = {
+        let mut doorways = inner.doorways.lock().unwrap_or_else(|e| e.into_inner());
+        IceConfig::new(&all, relay_only, &mut |s| doorways.local_url(s))
+    };
+    let ice = match ice {
         Ok(ice) => ice,
         Err(e) => {
             warn!("new ICE servers from the server refused: {e}");

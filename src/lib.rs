@@ -102,6 +102,7 @@ mod sender;
 mod signal;
 mod simulcast;
 mod track;
+mod turn_doorway;
 
 pub use call::{Call, CallOptions};
 pub use error::CallError;

@@ -4,8 +4,11 @@
 //! show it), and the same call works with every TURN URL the server hands
 //! out (UDP and TCP). With credentials shorter than the call, the server
 //! renews them (`ice_servers`), the call restarts ICE with the new ones and
-//! goes on. Chromium over TURN/UDP, TCP and TLS:
-//! tests/browser/turn_relay.test.js.
+//! goes on. A server with TURN over TLS alone carries the participant too:
+//! webrtc-rs reaches TURN over UDP only, so the calling crate carries its
+//! TURN messages over the TLS stream (`turn_doorway`). Chromium over
+//! TURN/UDP, TCP and TLS, and huddle-call over TCP and TLS from a network
+//! without UDP: tests/browser/turn_relay.test.js.
 
 mod common;
 
@@ -30,12 +33,18 @@ async fn relayed_call(ttl_secs: u64) -> Relayed {
     let server = huddle_server::start(config).await.expect("server");
     let turn = server.turn_addrs().expect("the TURN server runs");
     assert!(turn.udp.is_some() && turn.tcp.is_some());
+    relayed_through(server, Vec::new()).await
+}
 
+/// bob joined to `server` directly, alice relay-only (trusting
+/// `tls_roots` for `turns:`), both publishing.
+async fn relayed_through(server: huddle_server::RunningServer, tls_roots: Vec<Vec<u8>>) -> Relayed {
     let (bob, bob_events) = join(&server, "relayed", "bob", BOTH).await;
     let token = server.mint_token("relayed", "alice", BOTH).expect("token");
     let only_relay = CallOptions {
         relay_only: true,
         timeout: Some(Duration::from_secs(15)),
+        tls_roots,
         ..Default::default()
     };
     let (alice, alice_events) = within(
@@ -140,4 +149,39 @@ async fn a_relayed_call_outlives_its_turn_credentials() {
         "new allocations, made with the renewed credentials: {stats:?}"
     );
     call.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_participant_reaches_turn_over_tls() {
+    init_tracing();
+    // A certificate for 127.0.0.1 that alice trusts, as an operator's
+    // clients trust its CA; TURN over TLS only, so `turns:` is the one
+    // relay there is.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+    let dir = std::env::temp_dir().join(format!("huddle-turns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).expect("cert");
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).expect("key");
+    let mut config =
+        huddle_server::ServerConfig::ephemeral("embedded-turn-secret-padded-to-32-bytes");
+    config.turn.tls_listen = Some("127.0.0.1:0".parse().expect("address"));
+    config.turn.tls_cert = Some(cert_file);
+    config.turn.tls_key = Some(key_file);
+    let server = huddle_server::start(config).await.expect("server");
+    let turn = server.turn_addrs().expect("the TURN server runs");
+    assert!(turn.udp.is_none() && turn.tcp.is_none() && turn.tls.is_some());
+
+    let call = relayed_through(server, vec![cert.cert.der().to_vec()]).await;
+    call.flowing().await;
+    let (to_bob, to_alice) = call.speak(7, 150).await;
+    let stats = call.server.turn_stats().expect("stats");
+    println!("3 s through TURN/TLS: bob got {to_bob} of 150, alice {to_alice}; {stats:?}");
+    assert!(to_bob >= 140 && to_alice >= 140, "audio flows both ways");
+    assert!(
+        stats.allocations >= 2,
+        "both of alice's connections relay: {stats:?}"
+    );
+    call.server.shutdown().await.expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -481,6 +481,35 @@ async function callInRoom(watcher, call, identity) {
   return found;
 }
 
+/**
+ * Waits for audio and video both ways between `bob` (a page) and `alice`
+ * (`call`, a huddle-call run with `--video`, in the room as `alice`), then
+ * checks that it keeps flowing for 3 s, and prints what went each way.
+ * huddle-call's test video is synthetic (not decodable): bob counts its
+ * packets.
+ */
+async function callMediaFlows(bob, call, alice, how) {
+  const { child, logFile } = call;
+  const videoIn = () => {
+    const stats = call.stats();
+    return stats && stats.videos ? stats.videos.reduce((n, v) => n + (v.kbps || 0), 0) : 0;
+  };
+  await waitFor('audio and video both ways', 30000, async () => {
+    if (child.exitCode !== null) throw new Error(`huddle-call exited (${child.exitCode}): see ${logFile}`);
+    const atBob = await receivedFrom(bob, alice.id);
+    const stats = call.stats();
+    return atBob.audio > 50 && atBob.video > 20 && stats && stats.audio.received > 50 && videoIn() > 0;
+  });
+  const before = { atBob: await receivedFrom(bob, alice.id), audio: call.stats().audio.received };
+  await sleep(3000);
+  const after = { atBob: await receivedFrom(bob, alice.id), audio: call.stats().audio.received };
+  console.log(`huddle-call ${how}, 3 s: bob got ${after.atBob.audio - before.atBob.audio} audio packets and ${after.atBob.video - before.atBob.video} video packets from alice; alice got ${after.audio - before.audio} audio packets and video at ${videoIn()} kbit/s from bob`);
+  assert.ok(after.atBob.audio - before.atBob.audio >= 100, 'bob keeps hearing alice');
+  assert.ok(after.atBob.video - before.atBob.video >= 30, 'bob keeps getting alice\'s video');
+  assert.ok(after.audio - before.audio >= 100, 'alice keeps hearing bob');
+  assert.ok(videoIn() > 0, 'alice keeps getting bob\'s video');
+}
+
 /** [bin, args] running `bin args` in namespace `ns` of `link`. */
 function inNamespaceOf(link, ns, bin, args) {
   return ns === link.serverNs ? link.server(bin, args) : link.viewer(bin, args);
@@ -519,6 +548,7 @@ module.exports = {
   mediaBothWays,
   mediaKeepsFlowing,
   callInRoom,
+  callMediaFlows,
   getInNamespace,
   readWav,
   readWavSamples,

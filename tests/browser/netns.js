@@ -113,17 +113,21 @@ class ConstrainedLink {
 
   /**
    * Block all UDP in and out of the viewer's namespace (a network that lets
-   * only TCP through, as many corporate ones do). `unblockUdp` lifts it.
+   * only TCP through, as many corporate ones do). Loopback stays open, as
+   * a firewall filters the network and not the machine's own traffic.
+   * `unblockUdp` lifts it.
    */
   blockUdp() {
     const script = [
       'table inet huddle_block {',
       '  chain in {',
       '    type filter hook input priority 0; policy accept;',
+      '    iifname "lo" accept',
       '    meta l4proto udp drop',
       '  }',
       '  chain out {',
       '    type filter hook output priority 0; policy accept;',
+      '    oifname "lo" accept',
       '    meta l4proto udp drop',
       '  }',
       '}',

@@ -10,6 +10,10 @@
 // - over UDP with credentials valid 6 s: the call goes on through its
 //   relay, the page gets new credentials (`ice_servers`), and an ICE
 //   restart after the first ones expired allocates with the new ones;
+// - huddle-call (relay only) from a network namespace without UDP, over TCP
+//   and over TLS: webrtc-rs reaches TURN over UDP only, and the calling
+//   crate carries its TURN datagrams over the stream (a doorway on
+//   loopback, src/turn_doorway.rs);
 // - a WHEP viewer (watch.html) on a network without UDP, the server without
 //   ICE-TCP: it takes the TURN servers of the `Link` headers (RFC 9725
 //   §4.4) and plays the room through TURN/TCP.
@@ -33,8 +37,8 @@ const lib = require('./lib');
 const ROOM = 'relayed';
 const SECRET = 'turn-relay-test-secret-padded-to-32-bytes';
 
-/** A self-signed certificate for 127.0.0.1 in a fresh directory. */
-function certificate() {
+/** A self-signed certificate for `ip` in a fresh directory. */
+function certificate(ip = '127.0.0.1') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'huddle-turn-tls-'));
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
@@ -42,7 +46,10 @@ function certificate() {
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=huddle-test',
-      '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-addext', `subjectAltName=IP:${ip}`,
+      // A server's certificate, not a CA's (openssl's default): rustls
+      // (huddle-call) refuses a CA certificate as a server's own.
+      '-addext', 'basicConstraints=critical,CA:FALSE',
     ], { stdio: 'pipe' });
   } catch (e) {
     throw new Error(`cannot make a certificate with openssl (apt-get install openssl): ${e.message}`);
@@ -141,6 +148,42 @@ test('Chromium on a network without UDP calls through the embedded TURN server o
     console.error(env.logs.slice(-30).join('\n'));
     throw e;
   }
+});
+
+/**
+ * huddle-call as alice, relay only, from the namespace without UDP, with
+ * the server started with `serverArgs` (its TURN listeners on 198.18.0.1):
+ * audio and video both ways with bob, through allocations the server made.
+ */
+async function huddleCallWithoutUdp(t, tag, protocol, serverArgs, callArgs = []) {
+  const logName = `huddle-server-turn-${tag}.log`;
+  const env = await lib.linkWithServer(t, tag, SECRET, logName, serverArgs);
+  assert.equal(env.link.serverAddr, '198.18.0.1');
+  env.link.blockUdp();
+  try {
+    const bob = await lib.pageInNamespace(env, env.link.serverNs, ROOM, 'bob', 'simulcast=0');
+    const call = lib.huddleCallIn(env, env.link.viewerNs, ROOM, 'alice', ['--video', '--relay-only', ...callArgs], `turn-${tag}-huddle-call.log`);
+    const alice = await lib.callInRoom(bob, call, 'alice');
+    await lib.callMediaFlows(bob, call, alice, `through TURN/${protocol}`);
+    // No UDP leaves alice's namespace and she takes relays only: every
+    // allocation came over the stream.
+    assert.ok(allocated(logName) >= 2, 'the server logged the allocations');
+  } catch (e) {
+    console.error(env.logs.slice(-30).join('\n'));
+    throw e;
+  }
+}
+
+test('huddle-call on a network without UDP calls through the embedded TURN server over TCP', { timeout: 120_000 }, async (t) => {
+  await huddleCallWithoutUdp(t, 'ht', 'tcp', ['--turn-listen', '198.18.0.1:3478']);
+});
+
+test('huddle-call on a network without UDP calls through the embedded TURN server over TLS', { timeout: 120_000 }, async (t) => {
+  const tls = certificate('198.18.0.1');
+  t.after(() => fs.rmSync(tls.dir, { recursive: true, force: true }));
+  await huddleCallWithoutUdp(t, 'hs', 'tls', [
+    '--turn-tls-listen', '198.18.0.1:5349', '--turn-tls-cert', tls.cert, '--turn-tls-key', tls.key,
+  ], ['--tls-ca', tls.cert]);
 });
 
 test('a relayed Chromium call outlives its TURN credentials', { timeout: 120_000 }, async (t) => {

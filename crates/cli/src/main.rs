@@ -74,9 +74,9 @@ struct Args {
     /// fills it (by default, the server picks by how many videos there are).
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     video_size: Option<(u32, u32)>,
-    /// A STUN or TURN server for the media connections
-    /// (`turn:host:port?transport=udp`, `turns:host:port`, `stun:host:port`);
-    /// may be given more than once.
+    /// A STUN or TURN server for the media connections (`stun:host:port`,
+    /// `turn:host:port` over UDP, `turn:host:port?transport=tcp`,
+    /// `turns:host:port` over TLS); may be given more than once.
     #[arg(long, value_name = "URL")]
     ice_server: Vec<String>,
     /// TURN username for every `--ice-server`.
@@ -85,9 +85,14 @@ struct Args {
     /// TURN password (credential) for every `--ice-server`.
     #[arg(long, env = "HUDDLE_ICE_CREDENTIAL", requires = "ice_server")]
     ice_credential: Option<String>,
-    /// Use relayed paths only (through a TURN `--ice-server`).
-    #[arg(long, requires = "ice_server")]
+    /// Use relayed paths only: through a TURN `--ice-server`, or those the
+    /// server hands out (huddle-server's embedded TURN).
+    #[arg(long)]
     relay_only: bool,
+    /// Trust the certificates in this PEM file for `turns:` servers, besides
+    /// the web's root certificates (a private CA, a test server's own).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
@@ -113,6 +118,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect(),
         relay_only: args.relay_only,
+        tls_roots: match &args.tls_ca {
+            Some(file) => pem_certificates(file)?,
+            None => Vec::new(),
+        },
         ..Default::default()
     };
     let (call, mut events) = Call::join_with(&args.url, &args.token, options)
@@ -276,4 +285,20 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
             .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT (positive whole numbers)"))
     };
     Ok((parse(w)?, parse(h)?))
+}
+
+/// The certificates (DER) in the PEM file `file`; at least one.
+fn pem_certificates(file: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_file_iter(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not PEM certificates", file.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in it",
+        file.display()
+    );
+    Ok(certs)
 }
