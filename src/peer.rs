@@ -129,6 +129,7 @@ pub(crate) async fn build(
     let mut me = media_engine()?;
     // Keyframe requests must reach the app so a publisher can answer them.
     let loss_reports = WatchedSsrcs::default();
+    huddle_wire::codecs::register_audio_nack(&mut me);
     let registry = register_default_interceptors(Registry::new(), &mut me)?
         .with(SLOT.into(), KeyframeRequestsToApp::default())
         .with(

@@ -9,27 +9,22 @@ use common::*;
 use huddle::{CallEvent, ChannelSink, Playout};
 use huddle_media::analysis::normalized_cross_correlation;
 use huddle_media::source::{collect_all, SpeechLike};
-use huddle_netem::{Impairment, Relay};
+use huddle_netem::Impairment;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_survives_loss_and_jitter() {
     init_tracing();
-    let (relay, media) = Relay::in_front_of_local_sfu(Impairment {
-        loss: 0.05,
-        jitter: Duration::from_millis(30),
-        seed: 2026,
-        ..Impairment::default()
-    })
-    .await
-    .expect("relay");
-    let mut config =
-        huddle_server::ServerConfig::ephemeral("impaired-secret-padded-to-32-bytes-or-more");
-    config.media_udp = media;
-    config.media_public = Some(relay.local_addr());
-    // The relay fronts one media port: one SFU worker.
-    config.workers = 1;
-    let server = huddle_server::start(config).await.expect("server");
+    let (relay, server) = server_behind_relay(
+        "impaired-secret-padded-to-32-bytes-or-more",
+        Impairment {
+            loss: 0.05,
+            jitter: Duration::from_millis(30),
+            seed: 2026,
+            ..Impairment::default()
+        },
+    )
+    .await;
 
     let (alice, _ae) = join(&server, "r", "alice", BOTH).await;
     let (_bob, mut be) = join(&server, "r", "bob", BOTH).await;

@@ -158,15 +158,7 @@ async fn calls_join_again_when_the_server_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_join_again_when_their_media_path_fails() {
     init_tracing();
-    let (path, media) = huddle_netem::Relay::in_front_of_local_sfu(Default::default())
-        .await
-        .expect("media relay");
-    let mut config = huddle_server::ServerConfig::ephemeral(SECRET);
-    config.media_udp = media;
-    config.media_public = Some(path.local_addr());
-    // The relay fronts one media port: one SFU worker.
-    config.workers = 1;
-    let server = huddle_server::start(config).await.expect("server");
+    let (path, server) = server_behind_relay(SECRET, Default::default()).await;
     let alice = join(&server, "r", "alice", BOTH).await;
     let bob = join(&server, "r", "bob", BOTH).await;
     let Pair {

@@ -232,3 +232,21 @@ pub async fn next_event<T>(
     })
     .await
 }
+
+/// A server on loopback whose media port is reached through a huddle-netem
+/// relay impairing what the SFU sends with `to_client` (the relay fronts
+/// one media port: one SFU worker).
+pub async fn server_behind_relay(
+    secret: &str,
+    to_client: huddle_netem::Impairment,
+) -> (huddle_netem::Relay, huddle_server::RunningServer) {
+    let (relay, media) = huddle_netem::Relay::in_front_of_local_sfu(to_client)
+        .await
+        .expect("media relay");
+    let mut config = huddle_server::ServerConfig::ephemeral(secret);
+    config.media_udp = media;
+    config.media_public = Some(relay.local_addr());
+    config.workers = 1;
+    let server = huddle_server::start(config).await.expect("server");
+    (relay, server)
+}

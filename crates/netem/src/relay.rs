@@ -59,7 +59,7 @@ pub struct RelayStats {
     pub to_client: Counters,
     /// Datagrams dropped because the queue or the session table was full.
     pub overflow: u64,
-    /// Datagrams dropped, both ways, while the relay was blocked.
+    /// Datagrams dropped while their way was blocked.
     pub blocked: u64,
 }
 
@@ -68,8 +68,15 @@ pub struct RelayStats {
 pub struct Relay {
     local_addr: SocketAddr,
     stats: Arc<Mutex<RelayStats>>,
-    blocked: Arc<AtomicBool>,
+    blocked: Arc<Blocked>,
     _stop: oneshot::Sender<()>,
+}
+
+/// Which ways the relay drops everything.
+#[derive(Debug, Default)]
+struct Blocked {
+    to_upstream: AtomicBool,
+    to_client: AtomicBool,
 }
 
 impl Relay {
@@ -79,7 +86,7 @@ impl Relay {
         let local_addr = front.local_addr()?;
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let (stop, stopped) = oneshot::channel();
-        let blocked = Arc::new(AtomicBool::new(false));
+        let blocked = Arc::new(Blocked::default());
         tokio::spawn(run(front, config, stats.clone(), blocked.clone(), stopped));
         Ok(Relay {
             local_addr,
@@ -92,7 +99,14 @@ impl Relay {
     /// Drop everything, both ways, from now on (`true`: the path is cut)
     /// or relay again (`false`). What was already queued is still sent.
     pub fn set_blocked(&self, blocked: bool) {
-        self.blocked.store(blocked, Ordering::Relaxed);
+        self.blocked.to_upstream.store(blocked, Ordering::Relaxed);
+        self.blocked.to_client.store(blocked, Ordering::Relaxed);
+    }
+
+    /// Drop everything the upstream sends toward clients from now on
+    /// (`true`) or relay it again (`false`); the other way goes on.
+    pub fn set_blocked_to_client(&self, blocked: bool) {
+        self.blocked.to_client.store(blocked, Ordering::Relaxed);
     }
 
     /// The address clients send to.
@@ -157,7 +171,7 @@ async fn run(
     front: UdpSocket,
     config: RelayConfig,
     stats: Arc<Mutex<RelayStats>>,
-    blocked: Arc<AtomicBool>,
+    blocked: Arc<Blocked>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut dropped_blocked = 0u64;
@@ -197,7 +211,12 @@ async fn run(
             }
             _ = sleep, if next.is_some() => {}
         }
-        if arrived.is_some() && blocked.load(Ordering::Relaxed) {
+        let way_blocked = match &arrived {
+            Some((Dest::Upstream(_), _)) => blocked.to_upstream.load(Ordering::Relaxed),
+            Some((Dest::Client(_), _)) => blocked.to_client.load(Ordering::Relaxed),
+            None => false,
+        };
+        if way_blocked {
             arrived = None;
             dropped_blocked += 1;
         }

@@ -73,8 +73,8 @@ const SRTP_REPLAY_WINDOW: usize = 1024;
 /// a connection has only those it uses.
 ///
 /// - Publisher (media in): NACK generator (asks the client for lost
-///   packets, each at most [`MAX_NACKS_PER_PACKET`] times), TWCC feedback,
-///   receiver reports.
+///   packets, each at most [`MAX_NACKS_PER_PACKET`] times; audio too, when
+///   the client negotiated NACK for it), TWCC feedback, receiver reports.
 /// - Subscriber: none. Its datagrams never pass through `rtc` ([`Wire`]);
 ///   the feedback and the transport-wide sequence number extension
 ///   registered here only go into the SDP.
@@ -88,6 +88,7 @@ fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError
             RtpCodecKind::Video,
         );
     }
+    huddle_wire::codecs::register_audio_nack(me);
     configure_simulcast_extension_headers(me)?;
     Ok(match role {
         PcRole::Publisher => {

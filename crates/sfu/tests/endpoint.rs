@@ -114,11 +114,7 @@ fn captured(
 fn two_clients() -> (Net, usize, usize) {
     let mut net = Net::new();
     net.capture = Some(Vec::new());
-    let a = net.join("a", true, false);
-    let b = net.join("b", false, false);
-    net.connect();
-    net.start_media(a, TrackKind::Audio, &[b]);
-    net.connect();
+    let (a, b) = net.pair(TrackKind::Audio);
     (net, a, b)
 }
 
@@ -437,13 +433,7 @@ fn a_client_that_skips_consent_checks_but_still_sends_stays() {
 /// store (not from the publisher, and not from a per-subscriber copy).
 /// `a` publishing video to `b`, both connected, media flowing.
 fn video_from_a_to_b() -> (Net, ClientId, ClientId) {
-    let mut net = Net::new();
-    let a = net.join("a", false, true);
-    let b = net.join("b", false, false);
-    net.connect();
-    net.start_media(a, TrackKind::Video, &[b]);
-    net.connect();
-    (net, a, b)
+    Net::one_to_one(TrackKind::Video)
 }
 
 #[test]
@@ -530,6 +520,69 @@ fn the_sfu_asks_a_publisher_for_a_lost_packet_a_bounded_number_of_times() {
         resends <= 10,
         "the SFU asked for one lost packet {resends} times"
     );
+}
+
+/// alice publishes audio, bob subscribes; both negotiate NACK for audio
+/// when `nack`, as the calling crate does (Chromium does not).
+fn audio_from_a_to_b(nack: bool) -> (Net, ClientId, ClientId) {
+    let mut net = Net::new();
+    net.nack_audio_clients = nack;
+    let (a, b) = net.pair(TrackKind::Audio);
+    (net, a, b)
+}
+
+/// 50 packets of 20 ms audio from `a`, then a second for the last resends;
+/// what `b` received of them and what the SFU resent meanwhile.
+fn speak(net: &mut Net, a: ClientId, b: ClientId) -> (u64, u64) {
+    let received_before = net.received(b, a, TrackKind::Audio);
+    let resent_before = net.endpoint.stats().rtx_sent;
+    for i in 0..50u8 {
+        net.send_rtp(a, TrackKind::Audio, &[i; 120]);
+        net.drive_for(Duration::from_millis(20));
+    }
+    net.drive_for(Duration::from_secs(1));
+    (
+        net.received(b, a, TrackKind::Audio) - received_before,
+        net.endpoint.stats().rtx_sent - resent_before,
+    )
+}
+
+/// A subscriber that negotiated NACK for audio gets lost audio packets
+/// again, from the track's store (RED and FEC cannot make up for a burst
+/// longer than their reach; a resend can).
+#[test]
+fn lost_audio_is_resent_to_a_subscriber_that_asks() {
+    let (mut net, a, b) = audio_from_a_to_b(true);
+    let offer = net.clients[b].offers.last().expect("an offer").clone();
+    assert!(
+        offer.contains("a=rtcp-fb:111 nack\r\n"),
+        "the SFU offers NACK for Opus"
+    );
+    net.lose_rtp_to = Some((Client::addr(b, Role::Subscriber), 4));
+    let (got, resent) = speak(&mut net, a, b);
+    println!("resent {resent}, b received {got}/50");
+    assert_eq!(net.lose_rtp_to.map(|(_, n)| n), Some(0), "four were lost");
+    assert!(resent >= 4, "the SFU resent {resent} of 4 lost packets");
+    assert_eq!(got, 50, "b got every packet in the end");
+}
+
+/// An audio packet lost on the publisher's link is asked for again when
+/// the publisher negotiated NACK for audio (a bounded number of times:
+/// here it is lost on every send), and never when it did not.
+#[test]
+fn the_sfu_asks_a_publisher_for_lost_audio_only_if_it_negotiated_nack() {
+    for nack in [true, false] {
+        let (mut net, a, b) = audio_from_a_to_b(nack);
+        net.lose_packet_from = Some((Client::addr(a, Role::Publisher), None));
+        speak(&mut net, a, b);
+        let resends = net.lost_packet_sends.saturating_sub(1);
+        println!("NACK {nack}: the lost packet was resent {resends} times");
+        if nack {
+            assert!((1..=10).contains(&resends), "asked {resends} times");
+        } else {
+            assert_eq!(resends, 0);
+        }
+    }
 }
 
 /// The SFU (DTLS client on a publisher connection) sends its first DTLS

@@ -60,7 +60,14 @@ struct Room {
 
 impl Room {
     fn new() -> Self {
+        Self::with_nack(false)
+    }
+
+    /// [`Room::new`], every client negotiating NACK for audio when `nack`
+    /// (as the calling crate does).
+    fn with_nack(nack: bool) -> Self {
         let mut net = Net::new();
+        net.nack_audio_clients = nack;
         net.red_clients = true;
         let alice = net.join("alice", true, false);
         let bob = net.join("bob", false, false);
@@ -233,6 +240,37 @@ fn packets_lost_on_the_publishers_link_reach_opus_subscribers_from_the_redundanc
         Some(sent.by_seq(lost_one.wrapping_add(1)).2.clone()),
         "the next RED packet, carrying the lost frame"
     );
+}
+
+/// Subscribers that negotiated NACK for audio get a packet lost on their
+/// own link again, each in its form: RED as the publisher sent it, or the
+/// primary frame as plain Opus.
+#[test]
+fn audio_lost_toward_a_subscriber_is_resent_in_its_form() {
+    let mut room = Room::with_nack(true);
+    let mut sent = Sent::default();
+    room.send_for(&mut sent, 5, 1);
+    for sub in [room.red_sub, room.opus_sub] {
+        room.net.lose_rtp_to = Some((Client::addr(sub, Role::Subscriber), 2));
+        room.send_for(&mut sent, 10, 1);
+        assert_eq!(room.net.lose_rtp_to.map(|(_, n)| n), Some(0), "two lost");
+    }
+    room.send_for(&mut sent, 10, 1);
+    room.net.drive_for(Duration::from_millis(500));
+    assert!(room.net.endpoint.stats().rtx_sent >= 4);
+    let all: Vec<u16> = sent.packets.iter().map(|p| p.0).collect();
+    for (sub, pt) in [(room.red_sub, RED), (room.opus_sub, OPUS)] {
+        let mut got = room.seqs(sub);
+        got.sort_by_key(|s| s.wrapping_sub(all[0]));
+        got.dedup();
+        assert_eq!(got, all, "every packet reached the subscriber");
+        for p in room.log(sub) {
+            let (_, ts, payload, primary) = sent.by_seq(p.seq);
+            let want = if pt == RED { payload } else { primary };
+            assert_eq!((p.ts, p.pt), (*ts, pt), "packet {}", p.seq);
+            assert_eq!(p.payload, want[..], "packet {}", p.seq);
+        }
+    }
 }
 
 #[test]

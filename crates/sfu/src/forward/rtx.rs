@@ -10,6 +10,12 @@ use rtc::rtp::Packet;
 /// How many recent packets a video track keeps (about 1-2 s of 2 Mbit/s video).
 pub const VIDEO_SLOTS: usize = 512;
 
+/// How many recent packets an audio track keeps: 1.28 s of 20 ms packets,
+/// past any round trip a resent frame could still be played after. Only
+/// clients that negotiate NACK for audio ask (the calling crate; Chromium
+/// offers none).
+pub const AUDIO_SLOTS: usize = 64;
+
 /// A ring of the last packets of one track, indexed by sequence number.
 #[derive(Debug)]
 pub struct RtxStore {

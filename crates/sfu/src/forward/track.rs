@@ -141,7 +141,7 @@ pub(crate) fn add_layer(
     }
     let slots = match track.kind {
         TrackKind::Video => crate::forward::rtx::VIDEO_SLOTS,
-        TrackKind::Audio => 0, // no NACK for Opus: in-band FEC instead
+        TrackKind::Audio => crate::forward::rtx::AUDIO_SLOTS,
     };
     let fallback = u8::try_from(track.layers.len()).map_or(TOP_RANK, |n| n.min(TOP_RANK));
     let rank = rid.as_deref().map_or(TOP_RANK, |r| rank_of(r, fallback));

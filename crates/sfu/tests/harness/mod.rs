@@ -185,6 +185,8 @@ pub struct Client {
     /// Its subscriber connection reports arrivals with RFC 8888 feedback
     /// ([`Net::ccfb_clients`]).
     pub ccfb: bool,
+    /// Its connections negotiate NACK for audio ([`Net::nack_audio_clients`]).
+    pub nack_audio: bool,
     /// The simulcast video track, when the client publishes one.
     pub simulcast: Option<SimulcastTrack>,
     /// Subscriber offers received from the SFU (SDP), oldest first.
@@ -213,6 +215,7 @@ impl Client {
             padding_log: HashMap::new(),
             red: false,
             ccfb: false,
+            nack_audio: false,
             simulcast: None,
             offers: Vec::new(),
             online: true,
@@ -306,6 +309,9 @@ pub struct Net {
     pub red_clients: bool,
     /// Record every media packet clients receive ([`Client::rtp_log`]).
     pub log_rtp: bool,
+    /// Clients that join while this is set negotiate NACK for audio, as
+    /// the calling crate does (`huddle_wire::codecs::register_audio_nack`).
+    pub nack_audio_clients: bool,
     /// Clients that join while this is set report what their subscriber
     /// connection receives with RFC 8888 congestion control feedback
     /// (`rtc`'s recorder, `a=rtcp-fb:<pt> ack ccfb` in their answers), not
@@ -326,15 +332,20 @@ fn media_engine(red: bool) -> MediaEngine {
 /// A client peer connection with its host candidate at `addr`, offering
 /// `srtp` as its SRTP profiles (`rtc`'s defaults when empty), with RED
 /// after Opus when `red`, reporting arrivals with RFC 8888 feedback
-/// instead of TWCC when `ccfb`.
+/// instead of TWCC when `ccfb`, negotiating NACK for audio when
+/// `nack_audio`.
 fn client_pc(
     now: Instant,
     addr: SocketAddr,
     srtp: &[SrtpProtectionProfile],
     red: bool,
     ccfb: bool,
+    nack_audio: bool,
 ) -> ClientPc {
     let mut me = media_engine(red);
+    if nack_audio {
+        huddle_wire::codecs::register_audio_nack(&mut me);
+    }
     let registry = if ccfb {
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             me.register_feedback(
@@ -499,24 +510,33 @@ impl Net {
             red_clients: false,
             log_rtp: false,
             ccfb_clients: false,
+            nack_audio_clients: false,
         }
+    }
+
+    /// A call of two: "a" publishes one track of `kind`, "b" receives it,
+    /// media flowing.
+    pub fn one_to_one(kind: TrackKind) -> (Net, ClientId, ClientId) {
+        let mut net = Net::new();
+        let (a, b) = net.pair(kind);
+        (net, a, b)
+    }
+
+    /// On this net (set up as the test wants): "a" joins publishing one
+    /// track of `kind`, "b" joins to receive it; returns them once media
+    /// flows.
+    pub fn pair(&mut self, kind: TrackKind) -> (ClientId, ClientId) {
+        let a = self.join("a", kind == TrackKind::Audio, kind == TrackKind::Video);
+        let b = self.join("b", false, false);
+        self.connect();
+        self.start_media(a, kind, &[b]);
+        self.connect();
+        (a, b)
     }
 
     /// Add a participant named `name` to the room; when it publishes, its
     /// publisher connection offers at once (the answer is applied before this
     /// returns). Call [`Net::drive`] to let the connections come up.
-    /// A call of two: "a" publishes one track of `kind`, "b" receives it,
-    /// media flowing.
-    pub fn one_to_one(kind: TrackKind) -> (Net, ClientId, ClientId) {
-        let mut net = Net::new();
-        let a = net.join("a", kind == TrackKind::Audio, kind == TrackKind::Video);
-        let b = net.join("b", false, false);
-        net.connect();
-        net.start_media(a, kind, &[b]);
-        net.connect();
-        (net, a, b)
-    }
-
     pub fn join(&mut self, name: &str, publish_audio: bool, publish_video: bool) -> ClientId {
         let index = self.clients.len();
         let id = ParticipantId(name.to_owned());
@@ -525,6 +545,7 @@ impl Net {
         let mut client = Client::new(name);
         client.red = self.red_clients;
         client.ccfb = self.ccfb_clients;
+        client.nack_audio = self.nack_audio_clients;
         if publish {
             let mut pub_pc = client_pc(
                 self.now,
@@ -532,6 +553,7 @@ impl Net {
                 &[],
                 client.red,
                 false,
+                client.nack_audio,
             );
             for (wanted, kind) in [
                 (publish_audio, TrackKind::Audio),
@@ -569,6 +591,7 @@ impl Net {
             &[],
             false,
             false,
+            false,
         );
         let track = default_track("ghost".into(), "ghost-audio".into(), TrackKind::Audio, 1);
         pc.pc.add_track(track).expect("add track");
@@ -590,6 +613,7 @@ impl Net {
             self.now,
             Client::addr(index, Role::Publisher),
             &[],
+            false,
             false,
             false,
         );
@@ -674,6 +698,7 @@ impl Net {
             &self.subscriber_srtp,
             self.red_clients,
             self.ccfb_clients,
+            self.nack_audio_clients,
         );
         for (n, kind) in [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)] {
             for _ in 0..n {
@@ -1226,9 +1251,16 @@ impl Net {
             return; // the signaling channel is gone too
         }
         let srtp = &self.subscriber_srtp;
-        let (red, ccfb) = (c.red, c.ccfb);
+        let (red, ccfb, nack_audio) = (c.red, c.ccfb, c.nack_audio);
         let sub = c.subscriber.get_or_insert_with(|| {
-            client_pc(now, Client::addr(index, Role::Subscriber), srtp, red, ccfb)
+            client_pc(
+                now,
+                Client::addr(index, Role::Subscriber),
+                srtp,
+                red,
+                ccfb,
+                nack_audio,
+            )
         });
         // `rtc` 0.21 reads `a=rtcp-fb` only per payload type; the SFU
         // offers RFC 8888 feedback with the wildcard, as libwebrtc does.
