@@ -106,6 +106,14 @@ use packet_buffer::{BufferInsert, PacketBuffer, StoredPacket};
 use seq::{SeqUnwrapper, TsUnwrapper};
 use std::time::Duration;
 
+/// A packet this many sequence numbers behind the newest (80 ms of 20 ms
+/// packets) was not reordered by jitter but resent after a NACK, a round
+/// trip and the receiver's asking interval late: it is played if still in
+/// time, but its delay says nothing about the network's jitter, and fed to
+/// the delay estimate it held the target up (docs/audio-quality.md,
+/// "NACK").
+pub const FAR_BEHIND: i64 = 4;
+
 /// RTP clock ticks per millisecond (Opus always uses a 48 kHz RTP clock).
 const TICKS_PER_MS: f64 = 48.0;
 /// A sequence-number jump larger than this (about 60 s of 20 ms packets) on the
@@ -455,6 +463,10 @@ impl JitterBuffer {
         }
         let mut seq = self.seq_unwrap.unwrap(u32::from(packet.seq));
         let mut ts = self.ts_unwrap.unwrap(packet.timestamp);
+        let far_behind = self
+            .seq_unwrap
+            .highest()
+            .is_some_and(|newest| newest - seq >= FAR_BEHIND);
         let reference = self
             .playout
             .map(|p| p.next_seq)
@@ -488,10 +500,18 @@ impl JitterBuffer {
                 BufferInsert::Late => InsertOutcome::Late,
             };
         }
+        if far_behind {
+            // A resend (NACK) arrives a round trip or more after its
+            // successors: its delay is the retransmission's, not the
+            // network's jitter, and would hold the target up for nothing.
+            self.stats.far_behind += 1;
+        }
         match outcome {
             BufferInsert::Stored { flushed } => {
                 self.stats.flushed += flushed as u64;
-                self.delay.update(ts, arrival);
+                if !far_behind {
+                    self.delay.update(ts, arrival);
+                }
                 InsertOutcome::Accepted
             }
             BufferInsert::Duplicate => {
@@ -499,9 +519,12 @@ impl JitterBuffer {
                 InsertOutcome::Duplicate
             }
             BufferInsert::Late => {
-                // A late packet is exactly what the delay estimate must see.
+                // A late packet is exactly what the delay estimate must see
+                // (unless it is a resend, above).
                 self.stats.late += 1;
-                self.delay.update(ts, arrival);
+                if !far_behind {
+                    self.delay.update(ts, arrival);
+                }
                 InsertOutcome::Late
             }
         }

@@ -21,6 +21,11 @@ pub(crate) type TsUnwrapper = Unwrapper<32>;
 impl<const BITS: u32> Unwrapper<BITS> {
     const MODULUS: i64 = 1 << BITS;
 
+    /// The highest extended value seen so far.
+    pub(crate) fn highest(&self) -> Option<i64> {
+        self.highest
+    }
+
     /// The extended value of `value` (only its low `BITS` bits are used).
     pub(crate) fn unwrap(&mut self, value: u32) -> i64 {
         let v = i64::from(value) & (Self::MODULUS - 1);

@@ -984,3 +984,35 @@ fn real_opus_with_loss_and_jitter() {
     assert!(whole > 0.5, "whole-run correlation {whole}");
     assert!(s.mean_delay_ms() < 80.0, "{s:?}");
 }
+
+/// A packet that arrives [`FAR_BEHIND`] or more sequence numbers behind the
+/// newest (a resend after a NACK) is still taken if in time, but its
+/// lateness does not feed the delay estimate; one reordered by a packet or
+/// two (jitter) still does.
+#[test]
+fn a_resend_far_behind_does_not_feed_the_delay_estimate() {
+    // Packets 0..=`at` every 20 ms without 40, then 40 when `at` arrived:
+    // what the estimate saw last, and the stats.
+    let late = |at: u16| {
+        let mut jb = JitterBuffer::new(JitterConfig::default()).expect("jitter buffer");
+        for seq in (0..=at).filter(|&s| s != 40) {
+            jb.insert(pkt(seq, u32::from(seq) * 960, 7), ms(f64::from(seq) * 20.0));
+        }
+        let outcome = jb.insert(pkt(40, 40 * 960, 7), ms(f64::from(at) * 20.0));
+        (outcome, jb.stats())
+    };
+    let (outcome, resent) = late(46);
+    assert_eq!(outcome, InsertOutcome::Accepted, "still in the buffer");
+    assert_eq!(resent.far_behind, 1);
+    assert_eq!(
+        resent.last_relative_delay_ms, 0.0,
+        "its 120 ms did not count"
+    );
+    let (_, reordered) = late(42);
+    assert_eq!(reordered.far_behind, 0);
+    assert!(
+        (reordered.last_relative_delay_ms - 40.0).abs() < 1.0,
+        "40 ms late by jitter counts: {}",
+        reordered.last_relative_delay_ms
+    );
+}
