@@ -20,9 +20,9 @@ pub struct JitterStats {
     /// Packets that arrived after their turn (already concealed, recovered or
     /// skipped), and stragglers of a replaced SSRC. Dropped.
     pub late: u64,
-    /// Packets that arrived [`FAR_BEHIND`](super::FAR_BEHIND) or more
-    /// sequence numbers behind the newest: resends answering a NACK, mostly.
-    /// Played if still in time, and left out of the delay estimate.
+    /// Packets that arrived 4 or more sequence numbers behind the newest
+    /// (`jitter::FAR_BEHIND`): resends answering a NACK, mostly. Played if
+    /// still in time, and left out of the delay estimate.
     pub far_behind: u64,
     /// Sequence numbers whose own packet was missing when their turn came
     /// (played from a RED copy, rebuilt from FEC, or concealed). DTX gaps
