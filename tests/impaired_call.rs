@@ -1,7 +1,7 @@
 //! A call over a bad network: alice's speech reaches bob through the SFU with
 //! 5% random loss and 30 ms of jitter on the way to him (the huddle-netem
-//! relay in front of the SFU). Bob's playout (jitter buffer, Opus FEC and
-//! PLC, mixer) still gives back what alice said.
+//! relay in front of the SFU). Bob's playout (jitter buffer, RED, resends
+//! after NACK, Opus FEC and PLC, mixer) still gives back what alice said.
 
 mod common;
 
@@ -90,11 +90,15 @@ async fn speech_survives_loss_and_jitter() {
         scores.len()
     );
     assert!(relay_stats.to_client.lost > 0, "the network lost nothing");
+    // What repairs a loss depends on timing: a RED copy in the next packet,
+    // a resend (NACK) arriving in time, the next packet's FEC; what is left
+    // is concealed. That some loss was repaired from redundancy is certain
+    // at 5 % loss over 8 s; which way, and whether any frame was left to
+    // conceal, is not.
     assert!(
-        jb.fec_recovered_frames > 0,
-        "no frame was recovered with FEC"
+        jb.fec_recovered_frames + jb.red_recovered_frames > 0,
+        "no lost frame was rebuilt from RED or FEC: {jb:?}"
     );
-    assert!(jb.concealed_frames > 0, "no frame was concealed");
     assert!(corr > 0.6, "bob did not hear alice: correlation {corr}");
     server.shutdown().await.expect("shutdown");
 }
