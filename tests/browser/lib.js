@@ -132,6 +132,24 @@ async function stopProcess(child, graceMs = 5000) {
  * { server, httpPort, baseUrl }; stop it with stopProcess(server).
  */
 async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort = null, httpPort: port = null, env = {} } = {}) {
+  // Ports this picks were free when probed, but the server opens the media
+  // port of every worker (the next ones up) over UDP and TCP, and any of
+  // them may be taken by then: with ports of its own choosing it tries
+  // again with others, up to three times.
+  const mayRetry = mediaPort === null && port === null;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startServerOnce(serverBin, logName, { mediaPort, httpPort: port, env });
+    } catch (e) {
+      if (!mayRetry || attempt === 3 || !/exited/.test(e.message)) throw e;
+      const log = fs.readFileSync(path.join(ARTIFACTS, logName), 'utf8');
+      if (!/cannot open the media sockets|cannot listen on tcp/.test(log)) throw e;
+      console.log(`huddle-server found a port taken (attempt ${attempt}); trying other ports`);
+    }
+  }
+}
+
+async function startServerOnce(serverBin, logName, { mediaPort, httpPort: port, env }) {
   const httpPort = port ?? (await freePort('tcp'));
   const udpPort = mediaPort ?? (await freePort('udp'));
   const baseUrl = `http://127.0.0.1:${httpPort}`;

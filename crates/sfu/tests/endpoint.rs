@@ -523,7 +523,7 @@ fn the_sfu_asks_a_publisher_for_a_lost_packet_a_bounded_number_of_times() {
 }
 
 /// alice publishes audio, bob subscribes; both negotiate NACK for audio
-/// when `nack`, as the calling crate does (Chromium does not).
+/// when `nack`, as the calling crate does (Chromium only as a receiver).
 fn audio_from_a_to_b(nack: bool) -> (Net, ClientId, ClientId) {
     let mut net = Net::new();
     net.nack_audio_clients = nack;

@@ -50,8 +50,8 @@ pub fn register_red(me: &mut MediaEngine) -> Result<(), RtcError> {
 /// Offer and accept NACK (`a=rtcp-fb:<pt> nack`, RFC 4585) for every audio
 /// codec: a lost audio packet can then be asked for again, on top of RED
 /// and Opus FEC. `rtc`'s `configure_nack` registers it for video only. The
-/// SFU and the calling crate both call it; Chromium offers no NACK for
-/// audio, so with it audio goes on without (RED and FEC only).
+/// SFU and the calling crate both call it. Chromium offers no NACK for
+/// the audio it sends, but takes it for the audio it receives.
 pub fn register_audio_nack(me: &mut MediaEngine) {
     me.register_feedback(
         RTCPFeedback {

@@ -12,8 +12,8 @@ pub const VIDEO_SLOTS: usize = 512;
 
 /// How many recent packets an audio track keeps: 1.28 s of 20 ms packets,
 /// past any round trip a resent frame could still be played after. Only
-/// clients that negotiate NACK for audio ask (the calling crate; Chromium
-/// offers none).
+/// subscribers that negotiated NACK for audio ask (the calling crate, and
+/// Chromium, which takes the SFU's offer of it).
 pub const AUDIO_SLOTS: usize = 64;
 
 /// A ring of the last packets of one track, indexed by sequence number.
