@@ -127,9 +127,11 @@ pub(crate) fn configuration(ice: &IceConfig) -> webrtc::peer_connection::RTCConf
 const NACK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How many times one lost packet is asked for: at [`NACK_INTERVAL`], for
-/// 200 ms, past which a resend of audio is too late to play and a video
-/// frame that still misses a packet is better asked for as a keyframe.
-const MAX_NACKS_PER_PACKET: u16 = 10;
+/// one second, so that a video packet lost on a path with a long round
+/// trip can still come back (the SFU resends one packet at most twice, and
+/// not twice within 100 ms; the asks are one small RTCP packet per
+/// interval for everything missing).
+const MAX_NACKS_PER_PACKET: u16 = 50;
 
 /// `rtc`'s default interceptors (NACK, simulcast header extensions, TWCC
 /// feedback, RTCP reports) with NACK for audio too
