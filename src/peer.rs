@@ -135,19 +135,10 @@ const MAX_NACKS_PER_PACKET: u16 = 50;
 
 /// `rtc`'s default interceptors (NACK, simulcast header extensions, TWCC
 /// feedback, RTCP reports) with NACK for audio too
-/// (`huddle_wire::codecs::register_audio_nack`) and a NACK generator that
-/// asks every [`NACK_INTERVAL`].
+/// (`huddle_wire::codecs::register_nack`) and a NACK generator that asks
+/// every [`NACK_INTERVAL`].
 fn interceptors(me: &mut MediaEngine) -> Result<Registry, CallError> {
-    huddle_wire::codecs::register_audio_nack(me);
-    for parameter in ["", "pli"] {
-        me.register_feedback(
-            rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
-                typ: rtc::rtp_transceiver::rtp_sender::TYPE_RTCP_FB_NACK.to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
-        );
-    }
+    huddle_wire::codecs::register_nack(me);
     configure_simulcast_extension_headers(me)?;
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().build())

@@ -27,8 +27,7 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_NACK,
-    TYPE_RTCP_FB_TRANSPORT_CC,
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_TRANSPORT_CC,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -79,16 +78,7 @@ const SRTP_REPLAY_WINDOW: usize = 1024;
 ///   the feedback and the transport-wide sequence number extension
 ///   registered here only go into the SDP.
 fn interceptors(me: &mut MediaEngine, role: PcRole) -> Result<Registry, RtcError> {
-    for parameter in ["", "pli"] {
-        me.register_feedback(
-            RTCPFeedback {
-                typ: TYPE_RTCP_FB_NACK.to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            RtpCodecKind::Video,
-        );
-    }
-    huddle_wire::codecs::register_audio_nack(me);
+    huddle_wire::codecs::register_nack(me);
     configure_simulcast_extension_headers(me)?;
     Ok(match role {
         PcRole::Publisher => {

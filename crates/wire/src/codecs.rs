@@ -62,6 +62,23 @@ pub fn register_audio_nack(me: &mut MediaEngine) {
     );
 }
 
+/// Offer and accept the NACK feedback huddle's peers use: `nack` and
+/// `nack pli` for video (as `rtc`'s `configure_nack` does) and `nack` for
+/// audio ([`register_audio_nack`]). The SFU and the calling crate both
+/// register it with their own NACK interceptors.
+pub fn register_nack(me: &mut MediaEngine) {
+    for parameter in ["", "pli"] {
+        me.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    register_audio_nack(me);
+}
+
 /// VP8.
 pub fn vp8() -> RTCRtpCodec {
     codec(MIME_TYPE_VP8, 90000, 0, "")
