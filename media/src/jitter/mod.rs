@@ -463,10 +463,6 @@ impl JitterBuffer {
         }
         let mut seq = self.seq_unwrap.unwrap(u32::from(packet.seq));
         let mut ts = self.ts_unwrap.unwrap(packet.timestamp);
-        let far_behind = self
-            .seq_unwrap
-            .highest()
-            .is_some_and(|newest| newest - seq >= FAR_BEHIND);
         let reference = self
             .playout
             .map(|p| p.next_seq)
@@ -480,6 +476,12 @@ impl JitterBuffer {
             seq = self.seq_unwrap.unwrap(u32::from(packet.seq));
             ts = self.ts_unwrap.unwrap(packet.timestamp);
         }
+        // Against the stream as it now is: a packet that restarted it is
+        // its first, not a resend.
+        let far_behind = self
+            .seq_unwrap
+            .highest()
+            .is_some_and(|newest| newest - seq >= FAR_BEHIND);
         let stored = StoredPacket {
             ts,
             payload: packet.payload,

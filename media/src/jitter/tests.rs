@@ -1010,6 +1010,11 @@ fn a_resend_far_behind_does_not_feed_the_delay_estimate() {
     );
     let (_, reordered) = late(42);
     assert_eq!(reordered.far_behind, 0);
+    // A packet far enough back to restart the stream is its first packet.
+    let mut jb = JitterBuffer::new(JitterConfig::default()).expect("jitter buffer");
+    jb.insert(pkt(10_000, 0, 7), ms(0.0));
+    jb.insert(pkt(1_000, 960, 7), ms(20.0));
+    assert_eq!((jb.stats().stream_resets, jb.stats().far_behind), (1, 0));
     assert!(
         (reordered.last_relative_delay_ms - 40.0).abs() < 1.0,
         "40 ms late by jitter counts: {}",
