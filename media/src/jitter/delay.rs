@@ -58,6 +58,16 @@ pub struct DelayConfig {
     pub min_delay: Duration,
     /// Largest target delay (relative delays beyond it all land in the top bucket).
     pub max_delay: Duration,
+    /// Per-packet forget factor of the histogram of packets that arrive
+    /// after their successors, in `(0, 1)`. Default 0.995: about the last
+    /// 200 packets (4 s). NetEQ's reorder optimizer uses 0.9993 (about
+    /// 30 s); here that kept the delay up for 22 s after a spell of jitter,
+    /// against 9 s with 0.995, for the same speech quality.
+    pub reorder_forget_factor: f64,
+    /// What waiting for reordered packets may cost: ms of delay per percent
+    /// of packets it saves from arriving too late (NetEQ: 20). 0: never
+    /// wait for them.
+    pub reorder_ms_per_loss_percent: f64,
 }
 
 impl Default for DelayConfig {
@@ -70,6 +80,8 @@ impl Default for DelayConfig {
             margin: Duration::ZERO,
             min_delay: Duration::ZERO,
             max_delay: Duration::from_millis(500),
+            reorder_forget_factor: 0.995,
+            reorder_ms_per_loss_percent: 20.0,
         }
     }
 }
@@ -155,6 +167,20 @@ impl DelayEstimator {
         let (median, quantile) = self.compute_quantiles(0.5, self.config.quantile);
         self.median_ms = median;
         self.quantile_ms = quantile;
+        relative
+    }
+
+    /// The relative delay (ms) of a packet that arrived after a later one,
+    /// against the current arrival line, without letting it into the
+    /// histogram or the window (see `reorder`). It becomes
+    /// [`last_relative_ms`](Self::last_relative_ms).
+    pub fn observe_reordered(&mut self, ts: i64, arrival: Duration) -> f64 {
+        let transit = arrival.as_secs_f64() * 1000.0 - ts as f64 / 48.0;
+        let relative = self
+            .window
+            .front()
+            .map_or(0.0, |(_, min)| (transit - min).max(0.0));
+        self.last_relative_ms = relative;
         relative
     }
 

@@ -89,6 +89,7 @@ mod decoder;
 mod delay;
 mod packet_buffer;
 mod red;
+mod reorder;
 mod seq;
 mod stats;
 mod stretch;
@@ -103,6 +104,7 @@ use crate::format::FRAME_SAMPLES;
 use crate::rtp::RtpView;
 use decision::{band_for, decide, DecisionInput, Head};
 use packet_buffer::{BufferInsert, PacketBuffer, StoredPacket};
+use reorder::ReorderOptimizer;
 use seq::{SeqUnwrapper, TsUnwrapper};
 use std::time::Duration;
 
@@ -244,6 +246,18 @@ impl JitterConfig {
         if !(d.forget_factor > 0.0 && d.forget_factor < 1.0) {
             return bad(format!("forget factor {} outside (0, 1)", d.forget_factor));
         }
+        if !(d.reorder_forget_factor > 0.0 && d.reorder_forget_factor < 1.0) {
+            return bad(format!(
+                "reorder forget factor {} outside (0, 1)",
+                d.reorder_forget_factor
+            ));
+        }
+        if !(d.reorder_ms_per_loss_percent.is_finite() && d.reorder_ms_per_loss_percent >= 0.0) {
+            return bad(format!(
+                "reorder cost {} ms per loss percent negative or not finite",
+                d.reorder_ms_per_loss_percent
+            ));
+        }
         if !(d.bucket_ms.is_finite() && d.bucket_ms >= 0.5) {
             return bad(format!("bucket width {} ms below 0.5 ms", d.bucket_ms));
         }
@@ -281,6 +295,8 @@ pub struct JitterBuffer {
     config: JitterConfig,
     buffer: PacketBuffer,
     delay: DelayEstimator,
+    /// How long reordered packets are worth waiting for.
+    reorder: ReorderOptimizer,
     stats: JitterStats,
     ssrc: Option<u32>,
     previous_ssrc: Option<u32>,
@@ -325,6 +341,11 @@ impl JitterBuffer {
         Ok(JitterBuffer {
             buffer: PacketBuffer::new(config.max_packets),
             delay: DelayEstimator::new(config.delay.clone()),
+            reorder: ReorderOptimizer::new(
+                ms(config.delay.max_delay),
+                config.delay.reorder_forget_factor,
+                config.delay.reorder_ms_per_loss_percent,
+            ),
             config,
             stats: JitterStats::default(),
             ssrc: None,
@@ -375,8 +396,18 @@ impl JitterBuffer {
     /// (k packets when the sender's RED reaches k back, up to
     /// [`JitterConfig::red_hold_packets`]).
     fn target_ms(&self) -> f64 {
-        let base = self.delay.target_ms();
-        if self.since_loss < self.config.fec_hold_packets {
+        self.target_ms_since_loss(self.since_loss)
+    }
+
+    /// [`target_ms`](Self::target_ms) had the last loss been `since_loss`
+    /// packets ago.
+    fn target_ms_since_loss(&self, since_loss: u32) -> f64 {
+        let base = self.delay.target_ms().max(
+            self.reorder
+                .optimal_ms()
+                .min(ms(self.config.delay.max_delay)),
+        );
+        if since_loss < self.config.fec_hold_packets {
             let held = u32::from(self.red_depth)
                 .min(self.config.red_hold_packets)
                 .max(1);
@@ -482,11 +513,13 @@ impl JitterBuffer {
             .seq_unwrap
             .highest()
             .is_some_and(|newest| newest - seq >= FAR_BEHIND);
+        let overtaken = redundant || self.seq_unwrap.highest().is_some_and(|newest| newest > seq);
         let stored = StoredPacket {
             ts,
             payload: packet.payload,
             arrival,
             redundant,
+            overtaken,
         };
         let outcome = self
             .buffer
@@ -508,28 +541,34 @@ impl JitterBuffer {
             // network's jitter, and would hold the target up for nothing.
             self.stats.far_behind += 1;
         }
-        match outcome {
+        let outcome = match outcome {
             BufferInsert::Stored { flushed } => {
                 self.stats.flushed += flushed as u64;
-                if !far_behind {
-                    self.delay.update(ts, arrival);
-                }
                 InsertOutcome::Accepted
             }
             BufferInsert::Duplicate => {
                 self.stats.duplicates += 1;
-                InsertOutcome::Duplicate
+                return InsertOutcome::Duplicate;
             }
             BufferInsert::Late => {
-                // A late packet is exactly what the delay estimate must see
-                // (unless it is a resend, above).
                 self.stats.late += 1;
-                if !far_behind {
-                    self.delay.update(ts, arrival);
-                }
                 InsertOutcome::Late
             }
+        };
+        // A late packet is exactly what the delay estimates must see; one
+        // overtaken by its successors goes to the reorder optimizer
+        // instead of the delay histogram, and a resend far behind to
+        // neither.
+        if overtaken {
+            if !far_behind {
+                let relative = self.delay.observe_reordered(ts, arrival);
+                self.reorder.update(Some(relative));
+            }
+        } else {
+            self.delay.update(ts, arrival);
+            self.reorder.update(None);
         }
+        outcome
     }
 
     /// Produce the next 20 ms of audio at `now` (caller's clock): exactly
@@ -799,6 +838,18 @@ impl JitterBuffer {
                 playout.next_seq += 1;
                 continue;
             }
+            if gap == 0 && pkt.overtaken && self.too_late_to_play_behind(playout, expected) {
+                // It came after its successors (a resend, a RED copy), so
+                // the stream has moved on; playing it now would put playout
+                // behind by more than it wants, to be taken back by
+                // accelerating through speech. It is late, as if it had
+                // come after its turn.
+                self.buffer.remove(seq);
+                self.stats.late += 1;
+                self.note_loss();
+                playout.next_seq += 1;
+                continue;
+            }
             let waited_ms = ms(now.saturating_sub(pkt.arrival));
             if gap == 0 && self.in_dtx && self.last_op == Operation::ComfortNoise {
                 // A talkspurt starts after DTX: start it at the target lag,
@@ -823,6 +874,21 @@ impl JitterBuffer {
                 _ => Head::MissingLaterPresent,
             };
         }
+    }
+
+    /// Whether a packet due at `expected`, whose time concealment has
+    /// already filled, would put the lag above the band if played now
+    /// (behind the timeline by what was concealed). Below that it is
+    /// played: the lag it adds is one playout can keep without stretching
+    /// through speech to take it back.
+    fn too_late_to_play_behind(&self, playout: &Playout, expected: i64) -> bool {
+        let behind = playout.play_ts.saturating_sub(expected);
+        if behind < self.packet_ticks {
+            return false;
+        }
+        let lag = self.lag_ms.unwrap_or(0.0) + behind as f64 / TICKS_PER_MS;
+        let (_, high) = band_for(self.target_ms(), self.packet_ms(), self.quiet);
+        lag > high
     }
 
     /// Whether the filtered playout lag is below the band it is kept in (a

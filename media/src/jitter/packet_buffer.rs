@@ -21,6 +21,10 @@ pub(crate) struct StoredPacket {
     /// packet that has not arrived; the packet itself replaces it if it
     /// comes before its turn.
     pub redundant: bool,
+    /// A later sequence number had arrived before it (a resend after a NACK,
+    /// a reordered packet, or a redundant copy): if its time has been filled
+    /// by concealment, the stream has already moved past it.
+    pub overtaken: bool,
 }
 
 /// What [`PacketBuffer::insert`] did with a packet.
@@ -131,6 +135,7 @@ mod tests {
             payload: vec![1],
             arrival: Duration::ZERO,
             redundant: false,
+            overtaken: false,
         }
     }
 

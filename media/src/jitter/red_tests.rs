@@ -173,7 +173,9 @@ fn bursts_up_to_the_distance_are_played_from_copies() {
     assert!(s.concealed_frames <= 3, "only in the first burst: {s:?}");
     // Holding at most one packet (red_hold_packets 1): the copies of a
     // burst of 3 come after their turn; each burst is concealed while they
-    // come, and the lag that adds is then taken back by accelerating.
+    // come, and the copies that would put playout further behind than it
+    // wants are dropped as late, not played behind the timeline (which
+    // would be taken back by accelerating).
     let config = JitterConfig {
         red_hold_packets: 1,
         ..JitterConfig::default()
@@ -183,10 +185,8 @@ fn bursts_up_to_the_distance_are_played_from_copies() {
     play(&mut jb, &mut dec, &packets(200, Some(3), lost), true);
     let s1 = jb.stats();
     assert!(s1.concealed_frames >= s.concealed_frames + 10, "{s1:?}");
-    assert!(
-        s1.accelerated_frames >= s.accelerated_frames + 5,
-        "{s1:?} / {s:?}"
-    );
+    assert!(s1.late >= 10, "{s1:?}");
+    assert!(s1.accelerated_frames <= 1, "{s1:?}");
     assert!(s1.target_delay_ms < 60.0, "{s1:?}");
 }
 

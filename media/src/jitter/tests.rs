@@ -627,8 +627,12 @@ fn target_follows_jitter_up_and_back_down() {
         "jitter: target {during} ms, mean delay {jittery_mean:.1} ms; down after {} ms; {s:?}",
         (down_at - 1500) * 20
     );
+    // Within 15 s (9 s measured): the reorder optimizer (`reorder`)
+    // forgets the reordered packets of the jittery half over ~200 packets,
+    // so the delay that catches them stays worth it a while after the
+    // jitter ends.
     assert!(
-        down_at - 1500 < 500,
+        down_at - 1500 < 750,
         "came down after {} pulls",
         down_at - 1500
     );
@@ -758,7 +762,10 @@ fn stretching_waits_for_a_quiet_frame() {
     let quiet = w.mean_delay(500);
     let s = w.sim.jb.stats();
     eprintln!("speech {loud:.1} ms, then quiet {quiet:.1} ms; {s:?}");
-    assert!(loud <= 40.0, "{loud}");
+    // Two packets over a target that, for the first few hundred packets
+    // after the jitter, still waits for the packets it reordered
+    // (`reorder`).
+    assert!(loud <= 50.0, "{loud}");
     assert!(quiet < 20.0, "{quiet}");
 }
 
@@ -1020,4 +1027,74 @@ fn a_resend_far_behind_does_not_feed_the_delay_estimate() {
         "40 ms late by jitter counts: {}",
         reordered.last_relative_delay_ms
     );
+}
+
+/// `packets` packets of speech with a burst of `burst` lost every `every`
+/// packets from 21 on, each lost packet resent (NACK) `resend_ms` after the
+/// burst's successor arrived (or not at all), all after `delay_ms`.
+fn burst_resend_run(
+    packets: usize,
+    every: usize,
+    burst: usize,
+    resend_ms: Option<f64>,
+    delay_ms: f64,
+) -> JitterStats {
+    let lost = |i: usize| i > 20 && i % every < burst;
+    let mut arrivals = stream(packets, 0, 0, delay_ms, lost);
+    if let Some(resend_ms) = resend_ms {
+        for i in (0..packets).filter(|&i| lost(i)) {
+            let successor = i - i % every + burst;
+            let t = successor as f64 * 20.0 + delay_ms + resend_ms;
+            arrivals.push((ms(t), pkt(i as u16, i as u32 * 960, 1)));
+        }
+    }
+    let mut sim = Sim::new(arrivals, ms(10.0));
+    sim.dec.loud = true;
+    sim.drain();
+    sim.jb.stats()
+}
+
+/// A resend that comes after its successors and after its time was
+/// concealed, when resends are rare (2 % of the packets here): waiting for
+/// them is not worth the delay (`reorder`), and played behind the timeline
+/// each would put playout a burst behind, to be taken back by accelerating
+/// through speech (what a real call at 5 % bursty loss did, PESQ 3.7 ->
+/// 2.7). So it is late. One that comes in time is played.
+#[test]
+fn a_rare_resend_after_its_time_was_concealed_is_late_not_played_behind() {
+    let plain = burst_resend_run(1_500, 150, 3, None, 0.0);
+    // Resends 2 ms after the successor, as on a short round trip: the
+    // burst's first packets have been concealed by then.
+    let resent = burst_resend_run(1_500, 150, 3, Some(2.0), 0.0);
+    // Played behind, they cost an accelerate each (9 in this run before
+    // resends were judged late).
+    assert!(resent.accelerated_frames <= 1, "{resent:?}");
+    assert!(resent.late >= 9, "one a burst at least: {resent:?}");
+    assert!(resent.target_delay_ms < 30.0, "not waited for: {resent:?}");
+    assert!(
+        resent.concealed_frames <= plain.concealed_frames,
+        "{resent:?} / {plain:?}"
+    );
+    // With 120 ms of fixed delay the resends come in time and are played
+    // like the packets they stand for.
+    let in_time = burst_resend_run(1_500, 150, 3, Some(-100.0), 120.0);
+    assert_eq!(in_time.lost, 0, "{in_time:?}");
+    assert_eq!(in_time.late, 0, "{in_time:?}");
+}
+
+/// When resends are frequent (bursts of four every 25 packets: 15 % of the
+/// packets), waiting for them is worth the delay: the target rises to take
+/// them in time, and after the first bursts little is lost and nothing
+/// stretched.
+#[test]
+fn frequent_resends_are_waited_for() {
+    let plain = burst_resend_run(400, 25, 4, None, 0.0);
+    let resent = burst_resend_run(400, 25, 4, Some(2.0), 0.0);
+    assert!(resent.target_delay_ms >= 60.0, "{resent:?}");
+    assert!(resent.lost * 5 < plain.lost, "{resent:?} / {plain:?}");
+    assert!(
+        resent.concealed_frames * 5 < plain.concealed_frames,
+        "{resent:?}"
+    );
+    assert!(resent.accelerated_frames <= 1, "{resent:?}");
 }
