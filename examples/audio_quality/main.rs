@@ -107,9 +107,9 @@ struct Args {
     #[arg(long)]
     simulated: bool,
     /// RED (RFC 2198) on the sender, `--simulated` only: `off`, a fixed
-    /// redundancy distance 0..=3, or `auto` (the distance follows a loss
+    /// redundancy distance 0..=8, or `auto` (the distance follows a loss
     /// report every second, `RedDistancePolicy::default()`).
-    #[arg(long, default_value = "off", value_name = "off|auto|0..3", value_parser = RedMode::parse)]
+    #[arg(long, default_value = "off", value_name = "off|auto|0..8", value_parser = RedMode::parse)]
     red: RedMode,
     /// The Opus encoder's expected loss (percent), which sets how much it
     /// spends on in-band FEC (default: `EncoderConfig::default()`'s, 10).
@@ -229,8 +229,8 @@ struct Measured {
     relay_lost: u64,
     /// Mean payload bitrate sent (simulated path only).
     payload_kbps: Option<f64>,
-    /// Packets sent at each RED distance 0..=3 (simulated path with RED).
-    red_distances: Option<[u64; 4]>,
+    /// Packets sent at each RED distance 0..=8 (simulated path with RED).
+    red_distances: Option<[u64; huddle_media::rtp::MAX_RED_DISTANCE as usize + 1]>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

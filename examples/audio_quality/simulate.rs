@@ -25,7 +25,7 @@ const OPUS_PT: u8 = 111;
 pub(crate) enum RedMode {
     /// Plain Opus packets.
     Off,
-    /// RED at this distance (0..=3) throughout.
+    /// RED at this distance (0..=8) throughout.
     Fixed(u8),
     /// RED with the distance set by `RedDistancePolicy::default()` from a
     /// loss report every [`REPORT_PACKETS`] packets.
@@ -33,14 +33,14 @@ pub(crate) enum RedMode {
 }
 
 impl RedMode {
-    /// `off`, `auto` or a distance 0..=3.
+    /// `off`, `auto` or a distance 0..=8.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         match s {
             "off" => Ok(RedMode::Off),
             "auto" => Ok(RedMode::Auto),
             d => match d.parse::<u8>() {
                 Ok(d) if d <= huddle_media::rtp::MAX_RED_DISTANCE => Ok(RedMode::Fixed(d)),
-                _ => Err(format!("expected off, auto or 0..=3, got {d:?}")),
+                _ => Err(format!("expected off, auto or 0..=8, got {d:?}")),
             },
         }
     }
@@ -88,7 +88,7 @@ pub(crate) fn simulate_condition(
     let mut model = huddle_netem::Model::new(cond.impairment.clone());
     let mut arrivals = Vec::new();
     let mut payload_bytes = 0u64;
-    let mut distances = [0u64; 4];
+    let mut distances = [0u64; huddle_media::rtp::MAX_RED_DISTANCE as usize + 1];
     let mut red_payload = Vec::new();
     let mut reported = model.counters();
     for (i, frame) in frames.iter().enumerate() {

@@ -203,8 +203,9 @@ pub struct JitterConfig {
     /// While the FEC hold is on and the sender's RED packets repeat frames
     /// up to k packets back, the hold keeps min(k, this) packets instead of
     /// one, so that a burst of up to k lost packets is rebuilt from the
-    /// copies in the packet after it (default 3; 1: never more than the
-    /// FEC hold; 0 counts as 1). See [`JitterBuffer::insert_red`].
+    /// copies in the packet after it (default 8, the most a huddle sender
+    /// repeats, at 37 % loss and more; 1: never more than the FEC hold; 0
+    /// counts as 1). See [`JitterBuffer::insert_red`].
     pub red_hold_packets: u32,
 }
 
@@ -216,7 +217,7 @@ impl Default for JitterConfig {
             max_expands: 10,
             level_smoothing: 0.9,
             fec_hold_packets: 500,
-            red_hold_packets: 3,
+            red_hold_packets: 8,
         }
     }
 }

@@ -190,6 +190,35 @@ fn bursts_up_to_the_distance_are_played_from_copies() {
     assert!(s1.target_delay_ms < 60.0, "{s1:?}");
 }
 
+/// What the sender does at 38 % loss and more: distance 8. Bursts of 7
+/// are played from the copies once the hold keeps 8 packets, and never
+/// more than the copies reach back (RED at distance 3 plays the same
+/// bursts half concealed).
+#[test]
+fn bursts_of_seven_are_played_from_copies_at_distance_eight() {
+    let lost = |i: u16| i >= 20 && i % 40 < 7;
+    let lost_count = (0..400).filter(|&i| lost(i)).count() as u64;
+    let run = |distance: u8| {
+        let mut jb = JitterBuffer::new(JitterConfig::default()).expect("config");
+        let mut dec = Tagged::default();
+        play(&mut jb, &mut dec, &packets(400, Some(distance), lost), true);
+        (jb.stats(), dec)
+    };
+    let (s, dec) = run(8);
+    assert_eq!(s.lost, lost_count, "{s:?}");
+    // After the first burst every frame is played from itself or its copy.
+    let after_first: Vec<u16> = dec.decoded.iter().copied().filter(|&i| i >= 60).collect();
+    assert_eq!(after_first, (60..400).collect::<Vec<u16>>());
+    assert!(s.concealed_frames <= 7, "only in the first burst: {s:?}");
+    assert!(s.target_delay_ms >= 160.0, "holds eight packets: {s:?}");
+    let (s3, _) = run(3);
+    assert!(
+        s3.concealed_frames >= s.concealed_frames + 30,
+        "{s3:?} / {s:?}"
+    );
+    assert!(s3.target_delay_ms < 100.0, "holds three: {s3:?}");
+}
+
 #[test]
 fn a_copy_never_replaces_a_packet_and_a_packet_replaces_its_copy() {
     let p = |seq: u16, tag: u16| RtpAudioPacket {

@@ -373,7 +373,7 @@ mod tests {
             .encode_into(960, &frame(1, 30), &mut out)
             .expect("encodes");
         assert_eq!(got.redundant_blocks, 0);
-        assert_eq!(red.on_loss_report(0.25), 3);
+        assert_eq!(red.on_loss_report(0.20), 3);
         assert_eq!(red.on_fraction_lost(0), 3);
         red.set_policy(RedDistancePolicy::fixed(2));
         assert_eq!(red.distance(), 2);
