@@ -3,10 +3,8 @@
 //! its interceptors otherwise), and what fraction lost they report.
 
 use crate::track::LocalTrack;
+use huddle_wire::feedback::{fraction_lost, reception_reports};
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
-use rtc::rtcp::receiver_report::ReceiverReport;
-use rtc::rtcp::reception_report::ReceptionReport;
-use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use std::collections::{HashSet, VecDeque};
@@ -44,33 +42,6 @@ impl LossReportsToApp {
             write: VecDeque::new(),
         }
     }
-}
-
-/// The reception reports an RTCP compound packet carries (in receiver and
-/// sender reports).
-fn reception_reports(
-    packets: &[Box<dyn rtc::rtcp::Packet>],
-) -> impl Iterator<Item = &ReceptionReport> {
-    packets.iter().flat_map(|p| {
-        let any = p.as_any();
-        any.downcast_ref::<ReceiverReport>()
-            .map(|rr| rr.reports.as_slice())
-            .or_else(|| {
-                any.downcast_ref::<SenderReport>()
-                    .map(|sr| sr.reports.as_slice())
-            })
-            .unwrap_or(&[])
-            .iter()
-    })
-}
-
-/// The fraction lost (RTCP: lost / 256) reported for `ssrc` in these RTCP
-/// packets; the last report if several.
-pub(crate) fn fraction_lost(packets: &[Box<dyn rtc::rtcp::Packet>], ssrc: u32) -> Option<u8> {
-    reception_reports(packets)
-        .filter(|r| r.ssrc == ssrc)
-        .map(|r| r.fraction_lost)
-        .last()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for LossReportsToApp {
@@ -152,40 +123,4 @@ pub(crate) fn follow_loss_reports(track: &Arc<LocalTrack>) {
         }
         tracing::debug!(ssrc, "RED loss reports end");
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rtc::rtcp::goodbye::Goodbye;
-
-    fn report(ssrc: u32, fraction_lost: u8) -> ReceptionReport {
-        ReceptionReport {
-            ssrc,
-            fraction_lost,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn fraction_lost_of_our_ssrc_from_receiver_and_sender_reports() {
-        let rr: Box<dyn rtc::rtcp::Packet> = Box::new(ReceiverReport {
-            ssrc: 1,
-            reports: vec![report(7, 10), report(42, 30)],
-            ..Default::default()
-        });
-        assert_eq!(fraction_lost(std::slice::from_ref(&rr), 42), Some(30));
-        assert_eq!(fraction_lost(std::slice::from_ref(&rr), 5), None);
-        let sr: Box<dyn rtc::rtcp::Packet> = Box::new(SenderReport {
-            ssrc: 1,
-            reports: vec![report(42, 64)],
-            ..Default::default()
-        });
-        let bye: Box<dyn rtc::rtcp::Packet> = Box::new(Goodbye::default());
-        assert_eq!(
-            fraction_lost(&[rr, bye, sr], 42),
-            Some(64),
-            "the last report"
-        );
-    }
 }

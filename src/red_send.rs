@@ -5,11 +5,13 @@ use crate::error::CallError;
 use crate::red::RedFormat;
 use bytes::Bytes;
 use huddle_media::rtp::{RedEncoder, RedEncoderConfig};
+use huddle_wire::red_distance::{RedDistance, RedDistancePolicy};
 
 /// The RED state of one published audio track.
 #[derive(Debug)]
 pub(crate) struct RedSender {
     encoder: RedEncoder,
+    distance: RedDistance,
     buf: Vec<u8>,
 }
 
@@ -17,13 +19,16 @@ impl RedSender {
     /// RED around Opus frames of `format.primary_pt`, distance from
     /// `RedDistancePolicy::default()` (1 until a loss report says more).
     pub(crate) fn new(format: RedFormat) -> Result<Self, CallError> {
+        let distance = RedDistance::new(RedDistancePolicy::default());
         let encoder = RedEncoder::new(RedEncoderConfig {
             primary_pt: format.primary_pt,
+            distance: distance.get(),
             ..RedEncoderConfig::default()
         })
         .map_err(|e| CallError::InvalidInput(format!("RED: {e}")))?;
         Ok(RedSender {
             encoder,
+            distance,
             buf: Vec::with_capacity(1500),
         })
     }
@@ -44,7 +49,9 @@ impl RedSender {
 
     /// The receiver reported `fraction_lost` (RTCP: lost / 256).
     pub(crate) fn on_fraction_lost(&mut self, fraction_lost: u8) -> u8 {
-        self.encoder.on_fraction_lost(fraction_lost)
+        let distance = self.distance.on_fraction_lost(fraction_lost);
+        self.encoder.set_distance(distance);
+        distance
     }
 
     /// The redundancy distance in use.
@@ -56,6 +63,14 @@ impl RedSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn the_rule_asks_no_more_than_the_encoder_repeats() {
+        assert_eq!(
+            huddle_wire::red_distance::MAX_RED_DISTANCE,
+            huddle_media::rtp::MAX_RED_DISTANCE
+        );
+    }
+
     #[test]
     fn reports_move_the_distance() {
         let mut red = RedSender::new(RedFormat {

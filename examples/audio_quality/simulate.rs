@@ -5,8 +5,9 @@
 use crate::{Condition, Measured, SETTLE_FRAMES, TAIL_FRAMES};
 use huddle_media::jitter::{JitterBuffer, JitterConfig, RtpAudioPacket};
 use huddle_media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
-use huddle_media::rtp::{RedDistancePolicy, RedEncoder, RedEncoderConfig};
+use huddle_media::rtp::{RedEncoder, RedEncoderConfig};
 use huddle_media::{Channels, FRAME_SAMPLES};
+use huddle_wire::red_distance::{RedDistance, RedDistancePolicy};
 use std::time::Duration;
 
 /// Network delay of the simulated path besides the impairment (loopback).
@@ -77,12 +78,13 @@ pub(crate) fn simulate_condition(
         .chain(std::iter::repeat_n(silence.as_slice(), TAIL_FRAMES))
         .collect();
     let mut enc = OpusEncoder::new(encoder.clone())?;
+    let mut red_distance = RedDistance::new(match red {
+        RedMode::Fixed(d) => RedDistancePolicy::fixed(d),
+        RedMode::Off | RedMode::Auto => RedDistancePolicy::default(),
+    });
     let mut red_enc = RedEncoder::new(RedEncoderConfig {
         primary_pt: OPUS_PT,
-        policy: match red {
-            RedMode::Fixed(d) => RedDistancePolicy::fixed(d),
-            RedMode::Off | RedMode::Auto => RedDistancePolicy::default(),
-        },
+        distance: red_distance.get(),
         ..RedEncoderConfig::default()
     })?;
     let mut model = huddle_netem::Model::new(cond.impairment.clone());
@@ -101,7 +103,7 @@ pub(crate) fn simulate_condition(
                 let now = model.counters();
                 let offered = now.offered - reported.offered;
                 let lost = now.lost - reported.lost;
-                red_enc.on_loss_report(lost as f64 / offered.max(1) as f64);
+                red_enc.set_distance(red_distance.on_report(lost as f64 / offered.max(1) as f64));
                 reported = now;
             }
             distances[usize::from(red_enc.distance())] += 1;

@@ -134,6 +134,10 @@ pub struct SfuStats {
     /// RED packets dropped as malformed (a header cut short, a block past
     /// the end, too many blocks, blocks that are not the track's Opus).
     pub red_malformed: u64,
+    /// RED packets sent with copies of earlier frames the SFU added,
+    /// because the subscriber's loss called for more redundancy than the
+    /// publisher sent (`forward::red_boost`).
+    pub red_boosted: u64,
     /// Datagrams that matched no connection or did not parse.
     pub dropped_datagrams: u64,
 }
@@ -153,6 +157,7 @@ impl SfuStats {
         self.keyframe_requests += other.keyframe_requests;
         self.red_recovered += other.red_recovered;
         self.red_malformed += other.red_malformed;
+        self.red_boosted += other.red_boosted;
         self.dropped_datagrams += other.dropped_datagrams;
     }
 }

@@ -8,6 +8,9 @@
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -24,6 +27,33 @@ pub const SLOT: usize = 14_000;
 pub struct KeyframeRequestsToApp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+}
+
+/// The reception reports an RTCP compound packet carries (in receiver and
+/// sender reports).
+pub fn reception_reports(
+    packets: &[Box<dyn rtc::rtcp::Packet>],
+) -> impl Iterator<Item = &ReceptionReport> {
+    packets.iter().flat_map(|p| {
+        let any = p.as_any();
+        any.downcast_ref::<ReceiverReport>()
+            .map(|rr| rr.reports.as_slice())
+            .or_else(|| {
+                any.downcast_ref::<SenderReport>()
+                    .map(|sr| sr.reports.as_slice())
+            })
+            .unwrap_or(&[])
+            .iter()
+    })
+}
+
+/// The fraction lost (RTCP: lost / 256) reported for `ssrc` in these RTCP
+/// packets; the last report if several.
+pub fn fraction_lost(packets: &[Box<dyn rtc::rtcp::Packet>], ssrc: u32) -> Option<u8> {
+    reception_reports(packets)
+        .filter(|r| r.ssrc == ssrc)
+        .map(|r| r.fraction_lost)
+        .last()
 }
 
 /// The sequence numbers an RTCP compound packet reports lost, per media SSRC.
@@ -105,4 +135,40 @@ impl Interceptor for KeyframeRequestsToApp {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::goodbye::Goodbye;
+
+    fn report(ssrc: u32, fraction_lost: u8) -> ReceptionReport {
+        ReceptionReport {
+            ssrc,
+            fraction_lost,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fraction_lost_of_our_ssrc_from_receiver_and_sender_reports() {
+        let rr: Box<dyn rtc::rtcp::Packet> = Box::new(ReceiverReport {
+            ssrc: 1,
+            reports: vec![report(7, 10), report(42, 30)],
+            ..Default::default()
+        });
+        assert_eq!(fraction_lost(std::slice::from_ref(&rr), 42), Some(30));
+        assert_eq!(fraction_lost(std::slice::from_ref(&rr), 5), None);
+        let sr: Box<dyn rtc::rtcp::Packet> = Box::new(SenderReport {
+            ssrc: 1,
+            reports: vec![report(42, 64)],
+            ..Default::default()
+        });
+        let bye: Box<dyn rtc::rtcp::Packet> = Box::new(Goodbye::default());
+        assert_eq!(
+            fraction_lost(&[rr, bye, sr], 42),
+            Some(64),
+            "the last report"
+        );
+    }
 }

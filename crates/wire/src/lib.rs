@@ -6,6 +6,8 @@
 //! - [`candidate`]: the host candidate of a UDP socket address.
 //! - [`classify`]: what a datagram on a WebRTC port is (RFC 7983).
 //! - [`feedback`]: what RTCP keyframe requests and NACKs ask for.
+//! - [`red_distance`]: how many earlier frames a RED packet repeats, from
+//!   the loss a receiver reports.
 //! - [`turn_stream`]: TURN messages over a TCP or TLS stream.
 //! - The SFU's own transport for subscriber connections, in parts a client
 //!   can run the other end with: [`ice_lite`], [`dtls`] (DTLS-SRTP),
@@ -22,6 +24,7 @@ mod error;
 pub mod feedback;
 pub mod ice_lite;
 pub mod local_track;
+pub mod red_distance;
 pub mod sdp;
 pub mod srtp;
 pub mod turn_stream;

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::format::{Channels, FRAME_SAMPLES};
 use crate::jitter::{FrameDecoder, InsertOutcome, JitterBuffer, JitterConfig, RtpAudioPacket};
-use crate::rtp::{RedDistancePolicy, RedEncoder, RedEncoderConfig};
+use crate::rtp::{RedEncoder, RedEncoderConfig};
 use std::time::Duration;
 
 const OPUS_PT: u8 = 111;
@@ -59,7 +59,7 @@ fn packets(
     lost: impl Fn(u16) -> bool,
 ) -> Vec<(Duration, RtpAudioPacket)> {
     let mut red = RedEncoder::new(RedEncoderConfig {
-        policy: RedDistancePolicy::fixed(distance.unwrap_or(0)),
+        distance: distance.unwrap_or(0),
         ..RedEncoderConfig::default()
     })
     .expect("encoder");
@@ -324,7 +324,7 @@ fn opus_packets(
     lost: impl Fn(usize) -> bool,
 ) -> Vec<(Duration, RtpAudioPacket)> {
     let mut enc = RedEncoder::new(RedEncoderConfig {
-        policy: RedDistancePolicy::fixed(2),
+        distance: 2,
         ..RedEncoderConfig::default()
     })
     .expect("encoder");

@@ -12,8 +12,8 @@
 //!   read them back on the receiving side.
 //! - [`write_red`] and [`parse_red`] write and read RED payloads;
 //!   [`RedEncoder`] wraps each Opus frame with copies of the frames before
-//!   it, at a redundancy distance set from the reported loss by a
-//!   [`RedDistancePolicy`].
+//!   it, at the redundancy distance its caller sets (the calling crate sets
+//!   it from the reported loss, by `huddle_wire::red_distance`).
 
 use crate::error::Result;
 use crate::format::FRAME_SAMPLES;
@@ -22,7 +22,6 @@ use packet::check_payload_type;
 mod packet;
 mod parse;
 mod red;
-mod red_distance;
 mod red_encoder;
 mod vp8;
 pub use crate::error::RedError;
@@ -32,8 +31,9 @@ pub use red::{
     parse_red, red_len, write_red, RedBlock, RedFrame, RedPayload, MAX_BLOCKS as MAX_RED_BLOCKS,
     MAX_BLOCK_LEN as MAX_RED_BLOCK_LEN, MAX_TIMESTAMP_OFFSET as MAX_RED_TIMESTAMP_OFFSET, RED_PT,
 };
-pub use red_distance::{RedDistance, RedDistancePolicy, MAX_RED_DISTANCE};
-pub use red_encoder::{RedEncoded, RedEncoder, RedEncoderConfig, DEFAULT_MAX_RED_PAYLOAD};
+pub use red_encoder::{
+    RedEncoded, RedEncoder, RedEncoderConfig, DEFAULT_MAX_RED_PAYLOAD, MAX_RED_DISTANCE,
+};
 pub use vp8::{
     is_vp8_keyframe, parse_vp8_descriptor, vp8_keyframe_size, SyntheticVideo, SyntheticVideoConfig,
     VideoFrame, Vp8Descriptor, Vp8Packetizer,

@@ -4,8 +4,11 @@
 use crate::error::RedError;
 use crate::opus_codec::is_dtx_packet;
 use crate::rtp::red::{red_len, write_red, RedBlock, MAX_BLOCK_LEN, MAX_TIMESTAMP_OFFSET};
-use crate::rtp::red_distance::{RedDistance, RedDistancePolicy, MAX_RED_DISTANCE};
 use std::collections::VecDeque;
+
+/// Most earlier frames a [`RedEncoder`] repeats (the redundancy distance).
+/// The loss rule of `huddle_wire::red_distance` goes as far.
+pub const MAX_RED_DISTANCE: u8 = 8;
 
 /// Largest RED payload [`RedEncoder`] makes by default, as Chromium
 /// (`kRedMaxPacketSize`): with the RTP header and extensions a packet stays
@@ -21,8 +24,9 @@ pub struct RedEncoderConfig {
     /// Redundant blocks are left out when they would make the payload longer
     /// than this (default [`DEFAULT_MAX_RED_PAYLOAD`]).
     pub max_payload_bytes: usize,
-    /// How the distance follows the reported loss.
-    pub policy: RedDistancePolicy,
+    /// The redundancy distance to start at (at most [`MAX_RED_DISTANCE`];
+    /// default 1, as Chromium).
+    pub distance: u8,
 }
 
 impl Default for RedEncoderConfig {
@@ -30,7 +34,7 @@ impl Default for RedEncoderConfig {
         RedEncoderConfig {
             primary_pt: 111,
             max_payload_bytes: DEFAULT_MAX_RED_PAYLOAD,
-            policy: RedDistancePolicy::default(),
+            distance: 1,
         }
     }
 }
@@ -64,8 +68,8 @@ struct Kept {
 ///
 /// Which earlier frames go in, walking back from the newest:
 ///
-/// - at most `distance` of them (0..=[`MAX_RED_DISTANCE`], from the
-///   reported loss by the [`RedDistancePolicy`], or [`set_policy`](Self::set_policy));
+/// - at most `distance` of them (0..=[`MAX_RED_DISTANCE`], see
+///   [`set_distance`](Self::set_distance));
 /// - the walk stops at the first frame that does not fit: a timestamp
 ///   offset of 2^14 ticks or more (a pause in the stream), a frame of 1024
 ///   bytes or more, or one that would take the payload over
@@ -99,7 +103,7 @@ struct Kept {
 pub struct RedEncoder {
     primary_pt: u8,
     max_payload_bytes: usize,
-    distance: RedDistance,
+    distance: u8,
     /// The latest frames, newest first, at most [`MAX_RED_DISTANCE`].
     kept: VecDeque<Kept>,
 }
@@ -113,7 +117,7 @@ impl RedEncoder {
         Ok(RedEncoder {
             primary_pt: config.primary_pt,
             max_payload_bytes: config.max_payload_bytes,
-            distance: RedDistance::new(config.policy),
+            distance: config.distance.min(MAX_RED_DISTANCE),
             kept: VecDeque::with_capacity(usize::from(MAX_RED_DISTANCE) + 1),
         })
     }
@@ -121,30 +125,21 @@ impl RedEncoder {
     /// The redundancy distance in use: how many earlier frames each packet
     /// repeats at most.
     pub fn distance(&self) -> u8 {
-        self.distance.get()
+        self.distance
     }
 
-    /// Replace the distance rule (e.g. [`RedDistancePolicy::fixed`]); the
-    /// distance restarts at the rule's minimum.
-    pub fn set_policy(&mut self, policy: RedDistancePolicy) {
-        self.distance = RedDistance::new(policy);
-    }
-
-    /// The receiver reported `loss` (fraction of packets lost since its last
-    /// report, 0..=1). Returns the distance to use from now on.
-    pub fn on_loss_report(&mut self, loss: f64) -> u8 {
-        let before = self.distance.get();
-        let after = self.distance.on_report(loss);
-        if after != before {
-            tracing::debug!(loss, before, after, "RED distance changed");
+    /// Repeat up to `distance` earlier frames from the next packet on
+    /// (capped at [`MAX_RED_DISTANCE`]).
+    pub fn set_distance(&mut self, distance: u8) {
+        let distance = distance.min(MAX_RED_DISTANCE);
+        if distance != self.distance {
+            tracing::debug!(
+                before = self.distance,
+                after = distance,
+                "RED distance changed"
+            );
         }
-        after
-    }
-
-    /// [`on_loss_report`](Self::on_loss_report) with RTCP's 8-bit
-    /// `fraction lost` (lost / 256).
-    pub fn on_fraction_lost(&mut self, fraction_lost: u8) -> u8 {
-        self.on_loss_report(f64::from(fraction_lost) / 256.0)
+        self.distance = distance;
     }
 
     /// Forget the frames kept for redundancy: the next packet repeats none.
@@ -166,7 +161,7 @@ impl RedEncoder {
         out: &mut Vec<u8>,
     ) -> Result<RedEncoded, RedError> {
         out.clear();
-        let within = usize::from(self.distance.get()).min(self.kept.len());
+        let within = usize::from(self.distance).min(self.kept.len());
         // Walk back from the newest kept frame while each one fits.
         let mut blocks: Vec<RedBlock<'_>> = Vec::with_capacity(within);
         let mut len = red_len(&[], frame.len());
@@ -226,7 +221,7 @@ mod tests {
 
     fn encoder(distance: u8) -> RedEncoder {
         RedEncoder::new(RedEncoderConfig {
-            policy: RedDistancePolicy::fixed(distance),
+            distance,
             ..RedEncoderConfig::default()
         })
         .expect("valid")
@@ -362,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn reset_and_loss_reports() {
+    fn reset_and_set_distance() {
         let mut red = RedEncoder::new(RedEncoderConfig::default()).expect("valid");
         assert_eq!(red.distance(), 1);
         let mut out = Vec::new();
@@ -373,10 +368,10 @@ mod tests {
             .encode_into(960, &frame(1, 30), &mut out)
             .expect("encodes");
         assert_eq!(got.redundant_blocks, 0);
-        assert_eq!(red.on_loss_report(0.20), 3);
-        assert_eq!(red.on_fraction_lost(0), 3);
-        red.set_policy(RedDistancePolicy::fixed(2));
+        red.set_distance(2);
         assert_eq!(red.distance(), 2);
+        red.set_distance(200);
+        assert_eq!(red.distance(), MAX_RED_DISTANCE, "capped");
         assert!(RedEncoder::new(RedEncoderConfig {
             primary_pt: 128,
             ..RedEncoderConfig::default()

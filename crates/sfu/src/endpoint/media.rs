@@ -144,6 +144,7 @@ impl Endpoint {
         let mut keyframe = None;
         // Bit i: piece i of the RED plan went to some leg.
         let mut pieces_sent = 0u32;
+        let store = &track.layers[layer].rtx;
         for (sub, leg) in track.legs.iter_mut() {
             if video {
                 let keyframe = leg.choice.waits_for(layer)
@@ -185,8 +186,10 @@ impl Endpoint {
                         &packet,
                         *format,
                         arrival,
+                        store,
                     );
                     self.rtp_out += sent.copies;
+                    self.red_boosted += u64::from(sent.boosted);
                     pieces_sent |= sent.pieces;
                 }
             }

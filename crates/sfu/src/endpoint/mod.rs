@@ -21,6 +21,7 @@ use crate::speaker::SpeakerDetector;
 use crate::transport::{Took, WireEvent};
 use bytes::BytesMut;
 use huddle_proto::{PcRole, TrackKind};
+use huddle_wire::red_distance::{RedDistance, RedDistancePolicy};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
@@ -87,6 +88,8 @@ pub struct Endpoint {
     red_recovered: u64,
     /// Malformed RED packets dropped.
     red_malformed: u64,
+    /// RED packets sent with copies the SFU added.
+    red_boosted: u64,
     dropped: u64,
     /// One "datagram refused" line per connection per second.
     log_limit: LogLimit<ConnKey>,
@@ -121,6 +124,7 @@ impl Endpoint {
             keyframe_requests: 0,
             red_recovered: 0,
             red_malformed: 0,
+            red_boosted: 0,
             dropped: 0,
             log_limit: LogLimit::new(Duration::from_secs(1)),
             deadlines: Deadlines::default(),
@@ -398,6 +402,7 @@ impl Endpoint {
             keyframe_requests: self.keyframe_requests,
             red_recovered: self.red_recovered,
             red_malformed: self.red_malformed,
+            red_boosted: self.red_boosted,
             dropped_datagrams: self.dropped,
         }
     }
@@ -481,6 +486,11 @@ impl Endpoint {
                     self.subscriber_needs_keyframe(now, &track, sub);
                 }
             }
+            WireEvent::LossReports(reports) => {
+                for (ssrc, fraction_lost) in reports {
+                    self.on_loss_report(sub, ssrc, fraction_lost);
+                }
+            }
             WireEvent::Nack(mut lost) => {
                 // One track lookup per SSRC, not per lost packet.
                 lost.sort_by_key(|&(ssrc, _)| ssrc);
@@ -500,6 +510,38 @@ impl Endpoint {
             .and_then(|p| p.subscriber.as_mut())
         {
             conn.liveness = liveness;
+        }
+    }
+
+    /// `sub` reported `fraction_lost` (lost / 256) of what it receives as
+    /// `ssrc`: on an audio leg that took RED, the distance its loss calls
+    /// for, which the SFU makes up with copies when the publisher sends
+    /// less (`forward::red_boost`).
+    fn on_loss_report(&mut self, sub: &ParticipantId, ssrc: u32, fraction_lost: u8) {
+        let Some(track) = self
+            .table
+            .tracks
+            .values_mut()
+            .find(|t| t.legs.get(sub).is_some_and(|leg| leg.ssrc == ssrc))
+        else {
+            return;
+        };
+        if track.red.is_none() {
+            return;
+        }
+        let Some(leg) = track.legs.get_mut(sub) else {
+            return;
+        };
+        if leg.payload_types.is_none_or(|p| p.red.is_none()) {
+            return; // plain Opus: the SFU strips RED for it
+        }
+        let before = leg.red_distance.as_ref().map(RedDistance::get);
+        let after = leg
+            .red_distance
+            .get_or_insert_with(|| RedDistance::new(RedDistancePolicy::default()))
+            .on_fraction_lost(fraction_lost);
+        if before != Some(after) {
+            debug!(subscriber = %sub, track = %track.id, fraction_lost, distance = after, "RED distance toward the subscriber");
         }
     }
 

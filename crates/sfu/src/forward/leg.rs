@@ -10,6 +10,7 @@ use crate::forward::resend::ResendGuard;
 use crate::forward::sender_report::SentCount;
 use crate::forward::simulcast::LayerChoice;
 use crate::forward::vp8::Vp8Munger;
+use huddle_wire::red_distance::RedDistance;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::time::Instant;
 
@@ -48,6 +49,10 @@ pub(crate) struct Leg {
     pads: Option<Box<PadLog>>,
     /// Its VP8 PictureID and TL0PICIDX, continuous across switches.
     pub vp8: Vp8Munger,
+    /// The RED distance its subscriber's loss reports call for (an audio
+    /// leg that took RED, once a report came): more than the publisher
+    /// sends, and the SFU adds copies ([`crate::forward::red_boost`]).
+    pub red_distance: Option<RedDistance>,
 }
 
 /// The payload types a leg's connection negotiated for it.
@@ -137,6 +142,7 @@ impl Leg {
             allocation: Allocation::Unavailable,
             pads: None,
             vp8: Vp8Munger::default(),
+            red_distance: None,
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) mod pad_log;
 pub(crate) mod padding;
 pub(crate) mod rate;
 pub(crate) mod red;
+pub(crate) mod red_boost;
 pub(crate) mod red_payload;
 pub(crate) mod red_send;
 pub(crate) mod resend;

@@ -63,7 +63,6 @@ pub(crate) struct Block {
 
 impl Block {
     /// Its data, in the payload it was read from.
-    #[cfg(test)]
     pub fn range(&self) -> std::ops::Range<usize> {
         usize::from(self.start)..usize::from(self.end)
     }

@@ -1,10 +1,14 @@
 //! One packet of a track with RED out on one leg, in the leg's form
 //! ([`crate::forward::red`]): as it is to a leg that took RED, as plain
 //! Opus (recovered frames included) to one that did not. Fresh packets
-//! and NACK resends alike.
+//! and NACK resends alike. A leg whose subscriber's loss calls for more
+//! redundancy than the packet carries gets it with copies the SFU adds
+//! ([`crate::forward::red_boost`]; fresh packets only).
 
 use crate::forward::leg::{Leg, PayloadTypes};
 use crate::forward::red::{form, primary_piece, Arrival, Form, Piece, RedFormat};
+use crate::forward::red_boost::write_boosted;
+use crate::forward::rtx::RtxStore;
 use crate::forward::send::{payload_types, send_on_leg, Body, Out};
 use crate::ids::ParticipantId;
 use bytes::Bytes;
@@ -19,6 +23,8 @@ pub(crate) struct RedSent {
     pub copies: u64,
     /// Bit i: piece i of the arrival's plan was sent.
     pub pieces: u32,
+    /// It went out with copies the SFU added.
+    pub boosted: bool,
 }
 
 /// The leg's payload types (cached on it; looked up on its connection the
@@ -70,7 +76,8 @@ fn send_piece(
 }
 
 /// Send `packet` of a track with RED `format`, as `arrival` read it, on
-/// one leg: as it is when the leg took RED, else the arrival's plan.
+/// one leg: as it is when the leg took RED (with copies from `store` added
+/// when its subscriber's loss calls for more), else the arrival's plan.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send_red_on_leg(
     now: Instant,
@@ -81,6 +88,7 @@ pub(crate) fn send_red_on_leg(
     packet: &Packet,
     format: RedFormat,
     arrival: &Arrival,
+    store: &RtxStore,
 ) -> RedSent {
     let mut sent = RedSent::default();
     let Some(pts) = leg_payload_types(&mut out, sub, leg, codec) else {
@@ -88,11 +96,29 @@ pub(crate) fn send_red_on_leg(
     };
     match form(arrival.red, format, pts.primary, pts.red) {
         Form::AsIs(pt) => {
-            let body = Body {
-                payload_type: Some(pt),
-                ..Body::of(packet)
+            let wanted = leg.red_distance.as_ref().map_or(0, |d| d.get());
+            let mut boosted = Vec::new();
+            let boost = wanted > 0
+                && write_boosted(packet, format, store, wanted, pts.primary, &mut boosted)
+                    .is_some();
+            let payload = Bytes::from(boosted);
+            let body = match (boost, pts.red) {
+                // A plain packet made RED goes out as the leg's RED.
+                (true, Some(red_pt)) => {
+                    sent.boosted = true;
+                    Body {
+                        header: &packet.header,
+                        payload: &payload,
+                        payload_type: Some(red_pt),
+                    }
+                }
+                _ => Body {
+                    payload_type: Some(pt),
+                    ..Body::of(packet)
+                },
             };
             sent.copies = u64::from(send_on_leg(now, out, codec, sub, leg, body, None));
+            sent.boosted &= sent.copies > 0;
         }
         Form::Strip(pt) => {
             for (i, piece) in arrival.plan.pieces().iter().enumerate() {

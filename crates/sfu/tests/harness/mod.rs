@@ -265,6 +265,10 @@ pub struct Net {
     /// Lose the next N RTP datagrams (not RTCP, STUN or DTLS) the SFU sends
     /// to this address.
     pub lose_rtp_to: Option<(SocketAddr, u32)>,
+    /// Lose RTP datagrams the SFU sends to this address in a repeating
+    /// pattern: of every `period` (second), the first `lost` (third); the
+    /// fourth counts them.
+    pub lose_rtp_pattern: Option<(SocketAddr, u32, u32, u32)>,
     /// Lose the next RTP datagram the SFU sends to this address and every
     /// resend of it (its sequence number, once seen, is kept here).
     pub lose_packet_to: Option<(SocketAddr, Option<u16>)>,
@@ -494,6 +498,7 @@ impl Net {
             capture: None,
             dropped: 0,
             lose_rtp_to: None,
+            lose_rtp_pattern: None,
             lose_packet_to: None,
             lose_packet_from: None,
             hold_packet_from: None,
@@ -1340,6 +1345,16 @@ impl Net {
                 *n -= 1;
                 self.dropped += 1;
                 return;
+            }
+        }
+        if let Some((addr, period, lost, count)) = self.lose_rtp_pattern.as_mut() {
+            if *addr == d.dst && rtp {
+                let drop = *count % (*period).max(1) < *lost;
+                *count = count.wrapping_add(1);
+                if drop {
+                    self.dropped += 1;
+                    return;
+                }
             }
         }
         if let Some((addr, lost)) = self.lose_packet_to.as_mut() {

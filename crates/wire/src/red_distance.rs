@@ -1,10 +1,13 @@
 //! How many earlier frames a RED packet repeats, chosen from the loss the
-//! receiver reports.
+//! receiver reports: the rule the calling crate's RED sender follows, and
+//! the SFU for the copies it adds on a subscriber's lossy leg.
 
-/// Most earlier frames a RED packet repeats (the redundancy distance). At
-/// 40 % loss in bursts of 3 packets on average, bursts longer than 3 are
-/// common enough that distance 3 leaves PESQ-WB at 1.8; 8 brings it to 3.7
-/// (docs/audio-quality.md, "RED").
+/// Most earlier frames the rule asks a RED packet to repeat (the
+/// redundancy distance). At 40 % loss in bursts of 3 packets on average,
+/// bursts longer than 3 are common enough that distance 3 leaves PESQ-WB
+/// at 1.8; 8 brings it to 3.7 (docs/audio-quality.md, "RED").
+/// `huddle_media::rtp::MAX_RED_DISTANCE`, what its encoder can repeat, is
+/// the same.
 pub const MAX_RED_DISTANCE: u8 = 8;
 /// [`MAX_RED_DISTANCE`] as an array length.
 const DISTANCES: usize = MAX_RED_DISTANCE as usize;
