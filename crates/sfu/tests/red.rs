@@ -456,20 +456,23 @@ fn blocks(payload: &[u8]) -> Option<Blocks> {
     Some((out, payload.get(pos..)?.to_vec()))
 }
 
-/// A subscriber whose link loses packets gets more copies than the
-/// publisher sends: its reception reports raise the distance toward it
-/// (the rule the calling crate's sender follows: 3 from 12 % loss, up to 8
-/// at 38 %), and the SFU adds the frames of the packets before from its
-/// store. The subscriber without RED, and the RED subscriber
+/// A subscriber whose link loses packets heavily gets more copies than
+/// the publisher sends: its reception reports raise the distance toward
+/// it (the rule the calling crate's sender follows: 4 from 30 % loss, 8
+/// from 38 %; the SFU adds copies from 4), and the SFU adds the frames of
+/// the packets before from its store. The subscriber without RED, and the RED subscriber
 /// once its link is clean again, get what they got before.
 #[test]
 fn a_subscriber_on_a_lossy_link_gets_copies_the_sfu_adds() {
     let mut room = Room::new();
     let mut sent = Sent::default();
     room.send_for(&mut sent, 10, 1);
-    assert_eq!(room.net.endpoint.stats().red_boosted, 0, "no loss yet");
     let bob = Client::addr(room.red_sub, Role::Subscriber);
-    room.net.lose_rtp_pattern = Some((bob, 5, 2, 0));
+    // 20 % lost: the publisher's copy and NACK are left to it.
+    room.net.lose_rtp_pattern = Some((bob, 5, 1, 0));
+    room.send_for(&mut sent, 250, 1);
+    assert_eq!(room.net.endpoint.stats().red_boosted, 0, "moderate loss");
+    room.net.lose_rtp_pattern = Some((bob, 5, 4, 0));
     // Receiver reports come every second or so.
     room.send_for(&mut sent, 250, 1);
     assert!(room.net.endpoint.stats().red_boosted > 0);
@@ -477,9 +480,9 @@ fn a_subscriber_on_a_lossy_link_gets_copies_the_sfu_adds() {
     let last = got.last().expect("bob got packets");
     assert_eq!(last.pt, RED);
     let (copies, primary) = blocks(&last.payload).expect("RED");
-    // Of the datagrams toward bob 40 % are lost, padding included; his
-    // reports say 13-14 % of the audio: distance 3 (from 12 %).
-    assert_eq!(copies.len(), 3, "more than alice's 1");
+    // Of the datagrams toward bob 80 % are lost, padding included; his
+    // reports say 40-80 % of the audio: distance 8 (from 38 %).
+    assert_eq!(copies.len(), 8, "8 where alice sends 1");
     assert_eq!(primary, frame(last.seq));
     for (i, (offset, data)) in copies.iter().enumerate() {
         let back = (copies.len() - i) as u16;

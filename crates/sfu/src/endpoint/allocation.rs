@@ -6,7 +6,7 @@
 //! videos paused and resumed.
 
 use super::Endpoint;
-use crate::congestion::{padding_sizes, PacketKind};
+use crate::congestion::{padding_sizes, PacketKind, Usage};
 use crate::connection::Liveness;
 use crate::error::SfuError;
 use crate::events::{SfuEvent, SubscriberBandwidth};
@@ -304,6 +304,48 @@ impl Endpoint {
             .map(|l| l.rate.bps(now))
             .sum();
         Some((estimate.saturating_sub(audio), audio))
+    }
+
+    /// Whether `sub`'s link has room for RED copies at `distance` on top of
+    /// what it gets: loss that comes with congestion is not made up with
+    /// more bytes. The delay detector tells the two apart (random loss
+    /// leaves it alone, a full queue does not). Room means no queue
+    /// building now (`Usage::Over`), none of its videos paused, and, once
+    /// a queue has shown the link's capacity, the audio with that many
+    /// copies (each about one more frame) plus the videos' allocation
+    /// within 80 % of it. Without congestion feedback there is no telling,
+    /// and the copies go.
+    pub(super) fn room_for_red_copies(
+        &mut self,
+        now: Instant,
+        sub: &ParticipantId,
+        distance: u8,
+    ) -> bool {
+        let Some((_, audio)) = self.video_budget(now, sub) else {
+            return true;
+        };
+        let Some(p) = self.participants.get(sub) else {
+            return false;
+        };
+        let Some(bwe) = p
+            .subscriber
+            .as_ref()
+            .and_then(|c| c.wire.as_ref())
+            .and_then(|w| w.congestion())
+            .map(|cc| cc.stats())
+        else {
+            return true;
+        };
+        let paused = self.table.tracks.values().any(|t| {
+            t.legs
+                .get(sub)
+                .is_some_and(|leg| leg.allocation == Allocation::Paused)
+        });
+        let needed = p.allocated_bps + audio * (1 + u64::from(distance));
+        let fits = bwe
+            .link_capacity_bps
+            .is_none_or(|capacity| needed <= capacity / 10 * 8);
+        !paused && bwe.usage != Usage::Over && fits
     }
 
     /// Pad `sub`'s connection with `bytes` of padding-only packets (a

@@ -11,6 +11,7 @@ use crate::config::SfuConfig;
 use crate::connection::{ConsentChange, Liveness, Screened};
 use crate::demux::Demux;
 use crate::events::{SfuEvent, SfuStats, TrackAudioLevel};
+use crate::forward::red_boost::MIN_DISTANCE;
 use crate::forward::sender_report::{self, WallClock};
 use crate::forward::track::TrackTable;
 use crate::ids::ParticipantId;
@@ -488,7 +489,7 @@ impl Endpoint {
             }
             WireEvent::LossReports(reports) => {
                 for (ssrc, fraction_lost) in reports {
-                    self.on_loss_report(sub, ssrc, fraction_lost);
+                    self.on_loss_report(now, sub, ssrc, fraction_lost);
                 }
             }
             WireEvent::Nack(mut lost) => {
@@ -516,14 +517,13 @@ impl Endpoint {
     /// `sub` reported `fraction_lost` (lost / 256) of what it receives as
     /// `ssrc`: on an audio leg that took RED, the distance its loss calls
     /// for, which the SFU makes up with copies when the publisher sends
-    /// less (`forward::red_boost`).
-    fn on_loss_report(&mut self, sub: &ParticipantId, ssrc: u32, fraction_lost: u8) {
-        let Some(track) = self
-            .table
-            .tracks
-            .values_mut()
-            .find(|t| t.legs.get(sub).is_some_and(|leg| leg.ssrc == ssrc))
-        else {
+    /// less (`forward::red_boost`), while the subscriber's link has room
+    /// for them.
+    fn on_loss_report(&mut self, now: Instant, sub: &ParticipantId, ssrc: u32, fraction_lost: u8) {
+        let Some(track_id) = self.track_sent_as(sub, ssrc) else {
+            return;
+        };
+        let Some(track) = self.table.tracks.get_mut(&track_id) else {
             return;
         };
         if track.red.is_none() {
@@ -535,13 +535,26 @@ impl Endpoint {
         if leg.payload_types.is_none_or(|p| p.red.is_none()) {
             return; // plain Opus: the SFU strips RED for it
         }
-        let before = leg.red_distance.as_ref().map(RedDistance::get);
-        let after = leg
+        let wanted = leg
             .red_distance
             .get_or_insert_with(|| RedDistance::new(RedDistancePolicy::default()))
             .on_fraction_lost(fraction_lost);
-        if before != Some(after) {
-            debug!(subscriber = %sub, track = %track.id, fraction_lost, distance = after, "RED distance toward the subscriber");
+        let before = leg.red_boost;
+        let boost = if wanted >= MIN_DISTANCE && self.room_for_red_copies(now, sub, wanted) {
+            wanted
+        } else {
+            0
+        };
+        if let Some(leg) = self
+            .table
+            .tracks
+            .get_mut(&track_id)
+            .and_then(|t| t.legs.get_mut(sub))
+        {
+            leg.red_boost = boost;
+        }
+        if boost != before {
+            debug!(subscriber = %sub, track = %track_id, fraction_lost, wanted, distance = boost, "RED distance toward the subscriber");
         }
     }
 

@@ -50,9 +50,13 @@ pub(crate) struct Leg {
     /// Its VP8 PictureID and TL0PICIDX, continuous across switches.
     pub vp8: Vp8Munger,
     /// The RED distance its subscriber's loss reports call for (an audio
-    /// leg that took RED, once a report came): more than the publisher
-    /// sends, and the SFU adds copies ([`crate::forward::red_boost`]).
+    /// leg that took RED, once a report came).
     pub red_distance: Option<RedDistance>,
+    /// The RED distance it is sent at: the one above while the subscriber's
+    /// link has room for the copies, else 0 (the packets as they came).
+    /// More than a packet carries, and the SFU adds copies
+    /// ([`crate::forward::red_boost`]).
+    pub red_boost: u8,
 }
 
 /// The payload types a leg's connection negotiated for it.
@@ -143,6 +147,7 @@ impl Leg {
             pads: None,
             vp8: Vp8Munger::default(),
             red_distance: None,
+            red_boost: 0,
         }
     }
 

@@ -96,7 +96,7 @@ pub(crate) fn send_red_on_leg(
     };
     match form(arrival.red, format, pts.primary, pts.red) {
         Form::AsIs(pt) => {
-            let wanted = leg.red_distance.as_ref().map_or(0, |d| d.get());
+            let wanted = leg.red_boost;
             let mut boosted = Vec::new();
             let boost = wanted > 0
                 && write_boosted(packet, format, store, wanted, pts.primary, &mut boosted)
