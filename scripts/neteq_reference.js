@@ -5,7 +5,7 @@
 // counters are read over a window of the call. docs/audio-quality.md,
 // "NetEQ in the same conditions", puts them beside huddle's jitter buffer.
 //
-//   cargo build --release -p huddle-rtc-server -p huddle-cli --example netem_relay
+//   cargo build --release -p huddle-rtc-server -p huddle-cli && cargo build --release --example netem_relay
 //   (cd tests/browser && npm ci)
 //   node scripts/neteq_reference.js --input natural.wav --loss 5
 //   node scripts/neteq_reference.js --input natural.wav --loss 5 --jitter 30 --json out.json
@@ -61,7 +61,7 @@ function binary(envVar, name) {
   const target = process.env.CARGO_TARGET_DIR || path.join(lib.REPO, 'target');
   const bin = path.join(target, 'release', name);
   if (!fs.existsSync(bin)) {
-    throw new Error(`${bin} does not exist: cargo build --release -p huddle-rtc-server -p huddle-cli --example netem_relay (or set ${envVar})`);
+    throw new Error(`${bin} does not exist: cargo build --release -p huddle-rtc-server -p huddle-cli && cargo build --release --example netem_relay (or set ${envVar})`);
   }
   return bin;
 }
