@@ -42,9 +42,10 @@ pub(crate) struct ReorderOptimizer {
     buckets: Vec<f64>,
     forget_factor: f64,
     ms_per_loss_percent: f64,
-    /// Packets seen (the prior ones included), saturating: the first
-    /// `1 / (1 - f)` packets are
-    /// weighed alike, so the histogram means something from the start.
+    /// Packets seen, the [`PRIOR_PACKETS`] included, saturating. While it
+    /// is below `1 / (1 - f)` every packet so far weighs alike (a forget
+    /// factor of `1 - 1 / seen`); with the default prior and forget factor
+    /// that phase is already over, and the prior's weight fades at `f`.
     seen: u32,
     optimal_ms: f64,
 }
