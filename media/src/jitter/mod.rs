@@ -397,18 +397,12 @@ impl JitterBuffer {
     /// (k packets when the sender's RED reaches k back, up to
     /// [`JitterConfig::red_hold_packets`]).
     fn target_ms(&self) -> f64 {
-        self.target_ms_since_loss(self.since_loss)
-    }
-
-    /// [`target_ms`](Self::target_ms) had the last loss been `since_loss`
-    /// packets ago.
-    fn target_ms_since_loss(&self, since_loss: u32) -> f64 {
         let base = self.delay.target_ms().max(
             self.reorder
                 .optimal_ms()
                 .min(ms(self.config.delay.max_delay)),
         );
-        if since_loss < self.config.fec_hold_packets {
+        if self.since_loss < self.config.fec_hold_packets {
             let held = u32::from(self.red_depth)
                 .min(self.config.red_hold_packets)
                 .max(1);
@@ -510,11 +504,9 @@ impl JitterBuffer {
         }
         // Against the stream as it now is: a packet that restarted it is
         // its first, not a resend.
-        let far_behind = self
-            .seq_unwrap
-            .highest()
-            .is_some_and(|newest| newest - seq >= FAR_BEHIND);
-        let overtaken = redundant || self.seq_unwrap.highest().is_some_and(|newest| newest > seq);
+        let newest = self.seq_unwrap.highest();
+        let far_behind = newest.is_some_and(|newest| newest - seq >= FAR_BEHIND);
+        let overtaken = redundant || newest.is_some_and(|newest| newest > seq);
         let stored = StoredPacket {
             ts,
             payload: packet.payload,
