@@ -70,8 +70,18 @@ function certificate(ip = '127.0.0.1') {
  */
 async function relayedCall(alice, bob, protocol) {
   await lib.mediaBothWays(alice, bob);
-  const paths = await alice.page.evaluate(() => window.huddle.paths());
-  console.log(`alice's paths over TURN/${protocol}: ${JSON.stringify(paths)}`);
+  // Chromium may select the first relay pair that works (with both
+  // turn:?transport=udp and ?transport=tcp URLs, sometimes the TCP one) and
+  // moves to the preferred one when that becomes writable: wait up to 10 s
+  // for both connections to settle on `protocol`.
+  const settled = (p) => ['publisher', 'subscriber'].every((pc) => p[pc] && p[pc].localType === 'relay' && p[pc].relayProtocol === protocol);
+  const start = Date.now();
+  let paths = await alice.page.evaluate(() => window.huddle.paths());
+  while (!settled(paths) && Date.now() - start < 10000) {
+    await lib.sleep(250);
+    paths = await alice.page.evaluate(() => window.huddle.paths());
+  }
+  console.log(`alice's paths over TURN/${protocol} (${Date.now() - start} ms after media flowed): ${JSON.stringify(paths)}`);
   for (const pc of ['publisher', 'subscriber']) {
     assert.ok(paths[pc], `alice's ${pc} connection has a path`);
     assert.equal(paths[pc].localType, 'relay', `alice's ${pc} connection goes through the relay`);
