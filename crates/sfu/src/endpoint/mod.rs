@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 mod allocation;
 mod deadlines;
@@ -540,6 +540,7 @@ impl Endpoint {
             .get_or_insert_with(|| RedDistance::new(RedDistancePolicy::default()))
             .on_fraction_lost(fraction_lost);
         let before = leg.red_boost;
+        trace!(subscriber = %sub, track = %track_id, fraction_lost, wanted, "loss report on a RED leg");
         let boost = if wanted >= MIN_DISTANCE && self.room_for_red_copies(now, sub, wanted) {
             wanted
         } else {
