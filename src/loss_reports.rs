@@ -3,7 +3,7 @@
 //! its interceptors otherwise), and what fraction lost they report.
 
 use crate::track::LocalTrack;
-use huddle_wire::feedback::{fraction_lost, reception_reports};
+use huddle_wire::feedback::{loss_report, reception_reports};
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -115,11 +115,11 @@ pub(crate) fn follow_loss_reports(track: &Arc<LocalTrack>) {
             let TrackLocalEvent::OnRtcpPacket(packets) = event else {
                 continue;
             };
-            let Some(fraction) = fraction_lost(&packets, ssrc) else {
+            let Some(report) = loss_report(&packets, ssrc) else {
                 continue;
             };
             let Some(track) = weak.upgrade() else { break };
-            track.on_fraction_lost(fraction).await;
+            track.on_loss_report(report).await;
         }
         tracing::debug!(ssrc, "RED loss reports end");
     });

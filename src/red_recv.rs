@@ -94,7 +94,11 @@ mod tests {
     /// plain Opus.
     fn sent(frames: &[Vec<u8>], red: bool) -> Vec<MediaPacket> {
         let mut sender = RedSender::new(FORMAT).expect("RED");
-        sender.on_fraction_lost(64);
+        sender.on_loss_report(huddle_wire::feedback::LossReport {
+            ssrc: 1,
+            fraction_lost: 64,
+            highest_seq: 50,
+        });
         frames
             .iter()
             .enumerate()

@@ -5,6 +5,7 @@ use crate::error::CallError;
 use crate::red::RedFormat;
 use bytes::Bytes;
 use huddle_media::rtp::{RedEncoder, RedEncoderConfig};
+use huddle_wire::feedback::LossReport;
 use huddle_wire::red_distance::{RedDistance, RedDistancePolicy};
 
 /// The RED state of one published audio track.
@@ -47,9 +48,9 @@ impl RedSender {
         self.encoder.reset();
     }
 
-    /// The receiver reported `fraction_lost` (RTCP: lost / 256).
-    pub(crate) fn on_fraction_lost(&mut self, fraction_lost: u8) -> u8 {
-        let distance = self.distance.on_fraction_lost(fraction_lost);
+    /// The receiver reported what it lost (an RTCP reception report).
+    pub(crate) fn on_loss_report(&mut self, report: LossReport) -> u8 {
+        let distance = self.distance.on_loss_report(report);
         self.encoder.set_distance(distance);
         distance
     }
@@ -79,7 +80,12 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(red.distance(), 1);
-        assert_eq!(red.on_fraction_lost(64), 3, "25% lost");
+        let report = LossReport {
+            ssrc: 1,
+            fraction_lost: 64,
+            highest_seq: 50,
+        };
+        assert_eq!(red.on_loss_report(report), 3, "25% lost");
         let first = red.wrap(0, &[0x78; 40]).expect("wraps");
         assert_eq!(first[0], 111, "nothing earlier: the primary header alone");
         let second = red.wrap(960, &[0x79; 40]).expect("wraps");

@@ -10,6 +10,7 @@ use crate::red_send::RedSender;
 use crate::rtp_clock::{self, RtpClock};
 use bytes::Bytes;
 use huddle_proto::TrackKind;
+use huddle_wire::feedback::LossReport;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::extension::HeaderExtension;
@@ -162,11 +163,17 @@ impl LocalTrack {
             .map(RedSender::distance)
     }
 
-    /// The peer reported `fraction_lost` (RTCP, lost / 256) for this track.
-    pub(crate) async fn on_fraction_lost(&self, fraction_lost: u8) {
+    /// The peer reported what it lost of this track.
+    pub(crate) async fn on_loss_report(&self, report: LossReport) {
         if let Some(red) = self.clock.lock().await.red.as_mut() {
-            let distance = red.on_fraction_lost(fraction_lost);
-            tracing::trace!(ssrc = self.ssrc, fraction_lost, distance, "loss report");
+            let distance = red.on_loss_report(report);
+            tracing::trace!(
+                ssrc = self.ssrc,
+                fraction_lost = report.fraction_lost,
+                highest_seq = report.highest_seq,
+                distance,
+                "loss report"
+            );
         }
     }
 

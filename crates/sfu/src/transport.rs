@@ -26,7 +26,7 @@ use huddle_wire::classify::{
 use huddle_wire::codecs::TRANSPORT_CC_URI;
 use huddle_wire::dtls::Dtls;
 pub(crate) use huddle_wire::dtls::SrtpKeys;
-use huddle_wire::feedback::{keyframe_ssrcs, nacked, reception_reports};
+use huddle_wire::feedback::{keyframe_ssrcs, nacked, reception_reports, LossReport};
 use huddle_wire::srtp::OneByteExtension;
 use huddle_wire::{ice_lite, sdp, WireError};
 use rtc::crypto::RTCCryptoProvider;
@@ -66,9 +66,9 @@ pub(crate) enum WireEvent {
     KeyframeRequest(u32),
     /// The client reported these (SSRC, sequence number) lost.
     Nack(Vec<(u32, u16)>),
-    /// The client's reception reports: (SSRC, fraction lost / 256) since
-    /// its last report about that SSRC.
-    LossReports(Vec<(u32, u8)>),
+    /// The client's reception reports: what it lost of each SSRC since its
+    /// last report about it.
+    LossReports(Vec<LossReport>),
 }
 
 /// Checks whose answers are still taken: a late answer to one of the last
@@ -700,9 +700,7 @@ impl Wire {
         if !lost.is_empty() {
             self.events.push_back(WireEvent::Nack(lost));
         }
-        let reports: Vec<(u32, u8)> = reception_reports(&packets)
-            .map(|r| (r.ssrc, r.fraction_lost))
-            .collect();
+        let reports: Vec<LossReport> = reception_reports(&packets).map(LossReport::from).collect();
         if !reports.is_empty() {
             self.events.push_back(WireEvent::LossReports(reports));
         }

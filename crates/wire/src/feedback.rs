@@ -47,12 +47,36 @@ pub fn reception_reports(
     })
 }
 
-/// The fraction lost (RTCP: lost / 256) reported for `ssrc` in these RTCP
-/// packets; the last report if several.
-pub fn fraction_lost(packets: &[Box<dyn rtc::rtcp::Packet>], ssrc: u32) -> Option<u8> {
+/// What a reception report says about loss on one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossReport {
+    /// The SSRC the report is about.
+    pub ssrc: u32,
+    /// Fraction of the packets expected since the receiver's previous
+    /// report that did not arrive (lost / 256).
+    pub fraction_lost: u8,
+    /// Extended highest sequence number received (cycles << 16 | seq):
+    /// the difference from the previous report is the number of packets
+    /// `fraction_lost` is about.
+    pub highest_seq: u32,
+}
+
+impl From<&ReceptionReport> for LossReport {
+    fn from(r: &ReceptionReport) -> Self {
+        LossReport {
+            ssrc: r.ssrc,
+            fraction_lost: r.fraction_lost,
+            highest_seq: r.last_sequence_number,
+        }
+    }
+}
+
+/// The loss report about `ssrc` in these RTCP packets; the last one if
+/// several.
+pub fn loss_report(packets: &[Box<dyn rtc::rtcp::Packet>], ssrc: u32) -> Option<LossReport> {
     reception_reports(packets)
         .filter(|r| r.ssrc == ssrc)
-        .map(|r| r.fraction_lost)
+        .map(LossReport::from)
         .last()
 }
 
@@ -146,8 +170,14 @@ mod tests {
         ReceptionReport {
             ssrc,
             fraction_lost,
+            last_sequence_number: 70_000 + u32::from(fraction_lost),
             ..Default::default()
         }
+    }
+
+    /// The fraction lost `loss_report` finds for `ssrc`.
+    fn fraction_lost(packets: &[Box<dyn rtc::rtcp::Packet>], ssrc: u32) -> Option<u8> {
+        loss_report(packets, ssrc).map(|r| r.fraction_lost)
     }
 
     #[test]
@@ -158,6 +188,14 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(fraction_lost(std::slice::from_ref(&rr), 42), Some(30));
+        assert_eq!(
+            loss_report(std::slice::from_ref(&rr), 42),
+            Some(LossReport {
+                ssrc: 42,
+                fraction_lost: 30,
+                highest_seq: 70_030
+            })
+        );
         assert_eq!(fraction_lost(std::slice::from_ref(&rr), 5), None);
         let sr: Box<dyn rtc::rtcp::Packet> = Box::new(SenderReport {
             ssrc: 1,

@@ -2,6 +2,8 @@
 //! receiver reports: the rule the calling crate's RED sender follows, and
 //! the SFU for the copies it adds on a subscriber's lossy leg.
 
+use crate::feedback::LossReport;
+
 /// Most earlier frames the rule asks a RED packet to repeat (the
 /// redundancy distance). At 40 % loss in bursts of 3 packets on average,
 /// bursts longer than 3 are common enough that distance 3 leaves PESQ-WB
@@ -59,6 +61,13 @@ pub struct RedDistancePolicy {
     /// Distances from this one up are taken only as far as the mean loss
     /// of the report and the one before calls for.
     pub sustained_from: u8,
+    /// Packets an RTCP report ([`RedDistance::on_loss_report`]) must be
+    /// about for the rule to take it. Thinner reports are added up until
+    /// they reach this many: in a pause with DTX a one-second report is
+    /// about 2 or 3 packets, and its 0 % or 50 % says nothing of the link
+    /// (without this, every pause over 3 s brought the distance down and
+    /// the next talk spurt started with too little redundancy).
+    pub min_report_packets: u32,
 }
 
 impl Default for RedDistancePolicy {
@@ -70,6 +79,7 @@ impl Default for RedDistancePolicy {
             min_distance: 1,
             max_distance: MAX_RED_DISTANCE,
             sustained_from: 4,
+            min_report_packets: 20,
         }
     }
 }
@@ -94,6 +104,11 @@ pub struct RedDistance {
     calm_reports: u32,
     /// The loss the previous report gave (0 before any).
     last_loss: f64,
+    /// Extended highest sequence number of the last RTCP report.
+    last_highest_seq: Option<u32>,
+    /// Thin RTCP reports not taken yet: packets lost (estimated from the
+    /// fraction) and packets they were about.
+    pending: (f64, u32),
 }
 
 impl RedDistance {
@@ -106,6 +121,8 @@ impl RedDistance {
             policy,
             calm_reports: 0,
             last_loss: 0.0,
+            last_highest_seq: None,
+            pending: (0.0, 0),
         }
     }
 
@@ -160,9 +177,35 @@ impl RedDistance {
     }
 
     /// A report as RTCP carries it: `fraction_lost / 256` of the packets
-    /// since the previous report (RFC 3550 §6.4.1).
+    /// since the previous report (RFC 3550 §6.4.1), however many.
     pub fn on_fraction_lost(&mut self, fraction_lost: u8) -> u8 {
         self.on_report(f64::from(fraction_lost) / 256.0)
+    }
+
+    /// An RTCP reception report about the stream. Its extended highest
+    /// sequence number, against the previous report's, says how many
+    /// packets it is about; reports about fewer than
+    /// [`RedDistancePolicy::min_report_packets`] are added up with the
+    /// next ones before the rule takes them (the first report is taken as
+    /// it is). A report whose sequence number went back is ignored.
+    pub fn on_loss_report(&mut self, report: LossReport) -> u8 {
+        let fraction = f64::from(report.fraction_lost) / 256.0;
+        let Some(last) = self.last_highest_seq.replace(report.highest_seq) else {
+            return self.on_report(fraction);
+        };
+        let covered = report.highest_seq.wrapping_sub(last);
+        if covered > u32::from(u16::MAX) {
+            self.last_highest_seq = Some(last);
+            return self.distance;
+        }
+        let (lost, packets) = &mut self.pending;
+        *lost += fraction * f64::from(covered);
+        *packets += covered;
+        if *packets < self.policy.min_report_packets {
+            return self.distance;
+        }
+        let (lost, packets) = std::mem::take(&mut self.pending);
+        self.on_report(lost / f64::from(packets))
     }
 }
 
@@ -234,6 +277,56 @@ mod tests {
             seen.push(d.on_report(loss));
         }
         assert!(seen.iter().all(|&x| x == 2), "{seen:?}");
+    }
+
+    /// An RTCP report of `fraction_lost` / 256 up to `highest_seq`.
+    fn rtcp(fraction_lost: u8, highest_seq: u32) -> LossReport {
+        LossReport {
+            ssrc: 9,
+            fraction_lost,
+            highest_seq,
+        }
+    }
+
+    #[test]
+    fn thin_reports_in_a_pause_are_added_up_not_taken_alone() {
+        let mut d = RedDistance::new(RedDistancePolicy::default());
+        // Speech at 40 % loss: 50 packets a report.
+        assert_eq!(
+            d.on_loss_report(rtcp(102, 65_530)),
+            3,
+            "the first, as it is"
+        );
+        assert_eq!(d.on_loss_report(rtcp(102, 65_580)), 8, "across the wrap");
+        // A pause with DTX, 2-3 packets a second, none lost: 10 reports
+        // (more than enough calm ones to step down) add up to 25 packets.
+        let mut seq = 65_580;
+        for i in 0..10 {
+            seq += if i % 2 == 0 { 2 } else { 3 };
+            assert_eq!(d.on_loss_report(rtcp(0, seq)), 8, "pause report {i}");
+        }
+        // Reports with no packet at all (muted) change nothing either.
+        assert_eq!(d.on_loss_report(rtcp(0, seq)), 8);
+        // Thin reports of 1 lost in 2 add up the same way: a 2-packet
+        // pause report of 50 % does not count as one of 50 packets.
+        let mut d = RedDistance::new(RedDistancePolicy::default());
+        d.on_loss_report(rtcp(0, 1_000));
+        for i in 1..=9 {
+            assert_eq!(d.on_loss_report(rtcp(128, 1_000 + 2 * i)), 1, "{i}");
+        }
+        assert_eq!(
+            d.on_loss_report(rtcp(0, 1_020)),
+            3,
+            "9 lost of 20: 45 %, averaged with none before"
+        );
+        // A sequence number that goes back is ignored, and does not
+        // become the new reference.
+        assert_eq!(d.on_loss_report(rtcp(255, 900)), 3);
+        assert_eq!(
+            d.on_loss_report(rtcp(0, 1_040)),
+            3,
+            "20 packets after 1_020"
+        );
     }
 
     #[test]

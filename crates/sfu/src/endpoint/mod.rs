@@ -22,6 +22,7 @@ use crate::speaker::SpeakerDetector;
 use crate::transport::{Took, WireEvent};
 use bytes::BytesMut;
 use huddle_proto::{PcRole, TrackKind};
+use huddle_wire::feedback::LossReport;
 use huddle_wire::red_distance::{RedDistance, RedDistancePolicy};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -488,8 +489,8 @@ impl Endpoint {
                 }
             }
             WireEvent::LossReports(reports) => {
-                for (ssrc, fraction_lost) in reports {
-                    self.on_loss_report(now, sub, ssrc, fraction_lost);
+                for report in reports {
+                    self.on_loss_report(now, sub, report);
                 }
             }
             WireEvent::Nack(mut lost) => {
@@ -514,13 +515,14 @@ impl Endpoint {
         }
     }
 
-    /// `sub` reported `fraction_lost` (lost / 256) of what it receives as
-    /// `ssrc`: on an audio leg that took RED, the distance its loss calls
-    /// for, which the SFU makes up with copies when the publisher sends
-    /// less (`forward::red_boost`), while the subscriber's link has room
-    /// for them.
-    fn on_loss_report(&mut self, now: Instant, sub: &ParticipantId, ssrc: u32, fraction_lost: u8) {
-        let Some(track_id) = self.track_sent_as(sub, ssrc) else {
+    /// `sub` reported what it lost of what it receives as `report.ssrc`:
+    /// on an audio leg that took RED, the distance its loss calls for,
+    /// which the SFU makes up with copies when the publisher sends less
+    /// (`forward::red_boost`), while the subscriber's link has room for
+    /// them.
+    fn on_loss_report(&mut self, now: Instant, sub: &ParticipantId, report: LossReport) {
+        let fraction_lost = report.fraction_lost;
+        let Some(track_id) = self.track_sent_as(sub, report.ssrc) else {
             return;
         };
         let Some(track) = self.table.tracks.get_mut(&track_id) else {
@@ -538,7 +540,7 @@ impl Endpoint {
         let wanted = leg
             .red_distance
             .get_or_insert_with(|| RedDistance::new(RedDistancePolicy::default()))
-            .on_fraction_lost(fraction_lost);
+            .on_loss_report(report);
         let before = leg.red_boost;
         trace!(subscriber = %sub, track = %track_id, fraction_lost, wanted, "loss report on a RED leg");
         let boost = if wanted >= MIN_DISTANCE && self.room_for_red_copies(now, sub, wanted) {
