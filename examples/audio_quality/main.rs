@@ -54,8 +54,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod simulate;
+mod timeline;
 
-/// Seed of every impairment (same seed, same packet fates).
+/// Default seed of every impairment (same seed, same packet fates).
 const SEED: u64 = 2026;
 /// Silence sent after bob subscribed, before the file: 1 s.
 const SETTLE_FRAMES: usize = 50;
@@ -118,6 +119,16 @@ struct Args {
     /// The receiver's `JitterConfig::red_hold_packets`.
     #[arg(long, value_name = "N")]
     red_hold_packets: Option<u32>,
+    /// Print the receiver's jitter-buffer counters every half second of a
+    /// real call (not `--simulated`) to stderr.
+    #[arg(long)]
+    timeline: bool,
+    /// Seed of the impairment model: the same seed gives the same packet
+    /// fates (on the simulated path exactly; in a real call the fates fall
+    /// on the relay's packets in order, resends and RTCP included). Score
+    /// several seeds to see the spread over loss patterns.
+    #[arg(long, default_value_t = SEED)]
+    seed: u64,
 }
 
 /// One network condition: the impairment toward the receiver.
@@ -293,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for name in names {
         let mut cond = condition(name);
+        cond.impairment.seed = args.seed;
         eprintln!("{name}: {} ...", cond.what);
         // The relay impairs every packet, ICE and DTLS included, so with heavy
         // loss the connection setup can fail; the same seed would fail the
@@ -302,7 +314,7 @@ async fn main() -> anyhow::Result<()> {
             if args.simulated {
                 break simulate_condition(&cond, &speech, &encoder, &jitter, args.red)?;
             }
-            match run_condition(&cond, speech.clone(), &encoder, &jitter).await {
+            match run_condition(&cond, speech.clone(), &encoder, &jitter, args.timeline).await {
                 Ok(m) => break m,
                 Err(e) if attempt < 2 => {
                     attempt += 1;
@@ -423,6 +435,7 @@ async fn run_condition(
     speech: Arc<Vec<Vec<i16>>>,
     encoder: &EncoderConfig,
     jitter: &JitterConfig,
+    timeline: bool,
 ) -> anyhow::Result<Measured> {
     let (relay, media) = Relay::in_front_of_local_sfu(cond.impairment.clone())
         .await
@@ -489,9 +502,28 @@ async fn run_condition(
         .context("bob never subscribed to alice's audio")??;
         go.store(true, Ordering::Relaxed);
         let seconds = (speech.len() + SETTLE_FRAMES + TAIL_FRAMES) as u64 / 50;
-        tokio::time::timeout(Duration::from_secs(seconds + 20), sending.finished())
-            .await
-            .context("sending did not finish")??;
+        let finished = tokio::time::timeout(Duration::from_secs(seconds + 20), sending.finished());
+        tokio::pin!(finished);
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(timeline::EVERY);
+        let mut before = JitterStats::default();
+        if timeline {
+            eprintln!("{}", timeline::HEADER);
+        }
+        loop {
+            tokio::select! {
+                done = &mut finished => {
+                    done.context("sending did not finish")??;
+                    break;
+                }
+                _ = tick.tick(), if timeline => {
+                    if let Some((_, now)) = playout.stats().into_values().next() {
+                        eprintln!("{}", timeline::line(started.elapsed(), &before, &now));
+                        before = now;
+                    }
+                }
+            }
+        }
         // Let the last packets through the relay and the jitter buffer.
         tokio::time::sleep(Duration::from_millis(600) + cond.impairment.jitter).await;
 

@@ -238,6 +238,7 @@ impl Endpoint {
             if ssrc != leg.ssrc {
                 continue;
             }
+            leg.nack_loss.on_nack(seq);
             // Too old, or from before a switch: the subscriber will ask for
             // a keyframe.
             let Some(packet) = leg.source_seq(seq).and_then(|s| layer.rtx.get(s)) else {

@@ -519,9 +519,10 @@ impl Endpoint {
     /// on an audio leg that took RED, the distance its loss calls for,
     /// which the SFU makes up with copies when the publisher sends less
     /// (`forward::red_boost`), while the subscriber's link has room for
-    /// them.
+    /// them. The loss is the report's or, when more, the share of the
+    /// packets sent since that the subscriber NACKed (`forward::nack_loss`:
+    /// the report counts packets its resends repaired as received).
     fn on_loss_report(&mut self, now: Instant, sub: &ParticipantId, report: LossReport) {
-        let fraction_lost = report.fraction_lost;
         let Some(track_id) = self.track_sent_as(sub, report.ssrc) else {
             return;
         };
@@ -537,12 +538,19 @@ impl Endpoint {
         if leg.payload_types.is_none_or(|p| p.red.is_none()) {
             return; // plain Opus: the SFU strips RED for it
         }
+        let reported = report.fraction_lost;
+        let nacked = leg.nack_loss.take();
+        let fraction_lost = reported.max(nacked.unwrap_or(0));
+        let report = LossReport {
+            fraction_lost,
+            ..report
+        };
         let wanted = leg
             .red_distance
             .get_or_insert_with(|| RedDistance::new(RedDistancePolicy::default()))
             .on_loss_report(report);
         let before = leg.red_boost;
-        trace!(subscriber = %sub, track = %track_id, fraction_lost, wanted, "loss report on a RED leg");
+        trace!(subscriber = %sub, track = %track_id, reported, ?nacked, wanted, "loss report on a RED leg");
         let boost = if wanted >= MIN_DISTANCE && self.room_for_red_copies(now, sub, wanted) {
             wanted
         } else {

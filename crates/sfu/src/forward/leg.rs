@@ -5,6 +5,7 @@
 //! changes (the RTP munger and sequence map).
 
 use crate::forward::allocator::Allocation;
+use crate::forward::nack_loss::NackLoss;
 use crate::forward::pad_log::{PadLog, Sent};
 use crate::forward::resend::ResendGuard;
 use crate::forward::sender_report::SentCount;
@@ -57,6 +58,9 @@ pub(crate) struct Leg {
     /// More than a packet carries, and the SFU adds copies
     /// ([`crate::forward::red_boost`]).
     pub red_boost: u8,
+    /// What it sent and its subscriber NACKed of that (an audio leg that
+    /// took RED): the loss before repair its RED distance follows.
+    pub nack_loss: NackLoss,
 }
 
 /// The payload types a leg's connection negotiated for it.
@@ -148,6 +152,7 @@ impl Leg {
             vp8: Vp8Munger::default(),
             red_distance: None,
             red_boost: 0,
+            nack_loss: NackLoss::default(),
         }
     }
 

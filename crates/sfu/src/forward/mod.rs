@@ -28,6 +28,7 @@ pub mod keyframe;
 pub(crate) mod keyframe_gate;
 pub(crate) mod layer;
 pub(crate) mod leg;
+pub(crate) mod nack_loss;
 pub(crate) mod pad_log;
 pub(crate) mod padding;
 pub(crate) mod rate;

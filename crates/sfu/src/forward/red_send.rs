@@ -119,6 +119,9 @@ pub(crate) fn send_red_on_leg(
             };
             sent.copies = u64::from(send_on_leg(now, out, codec, sub, leg, body, None));
             sent.boosted &= sent.copies > 0;
+            if sent.copies > 0 {
+                leg.nack_loss.on_sent(packet.header.sequence_number);
+            }
         }
         Form::Strip(pt) => {
             for (i, piece) in arrival.plan.pieces().iter().enumerate() {
