@@ -1,0 +1,20 @@
+//! End-to-end encryption for huddle calls, sans-IO.
+//!
+//! - [`sframe`]: SFrame (RFC 9605), the frame encryption every encoded
+//!   audio and video frame gets before it is packetized, so that the SFU
+//!   forwards what it cannot read. Header, key derivation, the RFC's five
+//!   cipher suites, a sender and a receiver context (with replay
+//!   protection and keys that expire).
+//! - [`kid`]: the key IDs of RFC 9605 §5.2 for keys that come from an MLS
+//!   epoch: who sent a frame, under which epoch.
+//!
+//! Nothing here reads a clock or touches the network: times are passed in.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+pub mod kid;
+pub mod sframe;
+
+pub use error::E2eeError;
