@@ -7,6 +7,9 @@
 //!   protection and keys that expire).
 //! - [`kid`]: the key IDs of RFC 9605 §5.2 for keys that come from an MLS
 //!   epoch: who sent a frame, under which epoch.
+//! - [`group`]: one member's side of a room's MLS group (RFC 9420, with
+//!   openmls): key packages, commits, welcomes, the epoch's SFrame base
+//!   key and the safety code.
 //!
 //! Nothing here reads a clock or touches the network: times are passed in.
 
@@ -14,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod group;
 pub mod kid;
 pub mod sframe;
 
