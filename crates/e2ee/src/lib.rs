@@ -10,6 +10,8 @@
 //! - [`group`]: one member's side of a room's MLS group (RFC 9420, with
 //!   openmls): key packages, commits, welcomes, the epoch's SFrame base
 //!   key and the safety code.
+//! - [`session`]: the two kept in step: each new epoch's SFrame keys in
+//!   use, the previous epoch's retired after 2 s.
 //!
 //! Nothing here reads a clock or touches the network: times are passed in.
 
@@ -19,6 +21,7 @@
 mod error;
 pub mod group;
 pub mod kid;
+pub mod session;
 pub mod sframe;
 
 pub use error::E2eeError;
