@@ -327,6 +327,7 @@ impl Call {
         outbox
             .send(ClientMessage::Join {
                 token: token.to_owned(),
+                e2ee: false,
             })
             .map_err(|_| CallError::Closed)?;
         let first = tokio::time::timeout(timeout, inbox.recv())

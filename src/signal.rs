@@ -329,6 +329,7 @@ impl Link {
         }
         let join = ClientMessage::Join {
             token: self.token.clone(),
+            e2ee: false,
         };
         let text = match serde_json::to_string(&join) {
             Ok(t) => t,

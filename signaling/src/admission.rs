@@ -192,6 +192,10 @@ pub(crate) async fn admit(
 ) -> Result<Admitted, Refused> {
     let resume = match via {
         Via::WebSocket(resume) => resume,
+        // A standard WHIP/WHEP client cannot take part in E2EE.
+        Via::HttpSession { .. } if claims.e2ee => {
+            return Err(Refused::Limit(AddError::E2eeMismatch));
+        }
         Via::HttpSession { ip } => {
             if !app
                 .http_sessions()
@@ -215,6 +219,7 @@ pub(crate) async fn admit(
             claims.sub.clone(),
             claims.name.clone(),
             conn.clone(),
+            claims.e2ee,
         ) {
             Ok(()) => break (id, conn),
             Err(AddError::IdTaken) => continue,
@@ -245,6 +250,7 @@ pub(crate) async fn admit(
         can_subscribe: rights.subscribe,
         resume,
         ice_servers,
+        e2ee: claims.e2ee,
     });
     if !live {
         // Removed while the SFU was setting it up; whoever removed it may

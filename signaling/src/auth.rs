@@ -63,6 +63,10 @@ pub struct Claims {
     /// Grants the REST admin API (`/api/...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<bool>,
+    /// The room is end-to-end encrypted (docs/e2ee.md): the client must
+    /// take part, and WHIP/WHEP sessions are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e2ee: bool,
 }
 
 impl Claims {
@@ -86,6 +90,7 @@ impl Claims {
             jti: None,
             name: None,
             admin: None,
+            e2ee: false,
         }
     }
 

@@ -12,6 +12,7 @@
 //!
 //! Every method takes the lock briefly and never awaits while holding it.
 
+use crate::e2ee::{CommitIn, GroupDs};
 use crate::limits::over;
 use crate::lock::lock;
 use crate::outbound::Conn;
@@ -33,6 +34,10 @@ pub enum AddError {
     RoomFull,
     /// The identity has [`HubLimits::max_per_identity`] in the room.
     TooManySessions,
+    /// The room is end-to-end encrypted and the participant does not take
+    /// part (or the other way round: its token says E2EE, the room's do
+    /// not).
+    E2eeMismatch,
 }
 
 impl AddError {
@@ -43,6 +48,7 @@ impl AddError {
             AddError::ServerFull => ErrorCode::ServerFull,
             AddError::RoomFull => ErrorCode::RoomFull,
             AddError::TooManySessions => ErrorCode::TooManySessions,
+            AddError::E2eeMismatch => ErrorCode::E2eeRequired,
         }
     }
 
@@ -55,6 +61,31 @@ impl AddError {
             AddError::TooManySessions => {
                 "this identity already has as many sessions in the room as allowed"
             }
+            AddError::E2eeMismatch => {
+                "the room is end-to-end encrypted (or not) and this participant's token says otherwise"
+            }
+        }
+    }
+}
+
+/// Why an E2EE message was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum E2eeRefused {
+    /// The sender is not in a room.
+    NotJoined,
+    /// Its room is not end-to-end encrypted.
+    NotE2ee,
+    /// The group's delivery service refused it.
+    Group(crate::e2ee::Refusal),
+}
+
+impl E2eeRefused {
+    /// What to tell the client.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            E2eeRefused::NotJoined => "not in a room",
+            E2eeRefused::NotE2ee => "the room is not end-to-end encrypted",
+            E2eeRefused::Group(r) => r.message(),
         }
     }
 }
@@ -145,6 +176,7 @@ impl Hub {
         identity: String,
         name: Option<String>,
         conn: Conn,
+        e2ee: bool,
     ) -> Result<(), AddError> {
         let mut g = self.lock();
         if g.index.contains_key(&id) {
@@ -162,14 +194,18 @@ impl Hub {
             if over(same.count(), limits.max_per_identity) {
                 return Err(AddError::TooManySessions);
             }
+            if r.e2ee.is_some() != e2ee {
+                return Err(AddError::E2eeMismatch);
+            }
         }
         let seq = g.next_seq;
         g.next_seq += 1;
         g.index.insert(id.clone(), room.to_owned());
-        g.rooms
-            .entry(room.to_owned())
-            .or_default()
-            .members
+        let r = g.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            e2ee: e2ee.then(GroupDs::default),
+            ..Room::default()
+        });
+        r.members
             .insert(id, Member::pending(identity, name, seq, conn));
         Ok(())
     }
@@ -182,9 +218,19 @@ impl Hub {
         id: &ParticipantId,
         make_joined: impl FnOnce(ParticipantInfo, Vec<ParticipantInfo>) -> ServerMessage,
     ) -> bool {
-        self.lock()
-            .room_mut(id)
-            .is_some_and(|room| room.go_live(id, make_joined))
+        let mut g = self.lock();
+        let Some(room) = g.room_mut(id) else {
+            return false;
+        };
+        if !room.go_live(id, make_joined) {
+            return false;
+        }
+        let identity = room.members.get(id).map(|m| m.identity.clone());
+        if let (Some(ds), Some(identity)) = (room.e2ee.as_mut(), identity) {
+            let sends = ds.on_live(id, &identity);
+            room.deliver(sends);
+        }
+        true
     }
 
     /// Remove a participant; if it was live, tell the others. Returns `None`
@@ -198,6 +244,10 @@ impl Hub {
         if was_live {
             room.broadcast_presence(&Change::Left(id.0.clone()), None);
         }
+        if let Some(ds) = room.e2ee.as_mut() {
+            let sends = ds.on_left(id);
+            room.deliver(sends);
+        }
         if room.members.is_empty() {
             g.rooms.remove(&room_name);
         }
@@ -206,6 +256,47 @@ impl Hub {
             conn: member.conn,
             was_live,
         })
+    }
+
+    /// An E2EE room's participant sent its key package (base64).
+    pub(crate) fn e2ee_key_package(
+        &self,
+        id: &ParticipantId,
+        key_package: String,
+    ) -> Result<(), E2eeRefused> {
+        let mut g = self.lock();
+        let room = g.room_mut(id).ok_or(E2eeRefused::NotJoined)?;
+        let identity = room
+            .members
+            .get(id)
+            .map(|m| m.identity.clone())
+            .ok_or(E2eeRefused::NotJoined)?;
+        let ds = room.e2ee.as_mut().ok_or(E2eeRefused::NotE2ee)?;
+        let sends = ds
+            .on_key_package(id, &identity, key_package)
+            .map_err(E2eeRefused::Group)?;
+        room.deliver(sends);
+        Ok(())
+    }
+
+    /// An E2EE room's group member sent a commit.
+    pub(crate) fn e2ee_commit(
+        &self,
+        id: &ParticipantId,
+        commit: CommitIn,
+    ) -> Result<(), E2eeRefused> {
+        let mut g = self.lock();
+        let room = g.room_mut(id).ok_or(E2eeRefused::NotJoined)?;
+        let ds = room.e2ee.as_mut().ok_or(E2eeRefused::NotE2ee)?;
+        let sends = ds.on_commit(id, commit).map_err(E2eeRefused::Group)?;
+        room.deliver(sends);
+        Ok(())
+    }
+
+    /// The epoch of the E2EE group of `room`, if it is an E2EE room with a
+    /// group.
+    pub fn e2ee_epoch(&self, room: &str) -> Option<u64> {
+        self.lock().rooms.get(room)?.e2ee.as_ref()?.epoch()
     }
 
     /// Send `msg` to one participant (kept for later if it is still pending).
@@ -351,6 +442,7 @@ mod tests {
             can_subscribe: true,
             resume: None,
             ice_servers: Vec::new(),
+            e2ee: false,
         }
     }
 
@@ -372,7 +464,7 @@ mod tests {
 
     fn live(hub: &Hub, id: &str) -> mpsc::Receiver<Outbound> {
         let (c, rx) = conn();
-        hub.add_pending("r", pid(id), id.to_lowercase(), None, c)
+        hub.add_pending("r", pid(id), id.to_lowercase(), None, c, false)
             .expect("add");
         assert!(hub.go_live(&pid(id), joined));
         rx
@@ -463,7 +555,7 @@ mod tests {
             max_per_identity: 2,
         });
         let add = |room: &str, id: &str, who: &str| {
-            hub.add_pending(room, pid(id), who.into(), None, conn().0)
+            hub.add_pending(room, pid(id), who.into(), None, conn().0, false)
         };
         assert_eq!(add("r", "1", "alice"), Ok(()));
         assert_eq!(add("r", "1", "bob"), Err(AddError::IdTaken));
@@ -486,10 +578,10 @@ mod tests {
         let hub = Hub::new();
         let (a, mut arx) = conn();
         let (b, mut brx) = conn();
-        hub.add_pending("r", pid("A"), "alice".into(), None, a)
+        hub.add_pending("r", pid("A"), "alice".into(), None, a, false)
             .expect("add");
         assert!(hub.go_live(&pid("A"), joined));
-        hub.add_pending("r", pid("B"), "bob".into(), None, b)
+        hub.add_pending("r", pid("B"), "bob".into(), None, b, false)
             .expect("add");
         assert!(hub.send_to(&pid("B"), ServerMessage::Pong));
         let track = TrackInfo {

@@ -24,7 +24,9 @@
 //! - [`hub`]: rooms and participants in memory, with their limits; a room's
 //!   roster (`room.rs`, which owns the mute state clients are told), batched
 //!   joins and leaves ([`presence`]), and each connection's queue
-//!   ([`outbound`]);
+//!   ([`outbound`]); an end-to-end encrypted room's MLS delivery service
+//!   (`e2ee.rs`: it orders commits per epoch and relays key packages,
+//!   commits and welcomes, holding no group secret);
 //! - [`http_sessions`]: open WHIP/WHEP sessions and the rate of new ones;
 //! - [`resume`]: WebSocket sessions kept through a dropped connection;
 //! - `connections.rs`: open WebSockets per node and per client address;
@@ -51,6 +53,7 @@ pub mod close_code;
 pub mod config;
 mod connections;
 pub mod dispatch;
+mod e2ee;
 pub mod headers;
 pub mod http_sessions;
 pub mod hub;

@@ -9,6 +9,7 @@
 //! The hub (`hub.rs`, which uses this module) finds the room and holds the lock; a
 //! [`Room`] only changes itself and queues messages.
 
+use crate::e2ee::{GroupDs, Sends};
 use crate::outbound::{Conn, Outbound};
 use crate::presence::Change;
 use huddle_proto::{ParticipantInfo, ServerMessage, TrackInfo};
@@ -74,6 +75,9 @@ impl Member {
 #[derive(Debug, Default)]
 pub(crate) struct Room {
     pub(crate) members: HashMap<ParticipantId, Member>,
+    /// An end-to-end encrypted room's group, as its delivery service
+    /// keeps it (`None`: not an E2EE room).
+    pub(crate) e2ee: Option<GroupDs>,
 }
 
 impl Room {
@@ -87,6 +91,16 @@ impl Room {
         let mut v: Vec<_> = self.live().collect();
         v.sort_by_key(|(_, m)| m.seq);
         v
+    }
+
+    /// Send each message to its recipient, if still a member (kept for
+    /// later while it is pending).
+    pub(crate) fn deliver(&mut self, sends: Sends) {
+        for (to, msg) in sends {
+            if let Some(m) = self.members.get_mut(&to) {
+                m.send(&to, msg);
+            }
+        }
     }
 
     /// Queue `msg` to every live member but `except`.

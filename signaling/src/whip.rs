@@ -109,6 +109,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
 fn limit_refusal(e: AddError) -> Refusal {
     let status = match e {
         AddError::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
+        AddError::E2eeMismatch => StatusCode::FORBIDDEN,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.message())
@@ -236,6 +237,10 @@ async fn create(
         subscribe: kind == Kind::Whep,
     };
     let claims = admission::verify(&app, bearer(&headers), wants).map_err(refused)?;
+    if claims.e2ee {
+        // A standard WHIP/WHEP client cannot take part in E2EE.
+        return Err(limit_refusal(AddError::E2eeMismatch));
+    }
     let offer = body_text(&body)?.to_owned();
     let ways = media_ways(&offer);
     match kind {

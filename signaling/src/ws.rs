@@ -16,6 +16,8 @@ use crate::admission::{self, Media, Refused, Via, Wants};
 use crate::app::AppState;
 use crate::close_code;
 use crate::connections::{self, ConnectionGuard};
+use crate::e2ee::CommitIn;
+use crate::hub::AddError;
 use crate::limits::client_ip;
 use crate::outbound::{Conn, Outbound};
 use crate::ratelimit::{LimitNotice, TokenBucket};
@@ -458,7 +460,7 @@ impl Session {
     async fn on_message(&mut self, msg: ClientMessage) -> Flow {
         let Some(joined) = &self.joined else {
             return match msg {
-                ClientMessage::Join { token } => self.join(&token).await,
+                ClientMessage::Join { token, e2ee } => self.join(&token, e2ee).await,
                 ClientMessage::Resume { token, received } => self.resume(&token, received).await,
                 ClientMessage::Ping => {
                     self.send(ServerMessage::Pong);
@@ -539,6 +541,29 @@ impl Session {
                     self.sfu_error(&e);
                 }
             }
+            ClientMessage::E2eeKeyPackage { key_package } => {
+                if let Err(e) = self.app.hub().e2ee_key_package(&id, key_package) {
+                    self.error(ErrorCode::E2eeRefused, e.message());
+                }
+            }
+            ClientMessage::E2eeCommit {
+                epoch,
+                commit,
+                welcome,
+                added,
+                removed,
+            } => {
+                let commit = CommitIn {
+                    epoch,
+                    commit,
+                    welcome,
+                    added,
+                    removed,
+                };
+                if let Err(e) = self.app.hub().e2ee_commit(&id, commit) {
+                    self.error(ErrorCode::E2eeRefused, e.message());
+                }
+            }
             ClientMessage::Ping => self.send(ServerMessage::Pong),
             ClientMessage::Leave => {
                 tracing::info!(participant = %id, "participant left");
@@ -557,7 +582,7 @@ impl Session {
         self.error(code, sfu_error_message(e));
     }
 
-    async fn join(&mut self, token: &str) -> Flow {
+    async fn join(&mut self, token: &str, e2ee: bool) -> Flow {
         let wants = Wants {
             room: self.want_room.as_deref(),
             ..Wants::default()
@@ -566,6 +591,9 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.refuse_join(e),
         };
+        if claims.e2ee && !e2ee {
+            return self.refuse_join(Refused::Limit(AddError::E2eeMismatch));
+        }
         let rights = Rights {
             publish: claims.publish,
             subscribe: claims.subscribe,

@@ -174,6 +174,7 @@ impl Participant {
             s.register(registry, Socket::Signal.token(self.slot))?;
             s.send(&ClientMessage::Join {
                 token: self.token.clone(),
+                e2ee: false,
             })?;
             Ok(s)
         });

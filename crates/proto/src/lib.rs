@@ -113,6 +113,11 @@ pub enum ClientMessage {
         /// refused with [`ErrorCode::TokenMissing`].
         #[serde(default)]
         token: String,
+        /// The client takes part in end-to-end encryption (docs/e2ee.md).
+        /// A room whose tokens say `e2ee` refuses clients that do not
+        /// ([`ErrorCode::E2eeRequired`]).
+        #[serde(default, skip_serializing_if = "is_false")]
+        e2ee: bool,
     },
     /// SDP offer for the publisher connection (first one or a renegotiation).
     Offer {
@@ -165,6 +170,30 @@ pub enum ClientMessage {
     Ping,
     /// Leave the room; the server closes the connection afterwards.
     Leave,
+    /// E2EE room: this client's MLS key package (base64 of an
+    /// `MlsMessage`), for a member of the group to add it. A new one
+    /// replaces the last.
+    E2eeKeyPackage {
+        /// Base64 (standard, padded) of the key package.
+        key_package: String,
+    },
+    /// E2EE room: an MLS commit this client made in `epoch`, for the
+    /// server to order (the first for each epoch is taken).
+    E2eeCommit {
+        /// The epoch the commit was made in.
+        epoch: u64,
+        /// Base64 of the commit (`MlsMessage`).
+        commit: String,
+        /// Base64 of the welcome for the participants it adds, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welcome: Option<String>,
+        /// Participant ids the commit adds.
+        #[serde(default)]
+        added: Vec<String>,
+        /// Participant ids the commit removes.
+        #[serde(default)]
+        removed: Vec<String>,
+    },
     /// First message on a new connection after the previous one dropped
     /// without a `leave`: take the session back (same participant, same
     /// tracks and subscriptions; the room sees nothing). Answered by
@@ -204,6 +233,9 @@ pub enum ServerMessage {
         /// none configured.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServerInfo>,
+        /// The room is end-to-end encrypted (docs/e2ee.md).
+        #[serde(default, skip_serializing_if = "is_false")]
+        e2ee: bool,
     },
     /// New TURN credentials, sent before those in `joined` (or in the last
     /// `ice_servers`) expire, and after a `resumed`: the servers to gather
@@ -314,6 +346,42 @@ pub enum ServerMessage {
         /// Every layer of the track.
         layers: Vec<LayerActivity>,
     },
+    /// E2EE: this client is the first in the group: create it (epoch 0).
+    E2eeCreate,
+    /// E2EE: commit adding these joiners (this client is the group member
+    /// the server asks). Those already in the group are left out.
+    E2eeAdd {
+        /// Who to add, with their key packages.
+        joiners: Vec<E2eeJoiner>,
+    },
+    /// E2EE: commit removing these participants (they left).
+    E2eeRemove {
+        /// Who to remove.
+        participants: Vec<E2eeLeaver>,
+    },
+    /// E2EE: the answer to this client's `e2ee_commit`: taken (apply it:
+    /// the group is in `epoch + 1`), or not (drop it; another commit for
+    /// that epoch came first, and `epoch` is the current one).
+    E2eeCommitResult {
+        /// The commit's epoch if accepted, else the room's current one.
+        epoch: u64,
+        /// Whether it was the first for its epoch.
+        accepted: bool,
+    },
+    /// E2EE: another member's commit the server took: apply it.
+    E2eeCommit {
+        /// The epoch it was made in.
+        epoch: u64,
+        /// Who made it (participant id).
+        from: String,
+        /// Base64 of the commit.
+        commit: String,
+    },
+    /// E2EE: join the group from this welcome.
+    E2eeWelcome {
+        /// Base64 of the welcome.
+        welcome: String,
+    },
     /// Answer to `ping`.
     Pong,
     /// Something went wrong; see [`ErrorCode`].
@@ -351,6 +419,26 @@ pub struct IceServerInfo {
     pub credential: Option<String>,
 }
 
+/// A joiner in `e2ee_add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeJoiner {
+    /// Its participant id.
+    pub participant_id: String,
+    /// The identity its token gives, which its key package must name.
+    pub identity: String,
+    /// Base64 of its key package.
+    pub key_package: String,
+}
+
+/// A participant to remove in `e2ee_remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct E2eeLeaver {
+    /// Its participant id.
+    pub participant_id: String,
+    /// The identity its token gave (its MLS credential's).
+    pub identity: String,
+}
+
 /// One simulcast layer in `publish_layers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerActivity {
@@ -373,6 +461,10 @@ pub enum PauseReason {
 
 fn shown() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Stable error codes of the signaling protocol (see `docs/signaling.md`).
@@ -422,6 +514,13 @@ pub enum ErrorCode {
     /// A `resume` could not take the session back: unknown or expired
     /// token, or messages the server no longer holds. Join again.
     ResumeFailed,
+    /// The room is end-to-end encrypted and the client did not say it
+    /// takes part (`join` without `e2ee`, or a WHIP/WHEP session), or its
+    /// token disagrees with the room's (docs/e2ee.md).
+    E2eeRequired,
+    /// An E2EE message the server cannot take: not an E2EE room, not a
+    /// member of the group, or fields that do not fit.
+    E2eeRefused,
     /// The server failed; the message was not applied.
     Internal,
 }
@@ -450,6 +549,8 @@ impl ErrorCode {
             ErrorCode::TooManySessions => "too_many_sessions",
             ErrorCode::MediaTimeout => "media_timeout",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::E2eeRequired => "e2ee_required",
+            ErrorCode::E2eeRefused => "e2ee_refused",
             ErrorCode::Internal => "internal",
         }
     }
@@ -504,6 +605,8 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, DecodeError> {
         "leave",
         "resume",
         "restart_ice",
+        "e2ee_key_package",
+        "e2ee_commit",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(DecodeError {
@@ -669,6 +772,9 @@ mod tests {
             r#"{"type":"ping"}"#,
             r#"{"type":"leave"}"#,
             r#"{"type":"restart_ice"}"#,
+            r#"{"type":"join","token":"t","e2ee":true}"#,
+            r#"{"type":"e2ee_key_package","key_package":"AAE="}"#,
+            r#"{"type":"e2ee_commit","epoch":3,"commit":"AAE=","added":["PA_x"]}"#,
             r#"{"type":"candidate","pc":"subscriber","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"u"}}"#,
         ] {
             assert!(decode_client_message(text).is_ok(), "{text}");
@@ -687,6 +793,8 @@ mod tests {
             ErrorCode::TooManySessions,
             ErrorCode::MediaTimeout,
             ErrorCode::ResumeFailed,
+            ErrorCode::E2eeRequired,
+            ErrorCode::E2eeRefused,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),

@@ -233,6 +233,11 @@ pub struct TokenArgs {
     /// Grant the REST admin API.
     #[arg(long)]
     pub admin: bool,
+    /// The room is end-to-end encrypted (docs/e2ee.md): clients must take
+    /// part, WHIP/WHEP sessions are refused. Every token of a room must
+    /// agree. Neither the calling crate nor the web client takes part yet.
+    #[arg(long)]
+    pub e2ee: bool,
     /// The secret to sign with, as the server reads it.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -273,6 +278,7 @@ impl TokenArgs {
         }
         claims.name = self.name.clone();
         claims.jti = self.jti.clone();
+        claims.e2ee = self.e2ee;
         Ok(huddle_signaling::auth::mint(secret, &claims)?)
     }
 }
@@ -378,6 +384,11 @@ mod tests {
         let token = t.mint_for(&config).expect("mint");
         let claims = huddle_signaling::auth::verify(&config.secret, &token).expect("verify");
         assert_eq!(claims.jti.as_deref(), Some("t-1"));
+        assert!(!claims.e2ee);
+        t.e2ee = true;
+        let token = t.mint_for(&config).expect("mint");
+        let claims = huddle_signaling::auth::verify(&config.secret, &token).expect("verify");
+        assert!(claims.e2ee, "--e2ee");
         config.secret = "short".into();
         assert!(
             t.mint_for(&config).is_err(),
