@@ -11,6 +11,13 @@
 //! - retires the previous epoch's keys: they still decrypt frames in flight
 //!   for [`RETIRE_AFTER`] (2 s), then they are deleted.
 //!
+//! Frames can come before the commit that makes their keys: the SFU's
+//! media path is faster than the signaling that relays the commit, and a
+//! newcomer gets media before its welcome. A frame under a KID of the
+//! epoch after the current one (or any frame, before the first epoch) is
+//! held, at most [`HOLD_FRAMES`] for [`HOLD_FOR`], and decrypted when its
+//! epoch's keys come ([`Session::take_released`]).
+//!
 //! A decrypted frame says which member sent it (its leaf index in the KID,
 //! and the identity of that leaf): the application checks that it came on
 //! a track of that participant, so that the SFU cannot pass one member's
@@ -25,6 +32,11 @@ use zeroize::Zeroizing;
 
 /// How long the previous epoch's keys still decrypt after a new epoch.
 pub const RETIRE_AFTER: Duration = Duration::from_secs(2);
+/// How long a frame waits for the commit of its epoch.
+pub const HOLD_FOR: Duration = Duration::from_secs(1);
+/// Most frames held waiting for their epoch (a second of audio from a
+/// few senders); the oldest go first.
+pub const HOLD_FRAMES: usize = 128;
 /// The SFrame cipher suite of huddle calls.
 pub const SUITE: CipherSuite = CipherSuite::AesGcm128Sha256;
 /// Low bits of the epoch in a KID (`E`).
@@ -67,6 +79,19 @@ pub enum SessionError {
     /// The SFrame side.
     #[error(transparent)]
     Frame(#[from] E2eeError),
+    /// The frame's epoch has not begun here yet: it is held, and comes out
+    /// of [`Session::take_released`] once it has (or goes after
+    /// [`HOLD_FOR`]).
+    #[error("held until its epoch begins")]
+    Held,
+}
+
+/// A frame waiting for its epoch's keys.
+#[derive(Debug)]
+struct HeldFrame {
+    at: Instant,
+    metadata: Vec<u8>,
+    sframe: Vec<u8>,
 }
 
 /// A decrypted frame's sender.
@@ -94,6 +119,8 @@ pub struct Session {
     /// The KIDs of the current epoch's keys (the other members').
     current_kids: Vec<u64>,
     members: Vec<(u32, String)>,
+    held: std::collections::VecDeque<HeldFrame>,
+    released: Vec<(Sender, Vec<u8>)>,
 }
 
 impl Session {
@@ -109,6 +136,8 @@ impl Session {
             receiver: SframeReceiver::new(SUITE),
             current_kids: Vec::new(),
             members: Vec::new(),
+            held: std::collections::VecDeque::new(),
+            released: Vec::new(),
         };
         session.rekey(now)?;
         Ok(session)
@@ -173,6 +202,8 @@ impl Session {
                 self.senders.clear();
                 self.current_kids.clear();
                 self.members.clear();
+                self.held.clear();
+                self.released.clear();
                 self.receiver = SframeReceiver::new(SUITE);
             }
             Processed::Nothing => {}
@@ -203,7 +234,44 @@ impl Session {
         }
         self.senders.clear();
         self.epoch = Some((epoch, base));
+        // Frames that waited for this epoch.
+        let held = std::mem::take(&mut self.held);
+        for f in held {
+            if now.duration_since(f.at) >= HOLD_FOR {
+                continue;
+            }
+            let mut pt = Vec::new();
+            if let Ok(sender) = self.open(now, &f.metadata, &f.sframe, &mut pt) {
+                self.released.push((sender, pt));
+            }
+        }
         Ok(())
+    }
+
+    /// Frames held for an epoch that has now begun, decrypted, in the
+    /// order they came. Call after each group message that may start one.
+    pub fn take_released(&mut self) -> Vec<(Sender, Vec<u8>)> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Whether a frame under `kid` belongs to an epoch that has not begun
+    /// here yet (the next one, or any before the first).
+    fn ahead(&self, kid: u64) -> bool {
+        if self.receiver.has_key(kid) {
+            return false;
+        }
+        match &self.epoch {
+            None => true,
+            Some((epoch, _)) => {
+                self.layout.parts(kid).epoch_low == (epoch + 1) % (1u64 << EPOCH_BITS)
+            }
+        }
+    }
+
+    /// Whether the frame `sframe` would be new: not a copy (RED, a resend)
+    /// of a frame already taken (see [`SframeReceiver::is_fresh`]).
+    pub fn is_fresh(&self, sframe: &[u8]) -> bool {
+        Header::parse(sframe).is_ok_and(|(h, _)| self.receiver.is_fresh(&h))
     }
 
     /// Append the SFrame ciphertext of `frame` of `stream` to `out` under
@@ -234,6 +302,30 @@ impl Session {
     /// Append the plaintext of the SFrame ciphertext `sframe` to `out` and
     /// say who sent it (see [`SframeReceiver::decrypt`]).
     pub fn decrypt(
+        &mut self,
+        now: Instant,
+        metadata: &[u8],
+        sframe: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Sender, SessionError> {
+        if let Ok((header, _)) = Header::parse(sframe) {
+            if self.ahead(header.kid) {
+                self.held.retain(|f| now.duration_since(f.at) < HOLD_FOR);
+                if self.held.len() >= HOLD_FRAMES {
+                    self.held.pop_front();
+                }
+                self.held.push_back(HeldFrame {
+                    at: now,
+                    metadata: metadata.to_vec(),
+                    sframe: sframe.to_vec(),
+                });
+                return Err(SessionError::Held);
+            }
+        }
+        self.open(now, metadata, sframe, out)
+    }
+
+    fn open(
         &mut self,
         now: Instant,
         metadata: &[u8],

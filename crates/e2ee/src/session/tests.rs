@@ -115,3 +115,63 @@ fn a_removed_member_reads_nothing_sent_after() {
         .encrypt(Stream::Audio, b"", b"x", &mut Vec::new())
         .is_err());
 }
+
+#[test]
+fn frames_of_the_next_epoch_wait_for_its_commit() {
+    let t0 = Instant::now();
+    let mut alice = session("alice", t0);
+    alice.create(ROOM, t0).expect("creates");
+    let mut bob = add(&mut alice, &mut [], "bob", t0);
+    // alice adds carol; her commit is accepted and she sends under epoch 2
+    // before bob has read the commit.
+    let mut carol = session("carol", t0);
+    let kp = carol.key_package().expect("kp");
+    let c = alice.add(&[("carol", &kp)]).expect("adds");
+    alice.commit_accepted(t0).expect("applies");
+    let early = seal(
+        &mut alice,
+        Stream::Audio,
+        b"epoch 2, before bob read the commit",
+    );
+    assert!(matches!(
+        open(&mut bob, t0, &early),
+        Err(SessionError::Held)
+    ));
+    // carol, too, gets media before her welcome.
+    assert!(matches!(
+        open(&mut carol, t0, &early),
+        Err(SessionError::Held)
+    ));
+    assert!(bob.take_released().is_empty());
+    let t1 = t0 + Duration::from_millis(300);
+    bob.process(&c.commit, t1).expect("follows");
+    let released = bob.take_released();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].0.identity.as_deref(), Some("alice"));
+    assert_eq!(released[0].1, b"epoch 2, before bob read the commit");
+    carol
+        .join(c.welcome.as_deref().expect("welcome"), t1)
+        .expect("joins");
+    assert_eq!(carol.take_released().len(), 1);
+    assert_eq!(bob.stats().unknown_kid, 0, "held, not dropped");
+    // Held too long: gone.
+    let later = seal(&mut alice, Stream::Audio, b"epoch 2");
+    let mut dave = session("dave", t1);
+    assert!(matches!(
+        open(&mut dave, t1, &later),
+        Err(SessionError::Held)
+    ));
+    let kp = dave.key_package().expect("kp");
+    let d = alice.add(&[("dave", &kp)]).expect("adds");
+    alice.commit_accepted(t1).expect("applies");
+    dave.join(d.welcome.as_deref().expect("welcome"), t1 + HOLD_FOR)
+        .expect("joins");
+    assert!(dave.take_released().is_empty(), "held past HOLD_FOR");
+    // A copy of a frame taken (RED, a resend) is not fresh.
+    bob.process(&d.commit, t1).expect("follows");
+    let frame = seal(&mut alice, Stream::Audio, b"epoch 3");
+    assert!(bob.is_fresh(&frame));
+    open(&mut bob, t1, &frame).expect("decrypts");
+    assert!(!bob.is_fresh(&frame));
+    assert_eq!(bob.stats().replayed, 0);
+}

@@ -167,6 +167,24 @@ impl SframeReceiver {
         before - self.keys.len()
     }
 
+    /// Whether it holds a key for `kid` (retired ones included, until they
+    /// are deleted).
+    pub fn has_key(&self, kid: u64) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
+    }
+
+    /// Whether a frame with `header` would be new to it: no key for its
+    /// KID (decrypting will say so), or a counter the replay window has
+    /// not taken. A RED copy of a frame already taken is not: the caller
+    /// can skip it without decrypting, and without it counting as a
+    /// replay.
+    pub fn is_fresh(&self, header: &Header) -> bool {
+        self.keys
+            .iter()
+            .find(|k| k.kid == header.kid)
+            .is_none_or(|k| k.replay.fresh(header.ctr))
+    }
+
     /// The KIDs it holds keys for now.
     pub fn kids(&self) -> impl Iterator<Item = u64> + '_ {
         self.keys.iter().map(|k| k.kid)
@@ -337,6 +355,24 @@ mod tests {
             Err(E2eeError::CounterExhausted(2))
         );
         assert_eq!(out.len(), len);
+    }
+
+    #[test]
+    fn a_copy_of_a_frame_taken_is_not_fresh() {
+        let (mut tx, mut rx) = pair(5);
+        let mut ct = Vec::new();
+        let h = tx.encrypt(b"", b"a", &mut ct).expect("encrypts");
+        assert!(rx.is_fresh(&h));
+        rx.decrypt(Instant::now(), b"", &ct, &mut Vec::new())
+            .expect("decrypts");
+        assert!(!rx.is_fresh(&h), "taken");
+        assert!(rx.is_fresh(&Header { kid: 5, ctr: 1 }));
+        assert!(
+            rx.is_fresh(&Header { kid: 99, ctr: 0 }),
+            "no key: not for this check"
+        );
+        assert!(rx.has_key(5) && !rx.has_key(99));
+        assert_eq!(rx.stats().replayed, 0);
     }
 
     #[test]
