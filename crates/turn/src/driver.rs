@@ -97,6 +97,26 @@ impl Drop for TurnHandle {
     }
 }
 
+/// Tries at picking a port free for both UDP and TCP when the system picks
+/// it (`listen` with port 0).
+const PORT_TRIES: usize = 32;
+
+/// A UDP socket and a TCP listener on the same address. With port 0 the
+/// system picks the UDP port, which another program may hold for TCP:
+/// then another UDP port is tried, up to [`PORT_TRIES`] times (tests bind
+/// many servers to 127.0.0.1:0 at once).
+async fn bind_udp_and_tcp(listen: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = if listen.port() == 0 { PORT_TRIES } else { 1 };
+    loop {
+        let socket = UdpSocket::bind(listen).await?;
+        match TcpListener::bind(socket.local_addr()?).await {
+            Ok(tcp) => return Ok((socket, tcp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Opens the sockets `config` names and serves TURN on them until the
 /// handle is shut down or dropped.
 pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
@@ -105,10 +125,8 @@ pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
     let mut udp = None;
     let mut streams = Vec::new();
     if let Some(listen) = config.listen {
-        let socket = UdpSocket::bind(listen).await?;
+        let (socket, tcp) = bind_udp_and_tcp(listen).await?;
         let udp_addr = socket.local_addr()?;
-        // The same port for TCP, when the UDP one was picked by the system.
-        let tcp = TcpListener::bind(udp_addr).await?;
         let tcp_addr = tcp.local_addr()?;
         listeners.push(Listener {
             transport: ClientTransport::Udp,
