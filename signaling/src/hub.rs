@@ -12,7 +12,7 @@
 //!
 //! Every method takes the lock briefly and never awaits while holding it.
 
-use crate::e2ee::{CommitIn, GroupDs};
+use crate::e2ee::{CommitIn, GroupDs, Refusal, Sends};
 use crate::limits::over;
 use crate::lock::lock;
 use crate::outbound::Conn;
@@ -76,7 +76,7 @@ pub(crate) enum E2eeRefused {
     /// Its room is not end-to-end encrypted.
     NotE2ee,
     /// The group's delivery service refused it.
-    Group(crate::e2ee::Refusal),
+    Group(Refusal),
 }
 
 impl E2eeRefused {
@@ -264,19 +264,9 @@ impl Hub {
         id: &ParticipantId,
         key_package: String,
     ) -> Result<(), E2eeRefused> {
-        let mut g = self.lock();
-        let room = g.room_mut(id).ok_or(E2eeRefused::NotJoined)?;
-        let identity = room
-            .members
-            .get(id)
-            .map(|m| m.identity.clone())
-            .ok_or(E2eeRefused::NotJoined)?;
-        let ds = room.e2ee.as_mut().ok_or(E2eeRefused::NotE2ee)?;
-        let sends = ds
-            .on_key_package(id, &identity, key_package)
-            .map_err(E2eeRefused::Group)?;
-        room.deliver(sends);
-        Ok(())
+        self.in_e2ee_group(id, |ds, identity| {
+            ds.on_key_package(id, identity, key_package)
+        })
     }
 
     /// An E2EE room's group member sent a commit.
@@ -285,10 +275,25 @@ impl Hub {
         id: &ParticipantId,
         commit: CommitIn,
     ) -> Result<(), E2eeRefused> {
+        self.in_e2ee_group(id, |ds, _| ds.on_commit(id, commit))
+    }
+
+    /// Hand what `id` sent to its room's E2EE group (`f`, given the group
+    /// and `id`'s identity) and deliver what the group sends.
+    fn in_e2ee_group(
+        &self,
+        id: &ParticipantId,
+        f: impl FnOnce(&mut GroupDs, &str) -> Result<Sends, Refusal>,
+    ) -> Result<(), E2eeRefused> {
         let mut g = self.lock();
         let room = g.room_mut(id).ok_or(E2eeRefused::NotJoined)?;
+        let identity = room
+            .members
+            .get(id)
+            .map(|m| m.identity.clone())
+            .ok_or(E2eeRefused::NotJoined)?;
         let ds = room.e2ee.as_mut().ok_or(E2eeRefused::NotE2ee)?;
-        let sends = ds.on_commit(id, commit).map_err(E2eeRefused::Group)?;
+        let sends = f(ds, &identity).map_err(E2eeRefused::Group)?;
         room.deliver(sends);
         Ok(())
     }
