@@ -111,6 +111,10 @@ struct ReceiverKey {
 pub struct SframeReceiver {
     suite: CipherSuite,
     keys: Vec<ReceiverKey>,
+    /// The earliest `retire_at` among the keys (or earlier, for a key since
+    /// removed): before it, [`SframeReceiver::expire`] has nothing to do,
+    /// and every decryption calls it.
+    next_retire: Option<Instant>,
     stats: ReceiverStats,
     aad: Vec<u8>,
 }
@@ -121,6 +125,7 @@ impl SframeReceiver {
         SframeReceiver {
             suite,
             keys: Vec::new(),
+            next_retire: None,
             stats: ReceiverStats::default(),
             aad: Vec::new(),
         }
@@ -147,6 +152,7 @@ impl SframeReceiver {
         match self.keys.iter_mut().find(|k| k.kid == kid) {
             Some(k) => {
                 k.retire_at = Some(k.retire_at.map_or(at, |t| t.min(at)));
+                self.next_retire = Some(self.next_retire.map_or(at, |t| t.min(at)));
                 true
             }
             None => false,
@@ -162,8 +168,12 @@ impl SframeReceiver {
 
     /// Delete every retired key whose time has come; how many.
     pub fn expire(&mut self, now: Instant) -> usize {
+        if self.next_retire.is_none_or(|t| now < t) {
+            return 0;
+        }
         let before = self.keys.len();
         self.keys.retain(|k| k.retire_at.is_none_or(|t| now < t));
+        self.next_retire = self.keys.iter().filter_map(|k| k.retire_at).min();
         before - self.keys.len()
     }
 
