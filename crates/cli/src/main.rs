@@ -62,11 +62,12 @@ struct Args {
     /// through a jitter buffer, losses concealed).
     #[arg(long)]
     record: Option<PathBuf>,
-    /// Print a `stats {...}` JSON line every second: each remote video's
-    /// rate (kbit/s), the picture size of its last keyframe and whether the
-    /// server paused it, and the remote audio packets received and lost,
-    /// with how many of the lost ones RED or Opus FEC made up for. Audio
-    /// that is not played or recorded is counted too (decoded, to no device).
+    /// Print a `stats {...}` JSON line every 250 ms: each remote video's
+    /// rate (kbit/s, over the last second), the picture size of its last
+    /// keyframe and whether the server paused it, and the remote audio
+    /// packets received and lost, with how many of the lost ones RED or
+    /// Opus FEC made up for. Audio that is not played or recorded is
+    /// counted too (decoded, to no device).
     #[arg(long)]
     stats: bool,
     /// Tell the server every remote video is shown at this size
@@ -172,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
     let record = args.record.clone();
     let play = args.play;
     let stats = args.stats.then(stats::Stats::new);
-    let reporter = stats.clone().map(|s| tokio::spawn(s.report_every_second()));
+    let reporter = stats.clone().map(|s| tokio::spawn(s.report()));
     let video_size = args.video_size;
     let call_ref = &call;
     let listener = async move {

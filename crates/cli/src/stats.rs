@@ -1,5 +1,6 @@
-//! `--stats`: what this participant receives, once a second, as one JSON
-//! line per report on stdout (prefixed `stats `): per video track its rate,
+//! `--stats`: what this participant receives, four times a second (so what
+//! a reader takes is at most 250 ms old), as one JSON line per report on
+//! stdout (prefixed `stats `): per video track its rate over the last second,
 //! the picture size of its last keyframe (which simulcast layer the server
 //! sends), whether the server paused it, and its freezes (as WebRTC's
 //! statistics count them: a frame that comes more than three times the mean
@@ -13,7 +14,7 @@
 
 use huddle::media::rtp::vp8_keyframe_size;
 use huddle::{JitterStats, MediaPacket, NullSink, Playout, RemoteTrack, TrackId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 struct Video {
     from: String,
     bytes: u64,
-    bytes_reported: u64,
+    /// `bytes` at the reports of the last second or so, oldest first.
+    reported: VecDeque<(Instant, u64)>,
     size: Option<(u16, u16)>,
     paused: bool,
     frames: u64,
@@ -33,7 +35,29 @@ struct Video {
     freeze_secs: f64,
 }
 
+/// How often a report is printed.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// The window the rates are taken over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
 impl Video {
+    /// Kilobits per second over the last `RATE_WINDOW` (or since the first
+    /// report, when that is more recent), as of a report at `now`.
+    fn kbps(&mut self, now: Instant) -> f64 {
+        // Keep the newest snapshot at least a window old, and all after it.
+        while self.reported.len() > 1 && now - self.reported[1].0 >= RATE_WINDOW {
+            self.reported.pop_front();
+        }
+        let rate = match self.reported.front() {
+            Some(&(at, bytes)) if now > at => {
+                (self.bytes - bytes) as f64 * 8.0 / (now - at).as_secs_f64() / 1000.0
+            }
+            _ => 0.0,
+        };
+        self.reported.push_back((now, self.bytes));
+        rate
+    }
+
     /// The last packet of a frame arrived at `now`.
     fn on_frame(&mut self, now: Instant) {
         self.frames += 1;
@@ -164,9 +188,8 @@ impl Stats {
         });
     }
 
-    /// One report line, rates over `elapsed`.
-    fn report(&self, since_start: Duration, elapsed: Duration) -> String {
-        let secs = elapsed.as_secs_f64().max(1e-3);
+    /// One report line at `now`, rates over the last second.
+    fn report_line(&self, since_start: Duration, now: Instant) -> String {
         let played = self.playout.stats();
         self.with(|s| {
             for (id, (_, jitter)) in &played {
@@ -180,8 +203,7 @@ impl Stats {
             let videos: Vec<serde_json::Value> = videos
                 .into_iter()
                 .map(|(id, v)| {
-                    let kbps = (v.bytes - v.bytes_reported) as f64 * 8.0 / secs / 1000.0;
-                    v.bytes_reported = v.bytes;
+                    let kbps = v.kbps(now);
                     let (width, height) = v.size.unwrap_or((0, 0));
                     serde_json::json!({
                         "track": id.as_str(), "from": v.from, "kbps": kbps.round(),
@@ -209,17 +231,15 @@ impl Stats {
         })
     }
 
-    /// Print a report every second until the task is dropped.
-    pub async fn report_every_second(self) {
+    /// Print a report every 250 ms until the task is dropped.
+    pub async fn report(self) {
         let start = Instant::now();
-        let mut last = start;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(REPORT_EVERY);
         tick.tick().await;
         loop {
             tick.tick().await;
             let now = Instant::now();
-            println!("{}", self.report(now - start, now - last));
-            last = now;
+            println!("{}", self.report_line(now - start, now));
         }
     }
 }
@@ -238,6 +258,22 @@ fn count_video(v: &mut Video, p: &MediaPacket) {
 mod tests {
     use super::{Audio, AudioCounts, Video};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_rate_is_over_the_last_second() {
+        let mut v = Video::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(v.kbps(at(0)), 0.0);
+        // 1,000 bytes every 250 ms: 32 kb/s, at every report.
+        for i in 1..=8 {
+            v.bytes += 1000;
+            assert!((v.kbps(at(i * 250)) - 32.0).abs() < 1e-9, "report {i}");
+        }
+        // Nothing more: the rate falls over the next second, to zero.
+        assert!((v.kbps(at(2250)) - 24.0).abs() < 1e-9);
+        assert!((v.kbps(at(3000)) - 0.0).abs() < 1e-9);
+    }
 
     #[test]
     fn a_late_frame_is_a_freeze() {
