@@ -16,8 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use huddle_e2ee::group::Member;
-use huddle_e2ee::session::Session;
+use huddle_e2ee::client::GroupClient;
 use huddle_proto::{ClientMessage, ErrorCode, ServerMessage};
 use huddle_signaling::{auth, Claims};
 use std::sync::{Arc, Mutex};
@@ -61,13 +60,9 @@ fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
-fn unb64(text: &str) -> Result<Vec<u8>> {
-    Ok(B64.decode(text)?)
-}
-
 /// Join `ROOM` as `identity` with E2EE and run the client's side of the
-/// group in a task: create when told, add and remove when asked, apply
-/// commits and welcomes.
+/// group in a task (`GroupClient`, as the calling crate does): create when
+/// told, add and remove when asked, apply commits and welcomes.
 async fn e2ee_client(server: &Server, identity: &str) -> Result<Client> {
     let mut ws = server.connect(Some(ROOM)).await?;
     let join = ClientMessage::Join {
@@ -79,15 +74,8 @@ async fn e2ee_client(server: &Server, identity: &str) -> Result<Client> {
     let ServerMessage::Joined { e2ee: true, .. } = joined else {
         bail!("expected an E2EE joined, got {joined:?}");
     };
-    let mut session = Session::new(Member::new(identity)?, Instant::now())?;
-    let kp = session.key_package()?;
-    send(
-        &mut ws,
-        &ClientMessage::E2eeKeyPackage {
-            key_package: b64(&kp),
-        },
-    )
-    .await?;
+    let (mut client, key_package) = GroupClient::new(identity, ROOM, Instant::now())?;
+    send(&mut ws, &key_package).await?;
     let view = Arc::new(Mutex::new(View::default()));
     let (leave, mut leave_rx) = mpsc::channel(1);
     let shared = view.clone();
@@ -107,82 +95,29 @@ async fn e2ee_client(server: &Server, identity: &str) -> Result<Client> {
                 }
             };
             let msg: ServerMessage = serde_json::from_str(text.as_str())?;
-            let now = Instant::now();
-            let mut out = None;
-            let result: Result<()> = (|| {
-                match msg {
-                    ServerMessage::E2eeCreate => session.create(ROOM, now)?,
-                    ServerMessage::E2eeAdd { joiners } => {
-                        let packages: Vec<(String, Vec<u8>)> = joiners
-                            .iter()
-                            .map(|j| Ok((j.identity.clone(), unb64(&j.key_package)?)))
-                            .collect::<Result<_>>()?;
-                        let refs: Vec<(&str, &[u8])> = packages
-                            .iter()
-                            .map(|(i, k)| (i.as_str(), k.as_slice()))
-                            .collect();
-                        // A commit in flight: the server asks again after it.
-                        if let Ok(c) = session.add(&refs) {
-                            out = Some(ClientMessage::E2eeCommit {
-                                epoch: c.epoch,
-                                commit: b64(&c.commit),
-                                welcome: c.welcome.as_deref().map(b64),
-                                added: joiners.iter().map(|j| j.participant_id.clone()).collect(),
-                                removed: Vec::new(),
-                            });
-                        }
-                    }
-                    ServerMessage::E2eeRemove { participants } => {
-                        let ids: Vec<&str> =
-                            participants.iter().map(|p| p.identity.as_str()).collect();
-                        if let Ok(c) = session.remove(&ids) {
-                            out = Some(ClientMessage::E2eeCommit {
-                                epoch: c.epoch,
-                                commit: b64(&c.commit),
-                                welcome: None,
-                                added: Vec::new(),
-                                removed: participants
-                                    .iter()
-                                    .map(|p| p.participant_id.clone())
-                                    .collect(),
-                            });
-                        }
-                    }
-                    ServerMessage::E2eeCommitResult { accepted: true, .. } => {
-                        session.commit_accepted(now)?;
-                    }
-                    ServerMessage::E2eeCommitResult {
-                        accepted: false, ..
-                    } => session.commit_rejected()?,
-                    ServerMessage::E2eeCommit { commit, .. } => {
-                        session.process(&unb64(&commit)?, now)?;
-                    }
-                    ServerMessage::E2eeWelcome { welcome } => {
-                        session.join(&unb64(&welcome)?, now)?;
-                    }
-                    ServerMessage::Error { code, message } => {
-                        shared
-                            .lock()
-                            .expect("view")
-                            .errors
-                            .push(format!("{code}: {message}"));
-                    }
-                    _ => {}
-                }
-                Ok(())
-            })();
-            if let Err(e) = result {
-                shared.lock().expect("view").errors.push(e.to_string());
+            if let ServerMessage::Error { code, message } = &msg {
+                shared
+                    .lock()
+                    .expect("view")
+                    .errors
+                    .push(format!("{code}: {message}"));
             }
+            let out = match client.handle(&msg, Instant::now()) {
+                Ok(handled) => handled.send,
+                Err(e) => {
+                    shared.lock().expect("view").errors.push(e.to_string());
+                    Vec::new()
+                }
+            };
             {
-                let m = session.member();
+                let m = client.session_ref().member();
                 let mut v = shared.lock().expect("view");
                 v.epoch = m.epoch();
                 v.code = m.safety_code().ok();
                 v.base_key = m.base_key(16).ok();
                 v.members = m.members().into_iter().map(|(_, id)| id).collect();
             }
-            if let Some(msg) = out {
+            for msg in out {
                 send(&mut ws, &msg).await?;
             }
         }

@@ -12,12 +12,15 @@
 //!   key and the safety code.
 //! - [`session`]: the two kept in step: each new epoch's SFrame keys in
 //!   use, the previous epoch's retired after 2 s.
+//! - [`client`]: the signaling around a session: the server's `e2ee_*`
+//!   messages in, the client's answers out.
 //!
 //! Nothing here reads a clock or touches the network: times are passed in.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 mod error;
 pub mod group;
 pub mod kid;

@@ -268,6 +268,14 @@ impl Session {
         }
     }
 
+    /// Whether the frame `sframe` is under a key of an epoch that has not
+    /// begun here yet (the next one, or any before the first): what
+    /// [`Session::decrypt`] would hold. A caller that keeps such frames
+    /// itself (to hand them on in order) asks first.
+    pub fn is_ahead(&self, sframe: &[u8]) -> bool {
+        Header::parse(sframe).is_ok_and(|(h, _)| self.ahead(h.kid))
+    }
+
     /// Whether the frame `sframe` would be new: not a copy (RED, a resend)
     /// of a frame already taken (see [`SframeReceiver::is_fresh`]).
     pub fn is_fresh(&self, sframe: &[u8]) -> bool {
