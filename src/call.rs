@@ -2,6 +2,7 @@
 
 mod restart;
 
+use crate::e2ee::E2ee;
 use crate::endpoint;
 use crate::error::CallError;
 use crate::event::{CallEvent, CallEvents};
@@ -75,6 +76,16 @@ pub struct CallOptions {
     /// root certificates (webpki-roots): a private CA, or a test server's
     /// own certificate.
     pub tls_roots: Vec<Vec<u8>>,
+    /// Take part in end-to-end encryption, which a room whose tokens say
+    /// `e2ee` requires (it refuses a call without it with
+    /// [`ErrorCode::E2eeRequired`]). A call with it does not go on in a
+    /// room without it: the join fails with [`CallError::E2ee`]. The call
+    /// joins the room's
+    /// MLS group and encrypts every audio frame with SFrame under its
+    /// current epoch's key; see the crate documentation, "End-to-end
+    /// encryption". Audio only for now: publishing video fails with
+    /// [`CallError::E2ee`].
+    pub e2ee: bool,
 }
 
 /// One of this call's published tracks.
@@ -155,6 +166,8 @@ struct Inner {
     app_ice_servers: Vec<IceServer>,
     /// How long to wait for the server or a media connection.
     timeout: Duration,
+    /// End-to-end encryption, in an E2EE call.
+    e2ee: Option<Arc<E2ee>>,
     can_publish: bool,
     /// One publisher negotiation at a time (held across its awaits).
     negotiation: tokio::sync::Mutex<()>,
@@ -327,7 +340,7 @@ impl Call {
         outbox
             .send(ClientMessage::Join {
                 token: token.to_owned(),
-                e2ee: false,
+                e2ee: options.e2ee,
             })
             .map_err(|_| CallError::Closed)?;
         let first = tokio::time::timeout(timeout, inbox.recv())
@@ -337,15 +350,16 @@ impl Call {
         let Inbound::Msg(first) = first else {
             return Err(CallError::Closed);
         };
-        let (room, me, others, can_publish, ice_servers) = match *first {
+        let (room, me, others, can_publish, ice_servers, e2ee) = match *first {
             ServerMessage::Joined {
                 room,
                 participant,
                 others,
                 can_publish,
                 ice_servers,
+                e2ee,
                 ..
-            } => (room, participant, others, can_publish, ice_servers),
+            } => (room, participant, others, can_publish, ice_servers, e2ee),
             ServerMessage::Error { code, message } => {
                 return Err(CallError::Refused { code, message })
             }
@@ -353,6 +367,30 @@ impl Call {
                 return Err(CallError::Protocol(format!(
                     "expected joined, got {other:?}"
                 )))
+            }
+        };
+        if options.e2ee && !e2ee {
+            // Asked for encryption: never go on without it.
+            let _ = outbox.send(ClientMessage::Leave);
+            return Err(CallError::E2ee(format!(
+                "room {room:?} is not end-to-end encrypted (its tokens do not say e2ee): left it"
+            )));
+        }
+        if e2ee && !options.e2ee {
+            let _ = outbox.send(ClientMessage::Leave);
+            return Err(CallError::Protocol(
+                "the server joined a call without E2EE to an E2EE room".into(),
+            ));
+        }
+        let e2ee = match e2ee.then(|| E2ee::start(&me.identity, &room)).transpose() {
+            Ok(Some((e2ee, key_package))) => {
+                outbox.send(key_package).map_err(|_| CallError::Closed)?;
+                Some(Arc::new(e2ee))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let _ = outbox.send(ClientMessage::Leave);
+                return Err(e);
             }
         };
         // The server's TURN servers (with this participant's credentials)
@@ -386,6 +424,7 @@ impl Call {
             doorways: std::sync::Mutex::new(doorways),
             app_ice_servers: options.ice_servers.clone(),
             timeout,
+            e2ee,
             events: events_tx,
             remote_tracks: tracks_tx,
         });
@@ -413,6 +452,22 @@ impl Call {
     /// This participant: id, the identity of its token and its display name.
     pub fn local_participant(&self) -> Participant {
         self.inner.state().me.clone()
+    }
+
+    /// The end-to-end encryption of an E2EE call (see
+    /// [`CallOptions::e2ee`]): the group's epoch, its safety code (equal
+    /// for every member of the epoch: people compare it to know nobody
+    /// else listens) and its members. `None` outside an E2EE call, and
+    /// until this participant is in the group (its first
+    /// [`CallEvent::E2eeEpoch`]).
+    pub fn e2ee(&self) -> Option<huddle_e2ee::client::EpochInfo> {
+        self.inner.e2ee.as_ref().and_then(|e| e.info())
+    }
+
+    /// In an E2EE call, the frames received so far that decrypted, and
+    /// those dropped, by reason (not authentic, unknown key, replayed).
+    pub fn e2ee_stats(&self) -> Option<huddle_e2ee::sframe::ReceiverStats> {
+        self.inner.e2ee.as_ref().map(|e| e.stats())
     }
 
     /// Who else is in the room now, in join order. Up to date with the
@@ -477,6 +532,9 @@ impl Call {
         if !self.inner.can_publish {
             return Err(CallError::CannotPublish);
         }
+        if kind == TrackKind::Video {
+            self.refuse_video_in_e2ee()?;
+        }
         let _one_at_a_time = self.inner.negotiation.lock().await;
         let n = {
             let mut st = self.inner.state();
@@ -516,15 +574,10 @@ impl Call {
             None => None,
         };
         let uses_red = red.is_some();
-        let track = Arc::new(LocalTrack::new(
-            rtp,
-            track_id,
-            kind,
-            ssrc,
-            payload_type,
-            red,
-            suspended,
-        ));
+        let track = Arc::new(
+            LocalTrack::new(rtp, track_id, kind, ssrc, payload_type, red, suspended)
+                .with_e2ee(self.inner.e2ee.clone()),
+        );
         if uses_red {
             let mut st = self.inner.state();
             if let Some(own) = st.own.get_mut(track.local_id()) {
@@ -553,6 +606,7 @@ impl Call {
         if !self.inner.can_publish {
             return Err(CallError::CannotPublish);
         }
+        self.refuse_video_in_e2ee()?;
         let valid = |r: &&str| {
             !r.is_empty() && r.len() <= 16 && r.bytes().all(|b| b.is_ascii_alphanumeric())
         };
@@ -610,6 +664,16 @@ impl Call {
             switches,
             suspended,
         )))
+    }
+
+    /// Video frames are not encrypted yet: an E2EE call sends none.
+    fn refuse_video_in_e2ee(&self) -> Result<(), CallError> {
+        match self.inner.e2ee {
+            Some(_) => Err(CallError::E2ee(
+                "video is not end-to-end encrypted yet: an E2EE call publishes audio only".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Add `rtp` as track `track_id` to the publisher connection, offer,
@@ -773,7 +837,7 @@ async fn announce_tracks(
             Some(pc) => remote_red(&pc, &t).await,
             None => None,
         };
-        let track = remote_track(t, |id| inner.who(id), red).await;
+        let track = remote_track(t, |id| inner.who(id), red, inner.e2ee.clone()).await;
         let _ = inner.events.send(CallEvent::TrackSubscribed(track));
     }
 }
@@ -965,6 +1029,12 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
                 }
                 vec![CallEvent::Error { code, message }]
             }
+            ServerMessage::E2eeCreate
+            | ServerMessage::E2eeAdd { .. }
+            | ServerMessage::E2eeRemove { .. }
+            | ServerMessage::E2eeCommitResult { .. }
+            | ServerMessage::E2eeCommit { .. }
+            | ServerMessage::E2eeWelcome { .. } => group_message(&inner, &msg),
             other => apply(&inner, other),
         };
         for ev in events {
@@ -973,6 +1043,45 @@ async fn session(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Inbound>)
     }
     close_all(&inner).await;
     let _ = inner.events.send(CallEvent::Disconnected);
+}
+
+/// A message of the room's MLS group: handled, its answers sent, a new
+/// epoch told to the app.
+fn group_message(inner: &Inner, msg: &ServerMessage) -> Vec<CallEvent> {
+    let Some(e2ee) = &inner.e2ee else {
+        debug!("an E2EE message outside an E2EE call, ignored");
+        return Vec::new();
+    };
+    let handled = match e2ee.handle(msg) {
+        Ok(handled) => handled,
+        Err(e) => {
+            warn!("E2EE message not taken: {e}");
+            return vec![CallEvent::Error {
+                code: ErrorCode::E2eeRefused,
+                message: e.to_string(),
+            }];
+        }
+    };
+    for m in handled.send {
+        let _ = inner.outbox.send(m);
+    }
+    let mut events = Vec::new();
+    if let Some(epoch) = handled.epoch {
+        debug!(
+            epoch = epoch.epoch,
+            members = epoch.members.len(),
+            "E2EE epoch"
+        );
+        events.push(CallEvent::E2eeEpoch(epoch));
+    }
+    if handled.removed {
+        warn!("removed from the room's E2EE group: nothing more is sent");
+        events.push(CallEvent::Error {
+            code: ErrorCode::E2eeRefused,
+            message: "removed from the room's end-to-end encryption group".into(),
+        });
+    }
+    events
 }
 
 #[async_trait::async_trait]
@@ -1101,6 +1210,15 @@ async fn rejoined(
     for p in peers.into_iter().flatten() {
         if let Err(e) = p.pc.close().await {
             debug!("close: {e}");
+        }
+    }
+    // A new session, a new group: join it as a new member.
+    if let Some(e2ee) = &inner.e2ee {
+        match e2ee.restart(&me.identity) {
+            Ok(key_package) => {
+                let _ = inner.outbox.send(key_package);
+            }
+            Err(e) => warn!("cannot take part in E2EE after joining again: {e}"),
         }
     }
     let mut events: Vec<CallEvent> = gone.into_iter().map(CallEvent::ParticipantLeft).collect();

@@ -45,6 +45,11 @@ pub enum CallError {
     /// a video track where audio is needed, an invalid configuration).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// End-to-end encryption could not do what was asked (a key package or
+    /// group message that cannot be made or read, media E2EE does not
+    /// cover yet).
+    #[error("end-to-end encryption: {0}")]
+    E2ee(String),
     /// The token does not allow publishing.
     #[error("this participant may not publish")]
     CannotPublish,

@@ -143,6 +143,12 @@ pub enum CallEvent {
     /// The media connections are up again after
     /// [`CallEvent::MediaReconnecting`].
     MediaReconnected,
+    /// End-to-end encrypted call: the room's group moved to a new epoch
+    /// (someone joined or left, or this participant joined the group),
+    /// with new keys. Show its safety code: equal for every member of
+    /// the epoch, it changes when anyone, seen or not, is added. Frames
+    /// are sent from the first of these on.
+    E2eeEpoch(huddle_e2ee::client::EpochInfo),
     /// The signaling connection closed and the call could neither resume
     /// nor join again (or the server closed it: a kick, a refusal); the
     /// call is over.

@@ -63,6 +63,20 @@
 //! servers ([`IceServer`]), can allow relayed paths only
 //! ([`CallOptions::relay_only`]) and sets how long to wait for the server.
 //!
+//! # End-to-end encryption
+//!
+//! In a room whose tokens say `e2ee` (`huddle-server token --e2ee`), join
+//! with [`CallOptions::e2ee`]: the participants form an MLS group (RFC
+//! 9420) through the signaling server, which relays its messages and
+//! holds no secret, and every Opus frame is encrypted with SFrame (RFC
+//! 9605) under the sender's key of the group's current epoch before it is
+//! packetized. The SFU forwards what it cannot read; a receiver drops any
+//! frame that does not authenticate, or that comes from another member
+//! than the track's. Each join and leave starts a new epoch with new keys
+//! ([`CallEvent::E2eeEpoch`]), and its safety code, equal for every member,
+//! is for people to compare ([`Call::e2ee`]). Video is not covered yet: an
+//! E2EE call publishes audio only. See `docs/e2ee.md`.
+//!
 //! Media is forwarded, not stored: a listener hears a track from its
 //! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
 //! its subscription was being set up) does not reach it.
@@ -80,6 +94,8 @@
 #![deny(missing_docs)]
 
 mod call;
+mod e2ee;
+mod e2ee_recv;
 mod endpoint;
 mod error;
 mod event;
@@ -119,6 +135,8 @@ pub use sender::AudioSender;
 pub use simulcast::SimulcastTrack;
 pub use track::{LocalTrack, RemoteTrack};
 
+pub use huddle_e2ee::client::EpochInfo as E2eeEpoch;
+pub use huddle_e2ee::sframe::ReceiverStats as E2eeStats;
 pub use huddle_proto as proto;
 pub use huddle_proto::{ErrorCode, PauseReason, TrackKind};
 pub use huddle_wire::codecs::{OPUS_PT, RED_PT, VP8_PT};

@@ -1,5 +1,7 @@
 //! Local tracks the app writes media into, and remote tracks it reads from.
 
+use crate::e2ee::E2ee;
+use crate::e2ee_recv::E2eeRecv;
 use crate::error::CallError;
 use crate::ids::{ParticipantId, SeqNum, Ssrc, TrackId};
 use crate::packet::{AudioFrame, MediaPacket};
@@ -9,6 +11,7 @@ use crate::red_recv::AudioPacket;
 use crate::red_send::RedSender;
 use crate::rtp_clock::{self, RtpClock};
 use bytes::Bytes;
+use huddle_e2ee::session::Stream;
 use huddle_proto::TrackKind;
 use huddle_wire::feedback::LossReport;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -70,6 +73,9 @@ pub struct LocalTrack {
     /// on a new connection: frames written meanwhile are dropped, not
     /// failed (shared with the call).
     pub(crate) suspended: Arc<AtomicBool>,
+    /// The call's end-to-end encryption, in an E2EE call: each frame is
+    /// encrypted before it is packetized (and before RED wraps it).
+    e2ee: Option<Arc<E2ee>>,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -94,6 +100,7 @@ impl LocalTrack {
     ) -> Self {
         Self {
             suspended,
+            e2ee: None,
             rtp,
             id,
             kind,
@@ -105,6 +112,12 @@ impl LocalTrack {
             }),
             muted: AtomicBool::new(false),
         }
+    }
+
+    /// The track encrypting its frames with `e2ee` (in an E2EE call).
+    pub(crate) fn with_e2ee(mut self, e2ee: Option<Arc<E2ee>>) -> Self {
+        self.e2ee = e2ee;
+        self
     }
 
     /// The track id in this participant's SDP (the crate maps it to the
@@ -130,6 +143,10 @@ impl LocalTrack {
     /// When the peer took RED (RFC 2198) for this track, the frame goes out
     /// wrapped in a RED packet with copies of the frames before it (see
     /// [`uses_red`](Self::uses_red)); write one frame per 20 ms as always.
+    ///
+    /// In an end-to-end encrypted call the frame is encrypted first (the
+    /// copies RED repeats are the encrypted frames); until this participant
+    /// is in the room's group it is not sent (0 packets).
     pub async fn write_audio_frame(&self, frame: AudioFrame<'_>) -> Result<usize, CallError> {
         let level = HeaderExtension::AudioLevel(AudioLevelExtension {
             level: frame.level.dbov.min(127),
@@ -138,16 +155,35 @@ impl LocalTrack {
         let ticks = rtp_clock::ticks(self.kind, frame.duration);
         let mut clock = self.clock.lock().await;
         let ts = clock.rtp.ts();
+        let mut sealed = Vec::new();
+        let unsendable = match &self.e2ee {
+            // The RTP timestamp is bound to the frame (SFrame metadata):
+            // an SFU that moves a frame in time makes it fail.
+            Some(e2ee) if !self.is_muted() => {
+                !e2ee.seal(Stream::Audio, &ts.to_be_bytes(), frame.payload, &mut sealed)
+            }
+            _ => false,
+        };
+        let frame_payload = if self.e2ee.is_some() {
+            &sealed[..]
+        } else {
+            frame.payload
+        };
         let red = match clock.red.as_mut() {
             // Not sent: the next packet must not repeat frames across it.
-            Some(red) if self.is_muted() => {
+            Some(red) if self.is_muted() || unsendable => {
                 red.skip();
                 None
             }
-            Some(red) => Some(red.wrap(ts, frame.payload)?),
+            Some(red) => Some(red.wrap(ts, frame_payload)?),
             None => None,
         };
-        let payload = red.as_deref().unwrap_or(frame.payload);
+        if unsendable {
+            // No key yet: the frame's time passes, nothing goes out.
+            clock.rtp.start_frame(ticks);
+            return Ok(0);
+        }
+        let payload = red.as_deref().unwrap_or(frame_payload);
         self.send_locked(&mut clock, &[payload], ticks, false, Some(level))
             .await
     }
@@ -254,6 +290,14 @@ impl LocalTrack {
         marker: bool,
         extension: Option<HeaderExtension>,
     ) -> Result<usize, CallError> {
+        if self.e2ee.is_some() {
+            // Payloads as they are would go out in clear.
+            return Err(CallError::E2ee(
+                "an end-to-end encrypted call sends audio through write_audio_frame \
+                 (or publish_pcm, send_audio), which encrypts each frame"
+                    .into(),
+            ));
+        }
         let mut clock = self.clock.lock().await;
         self.send_locked(&mut clock, payloads, duration, marker, extension)
             .await
@@ -326,6 +370,8 @@ pub struct RemoteTrack {
     pub(crate) kind: TrackKind,
     /// RED as negotiated for it (audio), if at all.
     pub(crate) red: Option<RedFormat>,
+    /// In an end-to-end encrypted call: what decrypts its packets.
+    e2ee: Option<E2eeRecv>,
 }
 
 impl std::fmt::Debug for RemoteTrack {
@@ -377,10 +423,20 @@ impl RemoteTrack {
     /// negotiated it, as it does with the SFU when the publisher sends RED;
     /// its primary block (`huddle::media::rtp::parse_red`) is the Opus
     /// frame.
+    ///
+    /// In an end-to-end encrypted call the packets come decrypted (a RED
+    /// packet's blocks each), and only those that authenticate as the
+    /// publisher's: see `CallOptions::e2ee`.
     pub async fn recv(&self) -> Option<MediaPacket> {
         loop {
+            if let Some(p) = self.e2ee.as_ref().and_then(E2eeRecv::pop) {
+                return Some(p);
+            }
             match self.track.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(p) => return Some(p.into()),
+                TrackRemoteEvent::OnRtpPacket(p) => match &self.e2ee {
+                    None => return Some(p.into()),
+                    Some(rx) => rx.take(p.into()),
+                },
                 TrackRemoteEvent::OnEnded => return None,
                 _ => continue,
             }
@@ -407,23 +463,32 @@ impl RemoteTrack {
 }
 
 /// A remote track, its publisher looked up with `who`, with RED as
-/// negotiated for it (`red`).
+/// negotiated for it (`red`), decrypted with `e2ee` in an E2EE call.
 pub(crate) async fn remote_track(
     track: Arc<dyn TrackRemote>,
     who: impl FnOnce(&ParticipantId) -> Participant,
     red: Option<RedFormat>,
+    e2ee: Option<Arc<E2ee>>,
 ) -> RemoteTrack {
     let kind = match track.kind().await {
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video => TrackKind::Video,
         _ => TrackKind::Audio,
     };
     let participant_id = ParticipantId::from(track.stream_id().await.to_string());
+    let participant = who(&participant_id);
+    let red = red.filter(|_| kind == TrackKind::Audio);
+    let stream = match kind {
+        TrackKind::Audio => Stream::Audio,
+        TrackKind::Video => Stream::Camera,
+    };
+    let e2ee = e2ee.map(|e| E2eeRecv::new(e, participant.identity.clone(), stream, red));
     RemoteTrack {
-        participant: who(&participant_id),
+        participant,
         track_id: TrackId::from(track.track_id().await.to_string()),
-        red: red.filter(|_| kind == TrackKind::Audio),
+        red,
         kind,
         track,
+        e2ee,
     }
 }
 

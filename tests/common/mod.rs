@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod relay;
+pub mod spy;
 
 use huddle::proto::TrackKind;
 use huddle::{AudioFrame, AudioLevel, Call, CallEvent, CallEvents, LocalTrack, RemoteTrack};
@@ -134,7 +135,23 @@ pub async fn speak_until_both_hear(
 
 /// Read every remote track of a call into an [`Inbox`] keyed by track id,
 /// and forward the other events to `rest`.
-pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
+pub fn collect(events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
+    collect_as(events, false)
+}
+
+/// [`collect`], with the frames RED copies bring in recorded too, under
+/// the sequence number of the packet that lost them (what a jitter buffer
+/// gets).
+pub fn collect_recovering(
+    events: CallEvents,
+) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
+    collect_as(events, true)
+}
+
+fn collect_as(
+    mut events: CallEvents,
+    recover: bool,
+) -> (Inbox, tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
     let inbox: Inbox = Default::default();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let ib = inbox.clone();
@@ -142,7 +159,7 @@ pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedRe
         while let Some(ev) = events.recv().await {
             match ev {
                 CallEvent::TrackSubscribed(track) => {
-                    tokio::spawn(read_track(track, ib.clone()));
+                    tokio::spawn(read_track(track, ib.clone(), recover));
                 }
                 other => {
                     let _ = tx.send(other);
@@ -153,7 +170,7 @@ pub fn collect(mut events: CallEvents) -> (Inbox, tokio::sync::mpsc::UnboundedRe
     (inbox, rx)
 }
 
-async fn read_track(track: RemoteTrack, inbox: Inbox) {
+async fn read_track(track: RemoteTrack, inbox: Inbox, recover: bool) {
     let id = track.track_id().clone();
     {
         let mut ib = inbox.lock().expect("lock");
@@ -169,7 +186,7 @@ async fn read_track(track: RemoteTrack, inbox: Inbox) {
         let red = (track.kind() == TrackKind::Audio && p.payload_type == RED_PT)
             .then(|| parse_red(&p.payload).ok())
             .flatten();
-        let payload = match red {
+        let payload = match &red {
             Some(red) => red.primary.payload.to_vec(),
             None => p.payload.to_vec(),
         };
@@ -179,6 +196,11 @@ async fn read_track(track: RemoteTrack, inbox: Inbox) {
             r.keyframes += 1;
         }
         r.packets.insert(p.sequence_number.0, payload);
+        if let (true, Some(red)) = (recover, &red) {
+            for f in red.frames(p.sequence_number.0, p.timestamp, 960).skip(1) {
+                r.packets.entry(f.seq).or_insert_with(|| f.payload.to_vec());
+            }
+        }
     }
 }
 

@@ -10,10 +10,14 @@
 //!
 //! It prints `joined <participant id> in room <room> as <identity>` once in
 //! the room, then one line per room event (participants by name), and runs until `--seconds` pass (0: until Ctrl-C).
-//! With `--stats` it also prints, once a second, a `stats {...}` JSON line:
-//! per remote video its rate, keyframe size and paused state, and for the
-//! audio the packets received and lost and how many losses RED or FEC made
-//! up for (see `stats.rs`).
+//! With `--stats` it also prints, four times a second, a `stats {...}` JSON
+//! line: per remote video its rate over the last second, keyframe size and
+//! paused state, and for the audio the packets received and lost and how
+//! many losses RED or FEC made up for (see `stats.rs`).
+//!
+//! With `--e2ee` it takes part in an end-to-end encrypted room (a token
+//! from `huddle-server token --e2ee`) and prints `e2ee epoch <n> safety
+//! code <code>` at each new epoch.
 
 mod stats;
 mod video;
@@ -94,6 +98,10 @@ struct Args {
     /// the web's root certificates (a private CA, a test server's own).
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// Take part in end-to-end encryption (a room whose tokens say
+    /// `e2ee`): audio only, every frame encrypted with the group's keys.
+    #[arg(long, conflicts_with = "video")]
+    e2ee: bool,
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     seconds: u64,
@@ -119,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect(),
         relay_only: args.relay_only,
+        e2ee: args.e2ee,
         tls_roots: match &args.tls_ca {
             Some(file) => pem_certificates(file)?,
             None => Vec::new(),
@@ -238,6 +247,9 @@ async fn main() -> anyhow::Result<()> {
                 CallEvent::Disconnected => {
                     println!("disconnected");
                     break;
+                }
+                CallEvent::E2eeEpoch(e) => {
+                    println!("e2ee epoch {} safety code {}", e.epoch, e.safety_code)
                 }
                 CallEvent::ParticipantJoined(p) => println!("{} joined", p.name()),
                 CallEvent::ParticipantLeft(p) => println!("{} left", p.name()),

@@ -211,14 +211,20 @@ impl RunningServer {
 
     /// A token for `identity` in `room` with `rights`, valid [`TOKEN_TTL_SECS`].
     pub fn mint_token(&self, room: &str, identity: &str, rights: Rights) -> anyhow::Result<String> {
-        let claims = Claims::new(
-            identity,
-            room,
-            rights.publish,
-            rights.subscribe,
-            TOKEN_TTL_SECS,
-        );
-        Ok(auth::mint(&self.secret, &claims)?)
+        self.mint(Self::claims(room, identity, rights))
+    }
+
+    /// [`RunningServer::mint_token`] for an end-to-end encrypted room
+    /// (the token's `e2ee` claim: docs/e2ee.md).
+    pub fn mint_e2ee_token(
+        &self,
+        room: &str,
+        identity: &str,
+        rights: Rights,
+    ) -> anyhow::Result<String> {
+        let mut claims = Self::claims(room, identity, rights);
+        claims.e2ee = true;
+        self.mint(claims)
     }
 
     /// [`RunningServer::mint_token`] with a display name (the token's `name`
@@ -230,23 +236,28 @@ impl RunningServer {
         name: &str,
         rights: Rights,
     ) -> anyhow::Result<String> {
-        let mut claims = Claims::new(
+        let mut claims = Self::claims(room, identity, rights);
+        claims.name = Some(name.to_owned());
+        self.mint(claims)
+    }
+
+    fn claims(room: &str, identity: &str, rights: Rights) -> Claims {
+        Claims::new(
             identity,
             room,
             rights.publish,
             rights.subscribe,
             TOKEN_TTL_SECS,
-        );
-        claims.name = Some(name.to_owned());
+        )
+    }
+
+    fn mint(&self, claims: Claims) -> anyhow::Result<String> {
         Ok(auth::mint(&self.secret, &claims)?)
     }
 
     /// A token for the REST admin API, valid [`TOKEN_TTL_SECS`].
     pub fn mint_admin_token(&self) -> anyhow::Result<String> {
-        Ok(auth::mint(
-            &self.secret,
-            &Claims::admin("admin", TOKEN_TTL_SECS),
-        )?)
+        self.mint(Claims::admin("admin", TOKEN_TTL_SECS))
     }
 
     /// Stop: close every WebSocket (code 1001), stop the HTTP server, then

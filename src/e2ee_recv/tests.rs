@@ -1,0 +1,180 @@
+use super::*;
+use crate::ids::{SeqNum, Ssrc};
+use huddle_proto::{ClientMessage, E2eeJoiner, ServerMessage};
+
+const RED: RedFormat = RedFormat {
+    red_pt: 63,
+    primary_pt: 111,
+};
+
+const ACCEPTED: ServerMessage = ServerMessage::E2eeCommitResult {
+    epoch: 0,
+    accepted: true,
+};
+
+/// Alice in a group of her own, and bob with the welcome to join it (not
+/// read yet) and alice's commit accepted.
+fn alice_and_bob() -> (Arc<E2ee>, Arc<E2ee>, ServerMessage) {
+    let (alice, _) = E2ee::start("alice", "room").expect("alice");
+    alice.handle(&ServerMessage::E2eeCreate).expect("create");
+    let (bob, kp) = E2ee::start("bob", "room").expect("bob");
+    let ClientMessage::E2eeKeyPackage { key_package } = kp else {
+        panic!("a key package first");
+    };
+    let added = alice
+        .handle(&ServerMessage::E2eeAdd {
+            joiners: vec![E2eeJoiner {
+                participant_id: "PA_bob".into(),
+                identity: "bob".into(),
+                key_package,
+            }],
+        })
+        .expect("add");
+    let [ClientMessage::E2eeCommit {
+        welcome: Some(welcome),
+        ..
+    }] = added.send.as_slice()
+    else {
+        panic!("a commit with a welcome: {:?}", added.send);
+    };
+    let welcome = ServerMessage::E2eeWelcome {
+        welcome: welcome.clone(),
+    };
+    alice.handle(&ACCEPTED).expect("accepted");
+    (Arc::new(alice), Arc::new(bob), welcome)
+}
+
+fn in_group() -> (Arc<E2ee>, Arc<E2ee>) {
+    let (alice, bob, welcome) = alice_and_bob();
+    bob.handle(&welcome).expect("joined");
+    assert_eq!(alice.info(), bob.info());
+    (alice, bob)
+}
+
+/// `frame` sealed as the one sent under sequence number `seq` (its RTP
+/// timestamp `seq * 960`, as `packet` gives it).
+fn sealed(e2ee: &E2ee, stream: Stream, seq: u16, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ts = u32::from(seq) * 960;
+    assert!(
+        e2ee.seal(stream, &ts.to_be_bytes(), frame, &mut out),
+        "in a group"
+    );
+    out
+}
+
+fn packet(seq: u16, payload_type: u8, payload: Vec<u8>) -> MediaPacket {
+    MediaPacket {
+        payload: Bytes::from(payload),
+        sequence_number: SeqNum(seq),
+        timestamp: u32::from(seq) * 960,
+        marker: false,
+        ssrc: Ssrc(7),
+        payload_type,
+    }
+}
+
+fn red(redundant: &[&[u8]], primary: &[u8]) -> Vec<u8> {
+    let n = redundant.len() as u32;
+    let blocks: Vec<RedBlock<'_>> = redundant
+        .iter()
+        .enumerate()
+        .map(|(i, b)| RedBlock {
+            payload_type: 111,
+            timestamp_offset: (n - i as u32) * 960,
+            payload: b,
+        })
+        .collect();
+    let mut out = Vec::new();
+    write_red(&blocks, 111, primary, &mut out).expect("RED");
+    out
+}
+
+fn drain(rx: &E2eeRecv) -> Vec<MediaPacket> {
+    std::iter::from_fn(|| rx.pop()).collect()
+}
+
+#[test]
+fn a_frame_from_the_tracks_member_decrypts() {
+    let (alice, bob) = in_group();
+    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Audio, None);
+    rx.take(packet(
+        1,
+        111,
+        sealed(&alice, Stream::Audio, 1, b"opus one"),
+    ));
+    let got = drain(&rx);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"opus one");
+    assert_eq!(got[0].sequence_number, SeqNum(1));
+}
+
+#[test]
+fn red_blocks_decrypt_and_copies_are_left_empty() {
+    let (alice, bob) = in_group();
+    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Audio, Some(RED));
+    let f: Vec<Vec<u8>> = (1..=3u8)
+        .map(|i| sealed(&alice, Stream::Audio, u16::from(i), &[i; 30]))
+        .collect();
+    rx.take(packet(1, 63, red(&[], &f[0])));
+    // Packet 2 is lost; packet 3 carries frame 2 as a copy.
+    rx.take(packet(3, 63, red(&[&f[0], &f[1]], &f[2])));
+    let got = drain(&rx);
+    assert_eq!(got.len(), 2);
+    let third = parse_red(&got[1].payload).expect("RED again");
+    assert_eq!(third.primary.payload, &[3u8; 30]);
+    assert_eq!(third.redundant.len(), 2, "the blocks keep their places");
+    assert!(third.redundant[0].payload.is_empty(), "frame 1 was taken");
+    assert_eq!(third.redundant[1].payload, &[2u8; 30], "frame 2 recovered");
+    assert_eq!(third.redundant[1].timestamp_offset, 960);
+    // Packet 2 comes late: its frame was taken from the copy.
+    rx.take(packet(2, 63, red(&[&f[0]], &f[1])));
+    assert!(drain(&rx).is_empty(), "a replay is dropped");
+}
+
+#[test]
+fn frames_of_another_member_or_stream_changed_or_moved_are_dropped() {
+    let (alice, bob) = in_group();
+    // Bob's track of carol's: alice's frames are not carol's.
+    let carol = E2eeRecv::new(bob.clone(), "carol".into(), Stream::Audio, None);
+    carol.take(packet(1, 111, sealed(&alice, Stream::Audio, 1, b"x")));
+    assert!(drain(&carol).is_empty());
+    // Alice's screen frames on her audio track.
+    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Audio, Some(RED));
+    rx.take(packet(2, 111, sealed(&alice, Stream::Screen, 2, b"x")));
+    // A frame changed on the way, and one in clear (silence injected).
+    let mut changed = sealed(&alice, Stream::Audio, 3, b"opus");
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    rx.take(packet(3, 111, changed));
+    rx.take(packet(4, 111, vec![0xF8, 0xFF, 0xFE]));
+    rx.take(packet(5, 63, red(&[], &[0xF8, 0xFF, 0xFE])));
+    rx.take(packet(6, 63, vec![0xFF, 0x01]));
+    // A frame moved in time: sent at 8, delivered as 9.
+    rx.take(packet(9, 111, sealed(&alice, Stream::Audio, 8, b"later")));
+    assert!(drain(&rx).is_empty());
+    // The track still takes alice's next frame.
+    rx.take(packet(7, 111, sealed(&alice, Stream::Audio, 7, b"next")));
+    assert_eq!(&drain(&rx)[0].payload[..], b"next");
+}
+
+#[test]
+fn frames_before_the_welcome_wait_for_it_in_order() {
+    let (alice, bob, welcome) = alice_and_bob();
+    let rx = E2eeRecv::new(bob.clone(), "alice".into(), Stream::Audio, None);
+    rx.take(packet(1, 111, sealed(&alice, Stream::Audio, 1, b"one")));
+    rx.take(packet(2, 111, sealed(&alice, Stream::Audio, 2, b"two")));
+    assert!(drain(&rx).is_empty(), "no keys yet");
+    bob.handle(&welcome).expect("joined");
+    rx.take(packet(3, 111, sealed(&alice, Stream::Audio, 3, b"three")));
+    let got: Vec<Vec<u8>> = drain(&rx).iter().map(|p| p.payload.to_vec()).collect();
+    assert_eq!(got, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+}
+
+#[test]
+fn no_group_no_frame_sent() {
+    let (alone, _) = E2ee::start("alice", "room").expect("alice");
+    let mut out = Vec::new();
+    assert!(!alone.seal(Stream::Audio, &[0; 4], b"opus", &mut out));
+    assert!(out.is_empty());
+}

@@ -1,0 +1,412 @@
+//! End-to-end encrypted calls through the calling crate and the real
+//! server: the participants form the room's MLS group through the
+//! signaling (`CallOptions::e2ee`), every Opus frame goes out as SFrame
+//! under the sender's key of the current epoch, and:
+//!
+//! - the members hear each other (real Opus, decoded, correlated with what
+//!   was sent) and agree on the epoch's safety code;
+//! - what the SFU forwards (taken by a viewer attached to the SFU itself,
+//!   past the signaling: the operator's view) holds none of the Opus frames
+//!   sent and decodes to nothing like them;
+//! - a join and a leave each start a new epoch with a new code, and the
+//!   audio goes on across them;
+//! - a call without E2EE is refused in an E2EE room, and the reverse, and
+//!   an E2EE call publishes no video (not encrypted yet).
+
+mod common;
+
+use common::spy::{spy_on, Captured};
+use common::*;
+use huddle::media::analysis::normalized_cross_correlation;
+use huddle::media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle::media::rtp::parse_red;
+use huddle::{
+    AudioFrame, AudioLevel, AudioSource, Call, CallError, CallEvents, CallOptions, Channels,
+    E2eeEpoch, ErrorCode, LocalTrack, SpeechLike, TrackKind, RED_PT,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const ROOM: &str = "secret-room";
+const SECRET: &str = "e2ee-call-secret-padded-to-32-bytes-or-more";
+
+async fn server() -> huddle_server::RunningServer {
+    huddle_server::start(huddle_server::ServerConfig::ephemeral(SECRET))
+        .await
+        .expect("server")
+}
+
+async fn join_e2ee(server: &huddle_server::RunningServer, identity: &str) -> (Call, CallEvents) {
+    let token = server.mint_e2ee_token(ROOM, identity, BOTH).expect("token");
+    let options = CallOptions {
+        e2ee: true,
+        ..Default::default()
+    };
+    within(
+        20,
+        "join",
+        Call::join_with(&server.ws_url(), &token, options),
+    )
+    .await
+    .expect("join")
+}
+
+/// Wait until `calls` are all in the same epoch of a group of `members`
+/// (by identity), and return it.
+async fn agreed(calls: &[&Call], members: &[&str]) -> E2eeEpoch {
+    within(20, "the group to agree", async {
+        loop {
+            let infos: Vec<Option<E2eeEpoch>> = calls.iter().map(|c| c.e2ee()).collect();
+            if let Some(Some(first)) = infos.first() {
+                let mut have: Vec<&str> = first.members.iter().map(String::as_str).collect();
+                have.sort_unstable();
+                let mut want = members.to_vec();
+                want.sort_unstable();
+                if have == want && infos.iter().all(|i| i.as_ref() == Some(first)) {
+                    return first.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// What a publisher sent: PCM by sequence number, and every Opus frame.
+#[derive(Default)]
+struct Spoken {
+    pcm: BTreeMap<u16, Vec<i16>>,
+    opus: Vec<Vec<u8>>,
+}
+
+/// Speak `frames` 20 ms frames of real Opus on `mic`, in real time,
+/// recording those that went out.
+async fn speak(mic: &LocalTrack, source: &mut SpeechLike, frames: usize, spoken: &mut Spoken) {
+    let mut encoder = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..frames {
+        tick.tick().await;
+        let Some(pcm) = source.next_frame() else {
+            return;
+        };
+        let opus = encoder.encode(&pcm).expect("encode");
+        let seq = mic.next_sequence_number().await;
+        let frame = AudioFrame {
+            payload: &opus,
+            duration: Duration::from_millis(20),
+            level: AudioLevel::of_pcm(&pcm),
+        };
+        if mic.write_audio_frame(frame).await.expect("write") > 0 {
+            spoken.pcm.insert(seq.0, pcm);
+            spoken.opus.push(opus);
+        }
+    }
+}
+
+/// Speak until `inbox` has audio, then `frames` more frames.
+async fn speak_until_heard(
+    mic: &LocalTrack,
+    source: &mut SpeechLike,
+    inbox: &Inbox,
+    frames: usize,
+    spoken: &mut Spoken,
+) {
+    within(20, "the listener to hear", async {
+        while total_packets(inbox) == 0 {
+            speak(mic, source, 5, spoken).await;
+        }
+    })
+    .await;
+    within(60, "speaking", speak(mic, source, frames, spoken)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// The correlation of the last `n` frames `spoken` with what `inbox` got
+/// from `publisher`, after checking that at least 95 % of them came.
+fn heard(inbox: &Inbox, publisher: &huddle::ParticipantId, spoken: &Spoken, n: usize) -> f64 {
+    let inbox = inbox.lock().expect("lock").clone();
+    let audio = inbox
+        .values()
+        .find(|r| r.publisher.as_ref() == Some(publisher) && r.kind == Some(TrackKind::Audio))
+        .expect("an audio track from the publisher");
+    let first = *spoken.pcm.keys().next().expect("spoke");
+    let mut seqs: Vec<u16> = spoken.pcm.keys().copied().collect();
+    seqs.sort_by_key(|s| s.wrapping_sub(first));
+    let window = &seqs[seqs.len() - n..];
+    let got = window
+        .iter()
+        .filter(|s| audio.packets.contains_key(s))
+        .count();
+    assert!(got * 100 >= n * 95, "heard {got} of the last {n} frames");
+    let decoded = decode_in_order(audio, window);
+    let original: Vec<i16> = window.iter().flat_map(|s| spoken.pcm[s].clone()).collect();
+    normalized_cross_correlation(&original, &decoded, 4800).0
+}
+
+/// What the operator's spy holds: how many payloads, how many of the
+/// Opus frames sent appear in them, and how what decodes of them (the
+/// primary block of a RED payload) correlates with the speech.
+fn spied(captured: &Captured, spoken: &Spoken) -> (usize, usize, f64) {
+    let packets = captured.lock().expect("lock").clone();
+    // Frames of a few bytes (DTX, silence) turn up in any random bytes;
+    // from 8 bytes on, a match by chance is as good as impossible.
+    let leaked = spoken
+        .opus
+        .iter()
+        .filter(|opus| opus.len() >= 8)
+        .filter(|opus| {
+            packets
+                .iter()
+                .any(|(_, p)| p.windows(opus.len()).any(|w| w == opus.as_slice()))
+        })
+        .count();
+    let mut decoder = OpusDecoder::new(Channels::Mono).expect("decoder");
+    let decoded: Vec<i16> = packets
+        .iter()
+        .flat_map(|(pt, p)| {
+            let frame = match parse_red(p) {
+                Ok(red) if *pt == RED_PT => red.primary.payload,
+                _ => p.as_slice(),
+            };
+            decoder
+                .decode(frame)
+                .or_else(|_| decoder.conceal())
+                .unwrap_or_default()
+        })
+        .collect();
+    let original: Vec<i16> = spoken.pcm.values().flatten().copied().collect();
+    let n = decoded.len().min(original.len());
+    let corr = if n == 0 {
+        0.0
+    } else {
+        normalized_cross_correlation(&original[..n], &decoded[..n], 4800).0
+    };
+    (packets.len(), leaked, corr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_hear_each_other_and_the_server_hears_nothing() {
+    init_tracing();
+    let server = server().await;
+    let (alice, _alice_events) = join_e2ee(&server, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, "bob").await;
+    let (inbox, mut bob_rest) = collect(bob_events);
+    let epoch = agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    println!("epoch {} safety code {}", epoch.epoch, epoch.safety_code);
+    assert!(epoch.epoch >= 1, "bob's join started an epoch");
+    let digits = epoch
+        .safety_code
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count();
+    assert_eq!(digits, 30);
+    // Bob was told of it (the event the app shows the code from).
+    let told = next_event(&mut bob_rest, 10, "bob's E2EE epoch event", |ev| match ev {
+        huddle::CallEvent::E2eeEpoch(e) => Some(e),
+        _ => None,
+    })
+    .await;
+    assert_eq!(told, epoch);
+
+    let (_spy_pc, captured) = spy_on(&server, ROOM).await;
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    let mut source = SpeechLike::new(7);
+    let mut spoken = Spoken::default();
+    speak_until_heard(&mic, &mut source, &inbox, 150, &mut spoken).await;
+
+    let corr = heard(&inbox, &alice.participant_id(), &spoken, 100);
+    println!("bob <- alice: correlation {corr:.3}");
+    assert!(corr > 0.8, "bob does not hear what alice said: {corr}");
+    let stats = bob.e2ee_stats().expect("an E2EE call");
+    println!("bob's E2EE receiver: {stats:?}");
+    assert!(stats.decrypted >= 100);
+    assert_eq!(stats.authentication_failed, 0);
+
+    let (count, leaked, corr) = spied(&captured, &spoken);
+    println!(
+        "the SFU's view: {count} payloads, {leaked} Opus frames in clear, correlation {corr:.3}"
+    );
+    assert!(count >= 100, "the spy got what the SFU forwards: {count}");
+    assert_eq!(
+        leaked, 0,
+        "no Opus frame alice sent crossed the SFU in clear"
+    );
+    assert!(
+        corr.abs() < 0.3,
+        "what the SFU forwards sounds like the speech: {corr}"
+    );
+}
+
+/// The control: the same spy on a room without E2EE hears the speech (so
+/// the checks above can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_e2ee_the_server_hears_everything() {
+    init_tracing();
+    let server = server().await;
+    let (alice, _ae) = join(&server, ROOM, "alice", BOTH).await;
+    let (_bob, bob_events) = join(&server, ROOM, "bob", BOTH).await;
+    let (inbox, _rest) = collect(bob_events);
+    let (_spy_pc, captured) = spy_on(&server, ROOM).await;
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    assert!(alice.e2ee().is_none() && alice.e2ee_stats().is_none());
+    let mut source = SpeechLike::new(7);
+    let mut spoken = Spoken::default();
+    speak_until_heard(&mic, &mut source, &inbox, 150, &mut spoken).await;
+    let (count, leaked, corr) = spied(&captured, &spoken);
+    let long = spoken.opus.iter().filter(|o| o.len() >= 8).count();
+    println!("the SFU's view: {count} payloads, {leaked} of {long} Opus frames in clear, correlation {corr:.3}");
+    assert!(
+        leaked * 10 >= long * 9,
+        "the spy sees the frames: {leaked} of {long}"
+    );
+    assert!(corr > 0.5, "and hears the speech: {corr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_start_epochs_and_the_audio_goes_on() {
+    init_tracing();
+    let server = server().await;
+    let (alice, _ae) = join_e2ee(&server, "alice").await;
+    let (bob, _be) = join_e2ee(&server, "bob").await;
+    let first = agreed(&[&alice, &bob], &["alice", "bob"]).await;
+
+    let (carol, carol_events) = join_e2ee(&server, "carol").await;
+    let (inbox, _rest) = collect(carol_events);
+    let second = agreed(&[&alice, &bob, &carol], &["alice", "bob", "carol"]).await;
+    println!(
+        "epochs {} -> {}: {} -> {}",
+        first.epoch, second.epoch, first.safety_code, second.safety_code
+    );
+    assert!(second.epoch > first.epoch);
+    assert_ne!(second.safety_code, first.safety_code);
+
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    let mut source = SpeechLike::new(3);
+    let mut spoken = Spoken::default();
+    speak_until_heard(&mic, &mut source, &inbox, 50, &mut spoken).await;
+
+    // Bob leaves: the server has a member remove him, a new epoch begins
+    // without him, and alice's audio reaches carol through the change.
+    within(10, "bob leaves", bob.leave()).await.expect("leave");
+    let speaking = async {
+        speak(&mic, &mut source, 100, &mut spoken).await;
+    };
+    let remaining = [&alice, &carol];
+    let (third, ()) = tokio::join!(agreed(&remaining, &["alice", "carol"]), speaking);
+    println!("epoch {}: {}", third.epoch, third.safety_code);
+    assert!(third.epoch > second.epoch);
+    assert_ne!(third.safety_code, second.safety_code);
+    speak(&mic, &mut source, 50, &mut spoken).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let corr = heard(&inbox, &alice.participant_id(), &spoken, 150);
+    println!("carol <- alice across the leave: correlation {corr:.3}");
+    assert!(corr > 0.8, "carol lost alice across the new epoch: {corr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2ee_and_plain_calls_do_not_mix() {
+    init_tracing();
+    let server = server().await;
+    let (alice, _ae) = join_e2ee(&server, "alice").await;
+    // A call without E2EE, with an E2EE token or a plain one.
+    for token in [
+        server.mint_e2ee_token(ROOM, "bob", BOTH).expect("token"),
+        server.mint_token(ROOM, "bob", BOTH).expect("token"),
+    ] {
+        let refused = within(20, "join", Call::join(&server.ws_url(), &token)).await;
+        match refused {
+            Err(CallError::Refused {
+                code: ErrorCode::E2eeRequired,
+                ..
+            }) => {}
+            other => panic!("expected e2ee_required, got {other:?}"),
+        }
+    }
+    // An E2EE call does not go on in a room without it (and leaves it).
+    let (plain, _pe) = join(&server, "plain", "dave", BOTH).await;
+    let token = server.mint_token("plain", "carol", BOTH).expect("token");
+    let options = CallOptions {
+        e2ee: true,
+        ..Default::default()
+    };
+    match within(
+        20,
+        "join",
+        Call::join_with(&server.ws_url(), &token, options),
+    )
+    .await
+    {
+        Err(CallError::E2ee(message)) => println!("{message}"),
+        other => panic!("expected an E2EE error, got {other:?}"),
+    }
+    // Alice and dave remain.
+    within(10, "carol to be gone", async {
+        while server.sfu().stats().await.expect("stats").participants != 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    drop(plain);
+    // Video is not encrypted yet: an E2EE call sends none.
+    match alice.publish_video().await {
+        Err(CallError::E2ee(_)) => {}
+        other => panic!("expected an E2EE error, got {other:?}"),
+    }
+    match alice.publish_simulcast_video(&["q", "h"]).await {
+        Err(CallError::E2ee(_)) => {}
+        other => panic!("expected an E2EE error, got {other:?}"),
+    }
+    // Nor may raw payloads go out in clear on its audio track.
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    match mic
+        .write_frame(&[&[0xF8, 0xFF, 0xFE]], Duration::from_millis(20))
+        .await
+    {
+        Err(CallError::E2ee(_)) => {}
+        other => panic!("expected an E2EE error, got {other:?}"),
+    }
+}
+
+/// On a link that loses a fifth of what the SFU sends, the copies RED
+/// carries and the SFU's resends make up for it, encrypted as they are:
+/// copies of frames already taken are skipped, not counted as replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_call_holds_up_on_a_lossy_link() {
+    init_tracing();
+    let (relay, server) = server_behind_relay(
+        SECRET,
+        huddle_netem::Impairment {
+            loss: 0.2,
+            jitter: Duration::from_millis(10),
+            seed: 2026,
+            ..huddle_netem::Impairment::default()
+        },
+    )
+    .await;
+    let (alice, _ae) = join_e2ee(&server, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, "bob").await;
+    let (inbox, _rest) = collect_recovering(bob_events);
+    agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    let mut source = SpeechLike::new(11);
+    let mut spoken = Spoken::default();
+    speak_until_heard(&mic, &mut source, &inbox, 250, &mut spoken).await;
+    let stats = bob.e2ee_stats().expect("an E2EE call");
+    let relayed = relay.stats();
+    println!("relay: {relayed:?}; bob's E2EE receiver: {stats:?}");
+    let corr = heard(&inbox, &alice.participant_id(), &spoken, 200);
+    println!("bob <- alice at 20 % loss: correlation {corr:.3}");
+    assert!(corr > 0.8, "{corr}");
+    assert_eq!(stats.authentication_failed, 0);
+    assert_eq!(stats.unknown_kid + stats.malformed + stats.replayed, 0);
+}
