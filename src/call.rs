@@ -80,11 +80,9 @@ pub struct CallOptions {
     /// `e2ee` requires (it refuses a call without it with
     /// [`ErrorCode::E2eeRequired`]). A call with it does not go on in a
     /// room without it: the join fails with [`CallError::E2ee`]. The call
-    /// joins the room's
-    /// MLS group and encrypts every audio frame with SFrame under its
-    /// current epoch's key; see the crate documentation, "End-to-end
-    /// encryption". Audio only for now: publishing video fails with
-    /// [`CallError::E2ee`].
+    /// joins the room's MLS group and encrypts every audio and video frame
+    /// with SFrame under its current epoch's key; see the crate
+    /// documentation, "End-to-end encryption".
     pub e2ee: bool,
 }
 
@@ -532,9 +530,6 @@ impl Call {
         if !self.inner.can_publish {
             return Err(CallError::CannotPublish);
         }
-        if kind == TrackKind::Video {
-            self.refuse_video_in_e2ee()?;
-        }
         let _one_at_a_time = self.inner.negotiation.lock().await;
         let n = {
             let mut st = self.inner.state();
@@ -606,7 +601,6 @@ impl Call {
         if !self.inner.can_publish {
             return Err(CallError::CannotPublish);
         }
-        self.refuse_video_in_e2ee()?;
         let valid = |r: &&str| {
             !r.is_empty() && r.len() <= 16 && r.bytes().all(|b| b.is_ascii_alphanumeric())
         };
@@ -655,25 +649,18 @@ impl Call {
                 ))
             }
         };
-        Ok(Arc::new(SimulcastTrack::new(
-            rtp,
-            track_id,
-            payload_type,
-            extensions,
-            &layers,
-            switches,
-            suspended,
-        )))
-    }
-
-    /// Video frames are not encrypted yet: an E2EE call sends none.
-    fn refuse_video_in_e2ee(&self) -> Result<(), CallError> {
-        match self.inner.e2ee {
-            Some(_) => Err(CallError::E2ee(
-                "video is not end-to-end encrypted yet: an E2EE call publishes audio only".into(),
-            )),
-            None => Ok(()),
-        }
+        Ok(Arc::new(
+            SimulcastTrack::new(
+                rtp,
+                track_id,
+                payload_type,
+                extensions,
+                &layers,
+                switches,
+                suspended,
+            )
+            .with_e2ee(self.inner.e2ee.clone()),
+        ))
     }
 
     /// Add `rtp` as track `track_id` to the publisher connection, offer,

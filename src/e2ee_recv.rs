@@ -1,5 +1,7 @@
 //! Receiving in an end-to-end encrypted call: each packet of a remote
-//! audio track decrypted before the app (or the jitter buffer) sees it.
+//! audio track, and each frame of a remote video (put together from its
+//! packets: `e2ee_video`), decrypted before the app (or the jitter buffer)
+//! sees it.
 //!
 //! - A plain packet's payload is one SFrame ciphertext, with the packet's
 //!   RTP timestamp (4 bytes, big-endian) as its metadata: the SFU passes
@@ -16,15 +18,19 @@
 //!   leaf is that identity's) and be of the track's kind (its KID's
 //!   stream): the SFU cannot pass one member's frames off as another's, or
 //!   a screen's as a camera's.
+//! - A video frame's clear first bytes (see `e2ee_video`) are its
+//!   metadata; the decrypted frame goes on in the packets that brought it.
 //! - A frame of an epoch that has not begun here yet (its commit, or the
 //!   welcome, is still on its way through the signaling) waits, up to
-//!   [`HOLD_FOR`] and [`HOLD_PACKETS`], and comes out, in order, once its
-//!   keys are in: the next packet of the track lets it through.
+//!   [`HOLD_FOR`] and [`HOLD_UNITS`] (packets of audio, frames of video),
+//!   and comes out, in order, once its keys are in: the next packet of
+//!   the track lets it through.
 //!
 //! Anything else is dropped: the server cannot inject media, not even
 //! silence.
 
 use crate::e2ee::E2ee;
+use crate::e2ee_video::{clear_len, frame_of, spread, Reassembly};
 use crate::packet::MediaPacket;
 use crate::red::RedFormat;
 use bytes::Bytes;
@@ -37,28 +43,35 @@ use tracing::trace;
 
 /// How long a packet waits for its epoch.
 pub(crate) const HOLD_FOR: Duration = huddle_e2ee::session::HOLD_FOR;
-/// Most packets of one track waiting for their epoch (over a second of
-/// audio).
-pub(crate) const HOLD_PACKETS: usize = 64;
+/// Most units of one track waiting for their epoch (over a second of
+/// audio, a few seconds of video).
+pub(crate) const HOLD_UNITS: usize = 64;
 
-/// What became of one packet.
+/// What is decrypted at once: one audio packet, or the packets of one
+/// video frame, in order.
+type Unit = Vec<MediaPacket>;
+
+/// What became of one unit.
 #[derive(Debug, PartialEq, Eq)]
 enum Opened {
-    /// Decrypted: its payload is the plaintext (a RED packet rebuilt
-    /// around the plaintext blocks).
-    Packet(MediaPacket),
+    /// Decrypted: the payloads carry the plaintext (a RED packet rebuilt
+    /// around the plaintext blocks, a video frame spread over its
+    /// packets).
+    Done(Unit),
     /// Its epoch has not begun here yet.
-    Ahead(MediaPacket),
+    Ahead(Unit),
     /// Not for this track, not authentic, or a copy: gone.
     Dropped(&'static str),
 }
 
 #[derive(Default)]
 struct Queue {
-    /// Packets waiting for their epoch, oldest first, with when they came.
-    waiting: VecDeque<(Instant, MediaPacket)>,
+    /// Units waiting for their epoch, oldest first, with when they came.
+    waiting: VecDeque<(Instant, Unit)>,
     /// Decrypted packets for the app, in order.
     ready: VecDeque<MediaPacket>,
+    /// A video's frames being put together.
+    frames: Reassembly,
 }
 
 /// The receive side of one remote track in an E2EE call.
@@ -98,52 +111,96 @@ impl E2eeRecv {
             .pop_front()
     }
 
-    /// Take packet `p` as it arrived: packets that waited for an epoch
-    /// that has begun since, then `p`, are ready when they decrypt.
+    /// Take packet `p` as it arrived: units that waited for an epoch that
+    /// has begun since, then `p`'s (the packet, or its frame once whole),
+    /// are ready when they decrypt.
     pub(crate) fn take(&self, p: MediaPacket) {
         let now = Instant::now();
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let Queue { waiting, ready } = &mut *q;
+        let Queue {
+            waiting,
+            ready,
+            frames,
+        } = &mut *q;
+        let unit = match self.stream {
+            Stream::Audio => Some(vec![p]),
+            Stream::Camera | Stream::Screen => frames.push(p),
+        };
         self.e2ee.with_session(|session| {
             let before = std::mem::take(waiting);
             for (at, held) in before {
                 if now.duration_since(at) >= HOLD_FOR {
-                    trace!(
-                        seq = held.sequence_number.0,
-                        "waited too long for its epoch"
-                    );
+                    trace!("waited too long for its epoch");
                     continue;
                 }
                 match self.open(session, now, held) {
-                    Opened::Packet(p) => ready.push_back(p),
-                    Opened::Ahead(p) => waiting.push_back((at, p)),
-                    Opened::Dropped(why) => trace!("held packet dropped: {why}"),
+                    Opened::Done(u) => ready.extend(u),
+                    Opened::Ahead(u) => waiting.push_back((at, u)),
+                    Opened::Dropped(why) => trace!("held media dropped: {why}"),
                 }
             }
-            match self.open(session, now, p) {
-                Opened::Packet(p) => ready.push_back(p),
-                Opened::Ahead(p) => {
-                    if waiting.len() >= HOLD_PACKETS {
+            let Some(unit) = unit else {
+                return;
+            };
+            match self.open(session, now, unit) {
+                Opened::Done(u) => ready.extend(u),
+                Opened::Ahead(u) => {
+                    if waiting.len() >= HOLD_UNITS {
                         waiting.pop_front();
                     }
-                    waiting.push_back((now, p));
+                    waiting.push_back((now, u));
                 }
-                Opened::Dropped(why) => trace!("packet dropped: {why}"),
+                Opened::Dropped(why) => trace!("media dropped: {why}"),
             }
         });
     }
 
-    /// Decrypt one packet.
-    fn open(&self, session: &mut Session, now: Instant, mut p: MediaPacket) -> Opened {
+    /// Decrypt one unit.
+    fn open(&self, session: &mut Session, now: Instant, mut unit: Unit) -> Opened {
+        if self.stream != Stream::Audio {
+            return self.open_video(session, now, unit);
+        }
+        match unit.pop() {
+            Some(p) if unit.is_empty() => self.open_audio(session, now, p),
+            _ => Opened::Dropped("not one audio packet"),
+        }
+    }
+
+    /// Decrypt a video frame (its packets, in order).
+    fn open_video(&self, session: &mut Session, now: Instant, packets: Unit) -> Opened {
+        let Some(frame) = frame_of(&packets) else {
+            return Opened::Dropped("not VP8");
+        };
+        let (clear, sframe) = frame.split_at(clear_len(&frame));
+        if session.is_ahead(sframe) {
+            return Opened::Ahead(packets);
+        }
+        if !session.is_fresh(sframe) {
+            return Opened::Dropped("a frame taken already");
+        }
+        let mut plain = clear.to_vec();
+        match self.decrypt(session, now, clear, sframe) {
+            Ok(rest) => plain.extend_from_slice(&rest),
+            Err(why) => return Opened::Dropped(why),
+        }
+        match spread(packets, &plain) {
+            Some(packets) => Opened::Done(packets),
+            None => Opened::Dropped("a frame longer decrypted than sent"),
+        }
+    }
+
+    /// Decrypt an audio packet (each block of a RED one).
+    fn open_audio(&self, session: &mut Session, now: Instant, mut p: MediaPacket) -> Opened {
         let red = self.red.filter(|f| f.red_pt == p.payload_type);
         let Some(red) = red else {
             if session.is_ahead(&p.payload) {
-                return Opened::Ahead(p);
+                return Opened::Ahead(vec![p]);
             }
-            return match self.decrypt(session, now, p.timestamp, &p.payload) {
+            let ts = p.timestamp.to_be_bytes();
+            return match self.decrypt(session, now, &ts, &p.payload) {
                 Ok(frame) => {
                     p.payload = Bytes::from(frame);
-                    Opened::Packet(p)
+                    Opened::Done(vec![p])
                 }
                 Err(why) => Opened::Dropped(why),
             };
@@ -152,13 +209,14 @@ impl E2eeRecv {
             return Opened::Dropped("malformed RED");
         };
         if session.is_ahead(parsed.primary.payload) {
-            return Opened::Ahead(p);
+            return Opened::Ahead(vec![p]);
         }
         if !session.is_fresh(parsed.primary.payload) {
             // A resend, or a packet late after a copy brought its frame.
             return Opened::Dropped("its frame was taken already");
         }
-        let primary = match self.decrypt(session, now, p.timestamp, parsed.primary.payload) {
+        let ts = p.timestamp.to_be_bytes();
+        let primary = match self.decrypt(session, now, &ts, parsed.primary.payload) {
             Ok(frame) => frame,
             Err(why) => return Opened::Dropped(why),
         };
@@ -170,7 +228,7 @@ impl E2eeRecv {
                     return Vec::new();
                 }
                 let ts = p.timestamp.wrapping_sub(b.timestamp_offset);
-                self.decrypt(session, now, ts, b.payload)
+                self.decrypt(session, now, &ts.to_be_bytes(), b.payload)
                     .unwrap_or_default()
             })
             .collect();
@@ -190,22 +248,22 @@ impl E2eeRecv {
             return Opened::Dropped("RED could not be rebuilt");
         }
         p.payload = Bytes::from(out);
-        Opened::Packet(p)
+        Opened::Done(vec![p])
     }
 
-    /// The plaintext of one SFrame ciphertext of the frame at RTP
-    /// timestamp `ts`, if it authenticates and comes from this track's
-    /// member and stream.
+    /// The plaintext of one SFrame ciphertext with `metadata` (an audio
+    /// frame's RTP timestamp, a video frame's clear bytes), if it
+    /// authenticates and comes from this track's member and stream.
     fn decrypt(
         &self,
         session: &mut Session,
         now: Instant,
-        ts: u32,
+        metadata: &[u8],
         sframe: &[u8],
     ) -> Result<Vec<u8>, &'static str> {
         let mut out = Vec::with_capacity(sframe.len());
         let sender = session
-            .decrypt(now, &ts.to_be_bytes(), sframe, &mut out)
+            .decrypt(now, metadata, sframe, &mut out)
             .map_err(|_| "does not decrypt")?;
         if sender.identity.as_deref() != Some(self.identity.as_str()) {
             return Err("another member's frame");

@@ -68,14 +68,16 @@
 //! In a room whose tokens say `e2ee` (`huddle-server token --e2ee`), join
 //! with [`CallOptions::e2ee`]: the participants form an MLS group (RFC
 //! 9420) through the signaling server, which relays its messages and
-//! holds no secret, and every Opus frame is encrypted with SFrame (RFC
-//! 9605) under the sender's key of the group's current epoch before it is
-//! packetized. The SFU forwards what it cannot read; a receiver drops any
-//! frame that does not authenticate, or that comes from another member
-//! than the track's. Each join and leave starts a new epoch with new keys
+//! holds no secret, and every Opus frame and every VP8 frame is encrypted
+//! with SFrame (RFC 9605) under the sender's key of the group's current
+//! epoch before it is packetized (a VP8 frame's first bytes, which the
+//! SFU needs to tell keyframes, stay in clear and are authenticated). The
+//! SFU forwards what it cannot read; a receiver drops any frame that does
+//! not authenticate, or that comes from another member than the track's.
+//! Each join and leave starts a new epoch with new keys
 //! ([`CallEvent::E2eeEpoch`]), and its safety code, equal for every member,
-//! is for people to compare ([`Call::e2ee`]). Video is not covered yet: an
-//! E2EE call publishes audio only. See `docs/e2ee.md`.
+//! is for people to compare ([`Call::e2ee`]). The app writes and reads
+//! media as without E2EE. See `docs/e2ee.md`.
 //!
 //! Media is forwarded, not stored: a listener hears a track from its
 //! [`CallEvent::TrackSubscribed`] on, and what was sent before that (while
@@ -96,6 +98,7 @@
 mod call;
 mod e2ee;
 mod e2ee_recv;
+mod e2ee_video;
 mod endpoint;
 mod error;
 mod event;

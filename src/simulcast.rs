@@ -4,10 +4,12 @@
 //! layers somebody receives (dynacast, `publish_layers`): a layer nobody
 //! receives is not sent until somebody wants it again.
 
+use crate::e2ee::E2ee;
 use crate::error::CallError;
 use crate::ids::Ssrc;
 use crate::rtp_clock::{self, RtpClock};
 use bytes::Bytes;
+use huddle_e2ee::session::Stream;
 use huddle_proto::TrackKind;
 use huddle_wire::feedback::keyframe_ssrcs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +121,8 @@ pub struct SimulcastTrack {
     switches: Arc<LayerSwitches>,
     /// Set while the call joins the room again (see `LocalTrack`).
     suspended: Arc<AtomicBool>,
+    /// The call's end-to-end encryption, in an E2EE call.
+    e2ee: Option<Arc<E2ee>>,
 }
 
 impl std::fmt::Debug for SimulcastTrack {
@@ -143,6 +147,7 @@ impl SimulcastTrack {
         switches.set_mid(extensions.mid.clone());
         Self {
             suspended,
+            e2ee: None,
             rtp,
             id,
             payload_type,
@@ -184,11 +189,20 @@ impl SimulcastTrack {
         self.layers.iter().find(|l| l.rid == rid)
     }
 
+    /// The track encrypting its frames with `e2ee` (in an E2EE call).
+    pub(crate) fn with_e2ee(mut self, e2ee: Option<Arc<E2ee>>) -> Self {
+        self.e2ee = e2ee;
+        self
+    }
+
     /// Send one encoded frame of layer `rid` as RTP: each payload one
     /// packet, all with the frame's timestamp, the marker bit on the last,
     /// the MID and RID header extensions on each; then the layer's
     /// timestamp moves on by `duration`. Returns the packets sent: 0 while
     /// the layer is stopped (see [`is_active`](Self::is_active)).
+    ///
+    /// In an end-to-end encrypted call the frame is encrypted first, as
+    /// `LocalTrack::write_frame` does (VP8 payloads needed).
     pub async fn write_frame(
         &self,
         rid: &str,
@@ -203,6 +217,18 @@ impl SimulcastTrack {
         if !self.is_active(rid) || self.suspended.load(Ordering::Acquire) {
             return Ok(0);
         }
+        let sealed = match &self.e2ee {
+            Some(e2ee) => match crate::e2ee_video::seal(e2ee, Stream::Camera, payloads)? {
+                Some(sealed) => Some(sealed),
+                // No key yet: nothing goes out.
+                None => return Ok(0),
+            },
+            None => None,
+        };
+        let sealed_refs: Option<Vec<&[u8]>> = sealed
+            .as_ref()
+            .map(|s| s.iter().map(Vec::as_slice).collect());
+        let payloads = sealed_refs.as_deref().unwrap_or(payloads);
         let mid = self.switches.mid();
         let rid_bytes = Bytes::copy_from_slice(layer.rid.as_bytes());
         let last = payloads.len().saturating_sub(1);

@@ -271,6 +271,14 @@ impl LocalTrack {
     /// the number of packets sent (0 while muted). Audio frames should go
     /// through [`write_audio_frame`](Self::write_audio_frame), which carries
     /// their level.
+    ///
+    /// In an end-to-end encrypted call, a video frame's payloads must be
+    /// VP8 (each a payload descriptor and a piece of the frame, the first
+    /// starting it): the frame is encrypted whole and sent in pieces as
+    /// long, behind the same descriptors (a packet more when needed; the
+    /// return value counts those sent). Nothing is sent until this
+    /// participant is in the room's group. Audio goes through
+    /// `write_audio_frame` only.
     pub async fn write_frame(
         &self,
         payloads: &[&[u8]],
@@ -290,7 +298,13 @@ impl LocalTrack {
         marker: bool,
         extension: Option<HeaderExtension>,
     ) -> Result<usize, CallError> {
-        if self.e2ee.is_some() {
+        let mut clock = self.clock.lock().await;
+        let Some(e2ee) = &self.e2ee else {
+            return self
+                .send_locked(&mut clock, payloads, duration, marker, extension)
+                .await;
+        };
+        if self.kind == TrackKind::Audio {
             // Payloads as they are would go out in clear.
             return Err(CallError::E2ee(
                 "an end-to-end encrypted call sends audio through write_audio_frame \
@@ -298,8 +312,13 @@ impl LocalTrack {
                     .into(),
             ));
         }
-        let mut clock = self.clock.lock().await;
-        self.send_locked(&mut clock, payloads, duration, marker, extension)
+        let Some(sealed) = crate::e2ee_video::seal(e2ee, Stream::Camera, payloads)? else {
+            // No key yet: the frame's time passes, nothing goes out.
+            clock.rtp.start_frame(duration);
+            return Ok(0);
+        };
+        let sealed: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+        self.send_locked(&mut clock, &sealed, duration, marker, extension)
             .await
     }
 

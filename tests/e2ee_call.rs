@@ -10,8 +10,8 @@
 //!   sent and decodes to nothing like them;
 //! - a join and a leave each start a new epoch with a new code, and the
 //!   audio goes on across them;
-//! - a call without E2EE is refused in an E2EE room, and the reverse, and
-//!   an E2EE call publishes no video (not encrypted yet).
+//! - video frames are encrypted whole, and reach the members intact;
+//! - a call without E2EE is refused in an E2EE room, and the reverse.
 
 mod common;
 
@@ -19,10 +19,10 @@ use common::spy::{spy_on, Captured};
 use common::*;
 use huddle::media::analysis::normalized_cross_correlation;
 use huddle::media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
-use huddle::media::rtp::parse_red;
+use huddle::media::rtp::{parse_red, parse_vp8_descriptor};
 use huddle::{
-    AudioFrame, AudioLevel, AudioSource, Call, CallError, CallEvents, CallOptions, Channels,
-    E2eeEpoch, ErrorCode, LocalTrack, SpeechLike, TrackKind, RED_PT,
+    AudioFrame, AudioLevel, AudioSource, Call, CallError, CallOptions, Channels, E2eeEpoch,
+    ErrorCode, LocalTrack, SpeechLike, TrackKind, RED_PT,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,21 +34,6 @@ async fn server() -> huddle_server::RunningServer {
     huddle_server::start(huddle_server::ServerConfig::ephemeral(SECRET))
         .await
         .expect("server")
-}
-
-async fn join_e2ee(server: &huddle_server::RunningServer, identity: &str) -> (Call, CallEvents) {
-    let token = server.mint_e2ee_token(ROOM, identity, BOTH).expect("token");
-    let options = CallOptions {
-        e2ee: true,
-        ..Default::default()
-    };
-    within(
-        20,
-        "join",
-        Call::join_with(&server.ws_url(), &token, options),
-    )
-    .await
-    .expect("join")
 }
 
 /// Wait until `calls` are all in the same epoch of a group of `members`
@@ -188,8 +173,8 @@ fn spied(captured: &Captured, spoken: &Spoken) -> (usize, usize, f64) {
 async fn members_hear_each_other_and_the_server_hears_nothing() {
     init_tracing();
     let server = server().await;
-    let (alice, _alice_events) = join_e2ee(&server, "alice").await;
-    let (bob, bob_events) = join_e2ee(&server, "bob").await;
+    let (alice, _alice_events) = join_e2ee(&server, ROOM, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
     let (inbox, mut bob_rest) = collect(bob_events);
     let epoch = agreed(&[&alice, &bob], &["alice", "bob"]).await;
     println!("epoch {} safety code {}", epoch.epoch, epoch.safety_code);
@@ -264,17 +249,30 @@ async fn without_e2ee_the_server_hears_everything() {
         "the spy sees the frames: {leaked} of {long}"
     );
     assert!(corr > 0.5, "and hears the speech: {corr}");
+    // And sees the video.
+    let camera = within(20, "publish", alice.publish_video())
+        .await
+        .expect("video");
+    let sent = within(30, "sending", send_video(camera.clone(), 30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spied = spied_video(&captured);
+    let leaked = sent.iter().filter(|f| contains(&spied, &f[10..74])).count();
+    println!(
+        "the SFU's view: {leaked} of {} video frames found",
+        sent.len()
+    );
+    assert!(leaked * 2 >= sent.len(), "{leaked} of {}", sent.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_and_leaves_start_epochs_and_the_audio_goes_on() {
     init_tracing();
     let server = server().await;
-    let (alice, _ae) = join_e2ee(&server, "alice").await;
-    let (bob, _be) = join_e2ee(&server, "bob").await;
+    let (alice, _ae) = join_e2ee(&server, ROOM, "alice").await;
+    let (bob, _be) = join_e2ee(&server, ROOM, "bob").await;
     let first = agreed(&[&alice, &bob], &["alice", "bob"]).await;
 
-    let (carol, carol_events) = join_e2ee(&server, "carol").await;
+    let (carol, carol_events) = join_e2ee(&server, ROOM, "carol").await;
     let (inbox, _rest) = collect(carol_events);
     let second = agreed(&[&alice, &bob, &carol], &["alice", "bob", "carol"]).await;
     println!(
@@ -313,7 +311,7 @@ async fn joins_and_leaves_start_epochs_and_the_audio_goes_on() {
 async fn e2ee_and_plain_calls_do_not_mix() {
     init_tracing();
     let server = server().await;
-    let (alice, _ae) = join_e2ee(&server, "alice").await;
+    let (alice, _ae) = join_e2ee(&server, ROOM, "alice").await;
     // A call without E2EE, with an E2EE token or a plain one.
     for token in [
         server.mint_e2ee_token(ROOM, "bob", BOTH).expect("token"),
@@ -353,16 +351,7 @@ async fn e2ee_and_plain_calls_do_not_mix() {
     })
     .await;
     drop(plain);
-    // Video is not encrypted yet: an E2EE call sends none.
-    match alice.publish_video().await {
-        Err(CallError::E2ee(_)) => {}
-        other => panic!("expected an E2EE error, got {other:?}"),
-    }
-    match alice.publish_simulcast_video(&["q", "h"]).await {
-        Err(CallError::E2ee(_)) => {}
-        other => panic!("expected an E2EE error, got {other:?}"),
-    }
-    // Nor may raw payloads go out in clear on its audio track.
+    // Raw payloads may not go out in clear on an audio track.
     let mic = within(20, "publish", alice.publish_audio())
         .await
         .expect("audio");
@@ -391,8 +380,8 @@ async fn an_encrypted_call_holds_up_on_a_lossy_link() {
         },
     )
     .await;
-    let (alice, _ae) = join_e2ee(&server, "alice").await;
-    let (bob, bob_events) = join_e2ee(&server, "bob").await;
+    let (alice, _ae) = join_e2ee(&server, ROOM, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
     let (inbox, _rest) = collect_recovering(bob_events);
     agreed(&[&alice, &bob], &["alice", "bob"]).await;
     let mic = within(20, "publish", alice.publish_audio())
@@ -409,4 +398,83 @@ async fn an_encrypted_call_holds_up_on_a_lossy_link() {
     assert!(corr > 0.8, "{corr}");
     assert_eq!(stats.authentication_failed, 0);
     assert_eq!(stats.unknown_kid + stats.malformed + stats.replayed, 0);
+}
+
+/// The video data of `packets` (payloads by sequence number), descriptors
+/// taken off, in sequence order.
+fn video_data<'a>(packets: impl Iterator<Item = (u16, &'a [u8])>) -> Vec<u8> {
+    let mut packets: Vec<(u16, &[u8])> = packets.collect();
+    let Some(first) = packets.iter().map(|p| p.0).min() else {
+        return Vec::new();
+    };
+    packets.sort_by_key(|p| p.0.wrapping_sub(first));
+    let mut data = Vec::new();
+    for (_, p) in packets {
+        if let Ok(d) = parse_vp8_descriptor(p) {
+            data.extend_from_slice(&p[d.len..]);
+        }
+    }
+    data
+}
+
+/// The video data the spy got (VP8, payload type 96), in order.
+fn spied_video(captured: &Captured) -> Vec<u8> {
+    let spied = captured.lock().expect("lock").clone();
+    video_data(
+        spied
+            .iter()
+            .filter(|(pt, _)| *pt == 96)
+            .enumerate()
+            .map(|(i, (_, p))| (i as u16, p.as_slice())),
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_frames_are_encrypted_whole_and_arrive_intact() {
+    init_tracing();
+    let server = server().await;
+    let (alice, _ae) = join_e2ee(&server, ROOM, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
+    let (inbox, _rest) = collect(bob_events);
+    agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    let (_spy_pc, captured) = spy_on(&server, ROOM).await;
+    let camera = within(20, "publish", alice.publish_video())
+        .await
+        .expect("video");
+    let sent = within(30, "sending", send_video(camera.clone(), 45)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let inbox = inbox.lock().expect("lock").clone();
+    let video = inbox
+        .values()
+        .find(|r| r.kind == Some(TrackKind::Video))
+        .expect("bob gets alice's video");
+    let data = video_data(video.packets.iter().map(|(s, p)| (*s, p.as_slice())));
+    let whole = sent.iter().filter(|f| contains(&data, f)).count();
+    println!(
+        "bob: {} packets, {} keyframes, {whole} of {} frames sent found whole",
+        video.packets.len(),
+        video.keyframes,
+        sent.len()
+    );
+    assert!(video.keyframes >= 1, "keyframes still show as keyframes");
+    assert!(
+        whole * 10 >= sent.len() * 7,
+        "{whole} of {} frames",
+        sent.len()
+    );
+
+    let spied = spied_video(&captured);
+    // Past the clear bytes (10 of a keyframe), 64 bytes of any frame.
+    let leaked = sent.iter().filter(|f| contains(&spied, &f[10..74])).count();
+    println!(
+        "the SFU's view: {} bytes of video, {leaked} frames found",
+        spied.len()
+    );
+    assert!(spied.len() > 10_000, "the spy got the video");
+    assert_eq!(leaked, 0);
 }

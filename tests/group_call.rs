@@ -82,10 +82,10 @@ async fn three_participants_hear_each_other_and_see_video() {
             sent[i].clone(),
         )));
     }
-    senders.push(tokio::spawn(send_video(
-        camera.clone(),
-        total * 20 * 15 / 1000,
-    )));
+    let filming = send_video(camera.clone(), total * 20 * 15 / 1000);
+    senders.push(tokio::spawn(async move {
+        filming.await;
+    }));
     for s in senders {
         within(30, "senders", s).await.expect("sender task");
     }

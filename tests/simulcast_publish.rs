@@ -66,14 +66,36 @@ async fn send_layers(track: Arc<SimulcastTrack>, sent: Arc<[AtomicUsize; 3]>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulcast_publisher_stops_the_layers_nobody_receives_and_starts_them_again() {
+    simulcast_and_dynacast(false).await;
+}
+
+/// The same with end-to-end encryption: the layers' frames are encrypted
+/// whole, their first bytes in clear for the SFU, which still switches
+/// layers at keyframes; bob reads each layer's keyframe size from the
+/// frames he decrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_simulcast_layers_switch_as_plain_ones_do() {
+    simulcast_and_dynacast(true).await;
+}
+
+async fn simulcast_and_dynacast(e2ee: bool) {
     init_tracing();
     let server = huddle_server::start(huddle_server::ServerConfig::ephemeral(
         "simulcast-secret-padded-to-32-bytes-or-more",
     ))
     .await
     .expect("server");
-    let (alice, mut alice_events) = join(&server, "dynacast", "alice", BOTH).await;
-    let (bob, mut bob_events) = join(&server, "dynacast", "bob", BOTH).await;
+    let ((alice, mut alice_events), (bob, mut bob_events)) = if e2ee {
+        (
+            join_e2ee(&server, "dynacast", "alice").await,
+            join_e2ee(&server, "dynacast", "bob").await,
+        )
+    } else {
+        (
+            join(&server, "dynacast", "alice", BOTH).await,
+            join(&server, "dynacast", "bob", BOTH).await,
+        )
+    };
 
     let camera = within(
         20,

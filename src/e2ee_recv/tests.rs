@@ -178,3 +178,100 @@ fn no_group_no_frame_sent() {
     assert!(!alone.seal(Stream::Audio, &[0; 4], b"opus", &mut out));
     assert!(out.is_empty());
 }
+
+/// A keyframe of the synthetic video, 320x180, as VP8 payloads of up to
+/// 1000 bytes, sealed by `from` as a frame of `stream`: packets from `seq`
+/// at `ts`.
+fn sealed_keyframe(from: &E2ee, stream: Stream, seq: u16, ts: u32) -> (Vec<u8>, Vec<MediaPacket>) {
+    use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
+    let mut video = SyntheticVideo::new(SyntheticVideoConfig {
+        width: 320,
+        height: 180,
+        fps: 15,
+        frame_bytes: 1500,
+        keyframe_bytes: 3000,
+        keyframe_interval: 15,
+        seed: u64::from(seq),
+    })
+    .expect("video");
+    let frame = video.next_frame().data;
+    let mut p = Vp8Packetizer::new(1, 96, 0).expect("packetizer");
+    p.max_payload = 1000;
+    let out = p.packetize(&frame, 0).expect("packetize");
+    let payloads: Vec<&[u8]> = out.iter().map(|o| o.payload.as_slice()).collect();
+    let sealed = crate::e2ee_video::seal(from, stream, &payloads)
+        .expect("VP8")
+        .expect("in a group");
+    let n = sealed.len();
+    let packets = sealed
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| MediaPacket {
+            payload: Bytes::from(payload),
+            sequence_number: SeqNum(seq.wrapping_add(i as u16)),
+            timestamp: ts,
+            marker: i + 1 == n,
+            ssrc: Ssrc(9),
+            payload_type: 96,
+        })
+        .collect();
+    (frame, packets)
+}
+
+#[test]
+fn a_video_frame_decrypts_whole_in_its_packets() {
+    use huddle_media::rtp::{is_vp8_keyframe, vp8_keyframe_size};
+    let (alice, bob) = in_group();
+    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Camera, None);
+    let (frame, packets) = sealed_keyframe(&alice, Stream::Camera, 100, 9000);
+    // What the SFU sees: a keyframe, and its size.
+    assert!(is_vp8_keyframe(&packets[0].payload));
+    assert_eq!(vp8_keyframe_size(&packets[0].payload), Some((320, 180)));
+    let sent = crate::e2ee_video::frame_of(&packets).expect("VP8");
+    assert!(
+        !sent.windows(40).any(|w| frame.windows(40).any(|f| f == w)),
+        "encrypted"
+    );
+    for p in packets.iter().rev() {
+        rx.take(p.clone());
+    }
+    let got = drain(&rx);
+    assert_eq!(got.len(), packets.len());
+    assert_eq!(crate::e2ee_video::frame_of(&got).expect("VP8"), frame);
+    assert_eq!(vp8_keyframe_size(&got[0].payload), Some((320, 180)));
+    // A resend of the frame's packets: taken already.
+    for p in &packets {
+        rx.take(p.clone());
+    }
+    assert!(drain(&rx).is_empty());
+}
+
+#[test]
+fn a_video_frame_whose_clear_bytes_changed_is_dropped() {
+    let (alice, bob) = in_group();
+    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Camera, None);
+    let (_, mut packets) = sealed_keyframe(&alice, Stream::Camera, 7, 3000);
+    // The SFU says the keyframe is bigger than it is.
+    let mut first = packets[0].payload.to_vec();
+    first[4 + 6] ^= 0x01;
+    packets[0].payload = Bytes::from(first);
+    for p in packets {
+        rx.take(p);
+    }
+    assert!(drain(&rx).is_empty());
+    // A frame of alice's screen on her camera track.
+    let (_, packets) = sealed_keyframe(&alice, Stream::Screen, 20, 6000);
+    for p in packets {
+        rx.take(p);
+    }
+    assert!(drain(&rx).is_empty());
+    // Her next camera frame is taken.
+    let (frame, packets) = sealed_keyframe(&alice, Stream::Camera, 30, 9000);
+    for p in packets {
+        rx.take(p);
+    }
+    assert_eq!(
+        crate::e2ee_video::frame_of(&drain(&rx)).expect("VP8"),
+        frame
+    );
+}

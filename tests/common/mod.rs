@@ -65,8 +65,9 @@ pub async fn send_speech(track: Arc<LocalTrack>, seed: u64, frames: usize, sent:
     }
 }
 
-/// Send synthetic VP8 at 15 fps for `frames` frames.
-pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
+/// Send synthetic VP8 at 15 fps for `frames` frames; returns the frames
+/// that went out.
+pub async fn send_video(track: Arc<LocalTrack>, frames: usize) -> Vec<Vec<u8>> {
     let mut video = SyntheticVideo::new(SyntheticVideoConfig {
         fps: 15,
         keyframe_interval: 15,
@@ -75,6 +76,7 @@ pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
     .expect("video");
     let mut packetizer = Vp8Packetizer::new(1, 96, 0).expect("packetizer");
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / 15));
+    let mut sent = Vec::new();
     for _ in 0..frames {
         tick.tick().await;
         let frame = video.next_frame();
@@ -83,10 +85,13 @@ pub async fn send_video(track: Arc<LocalTrack>, frames: usize) {
             .expect("packetize");
         let payloads: Vec<&[u8]> = packets.iter().map(|p| p.payload.as_slice()).collect();
         let frame_time = Duration::from_secs(1) / 15;
-        if track.write_frame(&payloads, frame_time).await.is_err() {
-            break;
+        match track.write_frame(&payloads, frame_time).await {
+            Ok(0) => {}
+            Ok(_) => sent.push(frame.data),
+            Err(_) => break,
         }
     }
+    sent
 }
 
 /// What one participant received from one remote track.
@@ -230,6 +235,27 @@ pub async fn join(
     within(20, "join", Call::join(&server.ws_url(), &token))
         .await
         .expect("join")
+}
+
+/// Join `room` as `identity` in an end-to-end encrypted room
+/// (`CallOptions::e2ee`).
+pub async fn join_e2ee(
+    server: &huddle_server::RunningServer,
+    room: &str,
+    identity: &str,
+) -> (Call, CallEvents) {
+    let token = server.mint_e2ee_token(room, identity, BOTH).expect("token");
+    let options = huddle::CallOptions {
+        e2ee: true,
+        ..Default::default()
+    };
+    within(
+        20,
+        "join",
+        Call::join_with(&server.ws_url(), &token, options),
+    )
+    .await
+    .expect("join")
 }
 
 /// The first event `pick` accepts (others are skipped), within `secs`.

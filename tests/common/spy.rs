@@ -1,8 +1,8 @@
 //! What the server's operator could get: a receive-only WebRTC peer
 //! (webrtc-rs) attached to the SFU directly, past the signaling service and
 //! its E2EE checks, as a WHEP viewer would be. It is sent what the SFU
-//! forwards of the room's first audio track, after the SFU's own SRTP
-//! decryption: the RTP payloads the SFU holds.
+//! forwards of the room's first audio track and first video, after the
+//! SFU's own SRTP decryption: the RTP payloads the SFU holds.
 
 use huddle_sfu::{ParticipantId, RoomId};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -41,7 +41,8 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// A spy on the audio of `room`; keep the connection while it listens.
+/// A spy on the audio and video of `room`; keep the connection while it
+/// listens.
 pub async fn spy_on(
     server: &huddle_server::RunningServer,
     room: &str,
@@ -59,15 +60,17 @@ pub async fn spy_on(
         .await
         .expect("peer connection");
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-    pc.add_transceiver_from_kind(
-        RtpCodecKind::Audio,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Recvonly,
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("transceiver");
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("transceiver");
+    }
     let offer = pc.create_offer(None).await.expect("offer");
     pc.set_local_description(offer).await.expect("local");
     let sdp = pc.local_description().await.expect("offer sdp").sdp;

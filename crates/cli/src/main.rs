@@ -99,8 +99,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
     /// Take part in end-to-end encryption (a room whose tokens say
-    /// `e2ee`): audio only, every frame encrypted with the group's keys.
-    #[arg(long, conflicts_with = "video")]
+    /// `e2ee`): every audio and video frame encrypted with the group's
+    /// keys.
+    #[arg(long)]
     e2ee: bool,
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
