@@ -21,7 +21,7 @@ use crate::session::{Session, SessionError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use huddle_proto::{ClientMessage, ServerMessage};
-use std::time::Instant;
+use web_time::Instant;
 
 /// The group's state after an epoch change, for the app to show.
 #[derive(Debug, Clone, PartialEq, Eq)]

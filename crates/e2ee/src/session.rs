@@ -27,7 +27,8 @@ use crate::group::{Commit, GroupError, Member, Processed};
 use crate::kid::KidLayout;
 use crate::sframe::{CipherSuite, Header, ReceiverStats, SframeReceiver, SframeSender};
 use crate::E2eeError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 use zeroize::Zeroizing;
 
 /// How long the previous epoch's keys still decrypt after a new epoch.

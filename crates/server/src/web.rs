@@ -3,7 +3,10 @@
 //! - `GET /`, `/index.html`, `/app.js`, `/style.css`: the web client of
 //!   `crates/server/web/`, embedded in the binary at build time (so the server serves it
 //!   from any working directory); `/watch.html`, `/watch.js`: its WHEP
-//!   viewer; `/token.js`: how both get a token.
+//!   viewer; `/token.js`: how both get a token; `/e2ee/huddle_e2ee_web.js`
+//!   and `/e2ee/huddle_e2ee_web_bg.wasm`: the end-to-end encryption of
+//!   E2EE rooms, as WebAssembly (`crates/e2ee-web`, built by
+//!   `scripts/build_e2ee_wasm.sh`).
 //! - Pages carry a Content-Security-Policy ([`page_csp`]) that lets them
 //!   load only their own scripts, styles and media and connect only to this
 //!   server (its WebSocket included); the other security headers come from
@@ -35,6 +38,11 @@ const WATCH_HTML: &str = include_str!("../web/watch.html");
 const WATCH_JS: &str = include_str!("../web/watch.js");
 /// `web/token.js`.
 const TOKEN_JS: &str = include_str!("../web/token.js");
+
+/// `web/e2ee/huddle_e2ee_web.js`: the WebAssembly's JavaScript bindings.
+const E2EE_JS: &str = include_str!("../web/e2ee/huddle_e2ee_web.js");
+/// `web/e2ee/huddle_e2ee_web_bg.wasm`: huddle-e2ee as WebAssembly.
+const E2EE_WASM: &[u8] = include_bytes!("../web/e2ee/huddle_e2ee_web_bg.wasm");
 
 /// Longest room name or identity `/dev/token` accepts, in bytes.
 pub const MAX_DEV_NAME_BYTES: usize = 128;
@@ -70,6 +78,14 @@ pub fn router(secret: &str, dev: bool) -> Router {
         .route(
             "/token.js",
             get(|| async { page("text/javascript; charset=utf-8", TOKEN_JS) }),
+        )
+        .route(
+            "/e2ee/huddle_e2ee_web.js",
+            get(|| async { page("text/javascript; charset=utf-8", E2EE_JS) }),
+        )
+        .route(
+            "/e2ee/huddle_e2ee_web_bg.wasm",
+            get(|| async { page("application/wasm", E2EE_WASM) }),
         );
     let pages = pages.route_layer(axum::middleware::from_fn(page_headers));
     if !dev {
@@ -85,7 +101,9 @@ pub fn router(secret: &str, dev: bool) -> Router {
 
 /// The Content-Security-Policy of the pages, for a page served as `host`
 /// (the request's `Host`, when it is a plain `name[:port]`): scripts, styles
-/// and media only from this server (and the `data:` icon; media elements play
+/// and media only from this server (WebAssembly too: `'wasm-unsafe-eval'`
+/// lets a page compile the E2EE module it fetched from here; it allows no
+/// `eval` of JavaScript) (and the `data:` icon; media elements play
 /// `MediaStream`s and may play `blob:` URLs); `fetch` and the signaling
 /// WebSocket only to this server (`'self'` covers `ws:`/`wss:` in CSP 3, and
 /// the host is named too for browsers that predate it); no plugins, no
@@ -101,7 +119,8 @@ pub fn page_csp(host: Option<&str>) -> String {
         .map(|h| format!(" ws://{h} wss://{h}"))
         .unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; \
          media-src 'self' blob: mediastream:; connect-src 'self'{sockets}; \
          form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
@@ -124,7 +143,7 @@ async fn page_headers(request: Request, next: Next) -> Response {
 }
 
 /// A static page. `no-cache` so that a browser picks up a new server's client.
-fn page(content_type: &'static str, body: &'static str) -> Response {
+fn page(content_type: &'static str, body: impl IntoResponse) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -191,7 +210,8 @@ mod tests {
             ),
             "{csp}"
         );
-        assert!(csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"));
+        assert!(csp.contains("frame-ancestors 'none'"));
         assert!(page_csp(Some("[::1]:7880")).contains("ws://[::1]:7880"));
         for bad in ["evil.com; script-src *", "a b", "", "x\"y"] {
             let csp = page_csp(Some(bad));

@@ -11,7 +11,7 @@ use crate::sframe::keys::KeyMaterial;
 use crate::sframe::replay::ReplayWindow;
 use crate::sframe::suite::CipherSuite;
 use crate::E2eeError;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Encrypts one sender's frames under one KID.
 #[derive(Debug)]
