@@ -11,28 +11,28 @@
 // - a frame one page member encrypts, the other decrypts, naming its
 //   sender; a changed one fails.
 //
-// Media through encoded transforms is not wired into the page yet
-// (docs/e2ee.md, "Status").
+// The page's media through it: tests/browser/e2ee_call.test.js.
 'use strict';
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, spawn } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
-const { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, waitFor, requiredBinary, startServer, stopProcess } = require('./lib');
+const {
+  ARTIFACTS,
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  waitFor,
+  requiredBinary,
+  startServer,
+  stopProcess,
+  e2eeToken,
+  lastE2eeEpoch,
+} = require('./lib');
 
 const ROOM = 'e2ee-wasm';
-/** The secret lib.startServer gives the server. */
-const SECRET = 'browser-interop-secret-padded-to-32-bytes';
-
-function e2eeToken(serverBin, identity) {
-  return execFileSync(serverBin, ['token', '--room', ROOM, '--identity', identity, '--e2ee'], {
-    encoding: 'utf8',
-    env: { ...process.env, HUDDLE_SECRET: SECRET },
-  }).trim();
-}
 
 test('the WebAssembly E2EE core forms a group with the Rust calling crate in Chromium', { timeout: 120_000 }, async (t) => {
   const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
@@ -53,7 +53,7 @@ test('the WebAssembly E2EE core forms a group with the Rust calling crate in Chr
 
   // Two members in the page, each over its own WebSocket: join, publish a
   // key package, and do what the server asks.
-  const tokens = { ann: e2eeToken(serverBin, 'ann'), ben: e2eeToken(serverBin, 'ben') };
+  const tokens = { ann: e2eeToken(serverBin, ROOM, 'ann'), ben: e2eeToken(serverBin, ROOM, 'ben') };
   await page.evaluate(async (tokens) => {
     const wasm = await import('/e2ee/huddle_e2ee_web.js');
     await wasm.default();
@@ -92,7 +92,7 @@ test('the WebAssembly E2EE core forms a group with the Rust calling crate in Chr
   // The Rust calling crate joins the same group.
   const log = fs.createWriteStream(path.join(ARTIFACTS, 'e2ee-wasm-huddle-call.log'));
   const call = spawn(callBin, ['--url', baseUrl, '--e2ee', '--listen-only', '--seconds', '30'], {
-    env: { ...process.env, HUDDLE_TOKEN: e2eeToken(serverBin, 'cal'), RUST_LOG: 'warn' },
+    env: { ...process.env, HUDDLE_TOKEN: e2eeToken(serverBin, ROOM, 'cal'), RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => call.kill('SIGTERM'));
@@ -107,11 +107,7 @@ test('the WebAssembly E2EE core forms a group with the Rust calling crate in Chr
     page.evaluate(() =>
       Object.fromEntries(Object.values(window.members).map((m) => [m.name, { epoch: m.epoch, errors: m.errors }])),
     );
-  const calEpoch = () => {
-    const lines = [...calOut.matchAll(/^e2ee epoch (\d+) safety code (.+)$/gm)];
-    const last = lines[lines.length - 1];
-    return last ? { epoch: Number(last[1]), safety_code: last[2].trim() } : null;
-  };
+  const calEpoch = () => lastE2eeEpoch(calOut);
   let last;
   try {
     await waitFor('the page members and huddle-call to share an epoch of three', 20000, async () => {

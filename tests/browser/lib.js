@@ -158,7 +158,7 @@ async function startServerOnce(serverBin, logName, { mediaPort, httpPort: port, 
     ['serve', '--dev', '--http', `127.0.0.1:${httpPort}`, '--media-udp', `127.0.0.1:${udpPort}`],
     path.join(ARTIFACTS, logName),
     // The secret through the environment, as operators are told to.
-    { HUDDLE_SECRET: 'browser-interop-secret-padded-to-32-bytes', RUST_LOG: process.env.RUST_LOG || 'info,huddle_sfu::egress=debug', ...env },
+    { HUDDLE_SECRET: SERVER_SECRET, RUST_LOG: process.env.RUST_LOG || 'info,huddle_sfu::egress=debug', ...env },
   );
   try {
     await waitFor('the server to answer /healthz', 15000, async () => {
@@ -170,6 +170,32 @@ async function startServerOnce(serverBin, logName, { mediaPort, httpPort: port, 
     throw e;
   }
   return { server, httpPort, baseUrl };
+}
+
+/** The secret `startServer` gives the server. */
+const SERVER_SECRET = 'browser-interop-secret-padded-to-32-bytes';
+
+/**
+ * An access token of an end-to-end encrypted room (`huddle-server token
+ * --e2ee`) for `identity` in `room`, for a server from `startServer`.
+ */
+function e2eeToken(serverBin, room, identity) {
+  return require('node:child_process')
+    .execFileSync(serverBin, ['token', '--room', room, '--identity', identity, '--e2ee'], {
+      encoding: 'utf8',
+      env: { ...process.env, HUDDLE_SECRET: SERVER_SECRET },
+    })
+    .trim();
+}
+
+/**
+ * The last epoch `huddle-call --e2ee` printed in `output` ("e2ee epoch N
+ * safety code C"): `{ epoch, safety_code }`, or null.
+ */
+function lastE2eeEpoch(output) {
+  const all = [...output.matchAll(/^e2ee epoch (\d+) safety code (.+)$/gm)];
+  const last = all[all.length - 1];
+  return last ? { epoch: Number(last[1]), safety_code: last[2].trim() } : null;
 }
 
 /** An access token for `identity` in `room` from the development endpoint. */
@@ -554,6 +580,8 @@ module.exports = {
   stopProcess,
   startServer,
   devToken,
+  e2eeToken,
+  lastE2eeEpoch,
   openClient,
   waitConnected,
   launchIn,

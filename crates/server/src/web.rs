@@ -11,10 +11,13 @@
 //!   load only their own scripts, styles and media and connect only to this
 //!   server (its WebSocket included); the other security headers come from
 //!   [`huddle_signaling::headers`].
-//! - `GET /dev/token?room=R&identity=I` → `{"token": "..."}`: only when
+//! - `GET /e2ee-worker.js`: the worker the web client's end-to-end
+//!   encryption runs in.
+//! - `GET /dev/token?room=R&identity=I[&e2ee=1]` → `{"token": "..."}`: only when
 //!   [`crate::ServerConfig::dev`] is set; otherwise the route does not exist
 //!   (404). The token grants publish and subscribe in room `R` for
-//!   [`TOKEN_TTL_SECS`](crate::config::TOKEN_TTL_SECS).
+//!   [`TOKEN_TTL_SECS`](crate::config::TOKEN_TTL_SECS), of an end-to-end
+//!   encrypted room with `e2ee=1`.
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -39,6 +42,8 @@ const WATCH_JS: &str = include_str!("../web/watch.js");
 /// `web/token.js`.
 const TOKEN_JS: &str = include_str!("../web/token.js");
 
+/// `web/e2ee-worker.js`.
+const E2EE_WORKER_JS: &str = include_str!("../web/e2ee-worker.js");
 /// `web/e2ee/huddle_e2ee_web.js`: the WebAssembly's JavaScript bindings.
 const E2EE_JS: &str = include_str!("../web/e2ee/huddle_e2ee_web.js");
 /// `web/e2ee/huddle_e2ee_web_bg.wasm`: huddle-e2ee as WebAssembly.
@@ -78,6 +83,10 @@ pub fn router(secret: &str, dev: bool) -> Router {
         .route(
             "/token.js",
             get(|| async { page("text/javascript; charset=utf-8", TOKEN_JS) }),
+        )
+        .route(
+            "/e2ee-worker.js",
+            get(|| async { page("text/javascript; charset=utf-8", E2EE_WORKER_JS) }),
         )
         .route(
             "/e2ee/huddle_e2ee_web.js",
@@ -159,6 +168,9 @@ fn page(content_type: &'static str, body: impl IntoResponse) -> Response {
 struct DevTokenQuery {
     room: String,
     identity: String,
+    /// `1`: a token of an end-to-end encrypted room.
+    #[serde(default)]
+    e2ee: Option<String>,
 }
 
 /// `GET /dev/token?room=R&identity=I`.
@@ -179,6 +191,7 @@ async fn dev_token(State(secret): State<Arc<str>>, Query(q): Query<DevTokenQuery
         crate::config::TOKEN_TTL_SECS,
     );
     claims.name = Some(q.identity);
+    claims.e2ee = q.e2ee.as_deref() == Some("1");
     match auth::mint(&secret, &claims) {
         Ok(token) => (
             [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],

@@ -15,8 +15,16 @@
 // for instead of 1280x720), layers=Q,H,F (the simulcast layers' highest
 // rates in kb/s, lowest layer first, instead of 150,500,1500), relay=1 (use
 // only relayed paths through the TURN servers the server hands out: for
-// testing them). An access token goes in the fragment, #token=... (see
-// token.js), not in the query.
+// testing them), e2ee=1 (ask the development endpoint for a token of an
+// end-to-end encrypted room). An access token goes in the fragment,
+// #token=... (see token.js), not in the query.
+//
+// End-to-end encryption (docs/e2ee.md): when the token says `e2ee`, the
+// page joins with `e2ee: true`, runs the room's group and SFrame in a
+// worker (e2ee-worker.js, with huddle-e2ee as WebAssembly) and puts every
+// sender and receiver through it (encoded transforms); RED is off both
+// ways (Chromium wraps RED before the transform, which would encrypt the
+// copies as new frames). The safety code shows under the controls.
 'use strict';
 
 (() => {
@@ -207,7 +215,17 @@
   // ------------------------------------------------------------------- tokens
 
   /** A token for (room, identity): see token.js. */
-  const getToken = (room, identity) => window.huddleToken(room, identity);
+  const getToken = (room, identity) => window.huddleToken(room, identity, params.get('e2ee') === '1');
+
+  /** The claims of a JWT, read without checking it (the server does). */
+  function tokenClaims(token) {
+    try {
+      const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(body.padEnd(body.length + ((4 - (body.length % 4)) % 4), '=')));
+    } catch {
+      return {};
+    }
+  }
 
   // -------------------------------------------------------------------- SDP
 
@@ -628,8 +646,16 @@
    */
   function openSession({ room, name, token, stream, again = null }) {
     const ws = new WebSocket(signalingUrl());
+    const e2ee = tokenClaims(token).e2ee === true;
     session = {
       ws,
+      /** The room is end-to-end encrypted (the token says so). */
+      e2ee,
+      /** Its worker (e2ee-worker.js) once joined; the current epoch. */
+      e2eeWorker: null,
+      e2eeEpoch: null,
+      /** Receivers put through the worker already. */
+      transformed: new WeakSet(),
       identity: name,
       room,
       token,
@@ -687,7 +713,7 @@
     setStatus('connecting…');
     ws.onopen = () => {
       if (session !== current) return;
-      send({ type: 'join', token });
+      send(e2ee ? { type: 'join', token, e2ee: true } : { type: 'join', token });
     };
     attach(current, ws);
     current.timers.push(setInterval(() => {
@@ -780,6 +806,7 @@
     for (const t of info.tracks || []) p.tracks.set(t.id, t);
     refreshTile(p);
     updateStatus();
+    tellWorkerWho();
     return p;
   }
 
@@ -816,9 +843,18 @@
           me.tile.classList.add('has-video');
         }
         for (const other of msg.others) addParticipant(other, false);
+        if (msg.e2ee) startE2ee(msg);
         if (msg.can_publish) await startPublishing();
         break;
       }
+      case 'e2ee_create':
+      case 'e2ee_add':
+      case 'e2ee_remove':
+      case 'e2ee_commit_result':
+      case 'e2ee_commit':
+      case 'e2ee_welcome':
+        if (session.e2eeWorker) session.e2eeWorker.postMessage({ type: 'server', text: JSON.stringify(msg) });
+        break;
       case 'ice_servers':
         renewIceServers(msg.ice_servers || []);
         break;
@@ -940,6 +976,73 @@
     }
   }
 
+  /** Take RED out of what `transceiver` negotiates (`side`: RTCRtpSender or RTCRtpReceiver). */
+  function withoutRed(transceiver, side) {
+    const caps = side.getCapabilities && side.getCapabilities('audio');
+    if (!caps || typeof transceiver.setCodecPreferences !== 'function') return;
+    try {
+      transceiver.setCodecPreferences(caps.codecs.filter((c) => c.mimeType.toLowerCase() !== 'audio/red'));
+    } catch (e) {
+      console.warn(`huddle: RED not taken out: ${e.message}`);
+    }
+  }
+
+  /**
+   * E2EE room: start the worker that holds this participant's E2EE state
+   * (a new one after joining anew: a new session, a new group), relay what
+   * it sends, show its epochs.
+   */
+  function startE2ee(joined) {
+    if (!('RTCRtpScriptTransform' in window)) {
+      showError('this browser cannot take part in end-to-end encrypted calls (no RTCRtpScriptTransform)');
+      leave();
+      return;
+    }
+    if (session.e2eeWorker) session.e2eeWorker.terminate();
+    session.transformed = new WeakSet();
+    const current = session;
+    const worker = new Worker('/e2ee-worker.js', { type: 'module' });
+    worker.onmessage = (e) => {
+      if (session !== current) return;
+      const m = e.data;
+      if (m.type === 'send') send(m.msg);
+      else if (m.type === 'epoch') {
+        current.e2eeEpoch = m.epoch;
+        const el = $('e2ee');
+        el.hidden = false;
+        el.textContent = `End-to-end encrypted · safety code ${m.epoch.safety_code} · ${m.epoch.members.length} in the group`;
+      } else if (m.type === 'stats' && current.e2eeStatsWanted) {
+        current.e2eeStatsWanted.shift()(m.stats);
+      } else if (m.type === 'error') {
+        console.warn(`huddle: e2ee: ${m.message}`);
+      }
+    };
+    worker.onerror = (e) => showError(`end-to-end encryption failed: ${e.message}`);
+    session.e2eeWorker = worker;
+    worker.postMessage({ type: 'start', identity: joined.participant.identity, room: joined.room });
+    tellWorkerWho();
+  }
+
+  /** Tell the worker whose track each subscriber m-line carries, and their identities. */
+  function tellWorkerWho() {
+    if (!session || !session.e2eeWorker) return;
+    const mids = [...session.midInfo].filter(([, info]) => info.streamId).map(([mid, info]) => [mid, info.streamId]);
+    const identities = [...session.participants.values()].map((p) => [p.id, p.identity]);
+    session.e2eeWorker.postMessage({ type: 'who', mids, identities });
+  }
+
+  /** Put every receiver of the subscriber connection through the worker (once each). */
+  function decryptReceivers(pc) {
+    tellWorkerWho();
+    for (const tr of pc.getTransceivers()) {
+      if (tr.mid === null || session.transformed.has(tr.receiver)) continue;
+      const kind = tr.receiver.track.kind;
+      if (kind === 'audio') withoutRed(tr, RTCRtpReceiver);
+      tr.receiver.transform = new RTCRtpScriptTransform(session.e2eeWorker, { side: 'recv', kind, mid: tr.mid });
+      session.transformed.add(tr.receiver);
+    }
+  }
+
   /**
    * Publisher connection: add microphone and camera (the camera as simulcast
    * layers, see VIDEO_ENCODINGS), offer.
@@ -958,7 +1061,12 @@
         }));
       }
       const transceiver = session.pub.pc.addTransceiver(track, init);
-      if (track.kind === 'audio' && params.get('red') !== '0') preferRed(transceiver);
+      if (session.e2eeWorker) {
+        if (track.kind === 'audio') withoutRed(transceiver, RTCRtpSender);
+        transceiver.sender.transform = new RTCRtpScriptTransform(session.e2eeWorker, { side: 'send', kind: track.kind });
+      } else if (track.kind === 'audio' && params.get('red') !== '0') {
+        preferRed(transceiver);
+      }
     }
     const offer = await session.pub.pc.createOffer();
     await session.pub.pc.setLocalDescription(offer);
@@ -1015,6 +1123,7 @@
     const { pc } = session.sub;
     session.midInfo = parseMsids(sdp);
     await pc.setRemoteDescription({ type: 'offer', sdp });
+    if (session.e2eeWorker) decryptReceivers(pc);
     await flushRemoteCandidates(session.sub);
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
@@ -1219,6 +1328,8 @@
     session = null;
     s.timers.forEach(clearInterval);
     clearTimeout(s.iceRestartCheck);
+    if (s.e2eeWorker) s.e2eeWorker.terminate();
+    $('e2ee').hidden = true;
     for (const side of [s.pub, s.sub]) if (side) side.pc.close();
     if (!keepMedia) for (const t of s.stream.getTracks()) t.stop();
     if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) s.ws.close(1000);
@@ -1277,7 +1388,18 @@
         publishedLayers: session.layers || null,
         publisher: session.pub ? session.pub.pc.connectionState : null,
         subscriber: session.sub ? session.sub.pc.connectionState : null,
+        /** End-to-end encryption: whether the room has it, its current epoch. */
+        e2ee: session.e2ee ? { epoch: session.e2eeEpoch } : null,
       };
+    },
+    /** E2EE: frames encrypted, decrypted, dropped and held so far (the worker's count). */
+    e2eeStats() {
+      if (!session || !session.e2eeWorker) return Promise.resolve(null);
+      session.e2eeStatsWanted = session.e2eeStatsWanted || [];
+      return new Promise((resolve) => {
+        session.e2eeStatsWanted.push(resolve);
+        session.e2eeWorker.postMessage({ type: 'stats' });
+      });
     },
     /** The subscriber connection's descriptions (what was negotiated). */
     subscriberSdp() {

@@ -27,8 +27,12 @@
   }
   const given = fromHash || null;
 
-  /** A token for (room, identity). Rejects with a message a person can act on. */
-  window.huddleToken = async function huddleToken(room, identity) {
+  /**
+   * A token for (room, identity), of an end-to-end encrypted room if `e2ee`
+   * (from the development endpoint; a given token says what it says).
+   * Rejects with a message a person can act on.
+   */
+  window.huddleToken = async function huddleToken(room, identity, e2ee = false) {
     if (inQuery) {
       throw new Error(
         'This page was opened with ?token=... in its address, which sends the token to the server and its logs. ' +
@@ -36,7 +40,7 @@
       );
     }
     if (given) return given;
-    const url = `/dev/token?room=${encodeURIComponent(room)}&identity=${encodeURIComponent(identity)}`;
+    const url = `/dev/token?room=${encodeURIComponent(room)}&identity=${encodeURIComponent(identity)}${e2ee ? '&e2ee=1' : ''}`;
     let res;
     try {
       res = await fetch(url, { cache: 'no-store' });
