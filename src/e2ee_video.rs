@@ -133,6 +133,10 @@ pub(crate) fn seal(
 
 /// Most frames gathered at once: older ones are given up.
 const MAX_PENDING_FRAMES: usize = 16;
+/// Most packets of one frame (1.2 MB of 1200-byte packets): a frame with
+/// more is given up, so that a stream of packets under one timestamp
+/// cannot grow without bound.
+const MAX_FRAME_PACKETS: usize = 1024;
 
 /// Gathers a remote video's packets into whole frames.
 #[derive(Default)]
@@ -160,6 +164,10 @@ impl Reassembly {
             .iter()
             .any(|q| q.sequence_number == p.sequence_number)
         {
+            return None;
+        }
+        if packets.len() >= MAX_FRAME_PACKETS {
+            self.frames.remove(i);
             return None;
         }
         packets.push(p);

@@ -15,17 +15,21 @@
 
 mod common;
 
-use common::spy::{spy_on, Captured};
+use common::spy::{spy_on, Captured, Spied};
 use common::*;
 use huddle::media::analysis::normalized_cross_correlation;
 use huddle::media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
 use huddle::media::rtp::{parse_red, parse_vp8_descriptor};
+use huddle::proto::{ClientMessage, ServerMessage};
 use huddle::{
     AudioFrame, AudioLevel, AudioSource, Call, CallError, CallOptions, Channels, E2eeEpoch,
     ErrorCode, LocalTrack, SpeechLike, TrackKind, RED_PT,
 };
+use huddle_e2ee::client::GroupClient;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 const ROOM: &str = "secret-room";
 const SECRET: &str = "e2ee-call-secret-padded-to-32-bytes-or-more";
@@ -55,6 +59,43 @@ async fn agreed(calls: &[&Call], members: &[&str]) -> E2eeEpoch {
         }
     })
     .await
+}
+
+/// Alice and bob in one group of an E2EE room, what bob receives, and a
+/// spy on what the SFU forwards.
+struct Pair {
+    server: huddle_server::RunningServer,
+    alice: Call,
+    _alice_events: huddle::CallEvents,
+    bob: Call,
+    /// Bob's remote tracks.
+    inbox: Inbox,
+    /// Bob's other events.
+    bob_rest: tokio::sync::mpsc::UnboundedReceiver<huddle::CallEvent>,
+    /// The group's epoch once both were in.
+    epoch: E2eeEpoch,
+    _spy: Arc<dyn webrtc::peer_connection::PeerConnection>,
+    captured: Captured,
+}
+
+async fn encrypted_pair() -> Pair {
+    let server = server().await;
+    let (alice, _alice_events) = join_e2ee(&server, ROOM, "alice").await;
+    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
+    let (inbox, bob_rest) = collect(bob_events);
+    let epoch = agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    let (_spy, captured) = spy_on(&server, ROOM).await;
+    Pair {
+        server,
+        alice,
+        _alice_events,
+        bob,
+        inbox,
+        bob_rest,
+        epoch,
+        _spy,
+        captured,
+    }
 }
 
 /// What a publisher sent: PCM by sequence number, and every Opus frame.
@@ -142,16 +183,16 @@ fn spied(captured: &Captured, spoken: &Spoken) -> (usize, usize, f64) {
         .filter(|opus| {
             packets
                 .iter()
-                .any(|(_, p)| p.windows(opus.len()).any(|w| w == opus.as_slice()))
+                .any(|p| p.payload.windows(opus.len()).any(|w| w == opus.as_slice()))
         })
         .count();
     let mut decoder = OpusDecoder::new(Channels::Mono).expect("decoder");
     let decoded: Vec<i16> = packets
         .iter()
-        .flat_map(|(pt, p)| {
-            let frame = match parse_red(p) {
-                Ok(red) if *pt == RED_PT => red.primary.payload,
-                _ => p.as_slice(),
+        .flat_map(|p| {
+            let frame = match parse_red(&p.payload) {
+                Ok(red) if p.payload_type == RED_PT => red.primary.payload,
+                _ => p.payload.as_slice(),
             };
             decoder
                 .decode(frame)
@@ -172,11 +213,17 @@ fn spied(captured: &Captured, spoken: &Spoken) -> (usize, usize, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_hear_each_other_and_the_server_hears_nothing() {
     init_tracing();
-    let server = server().await;
-    let (alice, _alice_events) = join_e2ee(&server, ROOM, "alice").await;
-    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
-    let (inbox, mut bob_rest) = collect(bob_events);
-    let epoch = agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    let Pair {
+        server: _server,
+        alice,
+        _alice_events,
+        bob,
+        inbox,
+        mut bob_rest,
+        epoch,
+        _spy,
+        captured,
+    } = encrypted_pair().await;
     println!("epoch {} safety code {}", epoch.epoch, epoch.safety_code);
     assert!(epoch.epoch >= 1, "bob's join started an epoch");
     let digits = epoch
@@ -193,7 +240,6 @@ async fn members_hear_each_other_and_the_server_hears_nothing() {
     .await;
     assert_eq!(told, epoch);
 
-    let (_spy_pc, captured) = spy_on(&server, ROOM).await;
     let mic = within(20, "publish", alice.publish_audio())
         .await
         .expect("audio");
@@ -423,9 +469,9 @@ fn spied_video(captured: &Captured) -> Vec<u8> {
     video_data(
         spied
             .iter()
-            .filter(|(pt, _)| *pt == 96)
+            .filter(|p| p.payload_type == 96)
             .enumerate()
-            .map(|(i, (_, p))| (i as u16, p.as_slice())),
+            .map(|(i, p)| (i as u16, p.payload.as_slice())),
     )
 }
 
@@ -436,12 +482,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_frames_are_encrypted_whole_and_arrive_intact() {
     init_tracing();
-    let server = server().await;
-    let (alice, _ae) = join_e2ee(&server, ROOM, "alice").await;
-    let (bob, bob_events) = join_e2ee(&server, ROOM, "bob").await;
-    let (inbox, _rest) = collect(bob_events);
-    agreed(&[&alice, &bob], &["alice", "bob"]).await;
-    let (_spy_pc, captured) = spy_on(&server, ROOM).await;
+    let Pair {
+        server: _server,
+        alice,
+        _alice_events,
+        bob: _bob,
+        inbox,
+        bob_rest: _bob_rest,
+        _spy,
+        captured,
+        ..
+    } = encrypted_pair().await;
     let camera = within(20, "publish", alice.publish_video())
         .await
         .expect("video");
@@ -477,4 +528,197 @@ async fn video_frames_are_encrypted_whole_and_arrive_intact() {
     );
     assert!(spied.len() > 10_000, "the spy got the video");
     assert_eq!(leaked, 0);
+}
+
+/// A member with no media: the E2EE signaling by hand over the WebSocket
+/// (`GroupClient`, as the clients drive it), to try captured frames with
+/// its keys.
+struct KeyHolder {
+    client: Arc<Mutex<GroupClient>>,
+    leave: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The keys a member kept after it left.
+struct Kept(Arc<Mutex<GroupClient>>);
+
+async fn key_holder(server: &huddle_server::RunningServer, identity: &str) -> KeyHolder {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("websocket");
+    let token = server.mint_e2ee_token(ROOM, identity, BOTH).expect("token");
+    let join = ClientMessage::Join { token, e2ee: true };
+    let text = serde_json::to_string(&join).expect("json");
+    ws.send(Message::text(text)).await.expect("send");
+    loop {
+        let Some(Ok(Message::Text(text))) = ws.next().await else {
+            panic!("no joined");
+        };
+        if let Ok(ServerMessage::Joined { .. }) = serde_json::from_str(text.as_str()) {
+            break;
+        }
+    }
+    let (client, key_package) =
+        GroupClient::new(identity, ROOM, Instant::now()).expect("group client");
+    let text = serde_json::to_string(&key_package).expect("json");
+    ws.send(Message::text(text)).await.expect("send");
+    let client = Arc::new(Mutex::new(client));
+    let (leave, mut leave_rx) = tokio::sync::oneshot::channel();
+    let shared = client.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                f = ws.next() => f,
+                _ = &mut leave_rx => {
+                    let text = serde_json::to_string(&ClientMessage::Leave).expect("json");
+                    let _ = ws.send(Message::text(text)).await;
+                    return;
+                }
+            };
+            let Some(Ok(Message::Text(text))) = frame else {
+                return;
+            };
+            let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else {
+                continue;
+            };
+            let out = shared
+                .lock()
+                .expect("lock")
+                .handle(&msg, Instant::now())
+                .map(|h| h.send)
+                .unwrap_or_default();
+            for m in out {
+                let text = serde_json::to_string(&m).expect("json");
+                let _ = ws.send(Message::text(text)).await;
+            }
+        }
+    });
+    KeyHolder {
+        client,
+        leave,
+        task,
+    }
+}
+
+impl KeyHolder {
+    fn epoch(&self) -> Option<u64> {
+        self.client
+            .lock()
+            .expect("lock")
+            .epoch_info()
+            .map(|e| e.epoch)
+    }
+
+    /// The keys it holds, once it has left.
+    fn closed(client: Arc<Mutex<GroupClient>>) -> Kept {
+        Kept(client)
+    }
+}
+
+impl Kept {
+    /// How many of `packets` (audio, as the SFU forwards it) its keys open.
+    fn opens(&self, packets: &[Spied]) -> usize {
+        let mut client = self.0.lock().expect("lock");
+        let session = client.session();
+        packets
+            .iter()
+            .filter(|p| {
+                let frame = match parse_red(&p.payload) {
+                    Ok(red) if p.payload_type == RED_PT => red.primary.payload,
+                    _ => p.payload.as_slice(),
+                };
+                let mut out = Vec::new();
+                let metadata = p.timestamp.to_be_bytes();
+                session
+                    .decrypt(Instant::now(), &metadata, frame, &mut out)
+                    .is_ok()
+            })
+            .count()
+    }
+}
+
+/// Audio packets the spy holds from `from` on.
+fn audio_since(captured: &Captured, from: usize) -> Vec<Spied> {
+    captured.lock().expect("lock")[from..]
+        .iter()
+        .filter(|p| p.payload_type != 96)
+        .cloned()
+        .collect()
+}
+
+/// Frames captured at the SFU before someone joined stay closed to it, and
+/// so do those sent after it left; what was sent while it was a member it
+/// opens (the control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_and_a_leaver_cannot_open_what_was_sent_without_them() {
+    init_tracing();
+    let Pair {
+        server,
+        alice,
+        _alice_events,
+        bob,
+        inbox,
+        bob_rest: _bob_rest,
+        _spy,
+        captured,
+        ..
+    } = encrypted_pair().await;
+    let mic = within(20, "publish", alice.publish_audio())
+        .await
+        .expect("audio");
+    let mut source = SpeechLike::new(5);
+    let mut spoken = Spoken::default();
+    speak_until_heard(&mic, &mut source, &inbox, 50, &mut spoken).await;
+    let before = audio_since(&captured, 0);
+
+    // Carol joins: a new epoch; she opens none of what came before.
+    let carol = key_holder(&server, "carol").await;
+    let with_carol = agreed(&[&alice, &bob], &["alice", "bob", "carol"]).await;
+    within(10, "carol in the epoch", async {
+        while carol.epoch() != Some(with_carol.epoch) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mark = captured.lock().expect("lock").len();
+    speak(&mic, &mut source, 50, &mut spoken).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = audio_since(&captured, mark);
+
+    // Carol leaves: the rest move on without her, and what alice sends
+    // from then on stays closed to her keys.
+    let KeyHolder {
+        client,
+        leave,
+        task,
+    } = carol;
+    let _ = leave.send(());
+    let _ = task.await;
+    let carol = KeyHolder::closed(client);
+    agreed(&[&alice, &bob], &["alice", "bob"]).await;
+    let mark = captured.lock().expect("lock").len();
+    speak(&mic, &mut source, 50, &mut spoken).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = audio_since(&captured, mark);
+
+    let (b, d, a) = (
+        carol.opens(&before),
+        carol.opens(&during),
+        carol.opens(&after),
+    );
+    println!(
+        "carol opens {b} of {} frames from before her join, {d} of {} while a member, {a} of {} after her leave",
+        before.len(),
+        during.len(),
+        after.len()
+    );
+    assert!(before.len() >= 40 && during.len() >= 40 && after.len() >= 40);
+    assert_eq!(b, 0, "a late joiner opens nothing sent before");
+    assert!(
+        d * 10 >= during.len() * 9,
+        "the control: she opens what came while she was in"
+    );
+    assert_eq!(a, 0, "a leaver opens nothing sent after the next epoch");
 }

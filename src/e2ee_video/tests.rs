@@ -114,6 +114,16 @@ fn a_frame_missing_a_packet_never_comes_and_is_given_up() {
         r.push(packets(&key, 100 + i * 10, u32::from(i) * 3000)[0].clone());
     }
     assert!(r.frames.len() <= MAX_PENDING_FRAMES);
+    // Nor more than MAX_FRAME_PACKETS of one frame.
+    let mut r = Reassembly::default();
+    let first = packets(&key, 0, 7)[0].clone();
+    for i in 0..3000u16 {
+        let mut p = first.clone();
+        p.sequence_number = SeqNum(i);
+        p.payload = Bytes::from_static(&[0x00, 0x00]);
+        r.push(p);
+    }
+    assert!(r.frames.iter().all(|(_, f)| f.len() <= MAX_FRAME_PACKETS));
 }
 
 #[test]

@@ -13,8 +13,16 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-/// The packets the spy received, in order: payload type and payload.
-pub type Captured = Arc<Mutex<Vec<(u8, Vec<u8>)>>>;
+/// A packet the spy received.
+#[derive(Debug, Clone)]
+pub struct Spied {
+    pub payload_type: u8,
+    pub timestamp: u32,
+    pub payload: Vec<u8>,
+}
+
+/// The packets the spy received, in order.
+pub type Captured = Arc<Mutex<Vec<Spied>>>;
 
 struct Handler {
     captured: Captured,
@@ -28,10 +36,11 @@ impl PeerConnectionEventHandler for Handler {
             while let Some(ev) = track.poll().await {
                 match ev {
                     TrackRemoteEvent::OnRtpPacket(p) => {
-                        captured
-                            .lock()
-                            .expect("lock")
-                            .push((p.header.payload_type, p.payload.to_vec()));
+                        captured.lock().expect("lock").push(Spied {
+                            payload_type: p.header.payload_type,
+                            timestamp: p.header.timestamp,
+                            payload: p.payload.to_vec(),
+                        });
                     }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
