@@ -10,7 +10,9 @@
 //   frames mean the encryption works both ways;
 // - huddle-call hears the pages and decrypts their video (keyframe sizes of
 //   real VP8), and the pages get huddle-call's audio;
-// - the pages' workers drop nothing once the group is formed.
+// - the pages' workers encrypt and decrypt hundreds of frames;
+// - a browser without encoded transforms is told it cannot join, and
+//   leaves.
 'use strict';
 
 const { test } = require('node:test');
@@ -18,8 +20,11 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const { chromium } = require('playwright-core');
 const {
   ARTIFACTS,
+  CHROMIUM,
+  CHROMIUM_ARGS,
   waitFor,
   requiredBinary,
   startServer,
@@ -139,4 +144,25 @@ test('Chromium pages and huddle-call hold an end-to-end encrypted call', { timeo
   }
   // A layer of the 640x360 camera: 640, 320 or 160 wide.
   for (const v of stats.videos) assert.ok([160, 320, 640].includes(v.width), `huddle-call decrypted ${v.from}'s keyframes: ${v.width}`);
+});
+
+test('a browser without encoded transforms is told it cannot join an E2EE room', { timeout: 60_000 }, async (t) => {
+  const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
+  const { server, baseUrl } = await startServer(serverBin, 'e2ee-refused-server.log');
+  t.after(() => stopProcess(server));
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.addInitScript(() => {
+    delete window.RTCRtpScriptTransform;
+  });
+  await page.goto(`${baseUrl}/?e2ee=1&camera=0`);
+  await page.fill('#room', ROOM);
+  await page.fill('#name', 'old-browser');
+  await page.click('#join');
+  await waitFor('the refusal to show', 15000, async () => page.isVisible('#error'));
+  const error = await page.textContent('#error');
+  console.log(`shown: ${error}`);
+  assert.match(error, /cannot take part in end-to-end encrypted calls/);
+  assert.equal(await page.evaluate(() => window.huddle.state().joined), false, 'left the room');
 });

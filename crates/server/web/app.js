@@ -843,7 +843,7 @@
           me.tile.classList.add('has-video');
         }
         for (const other of msg.others) addParticipant(other, false);
-        if (msg.e2ee) startE2ee(msg);
+        if (msg.e2ee && !startE2ee(msg)) break;
         if (msg.can_publish) await startPublishing();
         break;
       }
@@ -990,13 +990,14 @@
   /**
    * E2EE room: start the worker that holds this participant's E2EE state
    * (a new one after joining anew: a new session, a new group), relay what
-   * it sends, show its epochs.
+   * it sends, show its epochs. False (and the call left) when this browser
+   * cannot.
    */
   function startE2ee(joined) {
     if (!('RTCRtpScriptTransform' in window)) {
-      showError('this browser cannot take part in end-to-end encrypted calls (no RTCRtpScriptTransform)');
       leave();
-      return;
+      showError('this browser cannot take part in end-to-end encrypted calls (no RTCRtpScriptTransform)');
+      return false;
     }
     if (session.e2eeWorker) session.e2eeWorker.terminate();
     session.transformed = new WeakSet();
@@ -1015,12 +1016,16 @@
         current.e2eeStatsWanted.shift()(m.stats);
       } else if (m.type === 'error') {
         console.warn(`huddle: e2ee: ${m.message}`);
+      } else if (m.type === 'fatal') {
+        leave();
+        showError(`end-to-end encryption failed: ${m.message}`);
       }
     };
     worker.onerror = (e) => showError(`end-to-end encryption failed: ${e.message}`);
     session.e2eeWorker = worker;
     worker.postMessage({ type: 'start', identity: joined.participant.identity, room: joined.room });
     tellWorkerWho();
+    return true;
   }
 
   /** Tell the worker whose track each subscriber m-line carries, and their identities. */

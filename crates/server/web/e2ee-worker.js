@@ -22,7 +22,8 @@
 // {type: 'who', mids: [[mid, participant id]], identities: [[participant
 // id, identity]]}, {type: 'stats'}. To the page: {type: 'send', msg},
 // {type: 'epoch', epoch: {epoch, safety_code, members}}, {type: 'stats',
-// stats}, {type: 'error', message}.
+// stats}, {type: 'error', message} (a message not taken), {type: 'fatal',
+// message} (the module did not load: nothing can be sent or received).
 
 import init, { E2eeClient } from './e2ee/huddle_e2ee_web.js';
 
@@ -31,7 +32,10 @@ const HOLD_MS = 1000;
 /** Most frames waiting at once. */
 const HOLD_MAX = 128;
 
-const ready = init();
+const ready = init().catch((e) => {
+  self.postMessage({ type: 'fatal', message: `cannot load the E2EE module: ${e.message || e}` });
+  throw e;
+});
 let client = null;
 const midParticipant = new Map();
 const participantIdentity = new Map();
