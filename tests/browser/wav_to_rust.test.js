@@ -1,7 +1,9 @@
 // Interop: a known WAV file, played by headless Chromium as its microphone
 // (--use-file-for-fake-audio-capture), sent by the web client through a real
 // huddle-server, received and decoded by the Rust participant (huddle-call
-// --listen-only --record), must come out correlated with that file.
+// --listen-only --record), must come out correlated with that file; the
+// same again in an end-to-end encrypted room (the page encrypting in its
+// worker, huddle-call decrypting).
 //
 //   HUDDLE_SERVER_BIN=.../huddle-server HUDDLE_CALL_BIN=.../huddle-call \
 //     node --test tests/browser/
@@ -30,6 +32,7 @@ const {
   stopProcess,
   startServer,
   devToken,
+  e2eeToken,
   openClient,
   waitConnected,
   readWavSamples,
@@ -206,15 +209,24 @@ function compare(source48, recorded48) {
   return { lag: fine.lag, envelope: best.r, waveform: fine.r, perSecond, srcLength: src.length, recLength: rec.length };
 }
 
-test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }, async (t) => {
+test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }, (t) => wavToRust(t, { e2ee: false }));
+
+// The same in an end-to-end encrypted room: the page encrypts each Opus
+// frame in its worker (WebAssembly), huddle-call decrypts it; what the
+// comparison asks is unchanged.
+test('a WAV played by Chromium reaches huddle-call intact, end-to-end encrypted', { timeout: 120_000 }, (t) =>
+  wavToRust(t, { e2ee: true }));
+
+async function wavToRust(t, { e2ee }) {
   const serverBin = requiredBinary('HUDDLE_SERVER_BIN');
   const callBin = requiredBinary('HUDDLE_CALL_BIN');
   assert.ok(fs.existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install chromium)`);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-  const sourceWav = path.join(ARTIFACTS, 'wav-to-rust-source.wav');
-  const recordedWav = path.join(ARTIFACTS, 'wav-to-rust-received.wav');
-  const callLog = path.join(ARTIFACTS, 'wav-to-rust-huddle-call.log');
+  const tag = e2ee ? 'wav-to-rust-e2ee' : 'wav-to-rust';
+  const sourceWav = path.join(ARTIFACTS, `${tag}-source.wav`);
+  const recordedWav = path.join(ARTIFACTS, `${tag}-received.wav`);
+  const callLog = path.join(ARTIFACTS, `${tag}-huddle-call.log`);
   const source = testSignal();
   writeWav(sourceWav, source, RATE);
   fs.rmSync(recordedWav, { force: true });
@@ -226,15 +238,15 @@ test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }
   const started = Date.now();
   try {
     let httpPort, baseUrl;
-    ({ server, httpPort, baseUrl } = await startServer(serverBin, 'wav-to-rust-huddle-server.log'));
+    ({ server, httpPort, baseUrl } = await startServer(serverBin, `${tag}-huddle-server.log`));
 
     // 1. huddle-call first, listening only, so that it is there before the
     //    page's microphone (the file, played once) starts.
-    const token = await devToken(baseUrl, ROOM, 'rusty');
+    const token = e2ee ? e2eeToken(serverBin, ROOM, 'rusty') : await devToken(baseUrl, ROOM, 'rusty');
     call = startProcess(
       callBin,
       ['--url', `ws://127.0.0.1:${httpPort}/ws`, '--token', token, '--listen-only',
-        '--seconds', String(CALL_SECONDS), '--record', recordedWav],
+        '--seconds', String(CALL_SECONDS), '--record', recordedWav, ...(e2ee ? ['--e2ee'] : [])],
       callLog,
     );
     const callSays = (what) => fs.existsSync(callLog) && fs.readFileSync(callLog, 'utf8').includes(what);
@@ -247,6 +259,7 @@ test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }
     //    joins with aec=0: no echo cancellation, gain control, noise suppression.
     client = await openClient(baseUrl, ROOM, 'wavplayer', profiles, {
       args: [`--use-file-for-fake-audio-capture=${sourceWav}%noloop`],
+      query: e2ee ? 'e2ee=1' : '',
     });
     const joinedAt = Date.now();
     // huddle-call publishes nothing: the page has no subscriber connection.
@@ -294,4 +307,4 @@ test('a WAV played by Chromium reaches huddle-call intact', { timeout: 120_000 }
     await stopProcess(server);
     for (const dir of profiles) fs.rmSync(dir, { recursive: true, force: true });
   }
-});
+}
