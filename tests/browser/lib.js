@@ -134,9 +134,10 @@ async function stopProcess(child, graceMs = 5000) {
 async function startServer(serverBin, logName = 'huddle-server.log', { mediaPort = null, httpPort: port = null, env = {} } = {}) {
   // Ports this picks were free when probed, but the server opens the media
   // port of every worker (the next ones up) over UDP and TCP, and any of
-  // them may be taken by then: with ports of its own choosing it tries
-  // again with others, up to three times.
-  const mayRetry = mediaPort === null && port === null;
+  // them may be taken by then: with media ports of its own choosing it
+  // tries again with others, up to three times (an HTTP port given, as a
+  // server restarted where it was, stays).
+  const mayRetry = mediaPort === null;
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await startServerOnce(serverBin, logName, { mediaPort, httpPort: port, env });
