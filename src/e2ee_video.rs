@@ -228,13 +228,9 @@ pub(crate) fn spread(packets: Vec<MediaPacket>, plain: &[u8]) -> Option<Vec<Medi
 
 /// The frame in `packets` (a whole one, in order).
 pub(crate) fn frame_of(packets: &[MediaPacket]) -> Option<Vec<u8>> {
-    let mut frame = Vec::new();
-    for p in packets {
-        let d = parse_vp8_descriptor(&p.payload).ok()?;
-        frame.extend_from_slice(p.payload.get(d.len..)?);
-    }
-    Some(frame)
+    let payloads: Vec<&[u8]> = packets.iter().map(|p| &p.payload[..]).collect();
+    Unpacked::new(&payloads).map(|u| u.frame)
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -183,18 +183,8 @@ fn no_group_no_frame_sent() {
 /// 1000 bytes, sealed by `from` as a frame of `stream`: packets from `seq`
 /// at `ts`.
 fn sealed_keyframe(from: &E2ee, stream: Stream, seq: u16, ts: u32) -> (Vec<u8>, Vec<MediaPacket>) {
-    use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
-    let mut video = SyntheticVideo::new(SyntheticVideoConfig {
-        width: 320,
-        height: 180,
-        fps: 15,
-        frame_bytes: 1500,
-        keyframe_bytes: 3000,
-        keyframe_interval: 15,
-        seed: u64::from(seq),
-    })
-    .expect("video");
-    let frame = video.next_frame().data;
+    use huddle_media::rtp::Vp8Packetizer;
+    let (frame, _) = crate::e2ee_video::tests::synthetic_frames(u64::from(seq));
     let mut p = Vp8Packetizer::new(1, 96, 0).expect("packetizer");
     p.max_payload = 1000;
     let out = p.packetize(&frame, 0).expect("packetize");

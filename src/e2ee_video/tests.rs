@@ -2,8 +2,8 @@ use super::*;
 use crate::ids::{SeqNum, Ssrc};
 use huddle_media::rtp::{SyntheticVideo, SyntheticVideoConfig, Vp8Packetizer};
 
-/// A keyframe and an interframe of the synthetic video.
-fn frames() -> (Vec<u8>, Vec<u8>) {
+/// A keyframe and an interframe of the synthetic video (320x180).
+pub(crate) fn synthetic_frames(seed: u64) -> (Vec<u8>, Vec<u8>) {
     let mut video = SyntheticVideo::new(SyntheticVideoConfig {
         width: 320,
         height: 180,
@@ -11,7 +11,7 @@ fn frames() -> (Vec<u8>, Vec<u8>) {
         frame_bytes: 1500,
         keyframe_bytes: 3000,
         keyframe_interval: 15,
-        seed: 1,
+        seed,
     })
     .expect("video");
     let key = video.next_frame().data;
@@ -39,7 +39,7 @@ fn packets(frame: &[u8], seq: u16, ts: u32) -> Vec<MediaPacket> {
 
 #[test]
 fn a_keyframe_keeps_ten_bytes_in_clear_an_interframe_three() {
-    let (key, inter) = frames();
+    let (key, inter) = synthetic_frames(1);
     assert_eq!(key[0] & 1, 0, "a keyframe");
     assert_eq!(clear_len(&key), 10);
     assert_eq!(clear_len(&inter), 3);
@@ -49,7 +49,7 @@ fn a_keyframe_keeps_ten_bytes_in_clear_an_interframe_three() {
 
 #[test]
 fn a_frame_comes_out_of_its_payloads_and_goes_back_longer() {
-    let (key, _) = frames();
+    let (key, _) = synthetic_frames(1);
     let sent = packets(&key, 10, 0);
     assert_eq!(sent.len(), 4, "3000 bytes in pieces of 996");
     let payloads: Vec<&[u8]> = sent.iter().map(|p| &p.payload[..]).collect();
@@ -76,7 +76,7 @@ fn a_frame_comes_out_of_its_payloads_and_goes_back_longer() {
 
 #[test]
 fn frames_are_put_together_whatever_the_order() {
-    let (key, inter) = frames();
+    let (key, inter) = synthetic_frames(1);
     let a = packets(&key, 65_534, 90_000); // wraps: 65534, 65535, 0, 1
     let b = packets(&inter, 2, 93_000);
     let mut r = Reassembly::default();
@@ -97,7 +97,7 @@ fn frames_are_put_together_whatever_the_order() {
 
 #[test]
 fn a_frame_missing_a_packet_never_comes_and_is_given_up() {
-    let (key, inter) = frames();
+    let (key, inter) = synthetic_frames(1);
     let mut r = Reassembly::default();
     let a = packets(&key, 0, 0);
     for p in a.iter().filter(|p| p.sequence_number.0 != 1) {
@@ -128,7 +128,7 @@ fn a_frame_missing_a_packet_never_comes_and_is_given_up() {
 
 #[test]
 fn a_shorter_frame_is_spread_over_the_same_packets() {
-    let (key, _) = frames();
+    let (key, _) = synthetic_frames(1);
     let sent = packets(&[key.clone(), vec![7; 26]].concat(), 0, 0);
     let out = spread(sent.clone(), &key).expect("fits");
     assert_eq!(out.len(), sent.len());
