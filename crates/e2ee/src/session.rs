@@ -278,9 +278,11 @@ impl Session {
     }
 
     /// Whether the frame `sframe` would be new: not a copy (RED, a resend)
-    /// of a frame already taken (see [`SframeReceiver::is_fresh`]).
+    /// of a frame already taken (see [`SframeReceiver::is_fresh`]). One
+    /// whose header does not parse is no copy: [`Session::decrypt`] says
+    /// what is wrong with it.
     pub fn is_fresh(&self, sframe: &[u8]) -> bool {
-        Header::parse(sframe).is_ok_and(|(h, _)| self.receiver.is_fresh(&h))
+        Header::parse(sframe).map_or(true, |(h, _)| self.receiver.is_fresh(&h))
     }
 
     /// Append the SFrame ciphertext of `frame` of `stream` to `out` under

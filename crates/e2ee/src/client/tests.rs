@@ -243,3 +243,57 @@ fn a_key_package_for_someone_else_is_refused() {
     assert!(err.to_string().contains("mallory"), "{err}");
     assert_eq!(alice.epoch_info().map(|e| e.epoch), Some(0));
 }
+
+/// The delivery service turns against the room: it hands the leader a key
+/// package of its own making (a "ghost" it announces to nobody) and
+/// relays the leader's commit to the others as any other. The ghost is in
+/// the group, but every member's safety code changes, the same for all
+/// (ghost included), and every member's list of the epoch names it:
+/// people comparing codes, or reading the list, see it.
+#[test]
+fn a_member_the_server_adds_silently_changes_every_code() {
+    let now = Instant::now();
+    let (mut alice, _) = GroupClient::new("alice", ROOM, now).expect("alice");
+    alice
+        .handle(&ServerMessage::E2eeCreate, now)
+        .expect("create");
+    let (mut bob, bob_kp) = GroupClient::new("bob", ROOM, now).expect("bob");
+    let committed = alice
+        .handle(
+            &ServerMessage::E2eeAdd {
+                joiners: vec![joiner("bob", &bob_kp)],
+            },
+            now,
+        )
+        .expect("add bob");
+    let (_, welcome) = relayed(&committed);
+    let before = alice.handle(&ACCEPTED, now).expect("accepted").epoch;
+    bob.handle(&welcome.expect("a welcome"), now)
+        .expect("welcome");
+    let before = before.expect("an epoch");
+    assert_eq!(bob.epoch_info(), Some(before.clone()));
+
+    // The ghost: made by the server, joining under a name of its choice.
+    let (mut ghost, ghost_kp) = GroupClient::new("support", ROOM, now).expect("ghost");
+    let committed = alice
+        .handle(
+            &ServerMessage::E2eeAdd {
+                joiners: vec![joiner("support", &ghost_kp)],
+            },
+            now,
+        )
+        .expect("the leader adds whom the server names");
+    let (commit, welcome) = relayed(&committed);
+    let a = alice.handle(&ACCEPTED, now).expect("accepted").epoch;
+    let b = bob.handle(&commit, now).expect("commit").epoch;
+    let g = ghost
+        .handle(&welcome.expect("a welcome"), now)
+        .expect("welcome")
+        .epoch;
+    let (a, b, g) = (a.expect("alice"), b.expect("bob"), g.expect("ghost"));
+    assert_ne!(a.safety_code, before.safety_code, "alice's code changed");
+    assert_ne!(b.safety_code, before.safety_code, "bob's code changed");
+    assert_eq!(a, b, "alice and bob see the same epoch and code");
+    assert_eq!(g, a, "the ghost cannot show a code of the old group");
+    assert!(b.members.iter().any(|m| m == "support"), "{:?}", b.members);
+}
