@@ -463,8 +463,9 @@ impl Call {
     }
 
     /// In an E2EE call, the frames received so far that decrypted, and
-    /// those dropped, by reason (not authentic, unknown key, replayed).
-    pub fn e2ee_stats(&self) -> Option<huddle_e2ee::sframe::ReceiverStats> {
+    /// those dropped, by reason (not authentic, unknown key, replayed, on
+    /// another member's track, ...).
+    pub fn e2ee_stats(&self) -> Option<crate::E2eeStats> {
         self.inner.e2ee.as_ref().map(|e| e.stats())
     }
 

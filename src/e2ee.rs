@@ -7,10 +7,10 @@
 //! Opus frame before RED wraps it) and the remote ones (which decrypt,
 //! see `e2ee_recv`).
 
+use crate::e2ee_stats::{DropReason, Drops, E2eeStats};
 use crate::error::CallError;
 use huddle_e2ee::client::{EpochInfo, GroupClient, Handled};
 use huddle_e2ee::session::{Session, Stream};
-use huddle_e2ee::sframe::ReceiverStats;
 use huddle_proto::{ClientMessage, ServerMessage};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -19,6 +19,8 @@ use std::time::Instant;
 pub(crate) struct E2ee {
     room: String,
     client: Mutex<GroupClient>,
+    /// Frames the receiving side dropped for reasons of its own.
+    drops: Drops,
 }
 
 impl std::fmt::Debug for E2ee {
@@ -45,6 +47,7 @@ impl E2ee {
             E2ee {
                 room: room.to_owned(),
                 client: Mutex::new(client),
+                drops: Drops::default(),
             },
             key_package,
         ))
@@ -96,9 +99,14 @@ impl E2ee {
             .is_ok()
     }
 
-    /// What the receiving side dropped so far, by reason.
-    pub(crate) fn stats(&self) -> ReceiverStats {
-        self.client().session_ref().stats()
+    /// What the receiving side decrypted and dropped so far, by reason.
+    pub(crate) fn stats(&self) -> E2eeStats {
+        self.drops.with(self.client().session_ref().stats())
+    }
+
+    /// Count a frame the receiving side dropped for `why`.
+    pub(crate) fn dropped(&self, why: DropReason) {
+        self.drops.count(why);
     }
 
     /// Run `f` on the session (to decrypt), under its lock.

@@ -30,6 +30,7 @@
 //! silence.
 
 use crate::e2ee::E2ee;
+use crate::e2ee_stats::DropReason;
 use crate::e2ee_video::{clear_len, frame_of, spread, Reassembly};
 use crate::packet::MediaPacket;
 use crate::red::RedFormat;
@@ -131,6 +132,7 @@ impl E2eeRecv {
             for (at, held) in before {
                 if now.duration_since(at) >= HOLD_FOR {
                     trace!("waited too long for its epoch");
+                    self.e2ee.dropped(DropReason::WaitedTooLong);
                     continue;
                 }
                 match self.open(session, now, held) {
@@ -147,12 +149,19 @@ impl E2eeRecv {
                 Opened::Ahead(u) => {
                     if waiting.len() >= HOLD_UNITS {
                         waiting.pop_front();
+                        self.e2ee.dropped(DropReason::WaitedTooLong);
                     }
                     waiting.push_back((now, u));
                 }
                 Opened::Dropped(why) => trace!("media dropped: {why}"),
             }
         });
+    }
+
+    /// A unit dropped for `why` (counted), `what` for the log.
+    fn lost(&self, why: DropReason, what: &'static str) -> Opened {
+        self.e2ee.dropped(why);
+        Opened::Dropped(what)
     }
 
     /// Decrypt one unit.
@@ -162,21 +171,21 @@ impl E2eeRecv {
         }
         match unit.pop() {
             Some(p) if unit.is_empty() => self.open_audio(session, now, p),
-            _ => Opened::Dropped("not one audio packet"),
+            _ => self.lost(DropReason::Unreadable, "not one audio packet"),
         }
     }
 
     /// Decrypt a video frame (its packets, in order).
     fn open_video(&self, session: &mut Session, now: Instant, packets: Unit) -> Opened {
         let Some(frame) = frame_of(&packets) else {
-            return Opened::Dropped("not VP8");
+            return self.lost(DropReason::Unreadable, "not VP8");
         };
         let (clear, sframe) = frame.split_at(clear_len(&frame));
         if session.is_ahead(sframe) {
             return Opened::Ahead(packets);
         }
         if !session.is_fresh(sframe) {
-            return Opened::Dropped("a frame taken already");
+            return self.lost(DropReason::Duplicate, "a frame taken already");
         }
         let mut plain = clear.to_vec();
         match self.decrypt(session, now, clear, sframe) {
@@ -185,7 +194,7 @@ impl E2eeRecv {
         }
         match spread(packets, &plain) {
             Some(packets) => Opened::Done(packets),
-            None => Opened::Dropped("a frame longer decrypted than sent"),
+            None => self.lost(DropReason::Unreadable, "a frame longer decrypted than sent"),
         }
     }
 
@@ -206,14 +215,14 @@ impl E2eeRecv {
             };
         };
         let Ok(parsed) = parse_red(&p.payload) else {
-            return Opened::Dropped("malformed RED");
+            return self.lost(DropReason::Unreadable, "malformed RED");
         };
         if session.is_ahead(parsed.primary.payload) {
             return Opened::Ahead(vec![p]);
         }
         if !session.is_fresh(parsed.primary.payload) {
             // A resend, or a packet late after a copy brought its frame.
-            return Opened::Dropped("its frame was taken already");
+            return self.lost(DropReason::Duplicate, "its frame was taken already");
         }
         let ts = p.timestamp.to_be_bytes();
         let primary = match self.decrypt(session, now, &ts, parsed.primary.payload) {
@@ -245,7 +254,7 @@ impl E2eeRecv {
         // The blocks were read from a packet of the same layout and are
         // no longer than they were: they fit it again.
         if write_red(&blocks, red.primary_pt, &primary, &mut out).is_err() {
-            return Opened::Dropped("RED could not be rebuilt");
+            return self.lost(DropReason::Unreadable, "RED could not be rebuilt");
         }
         p.payload = Bytes::from(out);
         Opened::Done(vec![p])
@@ -266,9 +275,11 @@ impl E2eeRecv {
             .decrypt(now, metadata, sframe, &mut out)
             .map_err(|_| "does not decrypt")?;
         if sender.identity.as_deref() != Some(self.identity.as_str()) {
+            self.e2ee.dropped(DropReason::Misattributed);
             return Err("another member's frame");
         }
         if sender.stream != Some(self.stream) {
+            self.e2ee.dropped(DropReason::Misattributed);
             return Err("another stream's frame");
         }
         Ok(out)

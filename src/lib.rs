@@ -98,6 +98,7 @@
 mod call;
 mod e2ee;
 mod e2ee_recv;
+mod e2ee_stats;
 mod e2ee_video;
 mod endpoint;
 mod error;
@@ -138,8 +139,8 @@ pub use sender::AudioSender;
 pub use simulcast::SimulcastTrack;
 pub use track::{LocalTrack, RemoteTrack};
 
+pub use e2ee_stats::E2eeStats;
 pub use huddle_e2ee::client::EpochInfo as E2eeEpoch;
-pub use huddle_e2ee::sframe::ReceiverStats as E2eeStats;
 pub use huddle_proto as proto;
 pub use huddle_proto::{ErrorCode, PauseReason, TrackKind};
 pub use huddle_wire::codecs::{OPUS_PT, RED_PT, VP8_PT};

@@ -15,18 +15,16 @@
 
 mod common;
 
+use common::e2ee::{agreed, heard, key_holder, speak, speak_until_heard, KeyHolder, Spoken};
 use common::spy::{spy_on, Captured, Spied};
 use common::*;
 use huddle::media::analysis::normalized_cross_correlation;
-use huddle::media::opus_codec::{EncoderConfig, OpusDecoder, OpusEncoder};
+use huddle::media::opus_codec::OpusDecoder;
 use huddle::media::rtp::{parse_red, parse_vp8_descriptor};
-use huddle::proto::{ClientMessage, ServerMessage};
 use huddle::{
-    AudioFrame, AudioLevel, AudioSource, Call, CallError, CallOptions, Channels, E2eeEpoch,
-    ErrorCode, LocalTrack, SpeechLike, TrackKind, RED_PT,
+    Call, CallError, CallOptions, Channels, E2eeEpoch, ErrorCode, SpeechLike, TrackKind, RED_PT,
 };
 use huddle_e2ee::client::GroupClient;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
@@ -38,27 +36,6 @@ async fn server() -> huddle_server::RunningServer {
     huddle_server::start(huddle_server::ServerConfig::ephemeral(SECRET))
         .await
         .expect("server")
-}
-
-/// Wait until `calls` are all in the same epoch of a group of `members`
-/// (by identity), and return it.
-async fn agreed(calls: &[&Call], members: &[&str]) -> E2eeEpoch {
-    within(20, "the group to agree", async {
-        loop {
-            let infos: Vec<Option<E2eeEpoch>> = calls.iter().map(|c| c.e2ee()).collect();
-            if let Some(Some(first)) = infos.first() {
-                let mut have: Vec<&str> = first.members.iter().map(String::as_str).collect();
-                have.sort_unstable();
-                let mut want = members.to_vec();
-                want.sort_unstable();
-                if have == want && infos.iter().all(|i| i.as_ref() == Some(first)) {
-                    return first.clone();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
 }
 
 /// Alice and bob in one group of an E2EE room, what bob receives, and a
@@ -96,77 +73,6 @@ async fn encrypted_pair() -> Pair {
         _spy,
         captured,
     }
-}
-
-/// What a publisher sent: PCM by sequence number, and every Opus frame.
-#[derive(Default)]
-struct Spoken {
-    pcm: BTreeMap<u16, Vec<i16>>,
-    opus: Vec<Vec<u8>>,
-}
-
-/// Speak `frames` 20 ms frames of real Opus on `mic`, in real time,
-/// recording those that went out.
-async fn speak(mic: &LocalTrack, source: &mut SpeechLike, frames: usize, spoken: &mut Spoken) {
-    let mut encoder = OpusEncoder::new(EncoderConfig::default()).expect("encoder");
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for _ in 0..frames {
-        tick.tick().await;
-        let Some(pcm) = source.next_frame() else {
-            return;
-        };
-        let opus = encoder.encode(&pcm).expect("encode");
-        let seq = mic.next_sequence_number().await;
-        let frame = AudioFrame {
-            payload: &opus,
-            duration: Duration::from_millis(20),
-            level: AudioLevel::of_pcm(&pcm),
-        };
-        if mic.write_audio_frame(frame).await.expect("write") > 0 {
-            spoken.pcm.insert(seq.0, pcm);
-            spoken.opus.push(opus);
-        }
-    }
-}
-
-/// Speak until `inbox` has audio, then `frames` more frames.
-async fn speak_until_heard(
-    mic: &LocalTrack,
-    source: &mut SpeechLike,
-    inbox: &Inbox,
-    frames: usize,
-    spoken: &mut Spoken,
-) {
-    within(20, "the listener to hear", async {
-        while total_packets(inbox) == 0 {
-            speak(mic, source, 5, spoken).await;
-        }
-    })
-    .await;
-    within(60, "speaking", speak(mic, source, frames, spoken)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
-/// The correlation of the last `n` frames `spoken` with what `inbox` got
-/// from `publisher`, after checking that at least 95 % of them came.
-fn heard(inbox: &Inbox, publisher: &huddle::ParticipantId, spoken: &Spoken, n: usize) -> f64 {
-    let inbox = inbox.lock().expect("lock").clone();
-    let audio = inbox
-        .values()
-        .find(|r| r.publisher.as_ref() == Some(publisher) && r.kind == Some(TrackKind::Audio))
-        .expect("an audio track from the publisher");
-    let first = *spoken.pcm.keys().next().expect("spoke");
-    let mut seqs: Vec<u16> = spoken.pcm.keys().copied().collect();
-    seqs.sort_by_key(|s| s.wrapping_sub(first));
-    let window = &seqs[seqs.len() - n..];
-    let got = window
-        .iter()
-        .filter(|s| audio.packets.contains_key(s))
-        .count();
-    assert!(got * 100 >= n * 95, "heard {got} of the last {n} frames");
-    let decoded = decode_in_order(audio, window);
-    let original: Vec<i16> = window.iter().flat_map(|s| spoken.pcm[s].clone()).collect();
-    normalized_cross_correlation(&original, &decoded, 4800).0
 }
 
 /// What the operator's spy holds: how many payloads, how many of the
@@ -530,92 +436,8 @@ async fn video_frames_are_encrypted_whole_and_arrive_intact() {
     assert_eq!(leaked, 0);
 }
 
-/// A member with no media: the E2EE signaling by hand over the WebSocket
-/// (`GroupClient`, as the clients drive it), to try captured frames with
-/// its keys.
-struct KeyHolder {
-    client: Arc<Mutex<GroupClient>>,
-    leave: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// The keys a member kept after it left.
 struct Kept(Arc<Mutex<GroupClient>>);
-
-async fn key_holder(server: &huddle_server::RunningServer, identity: &str) -> KeyHolder {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("websocket");
-    let token = server.mint_e2ee_token(ROOM, identity, BOTH).expect("token");
-    let join = ClientMessage::Join { token, e2ee: true };
-    let text = serde_json::to_string(&join).expect("json");
-    ws.send(Message::text(text)).await.expect("send");
-    loop {
-        let Some(Ok(Message::Text(text))) = ws.next().await else {
-            panic!("no joined");
-        };
-        if let Ok(ServerMessage::Joined { .. }) = serde_json::from_str(text.as_str()) {
-            break;
-        }
-    }
-    let (client, key_package) =
-        GroupClient::new(identity, ROOM, Instant::now()).expect("group client");
-    let text = serde_json::to_string(&key_package).expect("json");
-    ws.send(Message::text(text)).await.expect("send");
-    let client = Arc::new(Mutex::new(client));
-    let (leave, mut leave_rx) = tokio::sync::oneshot::channel();
-    let shared = client.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                f = ws.next() => f,
-                _ = &mut leave_rx => {
-                    let text = serde_json::to_string(&ClientMessage::Leave).expect("json");
-                    let _ = ws.send(Message::text(text)).await;
-                    return;
-                }
-            };
-            let Some(Ok(Message::Text(text))) = frame else {
-                return;
-            };
-            let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else {
-                continue;
-            };
-            let out = shared
-                .lock()
-                .expect("lock")
-                .handle(&msg, Instant::now())
-                .map(|h| h.send)
-                .unwrap_or_default();
-            for m in out {
-                let text = serde_json::to_string(&m).expect("json");
-                let _ = ws.send(Message::text(text)).await;
-            }
-        }
-    });
-    KeyHolder {
-        client,
-        leave,
-        task,
-    }
-}
-
-impl KeyHolder {
-    fn epoch(&self) -> Option<u64> {
-        self.client
-            .lock()
-            .expect("lock")
-            .epoch_info()
-            .map(|e| e.epoch)
-    }
-
-    /// The keys it holds, once it has left.
-    fn closed(client: Arc<Mutex<GroupClient>>) -> Kept {
-        Kept(client)
-    }
-}
 
 impl Kept {
     /// How many of `packets` (audio, as the SFU forwards it) its keys open.
@@ -674,7 +496,7 @@ async fn a_late_joiner_and_a_leaver_cannot_open_what_was_sent_without_them() {
     let before = audio_since(&captured, 0);
 
     // Carol joins: a new epoch; she opens none of what came before.
-    let carol = key_holder(&server, "carol").await;
+    let carol = key_holder(&server, ROOM, "carol").await;
     let with_carol = agreed(&[&alice, &bob], &["alice", "bob", "carol"]).await;
     within(10, "carol in the epoch", async {
         while carol.epoch() != Some(with_carol.epoch) {
@@ -696,7 +518,7 @@ async fn a_late_joiner_and_a_leaver_cannot_open_what_was_sent_without_them() {
     } = carol;
     let _ = leave.send(());
     let _ = task.await;
-    let carol = KeyHolder::closed(client);
+    let carol = Kept(client);
     agreed(&[&alice, &bob], &["alice", "bob"]).await;
     let mark = captured.lock().expect("lock").len();
     speak(&mic, &mut source, 50, &mut spoken).await;

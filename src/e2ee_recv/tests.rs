@@ -140,7 +140,7 @@ fn frames_of_another_member_or_stream_changed_or_moved_are_dropped() {
     carol.take(packet(1, 111, sealed(&alice, Stream::Audio, 1, b"x")));
     assert!(drain(&carol).is_empty());
     // Alice's screen frames on her audio track.
-    let rx = E2eeRecv::new(bob, "alice".into(), Stream::Audio, Some(RED));
+    let rx = E2eeRecv::new(bob.clone(), "alice".into(), Stream::Audio, Some(RED));
     rx.take(packet(2, 111, sealed(&alice, Stream::Screen, 2, b"x")));
     // A frame changed on the way, and one in clear (silence injected).
     let mut changed = sealed(&alice, Stream::Audio, 3, b"opus");
@@ -153,6 +153,14 @@ fn frames_of_another_member_or_stream_changed_or_moved_are_dropped() {
     // A frame moved in time: sent at 8, delivered as 9.
     rx.take(packet(9, 111, sealed(&alice, Stream::Audio, 8, b"later")));
     assert!(drain(&rx).is_empty());
+    // Each counted by its reason; nothing decrypted for the app.
+    let stats = bob.stats();
+    assert_eq!(stats.decrypted, 0, "{stats:?}");
+    assert_eq!(stats.misattributed, 2, "{stats:?}");
+    assert_eq!(stats.authentication_failed, 2, "{stats:?}");
+    assert_eq!(stats.unreadable, 1, "{stats:?}");
+    assert_eq!(stats.malformed, 2, "frames in clear: {stats:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
     // The track still takes alice's next frame.
     rx.take(packet(7, 111, sealed(&alice, Stream::Audio, 7, b"next")));
     assert_eq!(&drain(&rx)[0].payload[..], b"next");

@@ -2,6 +2,7 @@
 //! and receivers built from real Opus and synthetic VP8.
 #![allow(dead_code)]
 
+pub mod e2ee;
 pub mod relay;
 pub mod spy;
 

@@ -309,6 +309,16 @@ impl Sfu {
         Ok(each.into_iter().flatten().collect())
     }
 
+    /// Rewrite what publishers send with `tamper` on every worker from now
+    /// on (`None`: stop): tests that play a compromised SFU (see
+    /// [`crate::fault`]).
+    #[cfg(feature = "fault-injection")]
+    pub async fn set_tamper(&self, tamper: Option<crate::fault::Tamper>) -> Result<(), SfuError> {
+        self.run_on_each(move |e, _| e.set_tamper(tamper.clone()))
+            .await
+            .map(drop)
+    }
+
     /// Stop every worker without waiting: each closes its connections
     /// (see [`Sfu::close`]) and stops. Prefer [`Sfu::close`], which waits
     /// until the goodbyes are sent.

@@ -32,6 +32,8 @@ pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod forward;
 pub mod handle;
 pub mod ice_credentials;

@@ -110,6 +110,15 @@ impl Endpoint {
         // Extension ids are per connection: drop the publisher's. The
         // padding went with parsing; the P bit must go too.
         let mut packet = packet;
+        #[cfg(feature = "fault-injection")]
+        if let Some(tamper) = &self.tamper {
+            let seen = crate::fault::Seen {
+                room: &track.room,
+                publisher: &track.publisher,
+                kind: track.kind,
+            };
+            tamper(&seen, &mut packet);
+        }
         packet.header.sequence_number = seq;
         packet.header.padding = false;
         packet.header.extension = false;

@@ -97,6 +97,9 @@ pub struct Endpoint {
     log_limit: LogLimit<ConnKey>,
     /// Each connection's next deadline, for [`Endpoint::poll_timeout`].
     deadlines: Deadlines,
+    /// Rewrites what publishers send (tests playing a compromised SFU).
+    #[cfg(feature = "fault-injection")]
+    tamper: Option<crate::fault::Tamper>,
 }
 
 impl Endpoint {
@@ -130,7 +133,16 @@ impl Endpoint {
             dropped: 0,
             log_limit: LogLimit::new(Duration::from_secs(1)),
             deadlines: Deadlines::default(),
+            #[cfg(feature = "fault-injection")]
+            tamper: None,
         }
+    }
+
+    /// Rewrite the payload of every packet publishers send with `tamper`
+    /// from now on (`None`: stop). See [`crate::fault`].
+    #[cfg(feature = "fault-injection")]
+    pub fn set_tamper(&mut self, tamper: Option<crate::fault::Tamper>) {
+        self.tamper = tamper;
     }
 
     /// Tell the endpoint what wall-clock time `now` is (`since_unix_epoch`
