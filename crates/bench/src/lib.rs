@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod e2ee;
 pub mod error;
 pub mod fast_peer;
 pub mod fast_transport;

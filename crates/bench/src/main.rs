@@ -66,6 +66,12 @@ struct Cli {
     /// all of --video-kbps); each subscriber gets the one the SFU picks.
     #[arg(long)]
     simulcast: bool,
+    /// End-to-end encrypted rooms: every participant joins its room's MLS
+    /// group through the signaling, seals each payload with SFrame and
+    /// opens what it receives (docs/e2ee.md). The SFU's work should not
+    /// change.
+    #[arg(long)]
+    e2ee: bool,
     /// Milliseconds between the ICE connectivity checks of the
     /// participants' rtc connections [default: rtc-ice's 200] (the fast
     /// receiver checks every 200 ms until answered).
@@ -156,6 +162,7 @@ impl Cli {
         c.progress = !self.quiet;
         c.ice_check_interval = self.ice_check_interval_ms.map(Duration::from_millis);
         c.receiver = self.receiver;
+        c.e2ee = self.e2ee;
         c
     }
 

@@ -2,6 +2,7 @@
 //! (it offers) and its subscriber connection (the SFU offers), the tracks it
 //! sends and what it receives.
 
+use crate::e2ee::{readable, E2eeMember};
 use crate::error::{rtc_err, BenchError};
 use crate::media::MediaConfig;
 use crate::peer::Peer;
@@ -32,6 +33,8 @@ pub struct ClientConfig {
     pub receiver: Receiver,
     /// What publishers send.
     pub media: MediaConfig,
+    /// Whether the rooms are end-to-end encrypted (see `crate::e2ee`).
+    pub e2ee: bool,
 }
 
 /// Which socket of a participant a poll token names.
@@ -87,6 +90,8 @@ pub struct Outcome {
     pub sent_in_window: HashMap<(u8, u8), u64>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Payloads that did not decrypt (E2EE rooms).
+    pub e2ee_failed: u64,
     /// Datagrams of its subscriber connection that failed SRTP
     /// unprotection or did not parse, over the whole run (fast receiver
     /// only: `None` on `rtc`, which does not tell).
@@ -106,6 +111,8 @@ pub struct Participant {
     subscriber: Option<Subscriber>,
     outgoing: Outgoing,
     incoming: Incoming,
+    /// Its side of the room's group (E2EE rooms).
+    e2ee: Option<E2eeMember>,
     started: Option<Instant>,
     all_media: Option<Instant>,
     joined_at: Option<Instant>,
@@ -138,6 +145,7 @@ impl Participant {
             signal: None,
             publisher: None,
             subscriber: None,
+            e2ee: None,
             started: None,
             all_media: None,
             joined_at: None,
@@ -170,11 +178,18 @@ impl Participant {
     /// Open the WebSocket and send `join`.
     pub fn start(&mut self, now: Instant, url: &str, registry: &Registry, progress: &Progress) {
         self.started = Some(now);
+        let e2ee = self.client.e2ee;
+        if e2ee {
+            match E2eeMember::new(&self.plan.identity, &self.plan.room) {
+                Ok(member) => self.e2ee = Some(member),
+                Err(e) => return self.fail(e.to_string(), progress),
+            }
+        }
         let result = Signal::connect(url).and_then(|mut s| {
             s.register(registry, Socket::Signal.token(self.slot))?;
             s.send(&ClientMessage::Join {
                 token: self.token.clone(),
-                e2ee: false,
+                e2ee,
             })?;
             Ok(s)
         });
@@ -198,6 +213,7 @@ impl Participant {
         batch: &mut RecvBatch,
     ) {
         let incoming = &mut self.incoming;
+        let e2ee = &mut self.e2ee;
         match socket {
             Socket::Signal => self.on_signal(registry, progress),
             Socket::Publisher => {
@@ -211,6 +227,9 @@ impl Participant {
             }
             Socket::Subscriber => {
                 let mut on_media = |now: Instant, payload: &[u8], size: usize| {
+                    let Some(payload) = readable(e2ee.as_mut(), now, payload) else {
+                        return;
+                    };
                     incoming.on_media(now, payload, size, shared, progress, latencies)
                 };
                 if let Some(sub) = self.subscriber.as_mut() {
@@ -252,6 +271,10 @@ impl Participant {
             ServerMessage::Joined { .. } => {
                 self.joined_at.get_or_insert(now);
                 Progress::add(&progress.joined, 1);
+                if let Some(key_package) = self.e2ee.as_mut().and_then(E2eeMember::take_key_package)
+                {
+                    self.send(&key_package)?;
+                }
                 if self.plan.publishes() {
                     self.offer_publisher(now, registry)?;
                 }
@@ -269,9 +292,15 @@ impl Participant {
             ServerMessage::Error { code, message } => {
                 return Err(BenchError::Signaling(format!("{code:?}: {message}")));
             }
-            // Candidates (the server's is in its SDP), room news, pongs:
-            // nothing a load participant acts on.
-            _ => {}
+            // The room's group (E2EE rooms); candidates (the server's is
+            // in its SDP), room news, pongs: nothing else to act on.
+            other => {
+                if let Some(member) = self.e2ee.as_mut() {
+                    for reply in member.on_message(&other)? {
+                        self.send(&reply)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -331,6 +360,7 @@ impl Participant {
         latencies: &mut Vec<u32>,
     ) {
         let incoming = &mut self.incoming;
+        let e2ee = &mut self.e2ee;
         if let Some(peer) = self.publisher.as_mut() {
             peer.tick(now);
             peer.drain(now, &mut |now: Instant, p: &rtp::Packet| {
@@ -339,6 +369,9 @@ impl Participant {
         }
         if let Some(sub) = self.subscriber.as_mut() {
             sub.tick(now, &mut |now: Instant, payload: &[u8], size: usize| {
+                let Some(payload) = readable(e2ee.as_mut(), now, payload) else {
+                    return;
+                };
                 incoming.on_media(now, payload, size, shared, progress, latencies)
             });
         }
@@ -348,7 +381,8 @@ impl Participant {
 
     fn send_media(&mut self, now: Instant, shared: &Shared, progress: &Progress) {
         if let Some(peer) = self.publisher.as_mut().filter(|p| p.connected()) {
-            self.outgoing.send_due(peer, now, shared, progress);
+            self.outgoing
+                .send_due(peer, now, shared, progress, self.e2ee.as_mut());
         }
     }
 
@@ -426,6 +460,7 @@ impl Participant {
             received_in_window: self.incoming.received_in_window(),
             sent_in_window: self.outgoing.sent_in_window(),
             error: self.failed.clone(),
+            e2ee_failed: self.e2ee.as_ref().map_or(0, E2eeMember::failed),
             receive_errors: self
                 .subscriber
                 .as_ref()

@@ -4,6 +4,7 @@
 //! SSRC, RID, bitrate and numbering, and the MID and RID header extensions
 //! on every packet (how the SFU tells the layers apart).
 
+use crate::e2ee::E2eeMember;
 use crate::error::{rtc_err, BenchError};
 use crate::media::{payload, Generator, MediaConfig, SIMULCAST_LAYERS};
 use crate::peer::Peer;
@@ -158,13 +159,16 @@ impl Outgoing {
             .collect()
     }
 
-    /// Send every frame due by `now` on `peer` (connected), then drain it.
+    /// Send every frame due by `now` on `peer` (connected), then drain it;
+    /// in an E2EE room each payload sealed by `e2ee` (none before the
+    /// member's first epoch).
     pub fn send_due(
         &mut self,
         peer: &mut Peer,
         now: Instant,
         shared: &Shared,
         progress: &Progress,
+        mut e2ee: Option<&mut E2eeMember>,
     ) {
         // Spread the publishers over the 20 ms audio period.
         let phase = Duration::from_micros(u64::from(self.publisher) * 1_733 % 20_000);
@@ -232,10 +236,14 @@ impl Outgoing {
                         let _ =
                             header.set_extension(ext.rid_id, Bytes::from_static(rid.as_bytes()));
                     }
-                    let packet = rtp::Packet {
-                        header,
-                        payload: payload(size, i == 0, &probe),
-                    };
+                    let mut payload = payload(size, i == 0, &probe);
+                    if let Some(member) = e2ee.as_deref_mut() {
+                        let Some(sealed) = member.seal(track.kind, &payload) else {
+                            continue;
+                        };
+                        payload = sealed;
+                    }
+                    let packet = rtp::Packet { header, payload };
                     if let Err(e) = sender.write_rtp(now, packet) {
                         tracing::debug!(error = %e, "write_rtp");
                         continue;

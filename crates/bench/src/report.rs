@@ -100,6 +100,12 @@ pub struct Report {
     /// How subscriber connections received (`rtc`, or the tool's own
     /// transport: no NACKs, so loss is before retransmission).
     pub receiver: Receiver,
+    /// Whether the rooms were end-to-end encrypted (`--e2ee`).
+    pub e2ee: bool,
+    /// With `--e2ee`: payloads subscribers could not decrypt, over the
+    /// whole run (during the ramp-up, frames of an epoch a member had not
+    /// reached yet); never counted as received.
+    pub e2ee_failed: u64,
     /// Worker threads of this tool.
     pub client_threads: usize,
     /// Whether this tool started the server.
@@ -244,6 +250,14 @@ impl Report {
             (
                 "receiver (subscriber connections)",
                 format!("{:?}", self.receiver).to_lowercase(),
+            ),
+            (
+                "end-to-end encryption (payloads that did not decrypt)",
+                if self.e2ee {
+                    format!("on ({})", self.e2ee_failed)
+                } else {
+                    "off".to_owned()
+                },
             ),
             (
                 "rooms / participants / publishers / subscribers",

@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub receiver: Receiver,
     /// Print a progress line every second to stderr.
     pub progress: bool,
+    /// End-to-end encrypted rooms: every participant a member of its
+    /// room's MLS group, every payload SFrame (`crate::e2ee`).
+    pub e2ee: bool,
 }
 
 impl RunConfig {
@@ -72,6 +75,7 @@ impl RunConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ice_check_interval: None,
             receiver: Receiver::Rtc,
+            e2ee: false,
             progress: true,
         }
     }
@@ -182,10 +186,17 @@ pub fn run(config: &RunConfig, server: &Server) -> Result<Report, BenchError> {
         ice_check_interval: config.ice_check_interval,
         receiver: config.receiver,
         media: config.media.clone(),
+        e2ee: config.e2ee,
     };
     let mut per_worker: Vec<Vec<Participant>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, p) in config.plan.participants.iter().enumerate() {
-        let token = server.mint(&p.room, &p.identity, p.publishes(), p.subscribe)?;
+        let token = server.mint(
+            &p.room,
+            &p.identity,
+            p.publishes(),
+            p.subscribe,
+            config.e2ee,
+        )?;
         let list = &mut per_worker[i % threads];
         let slot = list.len();
         list.push(Participant::new(
@@ -431,6 +442,8 @@ fn build_report(
         forwarded_streams,
         media: config.media.clone(),
         receiver: config.receiver,
+        e2ee: config.e2ee,
+        e2ee_failed: outcomes.iter().map(|o| o.e2ee_failed).sum(),
         client_threads: threads,
         server_spawned: server.spawned(),
         joined: b.joined,

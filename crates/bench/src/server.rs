@@ -179,13 +179,13 @@ impl Server {
         identity: &str,
         publish: bool,
         subscribe: bool,
+        e2ee: bool,
     ) -> Result<String, BenchError> {
         crate::token::mint(
             &self.secret,
             room,
             identity,
-            publish,
-            subscribe,
+            (publish, subscribe, e2ee),
             TOKEN_TTL_SECS,
         )
     }

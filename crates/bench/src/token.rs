@@ -17,15 +17,18 @@ struct Claims<'a> {
     subscribe: bool,
     exp: u64,
     iat: u64,
+    /// An end-to-end encrypted room's token (docs/e2ee.md).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    e2ee: bool,
 }
 
-/// A token for `identity` in `room`, valid `ttl_secs` from now.
+/// A token for `identity` in `room`, valid `ttl_secs` from now; `e2ee`
+/// for a room whose calls are end-to-end encrypted.
 pub fn mint(
     secret: &str,
     room: &str,
     identity: &str,
-    publish: bool,
-    subscribe: bool,
+    (publish, subscribe, e2ee): (bool, bool, bool),
     ttl_secs: u64,
 ) -> Result<String, BenchError> {
     let iat = SystemTime::now()
@@ -39,6 +42,7 @@ pub fn mint(
         subscribe,
         exp: iat + ttl_secs,
         iat,
+        e2ee,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -52,7 +56,7 @@ pub fn mint(
 mod tests {
     #[test]
     fn is_a_three_part_jwt() {
-        let t = super::mint("s", "room", "alice", true, false, 60).expect("mint");
+        let t = super::mint("s", "room", "alice", (true, false, false), 60).expect("mint");
         assert_eq!(t.split('.').count(), 3);
     }
 }
