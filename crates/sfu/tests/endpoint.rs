@@ -752,3 +752,46 @@ fn an_ice_restart_of_the_subscriber_connection_keeps_its_media() {
         .restart_subscriber_ice(now, &net.clients[v].id.clone())
         .is_err());
 }
+
+/// Found by fuzzing (`fuzz/`, target `trickle`): a trickled candidate
+/// whose component ID is past 256 made `rtc` overflow computing its
+/// priority, a panic wherever overflow is checked. It is refused with a
+/// clear error, and the call goes on.
+#[test]
+fn a_candidate_with_a_component_id_past_256_is_refused() {
+    let (mut net, a, b) = two_clients();
+    let found =
+        "en:ZZZZZZZZZZ.lf.local 51615 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}!.0.si2.\u{6d7}teef.lf.local \
+                 00000 t.local 00000 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}m=Z.ZZZ00m\0\00\0.= host";
+    let plain = "candidate:1 51615 udp 2122260223 127.0.0.1 50000 typ host";
+    for (candidate, role) in [
+        (found, huddle_proto::PcRole::Publisher),
+        (plain, huddle_proto::PcRole::Publisher),
+        (plain, huddle_proto::PcRole::Subscriber),
+    ] {
+        let id = if role == huddle_proto::PcRole::Publisher {
+            &net.clients[a].id
+        } else {
+            &net.clients[b].id
+        };
+        let id = id.clone();
+        let result = net.endpoint.remote_candidate(
+            net.now,
+            &id,
+            role,
+            huddle_proto::IceCandidate {
+                candidate: candidate.to_owned(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+            },
+        );
+        assert!(
+            matches!(result, Err(huddle_sfu::SfuError::BadCandidate(_))),
+            "{result:?}"
+        );
+    }
+    let got = net.received(b, a, TrackKind::Audio);
+    send_audio(&mut net, a, 50);
+    assert_eq!(net.received(b, a, TrackKind::Audio) - got, 50);
+}

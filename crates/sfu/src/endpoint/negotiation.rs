@@ -131,6 +131,12 @@ impl Endpoint {
             return Ok(()); // end-of-candidates
         }
         debug!(participant = %id, ?role, candidate = %candidate.candidate, "remote candidate");
+        if !component_in_range(&candidate.candidate) {
+            // `rtc` computes a priority from it that overflows past 256.
+            return Err(SfuError::BadCandidate(
+                "the component ID must be a number from 1 to 256 (RFC 8445 §5.1.2.1)".into(),
+            ));
+        }
         if is_tcp(&candidate.candidate) {
             // The SFU never connects out (ICE lite, passive TCP only): a
             // client's TCP candidates are of no use to it.
@@ -195,8 +201,30 @@ fn is_tcp(candidate: &str) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
 }
 
+/// Whether an ICE candidate line's component ID (its second field,
+/// RFC 8839 §5.1) is one ICE allows: 1 to 256.
+fn component_in_range(candidate: &str) -> bool {
+    candidate
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .is_some_and(|c| (1..=256).contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_ids_past_256_are_refused() {
+        let line = |c: &str| format!("candidate:1 {c} udp 2122260223 198.18.0.2 5000 typ host");
+        for ok in ["1", "2", "256"] {
+            assert!(super::component_in_range(&line(ok)), "{ok}");
+        }
+        for bad in ["0", "257", "51615", "65536", "-1", "x", ""] {
+            assert!(!super::component_in_range(&line(bad)), "{bad}");
+        }
+        assert!(!super::component_in_range("candidate:1"));
+    }
+
     #[test]
     fn tcp_candidates_are_told_apart() {
         assert!(super::is_tcp(
