@@ -111,4 +111,15 @@ put("media_port", "video", step(4, vp8_key) + step(4, vp8_pid) + step(7, b"\x21"
 put("media_port", "red", step(5, red) + step(5, red[:3]) + step(5, b""))
 put("media_port", "rtcp", step(6, rr) + step(6, nack) + step(6, pli) + step(6, twcc))
 put("media_port", "mixed", step(3, opus) + step(6, nack) + step(0, b"\x80" * 12) + step(7, b"\xff"))
+# whip: [how, headers, body]: how bit 0 = WHEP, bits 1-2 the method (0
+# POST, 1 PATCH, 2 DELETE, 3 OPTIONS), bits 3-4 the path; headers bits 0-1
+# the content type, 2-3 the token (0 valid), bit 4 If-Match.
+recvonly = offer.replace(b"a=sendonly", b"a=recvonly")
+put("whip", "publish", bytes([0, 0]) + offer)
+put("whip", "publish_simulcast", bytes([0, 0]) + simulcast)
+put("whip", "view", bytes([1, 0]) + recvonly)
+put("whip", "patch", bytes([1 << 1 | 1 << 3, 1]) + patch.encode())
+put("whip", "delete", bytes([2 << 1 | 1 << 3, 0]))
+put("whip", "options", bytes([3 << 1, 0]))
+put("whip", "bad_token", bytes([0, 2 << 2]) + offer)
 print("seeds written under", os.path.join(here, "corpus"))
