@@ -760,9 +760,11 @@ fn an_ice_restart_of_the_subscriber_connection_keeps_its_media() {
 #[test]
 fn a_candidate_with_a_component_id_past_256_is_refused() {
     let (mut net, a, b) = two_clients();
-    let found =
-        "en:ZZZZZZZZZZ.lf.local 51615 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}!.0.si2.\u{6d7}teef.lf.local \
-                 00000 t.local 00000 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}m=Z.ZZZ00m\0\00\0.= host";
+    let found = concat!(
+        "en:ZZZZZZZZZZ.lf.local 51615 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}!.0.si2.\u{6d7}teef.lf.local ",
+        "00000 t.local 00000 tm=Z.ZZZZZZZ\u{6d7}o\u{6d7}m=Z.ZZZ00m\u{0}\u{0}",
+        "0\u{0}.= host"
+    );
     let plain = "candidate:1 51615 udp 2122260223 127.0.0.1 50000 typ host";
     for (candidate, role) in [
         (found, huddle_proto::PcRole::Publisher),
