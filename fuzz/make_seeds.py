@@ -93,7 +93,7 @@ def step(op, data):
     return bytes([op]) + struct.pack(">H", len(data)) + data
 
 
-stun = bytes.fromhex("000100082112a442") + os.urandom(0) + b"\x01" * 12 + bytes.fromhex("00060004") + b"ab:c"
+stun = bytes.fromhex("000100082112a442") + b"\x01" * 12 + bytes.fromhex("00060004") + b"ab:c"
 dtls = bytes([22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 1, 0, 0, 0])
 opus = bytes([0x78]) + b"\x11" * 60
 vp8_key = bytes([0x10, 0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x40, 0x01, 0xB4, 0x00]) + b"\x22" * 100
