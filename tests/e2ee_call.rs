@@ -498,12 +498,7 @@ async fn a_late_joiner_and_a_leaver_cannot_open_what_was_sent_without_them() {
     // Carol joins: a new epoch; she opens none of what came before.
     let carol = key_holder(&server, ROOM, "carol").await;
     let with_carol = agreed(&[&alice, &bob], &["alice", "bob", "carol"]).await;
-    within(10, "carol in the epoch", async {
-        while carol.epoch() != Some(with_carol.epoch) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    carol.reach(with_carol.epoch).await;
     let mark = captured.lock().expect("lock").len();
     speak(&mic, &mut source, 50, &mut spoken).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -180,6 +180,16 @@ pub async fn key_holder(
 }
 
 impl KeyHolder {
+    /// Wait (up to 10 s) until it is in `epoch`.
+    pub async fn reach(&self, epoch: u64) {
+        within(10, "the key holder in the epoch", async {
+            while self.epoch() != Some(epoch) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
     pub fn epoch(&self) -> Option<u64> {
         self.client
             .lock()
